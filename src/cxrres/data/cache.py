@@ -1,0 +1,323 @@
+"""Resolution caches: every source image decoded once, area-resized to each resolution, stored as one uint8
+array per resolution (`r{R}.npy`, shape (N, R, R)) that training memory-maps.
+
+A cache directory holds
+- `manifest.json` — the single source of truth: format, method, source fingerprint, the complete resolutions
+  and the skipped images. An array not listed there as complete is never trusted;
+- `index.csv` — row number, image name, source path (relative to the data root), source height/width, ok flag;
+- `r{R}.npy` — the arrays; rows of skipped images are zero;
+- `.work/` — only while a pass runs or after it was interrupted: partial arrays and `state.json` (how many
+  leading rows are finished). A rerun with the same sources and resolutions continues from there.
+
+Sources are fingerprinted by (name, size, mtime) of every image plus the method; a cache whose fingerprint
+differs from the current sources is rebuilt, never reused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from cxrres import __version__
+from cxrres.data.images import ImageReadError, load_resized
+from cxrres.data.layout import DataRoot, describe_missing
+from cxrres.errors import CacheError
+
+FORMAT_VERSION = 1
+METHOD = "pad-bottom-right-to-square, cv2.INTER_AREA float32, round to uint8"
+MANIFEST = "manifest.json"
+INDEX = "index.csv"
+WORK = ".work"
+STATE = "state.json"
+MIN_RESOLUTION_PX, MAX_RESOLUTION_PX = 8, 4096
+#: Seconds between two progress checkpoints (memmap flush + state.json) during a pass.
+CHECKPOINT_EVERY_S = 2.0
+
+
+def array_name(resolution_px: int) -> str:
+    """File name of the cache array for one resolution."""
+    return f"r{resolution_px}.npy"
+
+
+def write_json_atomic(path: Path, payload: dict) -> None:
+    """Write JSON to `path` through a temporary file and a rename, so readers never see half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(payload, handle, indent=2, sort_keys=True)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> dict | None:
+    """Parsed JSON of `path`, or None if it is absent or unreadable."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+
+
+def parse_resolutions(text: str | Iterable[int]) -> tuple[int, ...]:
+    """Sorted unique resolutions (px) from "64,128" or an iterable; CacheError if out of range."""
+    try:
+        values = [int(v) for v in (text.split(",") if isinstance(text, str) else text) if str(v).strip()]
+    except ValueError:
+        raise CacheError(f"resolutions must be comma-separated integers, got {text!r}") from None
+    if not values:
+        raise CacheError("no resolution given")
+    bad = [v for v in values if not MIN_RESOLUTION_PX <= v <= MAX_RESOLUTION_PX]
+    if bad:
+        raise CacheError(f"resolution {bad[0]} px out of range [{MIN_RESOLUTION_PX}, {MAX_RESOLUTION_PX}]")
+    return tuple(sorted(set(values)))
+
+
+@dataclass(frozen=True)
+class Sources:
+    """The images a cache is built from, in cache row order, and their fingerprint."""
+
+    root: Path
+    names: list[str]
+    paths: list[Path]
+    missing: list[str]
+    fingerprint: str
+
+    @classmethod
+    def scan(cls, data: DataRoot) -> "Sources":
+        """Images listed in Data_Entry (or all on disk if there is none) that exist, sorted by name."""
+        listed = sorted(data.data_entry.index) if data.has_data_entry else sorted(data.images)
+        paths, missing = data.locate(listed)
+        names = [p.name for p in paths]
+        digest = hashlib.sha256(f"format={FORMAT_VERSION};method={METHOD}\n".encode())
+        for name, path in zip(names, paths):
+            stat = path.stat()
+            digest.update(f"{name}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
+        return cls(data.root, names, paths, missing, digest.hexdigest())
+
+
+@dataclass
+class PrepareReport:
+    """What a `prepare_cache` call did."""
+
+    cache_dir: Path
+    n_images: int
+    resolutions_px: tuple[int, ...]
+    built_px: tuple[int, ...]
+    reused_px: tuple[int, ...]
+    resumed_from: int
+    skipped: list[dict] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def _decode(task: tuple[int, str, tuple[int, ...]]) -> tuple[int, dict[int, np.ndarray] | None, tuple[int, int], str]:
+    """Worker: (row, path, resolutions) -> (row, arrays or None, source (h, w), error message)."""
+    row, path, resolutions = task
+    try:
+        arrays, shape = load_resized(path, resolutions)
+        return row, arrays, shape, ""
+    except ImageReadError as exc:
+        return row, None, (0, 0), str(exc)
+
+
+def _init_worker() -> None:
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
+def _results(tasks: list[tuple[int, str, tuple[int, ...]]], workers: int) -> Iterator[tuple]:
+    """Decode tasks in order, in `workers` processes (in-process for 1)."""
+    if workers <= 1 or len(tasks) <= 1:
+        yield from map(_decode, tasks)
+        return
+    with multiprocessing.get_context("fork").Pool(workers, initializer=_init_worker) as pool:
+        yield from pool.imap(_decode, tasks, chunksize=4)
+
+
+def _start_or_resume(work: Path, sources: Sources, todo: tuple[int, ...]) -> dict:
+    """The state of the pass in `work`: resumed if it matches sources and resolutions, else a fresh one."""
+    state = read_json(work / STATE)
+    wanted = {"fingerprint": sources.fingerprint, "resolutions_px": list(todo), "n_images": len(sources.names)}
+    arrays_ok = state is not None and all((work / array_name(r)).is_file() for r in todo)
+    if state is not None and arrays_ok and all(state.get(k) == v for k, v in wanted.items()):
+        return state
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    n = len(sources.names)
+    for r in todo:
+        np.lib.format.open_memmap(work / array_name(r), mode="w+", dtype=np.uint8, shape=(n, r, r)).flush()
+    np.lib.format.open_memmap(work / "source_hw.npy", mode="w+", dtype=np.int32, shape=(n, 2)).flush()
+    state = {**wanted, "done": 0, "skipped": []}
+    write_json_atomic(work / STATE, state)
+    return state
+
+
+def prepare_cache(
+    data_dir: str | Path,
+    resolutions_px: Iterable[int],
+    cache_dir: str | Path | None = None,
+    workers: int | None = None,
+    skip_bad: bool = False,
+    progress: bool = True,
+) -> PrepareReport:
+    """Build (or resume, or reuse) the resolution caches of the images under `data_dir`; see the module docstring."""
+    started = time.perf_counter()
+    data = DataRoot.at(data_dir)
+    resolutions = parse_resolutions(resolutions_px)
+    cache = Path(cache_dir).expanduser().resolve() if cache_dir else data.root / "cxrres-cache"
+    sources = Sources.scan(data)
+    if not sources.names:
+        raise CacheError(f"{data.root}: no images found (looked in images/ and images_*/images/)")
+    if sources.missing:
+        tqdm.write(f"warning: {describe_missing(sources.missing, len(sources.missing) + len(sources.names))}; caching the {len(sources.names):,} present")
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CacheError(f"{cache}: cannot create cache directory ({exc.strerror}); choose another with --cache") from None
+    manifest = read_json(cache / MANIFEST)
+    if manifest and manifest.get("fingerprint") == sources.fingerprint and manifest.get("format") == FORMAT_VERSION:
+        complete = {int(r) for r in manifest.get("resolutions_px", {})}
+    else:
+        manifest, complete = None, set()
+    todo = tuple(r for r in resolutions if r not in complete)
+    reused = tuple(r for r in resolutions if r in complete)
+    report = PrepareReport(cache, len(sources.names), resolutions, todo, reused, 0, missing=sources.missing)
+    if not todo:
+        report.skipped = manifest.get("skipped", []) if manifest else []
+        report.seconds = time.perf_counter() - started
+        return report
+
+    work = cache / WORK
+    state = _start_or_resume(work, sources, todo)
+    report.resumed_from = state["done"]
+    arrays = {r: np.load(work / array_name(r), mmap_mode="r+") for r in todo}
+    source_hw = np.load(work / "source_hw.npy", mmap_mode="r+")
+    n = len(sources.names)
+    tasks = [(i, str(sources.paths[i]), todo) for i in range(state["done"], n)]
+    n_workers = max(1, workers if workers is not None else (os.cpu_count() or 1))
+
+    def checkpoint(done: int) -> None:
+        for array in arrays.values():
+            array.flush()
+        source_hw.flush()
+        state["done"] = done
+        write_json_atomic(work / STATE, state)
+
+    last = time.monotonic()
+    bar = tqdm(total=n, initial=state["done"], unit="img", desc=f"prepare {','.join(map(str, todo))} px", disable=not progress)
+    try:
+        for row, resized, shape, error in _results(tasks, n_workers):
+            if resized is None:
+                if not skip_bad:
+                    checkpoint(row)
+                    raise CacheError(f"{error} (use --skip-bad to skip it and list it in the manifest)")
+                state["skipped"].append({"image": sources.names[row], "error": error})
+                tqdm.write(f"skipped: {error}")
+            else:
+                for r, image in resized.items():
+                    arrays[r][row] = image
+                source_hw[row] = shape
+            bar.update(1)
+            if time.monotonic() - last > CHECKPOINT_EVERY_S:
+                checkpoint(row + 1)
+                last = time.monotonic()
+        checkpoint(n)
+    finally:
+        bar.close()
+    _finish(cache, work, sources, todo, manifest, state, np.asarray(source_hw))
+    del arrays, source_hw
+    shutil.rmtree(work, ignore_errors=True)
+    report.skipped = state["skipped"]
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _finish(cache: Path, work: Path, sources: Sources, todo: tuple[int, ...], manifest: dict | None, state: dict, source_hw: np.ndarray) -> None:
+    """Move the finished arrays into place and publish the manifest (invalidate first, then rename, then publish)."""
+    kept = dict(manifest["resolutions_px"]) if manifest else {}
+    for r in todo:
+        kept.pop(str(r), None)
+    payload = {
+        "format": FORMAT_VERSION,
+        "cxrres_version": __version__,
+        "method": METHOD,
+        "fingerprint": sources.fingerprint,
+        "data_root": str(sources.root),
+        "n_images": len(sources.names),
+        "n_missing": len(sources.missing),
+        "resolutions_px": kept,
+        "skipped": state["skipped"],
+        "index": INDEX,
+    }
+    write_json_atomic(cache / MANIFEST, payload)  # stale arrays of `todo` are no longer trusted from here on
+    skipped = {s["image"] for s in state["skipped"]}
+    index = pd.DataFrame(
+        {
+            "row": np.arange(len(sources.names)),
+            "image": sources.names,
+            "source": [os.path.relpath(p, sources.root) for p in sources.paths],
+            "source_height_px": source_hw[:, 0],
+            "source_width_px": source_hw[:, 1],
+            "ok": [name not in skipped for name in sources.names],
+        }
+    )
+    tmp_index = cache / (INDEX + ".tmp")
+    index.to_csv(tmp_index, index=False)
+    os.replace(tmp_index, cache / INDEX)
+    for r in todo:
+        os.replace(work / array_name(r), cache / array_name(r))
+        payload["resolutions_px"][str(r)] = {"file": array_name(r), "shape": [len(sources.names), r, r], "dtype": "uint8"}
+    if manifest is None:  # sources changed: arrays of resolutions not rebuilt now are stale
+        for stale in cache.glob("r*.npy"):
+            if stale.name not in {array_name(r) for r in todo}:
+                stale.unlink()
+    payload["completed_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    write_json_atomic(cache / MANIFEST, payload)
+
+
+@dataclass(frozen=True)
+class ResolutionCache:
+    """One complete resolution of a cache: a read-only memory map and the row of each image."""
+
+    cache_dir: Path
+    resolution_px: int
+    rows: dict[str, int]
+    source_size_px: dict[str, int]
+
+    @classmethod
+    def open(cls, cache_dir: str | Path, resolution_px: int) -> "ResolutionCache":
+        """Open a complete resolution; CacheError (naming the directory) if it is absent or incomplete."""
+        cache_dir = Path(cache_dir)
+        manifest = read_json(cache_dir / MANIFEST)
+        if manifest is None:
+            raise CacheError(f"{cache_dir}: no complete cache here (manifest.json missing); run `cxrres prepare`")
+        if str(resolution_px) not in manifest.get("resolutions_px", {}):
+            have = ", ".join(sorted(manifest.get("resolutions_px", {}), key=int)) or "none"
+            raise CacheError(f"{cache_dir}: resolution {resolution_px} px not prepared (complete: {have}); run `cxrres prepare --resolutions {resolution_px}`")
+        index = pd.read_csv(cache_dir / INDEX)
+        ok = index[index["ok"]]
+        side = np.maximum(ok["source_height_px"], ok["source_width_px"]).astype(int)
+        return cls(cache_dir, resolution_px, dict(zip(ok["image"], ok["row"].astype(int))), dict(zip(ok["image"], side)))
+
+    def array(self) -> np.ndarray:
+        """The (N, R, R) uint8 array, memory-mapped read-only (cheap; call once per process)."""
+        return np.load(self.cache_dir / array_name(self.resolution_px), mmap_mode="r")
+
+    def rows_of(self, names: list[str]) -> np.ndarray:
+        """Cache rows of `names`; CacheError listing those not in the cache (missing or skipped)."""
+        absent = [n for n in names if n not in self.rows]
+        if absent:
+            raise CacheError(f"{self.cache_dir}: {len(absent):,} images not in the cache (missing or skipped; first: {', '.join(absent[:5])})")
+        return np.asarray([self.rows[n] for n in names], np.int64)

@@ -1,0 +1,64 @@
+"""PyTorch Dataset over a resolution cache, and the grey -> normalised 3-channel step that runs on the device."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from cxrres.data.cache import ResolutionCache
+from cxrres.errors import CxrresError
+
+#: torchvision's ImageNet statistics (RGB), for inputs scaled to [0, 1].
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+
+class CacheDataset(Dataset):
+    """Images of one split part from a memory-mapped cache: item i = (uint8 tensor (1, R, R), float32 labels (C,)).
+
+    The memory map is opened lazily in each process (so DataLoader workers do not share file handles) and rows
+    are copied out, so a batch never pins the map.
+    """
+
+    def __init__(self, cache: ResolutionCache, images: list[str], labels: np.ndarray) -> None:
+        labels = np.asarray(labels)
+        if labels.ndim != 2 or labels.shape[0] != len(images):
+            raise CxrresError(f"labels of shape {labels.shape} do not match {len(images)} images")
+        self.cache = cache
+        self.images = list(images)
+        self.rows = cache.rows_of(self.images)
+        self.labels = torch.as_tensor(labels, dtype=torch.float32)
+        self._array: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._array is None:
+            self._array = self.cache.array()
+        image = torch.from_numpy(np.array(self._array[self.rows[index]], copy=True))
+        return image.unsqueeze(0), self.labels[index]
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_array"] = None
+        return state
+
+
+def to_network_input(
+    batch_uint8: torch.Tensor,
+    mean: tuple[float, ...] = IMAGENET_MEAN,
+    std: tuple[float, ...] = IMAGENET_STD,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """(B, 1, R, R) uint8 grey -> (B, 3, R, R) float: grey/255 repeated to 3 channels, ImageNet-normalised.
+
+    Runs wherever `batch_uint8` lives (CPU or GPU), in one fused multiply-add per channel.
+    """
+    if batch_uint8.ndim != 4 or batch_uint8.shape[1] != 1:
+        raise ValueError(f"expected a (B, 1, R, R) batch, got shape {tuple(batch_uint8.shape)}")
+    device = batch_uint8.device
+    scale = torch.tensor([1.0 / (255.0 * s) for s in std], device=device, dtype=torch.float32).view(1, -1, 1, 1)
+    shift = torch.tensor([m / s for m, s in zip(mean, std)], device=device, dtype=torch.float32).view(1, -1, 1, 1)
+    return (batch_uint8.to(torch.float32) * scale - shift).to(dtype)

@@ -1,0 +1,119 @@
+"""Where things are in a ChestX-ray14-style data root (NIH flat layout or Kaggle's `images_0XX/images/`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import pandas as pd
+
+from cxrres.data.metadata import read_bbox_list, read_data_entry, read_image_list
+from cxrres.errors import CxrresError, MissingImagesError
+
+DATA_ENTRY_NAMES = ("Data_Entry_2017_v2020.csv", "Data_Entry_2017.csv")
+BBOX_NAME = "BBox_List_2017.csv"
+TRAIN_VAL_NAME = "train_val_list.txt"
+TEST_NAME = "test_list.txt"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm")
+
+
+def find_images(root: str | Path) -> dict[str, Path]:
+    """Map image name -> path for `root/images/*` (NIH) and `root/images_*/images/*` (Kaggle) together.
+
+    A name found twice is an error (the two layouts must not both hold the same image).
+    """
+    root = Path(root)
+    folders = [root / "images"] + sorted(p / "images" for p in root.glob("images_*") if p.is_dir())
+    found: dict[str, Path] = {}
+    for folder in folders:
+        if not folder.is_dir():
+            continue
+        for path in folder.iterdir():
+            if path.suffix.lower() not in IMAGE_SUFFIXES or not path.is_file():
+                continue
+            if path.name in found:
+                raise CxrresError(f"{path}: image {path.name} also found at {found[path.name]}")
+            found[path.name] = path
+    return found
+
+
+def describe_missing(missing: list[str], total: int, show: int = 5) -> str:
+    """One line: how many of `total` listed images are missing, and the first few names."""
+    first = ", ".join(missing[:show]) + (", ..." if len(missing) > show else "")
+    return f"{len(missing):,} of {total:,} listed images are missing on disk (first: {first})"
+
+
+@dataclass(frozen=True)
+class DataRoot:
+    """A ChestX-ray14-style data directory: metadata files at the top, images in either layout."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        if not self.root.is_dir():
+            raise CxrresError(f"{self.root}: data directory not found")
+
+    @classmethod
+    def at(cls, root: str | Path) -> "DataRoot":
+        """Open the data root at `root` (checks it exists)."""
+        return cls(Path(root).expanduser().resolve())
+
+    def file(self, name: str) -> Path:
+        """Path of a metadata file at the root; an error naming it if absent."""
+        path = self.root / name
+        if not path.is_file():
+            raise CxrresError(f"{path}: required file not found in the data directory")
+        return path
+
+    @property
+    def has_data_entry(self) -> bool:
+        """Whether a Data_Entry file is present."""
+        return any((self.root / name).is_file() for name in DATA_ENTRY_NAMES)
+
+    @cached_property
+    def data_entry_path(self) -> Path:
+        """Data_Entry_2017_v2020.csv if present, else Data_Entry_2017.csv."""
+        for name in DATA_ENTRY_NAMES:
+            if (self.root / name).is_file():
+                return self.root / name
+        raise CxrresError(f"{self.root}: neither {' nor '.join(DATA_ENTRY_NAMES)} found in the data directory")
+
+    @cached_property
+    def data_entry(self) -> pd.DataFrame:
+        """The parsed Data_Entry file (see `read_data_entry`)."""
+        return read_data_entry(self.data_entry_path)
+
+    @cached_property
+    def boxes(self) -> pd.DataFrame:
+        """The parsed BBox_List_2017.csv (see `read_bbox_list`)."""
+        return read_bbox_list(self.file(BBOX_NAME))
+
+    @cached_property
+    def train_val_list(self) -> list[str]:
+        """Names in the official train_val_list.txt."""
+        return read_image_list(self.file(TRAIN_VAL_NAME))
+
+    @cached_property
+    def test_list(self) -> list[str]:
+        """Names in the official test_list.txt."""
+        return read_image_list(self.file(TEST_NAME))
+
+    @cached_property
+    def images(self) -> dict[str, Path]:
+        """Image name -> path for every image file on disk (either layout)."""
+        return find_images(self.root)
+
+    def locate(self, names: list[str]) -> tuple[list[Path], list[str]]:
+        """Paths of the `names` found on disk (in order) and the names that are missing."""
+        images = self.images
+        found = [images[name] for name in names if name in images]
+        missing = [name for name in names if name not in images]
+        return found, missing
+
+    def require_images(self, names: list[str]) -> list[Path]:
+        """Paths of all `names`; MissingImagesError (count + first names) if any is absent."""
+        found, missing = self.locate(names)
+        if missing:
+            raise MissingImagesError(f"{self.root}: {describe_missing(missing, len(names))}")
+        return found

@@ -1,0 +1,266 @@
+"""Readers for the official ChestX-ray14 metadata files, with strict validation.
+
+Every reader returns plain pandas/numpy objects and raises `DataFormatError` naming the file, the 1-based
+line and the problem for anything malformed: wrong header, wrong field count (e.g. a truncated file),
+unknown label, bad number, duplicate image.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import re
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+
+from cxrres.data.labels import CHEXNET_TO_CLASSES, CLASS_INDEX, CLASSES, NO_FINDING, canonical_label
+from cxrres.errors import DataFormatError
+
+#: The fields of Data_Entry_2017(_v2020).csv's header as the csv module splits them.
+DATA_ENTRY_HEADER: tuple[str, ...] = (
+    "Image Index",
+    "Finding Labels",
+    "Follow-up #",
+    "Patient ID",
+    "Patient Age",
+    "Patient Gender",
+    "View Position",
+    "OriginalImage[Width",
+    "Height]",
+    "OriginalImagePixelSpacing[x",
+    "y]",
+)
+#: BBox_List_2017.csv: a 9-field header (three trailing empty) over 6-field rows.
+BBOX_HEADER: tuple[str, ...] = ("Image Index", "Finding Label", "Bbox [x", "y", "w", "h]")
+
+_IMAGE_NAME = re.compile(r"^[^\s/\\]+\.(png|jpg|jpeg|dcm)$", re.IGNORECASE)
+_NIH_NAME = re.compile(r"^(\d{8})_(\d{3})\.png$")
+_AGE = re.compile(r"^(\d{1,3})Y?$")
+
+
+def _open_text(path: Path) -> io.TextIOBase:
+    """Open a text file, transparently gunzipping `*.gz`."""
+    if path.suffix == ".gz":
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
+    return open(path, encoding="utf-8", newline="")
+
+
+def _rows(path: Path) -> Iterator[tuple[int, list[str]]]:
+    """Yield (1-based line number, fields) of a CSV file, skipping blank lines."""
+    try:
+        with _open_text(path) as handle:
+            reader = csv.reader(handle)
+            for fields in reader:
+                if fields and any(f.strip() for f in fields):
+                    yield reader.line_num, fields
+    except FileNotFoundError:
+        raise DataFormatError(path, "file not found") from None
+    except (UnicodeDecodeError, csv.Error, OSError, EOFError) as exc:
+        raise DataFormatError(path, f"cannot read: {exc}") from None
+
+
+def _check_image_name(path: Path, line: int, name: str) -> str:
+    if not _IMAGE_NAME.match(name):
+        raise DataFormatError(path, f"not an image file name: {name!r}", line)
+    return name
+
+
+def _int(path: Path, line: int, column: str, text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise DataFormatError(path, f"column {column!r}: not an integer: {text!r}", line) from None
+
+
+def _float(path: Path, line: int, column: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise DataFormatError(path, f"column {column!r}: not a number: {text!r}", line) from None
+    if not np.isfinite(value):
+        raise DataFormatError(path, f"column {column!r}: not a finite number: {text!r}", line)
+    return value
+
+
+def _check_unique(path: Path, names: list[str], lines: list[int]) -> None:
+    seen: dict[str, int] = {}
+    for name, line in zip(names, lines):
+        if name in seen:
+            raise DataFormatError(path, f"duplicate image {name} (first on line {seen[name]})", line)
+        seen[name] = line
+
+
+def parse_finding_labels(text: str) -> list[str] | None:
+    """Split a `Finding Labels` cell ("A|B" or "No Finding") into CLASSES names; None if a label is unknown."""
+    if text == NO_FINDING:
+        return []
+    labels = [canonical_label(part) for part in text.split("|")]
+    return None if any(label is None for label in labels) else labels  # type: ignore[return-value]
+
+
+def read_data_entry(path: str | Path) -> pd.DataFrame:
+    """Read Data_Entry_2017.csv (trailing empty column) or Data_Entry_2017_v2020.csv.
+
+    Returns one row per image, indexed by image name, with columns `patient_id`, `follow_up`, `age`, `sex`,
+    `view`, `width_px`, `height_px`, `spacing_mm_x`, `spacing_mm_y`, and one 0/1 uint8 column per class in
+    CLASSES order.
+    """
+    path = Path(path)
+    rows = _rows(path)
+    first = next(rows, None)
+    if first is None:
+        raise DataFormatError(path, "file is empty")
+    line, header = first
+    if header and header[-1] == "":
+        header = header[:-1]
+    if tuple(h.strip() for h in header) != DATA_ENTRY_HEADER:
+        raise DataFormatError(path, f"unexpected header {','.join(header)!r}; expected {','.join(DATA_ENTRY_HEADER)!r}", line)
+    names: list[str] = []
+    lines: list[int] = []
+    records: list[tuple] = []
+    label_rows: list[int] = []
+    label_cols: list[int] = []
+    width = len(DATA_ENTRY_HEADER)
+    for line, fields in rows:
+        if len(fields) == width + 1 and fields[-1] == "":
+            fields = fields[:-1]
+        if len(fields) != width:
+            raise DataFormatError(path, f"expected {width} fields, found {len(fields)} (truncated or malformed row)", line)
+        name = _check_image_name(path, line, fields[0])
+        found = parse_finding_labels(fields[1])
+        if found is None:
+            raise DataFormatError(path, f"unknown finding label in {fields[1]!r}", line)
+        label_rows.extend([len(names)] * len(found))
+        label_cols.extend(CLASS_INDEX[label] for label in found)
+        age = _AGE.match(fields[4].strip())
+        if age is None:
+            raise DataFormatError(path, f"column 'Patient Age': not an age: {fields[4]!r}", line)
+        records.append(
+            (
+                _int(path, line, "Patient ID", fields[3]),
+                _int(path, line, "Follow-up #", fields[2]),
+                int(age.group(1)),
+                fields[5],
+                fields[6],
+                _int(path, line, "OriginalImage[Width", fields[7]),
+                _int(path, line, "Height]", fields[8]),
+                _float(path, line, "OriginalImagePixelSpacing[x", fields[9]),
+                _float(path, line, "y]", fields[10]),
+            )
+        )
+        names.append(name)
+        lines.append(line)
+    if not names:
+        raise DataFormatError(path, "no data rows")
+    _check_unique(path, names, lines)
+    columns = ["patient_id", "follow_up", "age", "sex", "view", "width_px", "height_px", "spacing_mm_x", "spacing_mm_y"]
+    frame = pd.DataFrame.from_records(records, columns=columns, index=pd.Index(names, name="image"))
+    labels = np.zeros((len(names), len(CLASSES)), np.uint8)
+    labels[label_rows, label_cols] = 1
+    label_frame = pd.DataFrame(labels, columns=list(CLASSES), index=frame.index)
+    return pd.concat([frame, label_frame], axis=1)
+
+
+def read_bbox_list(path: str | Path) -> pd.DataFrame:
+    """Read BBox_List_2017.csv: columns `image`, `label` (CLASSES spelling), `x`, `y`, `w`, `h` (px at 1024)."""
+    path = Path(path)
+    rows = _rows(path)
+    first = next(rows, None)
+    if first is None:
+        raise DataFormatError(path, "file is empty")
+    line, header = first
+    while header and header[-1] == "":
+        header = header[:-1]
+    if tuple(h.strip() for h in header) != BBOX_HEADER:
+        raise DataFormatError(path, f"unexpected header {','.join(header)!r}; expected {','.join(BBOX_HEADER)!r}", line)
+    records: list[tuple] = []
+    for line, fields in rows:
+        while len(fields) > 6 and fields[-1] == "":
+            fields = fields[:-1]
+        if len(fields) != 6:
+            raise DataFormatError(path, f"expected 6 fields, found {len(fields)} (truncated or malformed row)", line)
+        name = _check_image_name(path, line, fields[0])
+        label = canonical_label(fields[1])
+        if label is None:
+            raise DataFormatError(path, f"unknown finding label {fields[1]!r}", line)
+        x, y, w, h = (_float(path, line, col, text) for col, text in zip("xywh", fields[2:]))
+        if w <= 0 or h <= 0:
+            raise DataFormatError(path, f"box has non-positive size w={w}, h={h}", line)
+        records.append((name, label, x, y, w, h))
+    if not records:
+        raise DataFormatError(path, "no data rows")
+    return pd.DataFrame.from_records(records, columns=["image", "label", "x", "y", "w", "h"])
+
+
+def _text_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
+    """Yield (1-based line number, whitespace-separated fields) of a text file, skipping blank lines."""
+    try:
+        with _open_text(path) as handle:
+            for line, text in enumerate(handle, start=1):
+                fields = text.split()
+                if fields:
+                    yield line, fields
+    except FileNotFoundError:
+        raise DataFormatError(path, "file not found") from None
+    except (UnicodeDecodeError, OSError, EOFError) as exc:
+        raise DataFormatError(path, f"cannot read: {exc}") from None
+
+
+def read_image_list(path: str | Path) -> list[str]:
+    """Read train_val_list.txt / test_list.txt: one image name per line (final newline optional)."""
+    path = Path(path)
+    names: list[str] = []
+    lines: list[int] = []
+    for line, fields in _text_rows(path):
+        if len(fields) != 1:
+            raise DataFormatError(path, f"expected one image name per line, found {' '.join(fields)!r}", line)
+        names.append(_check_image_name(path, line, fields[0]))
+        lines.append(line)
+    if not names:
+        raise DataFormatError(path, "no image names")
+    _check_unique(path, names, lines)
+    return names
+
+
+def read_split_file(path: str | Path) -> tuple[list[str], np.ndarray | None]:
+    """Read a split file: `name` + 14 0/1 labels in CheXNet column order per line, or names only.
+
+    Returns the names and a (N, 14) uint8 label matrix in CLASSES order, or None when the file has names only.
+    """
+    path = Path(path)
+    names: list[str] = []
+    lines: list[int] = []
+    labels: list[list[int]] = []
+    n_fields: int | None = None
+    for line, fields in _text_rows(path):
+        if n_fields is None:
+            n_fields = len(fields)
+            if n_fields not in (1, 1 + len(CLASSES)):
+                raise DataFormatError(path, f"expected a name and {len(CLASSES)} labels (or a name only), found {n_fields} fields", line)
+        elif len(fields) != n_fields:
+            raise DataFormatError(path, f"expected {n_fields} fields, found {len(fields)} (truncated or malformed row)", line)
+        names.append(_check_image_name(path, line, fields[0]))
+        lines.append(line)
+        if n_fields > 1:
+            if any(value not in ("0", "1") for value in fields[1:]):
+                raise DataFormatError(path, f"labels must be 0 or 1, found {' '.join(fields[1:])!r}", line)
+            labels.append([int(value) for value in fields[1:]])
+    if not names:
+        raise DataFormatError(path, "no image names")
+    _check_unique(path, names, lines)
+    if not labels:
+        return names, None
+    chexnet = np.asarray(labels, np.uint8)
+    ours = np.zeros_like(chexnet)
+    ours[:, list(CHEXNET_TO_CLASSES)] = chexnet
+    return names, ours
+
+
+def patient_from_name(name: str) -> int | None:
+    """Patient ID encoded in an NIH image name (`00000013_005.png` -> 13), or None for other names."""
+    match = _NIH_NAME.match(name)
+    return int(match.group(1)) if match else None

@@ -1,0 +1,40 @@
+"""Summaries of a data set under a split: class counts per part and the official boxes of the test part."""
+
+from __future__ import annotations
+
+import math
+
+from cxrres.data.labels import BOX_CLASSES, CLASSES
+from cxrres.data.layout import DataRoot
+from cxrres.data.splits import PARTS, Split, boxes_in_part
+
+
+def describe_split(root: DataRoot, split: Split) -> dict:
+    """The `cxrres describe --json` object: image and class counts per part, box count and mean area (px² at 1024)."""
+    images = {part: int((split.frame["part"] == part).sum()) for part in PARTS}
+    counts = split.frame.groupby("part")[list(CLASSES)].sum()
+    classes = {name: {part: int(counts.loc[part, name]) if part in counts.index else 0 for part in PARTS} for name in CLASSES}
+    boxes = boxes_in_part(root, split, "test")
+    areas = (boxes["w"] * boxes["h"]).groupby(boxes["label"])
+    box_summary = {}
+    for name in BOX_CLASSES:
+        n = int((boxes["label"] == name).sum())
+        box_summary[name] = {"count": n, "mean_area_px2": round(float(areas.mean()[name]), 1) if n else None}
+    return {"split": split.name, "images": images, "classes": classes, "boxes": box_summary}
+
+
+def format_summary(summary: dict) -> str:
+    """Plain-text tables of a `describe_split` result."""
+    images = summary["images"]
+    lines = [f"split {summary['split']}: " + ", ".join(f"{part} {images[part]:,}" for part in PARTS) + " images", ""]
+    lines.append(f"{'class':<20}" + "".join(f"{part:>9}{'%':>7}" for part in PARTS))
+    for name, per_part in summary["classes"].items():
+        cells = "".join(f"{per_part[p]:>9,}{100 * per_part[p] / max(images[p], 1):>6.1f}%" for p in PARTS)
+        lines.append(f"{name:<20}{cells}")
+    lines += ["", f"official boxes in the test part ({sum(b['count'] for b in summary['boxes'].values())}):",
+              f"{'class':<20}{'boxes':>7}{'mean area px² @1024':>22}{'≈ side px':>11}"]
+    for name, box in sorted(summary["boxes"].items(), key=lambda kv: kv[1]["mean_area_px2"] or 0):
+        area = box["mean_area_px2"]
+        area_text = f"{area:>22,.0f}{math.sqrt(area):>11.0f}" if area else f"{'-':>22}{'-':>11}"
+        lines.append(f"{name:<20}{box['count']:>7}{area_text}")
+    return "\n".join(lines)
