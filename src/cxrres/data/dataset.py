@@ -28,7 +28,7 @@ class CacheDataset(Dataset):
         self.cache = cache
         self.images = list(images)
         self.rows = cache.rows_of(self.images)
-        self.labels = torch.as_tensor(labels, dtype=torch.float32)
+        self.labels = torch.tensor(labels, dtype=torch.float32)
         self._array: np.ndarray | None = None
 
     def __len__(self) -> int:

@@ -67,7 +67,8 @@ def _patients(root: DataRoot, names: list[str], require_entry: bool) -> np.ndarr
         entry = root.data_entry
         unknown = [n for n in names if n not in entry.index]
         if unknown:
-            raise SplitError(f"{root.data_entry_path}: {len(unknown):,} split images are not in this file (first: {', '.join(unknown[:5])})")
+            raise SplitError(f"{root.data_entry_path}: {len(unknown):,} split images are not in this file (first: {', '.join(unknown[:5])}); "
+                             "for a data set other than ChestX-ray14, give its split with --split-dir")
         return entry.loc[names, "patient_id"].to_numpy(np.int64)
     patients = [patient_from_name(n) for n in names]
     bad = [n for n, p in zip(names, patients) if p is None]

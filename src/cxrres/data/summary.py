@@ -33,7 +33,7 @@ def format_summary(summary: dict) -> str:
         lines.append(f"{name:<20}{cells}")
     lines += ["", f"official boxes in the test part ({sum(b['count'] for b in summary['boxes'].values())}):",
               f"{'class':<20}{'boxes':>7}{'mean area px² @1024':>22}{'≈ side px':>11}"]
-    for name, box in sorted(summary["boxes"].items(), key=lambda kv: kv[1]["mean_area_px2"] or 0):
+    for name, box in sorted(summary["boxes"].items(), key=lambda kv: (kv[1]["mean_area_px2"] is None, kv[1]["mean_area_px2"] or 0)):
         area = box["mean_area_px2"]
         area_text = f"{area:>22,.0f}{math.sqrt(area):>11.0f}" if area else f"{'-':>22}{'-':>11}"
         lines.append(f"{name:<20}{box['count']:>7}{area_text}")

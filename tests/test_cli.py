@@ -1,0 +1,70 @@
+"""The command line: help texts, the describe JSON contract, one-line errors with a non-zero exit."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cxrres.cli import build_parser, main
+from cxrres.data import BOX_CLASSES, CLASSES
+
+from conftest import MINI
+
+
+def test_every_command_has_help(capsys: pytest.CaptureFixture) -> None:
+    for argv in (["--help"], ["describe", "--help"], ["prepare", "--help"]):
+        with pytest.raises(SystemExit) as info:
+            build_parser().parse_args(argv)
+        assert info.value.code == 0
+    assert "--skip-bad" in capsys.readouterr().out
+
+
+def test_describe_json_is_one_object_with_the_contract(capsys: pytest.CaptureFixture) -> None:
+    assert main(["describe", "--data", str(MINI), "--split-dir", str(MINI / "splits"), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert set(summary) == {"split", "images", "classes", "boxes"}
+    assert summary["split"] == "chexnet"
+    assert summary["images"] == {"train": 5, "val": 3, "test": 6}
+    assert list(summary["classes"]) == list(CLASSES)
+    assert summary["classes"]["Nodule"] == {"train": 1, "val": 1, "test": 1}
+    assert list(summary["boxes"]) == list(BOX_CLASSES)
+    assert summary["boxes"]["Nodule"] == {"count": 2, "mean_area_px2": 2512.0}
+    assert summary["boxes"]["Mass"] == {"count": 0, "mean_area_px2": None}
+
+
+def test_describe_text(capsys: pytest.CaptureFixture) -> None:
+    assert main(["describe", "--data", str(MINI), "--split", "official", "--val-fraction", "0.3"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("split official: train 4, val 4, test 6 images")
+    assert "Pleural_Thickening" in out and "official boxes in the test part (5)" in out
+
+
+def test_bad_input_is_one_line_and_non_zero(mini: Path) -> None:
+    entry = mini / "Data_Entry_2017.csv"
+    entry.write_text(entry.read_text()[:-40])
+    result = subprocess.run([sys.executable, "-m", "cxrres.cli", "describe", "--data", str(mini), "--split", "official"],
+                            capture_output=True, text=True)
+    assert result.returncode == 1 and result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith(f"cxrres describe: error: {entry}:15: expected 11 fields")
+
+
+def test_prepare_command(mini: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    argv = ["prepare", "--data", str(mini), "--cache", str(tmp_path / "c"), "--resolutions", "8,16", "--workers", "1", "--quiet"]
+    assert main(argv) == 0
+    assert "14 images; built 8,16 px, reused none px" in capsys.readouterr().out
+    assert main(argv) == 0
+    assert "built none px, reused 8,16 px" in capsys.readouterr().out
+    (mini / "images" / "00000008_000.png").write_bytes(b"broken")
+    assert main(argv + ["--resolutions", "8"]) == 1
+    assert "00000008_000.png: cannot decode image" in capsys.readouterr().err
+
+
+def test_missing_data_dir(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["describe", "--data", str(tmp_path / "nowhere")]) == 1
+    assert "data directory not found" in capsys.readouterr().err
