@@ -52,6 +52,16 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_synth(args: argparse.Namespace) -> int:
+    """Write a phantom data set in the NIH layout."""
+    from cxrres.synthetic import synthesize
+
+    counts = synthesize(args.out, args.images, args.patients, args.size, args.seed, args.workers, progress=not args.quiet)
+    print(f"phantom {args.out}: {counts['images']:,} images of {counts['size_px']} px from {counts['patients']:,} patients, "
+          f"{counts['boxes']:,} boxes in the test part")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(
@@ -85,6 +95,21 @@ def build_parser() -> argparse.ArgumentParser:
                          help="skip unreadable or truncated images and list them in the manifest instead of stopping")
     prepare.add_argument("--quiet", action="store_true", help="no progress bar")
     prepare.set_defaults(func=cmd_prepare)
+
+    synth = sub.add_parser("synth", help="write a synthetic ChestX-ray14 (the phantom) in the NIH layout",
+                           description="Write a phantom data set: chest-like PNGs under OUT/images/, Data_Entry_2017_v2020.csv, "
+                                       "train_val_list.txt / test_list.txt, a CheXNet-format split in OUT/splits/chexnet/ and "
+                                       "BBox_List_2017.csv with the true box of every lesion in test images. Deterministic: the "
+                                       "same arguments give byte-identical files for any worker count.")
+    synth.add_argument("--out", required=True, metavar="DIR", help="output data root")
+    synth.add_argument("--images", type=int, default=1000, metavar="N", help="number of images (default: %(default)s)")
+    synth.add_argument("--patients", type=int, metavar="P", help="number of patients (default: images / 2.5)")
+    synth.add_argument("--size", type=int, default=1024, metavar="PX", help="image side in pixels (default: %(default)s, as NIH)")
+    synth.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default: %(default)s)")
+    synth.add_argument("--workers", type=int, default=os.cpu_count() or 1, metavar="W",
+                       help="rendering processes (default: the number of cores, %(default)s)")
+    synth.add_argument("--quiet", action="store_true", help="no progress bar")
+    synth.set_defaults(func=cmd_synth)
     return parser
 
 

@@ -85,10 +85,14 @@ def pad_to_square(grey: np.ndarray) -> np.ndarray:
     return padded
 
 
+def area_resize_float(grey: np.ndarray, resolution_px: int) -> np.ndarray:
+    """Area-interpolate a square float32 array to (resolution_px, resolution_px) float32 (mean over each footprint)."""
+    return cv2.resize(grey.astype(np.float32, copy=False), (resolution_px, resolution_px), interpolation=cv2.INTER_AREA)
+
+
 def area_resize(grey: np.ndarray, resolution_px: int) -> np.ndarray:
-    """Area-interpolate a square float grey array to (resolution_px, resolution_px) uint8 (rounded, clipped)."""
-    resized = cv2.resize(grey, (resolution_px, resolution_px), interpolation=cv2.INTER_AREA)
-    return np.clip(np.rint(resized), 0, 255).astype(np.uint8)
+    """Area-interpolate a square float grey array (0..255) to (resolution_px, resolution_px) uint8 (rounded, clipped)."""
+    return np.clip(np.rint(area_resize_float(grey, resolution_px)), 0, 255).astype(np.uint8)
 
 
 def load_resized(path: str | Path, resolutions_px: tuple[int, ...]) -> tuple[dict[int, np.ndarray], tuple[int, int]]:

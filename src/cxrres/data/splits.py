@@ -161,13 +161,15 @@ def build_split(
     val_fraction: float = 0.1,
     seed: int = 0,
 ) -> Split:
-    """The split `kind` for `root`: from `split_dir` if given, else bundled CheXNet files or the carved official split."""
+    """The split `kind` for `root`: from `split_dir` if given; for `chexnet` else `root/splits/chexnet/` if present,
+    else the bundled CheXNet files; for `official` else the carved official split."""
     if kind not in SPLIT_KINDS:
         raise CxrresError(f"unknown split {kind!r}; choose one of {', '.join(SPLIT_KINDS)}")
     if split_dir is not None:
         return split_from_files(root, split_dir, kind)
     if kind == "chexnet":
-        return split_from_files(root, bundled_chexnet_dir(), kind)
+        own = root.root / "splits" / "chexnet"  # a data root may carry its own CheXNet-format split (the phantom does)
+        return split_from_files(root, own if own.is_dir() else bundled_chexnet_dir(), kind)
     return official_split(root, val_fraction, seed)
 
 
