@@ -19,12 +19,12 @@ $(STAMP): pyproject.toml
 test: $(STAMP)
 	$(BIN)/python -m pytest -q || [ $$? -eq 5 ]
 
-# Runs what exists so far on the committed 14-image sample; later steps print "not built yet".
-SAMPLE := tests/fixtures/mini
+# Runs what exists so far on a small phantom; later steps print "not built yet".
 demo: $(STAMP)
-	$(BIN)/cxrres describe --data $(SAMPLE) --split-dir $(SAMPLE)/splits
-	$(BIN)/cxrres prepare --data $(SAMPLE) --cache $(DEMO_DIR)/cache --resolutions 32,64,128
-	@echo "synth, train, evaluate, localize, study, report: not built yet"
+	$(BIN)/cxrres synth --out $(DEMO_DIR)/phantom --images 400 --size 256 --seed 0
+	$(BIN)/cxrres describe --data $(DEMO_DIR)/phantom
+	$(BIN)/cxrres prepare --data $(DEMO_DIR)/phantom --cache $(DEMO_DIR)/cache --resolutions 32,64,128
+	@echo "train, evaluate, localize, study, report: not built yet"
 
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache build dist src/*.egg-info

@@ -64,19 +64,19 @@ def test_bbox_list_maps_infiltrate_and_keeps_float_coordinates() -> None:
     assert len(boxes) == 5
     assert "Infiltrate" not in set(boxes["label"]) and (boxes["label"] == "Infiltration").sum() == 1
     first = boxes.iloc[0]
-    assert (first["x"], first["y"], first["w"], first["h"]) == (100.5, 200.25, 150.0, 80.0)
+    assert (first["x"], first["y"], first["w"], first["h"]) == (4.710938, 9.386719, 7.03125, 3.75)  # 48-px frame
 
 
 def test_bbox_list_errors(tmp_path: Path) -> None:
     path = tmp_path / "BBox_List_2017.csv"
     good = (MINI / "BBox_List_2017.csv").read_text()
-    path.write_text(good.replace("Atelectasis,100.5", "Atelectasis,abc"))
+    path.write_text(good.replace("Atelectasis,4.710938", "Atelectasis,abc"))
     with pytest.raises(DataFormatError, match=r":2: column 'x': not a number"):
         read_bbox_list(path)
-    path.write_text(good.replace("150.0,80.0", "-1,80.0"))
+    path.write_text(good.replace("7.031250,3.750000", "-1,3.75"))
     with pytest.raises(DataFormatError, match=r":2: box has non-positive size"):
         read_bbox_list(path)
-    path.write_text(good.rsplit("\n", 2)[0][:-8] + "\n")  # last row cut short
+    path.write_text(good.rstrip("\n").rsplit(",", 1)[0] + "\n")  # last row cut short: one field missing
     with pytest.raises(DataFormatError, match=r":5: expected 6 fields, found 5"):
         read_bbox_list(path)
 

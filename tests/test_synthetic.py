@@ -106,3 +106,15 @@ def test_bad_arguments() -> None:
         synthesize("/tmp/never", n_images=5, n_patients=9, progress=False)
     with pytest.raises(CxrresError, match="too small"):
         synthesize("/tmp/never", n_images=5, size_px=16, progress=False)
+
+
+def test_describe_reports_box_areas_in_the_1024_frame(phantom: Path) -> None:
+    from cxrres.data.summary import describe_split
+
+    root = DataRoot.at(phantom)
+    summary = describe_split(root, build_split(root, "chexnet"))
+    boxes = root.boxes
+    for label, box in summary["boxes"].items():
+        raw = boxes[boxes["label"] == label]
+        if len(raw):
+            assert box["mean_area_px2"] == pytest.approx(float((raw["w"] * raw["h"]).mean()) * 64, abs=0.1)

@@ -4,18 +4,33 @@ from __future__ import annotations
 
 import math
 
+from PIL import Image
+
 from cxrres.data.labels import BOX_CLASSES, CLASSES
 from cxrres.data.layout import DataRoot
 from cxrres.data.splits import PARTS, Split, boxes_in_part
 
 
+def frame_scale_to_1024(root: DataRoot, image: str) -> float:
+    """Factor from an image's box frame (its pixels) to the 1024-px frame: 1024 / its longer side (1 if absent)."""
+    path = root.images.get(image)
+    if path is None or path.suffix.lower() == ".dcm":
+        return 1.0
+    with Image.open(path) as handle:  # reads the header only
+        return 1024.0 / max(handle.size)
+
+
 def describe_split(root: DataRoot, split: Split) -> dict:
-    """The `cxrres describe --json` object: image and class counts per part, box count and mean area (px² at 1024)."""
+    """The `cxrres describe --json` object: image and class counts per part, box count and mean area (px² at 1024).
+
+    Box areas are brought to the 1024-px frame from each image's own pixel frame (the phantom can be smaller).
+    """
     images = {part: int((split.frame["part"] == part).sum()) for part in PARTS}
     counts = split.frame.groupby("part")[list(CLASSES)].sum()
     classes = {name: {part: int(counts.loc[part, name]) if part in counts.index else 0 for part in PARTS} for name in CLASSES}
     boxes = boxes_in_part(root, split, "test")
-    areas = (boxes["w"] * boxes["h"]).groupby(boxes["label"])
+    scale = boxes["image"].map(lambda name: frame_scale_to_1024(root, name))
+    areas = (boxes["w"] * boxes["h"] * scale**2).groupby(boxes["label"])
     box_summary = {}
     for name in BOX_CLASSES:
         n = int((boxes["label"] == name).sum())
