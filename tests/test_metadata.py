@@ -77,7 +77,7 @@ def test_bbox_list_errors(tmp_path: Path) -> None:
     with pytest.raises(DataFormatError, match=r":2: box has non-positive size"):
         read_bbox_list(path)
     path.write_text(good.rstrip("\n").rsplit(",", 1)[0] + "\n")  # last row cut short: one field missing
-    with pytest.raises(DataFormatError, match=r":5: expected 6 fields, found 5"):
+    with pytest.raises(DataFormatError, match=r":6: expected 6 fields, found 5"):
         read_bbox_list(path)
 
 
