@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from cxrres.data.labels import BOX_CLASSES, CHEXNET_ORDER, CLASSES
+from cxrres.parallel import ordered_map, write_text_atomic
 
 #: Relative frequency of each finding among abnormal images: real ChestX-ray14 prevalences raised to 0.6, so that
 #: rare classes still get positives in a phantom of a few hundred images (order of frequency kept).
@@ -450,17 +451,9 @@ def _write_image(task: tuple[ImageSpec, int, str]) -> tuple[str, list[tuple[str,
     return spec.name, boxes
 
 
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def synthesize(out: str | Path, n_images: int = 1000, n_patients: int | None = None, size_px: int = 1024, seed: int = 0,
                workers: int | None = None, progress: bool = True) -> dict:
     """Write a phantom data set in the NIH layout under `out`; returns counts. Same arguments -> byte-identical files."""
-    import multiprocessing
-
     from tqdm import tqdm
 
     from cxrres.errors import CxrresError
@@ -479,16 +472,9 @@ def synthesize(out: str | Path, n_images: int = 1000, n_patients: int | None = N
     n_workers = max(1, workers if workers is not None else (os.cpu_count() or 1))
     boxes: dict[str, list] = {}
     with tqdm(total=len(tasks), unit="img", desc=f"synth {size_px} px", disable=not progress) as bar:
-        if n_workers == 1:
-            results = map(_write_image, tasks)
-            for name, image_boxes in results:
-                boxes[name] = image_boxes
-                bar.update(1)
-        else:
-            with multiprocessing.get_context("fork").Pool(n_workers) as pool:
-                for name, image_boxes in pool.imap(_write_image, tasks, chunksize=2):
-                    boxes[name] = image_boxes
-                    bar.update(1)
+        for name, image_boxes in ordered_map(_write_image, tasks, n_workers, chunksize=2):
+            boxes[name] = image_boxes
+            bar.update(1)
     spacing = 0.143 * 1024 / size_px
     entry = ["Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,View Position,"
              "OriginalImage[Width,Height],OriginalImagePixelSpacing[x,y]"]
@@ -497,18 +483,18 @@ def synthesize(out: str | Path, n_images: int = 1000, n_patients: int | None = N
         age = int(meta.integers(18, 88)) + spec.follow_up // 4
         entry.append(f"{spec.name},{'|'.join(spec.findings) or 'No Finding'},{spec.follow_up},{spec.patient_id},{age},"
                      f"{'MF'[spec.patient_id % 2]},{'PA' if meta.random() < 0.6 else 'AP'},{size_px},{size_px},{spacing:.6g},{spacing:.6g}")
-    _write_text(out / "Data_Entry_2017_v2020.csv", "\n".join(entry) + "\n")
+    write_text_atomic(out / "Data_Entry_2017_v2020.csv", "\n".join(entry) + "\n")
     box_lines = ["Image Index,Finding Label,Bbox [x,y,w,h],,,"]
     for spec in specs:
         if parts[spec.patient_id] == "test":
             for label, (x, y, w, h) in boxes[spec.name]:
                 box_lines.append(f"{spec.name},{'Infiltrate' if label == 'Infiltration' else label},{x},{y},{w},{h}")
-    _write_text(out / "BBox_List_2017.csv", "\n".join(box_lines) + "\n")
-    _write_text(out / "train_val_list.txt", "\n".join(s.name for s in specs if parts[s.patient_id] != "test"))
-    _write_text(out / "test_list.txt", "\n".join(s.name for s in specs if parts[s.patient_id] == "test"))
+    write_text_atomic(out / "BBox_List_2017.csv", "\n".join(box_lines) + "\n")
+    write_text_atomic(out / "train_val_list.txt", "\n".join(s.name for s in specs if parts[s.patient_id] != "test"))
+    write_text_atomic(out / "test_list.txt", "\n".join(s.name for s in specs if parts[s.patient_id] == "test"))
     for part in ("train", "val", "test"):
         rows = [s.name + " " + " ".join("1" if c in s.findings else "0" for c in CHEXNET_ORDER) for s in specs if parts[s.patient_id] == part]
-        _write_text(out / "splits" / "chexnet" / f"{part}_list.txt", "\n".join(rows) + "\n")
+        write_text_atomic(out / "splits" / "chexnet" / f"{part}_list.txt", "\n".join(rows) + "\n")
     return {"images": len(specs), "patients": n_patients, "boxes": len(box_lines) - 1, "size_px": size_px}
 
 

@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing
 import os
 import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable
 
 import numpy as np
 import pandas as pd
@@ -33,6 +32,7 @@ from cxrres import __version__
 from cxrres.data.images import ImageReadError, load_resized
 from cxrres.data.layout import DataRoot, describe_missing
 from cxrres.errors import CacheError
+from cxrres.parallel import ordered_map, write_text_atomic
 
 FORMAT_VERSION = 1
 METHOD = "pad-bottom-right-to-square, cv2.INTER_AREA float32, round to uint8"
@@ -51,13 +51,8 @@ def array_name(resolution_px: int) -> str:
 
 
 def write_json_atomic(path: Path, payload: dict) -> None:
-    """Write JSON to `path` through a temporary file and a rename, so readers never see half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(payload, handle, indent=2, sort_keys=True)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    """Write JSON to `path` atomically (see `write_text_atomic`)."""
+    write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=True))
 
 
 def read_json(path: Path) -> dict | None:
@@ -130,19 +125,15 @@ def _decode(task: tuple[int, str, tuple[int, ...]]) -> tuple[int, dict[int, np.n
         return row, None, (0, 0), str(exc)
 
 
+def _decode_task(task: tuple[int, str, tuple[int, ...]]) -> tuple:
+    """Picklable entry point that looks `_decode` up at call time (so tests can replace it)."""
+    return _decode(task)
+
+
 def _init_worker() -> None:
     import cv2
 
     cv2.setNumThreads(1)
-
-
-def _results(tasks: list[tuple[int, str, tuple[int, ...]]], workers: int) -> Iterator[tuple]:
-    """Decode tasks in order, in `workers` processes (in-process for 1)."""
-    if workers <= 1 or len(tasks) <= 1:
-        yield from map(_decode, tasks)
-        return
-    with multiprocessing.get_context("fork").Pool(workers, initializer=_init_worker) as pool:
-        yield from pool.imap(_decode, tasks, chunksize=4)
 
 
 def _start_or_resume(work: Path, sources: Sources, todo: tuple[int, ...]) -> dict:
@@ -218,7 +209,7 @@ def prepare_cache(
     last = time.monotonic()
     bar = tqdm(total=n, initial=state["done"], unit="img", desc=f"prepare {','.join(map(str, todo))} px", disable=not progress)
     try:
-        for row, resized, shape, error in _results(tasks, n_workers):
+        for row, resized, shape, error in ordered_map(_decode_task, tasks, n_workers, initializer=_init_worker):
             if resized is None:
                 if not skip_bad:
                     checkpoint(row)

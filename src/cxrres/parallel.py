@@ -1,0 +1,31 @@
+"""Small shared helpers for long jobs: ordered parallel map and atomic file writes."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def ordered_map(func: Callable[[T], R], items: list[T], workers: int, chunksize: int = 4,
+                initializer: Callable[[], None] | None = None) -> Iterator[R]:
+    """`map(func, items)` in `workers` forked processes (in-process for 1), results streamed in input order."""
+    if workers <= 1 or len(items) <= 1:
+        yield from map(func, items)
+        return
+    with multiprocessing.get_context("fork").Pool(workers, initializer=initializer) as pool:
+        yield from pool.imap(func, items, chunksize=chunksize)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write `text` through a temporary file, fsync and a rename, so readers never see half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
