@@ -1,0 +1,271 @@
+"""AUC, DeLong variances, intervals and paired tests, a patient bootstrap, and Holm's correction.
+
+Pure functions on numpy arrays. Conventions:
+
+- ``y_true`` holds 0/1 labels, ``y_score`` finite real scores (higher = more likely positive); m positives, n negatives.
+- AUC is the Mann-Whitney statistic  A = 1/(m n) * sum_i sum_j psi(X_i, Y_j)  with X the positive and Y the negative
+  scores and psi(x, y) = 1 if x > y, 1/2 if x == y, 0 otherwise, i.e. ties count one half.
+- DeLong, DeLong & Clarke-Pearson (1988): structural components V10(X_i) = 1/n sum_j psi(X_i, Y_j) and
+  V01(Y_j) = 1/m sum_i psi(X_i, Y_j); Var(A) = S10/m + S01/n with S10, S01 their sample (co)variances.
+  They are computed with midranks in O(N log N) as in Sun & Xu (2014), IEEE Signal Process. Lett. 21(11):1389:
+  V10(X_i) = (T_Z(X_i) - T_X(X_i)) / n and V01(Y_j) = 1 - (T_Z(Y_j) - T_Y(Y_j)) / m, where T_* are midranks of a
+  score within the positives, the negatives, or all cases.
+- Malformed input (lengths differ, NaN/inf scores, labels other than 0/1, nothing to score) raises
+  :class:`MetricError`. An AUC that is undefined (no positives or no negatives) is NaN with an
+  :class:`UndefinedMetricWarning` that says why; so is a test whose variance is zero.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from statistics import NormalDist
+
+import numpy as np
+from scipy.stats import rankdata
+
+from cxrres.errors import CxrresError
+
+
+class MetricError(CxrresError, ValueError):
+    """Input a metric cannot be computed from (mismatched lengths, NaN scores, non-binary labels)."""
+
+
+class UndefinedMetricWarning(UserWarning):
+    """A metric is NaN for a stated reason (no positives, no negatives, zero variance)."""
+
+
+def _check(y_true: np.ndarray, *scores: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Validate labels and score vectors; return them as bool and float64 arrays."""
+    y = np.asarray(y_true)
+    if y.ndim != 1 or y.size == 0:
+        raise MetricError(f"labels must be a non-empty 1-D array, got shape {y.shape}")
+    if not np.isin(y, (0, 1)).all():
+        raise MetricError(f"labels must be 0 or 1, got values {np.unique(y)[:5].tolist()}")
+    out = []
+    for s in scores:
+        s = np.asarray(s, dtype=np.float64)
+        if s.shape != y.shape:
+            raise MetricError(f"{s.shape[0] if s.ndim else 0} scores for {y.shape[0]} labels (shapes {s.shape} vs {y.shape})")
+        if not np.isfinite(s).all():
+            raise MetricError(f"{int((~np.isfinite(s)).sum())} scores are NaN or infinite")
+        out.append(s)
+    return y.astype(bool), out
+
+
+def undefined_reason(y_true: np.ndarray) -> str | None:
+    """Why an AUC cannot be computed for these labels (no positives / no negatives), or None when it can."""
+    y = np.asarray(y_true).astype(bool)
+    if not y.any():
+        return "no positive cases"
+    if y.all():
+        return "no negative cases"
+    return None
+
+
+def _warn(reason: str) -> None:
+    warnings.warn(reason, UndefinedMetricWarning, stacklevel=3)
+
+
+def _structural_components(pos: np.ndarray, neg: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Fast DeLong: (auc (k,), V10 (k, m), V01 (k, n)) for k score rows; `pos` (k, m) and `neg` (k, n)."""
+    m, n = pos.shape[1], neg.shape[1]
+    tx = rankdata(pos, axis=1)
+    ty = rankdata(neg, axis=1)
+    tz = rankdata(np.concatenate([pos, neg], axis=1), axis=1)
+    v10 = (tz[:, :m] - tx) / n
+    v01 = 1.0 - (tz[:, m:] - ty) / m
+    aucs = v10.mean(axis=1)
+    return aucs, v10, v01
+
+
+def _covariance(v10: np.ndarray, v01: np.ndarray) -> np.ndarray:
+    """DeLong covariance matrix S10/m + S01/n of k AUCs from their structural components."""
+    m, n = v10.shape[1], v01.shape[1]
+    s10 = np.atleast_2d(np.cov(v10)) if m > 1 else np.zeros((v10.shape[0],) * 2)
+    s01 = np.atleast_2d(np.cov(v01)) if n > 1 else np.zeros((v01.shape[0],) * 2)
+    return s10 / m + s01 / n
+
+
+def auc(y_true: np.ndarray, y_score: np.ndarray) -> float:
+    """ROC AUC (Mann-Whitney, ties count 1/2); NaN with a warning when there are no positives or no negatives."""
+    y, (s,) = _check(y_true, y_score)
+    reason = undefined_reason(y)
+    if reason:
+        _warn(f"AUC undefined: {reason}")
+        return math.nan
+    m = int(y.sum())
+    n = y.size - m
+    ranks = rankdata(s)
+    return float((ranks[y].sum() - m * (m + 1) / 2.0) / (m * n))
+
+
+def delong(y_true: np.ndarray, y_score: np.ndarray) -> tuple[float, float]:
+    """(AUC, DeLong variance of the AUC); both NaN with a warning when the AUC is undefined."""
+    y, (s,) = _check(y_true, y_score)
+    reason = undefined_reason(y)
+    if reason:
+        _warn(f"AUC undefined: {reason}")
+        return math.nan, math.nan
+    aucs, v10, v01 = _structural_components(s[y][None, :], s[~y][None, :])
+    return float(aucs[0]), float(_covariance(v10, v01)[0, 0])
+
+
+def normal_quantile(level: float) -> float:
+    """Two-sided standard-normal quantile z with P(|Z| <= z) = level (1.959964 for 0.95)."""
+    if not 0.0 < level < 1.0:
+        raise MetricError(f"confidence level must be in (0, 1), got {level}")
+    return NormalDist().inv_cdf(0.5 + level / 2.0)
+
+
+def delong_ci(y_true: np.ndarray, y_score: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
+    """(AUC, low, high): Wald interval AUC ± z·sqrt(Var_DeLong), clipped to [0, 1]."""
+    z = normal_quantile(level)
+    value, variance = delong(y_true, y_score)
+    if math.isnan(value):
+        return math.nan, math.nan, math.nan
+    half = z * math.sqrt(max(variance, 0.0))
+    return value, max(0.0, value - half), min(1.0, value + half)
+
+
+def delong_paired(y_true: np.ndarray, score_a: np.ndarray, score_b: np.ndarray) -> tuple[float, float, float, float]:
+    """(AUC_a, AUC_b, z, two-sided p) of DeLong's test for two scorings of the same cases.
+
+    z = (A_a - A_b) / sqrt(Var_a + Var_b - 2 Cov_ab). z and p are NaN (with a warning) when that variance is zero,
+    e.g. for identical scorings.
+    """
+    y, (a, b) = _check(y_true, score_a, score_b)
+    reason = undefined_reason(y)
+    if reason:
+        _warn(f"AUC undefined: {reason}")
+        return math.nan, math.nan, math.nan, math.nan
+    both = np.stack([a, b])
+    aucs, v10, v01 = _structural_components(both[:, y], both[:, ~y])
+    cov = _covariance(v10, v01)
+    variance = cov[0, 0] + cov[1, 1] - 2.0 * cov[0, 1]
+    auc_a, auc_b = float(aucs[0]), float(aucs[1])
+    if not variance > 1e-15:
+        _warn("paired DeLong test undefined: the variance of the AUC difference is zero (identical or degenerate scores)")
+        return auc_a, auc_b, math.nan, math.nan
+    z = (auc_a - auc_b) / math.sqrt(variance)
+    p = 2.0 * NormalDist().cdf(-abs(z))
+    return auc_a, auc_b, float(z), float(p)
+
+
+def holm(p_values: np.ndarray) -> np.ndarray:
+    """Holm-Bonferroni adjusted p-values (step-down, monotone, capped at 1); NaN entries stay NaN and do not count."""
+    p = np.asarray(p_values, dtype=np.float64)
+    adjusted = np.full(p.shape, np.nan)
+    valid = np.flatnonzero(~np.isnan(p))
+    k = valid.size
+    if k == 0:
+        return adjusted
+    order = valid[np.argsort(p[valid], kind="stable")]
+    steps = (k - np.arange(k)) * p[order]
+    adjusted[order] = np.minimum(1.0, np.maximum.accumulate(steps))
+    return adjusted
+
+
+# --- bootstrap by patient -------------------------------------------------------------------------------------------
+
+
+def patient_weights(groups: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
+    """(n_boot, N) case weights of a bootstrap that resamples whole patients (`groups`: one id per case).
+
+    Each replicate draws as many patients as there are, with replacement; a case's weight is how often its patient
+    was drawn. Deterministic for a seed.
+    """
+    _, patient_index = np.unique(np.asarray(groups), return_inverse=True)
+    n_patients = int(patient_index.max()) + 1
+    rng = np.random.default_rng(seed)
+    counts = rng.multinomial(n_patients, np.full(n_patients, 1.0 / n_patients), size=n_boot)
+    return counts[:, patient_index].astype(np.float32)  # small integers: exact in float32, half the memory traffic
+
+
+def weighted_auc(y_true: np.ndarray, y_score: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """AUC (ties 1/2) of one labelled scoring under each row of case weights `weights` (B, N) -> (B,).
+
+    One sort for all replicates. With cases sorted by score and K the cumulative negative weight, a positive case i
+    in tie group [s, e] contributes w_i (K[s-1] + K[e]) / 2 (negatives strictly below plus half of those tied);
+    A = sum_i w_i (K[s-1] + K[e]) / 2 / (P N). NaN where a replicate has no positive or no negative weight.
+    """
+    y = np.asarray(y_true).astype(bool)
+    s = np.asarray(y_score, dtype=np.float64)
+    order = np.argsort(s, kind="stable")
+    s_sorted, y_sorted = s[order], y[order]
+    new_group = np.r_[True, s_sorted[1:] != s_sorted[:-1]]
+    group_start = np.maximum.accumulate(np.where(new_group, np.arange(s.size), 0))
+    group_end = np.minimum.accumulate(np.where(np.r_[new_group[1:], True], np.arange(s.size), s.size)[::-1])[::-1]
+    pos_at = np.flatnonzero(y_sorted)
+    w = np.atleast_2d(weights)[:, order]
+    cum_neg = np.cumsum(w * ~y_sorted, axis=1)
+    padded = np.concatenate([np.zeros((w.shape[0], 1), cum_neg.dtype), cum_neg], axis=1)  # padded[:, k] = K[k-1]
+    below = padded[:, group_start[pos_at]]
+    through = padded[:, group_end[pos_at] + 1]
+    w_pos = w[:, pos_at]
+    numerator = (w_pos * (below + through)).sum(axis=1) / 2.0
+    denominator = w_pos.sum(axis=1) * cum_neg[:, -1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denominator > 0, numerator / denominator, np.nan)
+
+
+def _bootstrap_means(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray, defined: np.ndarray) -> np.ndarray:
+    """(B,) mean over the `defined` classes of the per-replicate AUCs (classes undefined in a replicate are skipped)."""
+    per_class = np.stack([weighted_auc(labels[:, c], scores[:, c], weights) for c in np.flatnonzero(defined)], axis=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(per_class, axis=1)
+
+
+def _check_matrix(labels: np.ndarray, *scores: np.ndarray) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+    """Validate (N, C) labels and scores; return them and the mask of classes with positives and negatives."""
+    labels = np.asarray(labels)
+    if labels.ndim != 2:
+        raise MetricError(f"labels must be an (N, C) array, got shape {labels.shape}")
+    checked = [np.asarray(s, dtype=np.float64) for s in scores]
+    for s in checked:
+        if s.shape != labels.shape:
+            raise MetricError(f"scores of shape {s.shape} for labels of shape {labels.shape}")
+    for c in range(labels.shape[1]):
+        _check(labels[:, c], *(s[:, c] for s in checked))
+    defined = np.array([undefined_reason(labels[:, c]) is None for c in range(labels.shape[1])])
+    if not defined.any():
+        raise MetricError("no class has both positive and negative cases; a mean AUC is undefined")
+    return labels.astype(bool), checked, defined
+
+
+def _percentile_interval(samples: np.ndarray, level: float) -> tuple[float, float]:
+    samples = samples[~np.isnan(samples)]
+    tail = (1.0 - level) / 2.0 * 100.0
+    low, high = np.percentile(samples, [tail, 100.0 - tail])
+    return float(low), float(high)
+
+
+def bootstrap_mean_auc(labels: np.ndarray, scores: np.ndarray, groups: np.ndarray, n_boot: int = 1000,
+                       seed: int = 0, level: float = 0.95) -> tuple[float, float, float]:
+    """(mean AUC over classes, percentile-interval low, high) from a bootstrap over patients.
+
+    `labels`, `scores`: (N, C); `groups`: patient id per case. The mean runs over the classes that have positives
+    and negatives in the full sample.
+    """
+    labels, (scores,), defined = _check_matrix(labels, scores)
+    point = float(np.mean([auc(labels[:, c], scores[:, c]) for c in np.flatnonzero(defined)]))
+    samples = _bootstrap_means(labels, scores, patient_weights(groups, n_boot, seed), defined)
+    return (point, *_percentile_interval(samples, level))
+
+
+def bootstrap_mean_auc_difference(labels: np.ndarray, scores_a: np.ndarray, scores_b: np.ndarray, groups: np.ndarray,
+                                  n_boot: int = 1000, seed: int = 0, level: float = 0.95
+                                  ) -> tuple[float, float, float, float]:
+    """(mean AUC_a - mean AUC_b, interval low, high, two-sided p) from one paired bootstrap over patients.
+
+    Both runs are scored on the same resampled cases in each replicate; p = min(1, 2 min(P*(d <= 0), P*(d >= 0)))
+    over the replicate differences d.
+    """
+    labels, (a, b), defined = _check_matrix(labels, scores_a, scores_b)
+    point = float(np.mean([auc(labels[:, c], a[:, c]) - auc(labels[:, c], b[:, c]) for c in np.flatnonzero(defined)]))
+    weights = patient_weights(groups, n_boot, seed)
+    diffs = _bootstrap_means(labels, a, weights, defined) - _bootstrap_means(labels, b, weights, defined)
+    diffs = diffs[~np.isnan(diffs)]
+    p = min(1.0, 2.0 * min(float(np.mean(diffs <= 0)), float(np.mean(diffs >= 0))))
+    return (point, *_percentile_interval(diffs, level), p)
