@@ -12,16 +12,18 @@ from cxrres import __version__
 from cxrres.errors import CxrresError
 
 
-def _add_split_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--split", choices=("chexnet", "official"), default="chexnet",
+def _add_split_options(parser: argparse.ArgumentParser, with_defaults: bool = True) -> None:
+    """--split, --split-dir, --val-fraction, --split-seed (without defaults where a config file may set them)."""
+    default = (lambda value: value) if with_defaults else (lambda value: None)
+    parser.add_argument("--split", choices=("chexnet", "official"), default=default("chexnet"),
                         help="chexnet: the CheXNet train/val/test lists and labels (the study's default, bundled); "
                              "official: the NIH test list, validation carved patient-wise from train_val (default: %(default)s)")
     parser.add_argument("--split-dir", metavar="DIR",
                         help="read the split from train/val/test files in DIR instead (train_list.txt or train_official.txt etc.; "
                              "each line a name plus 14 labels in CheXNet order, or a name only for Data_Entry labels)")
-    parser.add_argument("--val-fraction", type=float, default=0.1, metavar="F",
+    parser.add_argument("--val-fraction", type=float, default=default(0.1), metavar="F",
                         help="official split: fraction of train_val images carved out as validation, whole patients (default: %(default)s)")
-    parser.add_argument("--split-seed", type=int, default=0, metavar="S",
+    parser.add_argument("--split-seed", type=int, default=default(0), metavar="S",
                         help="official split: seed of the deterministic patient order for carving validation (default: %(default)s)")
 
 
@@ -60,6 +62,54 @@ def cmd_synth(args: argparse.Namespace) -> int:
     print(f"phantom {args.out}: {counts['images']:,} images of {counts['size_px']} px from {counts['patients']:,} patients, "
           f"{counts['boxes']:,} boxes in the test part")
     return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train one run (or resume it, or report that it is finished)."""
+    from cxrres.train import config_from_file, merge_settings, train
+
+    flags = {
+        "data": args.data, "resolution_px": args.resolution, "arch": args.arch, "weights": args.weights,
+        "split": args.split, "split_dir": args.split_dir, "val_fraction": args.val_fraction, "split_seed": args.split_seed,
+        "label": args.label, "seed": args.seed, "out": args.out, "cache": args.cache, "max_epochs": args.max_epochs,
+        "batch_size": args.batch_size, "lr": args.lr, "weight_decay": args.weight_decay, "accelerator": args.accelerator,
+        "devices": args.devices, "nodes": args.nodes, "precision": args.precision, "num_workers": args.workers,
+        "allow_missing": args.allow_missing or None, "progress": False if args.quiet else None,
+    }
+    config = merge_settings(config_from_file(args.config) if args.config else {}, flags)
+    run_dir = train(config)
+    if int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0:
+        print(f"run {run_dir}")
+    return 0
+
+
+def _add_train_options(train: argparse.ArgumentParser) -> None:
+    """The flags of `cxrres train`; every one defaults to the config file, then to the study's recipe."""
+    train.add_argument("--data", metavar="DIR", help="data root (as for describe)")
+    train.add_argument("--resolution", type=int, metavar="PX", help="training resolution in pixels (square)")
+    train.add_argument("--arch", choices=("densenet121", "resnet34"), help="network (default: densenet121)")
+    train.add_argument("--weights", metavar="imagenet|none|PATH",
+                       help="initial weights: torchvision's ImageNet weights, none, or a local state dict/checkpoint "
+                            "(CheXNet-style keys are remapped; loaded with weights_only=True) (default: imagenet)")
+    _add_split_options(train, with_defaults=False)
+    train.add_argument("--label", metavar="NAME", help="train a single-label binary network for this finding")
+    train.add_argument("--seed", type=int, metavar="S", help="random seed (default: 0)")
+    train.add_argument("--out", metavar="RUN_DIR", help="run directory (default: runs/<arch>_<R>px_seed<S>)")
+    train.add_argument("--cache", metavar="DIR", help="resolution cache (default: DIR/cxrres-cache; prepared if needed)")
+    train.add_argument("--max-epochs", type=int, metavar="N", help="upper bound on epochs (default: 100; early stopping usually ends first)")
+    train.add_argument("--batch-size", type=int, metavar="B", help="global batch size (default: 64 at 64 px, 12 at 1024 px, 16 otherwise)")
+    train.add_argument("--lr", type=float, help="AdamW learning rate (default: 3e-4)")
+    train.add_argument("--weight-decay", type=float, help="AdamW weight decay (default: 1e-4)")
+    train.add_argument("--accelerator", choices=("auto", "cpu", "gpu"), help="where to train (default: auto)")
+    train.add_argument("--devices", type=int, metavar="N", help="devices per node; N > 1 trains with DDP (default: 1)")
+    train.add_argument("--nodes", type=int, metavar="N", help="machines (under torchrun or SLURM) (default: 1)")
+    train.add_argument("--precision", choices=("auto", "32", "bf16-mixed", "16-mixed"),
+                       help="auto: bf16-mixed on GPU, 32 on CPU (default: auto)")
+    train.add_argument("--workers", type=int, metavar="N", help="DataLoader workers per device (default: 0 on CPU, up to 8 on GPU)")
+    train.add_argument("--allow-missing", action="store_true",
+                       help="train on the split's images that are present, dropping the others (counts go to config.yaml)")
+    train.add_argument("--config", metavar="FILE", help="YAML file of settings (keys as in config.yaml's `settings`); flags override it")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -110,6 +160,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="rendering processes (default: the number of cores, %(default)s)")
     synth.add_argument("--quiet", action="store_true", help="no progress bar")
     synth.set_defaults(func=cmd_synth)
+
+    train = sub.add_parser("train", help="train one run (arch x resolution x seed) with the study's recipe",
+                           description="Train one network on the resolution cache with the study's recipe (BCE, AdamW 3e-4, "
+                                       "LR/10 after 2 epochs without val-loss improvement, stop after 10), keep the checkpoint "
+                                       "with the best validation mean AUC, and write test predictions. Rerunning the same "
+                                       "command resumes an interrupted run and skips a finished one.")
+    _add_train_options(train)
+    train.set_defaults(func=cmd_train)
     return parser
 
 

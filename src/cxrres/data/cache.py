@@ -32,7 +32,7 @@ from cxrres import __version__
 from cxrres.data.images import ImageReadError, load_resized
 from cxrres.data.layout import DataRoot, describe_missing
 from cxrres.errors import CacheError
-from cxrres.parallel import ordered_map, write_text_atomic
+from cxrres.parallel import ordered_map, write_json_atomic
 
 FORMAT_VERSION = 1
 METHOD = "pad-bottom-right-to-square, cv2.INTER_AREA float32, round to uint8"
@@ -50,9 +50,8 @@ def array_name(resolution_px: int) -> str:
     return f"r{resolution_px}.npy"
 
 
-def write_json_atomic(path: Path, payload: dict) -> None:
-    """Write JSON to `path` atomically (see `write_text_atomic`)."""
-    write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=True))
+def _write_json(path: Path, payload: dict) -> None:
+    write_json_atomic(path, payload, sort_keys=True)
 
 
 def read_json(path: Path) -> dict | None:
@@ -151,7 +150,7 @@ def _start_or_resume(work: Path, sources: Sources, todo: tuple[int, ...]) -> dic
         np.lib.format.open_memmap(work / array_name(r), mode="w+", dtype=np.uint8, shape=(n, r, r)).flush()
     np.lib.format.open_memmap(work / "source_hw.npy", mode="w+", dtype=np.int32, shape=(n, 2)).flush()
     state = {**wanted, "done": 0, "skipped": []}
-    write_json_atomic(work / STATE, state)
+    _write_json(work / STATE, state)
     return state
 
 
@@ -204,7 +203,7 @@ def prepare_cache(
             array.flush()
         source_hw.flush()
         state["done"] = done
-        write_json_atomic(work / STATE, state)
+        _write_json(work / STATE, state)
 
     last = time.monotonic()
     bar = tqdm(total=n, initial=state["done"], unit="img", desc=f"prepare {','.join(map(str, todo))} px", disable=not progress)
@@ -252,7 +251,7 @@ def _finish(cache: Path, work: Path, sources: Sources, todo: tuple[int, ...], ma
         "skipped": state["skipped"],
         "index": INDEX,
     }
-    write_json_atomic(cache / MANIFEST, payload)  # stale arrays of `todo` are no longer trusted from here on
+    _write_json(cache / MANIFEST, payload)  # stale arrays of `todo` are no longer trusted from here on
     skipped = {s["image"] for s in state["skipped"]}
     index = pd.DataFrame(
         {
@@ -275,7 +274,7 @@ def _finish(cache: Path, work: Path, sources: Sources, todo: tuple[int, ...], ma
             if stale.name not in {array_name(r) for r in todo}:
                 stale.unlink()
     payload["completed_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    write_json_atomic(cache / MANIFEST, payload)
+    _write_json(cache / MANIFEST, payload)
 
 
 @dataclass(frozen=True)

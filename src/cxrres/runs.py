@@ -1,0 +1,117 @@
+"""Run directories: what a training run writes and how every later step (evaluate, localize, report) reads it.
+
+A run directory holds
+- `config.yaml` — `settings` (every resolved training setting), `identity` (the settings that define the run),
+  `data` (root, split, images per part, a hash of the split), `cache`, `versions`;
+- `checkpoints/best.ckpt` (best validation mean AUC) and `checkpoints/last.ckpt` (end of the last epoch);
+- `metrics.csv` — one row per epoch: epoch, train_loss, val_loss, val_mean_auc, lr, val_auc_<class>...;
+- `run.json` — status (`running`, `finished`, `failed`), best epoch, and cost (wall time, images/s, peak memory,
+  device);
+- `predictions_test.csv` — `image`, one probability column per class, one `label_<class>` column per class;
+- `logs/` — CSV and TensorBoard logs from Lightning.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from cxrres.errors import CxrresError, DataFormatError
+from cxrres.parallel import write_json_atomic, write_text_atomic
+
+CONFIG = "config.yaml"
+STATUS = "run.json"
+METRICS = "metrics.csv"
+PREDICTIONS = "predictions_test.csv"
+CHECKPOINTS = "checkpoints"
+BEST = "best.ckpt"
+LAST = "last.ckpt"
+LABEL_PREFIX = "label_"
+
+
+def write_yaml_atomic(path: Path, payload: dict) -> None:
+    """Write `payload` as YAML via a temporary file and a rename."""
+    write_text_atomic(path, yaml.safe_dump(payload, sort_keys=False))
+
+
+def read_config(run_dir: str | Path) -> dict:
+    """The run's config.yaml; CxrresError if `run_dir` is not a run directory."""
+    path = Path(run_dir) / CONFIG
+    if not path.is_file():
+        raise CxrresError(f"{run_dir}: not a run directory (no {CONFIG})")
+    try:
+        config = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise DataFormatError(path, f"not valid YAML ({str(error).splitlines()[0]})") from None
+    if not isinstance(config, dict) or "settings" not in config:
+        raise DataFormatError(path, "no `settings` section; not written by cxrres train")
+    return config
+
+
+def read_status(run_dir: str | Path) -> dict:
+    """The run's run.json, or {} when it has none yet."""
+    path = Path(run_dir) / STATUS
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """Test predictions of one run: image names, class names, (N, C) probabilities and (N, C) 0/1 labels."""
+
+    images: list[str]
+    classes: list[str]
+    scores: np.ndarray
+    labels: np.ndarray
+
+    def to_frame(self) -> pd.DataFrame:
+        """The predictions_test.csv table."""
+        frame = pd.DataFrame({"image": self.images})
+        for c, name in enumerate(self.classes):
+            frame[name] = self.scores[:, c]
+        for c, name in enumerate(self.classes):
+            frame[LABEL_PREFIX + name] = self.labels[:, c].astype(np.uint8)
+        return frame
+
+
+def write_predictions(path: Path, predictions: Predictions) -> None:
+    """Write predictions_test.csv atomically (probabilities with 7 significant digits)."""
+    buffer = io.StringIO()
+    predictions.to_frame().to_csv(buffer, index=False, float_format="%.7g")
+    write_text_atomic(path, buffer.getvalue())
+
+
+def read_predictions(run_dir: str | Path) -> Predictions:
+    """predictions_test.csv of a run, validated: one score and one label column per class, labels 0/1, scores finite."""
+    path = Path(run_dir) / PREDICTIONS
+    if not path.is_file():
+        raise CxrresError(f"{run_dir}: no {PREDICTIONS}; the run has not finished (rerun `cxrres train` with the same settings)")
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise DataFormatError(path, f"not a readable CSV ({str(error).splitlines()[0]})") from None
+    if not len(frame.columns) or frame.columns[0] != "image":
+        raise DataFormatError(path, "first column must be `image`", 1)
+    classes = [c for c in frame.columns[1:] if not c.startswith(LABEL_PREFIX)]
+    missing = [c for c in classes if LABEL_PREFIX + c not in frame.columns]
+    extra = [c for c in frame.columns if c.startswith(LABEL_PREFIX) and c[len(LABEL_PREFIX):] not in classes]
+    if not classes or missing or extra:
+        raise DataFormatError(path, f"score and label columns do not pair up (classes {classes}; no label for {missing}; "
+                                    f"labels without scores {extra})", 1)
+    scores = frame[classes].to_numpy(np.float64)
+    labels = frame[[LABEL_PREFIX + c for c in classes]].to_numpy()
+    bad = ~np.isfinite(scores)
+    if bad.any():
+        row = int(np.flatnonzero(bad.any(axis=1))[0])
+        raise DataFormatError(path, "score is empty, NaN or infinite", row + 2)
+    if not np.isin(labels, (0, 1)).all():
+        row = int(np.flatnonzero((~np.isin(labels, (0, 1))).any(axis=1))[0])
+        raise DataFormatError(path, "labels must be 0 or 1", row + 2)
+    if frame["image"].duplicated().any():
+        raise DataFormatError(path, f"image {frame['image'][frame['image'].duplicated()].iloc[0]} appears twice")
+    return Predictions(frame["image"].astype(str).tolist(), classes, scores, labels.astype(np.uint8))
