@@ -83,6 +83,34 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Per-class test AUC with DeLong intervals of one run; writes auc.csv into it."""
+    from cxrres.evaluate import AUC_FILE, evaluate_run, table_as_json
+
+    table = evaluate_run(args.run_dir, args.level, args.n_boot)
+    if args.json:
+        print(json.dumps(table_as_json(table)))
+        return 0
+    for _, row in table.iterrows():
+        counts = "" if row["class"] == "mean" else f"{int(row['n_pos']):>6,} pos {int(row['n_neg']):>7,} neg  "
+        value = "undefined" if row["note"].startswith("undefined") else f"{row['auc']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}]"
+        print(f"{row['class']:<19} {counts}{value}" + (f"  ({row['note']})" if row["note"] else ""))
+    print(f"wrote {args.run_dir}/{AUC_FILE}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Compare runs on the same test images: AUC table, paired DeLong and bootstrap tests, figure."""
+    from cxrres.evaluate import compare_runs, write_comparison
+    from cxrres.tables import markdown_table
+
+    comparison = compare_runs(args.run_dirs, args.level, args.n_boot)
+    written = write_comparison(comparison, args.out)
+    print(markdown_table(comparison.auc))
+    print(f"wrote {len(written)} files to {args.out}: " + ", ".join(p.name for p in written))
+    return 0
+
+
 def _add_train_options(train: argparse.ArgumentParser) -> None:
     """The flags of `cxrres train`; every one defaults to the config file, then to the study's recipe."""
     train.add_argument("--data", metavar="DIR", help="data root (as for describe)")
@@ -168,6 +196,26 @@ def build_parser() -> argparse.ArgumentParser:
                                        "command resumes an interrupted run and skips a finished one.")
     _add_train_options(train)
     train.set_defaults(func=cmd_train)
+
+    evaluate = sub.add_parser("evaluate", help="per-class test AUC with DeLong 95%% intervals of one run",
+                              description="Read RUN_DIR/predictions_test.csv and write RUN_DIR/auc.csv: per class n_pos, n_neg, "
+                                          "AUC (Mann-Whitney) and DeLong interval; the mean over classes with a bootstrap-by-patient "
+                                          "interval.")
+    evaluate.add_argument("run_dir", metavar="RUN_DIR")
+    evaluate.add_argument("--json", action="store_true", help='print {"auc": {class: {auc, ci_low, ci_high}, ..., "mean": {...}}}')
+    evaluate.add_argument("--level", type=float, default=0.95, help="interval level (default: %(default)s)")
+    evaluate.add_argument("--n-boot", type=int, default=1000, metavar="B", help="bootstrap replicates for the mean (default: %(default)s)")
+    evaluate.set_defaults(func=cmd_evaluate)
+
+    compare = sub.add_parser("compare", help="compare runs: AUC table, paired DeLong and bootstrap tests, AUC-vs-resolution plot",
+                             description="Compare runs scored on the same test images: AUC table with the best per row marked "
+                                         "(Markdown, CSV, LaTeX), per-class paired DeLong tests (Holm-adjusted within each pair), "
+                                         "paired patient-bootstrap tests of the mean AUC, and AUC against resolution (PNG, SVG).")
+    compare.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    compare.add_argument("--out", default="comparison", metavar="DIR", help="output directory (default: %(default)s)")
+    compare.add_argument("--level", type=float, default=0.95, help="interval level (default: %(default)s)")
+    compare.add_argument("--n-boot", type=int, default=1000, metavar="B", help="bootstrap replicates (default: %(default)s)")
+    compare.set_defaults(func=cmd_compare)
     return parser
 
 

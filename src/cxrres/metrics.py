@@ -209,15 +209,37 @@ def weighted_auc(y_true: np.ndarray, y_score: np.ndarray, weights: np.ndarray) -
         return np.where(denominator > 0, numerator / denominator, np.nan)
 
 
-def _bootstrap_means(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray, defined: np.ndarray) -> np.ndarray:
-    """(B,) mean over the `defined` classes of the per-replicate AUCs (classes undefined in a replicate are skipped)."""
-    per_class = np.stack([weighted_auc(labels[:, c], scores[:, c], weights) for c in np.flatnonzero(defined)], axis=1)
+def bootstrap_class_replicates(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray, defined: np.ndarray) -> np.ndarray:
+    """(B, C) AUC of each class in each replicate of case `weights` (B, N); NaN for classes not `defined`.
+
+    Runs scored on the same cases and given the same weights give paired replicates.
+    """
+    out = np.full((np.atleast_2d(weights).shape[0], labels.shape[1]), np.nan)
+    for c in np.flatnonzero(defined):
+        out[:, c] = weighted_auc(labels[:, c], scores[:, c], weights)
+    return out
+
+
+def replicate_means(per_class: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """(B,) mean over the selected `classes` (mask) of (B, C) replicate AUCs; a class undefined in one replicate
+    (no positive or no negative weight) is left out of that replicate's mean."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmean(per_class, axis=1)
+        return np.nanmean(per_class[:, classes], axis=1)
 
 
-def _check_matrix(labels: np.ndarray, *scores: np.ndarray) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+def bootstrap_mean_replicates(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray, defined: np.ndarray) -> np.ndarray:
+    """(B,) mean AUC over the `defined` classes in each replicate of case `weights` (B, N)."""
+    return replicate_means(bootstrap_class_replicates(labels, scores, weights, defined), defined)
+
+
+def paired_bootstrap_p(differences: np.ndarray) -> float:
+    """Two-sided bootstrap p of a difference: min(1, 2 min(P*(d <= 0), P*(d >= 0))) over replicates d."""
+    d = differences[~np.isnan(differences)]
+    return min(1.0, 2.0 * min(float(np.mean(d <= 0)), float(np.mean(d >= 0))))
+
+
+def check_matrix(labels: np.ndarray, *scores: np.ndarray) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
     """Validate (N, C) labels and scores; return them and the mask of classes with positives and negatives."""
     labels = np.asarray(labels)
     if labels.ndim != 2:
@@ -234,7 +256,8 @@ def _check_matrix(labels: np.ndarray, *scores: np.ndarray) -> tuple[np.ndarray, 
     return labels.astype(bool), checked, defined
 
 
-def _percentile_interval(samples: np.ndarray, level: float) -> tuple[float, float]:
+def percentile_interval(samples: np.ndarray, level: float) -> tuple[float, float]:
+    """Percentile bootstrap interval of the non-NaN `samples` at `level`."""
     samples = samples[~np.isnan(samples)]
     tail = (1.0 - level) / 2.0 * 100.0
     low, high = np.percentile(samples, [tail, 100.0 - tail])
@@ -248,10 +271,10 @@ def bootstrap_mean_auc(labels: np.ndarray, scores: np.ndarray, groups: np.ndarra
     `labels`, `scores`: (N, C); `groups`: patient id per case. The mean runs over the classes that have positives
     and negatives in the full sample.
     """
-    labels, (scores,), defined = _check_matrix(labels, scores)
+    labels, (scores,), defined = check_matrix(labels, scores)
     point = float(np.mean([auc(labels[:, c], scores[:, c]) for c in np.flatnonzero(defined)]))
-    samples = _bootstrap_means(labels, scores, patient_weights(groups, n_boot, seed), defined)
-    return (point, *_percentile_interval(samples, level))
+    samples = bootstrap_mean_replicates(labels, scores, patient_weights(groups, n_boot, seed), defined)
+    return (point, *percentile_interval(samples, level))
 
 
 def bootstrap_mean_auc_difference(labels: np.ndarray, scores_a: np.ndarray, scores_b: np.ndarray, groups: np.ndarray,
@@ -262,10 +285,8 @@ def bootstrap_mean_auc_difference(labels: np.ndarray, scores_a: np.ndarray, scor
     Both runs are scored on the same resampled cases in each replicate; p = min(1, 2 min(P*(d <= 0), P*(d >= 0)))
     over the replicate differences d.
     """
-    labels, (a, b), defined = _check_matrix(labels, scores_a, scores_b)
+    labels, (a, b), defined = check_matrix(labels, scores_a, scores_b)
     point = float(np.mean([auc(labels[:, c], a[:, c]) - auc(labels[:, c], b[:, c]) for c in np.flatnonzero(defined)]))
     weights = patient_weights(groups, n_boot, seed)
-    diffs = _bootstrap_means(labels, a, weights, defined) - _bootstrap_means(labels, b, weights, defined)
-    diffs = diffs[~np.isnan(diffs)]
-    p = min(1.0, 2.0 * min(float(np.mean(diffs <= 0)), float(np.mean(diffs >= 0))))
-    return (point, *_percentile_interval(diffs, level), p)
+    diffs = bootstrap_mean_replicates(labels, a, weights, defined) - bootstrap_mean_replicates(labels, b, weights, defined)
+    return (point, *percentile_interval(diffs, level), paired_bootstrap_p(diffs))

@@ -89,6 +89,8 @@ def write_predictions(path: Path, predictions: Predictions) -> None:
 def read_predictions(run_dir: str | Path) -> Predictions:
     """predictions_test.csv of a run, validated: one score and one label column per class, labels 0/1, scores finite."""
     path = Path(run_dir) / PREDICTIONS
+    if not path.is_file() and not (Path(run_dir) / CONFIG).is_file():
+        raise CxrresError(f"{run_dir}: not a run directory (no {CONFIG}, no {PREDICTIONS})")
     if not path.is_file():
         raise CxrresError(f"{run_dir}: no {PREDICTIONS}; the run has not finished (rerun `cxrres train` with the same settings)")
     try:

@@ -1,0 +1,96 @@
+"""cxrres evaluate / compare on hand-made run directories: tables, tests, refusals, JSON, files."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cxrres import metrics, runs
+from cxrres.cli import main
+from cxrres.errors import CxrresError, DataFormatError
+from cxrres.evaluate import compare_runs, evaluate_run
+
+CLASSES3 = ["Effusion", "Mass", "Nodule"]
+
+
+def make_run(path, resolution_px: int, signal: float, n: int = 300, seed: int = 0, images=None, classes=CLASSES3):
+    """A run directory with config.yaml and predictions whose separation grows with `signal`."""
+    rng = np.random.default_rng(seed)
+    label_rng = np.random.default_rng(99)  # the same labels for every run
+    images = images or [f"{i // 3:08d}_{i % 3:03d}.png" for i in range(n)]
+    labels = (label_rng.random((len(images), len(classes))) < 0.3).astype(np.uint8)
+    scores = 1 / (1 + np.exp(-(signal * labels + rng.normal(size=labels.shape))))
+    path.mkdir(parents=True)
+    runs.write_yaml_atomic(path / runs.CONFIG, {"settings": {"arch": "densenet121", "resolution_px": resolution_px,
+                                                             "seed": 0, "label": None}})
+    runs.write_predictions(path / runs.PREDICTIONS, runs.Predictions(images, classes, scores, labels))
+    return path
+
+
+def test_evaluate_writes_auc_csv_matching_delong(tmp_path):
+    run = make_run(tmp_path / "r", 64, 1.0)
+    table = evaluate_run(run, n_boot=200)
+    written = pd.read_csv(run / "auc.csv")
+    assert written.columns.tolist() == ["class", "n_pos", "n_neg", "auc", "ci_low", "ci_high", "note"]
+    assert written["class"].tolist() == CLASSES3 + ["mean"]
+    p = runs.read_predictions(run)
+    for c, name in enumerate(CLASSES3):
+        expected = metrics.delong_ci(p.labels[:, c], p.scores[:, c])
+        assert tuple(table.iloc[c][["auc", "ci_low", "ci_high"]]) == pytest.approx(expected)
+        assert table.iloc[c]["n_pos"] + table.iloc[c]["n_neg"] == 300
+    mean = table.iloc[-1]
+    assert mean["auc"] == pytest.approx(table["auc"][:3].mean())
+    assert mean["ci_low"] < mean["auc"] < mean["ci_high"] and "by patient" in mean["note"]
+
+
+def test_evaluate_json_and_undefined_class(tmp_path, capsys):
+    run = make_run(tmp_path / "r", 64, 1.0)
+    frame = pd.read_csv(run / runs.PREDICTIONS)
+    frame["label_Mass"] = 0  # no positives: undefined, stated, excluded from the mean
+    frame.to_csv(run / runs.PREDICTIONS, index=False)
+    assert main(["evaluate", str(run), "--json", "--n-boot", "100"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert set(payload["auc"]) == set(CLASSES3) | {"mean"}
+    assert payload["auc"]["Mass"] == {"auc": None, "ci_low": None, "ci_high": None}
+    assert payload["auc"]["mean"]["auc"] == pytest.approx((payload["auc"]["Effusion"]["auc"] + payload["auc"]["Nodule"]["auc"]) / 2, abs=1e-6)
+    assert "undefined: no positive cases" in pd.read_csv(run / "auc.csv").set_index("class").loc["Mass", "note"]
+
+
+def test_malformed_predictions_name_file_and_line(tmp_path, capsys):
+    run = make_run(tmp_path / "r", 64, 1.0, n=10)
+    frame = pd.read_csv(run / runs.PREDICTIONS)
+    frame.loc[4, "Mass"] = np.nan
+    frame.to_csv(run / runs.PREDICTIONS, index=False)
+    with pytest.raises(DataFormatError, match=r"predictions_test.csv:6: score is empty, NaN or infinite"):
+        runs.read_predictions(run)
+    assert main(["evaluate", str(tmp_path)]) == 1
+    assert "not a run directory" in capsys.readouterr().err
+
+
+def test_compare_tables_tests_and_figure(tmp_path, capsys):
+    dirs = [make_run(tmp_path / f"r{r}", r, s, seed=i) for i, (r, s) in enumerate([(64, 0.3), (128, 1.0), (256, 2.5)])]
+    out = tmp_path / "cmp"
+    assert main(["compare", *map(str, dirs), "--out", str(out), "--n-boot", "300"]) == 0
+    printed = capsys.readouterr().out
+    assert "| Class | DenseNet-121 64 px | DenseNet-121 128 px | DenseNet-121 256 px |" in printed
+    table = pd.read_csv(out / "auc_table.csv")
+    assert (table["best"] == "DenseNet-121 256 px").all()
+    assert r"\textbf{" in (out / "auc_table.tex").read_text()
+    delong = pd.read_csv(out / "delong_tests.csv")
+    assert len(delong) == 3 * 3  # 3 pairs x 3 classes
+    assert (delong["p_holm"] >= delong["p"] - 1e-12).all()
+    boot = pd.read_csv(out / "bootstrap_tests.csv")
+    row = boot[(boot["run_a"] == "DenseNet-121 64 px") & (boot["run_b"] == "DenseNet-121 256 px")].iloc[0]
+    assert row["difference"] < 0 and row["ci_high"] < 0 and row["p"] < 0.01
+    assert "Per-class DeLong tests against DenseNet-121 256 px" in (out / "compare.md").read_text()
+    assert (out / "auc_vs_resolution.png").stat().st_size > 10_000 and (out / "auc_vs_resolution.svg").is_file()
+
+
+def test_compare_refuses_different_test_images(tmp_path):
+    a = make_run(tmp_path / "a", 64, 1.0, n=30)
+    b = make_run(tmp_path / "b", 128, 1.0, images=[f"{i:08d}_000.png" for i in range(31)])
+    with pytest.raises(CxrresError, match=r"different test images: .* has 30, .* has 31, \d+ in common"):
+        compare_runs([a, b])
