@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import sys
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, TypeVar
 
@@ -14,11 +15,17 @@ R = TypeVar("R")
 
 def ordered_map(func: Callable[[T], R], items: list[T], workers: int, chunksize: int = 4,
                 initializer: Callable[[], None] | None = None) -> Iterator[R]:
-    """`map(func, items)` in `workers` forked processes (in-process for 1), results streamed in input order."""
+    """`map(func, items)` in `workers` processes (in-process for 1), results streamed in input order.
+
+    Workers are forked (fastest), except once PyTorch is loaded: a fork of a process whose native thread pools
+    hold locks can deadlock the child (seen with `cxrres train` preparing its cache), so then they are spawned.
+    `func` and `initializer` must be importable module-level functions.
+    """
     if workers <= 1 or len(items) <= 1:
         yield from map(func, items)
         return
-    with multiprocessing.get_context("fork").Pool(workers, initializer=initializer) as pool:
+    context = multiprocessing.get_context("spawn" if "torch" in sys.modules else "fork")
+    with context.Pool(workers, initializer=initializer) as pool:
         yield from pool.imap(func, items, chunksize=chunksize)
 
 
