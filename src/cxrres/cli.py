@@ -111,6 +111,24 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_localize(args: argparse.Namespace) -> int:
+    """Grad-CAM boxes of one run scored against the official boxes of its test part."""
+    from cxrres.localize import SAMPLES, SUMMARY, localize_run, summary_as_json
+
+    result = localize_run(args.run_dir, args.data, args.method, args.threshold, args.iou, args.examples,
+                          progress=not (args.quiet or args.json))
+    if args.json:
+        print(json.dumps(summary_as_json(result.summary)))
+        return 0
+    print(f"{'class':<14} {'n':>4} {'precision':>9} {'accuracy':>8}")
+    for _, row in result.summary.iterrows():
+        print(f"{row['class']:<14} {int(row['n']):>4} {row['precision']:>9.3f} {row['accuracy']:>8.3f}")
+    if result.skipped_not_in_cache:
+        print(f"{result.skipped_not_in_cache} boxes skipped: their images are not on disk")
+    print(f"wrote {args.run_dir}/{SUMMARY}, {SAMPLES} and {len(result.figures)} example figures")
+    return 0
+
+
 def _add_train_options(train: argparse.ArgumentParser) -> None:
     """The flags of `cxrres train`; every one defaults to the config file, then to the study's recipe."""
     train.add_argument("--data", metavar="DIR", help="data root (as for describe)")
@@ -216,6 +234,22 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--level", type=float, default=0.95, help="interval level (default: %(default)s)")
     compare.add_argument("--n-boot", type=int, default=1000, metavar="B", help="bootstrap replicates (default: %(default)s)")
     compare.set_defaults(func=cmd_compare)
+
+    localize = sub.add_parser("localize", help="Grad-CAM boxes of a run scored against the official boxes",
+                              description="For every official box in the test part of the run's split: the class's saliency map "
+                                          "from the best checkpoint (after the last block's ReLU), brought to the image's pixel "
+                                          "frame, thresholded, one detection per connected component; precision and hit at an IoU "
+                                          "threshold. Writes localization.csv, localization_samples.csv and example figures.")
+    localize.add_argument("run_dir", metavar="RUN_DIR")
+    localize.add_argument("--data", metavar="DIR", help="data root (default: the run's)")
+    localize.add_argument("--method", default="gradcam", choices=("gradcam", "hirescam", "gradcam++", "xgradcam", "layercam"),
+                          help="saliency method (default: %(default)s)")
+    localize.add_argument("--threshold", type=float, default=0.5, help="threshold on the min-max normalised map (default: %(default)s)")
+    localize.add_argument("--iou", type=float, default=0.1, help="IoU at which a detection is positive (default: %(default)s)")
+    localize.add_argument("--examples", type=int, default=2, metavar="N", help="example figures per class (default: %(default)s)")
+    localize.add_argument("--json", action="store_true", help='print {"classes": {...}, "mean": {"precision", "accuracy"}}')
+    localize.add_argument("--quiet", action="store_true", help="no progress bar")
+    localize.set_defaults(func=cmd_localize)
     return parser
 
 

@@ -284,7 +284,9 @@ class ResolutionCache:
     cache_dir: Path
     resolution_px: int
     rows: dict[str, int]
-    source_size_px: dict[str, int]
+    source_size_px: dict[str, int]  # side of the padded square frame, max(h, w)
+    source_hw: dict[str, tuple[int, int]]  # (height, width) of the source image, px
+    sources: dict[str, str]  # source path relative to the data root
 
     @classmethod
     def open(cls, cache_dir: str | Path, resolution_px: int) -> "ResolutionCache":
@@ -299,7 +301,9 @@ class ResolutionCache:
         index = pd.read_csv(cache_dir / INDEX)
         ok = index[index["ok"]]
         side = np.maximum(ok["source_height_px"], ok["source_width_px"]).astype(int)
-        return cls(cache_dir, resolution_px, dict(zip(ok["image"], ok["row"].astype(int))), dict(zip(ok["image"], side)))
+        hw = zip(ok["source_height_px"].astype(int), ok["source_width_px"].astype(int))
+        return cls(cache_dir, resolution_px, dict(zip(ok["image"], ok["row"].astype(int))), dict(zip(ok["image"], side)),
+                   dict(zip(ok["image"], hw)), dict(zip(ok["image"], ok["source"].astype(str))))
 
     def array(self) -> np.ndarray:
         """The (N, R, R) uint8 array, memory-mapped read-only (cheap; call once per process)."""

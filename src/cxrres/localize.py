@@ -1,0 +1,161 @@
+"""`cxrres localize`: Grad-CAM boxes of a run scored against the official boxes of its split's test part.
+
+For every box (image, class) whose image is in the cache: the map of that class from the run's best checkpoint,
+brought to the image's own pixel frame (`saliency.to_box_frame`), thresholded, one detection per connected
+component, and precision and hit against the box. Writes `localization_samples.csv`, `localization.csv` (per
+class, ordered by mean box size; then the mean over classes) and example figures into the run directory.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from cxrres import runs, saliency
+from cxrres.data import DataRoot, boxes_in_part, build_split
+from cxrres.data.cache import ResolutionCache, prepare_cache
+from cxrres.data.images import read_grey
+from cxrres.errors import CxrresError
+from cxrres.parallel import write_text_atomic
+from cxrres.train import load_run_model, prepare_input
+
+SAMPLES = "localization_samples.csv"
+SUMMARY = "localization.csv"
+EXAMPLES = "localization_examples"
+FIGURE_PX = 512
+
+
+@dataclass
+class Localization:
+    """Per-box samples, the per-class table, and the files written."""
+
+    samples: pd.DataFrame
+    summary: pd.DataFrame
+    skipped_not_in_cache: int
+    figures: list[Path] = field(default_factory=list)
+
+
+def format_boxes(boxes: list[tuple[int, int, int, int]]) -> str:
+    """'x y w h; x y w h' (empty for none)."""
+    return "; ".join(" ".join(str(int(v)) for v in b) for b in boxes)
+
+
+def summarise(samples: pd.DataFrame, order: list[str]) -> pd.DataFrame:
+    """Per class: n, mean precision, accuracy (mean hit), in `order`; then `mean` (unweighted over classes)."""
+    grouped = samples.groupby("class").agg(n=("hit", "size"), precision=("precision", "mean"), accuracy=("hit", "mean"))
+    grouped = grouped.loc[[c for c in order if c in grouped.index]].reset_index()
+    mean = {"class": "mean", "n": int(grouped["n"].sum()), "precision": grouped["precision"].mean(),
+            "accuracy": grouped["accuracy"].mean()}
+    return pd.concat([grouped, pd.DataFrame([mean])], ignore_index=True)
+
+
+def summary_as_json(summary: pd.DataFrame) -> dict:
+    """{"classes": {c: {"n", "precision", "accuracy"}}, "mean": {"precision", "accuracy"}}."""
+    rows = summary.set_index("class")
+    classes = {c: {"n": int(r["n"]), "precision": round(float(r["precision"]), 6), "accuracy": round(float(r["accuracy"]), 6)}
+               for c, r in rows.drop(index="mean").iterrows()}
+    mean = rows.loc["mean"]
+    return {"classes": classes, "mean": {"precision": round(float(mean["precision"]), 6), "accuracy": round(float(mean["accuracy"]), 6)}}
+
+
+def example_figure(grey: np.ndarray, frame: np.ndarray, gt: tuple, detections: list[tuple], iou_threshold: float,
+                   title: str) -> np.ndarray:
+    """BGR picture (FIGURE_PX wide): radiograph, heat map, ground truth in white, detections green (positive) / red."""
+    h, w = frame.shape
+    scale = FIGURE_PX / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    base = cv2.resize(grey.astype(np.float32), size, interpolation=cv2.INTER_AREA)
+    base = cv2.cvtColor(np.clip(base, 0, 255).astype(np.uint8), cv2.COLOR_GRAY2BGR)
+    heat = cv2.applyColorMap((cv2.resize(frame, size) * 255).astype(np.uint8), cv2.COLORMAP_JET)
+    picture = cv2.addWeighted(base, 0.6, heat, 0.4, 0)
+
+    def rect(box: tuple, colour: tuple[int, int, int]) -> None:
+        x, y, bw, bh = (v * scale for v in box)
+        cv2.rectangle(picture, (int(x), int(y)), (int(x + bw) - 1, int(y + bh) - 1), colour, 2)
+
+    for d in detections:
+        rect(d, (0, 200, 0) if saliency.iou(d, gt) >= iou_threshold else (0, 0, 230))
+    rect(gt, (255, 255, 255))
+    cv2.putText(picture, title, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+    return picture
+
+
+def _write_png(path: Path, image: np.ndarray) -> None:
+    tmp = path.with_name(path.stem + ".tmp.png")
+    if not cv2.imwrite(str(tmp), image):
+        raise CxrresError(f"{path}: cannot write the figure")
+    tmp.replace(path)
+
+
+def localize_run(run_dir: str | Path, data: str | Path | None = None, method: str = "gradcam", threshold: float = 0.5,
+                 iou_threshold: float = 0.1, examples: int = 2, batch_size: int = 16, device: str | None = None,
+                 progress: bool = True) -> Localization:
+    """Score the run's maps against the official boxes of its split's test part; write the tables and figures."""
+    run_dir = Path(run_dir)
+    model, config, classes = load_run_model(run_dir)
+    if method not in saliency.METHODS:
+        raise CxrresError(f"unknown saliency method {method!r}; choose from {', '.join(saliency.METHODS)}")
+    root = DataRoot.at(data or config.data)
+    split = build_split(root, config.split, config.split_dir, config.val_fraction, config.split_seed)
+    boxes = boxes_in_part(root, split, "test")
+    boxes = boxes[boxes["label"].isin(classes)].reset_index(drop=True)
+    if boxes.empty:
+        raise CxrresError(f"{root.root}: no official box of the run's classes ({', '.join(classes)}) in the test part")
+    report = prepare_cache(root.root, [config.resolution_px], config.cache if data is None else None, progress=progress)
+    cache = ResolutionCache.open(report.cache_dir, config.resolution_px)
+    present = boxes["image"].isin(set(cache.rows))
+    skipped = int((~present).sum())
+    boxes = boxes[present].reset_index(drop=True)
+    if boxes.empty:
+        raise CxrresError(f"{root.root}: none of the {skipped} boxed test images is on disk")
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model = model.to(dev).eval()
+    array = cache.array()
+    class_index = {c: i for i, c in enumerate(classes)}
+    rows, keep = [], {}
+    bar = tqdm(total=len(boxes), unit="box", desc=f"localize {method}", disable=not progress)
+    for start in range(0, len(boxes), batch_size):
+        part = boxes.iloc[start:start + batch_size]
+        images = torch.from_numpy(np.stack([array[cache.rows[n]] for n in part["image"]]))[:, None].to(dev)
+        targets = torch.tensor([class_index[c] for c in part["label"]], device=dev)
+        maps = saliency.class_activation_maps(model, prepare_input(images, False), targets, method).cpu().numpy()
+        for cam, (_, box) in zip(maps, part.iterrows()):
+            frame = saliency.to_box_frame(cam, cache.source_hw[box["image"]])
+            gt = (float(box["x"]), float(box["y"]), float(box["w"]), float(box["h"]))
+            detections = saliency.boxes_from_saliency(frame, threshold)
+            precision, hit = saliency.score_detections(detections, gt, iou_threshold)
+            rows.append({"image": box["image"], "class": box["label"], "n_detections": len(detections),
+                         "precision": precision, "hit": int(hit), "gt_x": gt[0], "gt_y": gt[1], "gt_w": gt[2],
+                         "gt_h": gt[3], "detections": format_boxes(detections)})
+            if sum(1 for k in keep if k[0] == box["label"]) < examples:
+                keep[(box["label"], box["image"])] = (frame, gt, detections, precision, hit)
+        bar.update(len(part))
+    bar.close()
+    samples = pd.DataFrame(rows)
+    side = np.array([max(cache.source_hw[n]) for n in boxes["image"]], dtype=np.float64)
+    area_1024 = boxes["w"] * boxes["h"] * (1024.0 / side) ** 2
+    order = area_1024.groupby(boxes["label"]).mean().sort_values().index.tolist()
+    summary = summarise(samples, order)
+    for name, frame in ((SAMPLES, samples), (SUMMARY, summary)):
+        buffer = io.StringIO()
+        frame.to_csv(buffer, index=False, float_format="%.6g")
+        write_text_atomic(run_dir / name, buffer.getvalue())
+    result = Localization(samples, summary, skipped)
+    if keep:
+        out = run_dir / EXAMPLES
+        out.mkdir(exist_ok=True)
+        for (label, image), (frame, gt, detections, precision, hit) in keep.items():
+            grey = read_grey(root.root / cache.sources[image])
+            title = f"{label} {image}: precision {precision:.2f}, {'hit' if hit else 'miss'}"
+            path = out / f"{label}_{Path(image).stem}.png"
+            _write_png(path, example_figure(grey, frame, gt, detections, iou_threshold, title))
+            result.figures.append(path)
+    return result

@@ -1,0 +1,166 @@
+"""Class activation maps from the last convolutional block (after its final ReLU), and the box geometry of the
+study's localization protocol: threshold, connected components, IoU, precision and hit.
+
+Maps: for class c with logit y_c and activations A (K, h, w) of the last block, after its ReLU,
+- `gradcam`   (Selvaraju et al. 2017): ReLU(Σ_k α_k A_k), α_k = mean_ij ∂y_c/∂A_kij;
+- `hirescam`  (Draelos & Carin 2020): ReLU(Σ_k ∂y_c/∂A_k ⊙ A_k);
+- `gradcam++` (Chattopadhay et al. 2018): ReLU(Σ_k w_k A_k), w_k = Σ_ij a_kij ReLU(g_kij),
+  a = g² / (2g² + Σ_ij A_k · g³ + 1e-6) (as pytorch-grad-cam computes it);
+- `xgradcam`  (Fu et al. 2020): ReLU(Σ_k w_k A_k), w_k = Σ_ij g_kij A_kij / (Σ_ij A_kij + 1e-7);
+- `layercam`  (Jiang et al. 2021): ReLU(Σ_k ReLU(g_k) ⊙ A_k).
+They match pytorch-grad-cam's methods of the same names (checked in the tests) but are computed here so that
+the activations are taken *after* the block's ReLU: torchvision's DenseNet applies that ReLU in place inside
+`forward`, so a hook on `features.norm5` sees the pre-ReLU map. `split_network` makes that step explicit.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+import torchvision
+from scipy import ndimage
+from torch import nn
+
+from cxrres.errors import CxrresError
+
+Box = tuple[int, int, int, int]  # (x, y, w, h) in pixels
+
+
+def split_network(model: nn.Module) -> tuple[Callable[[torch.Tensor], torch.Tensor], Callable[[torch.Tensor], torch.Tensor]]:
+    """(backbone, head) with head(backbone(x)) == model(x); backbone ends with the last block's ReLU (not in place)."""
+    if isinstance(model, torchvision.models.DenseNet):
+        def backbone(x: torch.Tensor) -> torch.Tensor:
+            return F.relu(model.features(x))  # the ReLU torchvision applies in place in DenseNet.forward
+
+        def head(a: torch.Tensor) -> torch.Tensor:
+            return model.classifier(torch.flatten(F.adaptive_avg_pool2d(a, (1, 1)), 1))
+        return backbone, head
+    if isinstance(model, torchvision.models.ResNet):
+        def backbone(x: torch.Tensor) -> torch.Tensor:  # each BasicBlock ends with its ReLU
+            x = model.maxpool(model.relu(model.bn1(model.conv1(x))))
+            return model.layer4(model.layer3(model.layer2(model.layer1(x))))
+
+        def head(a: torch.Tensor) -> torch.Tensor:
+            return model.fc(torch.flatten(model.avgpool(a), 1))
+        return backbone, head
+    raise CxrresError(f"no Grad-CAM split for {type(model).__name__}; supported: DenseNet, ResNet")
+
+
+def _gradcam(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    return (g.mean(dim=(2, 3), keepdim=True) * a).sum(dim=1)
+
+
+def _hirescam(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    return (g * a).sum(dim=1)
+
+
+def _gradcam_pp(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    g2, g3 = g.pow(2), g.pow(3)
+    sum_a = a.sum(dim=(2, 3), keepdim=True)
+    alpha = g2 / (2 * g2 + sum_a * g3 + 1e-6)
+    alpha = torch.where(g != 0, alpha, torch.zeros_like(alpha))
+    weights = (torch.clamp(g, min=0) * alpha).sum(dim=(2, 3), keepdim=True)
+    return (weights * a).sum(dim=1)
+
+
+def _xgradcam(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    weights = (g * a).sum(dim=(2, 3), keepdim=True) / (a.sum(dim=(2, 3), keepdim=True) + 1e-7)
+    return (weights * a).sum(dim=1)
+
+
+def _layercam(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    return (torch.clamp(g, min=0) * a).sum(dim=1)
+
+
+METHODS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "gradcam": _gradcam, "hirescam": _hirescam, "gradcam++": _gradcam_pp, "xgradcam": _xgradcam, "layercam": _layercam,
+}
+
+
+def class_activation_maps(model: nn.Module, x: torch.Tensor, class_index: torch.Tensor, method: str = "gradcam"
+                          ) -> torch.Tensor:
+    """(B, h, w) ReLU'd maps at the last block's resolution for a batch `x` (B, 3, R, R), one class per image.
+
+    The model is put in eval mode; gradients flow only to the activations (parameters are untouched).
+    """
+    if method not in METHODS:
+        raise CxrresError(f"unknown saliency method {method!r}; choose from {', '.join(METHODS)}")
+    model.eval()
+    backbone, head = split_network(model)
+    with torch.enable_grad():
+        activations = backbone(x).detach().requires_grad_(True)
+        logits = head(activations)
+        target = logits.gather(1, class_index.view(-1, 1).to(logits.device)).sum()
+        (gradients,) = torch.autograd.grad(target, activations)
+    with torch.no_grad():
+        return torch.relu(METHODS[method](activations.float(), gradients.float()))
+
+
+def normalise(saliency: np.ndarray) -> np.ndarray | None:
+    """Min-max normalised copy in [0, 1] (float64), or None for an all-equal map."""
+    s = np.asarray(saliency, dtype=np.float64)
+    low, high = float(s.min()), float(s.max())
+    if not high > low:
+        return None
+    return (s - low) / (high - low)
+
+
+def to_box_frame(saliency: np.ndarray, source_hw: tuple[int, int]) -> np.ndarray:
+    """A map over the square network input -> the source image's pixel frame (where the official boxes live).
+
+    The network saw the source padded bottom/right to a square of side S = max(h, w) and area-resized, so the
+    map covers that S x S square: it is min-max normalised, resized bilinearly to S x S with pixel centres aligned
+    (cv2.INTER_LINEAR; map cell (i, j) covers source pixels [i S/h', (i+1) S/h') ...), and cropped to (h, w).
+    An all-equal map comes back as zeros.
+    """
+    h, w = source_hw
+    side = max(h, w)
+    s = normalise(saliency)
+    if s is None:
+        return np.zeros((h, w), np.float32)
+    up = cv2.resize(s.astype(np.float32), (side, side), interpolation=cv2.INTER_LINEAR)
+    return up[:h, :w]
+
+
+def boxes_from_saliency(saliency: np.ndarray, threshold: float = 0.5, connectivity: int = 8) -> list[Box]:
+    """One box (x, y, w, h) per connected component of {normalised saliency >= threshold}, sorted by (y, x).
+
+    `saliency` is a 2-D float array, min-max normalised to [0, 1] here (an all-equal map gives no boxes);
+    x, y are the component's top-left pixel, w = x_max - x_min + 1, h = y_max - y_min + 1.
+    """
+    if connectivity not in (4, 8):
+        raise CxrresError(f"connectivity must be 4 or 8, got {connectivity}")
+    s = normalise(saliency)
+    if s is None:
+        return []
+    structure = np.ones((3, 3), bool) if connectivity == 8 else ndimage.generate_binary_structure(2, 1)
+    labels, _ = ndimage.label(s >= threshold, structure=structure)
+    boxes = [(sl[1].start, sl[0].start, sl[1].stop - sl[1].start, sl[0].stop - sl[0].start)
+             for sl in ndimage.find_objects(labels) if sl is not None]
+    return sorted(boxes, key=lambda b: (b[1], b[0]))
+
+
+def iou(box_a: tuple[float, float, float, float], box_b: tuple[float, float, float, float]) -> float:
+    """Intersection over union of (x, y, w, h) boxes taken as rectangles [x, x+w) x [y, y+h); 0 for empty unions."""
+    ax, ay, aw, ah = box_a
+    bx, by, bw, bh = box_b
+    inter = max(0.0, min(ax + aw, bx + bw) - max(ax, bx)) * max(0.0, min(ay + ah, by + bh) - max(ay, by))
+    union = aw * ah + bw * bh - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+def score_detections(detections: list[tuple[float, float, float, float]], gt_box: tuple[float, float, float, float],
+                     iou_threshold: float = 0.1) -> tuple[float, bool]:
+    """(precision, hit) of detections against one ground-truth box.
+
+    A detection is positive when IoU >= `iou_threshold`; at most one is a true positive (one ground-truth box);
+    precision = TP / len(detections) (0.0 without detections); hit = TP > 0.
+    """
+    if not detections:
+        return 0.0, False
+    tp = 1 if any(iou(d, gt_box) >= iou_threshold for d in detections) else 0
+    return tp / len(detections), tp > 0
