@@ -9,10 +9,13 @@ DEMO_DIR ?= demo-output
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+# pytorch-grad-cam is the reference the tests check cxrres's CAMs against. --no-deps: it requires the GUI build
+# opencv-python, which would overwrite opencv-python-headless's cv2; its other needs are already installed.
+$(STAMP): pyproject.toml Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet --no-deps 'grad-cam==1.5.7' 'ttach==0.0.3'
 	@touch $(STAMP)
 
 # pytest exits 5 when it collects no test; that is not a failure of the code.

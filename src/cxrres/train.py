@@ -537,7 +537,7 @@ def _train(config: TrainConfig, callbacks: Sequence[Callback]) -> Path:
     status_writer = _StatusWriter(config)
     all_callbacks: list[Callback] = [checkpoint, stopper, status_writer, *callbacks]
     if config.progress:
-        all_callbacks.append(TQDMProgressBar())
+        all_callbacks.append(ProgressBar())
     world = config.devices * config.nodes
     steps = max(1, len(data.parts["train"]) // config.batch_size)
     trainer = Trainer(
@@ -563,6 +563,15 @@ def _train(config: TrainConfig, callbacks: Sequence[Callback]) -> Path:
     rank_zero_info(f"{run_dir}: finished after {final['epochs']} epochs; best validation mean AUC "
                    f"{final['best_val_mean_auc']:.4f} (epoch {final['best_epoch']}); test predictions written")
     return run_dir
+
+
+class ProgressBar(TQDMProgressBar):
+    """Lightning's bar (batches, it/s, ETA per epoch) without the logger's version number."""
+
+    def get_metrics(self, trainer: Trainer, pl_module: LightningModule) -> dict:
+        items = super().get_metrics(trainer, pl_module)
+        items.pop("v_num", None)
+        return items
 
 
 class _StatusWriter(Callback):
