@@ -94,3 +94,20 @@ def test_compare_refuses_different_test_images(tmp_path):
     b = make_run(tmp_path / "b", 128, 1.0, images=[f"{i:08d}_000.png" for i in range(31)])
     with pytest.raises(CxrresError, match=r"different test images: .* has 30, .* has 31, \d+ in common"):
         compare_runs([a, b])
+
+
+def test_compare_adds_localization_tables_when_every_run_has_them(tmp_path):
+    dirs = [make_run(tmp_path / f"r{r}", r, 1.0, seed=i) for i, r in enumerate((64, 256))]
+    for d, acc in zip(dirs, (0.2, 0.6)):
+        pd.DataFrame({"class": ["Nodule", "Mass", "mean"], "n": [4, 6, 10], "precision": [acc / 2, acc, 0.75 * acc],
+                      "accuracy": [acc, acc, acc]}).to_csv(d / "localization.csv", index=False)
+    out = tmp_path / "cmp"
+    comparison = compare_runs(dirs, n_boot=50)
+    from cxrres.evaluate import write_comparison
+    names = {p.name for p in write_comparison(comparison, out)}
+    assert {"localization_accuracy.csv", "localization_precision.csv", "localization_vs_resolution.png"} <= names
+    text = (out / "compare.md").read_text()
+    assert "| Nodule | 0.200 | **0.600** |" in text and "Localization precision" in text
+    # one run without localization: no tables
+    (dirs[0] / "localization.csv").unlink()
+    assert compare_runs(dirs, n_boot=50).localization is None

@@ -157,6 +157,19 @@ class Comparison:
     bootstrap: pd.DataFrame  # run_a, run_b, classes, mean_a, mean_b (over common classes), difference, ci_low, ci_high, p
     n_images: int
     n_boot: int
+    localization: pd.DataFrame | None = None  # heading, resolution_px, arch, class, n, precision, accuracy
+
+
+LOCALIZATION_FILE = "localization.csv"
+
+
+def localization_long(infos: list[RunInfo]) -> pd.DataFrame | None:
+    """The runs' localization.csv tables in long form, when every run has one (else None)."""
+    paths = [info.run_dir / LOCALIZATION_FILE for info in infos]
+    if not all(p.is_file() for p in paths):
+        return None
+    frames = [pd.read_csv(p).assign(heading=i.heading, resolution_px=i.resolution_px, arch=i.arch) for p, i in zip(paths, infos)]
+    return pd.concat(frames, ignore_index=True)
 
 
 def compare_runs(run_dirs: list[str | Path], level: float = 0.95, n_boot: int = N_BOOT, seed: int = 0) -> Comparison:
@@ -211,7 +224,8 @@ def compare_runs(run_dirs: list[str | Path], level: float = 0.95, n_boot: int = 
         boot_rows.append({"run_a": a.heading, "run_b": b.heading, "classes": int(common.sum()), "mean_a": mean_a,
                           "mean_b": mean_b, "difference": mean_a - mean_b, "ci_low": low, "ci_high": high,
                           "p": metrics.paired_bootstrap_p(d)})
-    return Comparison(infos, auc, pd.DataFrame(delong_rows), pd.DataFrame(boot_rows), len(images), n_boot)
+    return Comparison(infos, auc, pd.DataFrame(delong_rows), pd.DataFrame(boot_rows), len(images), n_boot,
+                      localization_long(infos))
 
 
 def _p(value: float) -> str:
@@ -241,6 +255,11 @@ def comparison_markdown(comparison: Comparison) -> str:
             for name in dict.fromkeys(vs["class"]):
                 cells = [_p(vs[(vs["class"] == name) & (vs["other"] == o)]["p_holm"].iloc[0]) for o in dict.fromkeys(vs["other"])]
                 out.append(f"| {name} | " + " | ".join(cells) + " |")
+    if comparison.localization is not None:
+        for metric, text in (("accuracy", "Localization accuracy (share of boxes hit at IoU ≥ 0.1)"),
+                             ("precision", "Localization precision (true positives per detection)")):
+            out += [f"\n## {text}\n", "Classes by mean box size, smallest first. Best per row in bold.\n",
+                    tables.markdown_table(comparison.localization, metric, None, None)]
     return "\n".join(out) + "\n"
 
 
@@ -258,4 +277,10 @@ def write_comparison(comparison: Comparison, out_dir: str | Path) -> list[Path]:
         write_csv_atomic(out / name, frame)
         written.append(out / name)
     written += plots.plot_vs_resolution(comparison.auc, out / "auc_vs_resolution")
+    if comparison.localization is not None:
+        for metric in ("accuracy", "precision"):
+            write_csv_atomic(out / f"localization_{metric}.csv", tables.csv_table(comparison.localization, metric, None, None))
+            written.append(out / f"localization_{metric}.csv")
+        written += plots.plot_vs_resolution(comparison.localization, out / "localization_vs_resolution", "accuracy",
+                                            None, None, "localization accuracy")
     return written
