@@ -105,7 +105,7 @@ def test_compare_adds_localization_tables_when_every_run_has_them(tmp_path):
     comparison = compare_runs(dirs, n_boot=50)
     from cxrres.evaluate import write_comparison
     names = {p.name for p in write_comparison(comparison, out)}
-    assert {"localization_accuracy.csv", "localization_precision.csv", "localization_vs_resolution.png"} <= names
+    assert {"localization_accuracy.csv", "localization_precision.csv", "localization_accuracy_vs_resolution.png", "localization_precision_vs_resolution.png"} <= names
     text = (out / "compare.md").read_text()
     assert "| Nodule | 0.200 | **0.600** |" in text and "Localization precision" in text
     # one run without localization: no tables

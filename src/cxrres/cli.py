@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Callable, Sequence
 
 from cxrres import __version__
@@ -126,6 +127,37 @@ def cmd_localize(args: argparse.Namespace) -> int:
     if result.skipped_not_in_cache:
         print(f"{result.skipped_not_in_cache} boxes skipped: their images are not on disk")
     print(f"wrote {args.run_dir}/{SUMMARY}, {SAMPLES} and {len(result.figures)} example figures")
+    return 0
+
+
+def cmd_study(args: argparse.Namespace) -> int:
+    """Run (or continue, list, or plan) a whole study."""
+    from cxrres.study import describe_state, make_study, plan, run_study, study_from_file, write_plan_files
+
+    settings = study_from_file(args.config) if args.config else {}
+    settings.update({k: v for k, v in {"data": args.data, "resolutions": args.resolutions, "archs": args.archs,
+                                       "seeds": args.seeds, "labels": args.labels, "out": args.out}.items() if v is not None})
+    study = make_study(settings)
+    if args.dry_run:
+        print(describe_state(study))
+        return 0
+    if args.plan:
+        write_plan_files(study)
+        print(plan(study, args.config))
+        return 0
+    html = run_study(study, progress=not args.quiet)
+    key = Path(study.out) / "comparison" / "auc_table.md"
+    if key.is_file():
+        print(key.read_text())
+    print(f"report: {html}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Write report.html and report.md of a study directory."""
+    from cxrres.report import write_report
+
+    print(f"report: {write_report(args.study_dir)}")
     return 0
 
 
@@ -250,6 +282,27 @@ def build_parser() -> argparse.ArgumentParser:
     localize.add_argument("--json", action="store_true", help='print {"classes": {...}, "mean": {"precision", "accuracy"}}')
     localize.add_argument("--quiet", action="store_true", help="no progress bar")
     localize.set_defaults(func=cmd_localize)
+
+    study = sub.add_parser("study", help="the whole study: caches, every run, evaluation, localization, comparison, report",
+                           description="Train every (arch, resolution, seed, label) run with the study's recipe, evaluate, localize, "
+                                       "compare and write the report. Rerunning the same command skips finished work and resumes "
+                                       "interrupted runs.")
+    study.add_argument("--data", metavar="DIR", help="data root")
+    study.add_argument("--resolutions", metavar="R,R,...", help="training resolutions in px (default: 64,128,256,512,1024)")
+    study.add_argument("--archs", metavar="A,A", help="architectures (default: densenet121)")
+    study.add_argument("--seeds", metavar="S,S", help="seeds (default: 0)")
+    study.add_argument("--labels", metavar="L,L", help="'all' for one 14-label network (default), or finding names for single-label networks")
+    study.add_argument("--out", metavar="STUDY_DIR", help="study directory (default: study)")
+    study.add_argument("--config", metavar="FILE", help="YAML with study settings; its `train:` mapping holds training settings")
+    study.add_argument("--dry-run", action="store_true", help="list what is done and what is left; change nothing")
+    study.add_argument("--plan", action="store_true", help="print one `cxrres train` command per unfinished run (for a scheduler)")
+    study.add_argument("--quiet", action="store_true", help="no progress bars")
+    study.set_defaults(func=cmd_study)
+
+    report = sub.add_parser("report", help="write report.html and report.md of a study directory",
+                            description="Write STUDY_DIR/report.html (self-contained) and report.md from the finished runs.")
+    report.add_argument("study_dir", metavar="STUDY_DIR")
+    report.set_defaults(func=cmd_report)
     return parser
 
 

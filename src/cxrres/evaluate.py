@@ -232,32 +232,54 @@ def _p(value: float) -> str:
     return "–" if value is None or math.isnan(value) else ("<0.001" if value < 0.001 else f"{value:.3f}")
 
 
+def reference_run(comparison: Comparison) -> str:
+    """Heading of the run the others are tested against: the highest resolution."""
+    return max(comparison.runs, key=lambda r: r.resolution_px).heading
+
+
+def bootstrap_table(comparison: Comparison, reference: str | None = None) -> tables.Table:
+    """Paired bootstrap tests of the mean AUC (all pairs, or those involving `reference`)."""
+    rows = []
+    for _, r in comparison.bootstrap.iterrows():
+        if reference is None or reference in (r.run_a, r.run_b):
+            rows.append([r.run_a, r.run_b, f"{r.mean_a:.3f}", f"{r.mean_b:.3f}",
+                         f"{r.difference:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}]", _p(r.p)])
+    return tables.Table(["Run A", "Run B", "Mean A", "Mean B", "A − B [95% CI]", "p"], rows)
+
+
+def delong_table(comparison: Comparison, reference: str) -> tables.Table:
+    """Holm-adjusted per-class DeLong p of every run against `reference` (rows: classes)."""
+    d = comparison.delong
+    vs = d[(d["run_a"] == reference) | (d["run_b"] == reference)] if len(d) else d
+    if not len(vs):
+        return tables.Table(["Class"], [])
+    vs = vs.assign(other=np.where(vs["run_a"] == reference, vs["run_b"], vs["run_a"]))
+    others = list(dict.fromkeys(vs["other"]))
+    rows = [[name] + [_p(vs[(vs["class"] == name) & (vs["other"] == o)]["p_holm"].iloc[0]) for o in others]
+            for name in dict.fromkeys(vs["class"])]
+    return tables.Table(["Class", *others], rows)
+
+
+LOCALIZATION_TITLES: dict[str, str] = {
+    "accuracy": "Localization accuracy (share of boxes hit at IoU ≥ 0.1)",
+    "precision": "Localization precision (true positives per detection)",
+}
+
+
 def comparison_markdown(comparison: Comparison) -> str:
-    """compare.md: the AUC table, the bootstrap tests of the mean, and per-class DeLong tests against the reference
-    (the highest-resolution run)."""
-    reference = max(comparison.runs, key=lambda r: r.resolution_px).heading
+    """compare.md: the AUC table, the bootstrap tests of the mean, per-class DeLong tests against the reference
+    (the highest-resolution run), and the localization tables when present."""
+    reference = reference_run(comparison)
     out = [f"# Comparison of {len(comparison.runs)} runs on {comparison.n_images:,} test images\n",
            "## Test AUC\n", "95% DeLong intervals per class; the mean over classes with a patient-bootstrap interval "
            f"({comparison.n_boot} replicates). Best per row in bold.\n", tables.markdown_table(comparison.auc)]
     if len(comparison.bootstrap):
         out += ["\n## Mean AUC, paired differences\n", "Paired patient bootstrap over the classes both runs have.\n",
-                "| Run A | Run B | Mean A | Mean B | A − B [95% CI] | p |", "|---|---|---|---|---|---|"]
-        for _, r in comparison.bootstrap.iterrows():
-            out.append(f"| {r.run_a} | {r.run_b} | {r.mean_a:.3f} | {r.mean_b:.3f} | {r.difference:+.3f} "
-                       f"[{r.ci_low:+.3f}, {r.ci_high:+.3f}] | {_p(r.p)} |")
-        vs = comparison.delong[(comparison.delong["run_a"] == reference) | (comparison.delong["run_b"] == reference)]
-        if len(vs):
-            vs = vs.assign(other=np.where(vs["run_a"] == reference, vs["run_b"], vs["run_a"]))
-            out += [f"\n## Per-class DeLong tests against {reference}\n",
-                    "Two-sided p, Holm-adjusted over the classes of each pair.\n",
-                    "| Class | " + " | ".join(f"{o}" for o in dict.fromkeys(vs["other"])) + " |",
-                    "|---|" + "---|" * vs["other"].nunique()]
-            for name in dict.fromkeys(vs["class"]):
-                cells = [_p(vs[(vs["class"] == name) & (vs["other"] == o)]["p_holm"].iloc[0]) for o in dict.fromkeys(vs["other"])]
-                out.append(f"| {name} | " + " | ".join(cells) + " |")
+                bootstrap_table(comparison).to_markdown(),
+                f"\n## Per-class DeLong tests against {reference}\n", "Two-sided p, Holm-adjusted over the classes of each pair.\n",
+                delong_table(comparison, reference).to_markdown()]
     if comparison.localization is not None:
-        for metric, text in (("accuracy", "Localization accuracy (share of boxes hit at IoU ≥ 0.1)"),
-                             ("precision", "Localization precision (true positives per detection)")):
+        for metric, text in LOCALIZATION_TITLES.items():
             out += [f"\n## {text}\n", "Classes by mean box size, smallest first. Best per row in bold.\n",
                     tables.markdown_table(comparison.localization, metric, None, None)]
     return "\n".join(out) + "\n"
@@ -281,6 +303,6 @@ def write_comparison(comparison: Comparison, out_dir: str | Path) -> list[Path]:
         for metric in ("accuracy", "precision"):
             write_csv_atomic(out / f"localization_{metric}.csv", tables.csv_table(comparison.localization, metric, None, None))
             written.append(out / f"localization_{metric}.csv")
-        written += plots.plot_vs_resolution(comparison.localization, out / "localization_vs_resolution", "accuracy",
-                                            None, None, "localization accuracy")
+            written += plots.plot_vs_resolution(comparison.localization, out / f"localization_{metric}_vs_resolution",
+                                                metric, None, None, f"localization {metric}", ylim=(-0.03, 1.03))
     return written

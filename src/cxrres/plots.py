@@ -13,7 +13,8 @@ import pandas as pd  # noqa: E402
 
 
 def plot_vs_resolution(long: pd.DataFrame, out_stem: Path, value: str = "auc", low: str | None = "ci_low",
-                       high: str | None = "ci_high", ylabel: str = "test AUC", series: str = "arch") -> list[Path]:
+                       high: str | None = "ci_high", ylabel: str = "test AUC", series: str = "arch",
+                       ylim: tuple[float, float] | None = None) -> list[Path]:
     """One panel per class (and the mean) of `value` against resolution (log2 axis), one line per `series`,
     error bars from `low`/`high`. Writes `<out_stem>.png` (150 dpi) and `.svg`; returns both paths."""
     classes = list(dict.fromkeys(long["class"]))
@@ -34,6 +35,8 @@ def plot_vs_resolution(long: pd.DataFrame, out_stem: Path, value: str = "auc", l
             else:
                 err = None
             ax.errorbar(group["resolution_px"], group[value], yerr=err, marker="o", ms=3, capsize=2, lw=1.2, label=str(key))
+        if ylim:
+            ax.set_ylim(*ylim)
         ax.set_title(str(name), fontsize=9, fontweight="bold" if name == "mean" else "normal")
         ax.set_xscale("log", base=2)
         ax.set_xticks(resolutions, [str(r) for r in resolutions], fontsize=7)

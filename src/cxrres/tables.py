@@ -1,11 +1,44 @@
-"""Formatting of result tables as Markdown, LaTeX and CSV; the best value per row is marked (bold)."""
+"""Result tables as Markdown, HTML, LaTeX and CSV; the best value per row is marked (bold)."""
 
 from __future__ import annotations
 
+import html
 import math
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+
+
+@dataclass
+class Table:
+    """A rendered table: header, rows of cell texts, and the (row, column) cells to mark bold."""
+
+    header: list[str]
+    rows: list[list[str]]
+    bold: set[tuple[int, int]] = field(default_factory=set)
+
+    def to_markdown(self) -> str:
+        lines = ["| " + " | ".join(self.header) + " |", "|" + "---|" * len(self.header)]
+        for i, row in enumerate(self.rows):
+            lines.append("| " + " | ".join(f"**{c}**" if (i, j) in self.bold else c for j, c in enumerate(row)) + " |")
+        return "\n".join(lines) + "\n"
+
+    def to_html(self) -> str:
+        head = "".join(f"<th>{html.escape(h)}</th>" for h in self.header)
+        body = "".join("<tr>" + "".join((f"<td><b>{html.escape(c)}</b></td>" if (i, j) in self.bold else f"<td>{html.escape(c)}</td>")
+                                        for j, c in enumerate(row)) + "</tr>" for i, row in enumerate(self.rows))
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+    def to_latex(self) -> str:
+        def esc(text: str) -> str:
+            return str(text).replace("_", r"\_").replace("%", r"\%").replace("&", r"\&").replace("–", "--")
+
+        lines = [r"\begin{tabular}{l" + "c" * (len(self.header) - 1) + "}", r"\toprule", " & ".join(map(esc, self.header)) + r" \\", r"\midrule"]
+        for i, row in enumerate(self.rows):
+            lines.append(" & ".join((r"\textbf{%s}" % esc(c)) if (i, j) in self.bold else esc(c) for j, c in enumerate(row)) + r" \\")
+        lines += [r"\bottomrule", r"\end{tabular}"]
+        return "\n".join(lines) + "\n"
 
 
 def wide(long: pd.DataFrame, value: str, row: str = "class", column: str = "heading") -> pd.DataFrame:
@@ -21,53 +54,38 @@ def best_mask(values: pd.DataFrame, higher_is_better: bool = True) -> pd.DataFra
     return rounded.eq(best, axis=0) & rounded.notna()
 
 
-def _cell(value: float, low: float | None, high: float | None) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+def _cell(value: float, low: float, high: float) -> str:
+    if value is None or math.isnan(value):
         return "–"
-    if low is None or (isinstance(low, float) and math.isnan(low)):
+    if low is None or math.isnan(low):
         return f"{value:.3f}"
     return f"{value:.3f} [{low:.3f}, {high:.3f}]"
 
 
-def _cells(long: pd.DataFrame, value: str, low: str | None, high: str | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def comparison_table(long: pd.DataFrame, value: str = "auc", low: str | None = "ci_low", high: str | None = "ci_high",
+                     first: str = "Class", higher_is_better: bool = True) -> Table:
+    """Rows: classes (then mean); columns: runs; cells `value [low, high]`; the best per row bold."""
     values = wide(long, value)
     lows = wide(long, low) if low else values * np.nan
     highs = wide(long, high) if high else values * np.nan
-    text = values.copy().astype(object)
-    for r in values.index:
-        for c in values.columns:
-            text.loc[r, c] = _cell(values.loc[r, c], lows.loc[r, c] if low else None, highs.loc[r, c] if high else None)
-    return values, text
+    best = best_mask(values, higher_is_better)
+    rows, bold = [], set()
+    for i, r in enumerate(values.index):
+        rows.append([str(r)] + [_cell(values.loc[r, c], lows.loc[r, c], highs.loc[r, c]) for c in values.columns])
+        bold |= {(i, j + 1) for j, c in enumerate(values.columns) if best.loc[r, c]}
+    return Table([first, *map(str, values.columns)], rows, bold)
 
 
 def markdown_table(long: pd.DataFrame, value: str = "auc", low: str | None = "ci_low", high: str | None = "ci_high",
                    first: str = "Class", higher_is_better: bool = True) -> str:
     """A Markdown table (rows: classes, columns: runs) with the best value per row in bold."""
-    values, text = _cells(long, value, low, high)
-    best = best_mask(values, higher_is_better)
-    lines = ["| " + " | ".join([first, *values.columns]) + " |", "|" + "---|" * (len(values.columns) + 1)]
-    for r in values.index:
-        cells = [f"**{text.loc[r, c]}**" if best.loc[r, c] else text.loc[r, c] for c in values.columns]
-        lines.append("| " + " | ".join([str(r), *cells]) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def _latex_escape(text: str) -> str:
-    return str(text).replace("_", r"\_").replace("%", r"\%").replace("&", r"\&")
+    return comparison_table(long, value, low, high, first, higher_is_better).to_markdown()
 
 
 def latex_table(long: pd.DataFrame, value: str = "auc", low: str | None = "ci_low", high: str | None = "ci_high",
                 first: str = "Class", higher_is_better: bool = True) -> str:
     """A LaTeX tabular (booktabs) with the best value per row in bold."""
-    values, text = _cells(long, value, low, high)
-    best = best_mask(values, higher_is_better)
-    lines = [r"\begin{tabular}{l" + "c" * len(values.columns) + "}", r"\toprule",
-             " & ".join([first, *map(_latex_escape, values.columns)]) + r" \\", r"\midrule"]
-    for r in values.index:
-        cells = [(r"\textbf{%s}" % text.loc[r, c]) if best.loc[r, c] else text.loc[r, c] for c in values.columns]
-        lines.append(" & ".join([_latex_escape(r), *cells]).replace("–", "--") + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}"]
-    return "\n".join(lines) + "\n"
+    return comparison_table(long, value, low, high, first, higher_is_better).to_latex()
 
 
 def csv_table(long: pd.DataFrame, value: str = "auc", low: str | None = "ci_low", high: str | None = "ci_high",

@@ -1,0 +1,206 @@
+"""`cxrres report STUDY_DIR`: report.html (self-contained: images inlined) and report.md (+ report_files/).
+
+Everything shown is recomputed from the run directories and the study's comparison: the data set summary, the
+AUC table with DeLong intervals, paired tests against the highest resolution, localization tables, figures of
+AUC / localization against resolution, heat-map grids for the smallest and the largest finding, training curves,
+and what each run cost.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from cxrres import __version__, runs, tables  # noqa: E402
+from cxrres.data import DataRoot, build_split  # noqa: E402
+from cxrres.data.summary import describe_split  # noqa: E402
+from cxrres.errors import CxrresError  # noqa: E402
+from cxrres.evaluate import (LOCALIZATION_TITLES, Comparison, bootstrap_table, compare_runs, delong_table,  # noqa: E402
+                             reference_run)
+from cxrres.parallel import write_text_atomic  # noqa: E402
+
+FILES = "report_files"
+
+
+@dataclass
+class Block:
+    """One piece of a report section: text, a table, or a figure (PNG path)."""
+
+    text: str | None = None
+    table: tables.Table | None = None
+    image: Path | None = None
+    caption: str = ""
+
+
+def data_blocks(data: str, settings: dict) -> list[Block]:
+    """Class counts per split part and the official boxes of the test part."""
+    root = DataRoot.at(data)
+    split = build_split(root, settings["split"], settings.get("split_dir"), settings["val_fraction"], settings["split_seed"])
+    summary = describe_split(root, split)
+    parts = list(summary["images"])
+    rows = [[name] + [f"{counts[p]:,}" for p in parts] for name, counts in summary["classes"].items()]
+    rows.append(["images"] + [f"{summary['images'][p]:,}" for p in parts])
+    boxes = [[name, f"{b['count']:,}", "–" if b["mean_area_px2"] is None else f"{b['mean_area_px2']:,.0f}"]
+             for name, b in summary["boxes"].items() if b["count"]]
+    return [Block(text=f"Data root `{root.root}`, split `{summary['split']}`."),
+            Block(table=tables.Table(["Class", *parts], rows)),
+            Block(text="Official boxes in the test part (mean area in px² at 1024 px):"),
+            Block(table=tables.Table(["Class", "Boxes", "Mean area"], boxes))]
+
+
+def training_curves(run_dirs: list[Path], headings: list[str], path: Path) -> Path:
+    """Validation mean AUC and losses per epoch for every run, one PNG."""
+    fig, (ax_auc, ax_loss) = plt.subplots(1, 2, figsize=(11, 3.6))
+    for run_dir, heading in zip(run_dirs, headings):
+        history = pd.read_csv(run_dir / runs.METRICS)
+        line = ax_auc.plot(history["epoch"], history["val_mean_auc"], marker="o", ms=3, label=heading)[0]
+        ax_loss.plot(history["epoch"], history["val_loss"], marker="o", ms=3, color=line.get_color(), label=f"{heading} val")
+        ax_loss.plot(history["epoch"], history["train_loss"], ls="--", color=line.get_color(), alpha=0.6)
+    ax_auc.set(xlabel="epoch", ylabel="validation mean AUC")
+    ax_loss.set(xlabel="epoch", ylabel="loss (solid: validation, dashed: training)")
+    for ax in (ax_auc, ax_loss):
+        ax.grid(alpha=0.3)
+    ax_auc.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def heatmap_grid(comparison: Comparison, label: str, path: Path, rows: int = 3) -> Path | None:
+    """Rows: test images with a `label` box shown by every run; columns: runs by resolution. None if no image."""
+    infos = sorted(comparison.runs, key=lambda r: r.resolution_px)
+    per_run = [{p.name: p for p in (i.run_dir / "localization_examples").glob(f"{label}_*.png")} for i in infos]
+    common = sorted(set.intersection(*(set(d) for d in per_run))) if per_run else []
+    if not common:
+        return None
+    tiles = []
+    for name in common[:rows]:
+        row = [cv2.resize(cv2.imread(str(d[name])), (256, 256), interpolation=cv2.INTER_AREA) for d in per_run]
+        tiles.append(cv2.hconcat(row))
+    header = np.full((28, 256 * len(infos), 3), 255, np.uint8)
+    for j, info in enumerate(infos):
+        cv2.putText(header, f"{info.resolution_px} px", (j * 256 + 96, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.imwrite(str(path), cv2.vconcat([header, *tiles]))
+    return path
+
+
+def cost_table(comparison: Comparison) -> tables.Table:
+    """Per run: epochs, best epoch, wall time, training images/s, peak memory, device."""
+    rows = []
+    for info in comparison.runs:
+        s = runs.read_status(info.run_dir)
+        wall = s.get("wall_seconds")
+        rows.append([info.heading, str(s.get("epochs", "–")), str(s.get("best_epoch", "–")),
+                     "–" if wall is None else f"{wall / 60:.1f}", str(s.get("train_images_per_s", "–")),
+                     "–" if s.get("peak_memory_mb") is None else f"{s['peak_memory_mb']:,.0f}", str(s.get("device", "–"))])
+    return tables.Table(["Run", "Epochs", "Best epoch", "Wall time (min)", "Train img/s", "Peak memory (MB)", "Device"], rows)
+
+
+def build_sections(study_dir: Path, comparison: Comparison, files: Path) -> list[tuple[str, list[Block]]]:
+    """The report's sections, figures written into `files`."""
+    comparison_dir = study_dir / "comparison"
+    settings = runs.read_config(comparison.runs[0].run_dir)["settings"]
+    reference = reference_run(comparison)
+    sections: list[tuple[str, list[Block]]] = [("Data", data_blocks(settings["data"], settings))]
+    auc = [Block(text=f"{len(comparison.runs)} runs scored on {comparison.n_images:,} test images. 95% DeLong intervals per "
+                      f"class; the mean over classes with a patient-bootstrap interval ({comparison.n_boot} replicates). "
+                      "Best per row in bold."),
+           Block(table=tables.comparison_table(comparison.auc))]
+    for name in ("auc_vs_resolution.png",):
+        if (comparison_dir / name).is_file():
+            auc.append(Block(image=Path(shutil.copy(comparison_dir / name, files / name)), caption="Test AUC against training resolution"))
+    sections.append(("Test AUC", auc))
+    if len(comparison.bootstrap):
+        sections.append((f"Paired tests against {reference}", [
+            Block(text="Mean AUC: paired bootstrap over patients (same replicates for both runs)."),
+            Block(table=bootstrap_table(comparison, reference)),
+            Block(text="Per class: two-sided DeLong p, Holm-adjusted over the classes of each pair."),
+            Block(table=delong_table(comparison, reference))]))
+    if comparison.localization is not None:
+        blocks = []
+        for metric, title in LOCALIZATION_TITLES.items():
+            blocks += [Block(text=title + "; classes by mean box size, smallest first."),
+                       Block(table=tables.comparison_table(comparison.localization, metric, None, None))]
+            name = f"localization_{metric}_vs_resolution.png"
+            if (comparison_dir / name).is_file():
+                blocks.append(Block(image=Path(shutil.copy(comparison_dir / name, files / name)), caption=title))
+        order = [c for c in dict.fromkeys(comparison.localization["class"]) if c != "mean"]
+        for label in (order[0], order[-1]) if order else ():
+            grid = heatmap_grid(comparison, label, files / f"heatmaps_{label}.png")
+            if grid:
+                blocks.append(Block(image=grid, caption=f"{label}: Grad-CAM by training resolution (white: official box; "
+                                                        "green/red: positive/negative detections)"))
+        sections.append(("Localization", blocks))
+    curves = training_curves([i.run_dir for i in comparison.runs], [i.heading for i in comparison.runs], files / "training_curves.png")
+    sections.append(("Training", [Block(image=curves, caption="Training curves"), Block(table=cost_table(comparison))]))
+    return sections
+
+
+def to_markdown(title: str, sections: list[tuple[str, list[Block]]], base: Path) -> str:
+    out = [f"# {title}\n"]
+    for heading, blocks in sections:
+        out.append(f"## {heading}\n")
+        for b in blocks:
+            if b.text:
+                out.append(b.text + "\n")
+            if b.table:
+                out.append(b.table.to_markdown())
+            if b.image:
+                out.append(f"![{b.caption}]({b.image.relative_to(base).as_posix()})\n")
+    return "\n".join(out)
+
+
+CSS = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:.8em 0;font-size:13px}th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}
+th:first-child,td:first-child{text-align:left}thead{background:#f3f3f3}img{max-width:100%;border:1px solid #ddd}
+figcaption{font-size:12px;color:#555;margin-bottom:1.2em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em}code{background:#f3f3f3}"""
+
+
+def to_html(title: str, sections: list[tuple[str, list[Block]]]) -> str:
+    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{CSS}</style></head><body>",
+             f"<h1>{html.escape(title)}</h1>"]
+    for heading, blocks in sections:
+        parts.append(f"<h2>{html.escape(heading)}</h2>")
+        for b in blocks:
+            if b.text:
+                parts.append(f"<p>{html.escape(b.text).replace('`', '')}</p>")
+            if b.table:
+                parts.append(b.table.to_html())
+            if b.image:
+                data = base64.b64encode(b.image.read_bytes()).decode()
+                parts.append(f"<figure><img alt='{html.escape(b.caption)}' src='data:image/png;base64,{data}'>"
+                             f"<figcaption>{html.escape(b.caption)}</figcaption></figure>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_report(study_dir: str | Path, comparison: Comparison | None = None) -> Path:
+    """Write report.html and report.md for a study directory (comparing its finished runs if not given)."""
+    study_dir = Path(study_dir)
+    if comparison is None:
+        run_dirs = sorted(p for p in (study_dir / "runs").glob("*") if (p / runs.PREDICTIONS).is_file())
+        if not run_dirs:
+            raise CxrresError(f"{study_dir}: no finished run under runs/; run `cxrres study` first")
+        comparison = compare_runs(run_dirs)
+        from cxrres.evaluate import write_comparison
+        write_comparison(comparison, study_dir / "comparison")
+    files = study_dir / FILES
+    files.mkdir(exist_ok=True)
+    sections = build_sections(study_dir, comparison, files)
+    title = f"cxrres study: {len(comparison.runs)} runs, {time.strftime('%Y-%m-%d %H:%M')} (cxrres {__version__})"
+    write_text_atomic(study_dir / "report.md", to_markdown(title, sections, study_dir))
+    write_text_atomic(study_dir / "report.html", to_html(title, sections))
+    return study_dir / "report.html"

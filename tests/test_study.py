@@ -1,0 +1,74 @@
+"""cxrres study and report on a tiny phantom: dry run, plan, the full pipeline, resume-by-skipping, the report
+(self-contained HTML, looked at in headless chromium when it is installed)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cxrres.cli import main
+from cxrres.synthetic import synthesize
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    base = tmp_path_factory.mktemp("study")
+    synthesize(base / "phantom", n_images=60, size_px=64, seed=3, workers=1, progress=False)
+    config = base / "study.yaml"
+    config.write_text("train:\n  weights: none\n  max_epochs: 1\n  batch_size: 8\n  lr_patience: 1\nlocalize:\n  examples: 1\nn_boot: 100\n")
+    args = ["study", "--data", str(base / "phantom"), "--resolutions", "32,48", "--out", str(base / "s"), "--config", str(config)]
+    return base, args
+
+
+def test_dry_run_and_plan_before_anything(study, capsys):
+    base, args = study
+    assert main(args + ["--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"densenet121_32px_seed0\s+not started\s+left: train, evaluate, localize", out)
+    assert "report: not written" in out
+    assert main(args + ["--plan"]) == 0
+    plan = capsys.readouterr().out.splitlines()
+    trains = [line for line in plan if line.startswith("cxrres train")]
+    assert len(trains) == 2 and "--resolution 48" in trains[1] and "--weights none" in trains[1]
+    assert f"--config {base / 's' / 'train-settings.yaml'}" in trains[0]  # lr_patience travels in a file
+    assert plan[-1].startswith("cxrres study") and "--config" in plan[-1]
+
+
+def test_full_study_then_nothing_left(study, capsys):
+    base, args = study
+    assert main(args + ["--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "| Class | DenseNet-121 32 px | DenseNet-121 48 px |" in out and f"report: {base / 's' / 'report.html'}" in out
+    s = base / "s"
+    for name in ("report.html", "report.md", "comparison/compare.md", "report_files/training_curves.png",
+                 "runs/densenet121_48px_seed0/localization.csv", "runs/densenet121_32px_seed0/auc.csv"):
+        assert (s / name).is_file(), name
+    html = (s / "report.html").read_text()
+    assert "<h2>Test AUC</h2>" in html and "<h2>Localization</h2>" in html and "Paired tests against" in html
+    assert not re.search(r"(src|href)=['\"](http|file|/)", html)  # self-contained: images are data URIs
+    stamp = (s / "runs/densenet121_32px_seed0/checkpoints/best.ckpt").stat().st_mtime_ns
+    assert main(args + ["--dry-run"]) == 0
+    assert capsys.readouterr().out.count("left: nothing") == 2
+    assert main(args + ["--quiet"]) == 0  # rerun: skips finished runs
+    assert (s / "runs/densenet121_32px_seed0/checkpoints/best.ckpt").stat().st_mtime_ns == stamp
+    assert main(["report", str(s)]) == 0
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium not installed (apt install chromium)")
+def test_report_renders_in_headless_chromium(study, tmp_path):
+    base, args = study
+    html = base / "s" / "report.html"
+    if not html.is_file():
+        assert main(args + ["--quiet"]) == 0
+    shot = tmp_path / "report.png"
+    subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1200,2400",
+                    f"--screenshot={shot}", html.as_uri()], check=True, capture_output=True, timeout=120)
+    pixels = np.asarray(Image.open(shot).convert("L"), dtype=np.float32)
+    assert pixels.shape == (2400, 1200)
+    assert pixels.std() > 20  # text, tables and figures, not a blank page
+    assert (pixels < 128).mean() > 0.01
