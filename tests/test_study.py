@@ -43,13 +43,13 @@ def test_full_study_then_nothing_left(study, capsys):
     base, args = study
     assert main(args + ["--quiet"]) == 0
     out = capsys.readouterr().out
-    assert "| Class | DenseNet-121 32 px | DenseNet-121 48 px |" in out and f"report: {base / 's' / 'report.html'}" in out
+    assert "|  | DenseNet-121 32 px | DenseNet-121 48 px |" in out and "| mean AUC |" in out and f"report: {base / 's' / 'report.html'}" in out
     s = base / "s"
     for name in ("report.html", "report.md", "comparison/compare.md", "report_files/training_curves.png",
                  "runs/densenet121_48px_seed0/localization.csv", "runs/densenet121_32px_seed0/auc.csv"):
         assert (s / name).is_file(), name
     html = (s / "report.html").read_text()
-    assert "<h2>Test AUC</h2>" in html and "<h2>Localization</h2>" in html and "Paired tests against" in html
+    assert "<h2>Key results</h2>" in html and "<h2>Test AUC</h2>" in html and "<h2>Localization</h2>" in html and "Paired tests against" in html
     assert not re.search(r"(src|href)=['\"](http|file|/)", html)  # self-contained: images are data URIs
     stamp = (s / "runs/densenet121_32px_seed0/checkpoints/best.ckpt").stat().st_mtime_ns
     assert main(args + ["--dry-run"]) == 0

@@ -132,7 +132,7 @@ def cmd_localize(args: argparse.Namespace) -> int:
 
 def cmd_study(args: argparse.Namespace) -> int:
     """Run (or continue, list, or plan) a whole study."""
-    from cxrres.study import describe_state, make_study, plan, run_study, study_from_file, write_plan_files
+    from cxrres.study import KEY_TABLE, describe_state, make_study, plan, run_study, study_from_file, write_plan_files
 
     settings = study_from_file(args.config) if args.config else {}
     settings.update({k: v for k, v in {"data": args.data, "resolutions": args.resolutions, "archs": args.archs,
@@ -146,9 +146,9 @@ def cmd_study(args: argparse.Namespace) -> int:
         print(plan(study, args.config))
         return 0
     html = run_study(study, progress=not args.quiet)
-    key = Path(study.out) / "comparison" / "auc_table.md"
+    key = Path(study.out) / KEY_TABLE
     if key.is_file():
-        print(key.read_text())
+        print("\n" + key.read_text())
     print(f"report: {html}")
     return 0
 

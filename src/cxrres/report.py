@@ -109,12 +109,33 @@ def cost_table(comparison: Comparison) -> tables.Table:
     return tables.Table(["Run", "Epochs", "Best epoch", "Wall time (min)", "Train img/s", "Peak memory (MB)", "Device"], rows)
 
 
+def key_table(comparison: Comparison) -> tables.Table:
+    """The smallest and the largest finding (by mean box size) and the mean: AUC and box accuracy per run."""
+    auc = tables.wide(comparison.auc, "auc")
+    columns = list(auc.columns)
+    rows: list[list[str]] = []
+    loc = tables.wide(comparison.localization, "accuracy") if comparison.localization is not None else None
+    order = [c for c in (loc.index if loc is not None else []) if c != "mean"]
+    picks = [order[0], order[-1]] if len(order) > 1 else order
+    for name in [*picks, "mean"]:
+        if name in auc.index:
+            rows.append([f"{name} AUC"] + [f"{auc.loc[name, c]:.3f}" for c in columns])
+    if loc is not None:
+        for name in [*picks, "mean"]:
+            rows.append([f"{name} box accuracy"] + [f"{loc.loc[name, c]:.3f}" if c in loc.columns else "–" for c in columns])
+    return tables.Table(["", *columns], rows)
+
+
 def build_sections(study_dir: Path, comparison: Comparison, files: Path) -> list[tuple[str, list[Block]]]:
     """The report's sections, figures written into `files`."""
     comparison_dir = study_dir / "comparison"
     settings = runs.read_config(comparison.runs[0].run_dir)["settings"]
     reference = reference_run(comparison)
-    sections: list[tuple[str, list[Block]]] = [("Data", data_blocks(settings["data"], settings))]
+    sections: list[tuple[str, list[Block]]] = [
+        ("Key results", [Block(text="The smallest and the largest finding by mean box size, and the mean over classes: "
+                                    "test AUC and localization accuracy (share of boxes hit at IoU ≥ 0.1)."),
+                         Block(table=key_table(comparison))]),
+        ("Data", data_blocks(settings["data"], settings))]
     auc = [Block(text=f"{len(comparison.runs)} runs scored on {comparison.n_images:,} test images. 95% DeLong intervals per "
                       f"class; the mean over classes with a patient-bootstrap interval ({comparison.n_boot} replicates). "
                       "Best per row in bold."),

@@ -24,10 +24,12 @@ from cxrres import runs
 from cxrres.data.cache import parse_resolutions, prepare_cache
 from cxrres.data.labels import BOX_CLASSES, CLASSES, canonical_label
 from cxrres.errors import CxrresError, DataFormatError
+from cxrres.parallel import write_text_atomic
 from cxrres.train import TrainConfig, default_run_dir
 
 STUDY_FILE = "study.yaml"
 COMPARISON = "comparison"
+KEY_TABLE = "key_results.md"
 
 
 @dataclass
@@ -187,7 +189,7 @@ def run_study(study: StudyConfig, progress: bool = True, log=print) -> Path:
     """Do everything that is left: caches, training, evaluation, localization, comparison, report. Returns report.html."""
     from cxrres.evaluate import compare_runs, evaluate_run, write_comparison
     from cxrres.localize import localize_run
-    from cxrres.report import write_report
+    from cxrres.report import key_table, write_report
     from cxrres.train import train
 
     out = Path(study.out)
@@ -214,5 +216,6 @@ def run_study(study: StudyConfig, progress: bool = True, log=print) -> Path:
     comparison = compare_runs([c.out for c in configs], n_boot=study.n_boot)
     write_comparison(comparison, out / COMPARISON)
     html = write_report(out, comparison)
+    write_text_atomic(out / KEY_TABLE, key_table(comparison).to_markdown())
     log(f"study done in {time.perf_counter() - started:.0f} s")
     return html
