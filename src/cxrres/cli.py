@@ -161,6 +161,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_statistics_options(parser: argparse.ArgumentParser) -> None:
+    """--level and --n-boot of evaluate and compare."""
+    parser.add_argument("--level", type=float, default=0.95, help="interval level (default: %(default)s)")
+    parser.add_argument("--n-boot", type=int, default=1000, metavar="B",
+                        help="bootstrap replicates by patient for the mean AUC (default: %(default)s)")
+
+
 def _add_train_options(train: argparse.ArgumentParser) -> None:
     """The flags of `cxrres train`; every one defaults to the config file, then to the study's recipe."""
     train.add_argument("--data", metavar="DIR", help="data root (as for describe)")
@@ -253,8 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
                                           "interval.")
     evaluate.add_argument("run_dir", metavar="RUN_DIR")
     evaluate.add_argument("--json", action="store_true", help='print {"auc": {class: {auc, ci_low, ci_high}, ..., "mean": {...}}}')
-    evaluate.add_argument("--level", type=float, default=0.95, help="interval level (default: %(default)s)")
-    evaluate.add_argument("--n-boot", type=int, default=1000, metavar="B", help="bootstrap replicates for the mean (default: %(default)s)")
+    _add_statistics_options(evaluate)
     evaluate.set_defaults(func=cmd_evaluate)
 
     compare = sub.add_parser("compare", help="compare runs: AUC table, paired DeLong and bootstrap tests, AUC-vs-resolution plot",
@@ -263,8 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
                                          "paired patient-bootstrap tests of the mean AUC, and AUC against resolution (PNG, SVG).")
     compare.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     compare.add_argument("--out", default="comparison", metavar="DIR", help="output directory (default: %(default)s)")
-    compare.add_argument("--level", type=float, default=0.95, help="interval level (default: %(default)s)")
-    compare.add_argument("--n-boot", type=int, default=1000, metavar="B", help="bootstrap replicates (default: %(default)s)")
+    _add_statistics_options(compare)
     compare.set_defaults(func=cmd_compare)
 
     localize = sub.add_parser("localize", help="Grad-CAM boxes of a run scored against the official boxes",
