@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= demo-output
 
-.PHONY: demo test install clean
+.PHONY: demo test bench install clean
 
 install: $(STAMP)
 
@@ -27,6 +27,14 @@ test: $(STAMP)
 demo: $(STAMP)
 	@test -f $(DEMO_DIR)/phantom/splits/chexnet/test_list.txt || $(BIN)/cxrres synth --out $(DEMO_DIR)/phantom --images 1000 --size 256 --seed 0 --quiet
 	$(BIN)/cxrres study --data $(DEMO_DIR)/phantom --out $(DEMO_DIR)/study --config configs/demo.yaml
+
+# Each benchmark prints a table and appends it, with the machine and the command, to benchmarks/RESULTS.md.
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.prepare
+	$(BIN)/python -m benchmarks.loader
+	$(BIN)/python -m benchmarks.train_step
+	$(BIN)/python -m benchmarks.metrics
+	$(BIN)/python -m benchmarks.localize
 
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache build dist src/*.egg-info

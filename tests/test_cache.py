@@ -187,3 +187,4 @@ def test_killed_prepare_resumes_byte_identical(real_root: Path, tmp_path: Path) 
     assert "resumed at image" in resumed.stdout
     subprocess.run(command + ["--cache", str(tmp_path / "clean"), "--workers", "2"], capture_output=True, check=True)
     assert _files(killed) == _files(tmp_path / "clean") and array_name(32) in _files(killed)
+

@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -171,7 +172,7 @@ def prepare_cache(
     if not sources.names:
         raise CacheError(f"{data.root}: no images found (looked in images/ and images_*/images/)")
     if sources.missing:
-        tqdm.write(f"warning: {describe_missing(sources.missing, len(sources.missing) + len(sources.names))}; caching the {len(sources.names):,} present")
+        tqdm.write(f"warning: {describe_missing(sources.missing, len(sources.missing) + len(sources.names))}; caching the {len(sources.names):,} present", file=sys.stderr)
     try:
         cache.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -214,7 +215,7 @@ def prepare_cache(
                     checkpoint(row)
                     raise CacheError(f"{error} (use --skip-bad to skip it and list it in the manifest)")
                 state["skipped"].append({"image": sources.names[row], "error": error})
-                tqdm.write(f"skipped: {error}")
+                tqdm.write(f"skipped: {error}", file=sys.stderr)
             else:
                 for r, image in resized.items():
                     arrays[r][row] = image
