@@ -8,7 +8,6 @@ runs) and paired patient-bootstrap tests of the mean AUC. Formatting lives in `c
 
 from __future__ import annotations
 
-import io
 import itertools
 import math
 import warnings
@@ -19,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from cxrres import metrics, plots, runs, tables
+from cxrres.runs import write_csv_atomic
 from cxrres.data.metadata import patient_from_name
 from cxrres.errors import CxrresError
 from cxrres.parallel import write_text_atomic
@@ -59,13 +59,6 @@ def auc_table(predictions: runs.Predictions, level: float = 0.95, n_boot: int = 
     note = f"mean of {int(defined.sum())} classes; {n_boot} bootstrap replicates by {unit}"
     mean_row = {"class": MEAN, "n_pos": np.nan, "n_neg": np.nan, "auc": point, "ci_low": low, "ci_high": high, "note": note}
     return pd.concat([table, pd.DataFrame([mean_row])], ignore_index=True)
-
-
-def write_csv_atomic(path: Path, frame: pd.DataFrame) -> None:
-    """A DataFrame as CSV (6 significant digits), written atomically."""
-    buffer = io.StringIO()
-    frame.to_csv(buffer, index=False, float_format="%.6g")
-    write_text_atomic(path, buffer.getvalue())
 
 
 def evaluate_run(run_dir: str | Path, level: float = 0.95, n_boot: int = N_BOOT) -> pd.DataFrame:

@@ -8,7 +8,6 @@ class, ordered by mean box size; then the mean over classes) and example figures
 
 from __future__ import annotations
 
-import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +23,6 @@ from cxrres.data import DataRoot, boxes_in_part, build_split
 from cxrres.data.cache import ResolutionCache, prepare_cache
 from cxrres.data.images import read_grey
 from cxrres.errors import CxrresError
-from cxrres.parallel import write_text_atomic
 from cxrres.train import load_run_model, prepare_input
 
 SAMPLES = "localization_samples.csv"
@@ -145,9 +143,7 @@ def localize_run(run_dir: str | Path, data: str | Path | None = None, method: st
     order = area_1024.groupby(boxes["label"]).mean().sort_values().index.tolist()
     summary = summarise(samples, order)
     for name, frame in ((SAMPLES, samples), (SUMMARY, summary)):
-        buffer = io.StringIO()
-        frame.to_csv(buffer, index=False, float_format="%.6g")
-        write_text_atomic(run_dir / name, buffer.getvalue())
+        runs.write_csv_atomic(run_dir / name, frame)
     result = Localization(samples, summary, skipped)
     if keep:
         out = run_dir / EXAMPLES

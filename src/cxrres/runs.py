@@ -79,11 +79,16 @@ class Predictions:
         return frame
 
 
+def write_csv_atomic(path: Path, frame: pd.DataFrame, float_format: str = "%.6g") -> None:
+    """A DataFrame as CSV without its index, written atomically."""
+    buffer = io.StringIO()
+    frame.to_csv(buffer, index=False, float_format=float_format)
+    write_text_atomic(path, buffer.getvalue())
+
+
 def write_predictions(path: Path, predictions: Predictions) -> None:
     """Write predictions_test.csv atomically (probabilities with 7 significant digits)."""
-    buffer = io.StringIO()
-    predictions.to_frame().to_csv(buffer, index=False, float_format="%.7g")
-    write_text_atomic(path, buffer.getvalue())
+    write_csv_atomic(path, predictions.to_frame(), "%.7g")
 
 
 def read_predictions(run_dir: str | Path) -> Predictions:

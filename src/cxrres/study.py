@@ -30,6 +30,8 @@ from cxrres.train import TrainConfig, default_run_dir
 STUDY_FILE = "study.yaml"
 COMPARISON = "comparison"
 KEY_TABLE = "key_results.md"
+#: TrainConfig settings without a `cxrres train` flag; a plan carries them in STUDY/train-settings.yaml.
+YAML_ONLY: tuple[str, ...] = ("lr_factor", "lr_patience", "stop_patience", "channels_last", "deterministic")
 
 
 @dataclass
@@ -152,16 +154,21 @@ def train_flags(config: TrainConfig) -> list[str]:
             if f.name == "allow_missing" and value:
                 args.append(flag)
             continue
-        if f.name in ("lr_factor", "lr_patience", "stop_patience", "channels_last", "deterministic"):
+        if f.name in YAML_ONLY:
             continue  # YAML-only settings: carried by the plan's config file
         args += [flag, str(value)]
     return args
 
 
+def yaml_only_settings(study: StudyConfig) -> dict[str, Any]:
+    """The study's training settings that only a config file can pass to `cxrres train`."""
+    return {k: v for k, v in study.train.items() if k in YAML_ONLY}
+
+
 def plan(study: StudyConfig, config_file: str | None = None) -> str:
     """`--plan`: one `cxrres train` command per unfinished run, then the command that finishes the study."""
     lines = ["# one job per run (e.g. a SLURM array: sed -n \"${SLURM_ARRAY_TASK_ID}p\"); each resumes if restarted"]
-    yaml_only = {k: v for k, v in study.train.items() if k in ("lr_factor", "lr_patience", "stop_patience", "channels_last", "deterministic")}
+    yaml_only = yaml_only_settings(study)
     settings_file = Path(study.out) / "train-settings.yaml"
     for config in run_configs(study):
         if run_state(config)["trained"]:
@@ -179,7 +186,7 @@ def plan(study: StudyConfig, config_file: str | None = None) -> str:
 
 def write_plan_files(study: StudyConfig) -> None:
     """The YAML of settings the plan's commands need beyond flags."""
-    yaml_only = {k: v for k, v in study.train.items() if k in ("lr_factor", "lr_patience", "stop_patience", "channels_last", "deterministic")}
+    yaml_only = yaml_only_settings(study)
     if yaml_only:
         Path(study.out).mkdir(parents=True, exist_ok=True)
         runs.write_yaml_atomic(Path(study.out) / "train-settings.yaml", yaml_only)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
 import math
 import os
 import platform
@@ -405,9 +404,7 @@ class ChestClassifier(LightningModule):
 
 def write_metrics(path: Path, history: list[dict[str, float]]) -> None:
     """metrics.csv: one row per epoch (written whole, atomically, so a resumed run never duplicates rows)."""
-    buffer = io.StringIO()
-    pd.DataFrame(history).to_csv(buffer, index=False, float_format="%.6g")
-    runs.write_text_atomic(path, buffer.getvalue())
+    runs.write_csv_atomic(path, pd.DataFrame(history))
 
 
 # --- predictions ------------------------------------------------------------------------------------------------
