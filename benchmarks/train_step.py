@@ -1,5 +1,6 @@
 """Training images/s: model-only ceiling (random tensors already on the device) vs the real loader (uint8 cache ->
-on-device normalisation) feeding the same DenseNet-121 step; fp32, and bf16 + channels_last on a GPU."""
+on-device normalisation) feeding the same DenseNet-121 step; fp32 NCHW (the old CPU default), fp32 channels_last, and
+bf16 autocast + channels_last (GPU, or a CPU with native bf16: the current defaults)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from benchmarks.common import record, source_images
 from cxrres.data.cache import ResolutionCache, prepare_cache
 from cxrres.data.dataset import CacheDataset
 from cxrres.models import create_model
-from cxrres.train import create_loader, prepare_input, recipe_batch_size
+from cxrres.train import cpu_has_native_bf16, create_loader, prepare_input, recipe_batch_size
 
 
 def step_rate(model, optimizer, batches, device, steps: int, bf16: bool, channels_last: bool) -> float:
@@ -50,10 +51,11 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    modes = [(False, False)] + ([(True, True)] if device.type == "cuda" else [])
+    modes = [(False, False), (False, True)] + ([(True, True)] if device.type == "cuda" or cpu_has_native_bf16() else [])
     paths, what = source_images(400)
     resolutions = [int(r) for r in args.resolutions.split(",")]
-    rows = ["| Resolution | Batch | Precision | model only (img/s) | real loader (img/s) | loader / ceiling |", "|---|---|---|---|---|---|"]
+    rows = ["| Resolution | Batch | Precision | model only (img/s) | real loader (img/s) | loader / ceiling | real vs fp32 NCHW |",
+            "|---|---|---|---|---|---|---|"]
     with tempfile.TemporaryDirectory() as tmp:
         report = prepare_cache(paths[0].parent.parent, resolutions, f"{tmp}/cache", progress=False)
         names = [p.name for p in paths]
@@ -61,6 +63,7 @@ def main() -> None:
             batch = recipe_batch_size(r)
             dataset = CacheDataset(ResolutionCache.open(report.cache_dir, r), names, torch.zeros(len(names), 14).numpy())
             loader = create_loader(dataset, batch, torch.utils.data.RandomSampler(dataset), args.workers)
+            baseline = float("nan")  # the fp32 NCHW real-loader rate, measured first
             for bf16, channels_last in modes:
                 torch.manual_seed(0)
                 model = create_model("densenet121", 14, weights="none").to(device).train()
@@ -70,8 +73,9 @@ def main() -> None:
                 fixed = (torch.randint(0, 256, (batch, 1, r, r), dtype=torch.uint8, device=device), torch.zeros(batch, 14, device=device))
                 ceiling = step_rate(model, optimizer, iter(lambda: fixed, None), device, args.steps, bf16, channels_last)
                 real = step_rate(model, optimizer, forever(loader), device, args.steps, bf16, channels_last)
-                name = "bf16 + channels_last" if bf16 else "fp32"
-                rows.append(f"| {r} px | {batch} | {name} | {ceiling:,.1f} | {real:,.1f} | {real / ceiling:.2f} |")
+                name = ("bf16" if bf16 else "fp32") + (" + channels_last" if channels_last else "")
+                baseline = real if not (bf16 or channels_last) else baseline
+                rows.append(f"| {r} px | {batch} | {name} | {ceiling:,.1f} | {real:,.1f} | {real / ceiling:.2f} | {real / baseline:.2f}x |")
                 print(rows[-1], flush=True)
     record("Train step: DenseNet-121, model-only ceiling vs real loader", "\n".join(rows),
            f"{what} in the cache; {args.steps} timed steps after 2 warm-up steps; {args.workers} DataLoader workers; "

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cxrres.cli import main
 from cxrres.data import BOX_CLASSES, CLASSES, DataRoot, boxes_in_part, build_split
 from cxrres.data.cache import ResolutionCache, prepare_cache
 from cxrres.errors import CxrresError
@@ -79,6 +80,29 @@ def test_about_half_the_images_have_no_finding_and_findings_co_occur() -> None:
     assert both > 1.5 * expected_if_independent
     patients = {s.patient_id for s in specs}
     assert len(patients) == 800 and set(parts.values()) == {"train", "val", "test"}
+
+
+def test_enrichment_multiplies_a_class_and_leaves_the_rest_in_order() -> None:
+    plain = [s.findings for s in plan(2000, 800, seed=0)[0]]
+    enriched = [s.findings for s in plan(2000, 800, seed=0, enrich={"Nodule": 4.0, "Cardiomegaly": 4.0})[0]]
+    count = lambda findings, c: sum(c in f for f in findings)  # noqa: E731
+    for c in ("Nodule", "Cardiomegaly"):
+        assert count(enriched, c) > 2 * count(plain, c), c  # 4x the weight, diluted by the sum of weights
+    assert count(enriched, "Infiltration") < count(plain, "Infiltration")  # fixed number of draws per image
+    assert [not f for f in enriched] == [not f for f in plain]  # the same images stay normal
+    with pytest.raises(ValueError, match="unknown class"):
+        plan(10, 5, seed=0, enrich={"Nodules": 2.0})
+    with pytest.raises(ValueError, match="positive"):
+        plan(10, 5, seed=0, enrich={"Nodule": 0.0})
+
+
+def test_synth_cli_rejects_a_malformed_enrichment(tmp_path, capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["synth", "--out", str(tmp_path / "p"), "--images", "4", "--enrich", "Nodule:3"])
+    assert "expected CLASS=FACTOR, got 'Nodule:3'" in capsys.readouterr().err
+    assert main(["synth", "--out", str(tmp_path / "p"), "--images", "4", "--size", "64", "--enrich", "Nodul=3"]) == 1
+    assert "unknown class(es) Nodul" in capsys.readouterr().err
+    assert not (tmp_path / "p" / "Data_Entry_2017_v2020.csv").exists()
 
 
 def test_lesion_boxes_have_realistic_relative_sizes() -> None:

@@ -26,7 +26,7 @@ from cxrres.cli import main
 from cxrres.data.labels import CLASSES
 from cxrres.errors import CxrresError
 from cxrres.synthetic import synthesize
-from cxrres.train import ChestClassifier, ShardSampler, TrainConfig, TrainingDiverged, load_run_model, train
+from cxrres.train import ChestClassifier, ShardSampler, TrainConfig, TrainingDiverged, cpu_has_native_bf16, load_run_model, resolve, train
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,7 @@ def test_one_epoch_end_to_end(phantom, tmp_path):
     assert history.columns[:5].tolist() == ["epoch", "train_loss", "val_loss", "val_mean_auc", "lr"]
     assert history["epoch"].tolist() == [1] and history["lr"].iloc[0] == pytest.approx(3e-4)
     config = yaml.safe_load((run / "config.yaml").read_text())
-    assert config["settings"]["batch_size"] == 8 and config["settings"]["precision"] == "32-true"
+    assert config["settings"]["batch_size"] == 8 and config["settings"]["precision"] == ("bf16-mixed" if cpu_has_native_bf16() else "32-true")
     assert config["identity"]["split_digest"] and config["versions"]["torch"]
     assert sum(config["data"]["images"].values()) == 60
     predictions = runs.read_predictions(run)
@@ -134,8 +134,17 @@ def test_config_file_and_bad_settings(phantom, tmp_path, capsys):
     assert main(["train", "--data", phantom, "--resolution", "32", "--label", "Pneumonitis"]) == 1
     assert "unknown label 'Pneumonitis'" in capsys.readouterr().err
     with pytest.raises(CxrresError, match="not divisible by 2 devices"):
-        from cxrres.train import resolve
         resolve(_config(phantom, tmp_path / "x", batch_size=7, devices=2))
+
+
+def test_cpu_precision_follows_native_bf16(phantom, tmp_path, monkeypatch):
+    import cxrres.train as train_module
+
+    for native, expected in ((True, "bf16-mixed"), (False, "32-true")):
+        monkeypatch.setattr(train_module, "cpu_has_native_bf16", lambda native=native: native)
+        c = resolve(_config(phantom, tmp_path / "x", accelerator="cpu"))
+        assert (c.precision, c.channels_last, c.deterministic) == (expected, True, True)
+    assert resolve(_config(phantom, tmp_path / "x", accelerator="cpu", precision="32")).precision == "32-true"
 
 
 # --- DDP: validation metrics gathered over 2 gloo processes equal the single-process ones ----------------------

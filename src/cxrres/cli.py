@@ -55,11 +55,24 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def enrichment(text: str) -> dict[str, float]:
+    """'Nodule=3,Cardiomegaly=2' -> {"Nodule": 3.0, "Cardiomegaly": 2.0} (argparse type)."""
+    out = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, _, factor = item.partition("=")
+        try:
+            out[name.strip()] = float(factor)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected CLASS=FACTOR, got {item!r}") from None
+    return out
+
+
 def cmd_synth(args: argparse.Namespace) -> int:
     """Write a phantom data set in the NIH layout."""
     from cxrres.synthetic import synthesize
 
-    counts = synthesize(args.out, args.images, args.patients, args.size, args.seed, args.workers, progress=not args.quiet)
+    counts = synthesize(args.out, args.images, args.patients, args.size, args.seed, args.workers, progress=not args.quiet,
+                        enrich=args.enrich)
     print(f"phantom {args.out}: {counts['images']:,} images of {counts['size_px']} px from {counts['patients']:,} patients, "
           f"{counts['boxes']:,} boxes in the test part")
     return 0
@@ -243,6 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default: %(default)s)")
     synth.add_argument("--workers", type=int, default=os.cpu_count() or 1, metavar="W",
                        help="rendering processes (default: the number of cores, %(default)s)")
+    synth.add_argument("--enrich", type=enrichment, metavar="CLASS=F,...",
+                       help="draw these findings F times as often as their real-prevalence weight, e.g. Nodule=3")
     synth.add_argument("--quiet", action="store_true", help="no progress bar")
     synth.set_defaults(func=cmd_synth)
 

@@ -404,12 +404,23 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------------------- data set
 
 
-def _findings(rng: np.random.Generator) -> tuple[str, ...]:
-    """Findings of one image: none with probability NO_FINDING_FRACTION, else 1-3 drawn by FINDING_WEIGHTS plus companions."""
+def finding_weights(enrich: dict[str, float] | None = None) -> dict[str, float]:
+    """FINDING_WEIGHTS with the weight of each class in `enrich` multiplied by its factor (e.g. {"Nodule": 3})."""
+    enrich = enrich or {}
+    unknown = sorted(set(enrich) - set(FINDING_WEIGHTS))
+    if unknown:
+        raise ValueError(f"cannot enrich unknown class(es) {', '.join(unknown)}; choose from {', '.join(CLASSES)}")
+    if any(not (f > 0 and math.isfinite(f)) for f in enrich.values()):
+        raise ValueError(f"enrichment factors must be positive numbers, got {enrich}")
+    return {name: w * enrich.get(name, 1.0) for name, w in FINDING_WEIGHTS.items()}
+
+
+def _findings(rng: np.random.Generator, weights_by_name: dict[str, float]) -> tuple[str, ...]:
+    """Findings of one image: none with probability NO_FINDING_FRACTION, else 1-3 drawn by the weights plus companions."""
     if rng.random() < NO_FINDING_FRACTION:
         return ()
-    names = list(FINDING_WEIGHTS)
-    weights = np.array([FINDING_WEIGHTS[n] for n in names])
+    names = list(weights_by_name)
+    weights = np.array([weights_by_name[n] for n in names])
     n = 1 + int(rng.random() < 0.3) + int(rng.random() < 0.1)
     chosen = set(rng.choice(names, size=n, replace=False, p=weights / weights.sum()).tolist())
     for given, companion, p in COMPANIONS:
@@ -418,10 +429,13 @@ def _findings(rng: np.random.Generator) -> tuple[str, ...]:
     return tuple(c for c in CLASSES if c in chosen)
 
 
-def plan(n_images: int, n_patients: int, seed: int) -> tuple[list[ImageSpec], dict[int, str]]:
-    """The specs of every image (patients with 1+ follow-ups) and each patient's split part; deterministic in `seed`."""
+def plan(n_images: int, n_patients: int, seed: int, enrich: dict[str, float] | None = None) -> tuple[list[ImageSpec], dict[int, str]]:
+    """The specs of every image (patients with 1+ follow-ups) and each patient's split part; deterministic in `seed`.
+
+    `enrich` multiplies the drawing weight of some classes (see `finding_weights`)."""
     if n_images < 1 or not 1 <= n_patients <= n_images:
         raise ValueError(f"need 1 <= patients ({n_patients}) <= images ({n_images})")
+    weights = finding_weights(enrich)
     rng = np.random.default_rng([seed, 0])
     # every patient gets one image; the rest go to patients drawn with a skew, so some have many follow-ups
     extra = rng.choice(n_patients, size=n_images - n_patients, p=(w := rng.gamma(0.7, 1.0, n_patients)) / w.sum())
@@ -435,7 +449,7 @@ def plan(n_images: int, n_patients: int, seed: int) -> tuple[list[ImageSpec], di
         anatomy = Anatomy.sample(np.random.default_rng([seed, 1, patient]))
         for follow_up in range(counts[patient - 1]):
             image_seed = int(np.random.default_rng([seed, 2, patient, follow_up]).integers(2**62))
-            findings = _findings(np.random.default_rng([image_seed, 0]))
+            findings = _findings(np.random.default_rng([image_seed, 0]), weights)
             specs.append(ImageSpec(f"{patient:08d}_{follow_up:03d}.png", patient, follow_up, findings, image_seed, anatomy))
     return specs, parts
 
@@ -452,8 +466,10 @@ def _write_image(task: tuple[ImageSpec, int, str]) -> tuple[str, list[tuple[str,
 
 
 def synthesize(out: str | Path, n_images: int = 1000, n_patients: int | None = None, size_px: int = 1024, seed: int = 0,
-               workers: int | None = None, progress: bool = True) -> dict:
-    """Write a phantom data set in the NIH layout under `out`; returns counts. Same arguments -> byte-identical files."""
+               workers: int | None = None, progress: bool = True, enrich: dict[str, float] | None = None) -> dict:
+    """Write a phantom data set in the NIH layout under `out`; returns counts. Same arguments -> byte-identical files.
+
+    `enrich` ({class: factor}) draws some findings more often than their real-prevalence weight."""
     from tqdm import tqdm
 
     from cxrres.errors import CxrresError
@@ -463,7 +479,7 @@ def synthesize(out: str | Path, n_images: int = 1000, n_patients: int | None = N
     if size_px < 64:
         raise CxrresError(f"phantom size {size_px} px is too small (at least 64)")
     try:
-        specs, parts = plan(n_images, n_patients, seed)
+        specs, parts = plan(n_images, n_patients, seed, enrich)
     except ValueError as exc:
         raise CxrresError(str(exc)) from None
     (out / "images").mkdir(parents=True, exist_ok=True)
