@@ -17,7 +17,7 @@ from torch import nn
 from cxrres.cli import main
 from cxrres.data import read_bbox_list
 from cxrres.models import create_model
-from cxrres.saliency import (METHODS, boxes_from_saliency, class_activation_maps, iou, score_detections,
+from cxrres.saliency import (METHODS, boxes_from_saliency, class_activation_maps, iou, pointing_hit, score_detections,
                              split_network, to_box_frame)
 
 
@@ -56,6 +56,22 @@ def test_at_most_one_true_positive_per_box():
     assert score_detections([(50, 50, 5, 5)], gt) == (0.0, False)
     # IoU exactly at the threshold counts: (10,10,10,10) vs (10,10,1,10) -> 10/100
     assert score_detections([(10, 10, 1, 10)], gt, iou_threshold=0.1) == (1.0, True)
+
+
+def test_pointing_game_uses_the_maximum_pixel_centre():
+    frame = np.zeros((10, 10))
+    frame[4, 7] = 1.0  # pixel centre (7.5, 4.5)
+    assert pointing_hit(frame, (7, 4, 1, 1)) and pointing_hit(frame, (0, 0, 8, 5))
+    assert not pointing_hit(frame, (0, 0, 7.5, 10))  # [0, 7.5) excludes the centre 7.5
+    assert not pointing_hit(frame, (8, 4, 2, 2))
+    frame[9, 0] = 1.0  # a tie: the first maximum in row-major order counts
+    assert pointing_hit(frame, (7, 4, 1, 1)) and not pointing_hit(frame, (0, 9, 1, 1))
+    assert not pointing_hit(np.zeros((4, 4)), (0, 0, 4, 4))  # a blank map points nowhere
+    # a 4x4 map peaking in one cell, upsampled to 1024 px: the maximum sits in that cell
+    cam = np.zeros((4, 4), np.float32)
+    cam[1, 2] = 3.0
+    assert pointing_hit(to_box_frame(cam, (1024, 1024)), (600, 340, 80, 80))
+    assert not pointing_hit(to_box_frame(cam, (1024, 1024)), (512, 256, 60, 60))
 
 
 def test_map_to_box_frame():
@@ -157,9 +173,12 @@ def test_localize_end_to_end_on_phantom(trained_run, capsys):
     for c in order:
         row = summary.set_index("class").loc[c]
         assert payload["classes"][c] == {"n": int(row["n"]), "precision": pytest.approx(row["precision"], abs=1e-6),
-                                         "accuracy": pytest.approx(row["accuracy"], abs=1e-6)}
+                                         "accuracy": pytest.approx(row["accuracy"], abs=1e-6),
+                                         "pointing": pytest.approx(row["pointing"], abs=1e-6)}
         part = samples[samples["class"] == c]
         assert row["accuracy"] == pytest.approx(part["hit"].mean())
+        assert row["pointing"] == pytest.approx(part["pointing"].mean())
+    assert set(samples["pointing"]) <= {0, 1}
     assert ((samples["precision"] >= 0) & (samples["precision"] <= 1)).all()
     assert (samples["hit"] == (samples["precision"] > 0)).all()
     figures = list((Path(run) / "localization_examples").glob("*.png"))

@@ -134,9 +134,9 @@ def cmd_localize(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary_as_json(result.summary)))
         return 0
-    print(f"{'class':<14} {'n':>4} {'precision':>9} {'accuracy':>8}")
+    print(f"{'class':<14} {'n':>4} {'precision':>9} {'accuracy':>8} {'pointing':>8}")
     for _, row in result.summary.iterrows():
-        print(f"{row['class']:<14} {int(row['n']):>4} {row['precision']:>9.3f} {row['accuracy']:>8.3f}")
+        print(f"{row['class']:<14} {int(row['n']):>4} {row['precision']:>9.3f} {row['accuracy']:>8.3f} {row['pointing']:>8.3f}")
     if result.skipped_not_in_cache:
         print(f"{result.skipped_not_in_cache} boxes skipped: their images are not on disk")
     print(f"wrote {args.run_dir}/{SUMMARY}, {SAMPLES} and {len(result.figures)} example figures")
@@ -299,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     localize.add_argument("--threshold", type=float, default=0.5, help="threshold on the min-max normalised map (default: %(default)s)")
     localize.add_argument("--iou", type=float, default=0.1, help="IoU at which a detection is positive (default: %(default)s)")
     localize.add_argument("--examples", type=int, default=2, metavar="N", help="example figures per class (default: %(default)s)")
-    localize.add_argument("--json", action="store_true", help='print {"classes": {...}, "mean": {"precision", "accuracy"}}')
+    localize.add_argument("--json", action="store_true", help='print {"classes": {...}, "mean": {"precision", "accuracy", "pointing"}}')
     localize.add_argument("--quiet", action="store_true", help="no progress bar")
     localize.set_defaults(func=cmd_localize)
 

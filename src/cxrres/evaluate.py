@@ -150,7 +150,7 @@ class Comparison:
     bootstrap: pd.DataFrame  # run_a, run_b, classes, mean_a, mean_b (over common classes), difference, ci_low, ci_high, p
     n_images: int
     n_boot: int
-    localization: pd.DataFrame | None = None  # heading, resolution_px, arch, class, n, precision, accuracy
+    localization: pd.DataFrame | None = None  # heading, resolution_px, arch, class, n, precision, accuracy, pointing
 
 
 LOCALIZATION_FILE = "localization.csv"
@@ -256,7 +256,14 @@ def delong_table(comparison: Comparison, reference: str) -> tables.Table:
 LOCALIZATION_TITLES: dict[str, str] = {
     "accuracy": "Localization accuracy (share of boxes hit at IoU ≥ 0.1)",
     "precision": "Localization precision (true positives per detection)",
+    "pointing": "Pointing accuracy (share of boxes that contain the map's maximum; not in the paper's protocol)",
 }
+
+
+def localization_metrics(comparison: Comparison) -> list[str]:
+    """The LOCALIZATION_TITLES metrics that every run's localization.csv has (older runs lack `pointing`)."""
+    table = comparison.localization
+    return [] if table is None else [m for m in LOCALIZATION_TITLES if m in table.columns and table[m].notna().all()]
 
 
 def comparison_markdown(comparison: Comparison) -> str:
@@ -271,10 +278,9 @@ def comparison_markdown(comparison: Comparison) -> str:
                 bootstrap_table(comparison).to_markdown(),
                 f"\n## Per-class DeLong tests against {reference}\n", "Two-sided p, Holm-adjusted over the classes of each pair.\n",
                 delong_table(comparison, reference).to_markdown()]
-    if comparison.localization is not None:
-        for metric, text in LOCALIZATION_TITLES.items():
-            out += [f"\n## {text}\n", "Classes by mean box size, smallest first. Best per row in bold.\n",
-                    tables.markdown_table(comparison.localization, metric, None, None)]
+    for metric in localization_metrics(comparison):
+        out += [f"\n## {LOCALIZATION_TITLES[metric]}\n", "Classes by mean box size, smallest first. Best per row in bold.\n",
+                tables.markdown_table(comparison.localization, metric, None, None)]
     return "\n".join(out) + "\n"
 
 
@@ -292,10 +298,9 @@ def write_comparison(comparison: Comparison, out_dir: str | Path) -> list[Path]:
         write_csv_atomic(out / name, frame)
         written.append(out / name)
     written += plots.plot_vs_resolution(comparison.auc, out / "auc_vs_resolution")
-    if comparison.localization is not None:
-        for metric in ("accuracy", "precision"):
-            write_csv_atomic(out / f"localization_{metric}.csv", tables.csv_table(comparison.localization, metric, None, None))
-            written.append(out / f"localization_{metric}.csv")
-            written += plots.plot_vs_resolution(comparison.localization, out / f"localization_{metric}_vs_resolution",
-                                                metric, None, None, f"localization {metric}", ylim=(-0.03, 1.03))
+    for metric in localization_metrics(comparison):
+        write_csv_atomic(out / f"localization_{metric}.csv", tables.csv_table(comparison.localization, metric, None, None))
+        written.append(out / f"localization_{metric}.csv")
+        written += plots.plot_vs_resolution(comparison.localization, out / f"localization_{metric}_vs_resolution",
+                                            metric, None, None, f"localization {metric}", ylim=(-0.03, 1.03))
     return written

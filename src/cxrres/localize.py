@@ -2,7 +2,8 @@
 
 For every box (image, class) whose image is in the cache: the map of that class from the run's best checkpoint,
 brought to the image's own pixel frame (`saliency.to_box_frame`), thresholded, one detection per connected
-component, and precision and hit against the box. Writes `localization_samples.csv`, `localization.csv` (per
+component, and precision and hit against the box; also whether the map's maximum lies in the box (pointing game).
+Writes `localization_samples.csv`, `localization.csv` (per
 class, ordered by mean box size; then the mean over classes) and example figures into the run directory.
 """
 
@@ -46,22 +47,25 @@ def format_boxes(boxes: list[tuple[int, int, int, int]]) -> str:
     return "; ".join(" ".join(str(int(v)) for v in b) for b in boxes)
 
 
+#: Per-class scores in localization.csv: column -> the per-sample column averaged.
+SCORES = {"precision": "precision", "accuracy": "hit", "pointing": "pointing"}
+
+
 def summarise(samples: pd.DataFrame, order: list[str]) -> pd.DataFrame:
-    """Per class: n, mean precision, accuracy (mean hit), in `order`; then `mean` (unweighted over classes)."""
-    grouped = samples.groupby("class").agg(n=("hit", "size"), precision=("precision", "mean"), accuracy=("hit", "mean"))
+    """Per class: n, mean precision, accuracy (mean hit), pointing (mean pointing hit), in `order`; then `mean`
+    (unweighted over classes)."""
+    grouped = samples.groupby("class").agg(n=("hit", "size"), **{k: (v, "mean") for k, v in SCORES.items()})
     grouped = grouped.loc[[c for c in order if c in grouped.index]].reset_index()
-    mean = {"class": "mean", "n": int(grouped["n"].sum()), "precision": grouped["precision"].mean(),
-            "accuracy": grouped["accuracy"].mean()}
+    mean = {"class": "mean", "n": int(grouped["n"].sum()), **{k: grouped[k].mean() for k in SCORES}}
     return pd.concat([grouped, pd.DataFrame([mean])], ignore_index=True)
 
 
 def summary_as_json(summary: pd.DataFrame) -> dict:
-    """{"classes": {c: {"n", "precision", "accuracy"}}, "mean": {"precision", "accuracy"}}."""
+    """{"classes": {c: {"n", "precision", "accuracy", "pointing"}}, "mean": {"precision", "accuracy", "pointing"}}."""
     rows = summary.set_index("class")
-    classes = {c: {"n": int(r["n"]), "precision": round(float(r["precision"]), 6), "accuracy": round(float(r["accuracy"]), 6)}
-               for c, r in rows.drop(index="mean").iterrows()}
-    mean = rows.loc["mean"]
-    return {"classes": classes, "mean": {"precision": round(float(mean["precision"]), 6), "accuracy": round(float(mean["accuracy"]), 6)}}
+    scores = lambda r: {k: round(float(r[k]), 6) for k in SCORES}  # noqa: E731
+    classes = {c: {"n": int(r["n"]), **scores(r)} for c, r in rows.drop(index="mean").iterrows()}
+    return {"classes": classes, "mean": scores(rows.loc["mean"])}
 
 
 def example_figure(grey: np.ndarray, frame: np.ndarray, gt: tuple, detections: list[tuple], iou_threshold: float,
@@ -131,7 +135,7 @@ def localize_run(run_dir: str | Path, data: str | Path | None = None, method: st
             detections = saliency.boxes_from_saliency(frame, threshold)
             precision, hit = saliency.score_detections(detections, gt, iou_threshold)
             rows.append({"image": box["image"], "class": box["label"], "n_detections": len(detections),
-                         "precision": precision, "hit": int(hit), "gt_x": gt[0], "gt_y": gt[1], "gt_w": gt[2],
+                         "precision": precision, "hit": int(hit), "pointing": int(saliency.pointing_hit(frame, gt)), "gt_x": gt[0], "gt_y": gt[1], "gt_w": gt[2],
                          "gt_h": gt[3], "detections": format_boxes(detections)})
             if sum(1 for k in keep if k[0] == box["label"]) < examples:
                 keep[(box["label"], box["image"])] = (frame, gt, detections, precision, hit)

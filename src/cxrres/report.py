@@ -27,7 +27,7 @@ from cxrres import __version__, runs, tables  # noqa: E402
 from cxrres.data import DataRoot, build_split  # noqa: E402
 from cxrres.data.summary import describe_split  # noqa: E402
 from cxrres.errors import CxrresError  # noqa: E402
-from cxrres.evaluate import (LOCALIZATION_TITLES, Comparison, bootstrap_table, compare_runs, delong_table,  # noqa: E402
+from cxrres.evaluate import (LOCALIZATION_TITLES, Comparison, bootstrap_table, compare_runs, delong_table, localization_metrics,  # noqa: E402
                              reference_run)
 from cxrres.parallel import write_text_atomic  # noqa: E402
 
@@ -110,7 +110,8 @@ def cost_table(comparison: Comparison) -> tables.Table:
 
 
 def key_table(comparison: Comparison) -> tables.Table:
-    """The smallest and the largest finding (by mean box size) and the mean: AUC and box accuracy per run."""
+    """The smallest and the largest finding (by mean box size) and the mean: AUC, box accuracy and pointing accuracy
+    (when the runs have it) per run."""
     auc = tables.wide(comparison.auc, "auc")
     columns = list(auc.columns)
     rows: list[list[str]] = []
@@ -120,9 +121,12 @@ def key_table(comparison: Comparison) -> tables.Table:
     for name in [*picks, "mean"]:
         if name in auc.index:
             rows.append([f"{name} AUC"] + [f"{auc.loc[name, c]:.3f}" for c in columns])
-    if loc is not None:
+    for metric, what in (("accuracy", "box accuracy"), ("pointing", "pointing")):
+        if metric not in localization_metrics(comparison):
+            continue
+        wide = tables.wide(comparison.localization, metric)
         for name in [*picks, "mean"]:
-            rows.append([f"{name} box accuracy"] + [f"{loc.loc[name, c]:.3f}" if c in loc.columns else "–" for c in columns])
+            rows.append([f"{name} {what}"] + [f"{wide.loc[name, c]:.3f}" if c in wide.columns else "–" for c in columns])
     return tables.Table(["", *columns], rows)
 
 
@@ -133,7 +137,8 @@ def build_sections(study_dir: Path, comparison: Comparison, files: Path) -> list
     reference = reference_run(comparison)
     sections: list[tuple[str, list[Block]]] = [
         ("Key results", [Block(text="The smallest and the largest finding by mean box size, and the mean over classes: "
-                                    "test AUC and localization accuracy (share of boxes hit at IoU ≥ 0.1)."),
+                                    "test AUC, localization accuracy (share of boxes hit at IoU ≥ 0.1) and pointing "
+                                    "accuracy (share of boxes that contain the map's maximum)."),
                          Block(table=key_table(comparison))]),
         ("Data", data_blocks(settings["data"], settings))]
     auc = [Block(text=f"{len(comparison.runs)} runs scored on {comparison.n_images:,} test images. 95% DeLong intervals per "
@@ -152,7 +157,8 @@ def build_sections(study_dir: Path, comparison: Comparison, files: Path) -> list
             Block(table=delong_table(comparison, reference))]))
     if comparison.localization is not None:
         blocks = []
-        for metric, title in LOCALIZATION_TITLES.items():
+        for metric in localization_metrics(comparison):
+            title = LOCALIZATION_TITLES[metric]
             blocks += [Block(text=title + "; classes by mean box size, smallest first."),
                        Block(table=tables.comparison_table(comparison.localization, metric, None, None))]
             name = f"localization_{metric}_vs_resolution.png"

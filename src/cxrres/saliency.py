@@ -153,6 +153,17 @@ def iou(box_a: tuple[float, float, float, float], box_b: tuple[float, float, flo
     return float(inter / union) if union > 0 else 0.0
 
 
+def pointing_hit(frame: np.ndarray, gt_box: tuple[float, float, float, float]) -> bool:
+    """Pointing game (Zhang et al. 2016): the centre of the map's maximal pixel (the first in row-major order) lies in
+    the (x, y, w, h) box, in the frame's pixels. An all-zero map points nowhere (False). Not part of the paper's protocol:
+    it scores where a map peaks, not how wide it is."""
+    if not float(np.max(frame)) > 0:
+        return False
+    row, col = np.unravel_index(int(np.argmax(frame)), frame.shape)
+    x, y, w, h = gt_box
+    return bool(x <= col + 0.5 < x + w and y <= row + 0.5 < y + h)
+
+
 def score_detections(detections: list[tuple[float, float, float, float]], gt_box: tuple[float, float, float, float],
                      iou_threshold: float = 0.1) -> tuple[float, bool]:
     """(precision, hit) of detections against one ground-truth box.

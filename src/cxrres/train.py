@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 import math
 import os
 import platform
+import re
 import resource
 import sys
 import time
@@ -475,6 +477,11 @@ def _check_run_dir(run_dir: Path, wanted: dict[str, Any]) -> dict | None:
     return existing
 
 
+def _device_name(config: TrainConfig) -> str:
+    """'NVIDIA H200' or 'cpu (2 cores)'."""
+    return torch.cuda.get_device_name(0) if config.accelerator == "gpu" else f"cpu ({os.cpu_count()} cores)"
+
+
 def _status(config: TrainConfig, state: str, module: ChestClassifier | None = None, **extra: Any) -> dict[str, Any]:
     payload: dict[str, Any] = {"status": state, "updated": time.strftime("%Y-%m-%dT%H:%M:%S")}
     if module is not None:
@@ -486,7 +493,7 @@ def _status(config: TrainConfig, state: str, module: ChestClassifier | None = No
             "wall_seconds": round(cost["epoch_seconds"], 2),
             "train_images_per_s": round(cost["train_images"] / cost["train_seconds"], 2) if cost["train_seconds"] else None,
             "peak_memory_mb": round(cost["peak_memory_mb"], 1),
-            "device": torch.cuda.get_device_name(0) if config.accelerator == "gpu" else f"cpu ({os.cpu_count()} cores)",
+            "device": _device_name(config),
             "world_size": config.devices * config.nodes,
         })
     payload.update(extra)
@@ -499,12 +506,26 @@ QUIET_WARNINGS: tuple[str, ...] = (r"No (positive|negative) samples in targets",
                                    r"It is recommended to use `self.log\(")  # our epoch values are already synced
 
 
+#: Lightning's start-up lines that our own "training ..." line replaces (devices, AMP) or that advertise a service.
+LIGHTNING_CHATTER = re.compile(r"^(GPU|TPU|HPU) available|Tip: For seamless cloud logging|Automatic Mixed Precision")
+
+
+class _DropChatter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not LIGHTNING_CHATTER.search(record.getMessage())
+
+
 def train(config: TrainConfig, callbacks: Sequence[Callback] = ()) -> Path:
     """Train (or resume, or skip if finished) one run; returns its directory. `callbacks` are added to Lightning's."""
-    with warnings.catch_warnings():
-        for pattern in QUIET_WARNINGS:
-            warnings.filterwarnings("ignore", message=pattern)
-        return _train(config, callbacks)
+    lightning_log, chatter = logging.getLogger("lightning.pytorch.utilities.rank_zero"), _DropChatter()
+    lightning_log.addFilter(chatter)
+    try:
+        with warnings.catch_warnings():
+            for pattern in QUIET_WARNINGS:
+                warnings.filterwarnings("ignore", message=pattern)
+            return _train(config, callbacks)
+    finally:
+        lightning_log.removeFilter(chatter)
 
 
 def _train(config: TrainConfig, callbacks: Sequence[Callback]) -> Path:
@@ -546,6 +567,11 @@ def _train(config: TrainConfig, callbacks: Sequence[Callback]) -> Path:
         all_callbacks.append(ProgressBar())
     world = config.devices * config.nodes
     steps = max(1, len(data.parts["train"]) // config.batch_size)
+    where = f"{world} x {config.accelerator}" if world > 1 else _device_name(config)
+    rank_zero_info(f"training {config.arch} at {config.resolution_px} px on {where}: {config.precision}, "
+                   f"{'channels_last' if config.channels_last else 'NCHW'}, batch {config.batch_size}, "
+                   f"{len(data.parts['train']):,} train / {len(data.parts['val']):,} val images"
+                   + (", resuming from last.ckpt" if last.is_file() else ""))
     trainer = Trainer(
         accelerator=config.accelerator, devices=config.devices, num_nodes=config.nodes,
         strategy="ddp" if world > 1 else "auto", precision=config.precision, max_epochs=config.max_epochs,
