@@ -1,7 +1,8 @@
 """Peak memory of `cxrres train` against the size of the data set: the images live in a memory-mapped cache, so the
 process's private (anonymous) memory must not grow with the number of images.
 
-Each size gets its own phantom (64-px images, so that generation is quick), one epoch at 64 px, in a fresh process.
+Each size gets its own phantom (images of the training resolution, so that generation is quick), one epoch, in a fresh
+process.
 The parent samples /proc/PID/status every 50 ms: RssAnon (private memory: tensors, model, optimizer, Python) and
 RssFile (pages of mapped files: the cache and the libraries; clean, shared with the page cache and dropped by the
 kernel under pressure, so they are not a memory cost of the data set), and VmHWM (the kernel's peak RSS, both kinds).
@@ -47,8 +48,8 @@ def peak_memory(command: list[str]) -> tuple[dict[str, int], float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--sizes", default="500,4000", help="numbers of phantom images (default: %(default)s)")
-    parser.add_argument("--resolution", type=int, default=64)
+    parser.add_argument("--sizes", default="500,6000", help="numbers of phantom images (default: %(default)s)")
+    parser.add_argument("--resolution", type=int, default=128, help="training resolution and phantom size, px (default: %(default)s)")
     args = parser.parse_args()
     cxrres = str(Path(sys.executable).with_name("cxrres"))
     rows = ["| Images (train/val/test) | Cache (MiB) | peak RssAnon (MiB) | peak RssFile (MiB) | peak RSS, VmHWM (MiB) | wall (s) |",
@@ -56,7 +57,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for n in (int(s) for s in args.sizes.split(",")):
             data = Path(tmp) / f"phantom{n}"
-            subprocess.run([cxrres, "synth", "--out", str(data), "--images", str(n), "--size", "64", "--quiet"], check=True,
+            subprocess.run([cxrres, "synth", "--out", str(data), "--images", str(n), "--size", str(args.resolution), "--quiet"], check=True,
                            stdout=subprocess.DEVNULL)
             subprocess.run([cxrres, "prepare", "--data", str(data), "--resolutions", str(args.resolution), "--quiet"], check=True,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -70,7 +71,7 @@ def main() -> None:
             print(rows[-1], flush=True)
     record("Memory: peak of `cxrres train` against the data set size", "\n".join(rows),
            f"DenseNet-121 from scratch, one epoch at {args.resolution} px, defaults otherwise (CPU: 0 loader workers); "
-           "phantoms of 64-px images. RssAnon = private memory; RssFile = resident pages of mapped files (the cache, "
+           f"phantoms of {args.resolution}-px images. RssAnon = private memory; RssFile = resident pages of mapped files (the cache, "
            "shared libraries); sampled every 50 ms.")
 
 
