@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.train_step
 	$(BIN)/python -m benchmarks.metrics
 	$(BIN)/python -m benchmarks.localize
+	$(BIN)/python -m benchmarks.memory
 
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache build dist src/*.egg-info
