@@ -21,6 +21,7 @@ import os
 import shutil
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -125,9 +126,34 @@ def _decode(task: tuple[int, str, tuple[int, ...]]) -> tuple[int, dict[int, np.n
         return row, None, (0, 0), str(exc)
 
 
-def _decode_task(task: tuple[int, str, tuple[int, ...]]) -> tuple:
-    """Picklable entry point that looks `_decode` up at call time (so tests can replace it)."""
-    return _decode(task)
+#: Per process: the memory-mapped arrays of the pass being written, by (work dir, pass token, resolution).
+_OPEN_ARRAYS: dict[tuple[str, str, int], np.ndarray] = {}
+
+
+def _pass_array(work: str, token: str, resolution_px: int) -> np.ndarray:
+    """The pass's array for `resolution_px`, memory-mapped read-write once per process."""
+    key = (work, token, resolution_px)
+    if key not in _OPEN_ARRAYS:
+        _OPEN_ARRAYS[key] = np.load(Path(work) / array_name(resolution_px), mmap_mode="r+")
+    return _OPEN_ARRAYS[key]
+
+
+def _close_pass(token: str) -> None:
+    """Drop this process's mappings of a finished or abandoned pass."""
+    for key in [k for k in _OPEN_ARRAYS if k[1] == token]:
+        del _OPEN_ARRAYS[key]
+
+
+def _decode_task(task: tuple[int, str, tuple[int, ...], str, str]) -> tuple[int, bool, tuple[int, int], str]:
+    """Worker: decode one image (via `_decode`, looked up at call time so tests can replace it) and write its rows
+    straight into the pass's memory-mapped arrays, so only (row, ok, source size, error) travels back to the parent.
+    """
+    row, path, resolutions, work, token = task
+    row, arrays, shape, error = _decode((row, path, resolutions))
+    if arrays is not None:
+        for r, image in arrays.items():
+            _pass_array(work, token, r)[row] = image
+    return row, arrays is not None, shape, error
 
 
 def _init_worker() -> None:
@@ -150,7 +176,7 @@ def _start_or_resume(work: Path, sources: Sources, todo: tuple[int, ...]) -> dic
     for r in todo:
         np.lib.format.open_memmap(work / array_name(r), mode="w+", dtype=np.uint8, shape=(n, r, r)).flush()
     np.lib.format.open_memmap(work / "source_hw.npy", mode="w+", dtype=np.int32, shape=(n, 2)).flush()
-    state = {**wanted, "done": 0, "skipped": []}
+    state = {**wanted, "done": 0, "skipped": [], "token": uuid.uuid4().hex}
     _write_json(work / STATE, state)
     return state
 
@@ -193,10 +219,13 @@ def prepare_cache(
     work = cache / WORK
     state = _start_or_resume(work, sources, todo)
     report.resumed_from = state["done"]
+    # The workers write the rows; the parent maps the same files only to flush them at checkpoints (msync writes back
+    # a file's dirty pages whichever process dirtied them).
     arrays = {r: np.load(work / array_name(r), mmap_mode="r+") for r in todo}
     source_hw = np.load(work / "source_hw.npy", mmap_mode="r+")
     n = len(sources.names)
-    tasks = [(i, str(sources.paths[i]), todo) for i in range(state["done"], n)]
+    token = state.setdefault("token", uuid.uuid4().hex)
+    tasks = [(i, str(sources.paths[i]), todo, str(work), token) for i in range(state["done"], n)]
     n_workers = max(1, workers if workers is not None else (os.cpu_count() or 1))
 
     def checkpoint(done: int) -> None:
@@ -209,16 +238,14 @@ def prepare_cache(
     last = time.monotonic()
     bar = tqdm(total=n, initial=state["done"], unit="img", desc=f"prepare {','.join(map(str, todo))} px", disable=not progress)
     try:
-        for row, resized, shape, error in ordered_map(_decode_task, tasks, n_workers, initializer=_init_worker):
-            if resized is None:
+        for row, ok, shape, error in ordered_map(_decode_task, tasks, n_workers, initializer=_init_worker):
+            if not ok:
                 if not skip_bad:
                     checkpoint(row)
                     raise CacheError(f"{error} (use --skip-bad to skip it and list it in the manifest)")
                 state["skipped"].append({"image": sources.names[row], "error": error})
                 tqdm.write(f"skipped: {error}", file=sys.stderr)
             else:
-                for r, image in resized.items():
-                    arrays[r][row] = image
                 source_hw[row] = shape
             bar.update(1)
             if time.monotonic() - last > CHECKPOINT_EVERY_S:
@@ -227,6 +254,7 @@ def prepare_cache(
         checkpoint(n)
     finally:
         bar.close()
+        _close_pass(token)
     _finish(cache, work, sources, todo, manifest, state, np.asarray(source_hw))
     del arrays, source_hw
     shutil.rmtree(work, ignore_errors=True)
