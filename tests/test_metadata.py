@@ -45,6 +45,9 @@ def test_data_entry_v2020_format_without_trailing_column(tmp_path: Path) -> None
         (lambda t: t[: t.index("00000002_000.png") + 30], 4, "expected 11 fields"),  # truncated mid-row
         (lambda t: t.replace("Cardiomegaly|Emphysema", "Cardiomegaly|Emphysem"), 3, "unknown finding label"),
         (lambda t: t.replace(",1,31,", ",x,31,"), 2, "Patient ID"),
+        (lambda t: t.replace("2500,2048,0.143,0.143", "2500,2048,nan,0.143", 1), 2, "not a finite number: 'nan'"),
+        (lambda t: t.replace("2500,2048,0.143,0.143", "2500,2048,0.143,0,143", 1), 2, "expected 11 fields"),
+        (lambda t: t.replace("2500,2048,0.143,0.143", "2500,2048.0,0.143,0.143", 1), 2, "column 'Height]': not an integer"),
         (lambda t: t + "00000001_000.png,No Finding,0,1,31,F,PA,2500,2048,0.143,0.143,\n", 16, "duplicate image 00000001_000.png"),
         (lambda t: "", None, "empty"),
     ],

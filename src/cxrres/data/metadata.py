@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import math
 import re
 from pathlib import Path
 from typing import Iterator
@@ -102,6 +103,27 @@ def parse_finding_labels(text: str) -> list[str] | None:
     return None if any(label is None for label in labels) else labels  # type: ignore[return-value]
 
 
+def _record(path: Path, line: int, fields: list[str], age: int) -> tuple:
+    """The typed fields of one Data_Entry row; the per-column checks (with their messages) only when a cast fails."""
+    try:
+        spacing = float(fields[9]), float(fields[10])
+        if math.isfinite(spacing[0]) and math.isfinite(spacing[1]):
+            return (int(fields[3]), int(fields[2]), age, fields[5], fields[6], int(fields[7]), int(fields[8]), *spacing)
+    except ValueError:
+        pass
+    return (
+        _int(path, line, "Patient ID", fields[3]),
+        _int(path, line, "Follow-up #", fields[2]),
+        age,
+        fields[5],
+        fields[6],
+        _int(path, line, "OriginalImage[Width", fields[7]),
+        _int(path, line, "Height]", fields[8]),
+        _float(path, line, "OriginalImagePixelSpacing[x", fields[9]),
+        _float(path, line, "y]", fields[10]),
+    )
+
+
 def read_data_entry(path: str | Path) -> pd.DataFrame:
     """Read Data_Entry_2017.csv (trailing empty column) or Data_Entry_2017_v2020.csv.
 
@@ -125,33 +147,25 @@ def read_data_entry(path: str | Path) -> pd.DataFrame:
     label_rows: list[int] = []
     label_cols: list[int] = []
     width = len(DATA_ENTRY_HEADER)
+    label_indices: dict[str, list[int] | None] = {}  # a few hundred distinct "A|B" cells in 112,120 rows
     for line, fields in rows:
         if len(fields) == width + 1 and fields[-1] == "":
             fields = fields[:-1]
         if len(fields) != width:
             raise DataFormatError(path, f"expected {width} fields, found {len(fields)} (truncated or malformed row)", line)
         name = _check_image_name(path, line, fields[0])
-        found = parse_finding_labels(fields[1])
-        if found is None:
+        if fields[1] not in label_indices:
+            found = parse_finding_labels(fields[1])
+            label_indices[fields[1]] = None if found is None else [CLASS_INDEX[label] for label in found]
+        indices = label_indices[fields[1]]
+        if indices is None:
             raise DataFormatError(path, f"unknown finding label in {fields[1]!r}", line)
-        label_rows.extend([len(names)] * len(found))
-        label_cols.extend(CLASS_INDEX[label] for label in found)
+        label_rows.extend([len(names)] * len(indices))
+        label_cols.extend(indices)
         age = _AGE.match(fields[4].strip())
         if age is None:
             raise DataFormatError(path, f"column 'Patient Age': not an age: {fields[4]!r}", line)
-        records.append(
-            (
-                _int(path, line, "Patient ID", fields[3]),
-                _int(path, line, "Follow-up #", fields[2]),
-                int(age.group(1)),
-                fields[5],
-                fields[6],
-                _int(path, line, "OriginalImage[Width", fields[7]),
-                _int(path, line, "Height]", fields[8]),
-                _float(path, line, "OriginalImagePixelSpacing[x", fields[9]),
-                _float(path, line, "y]", fields[10]),
-            )
-        )
+        records.append(_record(path, line, fields, int(age.group(1))))
         names.append(name)
         lines.append(line)
     if not names:
