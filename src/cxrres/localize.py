@@ -3,8 +3,8 @@
 For every box (image, class) whose image is in the cache: the map of that class from the run's best checkpoint,
 brought to the image's own pixel frame (`saliency.to_box_frame`), thresholded, one detection per connected
 component, and precision and hit against the box; also whether the map's maximum lies in the box (pointing game).
-Writes `localization_samples.csv`, `localization.csv` (per
-class, ordered by mean box size; then the mean over classes) and example figures into the run directory.
+Writes `localization_samples.csv`, `localization.csv` (per class, ordered by mean box size; then the mean over
+classes) and example figures into the run directory.
 """
 
 from __future__ import annotations
@@ -135,8 +135,8 @@ def localize_run(run_dir: str | Path, data: str | Path | None = None, method: st
             detections = saliency.boxes_from_saliency(frame, threshold)
             precision, hit = saliency.score_detections(detections, gt, iou_threshold)
             rows.append({"image": box["image"], "class": box["label"], "n_detections": len(detections),
-                         "precision": precision, "hit": int(hit), "pointing": int(saliency.pointing_hit(frame, gt)), "gt_x": gt[0], "gt_y": gt[1], "gt_w": gt[2],
-                         "gt_h": gt[3], "detections": format_boxes(detections)})
+                         "precision": precision, "hit": int(hit), "pointing": int(saliency.pointing_hit(frame, gt)),
+                         "gt_x": gt[0], "gt_y": gt[1], "gt_w": gt[2], "gt_h": gt[3], "detections": format_boxes(detections)})
             if sum(1 for k in keep if k[0] == box["label"]) < examples:
                 keep[(box["label"], box["image"])] = (frame, gt, detections, precision, hit)
         bar.update(len(part))
