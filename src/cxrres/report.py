@@ -109,20 +109,27 @@ def cost_table(comparison: Comparison) -> tables.Table:
     return tables.Table(["Run", "Epochs", "Best epoch", "Wall time (min)", "Train img/s", "Peak memory (MB)", "Device"], rows)
 
 
+def classes_by_box_size(comparison: Comparison) -> list[str]:
+    """The localized classes, smallest mean box first (the order of localization.csv), without `mean`."""
+    if comparison.localization is None:
+        return []
+    return [c for c in dict.fromkeys(comparison.localization["class"]) if c != "mean"]
+
+
 def key_table(comparison: Comparison) -> tables.Table:
     """The smallest and the largest finding (by mean box size) and the mean: AUC, box accuracy and pointing accuracy
     (when the runs have it) per run."""
     auc = tables.wide(comparison.auc, "auc")
     columns = list(auc.columns)
     rows: list[list[str]] = []
-    loc = tables.wide(comparison.localization, "accuracy") if comparison.localization is not None else None
-    order = [c for c in (loc.index if loc is not None else []) if c != "mean"]
+    order = classes_by_box_size(comparison)
     picks = [order[0], order[-1]] if len(order) > 1 else order
     for name in [*picks, "mean"]:
         if name in auc.index:
             rows.append([f"{name} AUC"] + [f"{auc.loc[name, c]:.3f}" for c in columns])
+    present = localization_metrics(comparison)
     for metric, what in (("accuracy", "box accuracy"), ("pointing", "pointing")):
-        if metric not in localization_metrics(comparison):
+        if metric not in present:
             continue
         wide = tables.wide(comparison.localization, metric)
         for name in [*picks, "mean"]:
@@ -164,7 +171,7 @@ def build_sections(study_dir: Path, comparison: Comparison, files: Path) -> list
             name = f"localization_{metric}_vs_resolution.png"
             if (comparison_dir / name).is_file():
                 blocks.append(Block(image=Path(shutil.copy(comparison_dir / name, files / name)), caption=title))
-        order = [c for c in dict.fromkeys(comparison.localization["class"]) if c != "mean"]
+        order = classes_by_box_size(comparison)
         for label in (order[0], order[-1]) if order else ():
             grid = heatmap_grid(comparison, label, files / f"heatmaps_{label}.png")
             if grid:
