@@ -15,7 +15,7 @@ from torchvision import transforms
 from benchmarks.common import record, source_images
 from cxrres.data.cache import ResolutionCache, prepare_cache
 from cxrres.data.dataset import IMAGENET_MEAN, IMAGENET_STD, CacheDataset, to_network_input
-from cxrres.train import recipe_batch_size
+from cxrres.config import recipe_batch_size
 
 
 class NaiveDataset(Dataset):

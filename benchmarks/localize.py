@@ -11,7 +11,7 @@ import torch
 from benchmarks.common import record
 from cxrres import saliency
 from cxrres.models import create_model
-from cxrres.train import prepare_input
+from cxrres.inference import prepare_input
 
 
 def main() -> None:

@@ -11,7 +11,8 @@ import pytest
 from cxrres import metrics, runs
 from cxrres.cli import main
 from cxrres.errors import CxrresError, DataFormatError
-from cxrres.evaluate import compare_runs, evaluate_run
+from cxrres.compare import compare_runs
+from cxrres.evaluate import evaluate_run
 
 CLASSES3 = ["Effusion", "Mass", "Nodule"]
 
@@ -103,7 +104,7 @@ def test_compare_adds_localization_tables_when_every_run_has_them(tmp_path):
                       "accuracy": [acc, acc, acc]}).to_csv(d / "localization.csv", index=False)
     out = tmp_path / "cmp"
     comparison = compare_runs(dirs, n_boot=50)
-    from cxrres.evaluate import write_comparison
+    from cxrres.report.comparison import write_comparison
     names = {p.name for p in write_comparison(comparison, out)}
     assert {"localization_accuracy.csv", "localization_precision.csv", "localization_accuracy_vs_resolution.png", "localization_precision_vs_resolution.png"} <= names
     text = (out / "compare.md").read_text()

@@ -148,7 +148,8 @@ def test_agrees_with_pytorch_grad_cam(method):
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory) -> tuple[str, str]:
     from cxrres.synthetic import synthesize
-    from cxrres.train import TrainConfig, train
+    from cxrres.config import TrainConfig
+    from cxrres.train import train
 
     base = tmp_path_factory.mktemp("loc")
     synthesize(base / "phantom", n_images=80, size_px=128, seed=5, workers=1, progress=False)

@@ -35,7 +35,7 @@ def test_dry_run_and_plan_before_anything(study, capsys):
     plan = capsys.readouterr().out.splitlines()
     trains = [line for line in plan if line.startswith("cxrres train")]
     assert len(trains) == 2 and "--resolution 48" in trains[1] and "--weights none" in trains[1]
-    assert f"--config {base / 's' / 'train-settings.yaml'}" in trains[0]  # lr_patience travels in a file
+    assert "--lr-patience 1" in trains[0]  # every setting is a flag
     assert plan[-1].startswith("cxrres study") and "--config" in plan[-1]
 
 

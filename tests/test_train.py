@@ -26,7 +26,9 @@ from cxrres.cli import main
 from cxrres.data.labels import CLASSES
 from cxrres.errors import CxrresError
 from cxrres.synthetic import synthesize
-from cxrres.train import ChestClassifier, ShardSampler, TrainConfig, TrainingDiverged, cpu_has_native_bf16, load_run_model, resolve, train
+from cxrres.config import TrainConfig, cpu_has_native_bf16, resolve
+from cxrres.inference import ShardSampler, load_run_model
+from cxrres.train import ChestClassifier, TrainingDiverged, train
 
 
 @pytest.fixture(scope="module")
@@ -138,10 +140,10 @@ def test_config_file_and_bad_settings(phantom, tmp_path, capsys):
 
 
 def test_cpu_precision_follows_native_bf16(phantom, tmp_path, monkeypatch):
-    import cxrres.train as train_module
+    import cxrres.config as config_module
 
     for native, expected in ((True, "bf16-mixed"), (False, "32-true")):
-        monkeypatch.setattr(train_module, "cpu_has_native_bf16", lambda native=native: native)
+        monkeypatch.setattr(config_module, "cpu_has_native_bf16", lambda native=native: native)
         c = resolve(_config(phantom, tmp_path / "x", accelerator="cpu"))
         assert (c.precision, c.channels_last, c.deterministic) == (expected, True, True)
     assert resolve(_config(phantom, tmp_path / "x", accelerator="cpu", precision="32")).precision == "32-true"
@@ -188,7 +190,9 @@ def test_ddp_validation_metrics_match_single_process(tmp_path):
 
 def test_ddp_two_cpu_processes_end_to_end(phantom, tmp_path):
     """`cxrres train --devices 2` on the CPU (gloo): the val mean AUC in metrics.csv equals the single-process one."""
-    from cxrres.train import defined_classes, load_run_data, predict, resolve
+    from cxrres.config import resolve
+    from cxrres.inference import predict
+    from cxrres.train import defined_classes, load_run_data
 
     cli = Path(sys.executable).parent / "cxrres"
     run = tmp_path / "ddp"

@@ -10,22 +10,10 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from cxrres import __version__
+from cxrres.config import SPLIT_SETTINGS, add_arguments, add_train_arguments
 from cxrres.errors import CxrresError
-
-
-def _add_split_options(parser: argparse.ArgumentParser, with_defaults: bool = True) -> None:
-    """--split, --split-dir, --val-fraction, --split-seed (without defaults where a config file may set them)."""
-    default = (lambda value: value) if with_defaults else (lambda value: None)
-    parser.add_argument("--split", choices=("chexnet", "official"), default=default("chexnet"),
-                        help="chexnet: the CheXNet train/val/test lists and labels (the study's default, bundled); "
-                             "official: the NIH test list, validation carved patient-wise from train_val (default: %(default)s)")
-    parser.add_argument("--split-dir", metavar="DIR",
-                        help="read the split from train/val/test files in DIR instead (train_list.txt or train_official.txt etc.; "
-                             "each line a name plus 14 labels in CheXNet order, or a name only for Data_Entry labels)")
-    parser.add_argument("--val-fraction", type=float, default=default(0.1), metavar="F",
-                        help="official split: fraction of train_val images carved out as validation, whole patients (default: %(default)s)")
-    parser.add_argument("--split-seed", type=int, default=default(0), metavar="S",
-                        help="official split: seed of the deterministic patient order for carving validation (default: %(default)s)")
+from cxrres.runs import COMPARISON
+from cxrres.saliency import METHODS
 
 
 def cmd_describe(args: argparse.Namespace) -> int:
@@ -80,17 +68,10 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train one run (or resume it, or report that it is finished)."""
-    from cxrres.train import config_from_file, merge_settings, train
+    from cxrres.config import config_from_file, merge_settings, settings_from_args
+    from cxrres.train import train
 
-    flags = {
-        "data": args.data, "resolution_px": args.resolution, "arch": args.arch, "weights": args.weights,
-        "split": args.split, "split_dir": args.split_dir, "val_fraction": args.val_fraction, "split_seed": args.split_seed,
-        "label": args.label, "seed": args.seed, "out": args.out, "cache": args.cache, "max_epochs": args.max_epochs,
-        "batch_size": args.batch_size, "lr": args.lr, "weight_decay": args.weight_decay, "accelerator": args.accelerator,
-        "devices": args.devices, "nodes": args.nodes, "precision": args.precision, "num_workers": args.workers,
-        "allow_missing": args.allow_missing or None, "progress": False if args.quiet else None,
-    }
-    config = merge_settings(config_from_file(args.config) if args.config else {}, flags)
+    config = merge_settings(config_from_file(args.config) if args.config else {}, settings_from_args(args))
     run_dir = train(config)
     if int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0:
         print(f"run {run_dir}")
@@ -99,7 +80,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Per-class test AUC with DeLong intervals of one run; writes auc.csv into it."""
-    from cxrres.evaluate import AUC_FILE, evaluate_run, table_as_json
+    from cxrres.evaluate import evaluate_run, table_as_json
+    from cxrres.runs import AUC
 
     table = evaluate_run(args.run_dir, args.level, args.n_boot)
     if args.json:
@@ -109,14 +91,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         counts = "" if row["class"] == "mean" else f"{int(row['n_pos']):>6,} pos {int(row['n_neg']):>7,} neg  "
         value = "undefined" if row["note"].startswith("undefined") else f"{row['auc']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}]"
         print(f"{row['class']:<19} {counts}{value}" + (f"  ({row['note']})" if row["note"] else ""))
-    print(f"wrote {args.run_dir}/{AUC_FILE}")
+    print(f"wrote {args.run_dir}/{AUC}")
     return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
     """Compare runs on the same test images: AUC table, paired DeLong and bootstrap tests, figure."""
-    from cxrres.evaluate import compare_runs, write_comparison
-    from cxrres.tables import markdown_table
+    from cxrres.compare import compare_runs
+    from cxrres.report.comparison import write_comparison
+    from cxrres.report.tables import markdown_table
 
     comparison = compare_runs(args.run_dirs, args.level, args.n_boot)
     written = write_comparison(comparison, args.out)
@@ -127,7 +110,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_localize(args: argparse.Namespace) -> int:
     """Grad-CAM boxes of one run scored against the official boxes of its test part."""
-    from cxrres.localize import SAMPLES, SUMMARY, localize_run, summary_as_json
+    from cxrres.localize import localize_run, summary_as_json
+    from cxrres.runs import LOCALIZATION, LOCALIZATION_SAMPLES
 
     result = localize_run(args.run_dir, args.data, args.method, args.threshold, args.iou, args.examples,
                           progress=not (args.quiet or args.json))
@@ -139,24 +123,22 @@ def cmd_localize(args: argparse.Namespace) -> int:
         print(f"{row['class']:<14} {int(row['n']):>4} {row['precision']:>9.3f} {row['accuracy']:>8.3f} {row['pointing']:>8.3f}")
     if result.skipped_not_in_cache:
         print(f"{result.skipped_not_in_cache} boxes skipped: their images are not on disk")
-    print(f"wrote {args.run_dir}/{SUMMARY}, {SAMPLES} and {len(result.figures)} example figures")
+    print(f"wrote {args.run_dir}/{LOCALIZATION}, {LOCALIZATION_SAMPLES} and {len(result.figures)} example figures")
     return 0
 
 
 def cmd_study(args: argparse.Namespace) -> int:
     """Run (or continue, list, or plan) a whole study."""
-    from cxrres.study import KEY_TABLE, describe_state, make_study, plan, run_study, study_from_file, write_plan_files
+    from cxrres.runs import KEY_TABLE
+    from cxrres.study import GRID_FLAGS, describe_state, job_commands, run_study, study_settings, write_study_file
 
-    settings = study_from_file(args.config) if args.config else {}
-    settings.update({k: v for k, v in {"data": args.data, "resolutions": args.resolutions, "archs": args.archs,
-                                       "seeds": args.seeds, "labels": args.labels, "out": args.out}.items() if v is not None})
-    study = make_study(settings)
+    study = study_settings(args.config, {name: getattr(args, name) for name in GRID_FLAGS})
     if args.dry_run:
         print(describe_state(study))
         return 0
     if args.plan:
-        write_plan_files(study)
-        print(plan(study, args.config))
+        write_study_file(study)
+        print(job_commands(study))
         return 0
     html = run_study(study, progress=not args.quiet)
     key = Path(study.out) / KEY_TABLE
@@ -168,7 +150,7 @@ def cmd_study(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Write report.html and report.md of a study directory."""
-    from cxrres.report import write_report
+    from cxrres.report.document import write_report
 
     print(f"report: {write_report(args.study_dir)}")
     return 0
@@ -179,35 +161,6 @@ def _add_statistics_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--level", type=float, default=0.95, help="interval level (default: %(default)s)")
     parser.add_argument("--n-boot", type=int, default=1000, metavar="B",
                         help="bootstrap replicates by patient for the mean AUC (default: %(default)s)")
-
-
-def _add_train_options(train: argparse.ArgumentParser) -> None:
-    """The flags of `cxrres train`; every one defaults to the config file, then to the study's recipe."""
-    train.add_argument("--data", metavar="DIR", help="data root (as for describe)")
-    train.add_argument("--resolution", type=int, metavar="PX", help="training resolution in pixels (square)")
-    train.add_argument("--arch", choices=("densenet121", "resnet34"), help="network (default: densenet121)")
-    train.add_argument("--weights", metavar="imagenet|none|PATH",
-                       help="initial weights: torchvision's ImageNet weights, none, or a local state dict/checkpoint "
-                            "(CheXNet-style keys are remapped; loaded with weights_only=True) (default: imagenet)")
-    _add_split_options(train, with_defaults=False)
-    train.add_argument("--label", metavar="NAME", help="train a single-label binary network for this finding")
-    train.add_argument("--seed", type=int, metavar="S", help="random seed (default: 0)")
-    train.add_argument("--out", metavar="RUN_DIR", help="run directory (default: runs/<arch>_<R>px_seed<S>)")
-    train.add_argument("--cache", metavar="DIR", help="resolution cache (default: DIR/cxrres-cache; prepared if needed)")
-    train.add_argument("--max-epochs", type=int, metavar="N", help="upper bound on epochs (default: 100; early stopping usually ends first)")
-    train.add_argument("--batch-size", type=int, metavar="B", help="global batch size (default: 64 at 64 px, 12 at 1024 px, 16 otherwise)")
-    train.add_argument("--lr", type=float, help="AdamW learning rate (default: 3e-4)")
-    train.add_argument("--weight-decay", type=float, help="AdamW weight decay (default: 1e-4)")
-    train.add_argument("--accelerator", choices=("auto", "cpu", "gpu"), help="where to train (default: auto)")
-    train.add_argument("--devices", type=int, metavar="N", help="devices per node; N > 1 trains with DDP (default: 1)")
-    train.add_argument("--nodes", type=int, metavar="N", help="machines (under torchrun or SLURM) (default: 1)")
-    train.add_argument("--precision", choices=("auto", "32", "bf16-mixed", "16-mixed"),
-                       help="auto: bf16-mixed on GPU, 32 on CPU (default: auto)")
-    train.add_argument("--workers", type=int, metavar="N", help="DataLoader workers per device (default: 0 on CPU, up to 8 on GPU)")
-    train.add_argument("--allow-missing", action="store_true",
-                       help="train on the split's images that are present, dropping the others (counts go to config.yaml)")
-    train.add_argument("--config", metavar="FILE", help="YAML file of settings (keys as in config.yaml's `settings`); flags override it")
-    train.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -225,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
                                           "part, and count and mean area (px² at 1024) of the official boxes in the test part.")
     describe.add_argument("--data", required=True, metavar="DIR",
                           help="data root: Data_Entry_2017(_v2020).csv, BBox_List_2017.csv, train_val_list.txt, test_list.txt")
-    _add_split_options(describe)
+    add_arguments(describe, SPLIT_SETTINGS, with_defaults=True)
     describe.add_argument("--json", action="store_true", help="print exactly one JSON object instead of tables")
     describe.set_defaults(func=cmd_describe)
 
@@ -266,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
                                        "LR/10 after 2 epochs without val-loss improvement, stop after 10), keep the checkpoint "
                                        "with the best validation mean AUC, and write test predictions. Rerunning the same "
                                        "command resumes an interrupted run and skips a finished one.")
-    _add_train_options(train)
+    add_train_arguments(train)
     train.set_defaults(func=cmd_train)
 
     evaluate = sub.add_parser("evaluate", help="per-class test AUC with DeLong 95%% intervals of one run",
@@ -283,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
                                          "(Markdown, CSV, LaTeX), per-class paired DeLong tests (Holm-adjusted within each pair), "
                                          "paired patient-bootstrap tests of the mean AUC, and AUC against resolution (PNG, SVG).")
     compare.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
-    compare.add_argument("--out", default="comparison", metavar="DIR", help="output directory (default: %(default)s)")
+    compare.add_argument("--out", default=COMPARISON, metavar="DIR", help="output directory (default: %(default)s)")
     _add_statistics_options(compare)
     compare.set_defaults(func=cmd_compare)
 
@@ -294,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
                                           "threshold. Writes localization.csv, localization_samples.csv and example figures.")
     localize.add_argument("run_dir", metavar="RUN_DIR")
     localize.add_argument("--data", metavar="DIR", help="data root (default: the run's)")
-    localize.add_argument("--method", default="gradcam", choices=("gradcam", "hirescam", "gradcam++", "xgradcam", "layercam"),
+    localize.add_argument("--method", default="gradcam", choices=tuple(METHODS),
                           help="saliency method (default: %(default)s)")
     localize.add_argument("--threshold", type=float, default=0.5, help="threshold on the min-max normalised map (default: %(default)s)")
     localize.add_argument("--iou", type=float, default=0.1, help="IoU at which a detection is positive (default: %(default)s)")

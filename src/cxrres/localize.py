@@ -9,7 +9,6 @@ classes) and example figures into the run directory.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,15 +19,14 @@ import torch
 from tqdm import tqdm
 
 from cxrres import runs, saliency
-from cxrres.data import DataRoot, boxes_in_part, build_split
-from cxrres.data.cache import ResolutionCache, prepare_cache
+from cxrres.config import TrainConfig
+from cxrres.data import boxes_in_part
+from cxrres.data.boxes import classes_by_box_size
 from cxrres.data.images import read_grey
+from cxrres.data.source import DataSource
 from cxrres.errors import CxrresError
-from cxrres.train import load_run_model, prepare_input
+from cxrres.inference import load_run_model, prepare_input
 
-SAMPLES = "localization_samples.csv"
-SUMMARY = "localization.csv"
-EXAMPLES = "localization_examples"
 FIGURE_PX = 512
 
 
@@ -97,22 +95,33 @@ def _write_png(path: Path, image: np.ndarray) -> None:
     tmp.replace(path)
 
 
+def localization_source(run_dir: Path, config: TrainConfig, data: str | Path | None, source: DataSource | None,
+                        progress: bool) -> DataSource:
+    """The data a run is localized on: `source` when it serves the run (a study's), else the run's own data root and
+    the cache the run recorded, or `data` (another copy of the root) with its default cache."""
+    root = data or config.data
+    if source is not None and source.serves(root, config.split_spec(), config.resolution_px):
+        return source
+    recorded = (runs.read_config(run_dir).get("cache") or {}).get("dir") if data is None else None
+    return DataSource.prepare(root, config.split_spec(), [config.resolution_px], recorded or (config.cache if data is None else None),
+                              progress)
+
+
 def localize_run(run_dir: str | Path, data: str | Path | None = None, method: str = "gradcam", threshold: float = 0.5,
                  iou_threshold: float = 0.1, examples: int = 2, batch_size: int = 16, device: str | None = None,
-                 progress: bool = True) -> Localization:
+                 progress: bool = True, source: DataSource | None = None) -> Localization:
     """Score the run's maps against the official boxes of its split's test part; write the tables and figures."""
     run_dir = Path(run_dir)
     model, config, classes = load_run_model(run_dir)
     if method not in saliency.METHODS:
         raise CxrresError(f"unknown saliency method {method!r}; choose from {', '.join(saliency.METHODS)}")
-    root = DataRoot.at(data or config.data)
-    split = build_split(root, config.split, config.split_dir, config.val_fraction, config.split_seed)
-    boxes = boxes_in_part(root, split, "test")
+    source = localization_source(run_dir, config, data, source, progress)
+    root = source.root
+    boxes = boxes_in_part(root, source.split, "test")
     boxes = boxes[boxes["label"].isin(classes)].reset_index(drop=True)
     if boxes.empty:
         raise CxrresError(f"{root.root}: no official box of the run's classes ({', '.join(classes)}) in the test part")
-    report = prepare_cache(root.root, [config.resolution_px], config.cache if data is None else None, progress=progress)
-    cache = ResolutionCache.open(report.cache_dir, config.resolution_px)
+    cache = source.cache(config.resolution_px)
     present = boxes["image"].isin(set(cache.rows))
     skipped = int((~present).sum())
     boxes = boxes[present].reset_index(drop=True)
@@ -142,15 +151,13 @@ def localize_run(run_dir: str | Path, data: str | Path | None = None, method: st
         bar.update(len(part))
     bar.close()
     samples = pd.DataFrame(rows)
-    side = np.array([max(cache.source_hw[n]) for n in boxes["image"]], dtype=np.float64)
-    area_1024 = boxes["w"] * boxes["h"] * (1024.0 / side) ** 2
-    order = area_1024.groupby(boxes["label"]).mean().sort_values().index.tolist()
-    summary = summarise(samples, order)
-    for name, frame in ((SAMPLES, samples), (SUMMARY, summary)):
+    side = boxes["image"].map(lambda n: max(cache.source_hw[n]))
+    summary = summarise(samples, classes_by_box_size(boxes, side))
+    for name, frame in ((runs.LOCALIZATION_SAMPLES, samples), (runs.LOCALIZATION, summary)):
         runs.write_csv_atomic(run_dir / name, frame)
     result = Localization(samples, summary, skipped)
     if keep:
-        out = run_dir / EXAMPLES
+        out = run_dir / runs.LOCALIZATION_EXAMPLES
         out.mkdir(exist_ok=True)
         for (label, image), (frame, gt, detections, precision, hit) in keep.items():
             grey = read_grey(root.root / cache.sources[image])

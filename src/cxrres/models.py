@@ -16,6 +16,7 @@ from typing import Callable
 from urllib.parse import urlparse
 
 import torch
+import torch.nn.functional as F
 import torchvision
 from torch import nn
 
@@ -26,22 +27,62 @@ class WeightsError(CxrresError):
     """Weights cannot be found, trusted, or matched to the model."""
 
 
+def _densenet_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """DenseNet's last block after its final ReLU (torchvision applies that ReLU in place inside `forward`)."""
+    return F.relu(model.features(x))
+
+
+def _densenet_head(model: nn.Module, a: torch.Tensor) -> torch.Tensor:
+    return model.classifier(torch.flatten(F.adaptive_avg_pool2d(a, (1, 1)), 1))
+
+
+def _resnet_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """ResNet's layer4 output (each BasicBlock ends with its ReLU)."""
+    x = model.maxpool(model.relu(model.bn1(model.conv1(x))))
+    return model.layer4(model.layer3(model.layer2(model.layer1(x))))
+
+
+def _resnet_head(model: nn.Module, a: torch.Tensor) -> torch.Tensor:
+    return model.fc(torch.flatten(model.avgpool(a), 1))
+
+
 @dataclass(frozen=True)
 class ArchSpec:
-    """One architecture: torchvision builder, its ImageNet weights, the name of its final linear layer."""
+    """One architecture: its display name, torchvision builder and ImageNet weights, the name of its final linear
+    layer, and its split into features (ending with the last block's ReLU, not in place) and head, as timm's
+    `forward_features` / `forward_head`: head(features(x)) == model(x)."""
 
+    display_name: str
     builder: Callable[..., nn.Module]
     imagenet: torchvision.models.WeightsEnum
     head: str  # attribute holding the final nn.Linear
-    target_layer: str  # last convolutional block, for Grad-CAM
+    forward_features: Callable[[nn.Module, torch.Tensor], torch.Tensor]
+    forward_head: Callable[[nn.Module, torch.Tensor], torch.Tensor]
+    model_type: type[nn.Module]
 
 
 ARCHS: dict[str, ArchSpec] = {
-    "densenet121": ArchSpec(torchvision.models.densenet121, torchvision.models.DenseNet121_Weights.IMAGENET1K_V1,
-                            "classifier", "features.norm5"),
-    "resnet34": ArchSpec(torchvision.models.resnet34, torchvision.models.ResNet34_Weights.IMAGENET1K_V1,
-                         "fc", "layer4"),
+    "densenet121": ArchSpec("DenseNet-121", torchvision.models.densenet121,
+                            torchvision.models.DenseNet121_Weights.IMAGENET1K_V1, "classifier",
+                            _densenet_features, _densenet_head, torchvision.models.DenseNet),
+    "resnet34": ArchSpec("ResNet-34", torchvision.models.resnet34, torchvision.models.ResNet34_Weights.IMAGENET1K_V1,
+                         "fc", _resnet_features, _resnet_head, torchvision.models.ResNet),
 }
+
+
+def display_name(arch: str) -> str:
+    """'DenseNet-121' for 'densenet121'; the key itself for an unknown architecture."""
+    return ARCHS[arch].display_name if arch in ARCHS else arch
+
+
+def spec_of(model: nn.Module) -> ArchSpec:
+    """The ArchSpec of a network built by `create_model`; CxrresError for any other network."""
+    for spec in ARCHS.values():
+        if isinstance(model, spec.model_type):
+            return spec
+    raise CxrresError(f"no features/head split for {type(model).__name__}; supported: "
+                      f"{', '.join(s.model_type.__name__ for s in ARCHS.values())}")
+
 
 #: Old torchvision / CheXNet DenseNet names `denselayer1.norm.1.weight` -> `denselayer1.norm1.weight`.
 _OLD_DENSE_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var|num_batches_tracked))$")

@@ -1,30 +1,39 @@
-"""Run directories: what a training run writes and how every later step (evaluate, localize, report) reads it.
+"""The run- and study-directory schema: every file name and record type in one place.
 
 A run directory holds
 - `config.yaml` — `settings` (every resolved training setting), `identity` (the settings that define the run),
-  `data` (root, split, images per part, a hash of the split), `cache`, `versions`;
+  `data` (root, split, images per part), `cache`, `versions`;
 - `checkpoints/best.ckpt` (best validation mean AUC) and `checkpoints/last.ckpt` (end of the last epoch);
 - `metrics.csv` — one row per epoch: epoch, train_loss, val_loss, val_mean_auc, lr, val_auc_<class>...;
-- `run.json` — status (`running`, `finished`, `failed`), best epoch, and cost (wall time, images/s, peak memory,
-  device);
+- `run.json` — `RunStatus`: status (`running`, `finished`, `failed`), best epoch, and cost (wall time, images/s,
+  peak memory, device);
 - `predictions_test.csv` — `image`, one probability column per class, one `label_<class>` column per class;
+- `auc.csv` (cxrres evaluate), `localization.csv`, `localization_samples.csv`, `localization_examples/`
+  (cxrres localize);
 - `logs/` — CSV and TensorBoard logs from Lightning.
+
+A study directory holds `study.yaml`, `runs/<run>/` (run directories), `comparison/` (cxrres compare),
+`key_results.md`, `report.html`, `report.md` and `report_files/`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import yaml
 
+from cxrres.config import TrainConfig
 from cxrres.errors import CxrresError, DataFormatError
 from cxrres.parallel import write_json_atomic, write_text_atomic
 
+# -- a run directory --
 CONFIG = "config.yaml"
 STATUS = "run.json"
 METRICS = "metrics.csv"
@@ -32,7 +41,21 @@ PREDICTIONS = "predictions_test.csv"
 CHECKPOINTS = "checkpoints"
 BEST = "best.ckpt"
 LAST = "last.ckpt"
+LOGS = "logs"
+AUC = "auc.csv"
+LOCALIZATION = "localization.csv"
+LOCALIZATION_SAMPLES = "localization_samples.csv"
+LOCALIZATION_EXAMPLES = "localization_examples"
 LABEL_PREFIX = "label_"
+
+# -- a study directory --
+STUDY_FILE = "study.yaml"
+STUDY_RUNS = "runs"
+COMPARISON = "comparison"
+KEY_TABLE = "key_results.md"
+REPORT_HTML = "report.html"
+REPORT_MD = "report.md"
+REPORT_FILES = "report_files"
 
 
 def write_yaml_atomic(path: Path, payload: dict) -> None:
@@ -54,10 +77,53 @@ def read_config(run_dir: str | Path) -> dict:
     return config
 
 
-def read_status(run_dir: str | Path) -> dict:
-    """The run's run.json, or {} when it has none yet."""
+def read_settings(run_dir: str | Path) -> TrainConfig:
+    """The run's resolved settings (config.yaml's `settings`) as a TrainConfig."""
+    settings = read_config(run_dir)["settings"]
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    return TrainConfig(**{k: v for k, v in settings.items() if k in known})
+
+
+@dataclass
+class RunStatus:
+    """run.json: where a run stands and what it cost so far."""
+
+    status: str = "not started"  # running | finished | failed
+    updated: str | None = None  # local time, ISO 8601
+    epochs: int = 0
+    best_epoch: int | None = None
+    best_val_mean_auc: float | None = None
+    wall_seconds: float | None = None  # training and validation epochs, summed over resumptions
+    train_images_per_s: float | None = None
+    peak_memory_mb: float | None = None
+    device: str | None = None
+    world_size: int | None = None
+    test_images: int | None = None
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The fields that are set (run.json leaves the others out)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+
+def read_status(run_dir: str | Path) -> RunStatus:
+    """The run's run.json (a `not started` status when it has none yet)."""
     path = Path(run_dir) / STATUS
-    return json.loads(path.read_text()) if path.is_file() else {}
+    if not path.is_file():
+        return RunStatus()
+    payload = json.loads(path.read_text())
+    known = {f.name for f in dataclasses.fields(RunStatus)}
+    return RunStatus(**{k: v for k, v in payload.items() if k in known})
+
+
+def write_status(run_dir: str | Path, status: RunStatus) -> None:
+    """Write run.json atomically."""
+    write_json_atomic(Path(run_dir) / STATUS, status.to_json())
+
+
+def is_trained(run_dir: str | Path) -> bool:
+    """Whether the run finished training and wrote its test predictions."""
+    return read_status(run_dir).status == "finished" and (Path(run_dir) / PREDICTIONS).is_file()
 
 
 @dataclass(frozen=True)

@@ -20,34 +20,19 @@ from typing import Callable
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
-import torchvision
 from scipy import ndimage
 from torch import nn
 
 from cxrres.errors import CxrresError
+from cxrres.models import spec_of
 
 Box = tuple[int, int, int, int]  # (x, y, w, h) in pixels
 
 
 def split_network(model: nn.Module) -> tuple[Callable[[torch.Tensor], torch.Tensor], Callable[[torch.Tensor], torch.Tensor]]:
     """(backbone, head) with head(backbone(x)) == model(x); backbone ends with the last block's ReLU (not in place)."""
-    if isinstance(model, torchvision.models.DenseNet):
-        def backbone(x: torch.Tensor) -> torch.Tensor:
-            return F.relu(model.features(x))  # the ReLU torchvision applies in place in DenseNet.forward
-
-        def head(a: torch.Tensor) -> torch.Tensor:
-            return model.classifier(torch.flatten(F.adaptive_avg_pool2d(a, (1, 1)), 1))
-        return backbone, head
-    if isinstance(model, torchvision.models.ResNet):
-        def backbone(x: torch.Tensor) -> torch.Tensor:  # each BasicBlock ends with its ReLU
-            x = model.maxpool(model.relu(model.bn1(model.conv1(x))))
-            return model.layer4(model.layer3(model.layer2(model.layer1(x))))
-
-        def head(a: torch.Tensor) -> torch.Tensor:
-            return model.fc(torch.flatten(model.avgpool(a), 1))
-        return backbone, head
-    raise CxrresError(f"no Grad-CAM split for {type(model).__name__}; supported: DenseNet, ResNet")
+    spec = spec_of(model)
+    return (lambda x: spec.forward_features(model, x)), (lambda a: spec.forward_head(model, a))
 
 
 def _gradcam(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:

@@ -1,11 +1,8 @@
 """`cxrres study`: every (arch, resolution, seed, label) run of a study — prepare, train, evaluate, localize,
 compare, report — resumable, listable (`--dry-run`) and splittable into cluster jobs (`--plan`).
 
-Layout of a study directory:
-    study.yaml            the study's settings
-    runs/<arch>_<R>px_seed<S>[_<label>]/   one run directory each (see cxrres.runs)
-    comparison/           cxrres compare over all runs
-    report.html, report.md, report_files/
+The study directory's files are named in `cxrres.runs`: study.yaml (every setting), runs/<arch>_<R>px_seed<S>[_<label>]/
+(one run directory each), comparison/ (cxrres compare over all runs), key_results.md, report.html, report.md.
 """
 
 from __future__ import annotations
@@ -18,20 +15,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from cxrres import runs
-from cxrres.data.cache import parse_resolutions, prepare_cache
+from cxrres.config import PER_RUN, TrainConfig, default_run_dir, read_settings_yaml, train_argv
+from cxrres.data.cache import parse_resolutions
 from cxrres.data.labels import BOX_CLASSES, CLASSES, canonical_label
+from cxrres.data.source import DataSource
 from cxrres.errors import CxrresError, DataFormatError
 from cxrres.parallel import write_text_atomic
-from cxrres.train import TrainConfig, default_run_dir
 
-STUDY_FILE = "study.yaml"
-COMPARISON = "comparison"
-KEY_TABLE = "key_results.md"
-#: TrainConfig settings without a `cxrres train` flag; a plan carries them in STUDY/train-settings.yaml.
-YAML_ONLY: tuple[str, ...] = ("lr_factor", "lr_patience", "stop_patience", "channels_last", "deterministic")
+#: The StudyConfig settings that `cxrres study` takes as flags (the rest come from --config).
+GRID_FLAGS: tuple[str, ...] = ("data", "resolutions", "archs", "seeds", "labels", "out")
 
 
 @dataclass
@@ -50,25 +43,27 @@ class StudyConfig:
 
 
 def study_from_file(path: str | Path) -> dict[str, Any]:
-    """Study settings from YAML: keys of StudyConfig; `train:` holds TrainConfig keys."""
-    path = Path(path)
-    try:
-        payload = yaml.safe_load(path.read_text()) or {}
-    except FileNotFoundError:
-        raise CxrresError(f"{path}: config file not found") from None
-    except yaml.YAMLError as error:
-        raise DataFormatError(path, f"not valid YAML ({str(error).splitlines()[0]})") from None
-    if not isinstance(payload, dict):
-        raise DataFormatError(path, "expected a mapping of setting: value")
-    known = {f.name for f in dataclasses.fields(StudyConfig)}
-    unknown = sorted(set(payload) - known)
-    if unknown:
-        raise DataFormatError(path, f"unknown setting {unknown[0]!r} (known: {', '.join(sorted(known))})")
-    train_known = {f.name for f in dataclasses.fields(TrainConfig)} - {"data", "resolution_px", "arch", "seed", "label", "out"}
-    bad = sorted(set(payload.get("train", {}) or {}) - train_known)
-    if bad:
-        raise DataFormatError(path, f"unknown train setting {bad[0]!r} (known: {', '.join(sorted(train_known))})")
+    """Study settings from YAML: keys of StudyConfig; `train:` holds TrainConfig keys other than the grid's."""
+    payload = read_settings_yaml(path, {f.name for f in dataclasses.fields(StudyConfig)})
+    train_known = {f.name for f in dataclasses.fields(TrainConfig)} - set(PER_RUN)
+    _check_train_mapping(path, payload.get("train") or {}, train_known)
     return payload
+
+
+def _check_train_mapping(path: str | Path, mapping: Any, known: set[str]) -> None:
+    """The `train:` mapping of a study file must be a mapping of known TrainConfig keys."""
+    if not isinstance(mapping, dict):
+        raise DataFormatError(Path(path), "`train:` must be a mapping of setting: value")
+    bad = sorted(set(mapping) - known)
+    if bad:
+        raise DataFormatError(Path(path), f"unknown train setting {bad[0]!r} (known: {', '.join(sorted(known))})")
+
+
+def study_settings(config_file: str | Path | None, flags: dict[str, Any]) -> "StudyConfig":
+    """The study of a config file (if any) overridden by the grid flags that were given."""
+    settings = study_from_file(config_file) if config_file else {}
+    settings.update({k: v for k, v in flags.items() if v is not None})
+    return make_study(settings)
 
 
 def make_study(settings: dict[str, Any]) -> StudyConfig:
@@ -107,18 +102,29 @@ def run_configs(study: StudyConfig) -> list[TrainConfig]:
     configs = []
     for arch, resolution, seed, label in itertools.product(study.archs, study.resolutions, study.seeds, study.labels):
         config = TrainConfig(data=study.data, resolution_px=resolution, arch=arch, seed=seed, label=label, **study.train)
-        config.out = str(Path(study.out) / "runs" / default_run_dir(config).name)
+        config.out = str(Path(study.out) / runs.STUDY_RUNS / default_run_dir(config).name)
         configs.append(config)
     return configs
 
 
-def run_state(config: TrainConfig) -> dict[str, Any]:
+@dataclass(frozen=True)
+class RunState:
+    """What is done for one run of a study."""
+
+    run: str
+    trained: bool
+    epochs: int
+    status: str
+    evaluated: bool
+    localized: bool
+
+
+def run_state(config: TrainConfig) -> RunState:
     """What is done for one run: trained (finished / epochs so far / not started), evaluated, localized."""
     run_dir = Path(config.out)
     status = runs.read_status(run_dir)
-    trained = status.get("status") == "finished" and (run_dir / runs.PREDICTIONS).is_file()
-    return {"run": run_dir.name, "trained": trained, "epochs": status.get("epochs", 0), "status": status.get("status", "not started"),
-            "evaluated": (run_dir / "auc.csv").is_file(), "localized": (run_dir / "localization.csv").is_file()}
+    return RunState(run_dir.name, runs.is_trained(run_dir), status.epochs, status.status,
+                    (run_dir / runs.AUC).is_file(), (run_dir / runs.LOCALIZATION).is_file())
 
 
 def needs_localization(config: TrainConfig) -> bool:
@@ -131,98 +137,81 @@ def describe_state(study: StudyConfig) -> str:
     lines = []
     for config in run_configs(study):
         s = run_state(config)
-        trained = "trained" if s["trained"] else (f"{s['status']} after {s['epochs']} epochs" if s["epochs"] else "not started")
-        left = [step for step, done in (("train", s["trained"]), ("evaluate", s["evaluated"]),
-                                        ("localize", s["localized"] or not needs_localization(config))) if not done]
-        lines.append(f"{s['run']:<40} {trained:<28} left: {', '.join(left) or 'nothing'}")
-    report = Path(study.out) / "report.html"
+        trained = "trained" if s.trained else (f"{s.status} after {s.epochs} epochs" if s.epochs else "not started")
+        left = [step for step, done in (("train", s.trained), ("evaluate", s.evaluated),
+                                        ("localize", s.localized or not needs_localization(config))) if not done]
+        lines.append(f"{s.run:<40} {trained:<28} left: {', '.join(left) or 'nothing'}")
+    report = Path(study.out) / runs.REPORT_HTML
     lines.append(f"report: {'written' if report.is_file() else 'not written'} ({report})")
     return "\n".join(lines)
 
 
-def train_flags(config: TrainConfig) -> list[str]:
-    """`cxrres train` arguments reproducing `config` (only settings that differ from the defaults)."""
-    defaults = TrainConfig(data="", resolution_px=0)
-    flag_names = {"resolution_px": "--resolution", "num_workers": "--workers"}
-    args = ["--data", config.data]
-    for f in dataclasses.fields(TrainConfig):
-        value = getattr(config, f.name)
-        if f.name in ("data", "progress") or value == getattr(defaults, f.name) and f.name != "resolution_px":
-            continue
-        flag = flag_names.get(f.name, "--" + f.name.replace("_", "-"))
-        if isinstance(value, bool):
-            if f.name == "allow_missing" and value:
-                args.append(flag)
-            continue
-        if f.name in YAML_ONLY:
-            continue  # YAML-only settings: carried by the plan's config file
-        args += [flag, str(value)]
-    return args
+def study_argv(study: StudyConfig) -> list[str]:
+    """`cxrres study` arguments that reproduce `study`: the grid as flags, everything else in STUDY/study.yaml."""
+    labels = ",".join(label or "all" for label in study.labels)
+    return ["--data", study.data, "--out", study.out, "--resolutions", ",".join(map(str, study.resolutions)),
+            "--archs", ",".join(study.archs), "--seeds", ",".join(map(str, study.seeds)), "--labels", labels,
+            "--config", str(Path(study.out) / runs.STUDY_FILE)]
 
 
-def yaml_only_settings(study: StudyConfig) -> dict[str, Any]:
-    """The study's training settings that only a config file can pass to `cxrres train`."""
-    return {k: v for k, v in study.train.items() if k in YAML_ONLY}
-
-
-def plan(study: StudyConfig, config_file: str | None = None) -> str:
+def job_commands(study: StudyConfig) -> str:
     """`--plan`: one `cxrres train` command per unfinished run, then the command that finishes the study."""
     lines = ["# one job per run (e.g. a SLURM array: sed -n \"${SLURM_ARRAY_TASK_ID}p\"); each resumes if restarted"]
-    yaml_only = yaml_only_settings(study)
-    settings_file = Path(study.out) / "train-settings.yaml"
     for config in run_configs(study):
-        if run_state(config)["trained"]:
-            continue
-        extra = ["--config", str(settings_file)] if yaml_only else []
-        lines.append("cxrres train " + " ".join(shlex.quote(a) for a in train_flags(config) + extra + ["--quiet"]))
-    if yaml_only:
-        lines.insert(1, f"# settings only a config file can carry: {settings_file}")
-    lines.append(f"# when all jobs are done (evaluates, localizes, compares, writes the report):")
-    lines.append(f"cxrres study --data {shlex.quote(study.data)} --out {shlex.quote(study.out)} "
-                 f"--resolutions {','.join(map(str, study.resolutions))} --archs {','.join(study.archs)} "
-                 f"--seeds {','.join(map(str, study.seeds))}" + (f" --config {shlex.quote(config_file)}" if config_file else ""))
+        if not run_state(config).trained:
+            lines.append("cxrres train " + " ".join(shlex.quote(a) for a in train_argv(config) + ["--quiet"]))
+    lines.append("# when all jobs are done (evaluates, localizes, compares, writes the report):")
+    lines.append("cxrres study " + " ".join(shlex.quote(a) for a in study_argv(study)))
     return "\n".join(lines)
 
 
-def write_plan_files(study: StudyConfig) -> None:
-    """The YAML of settings the plan's commands need beyond flags."""
-    yaml_only = yaml_only_settings(study)
-    if yaml_only:
-        Path(study.out).mkdir(parents=True, exist_ok=True)
-        runs.write_yaml_atomic(Path(study.out) / "train-settings.yaml", yaml_only)
+def write_study_file(study: StudyConfig) -> Path:
+    """STUDY/study.yaml: every setting of the study (what `study_argv`'s --config reads back)."""
+    path = Path(study.out) / runs.STUDY_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    settings = dataclasses.asdict(study)
+    settings.update({k: list(settings[k]) for k in ("resolutions", "archs", "seeds", "labels")})
+    runs.write_yaml_atomic(path, settings)
+    return path
+
+
+def prepare_source(study: StudyConfig, progress: bool = True) -> DataSource:
+    """The study's data root, split and cache at every resolution, built once for all runs."""
+    return DataSource.prepare(study.data, run_configs(study)[0].split_spec(), study.resolutions, study.train.get("cache"), progress)
 
 
 def run_study(study: StudyConfig, progress: bool = True, log=print) -> Path:
     """Do everything that is left: caches, training, evaluation, localization, comparison, report. Returns report.html."""
-    from cxrres.evaluate import compare_runs, evaluate_run, write_comparison
+    from cxrres.compare import compare_runs
+    from cxrres.evaluate import evaluate_run
     from cxrres.localize import localize_run
-    from cxrres.report import key_table, write_report
+    from cxrres.report.comparison import write_comparison
+    from cxrres.report.document import key_table, write_report
     from cxrres.train import train
 
     out = Path(study.out)
-    out.mkdir(parents=True, exist_ok=True)
-    runs.write_yaml_atomic(out / STUDY_FILE, dataclasses.asdict(study))
+    write_study_file(study)
     started = time.perf_counter()
-    cache = study.train.get("cache")
-    report = prepare_cache(study.data, study.resolutions, cache, progress=progress)  # one decode for every resolution
-    log(f"cache {report.cache_dir}: {report.n_images:,} images at {','.join(map(str, study.resolutions))} px")
+    source = prepare_source(study, progress)  # one scan, one decode for every resolution
+    log(f"cache {source.cache_dir}: {source.prepared.n_images:,} images at {','.join(map(str, study.resolutions))} px")
     configs = run_configs(study)
     for i, config in enumerate(configs, 1):
         state = run_state(config)
         name = Path(config.out).name
-        if not state["trained"]:
-            log(f"[{i}/{len(configs)}] train {name}" + (f" (resuming after {state['epochs']} epochs)" if state["epochs"] else ""))
+        if not state.trained:
+            log(f"[{i}/{len(configs)}] train {name}" + (f" (resuming after {state.epochs} epochs)" if state.epochs else ""))
             config.progress = progress
-            train(config)
-        if not state["evaluated"]:
+            train(config, source=source)
+        if not state.evaluated:
             evaluate_run(config.out, n_boot=study.n_boot)
-        if needs_localization(config) and not state["localized"]:
+        if needs_localization(config) and not state.localized:
             log(f"[{i}/{len(configs)}] localize {name}")
             loc = study.localize
-            localize_run(config.out, None, loc["method"], loc["threshold"], loc["iou"], loc["examples"], progress=progress)
+            localize_run(config.out, None, loc["method"], loc["threshold"], loc["iou"], loc["examples"], progress=progress,
+                         source=source)
     comparison = compare_runs([c.out for c in configs], n_boot=study.n_boot)
-    write_comparison(comparison, out / COMPARISON)
-    html = write_report(out, comparison)
-    write_text_atomic(out / KEY_TABLE, key_table(comparison).to_markdown())
+    write_comparison(comparison, out / runs.COMPARISON)
+    html = write_report(out, comparison, source)
+    write_text_atomic(out / runs.KEY_TABLE, key_table(comparison).to_markdown())
     log(f"study done in {time.perf_counter() - started:.0f} s")
     return html

@@ -19,174 +19,39 @@ import resource
 import sys
 import time
 import warnings
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import lightning
 import numpy as np
 import pandas as pd
 import torch
 import torchvision
-import yaml
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer, seed_everything
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+from torch.utils.data import DataLoader, DistributedSampler
 from torchmetrics import MeanMetric
 from torchmetrics.classification import BinaryAUROC, MultilabelAUROC
 
 from cxrres import __version__, runs
-from cxrres.data import DataRoot, Split, build_split
-from cxrres.data.cache import ResolutionCache, prepare_cache, read_json, MANIFEST
-from cxrres.data.dataset import CacheDataset, to_network_input
-from cxrres.data.labels import CLASS_INDEX, CLASSES, canonical_label
-from cxrres.errors import CxrresError, DataFormatError
-from cxrres.models import ARCHS, create_model, load_into, load_weights_file
+from cxrres.config import TrainConfig, identity, resolve
+from cxrres.data.cache import MANIFEST, ResolutionCache, read_json
+from cxrres.data.dataset import CacheDataset
+from cxrres.data.labels import CLASS_INDEX
+from cxrres.data.source import DataSource
+from cxrres.data.splits import Split
+from cxrres.errors import CxrresError
+from cxrres.inference import ShardSampler, create_loader, load_checkpoint_into, predict, prepare_input
+from cxrres.models import create_model
 
 
 class TrainingDiverged(CxrresError):
     """The loss became NaN or infinite."""
-
-
-#: Batch sizes of the study's recipe by resolution (px); 16 for every other resolution.
-RECIPE_BATCH_SIZE: dict[int, int] = {64: 64, 1024: 12}
-PRECISIONS: tuple[str, ...] = ("auto", "32", "32-true", "bf16-mixed", "16-mixed")
-
-
-def recipe_batch_size(resolution_px: int) -> int:
-    """The study's batch size at `resolution_px`: 64 at 64 px, 12 at 1024 px, 16 otherwise."""
-    return RECIPE_BATCH_SIZE.get(resolution_px, 16)
-
-
-@dataclass
-class TrainConfig:
-    """Every setting of one run. `None` means "resolve from the machine or the recipe" (see `resolve`)."""
-
-    data: str
-    resolution_px: int
-    arch: str = "densenet121"
-    weights: str = "imagenet"  # imagenet | none | path to a state dict or checkpoint
-    split: str = "chexnet"
-    split_dir: str | None = None
-    val_fraction: float = 0.1
-    split_seed: int = 0
-    label: str | None = None  # one finding: a single-label binary network (Sabottke & Spieler)
-    seed: int = 0
-    max_epochs: int = 100
-    batch_size: int | None = None  # global, over all devices
-    lr: float = 3e-4
-    weight_decay: float = 1e-4
-    lr_factor: float = 0.1
-    lr_patience: int = 2  # epochs without val-loss improvement before the LR is divided
-    stop_patience: int = 10  # epochs without val-loss improvement before training stops
-    accelerator: str = "auto"  # auto | cpu | gpu
-    devices: int = 1
-    nodes: int = 1
-    precision: str = "auto"  # auto: bf16-mixed on GPU (16-mixed without bf16) and on CPUs with native bf16, else 32-true
-    channels_last: bool | None = None  # auto: on (1.4x faster than NCHW for DenseNet-121 on a CPU too)
-    deterministic: bool | None = None  # auto: on CPU
-    allow_missing: bool = False  # train on the split's images present in the cache, dropping the rest
-    # -- not part of the run's identity --
-    out: str | None = None
-    cache: str | None = None
-    num_workers: int | None = None
-    progress: bool = True
-
-
-#: Settings that do not change what a run computes; a run directory may be resumed with other values.
-NOT_IDENTITY: tuple[str, ...] = ("out", "cache", "num_workers", "progress")
-
-
-def config_from_file(path: str | Path) -> dict[str, Any]:
-    """Settings from a YAML file (keys as in TrainConfig); an unknown key or a non-mapping is an error naming the file."""
-    path = Path(path)
-    try:
-        payload = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise CxrresError(f"{path}: config file not found") from None
-    except yaml.YAMLError as error:
-        raise DataFormatError(path, f"not valid YAML ({str(error).splitlines()[0]})") from None
-    payload = payload or {}
-    if not isinstance(payload, dict):
-        raise DataFormatError(path, "expected a mapping of setting: value")
-    known = {f.name for f in fields(TrainConfig)}
-    unknown = sorted(set(payload) - known)
-    if unknown:
-        raise DataFormatError(path, f"unknown setting {unknown[0]!r} (known: {', '.join(sorted(known))})")
-    return payload
-
-
-def merge_settings(*layers: dict[str, Any]) -> TrainConfig:
-    """TrainConfig from dataclass defaults overridden by each layer in turn (None values do not override)."""
-    merged: dict[str, Any] = {}
-    for layer in layers:
-        merged.update({k: v for k, v in layer.items() if v is not None})
-    missing = [k for k in ("data", "resolution_px") if k not in merged]
-    if missing:
-        raise CxrresError(f"missing setting(s): {', '.join(missing)} (give --data DIR and --resolution R, or put them in --config)")
-    return TrainConfig(**merged)
-
-
-def default_run_dir(config: TrainConfig) -> Path:
-    """runs/<arch>_<R>px_seed<S>[_<label>]."""
-    label = f"_{config.label}" if config.label else ""
-    return Path("runs") / f"{config.arch}_{config.resolution_px}px_seed{config.seed}{label}"
-
-
-def cpu_has_native_bf16() -> bool:
-    """True when this CPU multiplies bf16 in hardware (AMX or AVX512-BF16); bf16 autocast + channels_last then train
-    DenseNet-121 1.65-2.4x faster than fp32 NCHW (benchmarks/RESULTS.md)."""
-    checks = (getattr(torch.cpu, "_is_amx_tile_supported", None), getattr(torch.cpu, "_is_avx512_bf16_supported", None))
-    return any(check is not None and bool(check()) for check in checks)
-
-
-def resolve(config: TrainConfig) -> TrainConfig:
-    """Fill every automatic setting (batch size, precision, accelerator, run dir...) and validate the rest."""
-    c = dataclasses.replace(config)
-    if c.arch not in ARCHS:
-        raise CxrresError(f"unknown architecture {c.arch!r}; choose from {', '.join(ARCHS)}")
-    if c.resolution_px < 16:
-        raise CxrresError(f"resolution must be at least 16 px, got {c.resolution_px}")
-    if c.label is not None:
-        name = canonical_label(c.label)
-        if name is None:
-            raise CxrresError(f"unknown label {c.label!r}; choose one of {', '.join(CLASSES)}")
-        c.label = name
-    if c.precision not in PRECISIONS:
-        raise CxrresError(f"unknown precision {c.precision!r}; choose one of {', '.join(PRECISIONS)}")
-    if c.accelerator == "auto":
-        c.accelerator = "gpu" if torch.cuda.is_available() else "cpu"
-    if c.accelerator == "gpu" and not torch.cuda.is_available():
-        raise CxrresError("--accelerator gpu: no CUDA device is available here")
-    on_gpu = c.accelerator == "gpu"
-    if c.precision == "auto":
-        if on_gpu:
-            c.precision = "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
-        else:
-            c.precision = "bf16-mixed" if cpu_has_native_bf16() else "32-true"
-    c.precision = {"32": "32-true"}.get(c.precision, c.precision)
-    c.channels_last = True if c.channels_last is None else c.channels_last
-    c.deterministic = (not on_gpu) if c.deterministic is None else c.deterministic
-    c.batch_size = c.batch_size or recipe_batch_size(c.resolution_px)
-    world = c.devices * c.nodes
-    if c.batch_size % world:
-        raise CxrresError(f"batch size {c.batch_size} is not divisible by {world} devices")
-    if c.num_workers is None:
-        c.num_workers = 0 if not on_gpu else min(8, max(1, (os.cpu_count() or 1) // c.devices))
-    c.data = str(Path(c.data).expanduser().resolve())
-    if c.weights not in ("imagenet", "none"):
-        c.weights = str(Path(c.weights).expanduser().resolve())
-    c.out = str(Path(c.out or default_run_dir(c)).expanduser().resolve())
-    return c
-
-
-def identity(config: TrainConfig) -> dict[str, Any]:
-    """The settings that define what a run computes."""
-    return {k: v for k, v in dataclasses.asdict(config).items() if k not in NOT_IDENTITY}
 
 
 def split_digest(split: Split) -> str:
@@ -203,28 +68,6 @@ def versions() -> dict[str, str]:
 # --- data -------------------------------------------------------------------------------------------------------
 
 
-class ShardSampler(Sampler[int]):
-    """Indices rank, rank + world, ... of range(n): every case exactly once over all ranks, no padding.
-
-    Used for validation so that metrics gathered across ranks are those of the whole validation set.
-    """
-
-    def __init__(self, n: int, rank: int = 0, world: int = 1) -> None:
-        self.indices = list(range(rank, n, world))
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self.indices)
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-
-def create_loader(dataset: Dataset, batch_size: int, sampler: Sampler, num_workers: int, drop_last: bool = False) -> DataLoader:
-    """A DataLoader of uint8 batches (normalisation happens on the device)."""
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers, drop_last=drop_last,
-                      pin_memory=torch.cuda.is_available(), persistent_workers=num_workers > 0)
-
-
 @dataclass
 class RunData:
     """The datasets of a run and what identifies them."""
@@ -236,13 +79,18 @@ class RunData:
     dropped: dict[str, int]
 
 
-def load_run_data(config: TrainConfig) -> RunData:
+def data_source(config: TrainConfig, source: DataSource | None = None) -> DataSource:
+    """`source` when it serves the run (a study's, built once), else one prepared for the run's resolution alone."""
+    if source is not None and source.serves(config.data, config.split_spec(), config.resolution_px):
+        return source
+    return DataSource.prepare(config.data, config.split_spec(), [config.resolution_px], config.cache, config.progress)
+
+
+def load_run_data(config: TrainConfig, source: DataSource | None = None) -> RunData:
     """Split, cache (prepared when needed) and one CacheDataset per part, labels restricted to the run's classes."""
-    root = DataRoot.at(config.data)
-    split = build_split(root, config.split, config.split_dir, config.val_fraction, config.split_seed)
-    report = prepare_cache(config.data, [config.resolution_px], config.cache, progress=config.progress)
-    cache = ResolutionCache.open(report.cache_dir, config.resolution_px)
-    classes = [config.label] if config.label else list(CLASSES)
+    source = data_source(config, source)
+    split, cache = source.split, source.cache(config.resolution_px)
+    classes = config.classes
     columns = [CLASS_INDEX[c] for c in classes]
     parts, dropped = {}, {}
     for part in ("train", "val", "test"):
@@ -287,12 +135,6 @@ class CacheDataModule(LightningDataModule):
 
 
 # --- model ------------------------------------------------------------------------------------------------------
-
-
-def prepare_input(images_uint8: torch.Tensor, channels_last: bool) -> torch.Tensor:
-    """uint8 (B, 1, R, R) on the device -> normalised float (B, 3, R, R), channels_last if asked."""
-    x = to_network_input(images_uint8)
-    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
 def defined_classes(labels: np.ndarray) -> np.ndarray:
@@ -419,42 +261,14 @@ def write_metrics(path: Path, history: list[dict[str, float]]) -> None:
     runs.write_csv_atomic(path, pd.DataFrame(history))
 
 
-# --- predictions ------------------------------------------------------------------------------------------------
+# --- predictions ---------------------------------------------------------------------------------------------
 
 
-@torch.no_grad()
-def predict(model: nn.Module, dataset: CacheDataset, config: TrainConfig, device: torch.device) -> np.ndarray:
-    """(N, C) probabilities of `model` on `dataset`, in dataset order, with the run's precision and memory format."""
-    model.eval().to(device)
-    if config.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    loader = create_loader(dataset, config.batch_size, ShardSampler(len(dataset)), config.num_workers)
-    autocast_dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(config.precision)
-    out = []
-    for images, _ in loader:
-        x = prepare_input(images.to(device, non_blocking=True), bool(config.channels_last))
-        with torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
-            out.append(torch.sigmoid(model(x).float()).cpu())
-    return torch.cat(out).numpy()
-
-
-def load_run_model(run_dir: str | Path, checkpoint: str = runs.BEST) -> tuple[nn.Module, TrainConfig, list[str]]:
-    """The network of a run from its checkpoint (weights_only), with its config and classes."""
-    run_dir = Path(run_dir)
-    settings = runs.read_config(run_dir)["settings"]
-    config = TrainConfig(**settings)
-    classes = [config.label] if config.label else list(CLASSES)
-    path = run_dir / runs.CHECKPOINTS / checkpoint
-    model = create_model(config.arch, len(classes), weights="none")
-    load_into(model, load_weights_file(path), ARCHS[config.arch].head, str(path))
-    return model, config, classes
-
-
-def write_test_predictions(config: TrainConfig, data: RunData, device: torch.device) -> runs.Predictions:
-    """Score the test part with best.ckpt and write predictions_test.csv."""
-    model, _, classes = load_run_model(config.out)
+def write_test_predictions(config: TrainConfig, data: RunData, model: nn.Module, device: torch.device) -> runs.Predictions:
+    """Load best.ckpt into the network the run holds, score the test part, and write predictions_test.csv."""
+    load_checkpoint_into(model, config, Path(config.out) / runs.CHECKPOINTS / runs.BEST)
     dataset = data.parts["test"]
-    predictions = runs.Predictions(dataset.images, classes, predict(model, dataset, config, device),
+    predictions = runs.Predictions(dataset.images, data.classes, predict(model, dataset, config, device),
                                    dataset.labels.numpy().astype(np.uint8))
     runs.write_predictions(Path(config.out) / runs.PREDICTIONS, predictions)
     return predictions
@@ -483,22 +297,21 @@ def _device_name(config: TrainConfig) -> str:
     return torch.cuda.get_device_name(0) if config.accelerator == "gpu" else f"cpu ({os.cpu_count()} cores)"
 
 
-def _status(config: TrainConfig, state: str, module: ChestClassifier | None = None, **extra: Any) -> dict[str, Any]:
-    payload: dict[str, Any] = {"status": state, "updated": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    if module is not None:
+def _status(config: TrainConfig, state: str, module: ChestClassifier | None = None, **extra: Any) -> runs.RunStatus:
+    """The run.json record of `state`, with the cost so far when the module is given."""
+    status = runs.RunStatus(status=state, updated=time.strftime("%Y-%m-%dT%H:%M:%S"), **extra)
+    if module is not None and module.history:
+        aucs = [r["val_mean_auc"] for r in module.history]
         cost = module.cost
-        payload.update({
-            "epochs": len(module.history),
-            "best_epoch": int(np.nanargmax([r["val_mean_auc"] for r in module.history])) + 1 if module.history else None,
-            "best_val_mean_auc": float(np.nanmax([r["val_mean_auc"] for r in module.history])) if module.history else None,
-            "wall_seconds": round(cost["epoch_seconds"], 2),
-            "train_images_per_s": round(cost["train_images"] / cost["train_seconds"], 2) if cost["train_seconds"] else None,
-            "peak_memory_mb": round(cost["peak_memory_mb"], 1),
-            "device": _device_name(config),
-            "world_size": config.devices * config.nodes,
-        })
-    payload.update(extra)
-    return payload
+        status.epochs = len(module.history)
+        status.best_epoch = int(np.nanargmax(aucs)) + 1
+        status.best_val_mean_auc = float(np.nanmax(aucs))
+        status.wall_seconds = round(cost["epoch_seconds"], 2)
+        status.train_images_per_s = round(cost["train_images"] / cost["train_seconds"], 2) if cost["train_seconds"] else None
+        status.peak_memory_mb = round(cost["peak_memory_mb"], 1)
+    if module is not None:
+        status.device, status.world_size = _device_name(config), config.devices * config.nodes
+    return status
 
 
 #: Harmless messages from the libraries: undefined classes are masked out of the mean AUC by `defined_classes`.
@@ -516,29 +329,29 @@ class _DropChatter(logging.Filter):
         return not LIGHTNING_CHATTER.search(record.getMessage())
 
 
-def train(config: TrainConfig, callbacks: Sequence[Callback] = ()) -> Path:
-    """Train (or resume, or skip if finished) one run; returns its directory. `callbacks` are added to Lightning's."""
+def train(config: TrainConfig, callbacks: Sequence[Callback] = (), source: DataSource | None = None) -> Path:
+    """Train (or resume, or skip if finished) one run; returns its directory. `callbacks` are added to Lightning's;
+    `source` is a study's data (root, split, cache) built once, used when it serves this run."""
     lightning_log, chatter = logging.getLogger("lightning.pytorch.utilities.rank_zero"), _DropChatter()
     lightning_log.addFilter(chatter)
     try:
         with warnings.catch_warnings():
             for pattern in QUIET_WARNINGS:
                 warnings.filterwarnings("ignore", message=pattern)
-            return _train(config, callbacks)
+            return _train(config, callbacks, source)
     finally:
         lightning_log.removeFilter(chatter)
 
 
-def _train(config: TrainConfig, callbacks: Sequence[Callback]) -> Path:
+def _train(config: TrainConfig, callbacks: Sequence[Callback], source: DataSource | None) -> Path:
     config = resolve(config)
     run_dir = Path(config.out)
     seed_everything(config.seed, workers=True, verbose=False)
-    data = load_run_data(config)
+    data = load_run_data(config, source)
     wanted = identity(config) | {"split_digest": split_digest(data.split)}
     existing = _check_run_dir(run_dir, wanted)
-    status = runs.read_status(run_dir)
-    if existing and status.get("status") == "finished" and (run_dir / runs.PREDICTIONS).is_file():
-        rank_zero_info(f"{run_dir}: already finished ({status.get('epochs')} epochs); not retrained")
+    if existing and runs.is_trained(run_dir):
+        rank_zero_info(f"{run_dir}: already finished ({runs.read_status(run_dir).epochs} epochs); not retrained")
         return run_dir
     val_labels = data.parts["val"].labels.numpy()
     val_defined = defined_classes(val_labels)
@@ -577,7 +390,7 @@ def _train(config: TrainConfig, callbacks: Sequence[Callback]) -> Path:
         accelerator=config.accelerator, devices=config.devices, num_nodes=config.nodes,
         strategy="ddp" if world > 1 else "auto", precision=config.precision, max_epochs=config.max_epochs,
         callbacks=all_callbacks, deterministic=config.deterministic, benchmark=not config.deterministic,
-        logger=[CSVLogger(run_dir / "logs", name="csv"), TensorBoardLogger(run_dir, name="logs", version="tensorboard")],
+        logger=[CSVLogger(run_dir / runs.LOGS, name="csv"), TensorBoardLogger(run_dir, name=runs.LOGS, version="tensorboard")],
         use_distributed_sampler=False, num_sanity_val_steps=0, enable_progress_bar=config.progress,
         enable_model_summary=False, log_every_n_steps=min(50, steps), default_root_dir=run_dir,
     )
@@ -585,16 +398,16 @@ def _train(config: TrainConfig, callbacks: Sequence[Callback]) -> Path:
         trainer.fit(module, datamodule=CacheDataModule(data, config), ckpt_path=last if last.is_file() else None)
     except TrainingDiverged as error:
         if trainer.is_global_zero:
-            runs.write_json_atomic(run_dir / runs.STATUS, _status(config, "failed", module, error=str(error)))
+            runs.write_status(run_dir, _status(config, "failed", module, error=str(error)))
         raise
     if not trainer.is_global_zero:
         return run_dir
     device = torch.device("cuda", 0) if config.accelerator == "gpu" else torch.device("cpu")
-    write_test_predictions(config, data, device)
+    write_test_predictions(config, data, module.model, device)
     final = _status(config, "finished", module, test_images=len(data.parts["test"]))
-    runs.write_json_atomic(run_dir / runs.STATUS, final)
-    rank_zero_info(f"{run_dir}: finished after {final['epochs']} epochs; best validation mean AUC "
-                   f"{final['best_val_mean_auc']:.4f} (epoch {final['best_epoch']}); test predictions written")
+    runs.write_status(run_dir, final)
+    rank_zero_info(f"{run_dir}: finished after {final.epochs} epochs; best validation mean AUC "
+                   f"{final.best_val_mean_auc:.4f} (epoch {final.best_epoch}); test predictions written")
     return run_dir
 
 
@@ -615,4 +428,4 @@ class _StatusWriter(Callback):
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.is_global_zero and not trainer.sanity_checking:
-            runs.write_json_atomic(Path(self.config.out) / runs.STATUS, _status(self.config, "running", pl_module))
+            runs.write_status(self.config.out, _status(self.config, "running", pl_module))

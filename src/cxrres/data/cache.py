@@ -182,7 +182,7 @@ def _start_or_resume(work: Path, sources: Sources, todo: tuple[int, ...]) -> dic
 
 
 def prepare_cache(
-    data_dir: str | Path,
+    data_dir: str | Path | DataRoot,
     resolutions_px: Iterable[int],
     cache_dir: str | Path | None = None,
     workers: int | None = None,
@@ -191,7 +191,7 @@ def prepare_cache(
 ) -> PrepareReport:
     """Build (or resume, or reuse) the resolution caches of the images under `data_dir`; see the module docstring."""
     started = time.perf_counter()
-    data = DataRoot.at(data_dir)
+    data = data_dir if isinstance(data_dir, DataRoot) else DataRoot.at(data_dir)
     resolutions = parse_resolutions(resolutions_px)
     cache = Path(cache_dir).expanduser().resolve() if cache_dir else data.root / "cxrres-cache"
     sources = Sources.scan(data)

@@ -54,6 +54,8 @@ NO_FINDING = "No Finding"
 
 #: Spellings in the official files that mean one of CLASSES.
 ALIASES: dict[str, str] = {"Infiltrate": "Infiltration"}
+#: How BBox_List_2017.csv spells a class where it differs from CLASSES (the inverse of ALIASES).
+NIH_BOX_NAMES: dict[str, str] = {v: k for k, v in ALIASES.items()}
 
 CLASS_INDEX: dict[str, int] = {name: i for i, name in enumerate(CLASSES)}
 

@@ -6,6 +6,7 @@ import math
 
 from PIL import Image
 
+from cxrres.data.boxes import mean_area_1024
 from cxrres.data.labels import BOX_CLASSES, CLASSES
 from cxrres.data.layout import DataRoot
 from cxrres.data.splits import PARTS, Split, boxes_in_part
@@ -29,12 +30,11 @@ def describe_split(root: DataRoot, split: Split) -> dict:
     counts = split.frame.groupby("part")[list(CLASSES)].sum()
     classes = {name: {part: int(counts.loc[part, name]) if part in counts.index else 0 for part in PARTS} for name in CLASSES}
     boxes = boxes_in_part(root, split, "test")
-    scale = boxes["image"].map(lambda name: frame_scale_to_1024(root, name))
-    areas = (boxes["w"] * boxes["h"] * scale**2).groupby(boxes["label"])
+    areas = mean_area_1024(boxes, boxes["image"].map(lambda name: 1024.0 / frame_scale_to_1024(root, name)))
     box_summary = {}
     for name in BOX_CLASSES:
         n = int((boxes["label"] == name).sum())
-        box_summary[name] = {"count": n, "mean_area_px2": round(float(areas.mean()[name]), 1) if n else None}
+        box_summary[name] = {"count": n, "mean_area_px2": round(float(areas[name]), 1) if n else None}
     return {"split": split.name, "images": images, "classes": classes, "boxes": box_summary}
 
 

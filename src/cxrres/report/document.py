@@ -23,15 +23,17 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from cxrres import __version__, runs, tables  # noqa: E402
-from cxrres.data import DataRoot, build_split  # noqa: E402
+from cxrres import __version__, runs  # noqa: E402
+from cxrres.compare import Comparison, compare_runs  # noqa: E402
+from cxrres.config import TrainConfig  # noqa: E402
+from cxrres.data import DataRoot  # noqa: E402
+from cxrres.data.source import DataSource  # noqa: E402
 from cxrres.data.summary import describe_split  # noqa: E402
 from cxrres.errors import CxrresError  # noqa: E402
-from cxrres.evaluate import (LOCALIZATION_TITLES, Comparison, bootstrap_table, compare_runs, delong_table, localization_metrics,  # noqa: E402
-                             reference_run)
 from cxrres.parallel import write_text_atomic  # noqa: E402
-
-FILES = "report_files"
+from cxrres.report import tables  # noqa: E402
+from cxrres.report.comparison import (LOCALIZATION_TITLES, bootstrap_table, delong_table, localization_metrics,  # noqa: E402
+                                      reference_run, write_comparison)
 
 
 @dataclass
@@ -44,10 +46,13 @@ class Block:
     caption: str = ""
 
 
-def data_blocks(data: str, settings: dict) -> list[Block]:
-    """Class counts per split part and the official boxes of the test part."""
-    root = DataRoot.at(data)
-    split = build_split(root, settings["split"], settings.get("split_dir"), settings["val_fraction"], settings["split_seed"])
+def data_blocks(config: TrainConfig, source: DataSource | None = None) -> list[Block]:
+    """Class counts per split part and the official boxes of the test part (of `source` when it is the runs' data)."""
+    if source is not None and source.root.root == Path(config.data) and source.spec == config.split_spec():
+        root, split = source.root, source.split
+    else:
+        root = DataRoot.at(config.data)
+        split = config.split_spec().build(root)
     summary = describe_split(root, split)
     parts = list(summary["images"])
     rows = [[name] + [f"{counts[p]:,}" for p in parts] for name, counts in summary["classes"].items()]
@@ -82,7 +87,7 @@ def training_curves(run_dirs: list[Path], headings: list[str], path: Path) -> Pa
 def heatmap_grid(comparison: Comparison, label: str, path: Path, rows: int = 3) -> Path | None:
     """Rows: test images with a `label` box shown by every run; columns: runs by resolution. None if no image."""
     infos = sorted(comparison.runs, key=lambda r: r.resolution_px)
-    per_run = [{p.name: p for p in (i.run_dir / "localization_examples").glob(f"{label}_*.png")} for i in infos]
+    per_run = [{p.name: p for p in (i.run_dir / runs.LOCALIZATION_EXAMPLES).glob(f"{label}_*.png")} for i in infos]
     common = sorted(set.intersection(*(set(d) for d in per_run))) if per_run else []
     if not common:
         return None
@@ -102,14 +107,14 @@ def cost_table(comparison: Comparison) -> tables.Table:
     rows = []
     for info in comparison.runs:
         s = runs.read_status(info.run_dir)
-        wall = s.get("wall_seconds")
-        rows.append([info.heading, str(s.get("epochs", "–")), str(s.get("best_epoch", "–")),
-                     "–" if wall is None else f"{wall / 60:.1f}", str(s.get("train_images_per_s", "–")),
-                     "–" if s.get("peak_memory_mb") is None else f"{s['peak_memory_mb']:,.0f}", str(s.get("device", "–"))])
+        text = lambda value: "–" if value is None else str(value)  # noqa: E731
+        rows.append([info.heading, text(s.epochs), text(s.best_epoch),
+                     "–" if s.wall_seconds is None else f"{s.wall_seconds / 60:.1f}", text(s.train_images_per_s),
+                     "–" if s.peak_memory_mb is None else f"{s.peak_memory_mb:,.0f}", text(s.device)])
     return tables.Table(["Run", "Epochs", "Best epoch", "Wall time (min)", "Train img/s", "Peak memory (MB)", "Device"], rows)
 
 
-def classes_by_box_size(comparison: Comparison) -> list[str]:
+def localized_classes(comparison: Comparison) -> list[str]:
     """The localized classes, smallest mean box first (the order of localization.csv), without `mean`."""
     if comparison.localization is None:
         return []
@@ -122,7 +127,7 @@ def key_table(comparison: Comparison) -> tables.Table:
     auc = tables.wide(comparison.auc, "auc")
     columns = list(auc.columns)
     rows: list[list[str]] = []
-    order = classes_by_box_size(comparison)
+    order = localized_classes(comparison)
     picks = [order[0], order[-1]] if len(order) > 1 else order
     for name in [*picks, "mean"]:
         if name in auc.index:
@@ -137,17 +142,18 @@ def key_table(comparison: Comparison) -> tables.Table:
     return tables.Table(["", *columns], rows)
 
 
-def build_sections(study_dir: Path, comparison: Comparison, files: Path) -> list[tuple[str, list[Block]]]:
+def build_sections(study_dir: Path, comparison: Comparison, files: Path,
+                   source: DataSource | None = None) -> list[tuple[str, list[Block]]]:
     """The report's sections, figures written into `files`."""
-    comparison_dir = study_dir / "comparison"
-    settings = runs.read_config(comparison.runs[0].run_dir)["settings"]
+    comparison_dir = study_dir / runs.COMPARISON
+    config = runs.read_settings(comparison.runs[0].run_dir)
     reference = reference_run(comparison)
     sections: list[tuple[str, list[Block]]] = [
         ("Key results", [Block(text="The smallest and the largest finding by mean box size, and the mean over classes: "
                                     "test AUC, localization accuracy (share of boxes hit at IoU ≥ 0.1) and pointing "
                                     "accuracy (share of boxes that contain the map's maximum)."),
                          Block(table=key_table(comparison))]),
-        ("Data", data_blocks(settings["data"], settings))]
+        ("Data", data_blocks(config, source))]
     auc = [Block(text=f"{len(comparison.runs)} runs scored on {comparison.n_images:,} test images. 95% DeLong intervals per "
                       f"class; the mean over classes with a patient-bootstrap interval ({comparison.n_boot} replicates). "
                       "Best per row in bold."),
@@ -171,7 +177,7 @@ def build_sections(study_dir: Path, comparison: Comparison, files: Path) -> list
             name = f"localization_{metric}_vs_resolution.png"
             if (comparison_dir / name).is_file():
                 blocks.append(Block(image=Path(shutil.copy(comparison_dir / name, files / name)), caption=title))
-        order = classes_by_box_size(comparison)
+        order = localized_classes(comparison)
         for label in (order[0], order[-1]) if order else ():
             grid = heatmap_grid(comparison, label, files / f"heatmaps_{label}.png")
             if grid:
@@ -221,20 +227,19 @@ def to_html(title: str, sections: list[tuple[str, list[Block]]]) -> str:
     return "\n".join(parts)
 
 
-def write_report(study_dir: str | Path, comparison: Comparison | None = None) -> Path:
+def write_report(study_dir: str | Path, comparison: Comparison | None = None, source: DataSource | None = None) -> Path:
     """Write report.html and report.md for a study directory (comparing its finished runs if not given)."""
     study_dir = Path(study_dir)
     if comparison is None:
-        run_dirs = sorted(p for p in (study_dir / "runs").glob("*") if (p / runs.PREDICTIONS).is_file())
+        run_dirs = sorted(p for p in (study_dir / runs.STUDY_RUNS).glob("*") if (p / runs.PREDICTIONS).is_file())
         if not run_dirs:
-            raise CxrresError(f"{study_dir}: no finished run under runs/; run `cxrres study` first")
+            raise CxrresError(f"{study_dir}: no finished run under {runs.STUDY_RUNS}/; run `cxrres study` first")
         comparison = compare_runs(run_dirs)
-        from cxrres.evaluate import write_comparison
-        write_comparison(comparison, study_dir / "comparison")
-    files = study_dir / FILES
+        write_comparison(comparison, study_dir / runs.COMPARISON)
+    files = study_dir / runs.REPORT_FILES
     files.mkdir(exist_ok=True)
-    sections = build_sections(study_dir, comparison, files)
+    sections = build_sections(study_dir, comparison, files, source)
     title = f"cxrres study: {len(comparison.runs)} runs, {time.strftime('%Y-%m-%d %H:%M')} (cxrres {__version__})"
-    write_text_atomic(study_dir / "report.md", to_markdown(title, sections, study_dir))
-    write_text_atomic(study_dir / "report.html", to_html(title, sections))
-    return study_dir / "report.html"
+    write_text_atomic(study_dir / runs.REPORT_MD, to_markdown(title, sections, study_dir))
+    write_text_atomic(study_dir / runs.REPORT_HTML, to_html(title, sections))
+    return study_dir / runs.REPORT_HTML

@@ -1,0 +1,286 @@
+"""Every setting of one training run, its recipe default, and its one spelling as a flag and a YAML key.
+
+`TrainConfig` is the single home of a run's settings. Each field carries its help text in `metadata`, from which
+`add_train_arguments` builds the `cxrres train` flags and `train_argv` writes them back (used by `study --plan`), so a
+setting cannot exist as a YAML key without a flag. `resolve` fills the automatic values from the machine and the
+recipe (as timm's `data/config.py` resolves data settings apart from training). No Lightning here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from cxrres.data.labels import CLASSES, canonical_label
+from cxrres.data.source import SplitSpec
+from cxrres.errors import CxrresError, DataFormatError
+from cxrres.models import ARCHS
+
+#: Batch sizes of the study's recipe by resolution (px); 16 for every other resolution.
+RECIPE_BATCH_SIZE: dict[int, int] = {64: 64, 1024: 12}
+PRECISIONS: tuple[str, ...] = ("auto", "32", "32-true", "bf16-mixed", "16-mixed")
+SPLITS: tuple[str, ...] = ("chexnet", "official")
+ACCELERATORS: tuple[str, ...] = ("auto", "cpu", "gpu")
+
+
+def recipe_batch_size(resolution_px: int) -> int:
+    """The study's batch size at `resolution_px`: 64 at 64 px, 12 at 1024 px, 16 otherwise."""
+    return RECIPE_BATCH_SIZE.get(resolution_px, 16)
+
+
+def setting(default: Any, help: str, *, flag: str | None = None, metavar: str | None = None,
+            choices: tuple[str, ...] | None = None, identity: bool = True) -> Any:
+    """A TrainConfig field: its default, help text, flag spelling (default --field-name) and whether it defines the run."""
+    return field(default=default, metadata={"help": help, "flag": flag, "metavar": metavar, "choices": choices,
+                                            "identity": identity})
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of one run. `None` means "resolve from the machine or the recipe" (see `resolve`)."""
+
+    data: str = setting(None, "data root (as for describe)", metavar="DIR")
+    resolution_px: int = setting(None, "training resolution in pixels (square)", flag="--resolution", metavar="PX")
+    arch: str = setting("densenet121", "network", choices=tuple(ARCHS))
+    weights: str = setting("imagenet", "initial weights: torchvision's ImageNet weights, none, or a local state dict/"
+                                       "checkpoint (CheXNet-style keys are remapped; loaded with weights_only=True)",
+                           metavar="imagenet|none|PATH")
+    split: str = setting("chexnet", "chexnet: the CheXNet train/val/test lists and labels (the study's default, bundled); "
+                                    "official: the NIH test list, validation carved patient-wise from train_val", choices=SPLITS)
+    split_dir: str | None = setting(None, "read the split from train/val/test files in DIR instead (train_list.txt or "
+                                          "train_official.txt etc.; each line a name plus 14 labels in CheXNet order, or a "
+                                          "name only for Data_Entry labels)", metavar="DIR")
+    val_fraction: float = setting(0.1, "official split: fraction of train_val images carved out as validation, whole "
+                                       "patients", metavar="F")
+    split_seed: int = setting(0, "official split: seed of the deterministic patient order for carving validation", metavar="S")
+    label: str | None = setting(None, "train a single-label binary network for this finding (Sabottke & Spieler)",
+                                metavar="NAME")
+    seed: int = setting(0, "random seed", metavar="S")
+    max_epochs: int = setting(100, "upper bound on epochs (early stopping usually ends first)", metavar="N")
+    batch_size: int | None = setting(None, "global batch size over all devices (auto: 64 at 64 px, 12 at 1024 px, "
+                                           "16 otherwise)", metavar="B")
+    lr: float = setting(3e-4, "AdamW learning rate")
+    weight_decay: float = setting(1e-4, "AdamW weight decay")
+    lr_factor: float = setting(0.1, "factor the LR is multiplied by on a validation-loss plateau", metavar="F")
+    lr_patience: int = setting(2, "epochs without validation-loss improvement before the LR is reduced", metavar="N")
+    stop_patience: int = setting(10, "epochs without validation-loss improvement before training stops", metavar="N")
+    accelerator: str = setting("auto", "where to train", choices=ACCELERATORS)
+    devices: int = setting(1, "devices per node; N > 1 trains with DDP", metavar="N")
+    nodes: int = setting(1, "machines (under torchrun or SLURM)", metavar="N")
+    precision: str = setting("auto", "auto: bf16-mixed on a GPU with bf16 (else 16-mixed) and on CPUs with native bf16 "
+                                     "(AMX/AVX512-BF16), else 32-true", choices=PRECISIONS)
+    channels_last: bool | None = setting(None, "channels_last memory format (auto: on; 1.4x faster than NCHW for "
+                                               "DenseNet-121 on a CPU too)")
+    deterministic: bool | None = setting(None, "deterministic algorithms (auto: on on CPU, off on GPU)")
+    allow_missing: bool = setting(False, "train on the split's images present in the cache, dropping the others "
+                                         "(counts go to config.yaml)")
+    # -- not part of the run's identity --
+    out: str | None = setting(None, "run directory (default: runs/<arch>_<R>px_seed<S>[_<label>])", metavar="RUN_DIR",
+                              identity=False)
+    cache: str | None = setting(None, "resolution cache (default: DIR/cxrres-cache; prepared if needed)", metavar="DIR",
+                                identity=False)
+    num_workers: int | None = setting(None, "DataLoader workers per device (auto: 0 on CPU, up to 8 on GPU)",
+                                      flag="--workers", metavar="N", identity=False)
+    progress: bool = setting(True, "progress bars (--quiet turns them off)", flag="--quiet", identity=False)
+
+    def split_spec(self) -> SplitSpec:
+        """The split this run trains and is scored on."""
+        return SplitSpec(self.split, self.split_dir, self.val_fraction, self.split_seed)
+
+    @property
+    def classes(self) -> list[str]:
+        """The network's outputs: the run's one label, or all 14 findings."""
+        return [self.label] if self.label else list(CLASSES)
+
+
+#: Settings that do not change what a run computes; a run directory may be resumed with other values.
+NOT_IDENTITY: tuple[str, ...] = tuple(f.name for f in fields(TrainConfig) if not f.metadata["identity"])
+#: Settings a study sets per run (the grid); the rest may be shared through the study's `train:` mapping.
+PER_RUN: tuple[str, ...] = ("data", "resolution_px", "arch", "seed", "label", "out")
+
+
+# --- one spelling: flags <-> fields -------------------------------------------------------------------------------
+
+
+def _value_type(name: str) -> type:
+    """The non-None type of a TrainConfig field (int, float, str or bool)."""
+    hint = typing.get_type_hints(TrainConfig)[name]
+    args = [a for a in typing.get_args(hint) if a is not type(None)] if isinstance(hint, types.UnionType) else [hint]
+    return args[0]
+
+
+def flag_of(name: str) -> str:
+    """The `cxrres train` flag of a TrainConfig field (--resolution for resolution_px, --workers for num_workers...)."""
+    spec = next(f for f in fields(TrainConfig) if f.name == name)
+    return spec.metadata["flag"] or "--" + name.replace("_", "-")
+
+
+def _on_off(text: str) -> bool | None:
+    """argparse type of the tri-state settings: on, off or auto."""
+    values = {"on": True, "off": False, "auto": None}
+    if text not in values:
+        raise argparse.ArgumentTypeError(f"expected on, off or auto, got {text!r}")
+    return values[text]
+
+
+def _default_text(f: dataclasses.Field) -> str:
+    return "auto" if f.default is None else str(f.default)
+
+
+#: The settings that name a split (also flags of `cxrres describe`).
+SPLIT_SETTINGS: tuple[str, ...] = ("split", "split_dir", "val_fraction", "split_seed")
+
+
+def add_arguments(parser: argparse.ArgumentParser, names: tuple[str, ...], with_defaults: bool = False) -> None:
+    """Flags of the TrainConfig fields `names`; without defaults (None) where a config file and the recipe fill them."""
+    for f in (f for f in fields(TrainConfig) if f.name in names):
+        meta, kind = f.metadata, _value_type(f.name)
+        flag = flag_of(f.name)
+        default = f.default if with_defaults else None
+        if f.name == "progress":
+            parser.add_argument(flag, dest=f.name, action="store_const", const=False, default=None, help="no progress bar")
+        elif kind is bool and f.default is False:
+            parser.add_argument(flag, dest=f.name, action="store_const", const=True, default=default, help=meta["help"])
+        elif kind is bool:
+            parser.add_argument(flag, dest=f.name, type=_on_off, metavar="on|off|auto", default=default,
+                                help=f"{meta['help']} (default: auto)")
+        else:
+            shown = "" if f.name in ("data", "resolution_px") else f" (default: {_default_text(f)})"
+            parser.add_argument(flag, dest=f.name, type=kind, choices=meta["choices"], metavar=meta["metavar"],
+                                default=default, help=meta["help"] + shown)
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field, each defaulting to None so that a config file and the recipe can fill it."""
+    add_arguments(parser, tuple(f.name for f in fields(TrainConfig)))
+    parser.add_argument("--config", metavar="FILE",
+                        help="YAML file of settings (keys as in config.yaml's `settings`); flags override it")
+
+
+def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The TrainConfig settings given as flags (None where a flag was not given)."""
+    return {f.name: getattr(args, f.name) for f in fields(TrainConfig)}
+
+
+def train_argv(config: TrainConfig) -> list[str]:
+    """`cxrres train` arguments that reproduce `config`: data, resolution, and every setting that differs from its default."""
+    args: list[str] = []
+    for f in fields(TrainConfig):
+        value = getattr(config, f.name)
+        if f.name not in ("data", "resolution_px") and value == f.default:
+            continue
+        flag, kind = flag_of(f.name), _value_type(f.name)
+        if f.name == "progress" or (kind is bool and f.default is False):
+            args.append(flag)  # only reached when the value differs from the default
+        elif kind is bool:
+            args += [flag, {True: "on", False: "off", None: "auto"}[value]]
+        else:
+            args += [flag, str(value)]
+    return args
+
+
+# --- YAML settings ----------------------------------------------------------------------------------------------
+
+
+def read_settings_yaml(path: str | Path, known: set[str], what: str = "setting") -> dict[str, Any]:
+    """A YAML mapping of settings (safe loading); a non-mapping or an unknown key is an error naming the file."""
+    path = Path(path)
+    try:
+        payload = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise CxrresError(f"{path}: config file not found") from None
+    except yaml.YAMLError as error:
+        raise DataFormatError(path, f"not valid YAML ({str(error).splitlines()[0]})") from None
+    payload = payload or {}
+    if not isinstance(payload, dict):
+        raise DataFormatError(path, "expected a mapping of setting: value")
+    unknown = sorted(set(payload) - known)
+    if unknown:
+        raise DataFormatError(path, f"unknown {what} {unknown[0]!r} (known: {', '.join(sorted(known))})")
+    return payload
+
+
+def config_from_file(path: str | Path) -> dict[str, Any]:
+    """TrainConfig settings from a YAML file (keys as TrainConfig fields)."""
+    return read_settings_yaml(path, {f.name for f in fields(TrainConfig)})
+
+
+def merge_settings(*layers: dict[str, Any]) -> TrainConfig:
+    """TrainConfig from dataclass defaults overridden by each layer in turn (None values do not override)."""
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        merged.update({k: v for k, v in layer.items() if v is not None})
+    missing = [k for k in ("data", "resolution_px") if merged.get(k) is None]
+    if missing:
+        raise CxrresError(f"missing setting(s): {', '.join(missing)} (give --data DIR and --resolution R, or put them in --config)")
+    return TrainConfig(**merged)
+
+
+# --- resolving --------------------------------------------------------------------------------------------------
+
+
+def default_run_dir(config: TrainConfig) -> Path:
+    """runs/<arch>_<R>px_seed<S>[_<label>]."""
+    label = f"_{config.label}" if config.label else ""
+    return Path("runs") / f"{config.arch}_{config.resolution_px}px_seed{config.seed}{label}"
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when this CPU multiplies bf16 in hardware (AMX or AVX512-BF16); bf16 autocast + channels_last then train
+    DenseNet-121 1.65-2.4x faster than fp32 NCHW (benchmarks/RESULTS.md)."""
+    checks = (getattr(torch.cpu, "_is_amx_tile_supported", None), getattr(torch.cpu, "_is_avx512_bf16_supported", None))
+    return any(check is not None and bool(check()) for check in checks)
+
+
+def resolve(config: TrainConfig) -> TrainConfig:
+    """Fill every automatic setting (batch size, precision, accelerator, run dir...) and validate the rest."""
+    c = dataclasses.replace(config)
+    if c.arch not in ARCHS:
+        raise CxrresError(f"unknown architecture {c.arch!r}; choose from {', '.join(ARCHS)}")
+    if c.resolution_px < 16:
+        raise CxrresError(f"resolution must be at least 16 px, got {c.resolution_px}")
+    if c.label is not None:
+        name = canonical_label(c.label)
+        if name is None:
+            raise CxrresError(f"unknown label {c.label!r}; choose one of {', '.join(CLASSES)}")
+        c.label = name
+    if c.precision not in PRECISIONS:
+        raise CxrresError(f"unknown precision {c.precision!r}; choose one of {', '.join(PRECISIONS)}")
+    if c.accelerator == "auto":
+        c.accelerator = "gpu" if torch.cuda.is_available() else "cpu"
+    if c.accelerator == "gpu" and not torch.cuda.is_available():
+        raise CxrresError("--accelerator gpu: no CUDA device is available here")
+    on_gpu = c.accelerator == "gpu"
+    if c.precision == "auto":
+        if on_gpu:
+            c.precision = "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+        else:
+            c.precision = "bf16-mixed" if cpu_has_native_bf16() else "32-true"
+    c.precision = {"32": "32-true"}.get(c.precision, c.precision)
+    c.channels_last = True if c.channels_last is None else c.channels_last
+    c.deterministic = (not on_gpu) if c.deterministic is None else c.deterministic
+    c.batch_size = c.batch_size or recipe_batch_size(c.resolution_px)
+    world = c.devices * c.nodes
+    if c.batch_size % world:
+        raise CxrresError(f"batch size {c.batch_size} is not divisible by {world} devices")
+    if c.num_workers is None:
+        c.num_workers = 0 if not on_gpu else min(8, max(1, (os.cpu_count() or 1) // c.devices))
+    c.data = str(Path(c.data).expanduser().resolve())
+    if c.weights not in ("imagenet", "none"):
+        c.weights = str(Path(c.weights).expanduser().resolve())
+    c.out = str(Path(c.out or default_run_dir(c)).expanduser().resolve())
+    return c
+
+
+def identity(config: TrainConfig) -> dict[str, Any]:
+    """The settings that define what a run computes."""
+    return {k: v for k, v in dataclasses.asdict(config).items() if k not in NOT_IDENTITY}

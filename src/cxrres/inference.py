@@ -1,0 +1,79 @@
+"""A run's network and batched prediction: shared by train (with the network it holds), localize and evaluate.
+
+Nothing here knows Lightning: a run's network is a plain torchvision module loaded from its checkpoint with
+`weights_only=True`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from cxrres import runs
+from cxrres.config import TrainConfig
+from cxrres.data.dataset import CacheDataset, to_network_input
+from cxrres.models import ARCHS, create_model, load_into, load_weights_file
+
+
+class ShardSampler(Sampler[int]):
+    """Indices rank, rank + world, ... of range(n): every case exactly once over all ranks, no padding.
+
+    Used for validation so that metrics gathered across ranks are those of the whole validation set.
+    """
+
+    def __init__(self, n: int, rank: int = 0, world: int = 1) -> None:
+        self.indices = list(range(rank, n, world))
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+def create_loader(dataset: Dataset, batch_size: int, sampler: Sampler, num_workers: int, drop_last: bool = False) -> DataLoader:
+    """A DataLoader of uint8 batches (normalisation happens on the device)."""
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers, drop_last=drop_last,
+                      pin_memory=torch.cuda.is_available(), persistent_workers=num_workers > 0)
+
+
+def prepare_input(images_uint8: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    """uint8 (B, 1, R, R) on the device -> normalised float (B, 3, R, R), channels_last if asked."""
+    x = to_network_input(images_uint8)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+@torch.no_grad()
+def predict(model: nn.Module, dataset: CacheDataset, config: TrainConfig, device: torch.device) -> np.ndarray:
+    """(N, C) probabilities of `model` on `dataset`, in dataset order, with the run's precision and memory format."""
+    model.eval().to(device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    loader = create_loader(dataset, config.batch_size, ShardSampler(len(dataset)), config.num_workers)
+    autocast_dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(config.precision)
+    out = []
+    for images, _ in loader:
+        x = prepare_input(images.to(device, non_blocking=True), bool(config.channels_last))
+        with torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
+            out.append(torch.sigmoid(model(x).float()).cpu())
+    return torch.cat(out).numpy()
+
+
+def load_checkpoint_into(model: nn.Module, config: TrainConfig, checkpoint: Path) -> nn.Module:
+    """Load a run's checkpoint (weights_only) into a network of the run's architecture; returns the network."""
+    load_into(model, load_weights_file(checkpoint), ARCHS[config.arch].head, str(checkpoint))
+    return model
+
+
+def load_run_model(run_dir: str | Path, checkpoint: str = runs.BEST) -> tuple[nn.Module, TrainConfig, list[str]]:
+    """The network of a run from its checkpoint (weights_only), with its config and classes."""
+    run_dir = Path(run_dir)
+    config = runs.read_settings(run_dir)
+    model = create_model(config.arch, len(config.classes), weights="none")
+    load_checkpoint_into(model, config, run_dir / runs.CHECKPOINTS / checkpoint)
+    return model, config, config.classes
