@@ -8,6 +8,8 @@ import warnings
 
 import numpy as np
 import pytest
+from scipy.optimize import brentq
+from scipy.stats import norm
 from sklearn.metrics import roc_auc_score
 
 from cxrres import metrics
@@ -84,16 +86,104 @@ def test_delong_known_value():
     assert variance == pytest.approx(0.125)
 
 
-def test_delong_ci_is_wald_interval_clipped(cases):
+def test_delong_ci_wald_method_is_wald_interval_clipped(cases):
+    """The untransformed interval, kept as method="wald" (it was the default before the logit interval)."""
     y, a, _ = cases
-    value, low, high = metrics.delong_ci(y, a, level=0.95)
+    value, low, high = metrics.delong_ci(y, a, level=0.95, method="wald")
     _, variance = metrics.delong(y, a)
     assert low == pytest.approx(value - 1.959963985 * math.sqrt(variance))
     assert high == pytest.approx(value + 1.959963985 * math.sqrt(variance))
-    perfect = metrics.delong_ci([0, 0, 1, 1], [0.1, 0.2, 0.3, 0.4])
-    assert perfect == (1.0, 1.0, 1.0)
-    v, lo, hi = metrics.delong_ci([1, 1, 0, 0], [0.9, 0.4, 0.3, 0.6])
+    perfect = metrics.delong_ci([0, 0, 1, 1], [0.1, 0.2, 0.3, 0.4], method="wald")
+    assert perfect == (1.0, 1.0, 1.0)  # the degenerate interval the logit default replaces
+    v, lo, hi = metrics.delong_ci([1, 1, 0, 0], [0.9, 0.4, 0.3, 0.6], method="wald")
     assert hi == 1.0 and lo < v  # clipped at 1
+
+
+def logit_reference(auc: float, variance: float, level: float) -> tuple[float, float]:
+    """The logit interval written out by hand: expit(log(A/(1-A)) ± z sqrt(Var) / (A (1-A))), z from scipy."""
+    z = norm.ppf(0.5 + level / 2)
+    se = math.sqrt(variance) / (auc * (1 - auc))
+    centre = math.log(auc / (1 - auc))
+    return 1 / (1 + math.exp(-(centre - z * se))), 1 / (1 + math.exp(-(centre + z * se)))
+
+
+@pytest.mark.parametrize("level", [0.9, 0.95, 0.99])
+def test_delong_ci_is_logit_interval_by_default(cases, level):
+    y, a, b = cases
+    for s in (a, b):
+        slow_auc, slow_cov = slow_delong(y, [s])
+        value, low, high = metrics.delong_ci(y, s, level)
+        assert value == pytest.approx(slow_auc[0], abs=1e-12)
+        assert (low, high) == pytest.approx(logit_reference(slow_auc[0], slow_cov[0, 0], level), rel=1e-10)
+        assert 0 < low < value < high < 1
+
+
+def test_logit_interval_known_value():
+    # the m = n = 2 case of test_delong_known_value: A = 3/4, Var = 1/8; logit(3/4) = ln 3, SE = sqrt(1/8) / (3/16)
+    value, low, high = metrics.delong_ci([1, 1, 0, 0], [0.9, 0.4, 0.3, 0.6])
+    half = 1.959963984540054 * math.sqrt(0.125) / 0.1875
+    assert value == 0.75
+    assert low == pytest.approx(3 * math.exp(-half) / (1 + 3 * math.exp(-half)), rel=1e-12)
+    assert high == pytest.approx(3 * math.exp(half) / (1 + 3 * math.exp(half)), rel=1e-12)
+
+
+def score_interval_root(n: int, level: float) -> float:
+    """Independent root of the score equation (1 - θ)² = z² θ (1 - θ) / n on (0, 1), by bisection (scipy brentq)."""
+    z = norm.ppf(0.5 + level / 2)
+    return brentq(lambda theta: (1 - theta) ** 2 - z * z * theta * (1 - theta) / n, 1e-12, 1 - 1e-12)
+
+
+@pytest.mark.parametrize("m,n", [(2, 3), (5, 40), (40, 5), (300, 9000)])
+def test_edge_intervals_are_score_intervals_with_maximal_variance(m, n):
+    """AUC = 1 or 0: the Wilson-type interval with Var = θ(1-θ)/min(m, n) (Birnbaum & Klose 1957)."""
+    y = np.r_[np.ones(m, int), np.zeros(n, int)]
+    s = np.r_[np.linspace(2, 3, m), np.linspace(0, 1, n)]
+    lower = score_interval_root(min(m, n), 0.95)
+    assert metrics.delong(y, s)[1] == 0.0  # DeLong's variance is 0 here: the Wald interval would be [1, 1]
+    value, low, high = metrics.delong_ci(y, s)
+    assert (value, high) == (1.0, 1.0) and low == pytest.approx(lower, rel=1e-9) and low < 1
+    value, low, high = metrics.delong_ci(y, -s)
+    assert (value, low) == (0.0, 0.0) and high == pytest.approx(1 - lower, rel=1e-9) and high > 0
+
+
+def test_edge_interval_small_case_by_hand():
+    # m = 2, n = 3, AUC = 1: N = 2, low = 2 / (2 + z²) with z = 1.959964, z² = 3.841459 -> 0.342380
+    value, low, high = metrics.delong_ci([1, 1, 0, 0, 0], [5, 4, 3, 2, 1])
+    assert (value, high) == (1.0, 1.0)
+    assert low == pytest.approx(2 / (2 + 1.959963984540054 ** 2), rel=1e-12)
+    assert low == pytest.approx(0.342380, abs=1e-6)
+
+
+def test_logit_intervals_stay_inside_and_contain_the_estimate():
+    rng = np.random.default_rng(11)
+    for trial in range(200):
+        size = int(rng.integers(2, 40))
+        y = np.r_[1, 0, rng.integers(0, 2, size)]
+        s = np.round(y * rng.normal(1.5, 1) + rng.normal(size=y.size), int(rng.integers(0, 3)))
+        value, low, high = metrics.delong_ci(y, s)
+        assert 0.0 <= low <= value <= high <= 1.0
+        if np.ptp(s) > 0:
+            assert low < high, (y, s)  # only constant scores give a point interval
+
+
+def test_near_edge_logit_interval_is_not_degenerate():
+    # one discordant pair out of m n = 20 x 30: DeLong's variance is small but positive and the logit interval opens
+    y = np.r_[np.ones(20, int), np.zeros(30, int)]
+    s = np.r_[np.linspace(2, 3, 20), np.linspace(0, 1, 30)]
+    s[0] = 0.99  # one positive below the highest negative (1.0), above all the others
+    value, low, high = metrics.delong_ci(y, s)
+    _, variance = metrics.delong(y, s)
+    assert value == pytest.approx(1 - 1 / 600) and variance > 0
+    assert low < value < high < 1
+    assert (low, high) == pytest.approx(logit_reference(value, variance, 0.95), rel=1e-10)
+
+
+def test_interval_method_and_level_are_checked():
+    with pytest.raises(MetricError, match="interval method"):
+        metrics.delong_ci([0, 1], [0.1, 0.2], method="exact")
+    with pytest.raises(MetricError, match="confidence level"):
+        metrics.delong_ci([0, 0], [0.1, 0.2], level=1.5)
+    assert all(math.isnan(v) for v in metrics.auc_interval(math.nan, math.nan, 0, 3))
 
 
 @pytest.mark.parametrize("y", [[0, 0, 0], [1, 1, 1]])

@@ -10,6 +10,9 @@ Pure functions on numpy arrays. Conventions:
   They are computed with midranks in O(N log N) as in Sun & Xu (2014), IEEE Signal Process. Lett. 21(11):1389:
   V10(X_i) = (T_Z(X_i) - T_X(X_i)) / n and V01(Y_j) = 1 - (T_Z(Y_j) - T_Y(Y_j)) / m, where T_* are midranks of a
   score within the positives, the negatives, or all cases.
+- Intervals (`auc_interval`, `delong_ci`): DeLong on the logit scale, logit(A) ± z·sqrt(Var)/(A(1-A)), which stays
+  inside (0, 1); at A = 0 or 1 the Wilson-type score interval with the Birnbaum-Klose maximal variance
+  θ(1-θ)/min(m, n); all scores tied gives [0.5, 0.5]. docs/statistics.md has the references and the edge-case table.
 - Malformed input (lengths differ, NaN/inf scores, labels other than 0/1, nothing to score) raises
   :class:`MetricError`. An AUC that is undefined (no positives or no negatives) is NaN with an
   :class:`UndefinedMetricWarning` that says why; so is a test whose variance is zero.
@@ -118,14 +121,59 @@ def normal_quantile(level: float) -> float:
     return NormalDist().inv_cdf(0.5 + level / 2.0)
 
 
-def delong_ci(y_true: np.ndarray, y_score: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
-    """(AUC, low, high): Wald interval AUC ± z·sqrt(Var_DeLong), clipped to [0, 1]."""
+INTERVAL_METHODS = ("logit", "wald")
+
+
+def auc_interval(value: float, variance: float, n_pos: int, n_neg: int, level: float = 0.95,
+                 method: str = "logit") -> tuple[float, float]:
+    """(low, high) confidence interval of an AUC from its DeLong variance and the numbers of positives and negatives.
+
+    `logit` (default): logit(A) ± z·sqrt(Var)/(A(1-A)), back-transformed (Pepe 2003; Pohar Perme & Manevski 2019).
+    At A = 0 or 1 (perfect separation, Var = 0) the Wilson-type score interval with the Birnbaum-Klose (1957) maximal
+    variance θ(1-θ)/min(m, n): [N/(N+z²), 1] at A = 1 and [0, z²/(N+z²)] at A = 0, N = min(m, n). Var = 0 with
+    0 < A < 1 happens only when every score is tied; that AUC is 0.5 in every sample and the interval is [A, A].
+    `wald`: A ± z·sqrt(Var) clipped to [0, 1] (degenerate [A, A] whenever Var = 0). NaN in, NaN out.
+    """
+    if method not in INTERVAL_METHODS:
+        raise MetricError(f"interval method must be one of {INTERVAL_METHODS}, got {method!r}")
     z = normal_quantile(level)
+    if math.isnan(value) or math.isnan(variance):
+        return math.nan, math.nan
+    if method == "wald":
+        half = z * math.sqrt(max(variance, 0.0))
+        return max(0.0, value - half), min(1.0, value + half)
+    if value <= 0.0 or value >= 1.0:
+        n = min(n_pos, n_neg)
+        if n < 1:
+            raise MetricError(f"an AUC interval needs positives and negatives, got m={n_pos}, n={n_neg}")
+        bound = n / (n + z * z)
+        return (bound, 1.0) if value >= 1.0 else (0.0, 1.0 - bound)
+    if not variance > 0.0:
+        return value, value
+    centre = math.log(value / (1.0 - value))
+    half = z * math.sqrt(variance) / (value * (1.0 - value))
+    return _expit(centre - half), _expit(centre + half)
+
+
+def _expit(x: float) -> float:
+    """Logistic function 1/(1+exp(-x)), without overflow for large |x|."""
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)
+
+
+def delong_ci(y_true: np.ndarray, y_score: np.ndarray, level: float = 0.95, method: str = "logit"
+              ) -> tuple[float, float, float]:
+    """(AUC, low, high): DeLong interval on the logit scale with the edge rule of `auc_interval` (`method="wald"`:
+    the untransformed A ± z·sqrt(Var) clipped to [0, 1]); all NaN with a warning when the AUC is undefined."""
+    auc_interval(0.5, 0.0, 1, 1, level, method)  # rejects a bad level or method before any work
     value, variance = delong(y_true, y_score)
     if math.isnan(value):
         return math.nan, math.nan, math.nan
-    half = z * math.sqrt(max(variance, 0.0))
-    return value, max(0.0, value - half), min(1.0, value + half)
+    y = np.asarray(y_true).astype(bool)
+    m = int(y.sum())
+    return (value, *auc_interval(value, variance, m, y.size - m, level, method))
 
 
 def delong_paired(y_true: np.ndarray, score_a: np.ndarray, score_b: np.ndarray) -> tuple[float, float, float, float]:
