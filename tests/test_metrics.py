@@ -232,6 +232,26 @@ def test_weighted_auc_equals_auc_of_replicated_cases(cases):
         assert value == pytest.approx(metrics.auc(y[idx], b[idx]), abs=1e-12)
 
 
+def test_weighted_auc_edge_rows_and_float32_weights(cases):
+    y, a, b = cases
+    rng = np.random.default_rng(2)
+    weights = rng.integers(0, 4, size=(6, y.size)).astype(np.float32)
+    weights[0] = 0  # nothing drawn
+    weights[1] = np.where(y == 1, 0, weights[1])  # no positive drawn
+    weights[2] = np.where(y == 0, 0, weights[2])  # no negative drawn
+    got = metrics.weighted_auc(y, b, weights)
+    assert np.isnan(got[:3]).all()
+    for row, value in zip(weights[3:].astype(int), got[3:]):
+        idx = np.repeat(np.arange(y.size), row)
+        assert value == pytest.approx(roc_auc_score(y[idx], b[idx]), abs=1e-12)
+    labels = np.stack([y, 1 - y, y], axis=1)
+    scores = np.stack([a, b, -a], axis=1)
+    per_class = metrics.bootstrap_class_replicates(labels, scores, weights[3:], np.array([True, True, False]))
+    for c in range(2):
+        np.testing.assert_array_equal(per_class[:, c], metrics.weighted_auc(labels[:, c], scores[:, c], weights[3:]))
+    assert np.isnan(per_class[:, 2]).all()
+
+
 def test_patient_bootstrap_resamples_whole_patients():
     groups = np.array([5, 5, 9, 9, 9, 2])
     w = metrics.patient_weights(groups, n_boot=50, seed=3)

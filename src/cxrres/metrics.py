@@ -25,6 +25,7 @@ import warnings
 from statistics import NormalDist
 
 import numpy as np
+from scipy import sparse
 from scipy.stats import rankdata
 
 from cxrres.errors import CxrresError
@@ -233,26 +234,42 @@ def patient_weights(groups: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
 def weighted_auc(y_true: np.ndarray, y_score: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """AUC (ties 1/2) of one labelled scoring under each row of case weights `weights` (B, N) -> (B,).
 
-    One sort for all replicates. With cases sorted by score and K the cumulative negative weight, a positive case i
-    in tie group [s, e] contributes w_i (K[s-1] + K[e]) / 2 (negatives strictly below plus half of those tied);
-    A = sum_i w_i (K[s-1] + K[e]) / 2 / (P N). NaN where a replicate has no positive or no negative weight.
+    NaN where a replicate has no positive or no negative weight. See `_weighted_auc_by_case` for the method.
+    """
+    return _weighted_auc_by_case(y_true, y_score, _cases_first(weights))
+
+
+def _cases_first(weights: np.ndarray) -> np.ndarray:
+    """(N, B) C-contiguous floating copy of (B, N) case weights: one row of B replicate weights per case."""
+    w = np.atleast_2d(np.asarray(weights))
+    if not np.issubdtype(w.dtype, np.floating):
+        w = w.astype(np.float64)
+    return np.ascontiguousarray(w.T)
+
+
+def _weighted_auc_by_case(y_true: np.ndarray, y_score: np.ndarray, weights_t: np.ndarray) -> np.ndarray:
+    """Weighted AUC of every replicate from (N, B) case weights `weights_t`, O(N log N + N B) with one sparse product.
+
+    Let u_1 < ... < u_G be the distinct positive scores. Every case falls in one cell: a positive in "positive at u_g",
+    a negative in "negative at u_g" (tied with positives) or "negative strictly between u_g and u_g+1". One sparse
+    (cells x N) @ (N x B) product gives each cell's weight in every replicate (exact for integer weights in float32
+    below 2**24). With P_g the positive weight at u_g and L_g = (negative weight below u_g) + 1/2 (negative weight
+    at u_g): A = sum_g P_g L_g / (P N).
     """
     y = np.asarray(y_true).astype(bool)
     s = np.asarray(y_score, dtype=np.float64)
-    order = np.argsort(s, kind="stable")
-    s_sorted, y_sorted = s[order], y[order]
-    new_group = np.r_[True, s_sorted[1:] != s_sorted[:-1]]
-    group_start = np.maximum.accumulate(np.where(new_group, np.arange(s.size), 0))
-    group_end = np.minimum.accumulate(np.where(np.r_[new_group[1:], True], np.arange(s.size), s.size)[::-1])[::-1]
-    pos_at = np.flatnonzero(y_sorted)
-    w = np.atleast_2d(weights)[:, order]
-    cum_neg = np.cumsum(w * ~y_sorted, axis=1)
-    padded = np.concatenate([np.zeros((w.shape[0], 1), cum_neg.dtype), cum_neg], axis=1)  # padded[:, k] = K[k-1]
-    below = padded[:, group_start[pos_at]]
-    through = padded[:, group_end[pos_at] + 1]
-    w_pos = w[:, pos_at]
-    numerator = (w_pos * (below + through)).sum(axis=1) / 2.0
-    denominator = w_pos.sum(axis=1) * cum_neg[:, -1]
+    levels = np.unique(s[y])
+    g = levels.size
+    below = np.searchsorted(levels, s, side="left")  # number of positive levels strictly below each score
+    tied = (below < g) & (levels[np.minimum(below, max(g - 1, 0))] == s) if g else np.zeros(s.size, bool)
+    cell = np.where(y, 2 * g + 1 + below, np.where(tied, 2 * below + 1, 2 * below))
+    indicator = sparse.csr_matrix((np.ones(s.size, weights_t.dtype), (cell, np.arange(s.size))), shape=(3 * g + 1, s.size))
+    sums = np.asarray(indicator @ weights_t, dtype=np.float64)  # (3G+1, B)
+    negative, positive = sums[: 2 * g + 1], sums[2 * g + 1:]
+    cumulative = np.cumsum(negative, axis=0)
+    credit = cumulative[0: 2 * g: 2] + 0.5 * negative[1: 2 * g + 1: 2]  # L_g
+    numerator = (positive * credit).sum(axis=0)
+    denominator = positive.sum(axis=0) * cumulative[-1]
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(denominator > 0, numerator / denominator, np.nan)
 
@@ -262,9 +279,10 @@ def bootstrap_class_replicates(labels: np.ndarray, scores: np.ndarray, weights: 
 
     Runs scored on the same cases and given the same weights give paired replicates.
     """
-    out = np.full((np.atleast_2d(weights).shape[0], labels.shape[1]), np.nan)
+    weights_t = _cases_first(weights)
+    out = np.full((weights_t.shape[1], labels.shape[1]), np.nan)
     for c in np.flatnonzero(defined):
-        out[:, c] = weighted_auc(labels[:, c], scores[:, c], weights)
+        out[:, c] = _weighted_auc_by_case(labels[:, c], scores[:, c], weights_t)
     return out
 
 
