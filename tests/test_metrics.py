@@ -215,6 +215,85 @@ def test_malformed_input_raises(y, s, message):
         metrics.auc(y, s)
 
 
+def test_delong_matrix_and_pairs_match_slow_definition_and_delong_paired(cases):
+    y, a, b = cases
+    rng = np.random.default_rng(5)
+    c = np.round(a + rng.normal(size=a.size), 1)
+    aucs, cov = metrics.delong_matrix(y, np.stack([a, b, c]))
+    slow_aucs, slow_cov = slow_delong(y, [a, b, c])
+    np.testing.assert_allclose(aucs, slow_aucs, atol=1e-12)
+    np.testing.assert_allclose(cov, slow_cov, rtol=1e-10)
+    z, p = metrics.delong_pairs(aucs, cov)
+    assert np.isnan(np.diag(z)).all() and np.isnan(np.diag(p)).all()
+    for i, j in [(0, 1), (1, 2), (2, 0)]:
+        _, _, z_ij, p_ij = metrics.delong_paired(y, [a, b, c][i], [a, b, c][j])
+        assert z[i, j] == pytest.approx(z_ij, rel=1e-10) and z[j, i] == pytest.approx(-z_ij, rel=1e-10)
+        assert p[i, j] == pytest.approx(p_ij, rel=1e-10)
+    same_z, _ = metrics.delong_pairs(*metrics.delong_matrix(y, np.stack([a, a])))
+    assert np.isnan(same_z).all()  # identical scorings: zero variance of the difference
+    with pytest.warns(UndefinedMetricWarning):
+        assert np.isnan(metrics.delong_matrix(np.zeros(4, int), np.ones((2, 4)))[0]).all()
+
+
+def brute_force_best(points: np.ndarray, reps: np.ndarray) -> tuple[list[int], np.ndarray]:
+    """Loops over classes and replicates; ties split by counting."""
+    r, b, c = reps.shape
+    best, shares = [], np.full((r, c), np.nan)
+    for k in range(c):
+        runs = [i for i in range(r) if not math.isnan(points[i, k])]
+        best.append(max(runs, key=lambda i: (points[i, k], -i)) if runs else -1)
+        counts, used = dict.fromkeys(runs, 0.0), 0
+        for j in range(b):
+            values = [reps[i, j, k] for i in runs]
+            if not runs or any(math.isnan(v) for v in values):
+                continue
+            used += 1
+            top = max(values)
+            winners = [i for i in runs if reps[i, j, k] == top]
+            for i in winners:
+                counts[i] += 1 / len(winners)
+        for i in runs:
+            shares[i, k] = counts[i] / used if used else math.nan
+    return best, shares
+
+
+def test_best_run_shares_against_brute_force():
+    rng = np.random.default_rng(3)
+    r, b, c = 4, 200, 6
+    reps = np.round(rng.normal(0.8, 0.02, size=(r, b, c)), 2)  # coarse: many ties
+    reps[:, rng.random(b) < 0.1, 1] = np.nan  # replicates without positives for class 1 (NaN for every run)
+    reps[2, :5, 3] = np.nan  # a few undefined replicates of one run
+    points = np.nanmean(reps, axis=1)
+    points[2, 3] = 0.8
+    points[1, 4] = np.nan  # run 1 has no score for class 4 (e.g. a per-label net): it does not compete
+    reps[1, :, 4] = np.nan
+    points[:, 5] = np.nan  # class 5 undefined everywhere
+    got = metrics.best_run_shares(points, reps)
+    best, shares = brute_force_best(points, reps)
+    assert got.best.tolist() == best
+    np.testing.assert_allclose(got.shares, shares, rtol=1e-12, equal_nan=True)
+    assert got.n_replicates[3] == b - 5 and got.n_replicates[5] == 0
+    np.testing.assert_allclose(np.nansum(got.shares[:, :5], axis=0), 1.0)
+
+
+def test_best_run_shares_hand_made():
+    points = np.array([[0.70, 0.9], [0.80, 0.9], [0.75, np.nan]])
+    reps = np.array([  # 3 runs x 4 replicates x 2 classes
+        [[0.70, 0.9], [0.80, 0.9], [0.70, 0.9], [np.nan, 0.9]],
+        [[0.80, 0.8], [0.80, 0.9], [0.60, 0.9], [np.nan, 0.9]],
+        [[0.75, 0.1], [0.70, 0.1], [0.65, 0.1], [np.nan, 0.1]],
+    ])
+    got = metrics.best_run_shares(points, reps)
+    assert got.best.tolist() == [1, 0]  # class 1: runs 0 and 1 tie at 0.9 -> the first
+    # class 0: replicate 1 run 1, replicate 2 a tie of runs 0 and 1, replicate 3 run 0; replicate 4 undefined
+    np.testing.assert_allclose(got.shares[:, 0], [1.5 / 3, 1.5 / 3, 0.0])
+    # class 1: run 2 does not compete; run 0 wins outright once, ties three times
+    np.testing.assert_allclose(got.shares[:, 1], [2.5 / 4, 1.5 / 4, np.nan])
+    assert got.n_replicates.tolist() == [3, 4]
+    with pytest.raises(MetricError, match="do not match"):
+        metrics.best_run_shares(points[:2], reps)
+
+
 def test_holm_known_values():
     adjusted = metrics.holm(np.array([0.01, 0.04, 0.03, np.nan, 0.005]))
     # sorted: .005*4=.02, .01*3=.03, .03*2=.06, .04*1=.04 -> monotone .06

@@ -1,4 +1,4 @@
-"""AUC, DeLong variances, intervals and paired tests, a patient bootstrap, and Holm's correction.
+"""AUC, DeLong variances, intervals and paired tests, a patient bootstrap, the best run per class, and Holm's correction.
 
 Pure functions on numpy arrays. Conventions:
 
@@ -23,9 +23,11 @@ from __future__ import annotations
 import math
 import warnings
 from statistics import NormalDist
+from typing import NamedTuple
 
 import numpy as np
 from scipy import sparse
+from scipy.special import ndtr
 from scipy.stats import rankdata
 
 from cxrres.errors import CxrresError
@@ -201,6 +203,37 @@ def delong_paired(y_true: np.ndarray, score_a: np.ndarray, score_b: np.ndarray) 
     return auc_a, auc_b, float(z), float(p)
 
 
+def delong_matrix(y_true: np.ndarray, score_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(AUCs (R,), DeLong covariance (R, R)) of R scorings (R, N) of the same cases, from one midrank pass.
+
+    NaN (with a warning) when the AUC is undefined. Any pair's paired test follows from it: see `delong_pairs`.
+    """
+    rows = np.atleast_2d(np.asarray(score_rows, dtype=np.float64))
+    y, checked = _check(y_true, *rows)
+    reason = undefined_reason(y)
+    if reason:
+        _warn(f"AUC undefined: {reason}")
+        return np.full(rows.shape[0], np.nan), np.full((rows.shape[0],) * 2, np.nan)
+    both = np.stack(checked)
+    aucs, v10, v01 = _structural_components(both[:, y], both[:, ~y])
+    return aucs, _covariance(v10, v01)
+
+
+def delong_pairs(aucs: np.ndarray, covariance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(z, two-sided p), each (R, R), of DeLong's paired test for every pair of R scorings; z[a, b] tests A_a - A_b.
+
+    Equal to `delong_paired` pair by pair; NaN on the diagonal and where the variance of the difference is zero
+    (no warning here: the caller sees the NaN).
+    """
+    a = np.asarray(aucs, dtype=np.float64)
+    cov = np.asarray(covariance, dtype=np.float64)
+    d = np.diag(cov)
+    variance = d[:, None] + d[None, :] - 2.0 * cov
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = np.where(variance > 1e-15, (a[:, None] - a[None, :]) / np.sqrt(np.where(variance > 0, variance, 1.0)), np.nan)
+    return z, 2.0 * ndtr(-np.abs(z))
+
+
 def holm(p_values: np.ndarray) -> np.ndarray:
     """Holm-Bonferroni adjusted p-values (step-down, monotone, capped at 1); NaN entries stay NaN and do not count."""
     p = np.asarray(p_values, dtype=np.float64)
@@ -297,6 +330,42 @@ def replicate_means(per_class: np.ndarray, classes: np.ndarray) -> np.ndarray:
 def bootstrap_mean_replicates(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray, defined: np.ndarray) -> np.ndarray:
     """(B,) mean AUC over the `defined` classes in each replicate of case `weights` (B, N)."""
     return replicate_means(bootstrap_class_replicates(labels, scores, weights, defined), defined)
+
+
+class BestRuns(NamedTuple):
+    """Which run is best per class: by the point AUC, and how often in paired bootstrap replicates."""
+
+    best: np.ndarray  # (C,) index of the run with the highest point AUC (first of tied runs); -1 when none has one
+    shares: np.ndarray  # (R, C) share of the valid replicates in which each run is best; NaN for runs not competing
+    n_replicates: np.ndarray  # (C,) replicates used (those in which every competing run's AUC is defined)
+
+
+def best_run_shares(point_aucs: np.ndarray, replicates: np.ndarray) -> BestRuns:
+    """Per class, the best of R runs by point AUC (R, C) and the share of paired replicates (R, B, C) it is best in.
+
+    The runs competing for a class are those with a point AUC (not NaN). A replicate counts for a class when every
+    competing run's replicate AUC is defined; the runs whose AUC equals that replicate's maximum exactly share the
+    win equally (1/k each of k tied runs). Shares of the competing runs sum to 1; all NaN when no replicate counts.
+    `replicates` must come from the same case weights for every run (e.g. `bootstrap_class_replicates` with one
+    `patient_weights` matrix), so that each replicate compares the runs on the same resampled patients.
+    """
+    points = np.asarray(point_aucs, dtype=np.float64)
+    reps = np.asarray(replicates, dtype=np.float64)
+    if points.ndim != 2 or reps.ndim != 3 or reps.shape[0] != points.shape[0] or reps.shape[2] != points.shape[1]:
+        raise MetricError(f"point AUCs (R, C) and replicates (R, B, C) do not match: {points.shape} vs {reps.shape}")
+    competing = ~np.isnan(points)  # (R, C)
+    any_competing = competing.any(axis=0)
+    best = np.where(any_competing, np.argmax(np.where(competing, points, -np.inf), axis=0), -1)
+    in_play = np.broadcast_to(competing[:, None, :], reps.shape)
+    valid = ~np.isnan(np.where(in_play, reps, 0.0)).any(axis=0) & any_competing  # (B, C)
+    contest = np.where(in_play, reps, -np.inf)
+    winners = (contest == contest.max(axis=0)) & in_play & valid  # (R, B, C)
+    n_winners = winners.sum(axis=0)
+    wins = (winners / np.maximum(n_winners, 1)).sum(axis=1)  # (R, C)
+    n_valid = valid.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        shares = np.where(competing & (n_valid > 0), wins / n_valid, np.nan)
+    return BestRuns(best.astype(int), shares, n_valid.astype(int))
 
 
 def paired_bootstrap_p(differences: np.ndarray) -> float:
