@@ -8,6 +8,8 @@ import warnings
 
 import numpy as np
 import pytest
+from scipy.optimize import brentq
+from scipy.stats import norm
 from sklearn.metrics import roc_auc_score
 
 from cxrres import metrics
@@ -84,16 +86,104 @@ def test_delong_known_value():
     assert variance == pytest.approx(0.125)
 
 
-def test_delong_ci_is_wald_interval_clipped(cases):
+def test_delong_ci_wald_method_is_wald_interval_clipped(cases):
+    """The untransformed interval, kept as method="wald" (it was the default before the logit interval)."""
     y, a, _ = cases
-    value, low, high = metrics.delong_ci(y, a, level=0.95)
+    value, low, high = metrics.delong_ci(y, a, level=0.95, method="wald")
     _, variance = metrics.delong(y, a)
     assert low == pytest.approx(value - 1.959963985 * math.sqrt(variance))
     assert high == pytest.approx(value + 1.959963985 * math.sqrt(variance))
-    perfect = metrics.delong_ci([0, 0, 1, 1], [0.1, 0.2, 0.3, 0.4])
-    assert perfect == (1.0, 1.0, 1.0)
-    v, lo, hi = metrics.delong_ci([1, 1, 0, 0], [0.9, 0.4, 0.3, 0.6])
+    perfect = metrics.delong_ci([0, 0, 1, 1], [0.1, 0.2, 0.3, 0.4], method="wald")
+    assert perfect == (1.0, 1.0, 1.0)  # the degenerate interval the logit default replaces
+    v, lo, hi = metrics.delong_ci([1, 1, 0, 0], [0.9, 0.4, 0.3, 0.6], method="wald")
     assert hi == 1.0 and lo < v  # clipped at 1
+
+
+def logit_reference(auc: float, variance: float, level: float) -> tuple[float, float]:
+    """The logit interval written out by hand: expit(log(A/(1-A)) ± z sqrt(Var) / (A (1-A))), z from scipy."""
+    z = norm.ppf(0.5 + level / 2)
+    se = math.sqrt(variance) / (auc * (1 - auc))
+    centre = math.log(auc / (1 - auc))
+    return 1 / (1 + math.exp(-(centre - z * se))), 1 / (1 + math.exp(-(centre + z * se)))
+
+
+@pytest.mark.parametrize("level", [0.9, 0.95, 0.99])
+def test_delong_ci_is_logit_interval_by_default(cases, level):
+    y, a, b = cases
+    for s in (a, b):
+        slow_auc, slow_cov = slow_delong(y, [s])
+        value, low, high = metrics.delong_ci(y, s, level)
+        assert value == pytest.approx(slow_auc[0], abs=1e-12)
+        assert (low, high) == pytest.approx(logit_reference(slow_auc[0], slow_cov[0, 0], level), rel=1e-10)
+        assert 0 < low < value < high < 1
+
+
+def test_logit_interval_known_value():
+    # the m = n = 2 case of test_delong_known_value: A = 3/4, Var = 1/8; logit(3/4) = ln 3, SE = sqrt(1/8) / (3/16)
+    value, low, high = metrics.delong_ci([1, 1, 0, 0], [0.9, 0.4, 0.3, 0.6])
+    half = 1.959963984540054 * math.sqrt(0.125) / 0.1875
+    assert value == 0.75
+    assert low == pytest.approx(3 * math.exp(-half) / (1 + 3 * math.exp(-half)), rel=1e-12)
+    assert high == pytest.approx(3 * math.exp(half) / (1 + 3 * math.exp(half)), rel=1e-12)
+
+
+def score_interval_root(n: int, level: float) -> float:
+    """Independent root of the score equation (1 - θ)² = z² θ (1 - θ) / n on (0, 1), by bisection (scipy brentq)."""
+    z = norm.ppf(0.5 + level / 2)
+    return brentq(lambda theta: (1 - theta) ** 2 - z * z * theta * (1 - theta) / n, 1e-12, 1 - 1e-12)
+
+
+@pytest.mark.parametrize("m,n", [(2, 3), (5, 40), (40, 5), (300, 9000)])
+def test_edge_intervals_are_score_intervals_with_maximal_variance(m, n):
+    """AUC = 1 or 0: the Wilson-type interval with Var = θ(1-θ)/min(m, n) (Birnbaum & Klose 1957)."""
+    y = np.r_[np.ones(m, int), np.zeros(n, int)]
+    s = np.r_[np.linspace(2, 3, m), np.linspace(0, 1, n)]
+    lower = score_interval_root(min(m, n), 0.95)
+    assert metrics.delong(y, s)[1] == 0.0  # DeLong's variance is 0 here: the Wald interval would be [1, 1]
+    value, low, high = metrics.delong_ci(y, s)
+    assert (value, high) == (1.0, 1.0) and low == pytest.approx(lower, rel=1e-9) and low < 1
+    value, low, high = metrics.delong_ci(y, -s)
+    assert (value, low) == (0.0, 0.0) and high == pytest.approx(1 - lower, rel=1e-9) and high > 0
+
+
+def test_edge_interval_small_case_by_hand():
+    # m = 2, n = 3, AUC = 1: N = 2, low = 2 / (2 + z²) with z = 1.959964, z² = 3.841459 -> 0.342380
+    value, low, high = metrics.delong_ci([1, 1, 0, 0, 0], [5, 4, 3, 2, 1])
+    assert (value, high) == (1.0, 1.0)
+    assert low == pytest.approx(2 / (2 + 1.959963984540054 ** 2), rel=1e-12)
+    assert low == pytest.approx(0.342380, abs=1e-6)
+
+
+def test_logit_intervals_stay_inside_and_contain_the_estimate():
+    rng = np.random.default_rng(11)
+    for trial in range(200):
+        size = int(rng.integers(2, 40))
+        y = np.r_[1, 0, rng.integers(0, 2, size)]
+        s = np.round(y * rng.normal(1.5, 1) + rng.normal(size=y.size), int(rng.integers(0, 3)))
+        value, low, high = metrics.delong_ci(y, s)
+        assert 0.0 <= low <= value <= high <= 1.0
+        if np.ptp(s) > 0:
+            assert low < high, (y, s)  # only constant scores give a point interval
+
+
+def test_near_edge_logit_interval_is_not_degenerate():
+    # one discordant pair out of m n = 20 x 30: DeLong's variance is small but positive and the logit interval opens
+    y = np.r_[np.ones(20, int), np.zeros(30, int)]
+    s = np.r_[np.linspace(2, 3, 20), np.linspace(0, 1, 30)]
+    s[0] = 0.99  # one positive below the highest negative (1.0), above all the others
+    value, low, high = metrics.delong_ci(y, s)
+    _, variance = metrics.delong(y, s)
+    assert value == pytest.approx(1 - 1 / 600) and variance > 0
+    assert low < value < high < 1
+    assert (low, high) == pytest.approx(logit_reference(value, variance, 0.95), rel=1e-10)
+
+
+def test_interval_method_and_level_are_checked():
+    with pytest.raises(MetricError, match="interval method"):
+        metrics.delong_ci([0, 1], [0.1, 0.2], method="exact")
+    with pytest.raises(MetricError, match="confidence level"):
+        metrics.delong_ci([0, 0], [0.1, 0.2], level=1.5)
+    assert all(math.isnan(v) for v in metrics.auc_interval(math.nan, math.nan, 0, 3))
 
 
 @pytest.mark.parametrize("y", [[0, 0, 0], [1, 1, 1]])
@@ -125,6 +215,85 @@ def test_malformed_input_raises(y, s, message):
         metrics.auc(y, s)
 
 
+def test_delong_matrix_and_pairs_match_slow_definition_and_delong_paired(cases):
+    y, a, b = cases
+    rng = np.random.default_rng(5)
+    c = np.round(a + rng.normal(size=a.size), 1)
+    aucs, cov = metrics.delong_matrix(y, np.stack([a, b, c]))
+    slow_aucs, slow_cov = slow_delong(y, [a, b, c])
+    np.testing.assert_allclose(aucs, slow_aucs, atol=1e-12)
+    np.testing.assert_allclose(cov, slow_cov, rtol=1e-10)
+    z, p = metrics.delong_pairs(aucs, cov)
+    assert np.isnan(np.diag(z)).all() and np.isnan(np.diag(p)).all()
+    for i, j in [(0, 1), (1, 2), (2, 0)]:
+        _, _, z_ij, p_ij = metrics.delong_paired(y, [a, b, c][i], [a, b, c][j])
+        assert z[i, j] == pytest.approx(z_ij, rel=1e-10) and z[j, i] == pytest.approx(-z_ij, rel=1e-10)
+        assert p[i, j] == pytest.approx(p_ij, rel=1e-10)
+    same_z, _ = metrics.delong_pairs(*metrics.delong_matrix(y, np.stack([a, a])))
+    assert np.isnan(same_z).all()  # identical scorings: zero variance of the difference
+    with pytest.warns(UndefinedMetricWarning):
+        assert np.isnan(metrics.delong_matrix(np.zeros(4, int), np.ones((2, 4)))[0]).all()
+
+
+def brute_force_best(points: np.ndarray, reps: np.ndarray) -> tuple[list[int], np.ndarray]:
+    """Loops over classes and replicates; ties split by counting."""
+    r, b, c = reps.shape
+    best, shares = [], np.full((r, c), np.nan)
+    for k in range(c):
+        runs = [i for i in range(r) if not math.isnan(points[i, k])]
+        best.append(max(runs, key=lambda i: (points[i, k], -i)) if runs else -1)
+        counts, used = dict.fromkeys(runs, 0.0), 0
+        for j in range(b):
+            values = [reps[i, j, k] for i in runs]
+            if not runs or any(math.isnan(v) for v in values):
+                continue
+            used += 1
+            top = max(values)
+            winners = [i for i in runs if reps[i, j, k] == top]
+            for i in winners:
+                counts[i] += 1 / len(winners)
+        for i in runs:
+            shares[i, k] = counts[i] / used if used else math.nan
+    return best, shares
+
+
+def test_best_run_shares_against_brute_force():
+    rng = np.random.default_rng(3)
+    r, b, c = 4, 200, 6
+    reps = np.round(rng.normal(0.8, 0.02, size=(r, b, c)), 2)  # coarse: many ties
+    reps[:, rng.random(b) < 0.1, 1] = np.nan  # replicates without positives for class 1 (NaN for every run)
+    reps[2, :5, 3] = np.nan  # a few undefined replicates of one run
+    points = np.nanmean(reps, axis=1)
+    points[2, 3] = 0.8
+    points[1, 4] = np.nan  # run 1 has no score for class 4 (e.g. a per-label net): it does not compete
+    reps[1, :, 4] = np.nan
+    points[:, 5] = np.nan  # class 5 undefined everywhere
+    got = metrics.best_run_shares(points, reps)
+    best, shares = brute_force_best(points, reps)
+    assert got.best.tolist() == best
+    np.testing.assert_allclose(got.shares, shares, rtol=1e-12, equal_nan=True)
+    assert got.n_replicates[3] == b - 5 and got.n_replicates[5] == 0
+    np.testing.assert_allclose(np.nansum(got.shares[:, :5], axis=0), 1.0)
+
+
+def test_best_run_shares_hand_made():
+    points = np.array([[0.70, 0.9], [0.80, 0.9], [0.75, np.nan]])
+    reps = np.array([  # 3 runs x 4 replicates x 2 classes
+        [[0.70, 0.9], [0.80, 0.9], [0.70, 0.9], [np.nan, 0.9]],
+        [[0.80, 0.8], [0.80, 0.9], [0.60, 0.9], [np.nan, 0.9]],
+        [[0.75, 0.1], [0.70, 0.1], [0.65, 0.1], [np.nan, 0.1]],
+    ])
+    got = metrics.best_run_shares(points, reps)
+    assert got.best.tolist() == [1, 0]  # class 1: runs 0 and 1 tie at 0.9 -> the first
+    # class 0: replicate 1 run 1, replicate 2 a tie of runs 0 and 1, replicate 3 run 0; replicate 4 undefined
+    np.testing.assert_allclose(got.shares[:, 0], [1.5 / 3, 1.5 / 3, 0.0])
+    # class 1: run 2 does not compete; run 0 wins outright once, ties three times
+    np.testing.assert_allclose(got.shares[:, 1], [2.5 / 4, 1.5 / 4, np.nan])
+    assert got.n_replicates.tolist() == [3, 4]
+    with pytest.raises(MetricError, match="do not match"):
+        metrics.best_run_shares(points[:2], reps)
+
+
 def test_holm_known_values():
     adjusted = metrics.holm(np.array([0.01, 0.04, 0.03, np.nan, 0.005]))
     # sorted: .005*4=.02, .01*3=.03, .03*2=.06, .04*1=.04 -> monotone .06
@@ -140,6 +309,26 @@ def test_weighted_auc_equals_auc_of_replicated_cases(cases):
     for row, value in zip(weights, got):
         idx = np.repeat(np.arange(y.size), row)
         assert value == pytest.approx(metrics.auc(y[idx], b[idx]), abs=1e-12)
+
+
+def test_weighted_auc_edge_rows_and_float32_weights(cases):
+    y, a, b = cases
+    rng = np.random.default_rng(2)
+    weights = rng.integers(0, 4, size=(6, y.size)).astype(np.float32)
+    weights[0] = 0  # nothing drawn
+    weights[1] = np.where(y == 1, 0, weights[1])  # no positive drawn
+    weights[2] = np.where(y == 0, 0, weights[2])  # no negative drawn
+    got = metrics.weighted_auc(y, b, weights)
+    assert np.isnan(got[:3]).all()
+    for row, value in zip(weights[3:].astype(int), got[3:]):
+        idx = np.repeat(np.arange(y.size), row)
+        assert value == pytest.approx(roc_auc_score(y[idx], b[idx]), abs=1e-12)
+    labels = np.stack([y, 1 - y, y], axis=1)
+    scores = np.stack([a, b, -a], axis=1)
+    per_class = metrics.bootstrap_class_replicates(labels, scores, weights[3:], np.array([True, True, False]))
+    for c in range(2):
+        np.testing.assert_array_equal(per_class[:, c], metrics.weighted_auc(labels[:, c], scores[:, c], weights[3:]))
+    assert np.isnan(per_class[:, 2]).all()
 
 
 def test_patient_bootstrap_resamples_whole_patients():

@@ -1,4 +1,4 @@
-"""AUC, DeLong variances, intervals and paired tests, a patient bootstrap, and Holm's correction.
+"""AUC, DeLong variances, intervals and paired tests, a patient bootstrap, the best run per class, and Holm's correction.
 
 Pure functions on numpy arrays. Conventions:
 
@@ -10,6 +10,9 @@ Pure functions on numpy arrays. Conventions:
   They are computed with midranks in O(N log N) as in Sun & Xu (2014), IEEE Signal Process. Lett. 21(11):1389:
   V10(X_i) = (T_Z(X_i) - T_X(X_i)) / n and V01(Y_j) = 1 - (T_Z(Y_j) - T_Y(Y_j)) / m, where T_* are midranks of a
   score within the positives, the negatives, or all cases.
+- Intervals (`auc_interval`, `delong_ci`): DeLong on the logit scale, logit(A) ± z·sqrt(Var)/(A(1-A)), which stays
+  inside (0, 1); at A = 0 or 1 the Wilson-type score interval with the Birnbaum-Klose maximal variance
+  θ(1-θ)/min(m, n); all scores tied gives [0.5, 0.5]. docs/statistics.md has the references and the edge-case table.
 - Malformed input (lengths differ, NaN/inf scores, labels other than 0/1, nothing to score) raises
   :class:`MetricError`. An AUC that is undefined (no positives or no negatives) is NaN with an
   :class:`UndefinedMetricWarning` that says why; so is a test whose variance is zero.
@@ -20,8 +23,11 @@ from __future__ import annotations
 import math
 import warnings
 from statistics import NormalDist
+from typing import NamedTuple
 
 import numpy as np
+from scipy import sparse
+from scipy.special import ndtr
 from scipy.stats import rankdata
 
 from cxrres.errors import CxrresError
@@ -118,14 +124,59 @@ def normal_quantile(level: float) -> float:
     return NormalDist().inv_cdf(0.5 + level / 2.0)
 
 
-def delong_ci(y_true: np.ndarray, y_score: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
-    """(AUC, low, high): Wald interval AUC ± z·sqrt(Var_DeLong), clipped to [0, 1]."""
+INTERVAL_METHODS = ("logit", "wald")
+
+
+def auc_interval(value: float, variance: float, n_pos: int, n_neg: int, level: float = 0.95,
+                 method: str = "logit") -> tuple[float, float]:
+    """(low, high) confidence interval of an AUC from its DeLong variance and the numbers of positives and negatives.
+
+    `logit` (default): logit(A) ± z·sqrt(Var)/(A(1-A)), back-transformed (Pepe 2003; Pohar Perme & Manevski 2019).
+    At A = 0 or 1 (perfect separation, Var = 0) the Wilson-type score interval with the Birnbaum-Klose (1957) maximal
+    variance θ(1-θ)/min(m, n): [N/(N+z²), 1] at A = 1 and [0, z²/(N+z²)] at A = 0, N = min(m, n). Var = 0 with
+    0 < A < 1 happens only when every score is tied; that AUC is 0.5 in every sample and the interval is [A, A].
+    `wald`: A ± z·sqrt(Var) clipped to [0, 1] (degenerate [A, A] whenever Var = 0). NaN in, NaN out.
+    """
+    if method not in INTERVAL_METHODS:
+        raise MetricError(f"interval method must be one of {INTERVAL_METHODS}, got {method!r}")
     z = normal_quantile(level)
+    if math.isnan(value) or math.isnan(variance):
+        return math.nan, math.nan
+    if method == "wald":
+        half = z * math.sqrt(max(variance, 0.0))
+        return max(0.0, value - half), min(1.0, value + half)
+    if value <= 0.0 or value >= 1.0:
+        n = min(n_pos, n_neg)
+        if n < 1:
+            raise MetricError(f"an AUC interval needs positives and negatives, got m={n_pos}, n={n_neg}")
+        bound = n / (n + z * z)
+        return (bound, 1.0) if value >= 1.0 else (0.0, 1.0 - bound)
+    if not variance > 0.0:
+        return value, value
+    centre = math.log(value / (1.0 - value))
+    half = z * math.sqrt(variance) / (value * (1.0 - value))
+    return _expit(centre - half), _expit(centre + half)
+
+
+def _expit(x: float) -> float:
+    """Logistic function 1/(1+exp(-x)), without overflow for large |x|."""
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)
+
+
+def delong_ci(y_true: np.ndarray, y_score: np.ndarray, level: float = 0.95, method: str = "logit"
+              ) -> tuple[float, float, float]:
+    """(AUC, low, high): DeLong interval on the logit scale with the edge rule of `auc_interval` (`method="wald"`:
+    the untransformed A ± z·sqrt(Var) clipped to [0, 1]); all NaN with a warning when the AUC is undefined."""
+    auc_interval(0.5, 0.0, 1, 1, level, method)  # rejects a bad level or method before any work
     value, variance = delong(y_true, y_score)
     if math.isnan(value):
         return math.nan, math.nan, math.nan
-    half = z * math.sqrt(max(variance, 0.0))
-    return value, max(0.0, value - half), min(1.0, value + half)
+    y = np.asarray(y_true).astype(bool)
+    m = int(y.sum())
+    return (value, *auc_interval(value, variance, m, y.size - m, level, method))
 
 
 def delong_paired(y_true: np.ndarray, score_a: np.ndarray, score_b: np.ndarray) -> tuple[float, float, float, float]:
@@ -150,6 +201,37 @@ def delong_paired(y_true: np.ndarray, score_a: np.ndarray, score_b: np.ndarray) 
     z = (auc_a - auc_b) / math.sqrt(variance)
     p = 2.0 * NormalDist().cdf(-abs(z))
     return auc_a, auc_b, float(z), float(p)
+
+
+def delong_matrix(y_true: np.ndarray, score_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(AUCs (R,), DeLong covariance (R, R)) of R scorings (R, N) of the same cases, from one midrank pass.
+
+    NaN (with a warning) when the AUC is undefined. Any pair's paired test follows from it: see `delong_pairs`.
+    """
+    rows = np.atleast_2d(np.asarray(score_rows, dtype=np.float64))
+    y, checked = _check(y_true, *rows)
+    reason = undefined_reason(y)
+    if reason:
+        _warn(f"AUC undefined: {reason}")
+        return np.full(rows.shape[0], np.nan), np.full((rows.shape[0],) * 2, np.nan)
+    both = np.stack(checked)
+    aucs, v10, v01 = _structural_components(both[:, y], both[:, ~y])
+    return aucs, _covariance(v10, v01)
+
+
+def delong_pairs(aucs: np.ndarray, covariance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(z, two-sided p), each (R, R), of DeLong's paired test for every pair of R scorings; z[a, b] tests A_a - A_b.
+
+    Equal to `delong_paired` pair by pair; NaN on the diagonal and where the variance of the difference is zero
+    (no warning here: the caller sees the NaN).
+    """
+    a = np.asarray(aucs, dtype=np.float64)
+    cov = np.asarray(covariance, dtype=np.float64)
+    d = np.diag(cov)
+    variance = d[:, None] + d[None, :] - 2.0 * cov
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = np.where(variance > 1e-15, (a[:, None] - a[None, :]) / np.sqrt(np.where(variance > 0, variance, 1.0)), np.nan)
+    return z, 2.0 * ndtr(-np.abs(z))
 
 
 def holm(p_values: np.ndarray) -> np.ndarray:
@@ -185,26 +267,42 @@ def patient_weights(groups: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
 def weighted_auc(y_true: np.ndarray, y_score: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """AUC (ties 1/2) of one labelled scoring under each row of case weights `weights` (B, N) -> (B,).
 
-    One sort for all replicates. With cases sorted by score and K the cumulative negative weight, a positive case i
-    in tie group [s, e] contributes w_i (K[s-1] + K[e]) / 2 (negatives strictly below plus half of those tied);
-    A = sum_i w_i (K[s-1] + K[e]) / 2 / (P N). NaN where a replicate has no positive or no negative weight.
+    NaN where a replicate has no positive or no negative weight. See `_weighted_auc_by_case` for the method.
+    """
+    return _weighted_auc_by_case(y_true, y_score, _cases_first(weights))
+
+
+def _cases_first(weights: np.ndarray) -> np.ndarray:
+    """(N, B) C-contiguous floating copy of (B, N) case weights: one row of B replicate weights per case."""
+    w = np.atleast_2d(np.asarray(weights))
+    if not np.issubdtype(w.dtype, np.floating):
+        w = w.astype(np.float64)
+    return np.ascontiguousarray(w.T)
+
+
+def _weighted_auc_by_case(y_true: np.ndarray, y_score: np.ndarray, weights_t: np.ndarray) -> np.ndarray:
+    """Weighted AUC of every replicate from (N, B) case weights `weights_t`, O(N log N + N B) with one sparse product.
+
+    Let u_1 < ... < u_G be the distinct positive scores. Every case falls in one cell: a positive in "positive at u_g",
+    a negative in "negative at u_g" (tied with positives) or "negative strictly between u_g and u_g+1". One sparse
+    (cells x N) @ (N x B) product gives each cell's weight in every replicate (exact for integer weights in float32
+    below 2**24). With P_g the positive weight at u_g and L_g = (negative weight below u_g) + 1/2 (negative weight
+    at u_g): A = sum_g P_g L_g / (P N).
     """
     y = np.asarray(y_true).astype(bool)
     s = np.asarray(y_score, dtype=np.float64)
-    order = np.argsort(s, kind="stable")
-    s_sorted, y_sorted = s[order], y[order]
-    new_group = np.r_[True, s_sorted[1:] != s_sorted[:-1]]
-    group_start = np.maximum.accumulate(np.where(new_group, np.arange(s.size), 0))
-    group_end = np.minimum.accumulate(np.where(np.r_[new_group[1:], True], np.arange(s.size), s.size)[::-1])[::-1]
-    pos_at = np.flatnonzero(y_sorted)
-    w = np.atleast_2d(weights)[:, order]
-    cum_neg = np.cumsum(w * ~y_sorted, axis=1)
-    padded = np.concatenate([np.zeros((w.shape[0], 1), cum_neg.dtype), cum_neg], axis=1)  # padded[:, k] = K[k-1]
-    below = padded[:, group_start[pos_at]]
-    through = padded[:, group_end[pos_at] + 1]
-    w_pos = w[:, pos_at]
-    numerator = (w_pos * (below + through)).sum(axis=1) / 2.0
-    denominator = w_pos.sum(axis=1) * cum_neg[:, -1]
+    levels = np.unique(s[y])
+    g = levels.size
+    below = np.searchsorted(levels, s, side="left")  # number of positive levels strictly below each score
+    tied = (below < g) & (levels[np.minimum(below, max(g - 1, 0))] == s) if g else np.zeros(s.size, bool)
+    cell = np.where(y, 2 * g + 1 + below, np.where(tied, 2 * below + 1, 2 * below))
+    indicator = sparse.csr_matrix((np.ones(s.size, weights_t.dtype), (cell, np.arange(s.size))), shape=(3 * g + 1, s.size))
+    sums = np.asarray(indicator @ weights_t, dtype=np.float64)  # (3G+1, B)
+    negative, positive = sums[: 2 * g + 1], sums[2 * g + 1:]
+    cumulative = np.cumsum(negative, axis=0)
+    credit = cumulative[0: 2 * g: 2] + 0.5 * negative[1: 2 * g + 1: 2]  # L_g
+    numerator = (positive * credit).sum(axis=0)
+    denominator = positive.sum(axis=0) * cumulative[-1]
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(denominator > 0, numerator / denominator, np.nan)
 
@@ -214,9 +312,10 @@ def bootstrap_class_replicates(labels: np.ndarray, scores: np.ndarray, weights: 
 
     Runs scored on the same cases and given the same weights give paired replicates.
     """
-    out = np.full((np.atleast_2d(weights).shape[0], labels.shape[1]), np.nan)
+    weights_t = _cases_first(weights)
+    out = np.full((weights_t.shape[1], labels.shape[1]), np.nan)
     for c in np.flatnonzero(defined):
-        out[:, c] = weighted_auc(labels[:, c], scores[:, c], weights)
+        out[:, c] = _weighted_auc_by_case(labels[:, c], scores[:, c], weights_t)
     return out
 
 
@@ -231,6 +330,42 @@ def replicate_means(per_class: np.ndarray, classes: np.ndarray) -> np.ndarray:
 def bootstrap_mean_replicates(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray, defined: np.ndarray) -> np.ndarray:
     """(B,) mean AUC over the `defined` classes in each replicate of case `weights` (B, N)."""
     return replicate_means(bootstrap_class_replicates(labels, scores, weights, defined), defined)
+
+
+class BestRuns(NamedTuple):
+    """Which run is best per class: by the point AUC, and how often in paired bootstrap replicates."""
+
+    best: np.ndarray  # (C,) index of the run with the highest point AUC (first of tied runs); -1 when none has one
+    shares: np.ndarray  # (R, C) share of the valid replicates in which each run is best; NaN for runs not competing
+    n_replicates: np.ndarray  # (C,) replicates used (those in which every competing run's AUC is defined)
+
+
+def best_run_shares(point_aucs: np.ndarray, replicates: np.ndarray) -> BestRuns:
+    """Per class, the best of R runs by point AUC (R, C) and the share of paired replicates (R, B, C) it is best in.
+
+    The runs competing for a class are those with a point AUC (not NaN). A replicate counts for a class when every
+    competing run's replicate AUC is defined; the runs whose AUC equals that replicate's maximum exactly share the
+    win equally (1/k each of k tied runs). Shares of the competing runs sum to 1; all NaN when no replicate counts.
+    `replicates` must come from the same case weights for every run (e.g. `bootstrap_class_replicates` with one
+    `patient_weights` matrix), so that each replicate compares the runs on the same resampled patients.
+    """
+    points = np.asarray(point_aucs, dtype=np.float64)
+    reps = np.asarray(replicates, dtype=np.float64)
+    if points.ndim != 2 or reps.ndim != 3 or reps.shape[0] != points.shape[0] or reps.shape[2] != points.shape[1]:
+        raise MetricError(f"point AUCs (R, C) and replicates (R, B, C) do not match: {points.shape} vs {reps.shape}")
+    competing = ~np.isnan(points)  # (R, C)
+    any_competing = competing.any(axis=0)
+    best = np.where(any_competing, np.argmax(np.where(competing, points, -np.inf), axis=0), -1)
+    in_play = np.broadcast_to(competing[:, None, :], reps.shape)
+    valid = ~np.isnan(np.where(in_play, reps, 0.0)).any(axis=0) & any_competing  # (B, C)
+    contest = np.where(in_play, reps, -np.inf)
+    winners = (contest == contest.max(axis=0)) & in_play & valid  # (R, B, C)
+    n_winners = winners.sum(axis=0)
+    wins = (winners / np.maximum(n_winners, 1)).sum(axis=1)  # (R, C)
+    n_valid = valid.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        shares = np.where(competing & (n_valid > 0), wins / n_valid, np.nan)
+    return BestRuns(best.astype(int), shares, n_valid.astype(int))
 
 
 def paired_bootstrap_p(differences: np.ndarray) -> float:
