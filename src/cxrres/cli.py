@@ -148,6 +148,30 @@ def cmd_study(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    """Score new radiographs with a run: probabilities, positive calls, heat maps."""
+    from cxrres.operating import OperatingRule
+    from cxrres.predict import PREDICTIONS_FILE, SKIPPED_FILE, predict_files
+
+    result = predict_files(args.run_dir, args.inputs, args.out, args.heatmaps, args.method,
+                           OperatingRule.parse(args.operating_point), args.skip_bad, args.workers, args.batch_size,
+                           progress=not args.quiet)
+    print(f"{len(result.predictions):,} images scored ({result.images_per_s:.1f} img/s); wrote {Path(args.out) / PREDICTIONS_FILE}"
+          + (f", {len(result.heatmaps)} heat maps" if result.heatmaps else ""))
+    if args.skip_bad:
+        print(f"{len(result.skipped)} skipped, listed in {Path(args.out) / SKIPPED_FILE}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Export a run's best network (ONNX or TorchScript) with a model card."""
+    from cxrres.export import export_run
+
+    path = export_run(args.run_dir, args.format, args.out)
+    print(f"wrote {path} and its model card {path.name}.md")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     """Write report.html and report.md of a study directory."""
     from cxrres.report.document import write_report
@@ -271,6 +295,34 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--plan", action="store_true", help="print one `cxrres train` command per unfinished run (for a scheduler)")
     study.add_argument("--quiet", action="store_true", help="no progress bars")
     study.set_defaults(func=cmd_study)
+
+    predict = sub.add_parser("predict", help="score new radiographs (PNG, JPEG, DICOM) with a trained run, with heat maps",
+                             description="Score image files or folders with RUN_DIR's best network, preprocessed exactly as in "
+                                         "training (decode, pad to square, area resize to the run's resolution). Writes "
+                                         "OUT/predictions.csv (path, probability and positive call per class; the call's "
+                                         "threshold is chosen on the run's validation part and stored in RUN_DIR/operating_points.csv) "
+                                         "and heat-map overlays under OUT/heatmaps/.")
+    predict.add_argument("run_dir", metavar="RUN_DIR")
+    predict.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders (searched recursively)")
+    predict.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    predict.add_argument("--heatmaps", default="none", metavar="none|top3|all|CLASS,...",
+                         help="classes to draw a heat map for, per image (default: %(default)s)")
+    predict.add_argument("--method", default="gradcam", choices=tuple(METHODS), help="saliency method (default: %(default)s)")
+    predict.add_argument("--operating-point", default="youden", metavar="youden|sensitivity:S",
+                         help="how the threshold of a positive call is chosen on the validation part (default: %(default)s)")
+    predict.add_argument("--skip-bad", action="store_true", help="skip unreadable files and list them in OUT/skipped.csv")
+    predict.add_argument("--workers", type=int, metavar="N", help="decoding processes (default: the number of cores, at most 8)")
+    predict.add_argument("--batch-size", type=int, metavar="B", help="images per forward pass (default: the run's)")
+    predict.add_argument("--quiet", action="store_true", help="no progress bar")
+    predict.set_defaults(func=cmd_predict)
+
+    export = sub.add_parser("export", help="export a run's network to ONNX or TorchScript, with a model card",
+                            description="Write RUN_DIR's best network to FILE: input uint8 grey N×R×R, output probabilities "
+                                        "(normalisation inside the graph, dynamic batch), and FILE.md, its model card.")
+    export.add_argument("run_dir", metavar="RUN_DIR")
+    export.add_argument("--format", default="onnx", choices=("onnx", "torchscript"), help="(default: %(default)s)")
+    export.add_argument("--out", required=True, metavar="FILE", help="output file, e.g. model.onnx")
+    export.set_defaults(func=cmd_export)
 
     report = sub.add_parser("report", help="write report.html and report.md of a study directory",
                             description="Write STUDY_DIR/report.html (self-contained) and report.md from the finished runs.")

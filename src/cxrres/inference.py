@@ -48,20 +48,27 @@ def prepare_input(images_uint8: torch.Tensor, channels_last: bool) -> torch.Tens
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
+def for_inference(model: nn.Module, config: TrainConfig, device: torch.device) -> nn.Module:
+    """The network in eval mode on `device`, in the run's memory format."""
+    model.eval().to(device)
+    return model.to(memory_format=torch.channels_last) if config.channels_last else model
+
+
 @torch.no_grad()
+def probabilities(model: nn.Module, images_uint8: torch.Tensor, config: TrainConfig, device: torch.device) -> torch.Tensor:
+    """(B, C) float32 probabilities on the CPU of a uint8 (B, 1, R, R) batch, with the run's precision and memory format
+    (the model already prepared by `for_inference`)."""
+    autocast_dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(config.precision)
+    x = prepare_input(images_uint8.to(device, non_blocking=True), bool(config.channels_last))
+    with torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
+        return torch.sigmoid(model(x).float()).cpu()
+
+
 def predict(model: nn.Module, dataset: CacheDataset, config: TrainConfig, device: torch.device) -> np.ndarray:
     """(N, C) probabilities of `model` on `dataset`, in dataset order, with the run's precision and memory format."""
-    model.eval().to(device)
-    if config.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    model = for_inference(model, config, device)
     loader = create_loader(dataset, config.batch_size, ShardSampler(len(dataset)), config.num_workers)
-    autocast_dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(config.precision)
-    out = []
-    for images, _ in loader:
-        x = prepare_input(images.to(device, non_blocking=True), bool(config.channels_last))
-        with torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
-            out.append(torch.sigmoid(model(x).float()).cpu())
-    return torch.cat(out).numpy()
+    return torch.cat([probabilities(model, images, config, device) for images, _ in loader]).numpy()
 
 
 def load_checkpoint_into(model: nn.Module, config: TrainConfig, checkpoint: Path) -> nn.Module:

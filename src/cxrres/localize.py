@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pandas as pd
 import torch
@@ -26,8 +25,8 @@ from cxrres.data.images import read_grey
 from cxrres.data.source import DataSource
 from cxrres.errors import CxrresError
 from cxrres.inference import load_run_model, prepare_input
+from cxrres.overlay import heatmap_figure, write_png
 
-FIGURE_PX = 512
 
 
 @dataclass
@@ -64,35 +63,6 @@ def summary_as_json(summary: pd.DataFrame) -> dict:
     scores = lambda r: {k: round(float(r[k]), 6) for k in SCORES}  # noqa: E731
     classes = {c: {"n": int(r["n"]), **scores(r)} for c, r in rows.drop(index="mean").iterrows()}
     return {"classes": classes, "mean": scores(rows.loc["mean"])}
-
-
-def example_figure(grey: np.ndarray, frame: np.ndarray, gt: tuple, detections: list[tuple], iou_threshold: float,
-                   title: str) -> np.ndarray:
-    """BGR picture (FIGURE_PX wide): radiograph, heat map, ground truth in white, detections green (positive) / red."""
-    h, w = frame.shape
-    scale = FIGURE_PX / max(h, w)
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    base = cv2.resize(grey.astype(np.float32), size, interpolation=cv2.INTER_AREA)
-    base = cv2.cvtColor(np.clip(base, 0, 255).astype(np.uint8), cv2.COLOR_GRAY2BGR)
-    heat = cv2.applyColorMap((cv2.resize(frame, size) * 255).astype(np.uint8), cv2.COLORMAP_JET)
-    picture = cv2.addWeighted(base, 0.6, heat, 0.4, 0)
-
-    def rect(box: tuple, colour: tuple[int, int, int]) -> None:
-        x, y, bw, bh = (v * scale for v in box)
-        cv2.rectangle(picture, (int(x), int(y)), (int(x + bw) - 1, int(y + bh) - 1), colour, 2)
-
-    for d in detections:
-        rect(d, (0, 200, 0) if saliency.iou(d, gt) >= iou_threshold else (0, 0, 230))
-    rect(gt, (255, 255, 255))
-    cv2.putText(picture, title, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
-    return picture
-
-
-def _write_png(path: Path, image: np.ndarray) -> None:
-    tmp = path.with_name(path.stem + ".tmp.png")
-    if not cv2.imwrite(str(tmp), image):
-        raise CxrresError(f"{path}: cannot write the figure")
-    tmp.replace(path)
 
 
 def localization_source(run_dir: Path, config: TrainConfig, data: str | Path | None, source: DataSource | None,
@@ -163,6 +133,6 @@ def localize_run(run_dir: str | Path, data: str | Path | None = None, method: st
             grey = read_grey(root.root / cache.sources[image])
             title = f"{label} {image}: precision {precision:.2f}, {'hit' if hit else 'miss'}"
             path = out / f"{label}_{Path(image).stem}.png"
-            _write_png(path, example_figure(grey, frame, gt, detections, iou_threshold, title))
+            write_png(path, heatmap_figure(grey, frame, gt, detections, iou_threshold, title))
             result.figures.append(path)
     return result

@@ -8,6 +8,9 @@ A run directory holds
 - `run.json` — `RunStatus`: status (`running`, `finished`, `failed`), best epoch, and cost (wall time, images/s,
   peak memory, device);
 - `predictions_test.csv` — `image`, one probability column per class, one `label_<class>` column per class;
+  `predictions_val.csv` the same for the validation part (where operating points are chosen);
+- `operating_points.csv` — per class the threshold of a positive call and its validation sensitivity/specificity
+  (cxrres predict);
 - `auc.csv` (cxrres evaluate), `localization.csv`, `localization_samples.csv`, `localization_examples/`
   (cxrres localize);
 - `logs/` — CSV and TensorBoard logs from Lightning.
@@ -38,6 +41,8 @@ CONFIG = "config.yaml"
 STATUS = "run.json"
 METRICS = "metrics.csv"
 PREDICTIONS = "predictions_test.csv"
+PREDICTIONS_VAL = "predictions_val.csv"
+OPERATING_POINTS = "operating_points.csv"
 CHECKPOINTS = "checkpoints"
 BEST = "best.ckpt"
 LAST = "last.ckpt"
@@ -157,13 +162,14 @@ def write_predictions(path: Path, predictions: Predictions) -> None:
     write_csv_atomic(path, predictions.to_frame(), "%.7g")
 
 
-def read_predictions(run_dir: str | Path) -> Predictions:
-    """predictions_test.csv of a run, validated: one score and one label column per class, labels 0/1, scores finite."""
-    path = Path(run_dir) / PREDICTIONS
+def read_predictions(run_dir: str | Path, name: str = PREDICTIONS) -> Predictions:
+    """A run's predictions file (test part by default), validated: one score and one label column per class, labels
+    0/1, scores finite."""
+    path = Path(run_dir) / name
     if not path.is_file() and not (Path(run_dir) / CONFIG).is_file():
-        raise CxrresError(f"{run_dir}: not a run directory (no {CONFIG}, no {PREDICTIONS})")
+        raise CxrresError(f"{run_dir}: not a run directory (no {CONFIG}, no {name})")
     if not path.is_file():
-        raise CxrresError(f"{run_dir}: no {PREDICTIONS}; the run has not finished (rerun `cxrres train` with the same settings)")
+        raise CxrresError(f"{run_dir}: no {name}; the run has not finished (rerun `cxrres train` with the same settings)")
     try:
         frame = pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:

@@ -264,14 +264,17 @@ def write_metrics(path: Path, history: list[dict[str, float]]) -> None:
 # --- predictions ---------------------------------------------------------------------------------------------
 
 
-def write_test_predictions(config: TrainConfig, data: RunData, model: nn.Module, device: torch.device) -> runs.Predictions:
-    """Load best.ckpt into the network the run holds, score the test part, and write predictions_test.csv."""
+def write_predictions(config: TrainConfig, data: RunData, model: nn.Module, device: torch.device) -> runs.Predictions:
+    """Load best.ckpt into the network the run holds, score the validation and test parts, and write
+    predictions_val.csv and predictions_test.csv; returns the test predictions."""
     load_checkpoint_into(model, config, Path(config.out) / runs.CHECKPOINTS / runs.BEST)
-    dataset = data.parts["test"]
-    predictions = runs.Predictions(dataset.images, data.classes, predict(model, dataset, config, device),
-                                   dataset.labels.numpy().astype(np.uint8))
-    runs.write_predictions(Path(config.out) / runs.PREDICTIONS, predictions)
-    return predictions
+    out = {}
+    for part, name in (("val", runs.PREDICTIONS_VAL), ("test", runs.PREDICTIONS)):
+        dataset = data.parts[part]
+        out[part] = runs.Predictions(dataset.images, data.classes, predict(model, dataset, config, device),
+                                     dataset.labels.numpy().astype(np.uint8))
+        runs.write_predictions(Path(config.out) / name, out[part])
+    return out["test"]
 
 
 # --- the run ----------------------------------------------------------------------------------------------------
@@ -403,7 +406,7 @@ def _train(config: TrainConfig, callbacks: Sequence[Callback], source: DataSourc
     if not trainer.is_global_zero:
         return run_dir
     device = torch.device("cuda", 0) if config.accelerator == "gpu" else torch.device("cpu")
-    write_test_predictions(config, data, module.model, device)
+    write_predictions(config, data, module.model, device)
     final = _status(config, "finished", module, test_images=len(data.parts["test"]))
     runs.write_status(run_dir, final)
     rank_zero_info(f"{run_dir}: finished after {final.epochs} epochs; best validation mean AUC "

@@ -1,0 +1,160 @@
+"""`cxrres export`: a run's best network as ONNX or TorchScript, with a model card beside it.
+
+The exported graph takes uint8 grey images N×R×R (R the run's resolution, N dynamic) and returns N×C probabilities:
+the ImageNet normalisation and grey→3 channels happen inside the graph, so a runtime without PyTorch only needs
+the training path's decode, bottom/right padding to a square and area resize (`data.images.load_resized`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from cxrres import __version__, runs
+from cxrres.config import TrainConfig
+from cxrres.data.dataset import IMAGENET_MEAN, IMAGENET_STD
+from cxrres.errors import CxrresError
+from cxrres.inference import load_run_model
+from cxrres.models import display_name
+
+FORMATS: tuple[str, ...] = ("onnx", "torchscript")
+ONNX_OPSET = 17
+
+
+class ExportWrapper(nn.Module):
+    """uint8 (N, R, R) grey -> (N, C) probabilities: /255, ImageNet mean/std, grey to 3 channels, network, sigmoid."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(IMAGENET_STD, dtype=torch.float32).view(1, 3, 1, 1))
+
+    def forward(self, images_uint8: torch.Tensor) -> torch.Tensor:
+        x = images_uint8.unsqueeze(1).float().div(255.0).expand(-1, 3, -1, -1)
+        return torch.sigmoid(self.model((x - self.mean) / self.std))
+
+
+def export_run(run_dir: str | Path, fmt: str, out: str | Path) -> Path:
+    """Write the run's best network to `out` (written to a temporary name, then renamed) and `out`.md, its model card."""
+    if fmt not in FORMATS:
+        raise CxrresError(f"unknown export format {fmt!r}; choose from {', '.join(FORMATS)}")
+    run_dir, out = Path(run_dir), Path(out)
+    best = run_dir / runs.CHECKPOINTS / runs.BEST
+    if not best.is_file():
+        raise CxrresError(f"{best}: missing; finish the run first (rerun its `cxrres train` command)")
+    model, config, classes = load_run_model(run_dir)
+    wrapper = ExportWrapper(model.float().eval()).eval()
+    example = torch.zeros((2, config.resolution_px, config.resolution_px), dtype=torch.uint8)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript-based exporters announce their deprecation
+        if fmt == "onnx":
+            torch.onnx.export(wrapper, (example,), str(tmp), dynamo=False, opset_version=ONNX_OPSET,
+                              input_names=["image_uint8"], output_names=["probabilities"],
+                              dynamic_axes={"image_uint8": {0: "batch"}, "probabilities": {0: "batch"}})
+        else:
+            torch.jit.save(torch.jit.trace(wrapper, example), str(tmp))
+    tmp.replace(out)
+    card = out.with_name(out.name + ".md")
+    tmp_card = card.with_name(card.name + ".tmp")
+    tmp_card.write_text(model_card(run_dir, config, classes, out, fmt))
+    tmp_card.replace(card)
+    return out
+
+
+def sha256(path: Path) -> str:
+    """Hex SHA-256 of a file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _number(value: float, digits: int = 3) -> str:
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def model_card(run_dir: Path, config: TrainConfig, classes: list[str], exported: Path, fmt: str) -> str:
+    """The model card (Markdown): data, recipe, weights origin, test AUC with intervals, localization, operating
+    points, intended use and limits, the exported file's SHA-256."""
+    record = runs.read_config(run_dir)
+    data = record.get("data", {})
+    images = data.get("images", {})
+    status = runs.read_status(run_dir)
+    weights = {"imagenet": "torchvision ImageNet weights", "none": "random initialisation"}.get(config.weights,
+                                                                                              f"the file {config.weights}")
+    lines = [f"# Model card: {display_name(config.arch)}, {config.resolution_px} px, {', '.join(classes) if config.label else '14 findings'}",
+             "", f"Exported by cxrres {__version__} from `{run_dir}` as {fmt.upper()} (`{exported.name}`).", "",
+             "## Input and output", "",
+             f"- Input `image_uint8`: uint8, N × {config.resolution_px} × {config.resolution_px}, one grey radiograph per row: "
+             "decoded (8/16-bit, DICOM with rescale and window), padded bottom/right to a square, area-resized "
+             f"to {config.resolution_px} px (cxrres.data.images.load_resized). Normalisation happens inside the graph.",
+             f"- Output `probabilities`: float32, N × {len(classes)}, columns {', '.join(classes)}.", "",
+             "## Data and training", "",
+             f"- Data root `{config.data}`, split `{config.split}`: {images.get('train', '?')} train, {images.get('val', '?')} "
+             f"validation, {images.get('test', '?')} test images.",
+             f"- Recipe: BCE with logits; AdamW lr {config.lr:g}, weight decay {config.weight_decay:g}; LR × {config.lr_factor:g} after "
+             f"{config.lr_patience} epochs without validation-loss improvement, stop after {config.stop_patience}; batch "
+             f"{config.batch_size}; precision {config.precision}; seed {config.seed}. Initial weights: {weights}.",
+             f"- Trained {status.epochs} epochs; kept epoch {status.best_epoch} (best validation mean AUC "
+             f"{_number(status.best_val_mean_auc)}); device {status.device}.", ""]
+    auc_path = run_dir / runs.AUC
+    lines += ["## Test AUC (95 % intervals)", ""]
+    if auc_path.is_file():
+        auc = pd.read_csv(auc_path)
+        lines.append(_table(["Class", "Positives", "AUC", "95 % interval"],
+                            [[r["class"], "" if pd.isna(r["n_pos"]) else str(int(r["n_pos"])), _number(r["auc"]),
+                              f"{_number(r['ci_low'])}–{_number(r['ci_high'])}"] for _, r in auc.iterrows()]))
+    else:
+        lines.append(f"Not evaluated (run `cxrres evaluate {run_dir}`).")
+    loc_path = run_dir / runs.LOCALIZATION
+    lines += ["", "## Localization (Grad-CAM boxes against the official boxes, IoU ≥ 0.1)", ""]
+    if loc_path.is_file():
+        loc = pd.read_csv(loc_path)
+        cols = [c for c in ("precision", "accuracy", "pointing") if c in loc.columns]
+        lines.append(_table(["Class", "Boxes", *cols], [[r["class"], str(int(r["n"])), *(_number(r[c]) for c in cols)]
+                                                         for _, r in loc.iterrows()]))
+    else:
+        lines.append(f"Not localized (run `cxrres localize {run_dir}`).")
+    op_path = run_dir / runs.OPERATING_POINTS
+    lines += ["", "## Operating points (chosen on the validation part)", ""]
+    if op_path.is_file():
+        ops = pd.read_csv(op_path)
+        lines.append(_table(["Class", "Rule", "Threshold", "Sensitivity", "Specificity"],
+                            [[r["class"], r["rule"], _number(r["threshold"], 4), _number(r["sensitivity"]),
+                              _number(r["specificity"])] for _, r in ops.iterrows()]))
+    else:
+        lines.append(f"None chosen yet (`cxrres predict {run_dir} ...` chooses and stores them).")
+    lines += ["", "## Intended use and limits", "",
+              "A research model for studying how training resolution changes what a chest X-ray classifier gets right and "
+              "where it looks. It is not a medical device and must not be used for diagnosis. Labels of public chest "
+              "X-ray sets are mined from reports and noisy; performance on other hospitals, devices, projections (lateral, "
+              "AP vs PA) or populations is unknown; thresholds were chosen on the validation part of the training data set.",
+              "", "## File", "", f"- `{exported.name}`: {exported.stat().st_size:,} bytes, SHA-256 `{sha256(exported)}`", ""]
+    return "\n".join(lines)
+
+
+def check_onnx(path: Path, run_dir: str | Path, images_uint8: np.ndarray) -> float:
+    """Max abs difference between onnxruntime and PyTorch (fp32) probabilities on `images_uint8` (N, R, R)."""
+    import onnxruntime
+
+    model, _, _ = load_run_model(run_dir)
+    with torch.no_grad():
+        reference = ExportWrapper(model.float().eval()).eval()(torch.from_numpy(images_uint8)).numpy()
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return float(np.abs(session.run(None, {"image_uint8": images_uint8})[0] - reference).max())

@@ -1,0 +1,83 @@
+"""Operating points: the probability above which a class is called positive, chosen on a run's validation part.
+
+A call is positive when probability >= threshold. Candidate thresholds are the distinct validation scores.
+- `youden`: the threshold maximising Youden's J = sensitivity + specificity - 1 (the highest such threshold on ties);
+- `sensitivity:S`: the highest threshold whose validation sensitivity is at least S (0 < S <= 1).
+A class without positive or negative validation images gets no threshold (NaN): no call is made for it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from cxrres.errors import CxrresError
+
+
+@dataclass(frozen=True)
+class OperatingRule:
+    """How a threshold is chosen: `youden`, or `sensitivity` with its target (0-1)."""
+
+    kind: str
+    target: float | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> "OperatingRule":
+        """'youden' or 'sensitivity:0.9'."""
+        name, _, value = text.partition(":")
+        if name == "youden" and not value:
+            return cls("youden")
+        if name == "sensitivity":
+            try:
+                target = float(value)
+            except ValueError:
+                target = math.nan
+            if 0 < target <= 1:
+                return cls("sensitivity", target)
+        raise CxrresError(f"unknown operating point {text!r}; use youden or sensitivity:S with 0 < S <= 1 (e.g. sensitivity:0.9)")
+
+    def __str__(self) -> str:
+        return self.kind if self.target is None else f"{self.kind}:{self.target:g}"
+
+
+def roc_points(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(thresholds descending, sensitivity, specificity) with a call positive when score >= threshold."""
+    order = np.argsort(-scores, kind="stable")
+    s, y = scores[order], labels[order].astype(bool)
+    last = np.r_[np.flatnonzero(np.diff(s) != 0), len(s) - 1]  # the last index of each distinct score
+    tp, fp = np.cumsum(y)[last], np.cumsum(~y)[last]
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    return s[last], tp / n_pos, 1.0 - fp / n_neg
+
+
+def choose_threshold(labels: np.ndarray, scores: np.ndarray, rule: OperatingRule) -> tuple[float, float, float]:
+    """(threshold, sensitivity, specificity) on these validation cases; NaNs when a class has one kind of case only."""
+    n_pos = int(labels.sum())
+    if n_pos == 0 or n_pos == len(labels):
+        return math.nan, math.nan, math.nan
+    thresholds, sensitivity, specificity = roc_points(labels, scores)
+    if rule.kind == "youden":
+        i = int(np.argmax(sensitivity + specificity - 1.0))  # first maximum = highest threshold
+    else:
+        i = int(np.flatnonzero(sensitivity >= rule.target - 1e-12)[0])
+    return float(thresholds[i]), float(sensitivity[i]), float(specificity[i])
+
+
+def operating_points(labels: np.ndarray, scores: np.ndarray, classes: list[str], rule: OperatingRule) -> pd.DataFrame:
+    """One row per class: rule, threshold, validation sensitivity and specificity, n_pos, n_neg."""
+    rows = []
+    for c, name in enumerate(classes):
+        threshold, sens, spec = choose_threshold(labels[:, c], scores[:, c], rule)
+        rows.append({"class": name, "rule": str(rule), "threshold": threshold, "sensitivity": sens, "specificity": spec,
+                     "n_pos": int(labels[:, c].sum()), "n_neg": int(len(labels) - labels[:, c].sum())})
+    return pd.DataFrame(rows)
+
+
+def positive_calls(scores: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """(N, C) float: 1.0 where score >= threshold, 0.0 below, NaN for a class without a threshold."""
+    calls = (scores >= thresholds[None, :]).astype(float)
+    calls[:, np.isnan(thresholds)] = np.nan
+    return calls
