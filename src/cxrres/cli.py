@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
 from cxrres import __version__
 from cxrres.config import SPLIT_SETTINGS, add_arguments, add_train_arguments
-from cxrres.errors import CxrresError
+from cxrres.errors import EXIT_TERMINATED, CxrresError, Terminated
 from cxrres.runs import COMPARISON
 from cxrres.saliency import METHODS
 
@@ -331,18 +332,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _raise_terminated(signum: int, frame: object) -> None:
+    """SIGTERM outside training: stop with Terminated (every file cxrres writes is renamed into place, so none is half-written)."""
+    raise Terminated("stopped by SIGTERM; run the same command again to continue")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `cxrres` console script."""
     args = build_parser().parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         return func(args)
+    except Terminated as exc:
+        print(f"cxrres {args.command}: {exc}", file=sys.stderr)
+        return EXIT_TERMINATED
     except CxrresError as exc:
         print(f"cxrres {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"cxrres {args.command}: interrupted; run the same command again to continue", file=sys.stderr)
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -30,3 +30,11 @@ class MissingImagesError(CxrresError):
 
 class CacheError(CxrresError):
     """A resolution cache cannot be built or trusted."""
+
+
+#: Exit status of a command stopped by SIGTERM (128 + 15, as a shell reports it); rerunning it resumes.
+EXIT_TERMINATED = 143
+
+
+class Terminated(CxrresError):
+    """The process received SIGTERM (a scheduler pre-empting or timing out the job); its work can be resumed."""

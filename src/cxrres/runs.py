@@ -93,7 +93,7 @@ def read_settings(run_dir: str | Path) -> TrainConfig:
 class RunStatus:
     """run.json: where a run stands and what it cost so far."""
 
-    status: str = "not started"  # running | finished | failed
+    status: str = "not started"  # running | finished | failed | interrupted (SIGTERM; resumable)
     updated: str | None = None  # local time, ISO 8601
     epochs: int = 0
     best_epoch: int | None = None

@@ -16,7 +16,9 @@ import os
 import platform
 import re
 import resource
+import signal
 import sys
+import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -32,6 +34,7 @@ from lightning.pytorch import LightningDataModule, LightningModule, Trainer, see
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
@@ -45,7 +48,7 @@ from cxrres.data.dataset import CacheDataset
 from cxrres.data.labels import CLASS_INDEX
 from cxrres.data.source import DataSource
 from cxrres.data.splits import Split
-from cxrres.errors import CxrresError
+from cxrres.errors import CxrresError, Terminated
 from cxrres.inference import ShardSampler, create_loader, load_checkpoint_into, predict, prepare_input
 from cxrres.models import create_model
 
@@ -397,12 +400,24 @@ def _train(config: TrainConfig, callbacks: Sequence[Callback], source: DataSourc
         use_distributed_sampler=False, num_sanity_val_steps=0, enable_progress_bar=config.progress,
         enable_model_summary=False, log_every_n_steps=min(50, steps), default_root_dir=run_dir,
     )
+    # During fit, SIGTERM goes to Lightning alone: it stops at the next batch boundary (never inside a checkpoint
+    # write) by raising SIGTERMException, which becomes Terminated here; last.ckpt (end of the last epoch) resumes.
+    outer = signal.signal(signal.SIGTERM, signal.SIG_DFL) if threading.current_thread() is threading.main_thread() else None
     try:
         trainer.fit(module, datamodule=CacheDataModule(data, config), ckpt_path=last if last.is_file() else None)
     except TrainingDiverged as error:
         if trainer.is_global_zero:
             runs.write_status(run_dir, _status(config, "failed", module, error=str(error)))
         raise
+    except SIGTERMException:
+        if trainer.is_global_zero:
+            runs.write_status(run_dir, _status(config, "interrupted", module))
+        done = len(module.history)
+        raise Terminated(f"{run_dir}: stopped by SIGTERM during epoch {done + 1}; run the same command again to resume "
+                         + (f"from {runs.CHECKPOINTS}/{runs.LAST} (after epoch {done})" if last.is_file() else "from the start")) from None
+    finally:
+        if outer is not None:
+            signal.signal(signal.SIGTERM, outer)
     if not trainer.is_global_zero:
         return run_dir
     device = torch.device("cuda", 0) if config.accelerator == "gpu" else torch.device("cpu")
