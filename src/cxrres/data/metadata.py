@@ -12,6 +12,7 @@ import gzip
 import io
 import math
 import re
+import time
 import zlib
 from pathlib import Path
 from typing import Iterator
@@ -173,14 +174,39 @@ def _record(path: Path, line: int, fields: list[str], age: int) -> tuple:
     )
 
 
+#: The last Data_Entry parsed in this process: (path, device, inode, size, mtime ns) -> frame. A command opens the
+#: data root more than once (split, cache sources); the 112,120-row file takes ≈ 1 s to parse.
+_DATA_ENTRY_MEMO: dict[tuple, pd.DataFrame] = {}
+#: A parse is remembered only for a file last changed at least this long before it (s): file times are coarse, so a
+#: file rewritten within one tick could otherwise keep its key.
+MEMO_MIN_AGE_S = 2.0
+
+
 def read_data_entry(path: str | Path) -> pd.DataFrame:
     """Read Data_Entry_2017.csv (trailing empty column) or Data_Entry_2017_v2020.csv.
 
     Returns one row per image, indexed by image name, with columns `patient_id`, `follow_up`, `age`, `sex`,
     `view`, `width_px`, `height_px`, `spacing_mm_x`, `spacing_mm_y`, and one 0/1 uint8 column per class in
-    CLASSES order.
+    CLASSES order. A second call on an unchanged file in one process returns a copy of the first parse.
     """
     path = Path(path)
+    try:
+        stat = path.stat()
+    except OSError:
+        return _parse_data_entry(path)  # _rows reports the missing or unreadable file
+    key = (str(path.resolve()), stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    if key in _DATA_ENTRY_MEMO:
+        return _DATA_ENTRY_MEMO[key].copy()
+    started = time.time()
+    frame = _parse_data_entry(path)
+    if started - stat.st_mtime >= MEMO_MIN_AGE_S:
+        _DATA_ENTRY_MEMO.clear()
+        _DATA_ENTRY_MEMO[key] = frame.copy()
+    return frame
+
+
+def _parse_data_entry(path: Path) -> pd.DataFrame:
+    """`read_data_entry` without the memo."""
     rows = _rows(path)
     first = next(rows, None)
     if first is None:
