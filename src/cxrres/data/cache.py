@@ -338,6 +338,8 @@ def _prepare_locked(cache: Path, sources: Sources, resolutions: tuple[int, ...],
         report.seconds = time.perf_counter() - started
         return report
 
+    if not os.access(cache, os.W_OK):
+        raise CacheError(f"{cache}: cache directory is not writable and lacks {','.join(map(str, todo))} px; choose another with --cache")
     work = cache / WORK
     state = _start_or_resume(work, sources, todo)
     report.resumed_from = state["done"]
