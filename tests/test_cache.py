@@ -1,4 +1,5 @@
-"""Resolution caches: round trip, reuse, invalidation, resume after interruption, bad images."""
+"""Resolution caches: round trip, reuse, invalidation, resume after interruption, bad images, concurrent prepare,
+the default cache outside the (read-only) data root, damaged arrays."""
 
 from __future__ import annotations
 
@@ -14,11 +15,26 @@ import numpy as np
 import pytest
 
 from cxrres.data import cache as cache_module
-from cxrres.data.cache import ResolutionCache, array_name, parse_resolutions, prepare_cache
+from cxrres.data.cache import (
+    ResolutionCache,
+    array_name,
+    default_cache_dir,
+    parse_resolutions,
+    prepare_cache,
+    user_cache_home,
+)
 from cxrres.data.images import pad_to_square, read_grey
 from cxrres.errors import CacheError
 
 from conftest import exact_area_resize
+
+
+@pytest.fixture(autouse=True)
+def _user_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Default caches go to a temporary directory, never ~/.cache."""
+    home = tmp_path / "user-cache"
+    monkeypatch.setenv("CXRRES_CACHE_DIR", str(home))
+    return home
 
 
 def _files(cache_dir: Path) -> dict[str, bytes]:
@@ -188,3 +204,160 @@ def test_killed_prepare_resumes_byte_identical(real_root: Path, tmp_path: Path) 
     subprocess.run(command + ["--cache", str(tmp_path / "clean"), "--workers", "2"], capture_output=True, check=True)
     assert _files(killed) == _files(tmp_path / "clean") and array_name(32) in _files(killed)
 
+
+
+# ---- concurrent prepare on one cache ----
+
+#: Runs `cxrres prepare` (cxrres.cli.main) once the file argv[1] exists, each image's decode slowed by 50 ms, so that
+#: processes started together really overlap inside prepare.
+_SLOW_PREPARE = """
+import sys, time
+from pathlib import Path
+from cxrres import cli
+from cxrres.data import cache
+real = cache._decode
+def slow(task):
+    time.sleep(0.05)
+    return real(task)
+cache._decode = slow
+go = Path(sys.argv[1])
+while not go.exists():
+    time.sleep(0.005)
+sys.exit(cli.main(sys.argv[2:]))
+"""
+
+
+def test_three_concurrent_prepares_agree_with_a_lone_build(mini: Path, tmp_path: Path) -> None:
+    args = ["prepare", "--data", str(mini), "--resolutions", "16,32", "--workers", "1", "--quiet"]
+    go = tmp_path / "go"
+    shared = tmp_path / "shared-cache"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    processes = [subprocess.Popen([sys.executable, "-c", _SLOW_PREPARE, str(go), *args, "--cache", str(shared)], env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    time.sleep(3.0)  # let all three import cxrres and wait at the start line
+    go.touch()
+    results = [(p.wait(timeout=120), p.stdout.read(), p.stderr.read()) for p in processes]  # type: ignore[union-attr]
+    assert [rc for rc, _, _ in results] == [0, 0, 0], results
+    outputs = [out for _, out, _ in results]
+    assert sum("built 16,32 px" in out for out in outputs) == 1 and sum("reused 16,32 px" in out for out in outputs) == 2
+    assert sum("waiting for it" in err for _, _, err in results) >= 1  # they really overlapped
+    lone = subprocess.run([sys.executable, "-m", "cxrres.cli", *args, "--cache", str(tmp_path / "lone")], env=env,
+                          capture_output=True, text=True)
+    assert lone.returncode == 0, lone.stderr
+    assert _files(shared) == _files(tmp_path / "lone") and set(_files(shared)) == {"r16.npy", "r32.npy"}
+    assert (shared / "index.csv").read_bytes() == (tmp_path / "lone" / "index.csv").read_bytes()
+    assert not (shared / ".work").exists()
+
+
+# ---- the default cache lives outside the data root ----
+
+
+def _snapshot(root: Path) -> dict[str, tuple[int, int, int]]:
+    """Every path under `root` with its (mode, size, mtime ns): any write under the root changes it."""
+    return {str(p.relative_to(root)): (p.lstat().st_mode, p.lstat().st_size, p.lstat().st_mtime_ns) for p in [root, *root.rglob("*")]}
+
+
+def _set_writable(root: Path, writable: bool) -> None:
+    """chmod the tree: u+w back on, or a-w on every directory and file (links are left alone)."""
+    for path in [root, *root.rglob("*")]:
+        if path.is_symlink():
+            continue
+        mode = path.stat().st_mode
+        path.chmod(mode | 0o200 if writable else mode & ~0o222)
+
+
+def test_default_cache_dir_is_keyed_by_the_data_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert user_cache_home() == (tmp_path / "user-cache").resolve()
+    first, second = default_cache_dir(tmp_path / "a" / "chestxray14"), default_cache_dir(tmp_path / "b" / "chestxray14")
+    assert first.parent == second.parent == user_cache_home() and first != second
+    assert first.name.startswith("chestxray14-") and default_cache_dir(tmp_path / "a" / "x" / ".." / "chestxray14") == first
+    monkeypatch.delenv("CXRRES_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert user_cache_home() == (tmp_path / "xdg" / "cxrres").resolve()
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert user_cache_home() == (tmp_path / "home" / ".cache" / "cxrres").resolve()
+
+
+def test_prepare_writes_nothing_under_a_read_only_data_root(mini: Path, tmp_path: Path) -> None:
+    """chmod -R a-w stops writes only for a non-root user; as root (tests here run as root) the snapshot of every
+    path, mode, size and mtime under the root is what proves nothing was written there."""
+    _set_writable(mini, False)
+    try:
+        before = _snapshot(mini)
+        report = prepare_cache(mini, [16], workers=1, progress=False)
+        again = prepare_cache(mini, [16, 32], workers=1, progress=False)
+        after = _snapshot(mini)
+    finally:
+        _set_writable(mini, True)
+    assert after == before
+    assert report.cache_dir == default_cache_dir(mini) and report.cache_dir.is_relative_to(tmp_path / "user-cache")
+    assert again.reused_px == (16,) and again.built_px == (32,)
+    _assert_round_trip(mini, report.cache_dir, 16)
+
+
+# ---- a damaged cache is refused by open and rebuilt by prepare ----
+
+
+def _flip_byte(path: Path, offset_from_end: int) -> None:
+    """Invert one byte of a file in place (same size)."""
+    with open(path, "r+b") as handle:
+        handle.seek(-offset_from_end, os.SEEK_END)
+        value = handle.read(1)[0]
+        handle.seek(-offset_from_end, os.SEEK_END)
+        handle.write(bytes([value ^ 0xFF]))
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip"])
+def test_damaged_array_is_refused_by_open_and_rebuilt_by_prepare(mini: Path, tmp_path: Path, damage: str,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    cache_dir = tmp_path / "c"
+    prepare_cache(mini, [16, 32], cache_dir, workers=1, progress=False)
+    good = _files(cache_dir)
+    array = cache_dir / array_name(16)
+    if damage == "truncate":
+        os.truncate(array, array.stat().st_size - 256)
+        expected = r"r16\.npy: damaged cache file \(3,\d+ bytes, expected 3,\d+ \(truncated or overwritten\)\); not used"
+    else:
+        _flip_byte(array, 1000)
+        expected = r"r16\.npy: damaged cache file \(CRC-32 [0-9a-f]{8}, expected [0-9a-f]{8} \(bytes changed after prepare\)\)"
+    with pytest.raises(CacheError, match=expected):
+        ResolutionCache.open(cache_dir, 16)
+    ResolutionCache.open(cache_dir, 32)  # the intact resolution still opens
+    report = prepare_cache(mini, [16, 32], cache_dir, workers=1, progress=False)
+    assert report.built_px == (16,) and report.reused_px == (32,)
+    assert "r16.npy: damaged" in capsys.readouterr().err
+    assert _files(cache_dir) == good
+    ResolutionCache.open(cache_dir, 16)
+
+
+def test_damaged_index_is_refused(mini: Path, tmp_path: Path) -> None:
+    prepare_cache(mini, [16], tmp_path / "c", workers=1, progress=False)
+    index = tmp_path / "c" / "index.csv"
+    index.write_text(index.read_text().replace("00000002_000.png", "00000003_000.png", 1))
+    with pytest.raises(CacheError, match=r"index\.csv: damaged cache file \(CRC-32"):
+        ResolutionCache.open(tmp_path / "c", 16)
+
+
+def test_a_remembered_check_does_not_hide_a_later_change(mini: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A passed check is remembered per (inode, size, mtime, ctime); restoring the mtime after a change does not
+    restore the ctime, so the change is still seen."""
+    monkeypatch.setattr(cache_module, "VERIFIED_MIN_AGE_S", 0.0)
+    prepare_cache(mini, [16], tmp_path / "c", workers=1, progress=False)
+    ResolutionCache.open(tmp_path / "c", 16)
+    array = tmp_path / "c" / array_name(16)
+    stat = array.stat()
+    time.sleep(0.05)
+    _flip_byte(array, 10)
+    os.utime(array, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    with pytest.raises(CacheError, match="bytes changed after prepare"):
+        ResolutionCache.open(tmp_path / "c", 16)
+
+
+def test_cache_of_an_older_format_is_refused(mini: Path, tmp_path: Path) -> None:
+    prepare_cache(mini, [16], tmp_path / "c", workers=1, progress=False)
+    manifest = json.loads((tmp_path / "c" / "manifest.json").read_text())
+    (tmp_path / "c" / "manifest.json").write_text(json.dumps({**manifest, "format": 1}))
+    with pytest.raises(CacheError, match="cache format 1 was written by another cxrres version"):
+        ResolutionCache.open(tmp_path / "c", 16)
+    assert prepare_cache(mini, [16], tmp_path / "c", workers=1, progress=False).built_px == (16,)

@@ -13,6 +13,12 @@ from cxrres.data.images import ImageReadError, area_resize, load_resized, pad_to
 from conftest import MINI, exact_area_resize
 
 
+@pytest.fixture(autouse=True)
+def _user_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep any default cache out of ~/.cache."""
+    monkeypatch.setenv("CXRRES_CACHE_DIR", str(tmp_path / "user-cache"))
+
+
 def _save(path: Path, array: np.ndarray, mode: str | None = None) -> Path:
     Image.fromarray(array, mode).save(path) if mode else Image.fromarray(array).save(path)
     return path

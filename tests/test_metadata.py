@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,12 @@ from cxrres.data.metadata import (
 from cxrres.errors import DataFormatError
 
 from conftest import MINI
+
+
+@pytest.fixture(autouse=True)
+def _user_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep any default cache out of ~/.cache."""
+    monkeypatch.setenv("CXRRES_CACHE_DIR", str(tmp_path / "user-cache"))
 
 
 def test_data_entry_2017_format_with_trailing_empty_column() -> None:
@@ -130,3 +137,19 @@ def test_small_helpers() -> None:
     assert parse_finding_labels("Mass|Flu") is None
     assert patient_from_name("00000013_005.png") == 13
     assert patient_from_name("case13.png") is None
+
+
+def test_data_entry_parse_is_reused_only_for_an_unchanged_old_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cxrres.data import metadata
+
+    path = tmp_path / "Data_Entry_2017.csv"
+    path.write_bytes((MINI / "Data_Entry_2017.csv").read_bytes())
+    os.utime(path, ns=(10**18, 10**18))  # last changed in 2001: old enough to be remembered
+    first = read_data_entry(path)
+    first.loc["00000001_000.png", "patient_id"] = 999  # callers get copies: this must not leak into the next call
+    calls: list[Path] = []
+    monkeypatch.setattr(metadata, "_parse_data_entry", lambda p: calls.append(p) or pytest.fail("parsed again"))
+    assert read_data_entry(path).loc["00000001_000.png", "patient_id"] == 1 and not calls
+    path.write_bytes(path.read_bytes().replace(b",1,31,F,", b",1,32,F,", 1))  # same size, new mtime: parsed again
+    monkeypatch.undo()
+    assert read_data_entry(path).loc["00000001_000.png", "age"] == 32

@@ -17,6 +17,12 @@ from cxrres.errors import CxrresError, MissingImagesError, SplitError
 from conftest import MINI
 
 
+@pytest.fixture(autouse=True)
+def _user_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep any default cache out of ~/.cache."""
+    monkeypatch.setenv("CXRRES_CACHE_DIR", str(tmp_path / "user-cache"))
+
+
 def test_flat_and_kaggle_layouts_find_the_same_images(mini: Path) -> None:
     flat = find_images(mini)
     assert len(flat) == 14

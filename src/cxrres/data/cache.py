@@ -7,7 +7,16 @@ A cache directory holds
 - `index.csv` — row number, image name, source path (relative to the data root), source height/width, ok flag;
 - `r{R}.npy` — the arrays; rows of skipped images are zero;
 - `.work/` — only while a pass runs or after it was interrupted: partial arrays and `state.json` (how many
-  leading rows are finished). A rerun with the same sources and resolutions continues from there.
+  leading rows are finished). A rerun with the same sources and resolutions continues from there;
+- `.lock` — the file `prepare` holds an exclusive `flock` on, so that several processes preparing one cache at
+  once take turns: the first builds, the others then find the resolutions complete and reuse them.
+
+The default cache directory is not under the data root (which may be read-only shared storage) but in the user's
+cache: `$CXRRES_CACHE_DIR`, else `$XDG_CACHE_HOME/cxrres`, else `~/.cache/cxrres`, then `<root name>-<hash>` of the
+resolved data root (`default_cache_dir`).
+
+Every array's size and CRC-32 (and index.csv's) are recorded in the manifest and checked whenever a resolution is
+opened or reused: a truncated or altered array is refused by `ResolutionCache.open` and rebuilt by `prepare_cache`.
 
 Sources are fingerprinted by (name, size, mtime) of every image plus the method; a cache whose fingerprint
 differs from the current sources is rebuilt, never reused.
@@ -15,6 +24,7 @@ differs from the current sources is rebuilt, never reused.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -22,9 +32,11 @@ import shutil
 import sys
 import time
 import uuid
+import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -36,12 +48,18 @@ from cxrres.data.layout import DataRoot, describe_missing
 from cxrres.errors import CacheError
 from cxrres.parallel import ordered_map, write_json_atomic
 
-FORMAT_VERSION = 1
+#: 2: the manifest records each array's size and CRC-32 and index.csv's CRC-32.
+FORMAT_VERSION = 2
 METHOD = "pad-bottom-right-to-square, cv2.INTER_AREA float32, round to uint8"
 MANIFEST = "manifest.json"
 INDEX = "index.csv"
 WORK = ".work"
 STATE = "state.json"
+LOCK = ".lock"
+#: Environment variable: the directory holding the default caches, one subdirectory per data root.
+CACHE_DIR_ENV = "CXRRES_CACHE_DIR"
+#: Bytes read per step when checksumming an array (bounds the memory of a check).
+CHECKSUM_CHUNK_BYTES = 16 * 2**20
 MIN_RESOLUTION_PX, MAX_RESOLUTION_PX = 8, 4096
 #: Seconds between two progress checkpoints (memmap flush + state.json) during a pass.
 CHECKPOINT_EVERY_S = 2.0
@@ -50,6 +68,89 @@ CHECKPOINT_EVERY_S = 2.0
 def array_name(resolution_px: int) -> str:
     """File name of the cache array for one resolution."""
     return f"r{resolution_px}.npy"
+
+
+def user_cache_home() -> Path:
+    """Directory of the default caches: $CXRRES_CACHE_DIR, else $XDG_CACHE_HOME/cxrres, else ~/.cache/cxrres."""
+    if os.environ.get(CACHE_DIR_ENV):
+        return Path(os.environ[CACHE_DIR_ENV]).expanduser().resolve()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache").resolve() / "cxrres"
+
+
+def default_cache_dir(data_dir: str | Path) -> Path:
+    """The default cache of a data root: `user_cache_home() / "<root name>-<12 hex of sha256(resolved root)>"`."""
+    root = Path(data_dir).expanduser().resolve()
+    return user_cache_home() / f"{root.name or 'root'}-{hashlib.sha256(str(root).encode()).hexdigest()[:12]}"
+
+
+@contextmanager
+def cache_lock(cache: Path) -> Iterator[None]:
+    """Hold an exclusive `flock` on `cache/.lock` (blocking; released by the OS if the process dies).
+
+    Where the lock file cannot be created (a read-only, complete cache) or the file system has no locks, this
+    goes on unlocked; a message says so when another process may be writing.
+    """
+    try:
+        fd = os.open(cache / LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError:
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            tqdm.write(f"{cache}: another process is preparing this cache; waiting for it", file=sys.stderr)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as exc:
+            tqdm.write(f"{cache}: file locks unavailable here ({exc.strerror}); do not prepare it from two processes at once", file=sys.stderr)
+        yield
+    finally:
+        os.close(fd)
+
+
+def file_crc32(path: Path) -> tuple[int, str]:
+    """(size in bytes, CRC-32 as 8 hex digits) of a file, read in CHECKSUM_CHUNK_BYTES steps."""
+    crc, size = 0, 0
+    buffer = bytearray(CHECKSUM_CHUNK_BYTES)
+    view = memoryview(buffer)
+    with open(path, "rb", buffering=0) as handle:
+        while n := handle.readinto(buffer):
+            crc = zlib.crc32(view[:n], crc)
+            size += n
+    return size, f"{crc:08x}"
+
+
+#: Per process: files already checked, by (path, device, inode, size, mtime ns, ctime ns) -> CRC-32 they matched.
+_VERIFIED: dict[tuple, str] = {}
+#: A check is remembered only for a file last changed at least this long before it (s): file times are coarse, so a
+#: file altered within the same tick as its check could otherwise keep the same times.
+VERIFIED_MIN_AGE_S = 2.0
+
+
+def damage(path: Path, entry: dict) -> str | None:
+    """What is wrong with a cache file against its manifest entry (`bytes`, `crc32`), or None if it matches.
+
+    A check of an unchanged file (same inode, size and times) is done once per process.
+    """
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return "file missing"
+    if "bytes" not in entry or "crc32" not in entry:
+        return "no checksum recorded (made by an older cxrres)"
+    if stat.st_size != entry["bytes"]:
+        return f"{stat.st_size:,} bytes, expected {entry['bytes']:,} (truncated or overwritten)"
+    key = (str(path), stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+    if _VERIFIED.get(key) == entry["crc32"]:
+        return None
+    started = time.time()
+    _, crc = file_crc32(path)
+    if crc != entry["crc32"]:
+        return f"CRC-32 {crc}, expected {entry['crc32']} (bytes changed after prepare)"
+    if started - max(stat.st_mtime, stat.st_ctime) >= VERIFIED_MIN_AGE_S:
+        _VERIFIED[key] = crc
+    return None
 
 
 def _write_json(path: Path, payload: dict) -> None:
@@ -193,7 +294,7 @@ def prepare_cache(
     started = time.perf_counter()
     data = data_dir if isinstance(data_dir, DataRoot) else DataRoot.at(data_dir)
     resolutions = parse_resolutions(resolutions_px)
-    cache = Path(cache_dir).expanduser().resolve() if cache_dir else data.root / "cxrres-cache"
+    cache = Path(cache_dir).expanduser().resolve() if cache_dir else default_cache_dir(data.root)
     sources = Sources.scan(data)
     if not sources.names:
         raise CacheError(f"{data.root}: no images found (looked in images/ and images_*/images/)")
@@ -203,9 +304,30 @@ def prepare_cache(
         cache.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise CacheError(f"{cache}: cannot create cache directory ({exc.strerror}); choose another with --cache") from None
+    with cache_lock(cache):
+        return _prepare_locked(cache, sources, resolutions, workers, skip_bad, progress, started)
+
+
+def _complete_resolutions(cache: Path, manifest: dict, wanted: tuple[int, ...]) -> set[int]:
+    """The complete resolutions of a matching manifest; a wanted one whose array or index is damaged is left out
+    (so that it is rebuilt), with a message."""
+    complete = {int(r) for r in manifest.get("resolutions_px", {})}
+    index_problem = damage(cache / INDEX, manifest.get("index_file", {}))
+    for r in sorted(complete & set(wanted)):
+        problem = index_problem and f"{INDEX}: {index_problem}"
+        problem = problem or damage(cache / array_name(r), manifest["resolutions_px"][str(r)])
+        if problem:
+            tqdm.write(f"{cache / array_name(r)}: damaged ({problem}); rebuilding it", file=sys.stderr)
+            complete.discard(r)
+    return complete
+
+
+def _prepare_locked(cache: Path, sources: Sources, resolutions: tuple[int, ...], workers: int | None, skip_bad: bool,
+                    progress: bool, started: float) -> PrepareReport:
+    """`prepare_cache` once the cache directory exists and this process holds its lock."""
     manifest = read_json(cache / MANIFEST)
     if manifest and manifest.get("fingerprint") == sources.fingerprint and manifest.get("format") == FORMAT_VERSION:
-        complete = {int(r) for r in manifest.get("resolutions_px", {})}
+        complete = _complete_resolutions(cache, manifest, resolutions)
     else:
         manifest, complete = None, set()
     todo = tuple(r for r in resolutions if r not in complete)
@@ -216,6 +338,8 @@ def prepare_cache(
         report.seconds = time.perf_counter() - started
         return report
 
+    if not os.access(cache, os.W_OK):
+        raise CacheError(f"{cache}: cache directory is not writable and lacks {','.join(map(str, todo))} px; choose another with --cache")
     work = cache / WORK
     state = _start_or_resume(work, sources, todo)
     report.resumed_from = state["done"]
@@ -294,10 +418,14 @@ def _finish(cache: Path, work: Path, sources: Sources, todo: tuple[int, ...], ma
     )
     tmp_index = cache / (INDEX + ".tmp")
     index.to_csv(tmp_index, index=False)
+    index_bytes, index_crc = file_crc32(tmp_index)
     os.replace(tmp_index, cache / INDEX)
+    payload["index_file"] = {"bytes": index_bytes, "crc32": index_crc}
     for r in todo:
+        size, crc = file_crc32(work / array_name(r))
         os.replace(work / array_name(r), cache / array_name(r))
-        payload["resolutions_px"][str(r)] = {"file": array_name(r), "shape": [len(sources.names), r, r], "dtype": "uint8"}
+        payload["resolutions_px"][str(r)] = {"file": array_name(r), "shape": [len(sources.names), r, r], "dtype": "uint8",
+                                             "bytes": size, "crc32": crc}
     if manifest is None:  # sources changed: arrays of resolutions not rebuilt now are stale
         for stale in cache.glob("r*.npy"):
             if stale.name not in {array_name(r) for r in todo}:
@@ -319,7 +447,9 @@ class ResolutionCache:
 
     @classmethod
     def open(cls, cache_dir: str | Path, resolution_px: int) -> "ResolutionCache":
-        """Open a complete resolution; CacheError (naming the directory) if it is absent or incomplete."""
+        """Open a complete resolution; CacheError (naming the directory or file) if it is absent, incomplete, or its
+        array or index differs from the size and CRC-32 in the manifest (one read of the array: 0.18 s for 425 MB in the
+        page cache, measured on the 405-image 1024-px cache; repeated opens of an unchanged file in one process are free)."""
         cache_dir = Path(cache_dir)
         manifest = read_json(cache_dir / MANIFEST)
         if manifest is None:
@@ -327,6 +457,15 @@ class ResolutionCache:
         if str(resolution_px) not in manifest.get("resolutions_px", {}):
             have = ", ".join(sorted(manifest.get("resolutions_px", {}), key=int)) or "none"
             raise CacheError(f"{cache_dir}: resolution {resolution_px} px not prepared (complete: {have}); run `cxrres prepare --resolutions {resolution_px}`")
+        rebuild = f"run `cxrres prepare --data {manifest.get('data_root', 'DIR')} --resolutions {resolution_px} --cache {cache_dir}` to rebuild it"
+        if manifest.get("format") != FORMAT_VERSION:
+            raise CacheError(f"{cache_dir}: cache format {manifest.get('format')} was written by another cxrres version "
+                             f"(this one reads format {FORMAT_VERSION}); {rebuild}")
+        for path, entry in ((cache_dir / INDEX, manifest.get("index_file", {})),
+                            (cache_dir / array_name(resolution_px), manifest["resolutions_px"][str(resolution_px)])):
+            problem = damage(path, entry)
+            if problem:
+                raise CacheError(f"{path}: damaged cache file ({problem}); not used; {rebuild}")
         index = pd.read_csv(cache_dir / INDEX)
         ok = index[index["ok"]]
         side = np.maximum(ok["source_height_px"], ok["source_width_px"]).astype(int)

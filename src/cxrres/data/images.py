@@ -10,10 +10,17 @@ Conventions (documented in docs/data.md):
   that a box (x, y, w, h) in source pixels maps to resolution R by the single factor R / max(width, height).
 - Resizing is area interpolation (OpenCV INTER_AREA, the mean over each output pixel's footprint) in float32,
   rounded to the nearest uint8.
+
+Hostile files are refused with one line naming the file, before anything large is allocated: an empty file, a
+directory, a header claiming more than MAX_SOURCE_PIXELS pixels (PNG/JPEG header or DICOM Rows x Columns x frames,
+checked before any pixel data is read or decoded), a DICOM without pixel data or with less pixel data than its
+header implies (truncated).
 """
 
 from __future__ import annotations
 
+import math
+import warnings
 from pathlib import Path
 
 import cv2
@@ -25,6 +32,11 @@ from cxrres.errors import CxrresError
 _GREY_MODES = {"L"}
 _TO_LUMA_MODES = {"RGB", "RGBA", "LA", "P", "1", "CMYK", "YCbCr", "RGBX", "PA", "La"}
 _SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
+#: Largest source image decoded, in pixels (8192 x 8192): decoding it takes ≈ 0.6 GB (8-bit plane, float32 grey and
+#: its padded square). Chest radiographs are at most ≈ 4,300 x 4,300.
+MAX_SOURCE_PIXELS = 8192 * 8192
+#: DICOM elements larger than this (bytes) are read only when used, so a header is checked before its pixel data.
+_DICOM_DEFER_BYTES = 2**20
 
 
 class ImageReadError(CxrresError):
@@ -43,12 +55,42 @@ def _grey_from_pil(image: Image.Image) -> np.ndarray:
     raise ValueError(f"unsupported image mode {image.mode}")
 
 
-def _grey_from_dicom(path: Path) -> np.ndarray:
+def _check_pixels(path: Path, width: int, height: int, max_pixels: int, frames: int = 1) -> None:
+    """ImageReadError if a header's size (px) is empty or exceeds `max_pixels`: refused before decoding."""
+    if width < 1 or height < 1:
+        raise ImageReadError(f"{path}: header claims an empty image ({width} x {height} pixels)")
+    if width * height * frames > max_pixels:
+        side = math.isqrt(max_pixels)
+        many = f" x {frames:,} frames" if frames > 1 else ""
+        raise ImageReadError(f"{path}: header claims {width:,} x {height:,} pixels{many}, more than the limit of "
+                             f"{max_pixels:,} ({side:,} x {side:,}); refused before decoding")
+
+
+def _grey_from_dicom(path: Path, max_pixels: int = MAX_SOURCE_PIXELS) -> np.ndarray:
+    """Grey float32 array in [0, 255] from a DICOM file, its header checked before the pixel data is read."""
     try:
         import pydicom
+        from pydicom.errors import InvalidDicomError
     except ImportError:
         raise ImageReadError(f"{path}: reading DICOM needs pydicom (pip install pydicom)") from None
-    dataset = pydicom.dcmread(str(path))
+    try:
+        dataset = pydicom.dcmread(str(path), defer_size=_DICOM_DEFER_BYTES)
+    except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ImageReadError(f"{path}: not a readable DICOM file ({' '.join(str(exc).split())})") from None
+    if not any(key in dataset for key in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
+        raise ImageReadError(f"{path}: DICOM file has no pixel data (not an image, or truncated before it)")
+    if "Rows" not in dataset or "Columns" not in dataset:
+        raise ImageReadError(f"{path}: DICOM file has pixel data but no Rows/Columns")
+    frames = int(getattr(dataset, "NumberOfFrames", 1) or 1)
+    _check_pixels(path, int(dataset.Columns), int(dataset.Rows), max_pixels, frames)
+    syntax = getattr(getattr(dataset, "file_meta", None), "TransferSyntaxUID", None)
+    if "PixelData" in dataset and syntax is not None and not syntax.is_compressed:
+        samples = int(getattr(dataset, "SamplesPerPixel", 1) or 1)
+        bits = int(getattr(dataset, "BitsAllocated", 16) or 16)
+        expected = math.ceil(int(dataset.Rows) * int(dataset.Columns) * samples * frames * bits / 8)
+        found = len(dataset.PixelData)
+        if found < expected:
+            raise ImageReadError(f"{path}: DICOM pixel data truncated: {found:,} of {expected:,} bytes")
     values = dataset.pixel_array.astype(np.float32)
     if values.ndim != 2:
         raise ValueError(f"expected one grey frame, found pixel array of shape {values.shape}")
@@ -59,19 +101,73 @@ def _grey_from_dicom(path: Path) -> np.ndarray:
     return grey
 
 
-def read_grey(path: str | Path) -> np.ndarray:
-    """Decode an image file to a 2-D float32 grey array in [0, 255]; ImageReadError naming the file if impossible."""
+def _check_file(path: Path) -> None:
+    """ImageReadError naming `path` if it is missing, a directory, not a regular file, or empty."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        raise ImageReadError(f"{path}: file not found") from None
+    except OSError as exc:
+        raise ImageReadError(f"{path}: cannot read: {exc.strerror}") from None
+    if path.is_dir():
+        raise ImageReadError(f"{path}: is a directory, not an image file")
+    if not path.is_file():
+        raise ImageReadError(f"{path}: not a regular file")
+    if stat.st_size == 0:
+        raise ImageReadError(f"{path}: empty file (0 bytes)")
+
+
+def _open_checked(path: Path, max_pixels: int) -> Image.Image:
+    """Image.open (header only) with the size checked against `max_pixels` before any decoding."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)
+    except Image.DecompressionBombError as exc:
+        raise ImageReadError(f"{path}: {' '.join(str(exc).split())}; refused before decoding") from None
+    try:
+        _check_pixels(path, image.width, image.height, max_pixels)
+    except ImageReadError:
+        image.close()
+        raise
+    return image
+
+
+def image_size(path: str | Path, max_pixels: int = MAX_SOURCE_PIXELS) -> tuple[int, int]:
+    """(height, width) in pixels from an image file's header, without decoding it; ImageReadError as `read_grey`."""
     path = Path(path)
+    _check_file(path)
     try:
         if path.suffix.lower() == ".dcm":
-            return _grey_from_dicom(path)
-        with Image.open(path) as image:
+            import pydicom
+
+            header = pydicom.dcmread(str(path), stop_before_pixels=True)
+            height, width = int(header.Rows), int(header.Columns)
+            _check_pixels(path, width, height, max_pixels, int(getattr(header, "NumberOfFrames", 1) or 1))
+            return height, width
+        with _open_checked(path, max_pixels) as image:
+            return image.height, image.width
+    except ImageReadError:
+        raise
+    except Exception as exc:  # Pillow raises many types for corrupt files; all mean "cannot read this image"
+        raise ImageReadError(f"{path}: cannot decode image: {' '.join(str(exc).split())}") from None
+
+
+def read_grey(path: str | Path, max_pixels: int = MAX_SOURCE_PIXELS) -> np.ndarray:
+    """Decode an image file to a 2-D float32 grey array in [0, 255]; ImageReadError naming the file if impossible
+    (see the module docstring for what is refused before decoding; `max_pixels` is width x height in pixels)."""
+    path = Path(path)
+    _check_file(path)
+    try:
+        if path.suffix.lower() == ".dcm":
+            return _grey_from_dicom(path, max_pixels)
+        with _open_checked(path, max_pixels) as image:
             image.load()
             return _grey_from_pil(image)
     except ImageReadError:
         raise
     except Exception as exc:  # Pillow raises many types for corrupt files; all mean "cannot read this image"
-        raise ImageReadError(f"{path}: cannot decode image: {exc}") from None
+        raise ImageReadError(f"{path}: cannot decode image: {' '.join(str(exc).split())}") from None
 
 
 def pad_to_square(grey: np.ndarray) -> np.ndarray:

@@ -21,7 +21,9 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm")
 def find_images(root: str | Path) -> dict[str, Path]:
     """Map image name -> path for `root/images/*` (NIH) and `root/images_*/images/*` (Kaggle) together.
 
-    A name found twice is an error (the two layouts must not both hold the same image).
+    A name found twice is an error (the two layouts must not both hold the same image). Anything named like an
+    image is included, a directory too, so that reading it fails with a message naming it (`read_grey`) rather
+    than the image silently counting as missing.
     """
     root = Path(root)
     folders = [root / "images"] + sorted(p / "images" for p in root.glob("images_*") if p.is_dir())
@@ -30,7 +32,7 @@ def find_images(root: str | Path) -> dict[str, Path]:
         if not folder.is_dir():
             continue
         for path in folder.iterdir():
-            if path.suffix.lower() not in IMAGE_SUFFIXES or not path.is_file():
+            if path.suffix.lower() not in IMAGE_SUFFIXES or not path.exists():  # a broken link counts as missing
                 continue
             if path.name in found:
                 raise CxrresError(f"{path}: image {path.name} also found at {found[path.name]}")

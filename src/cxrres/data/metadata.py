@@ -12,6 +12,8 @@ import gzip
 import io
 import math
 import re
+import time
+import zlib
 from pathlib import Path
 from typing import Iterator
 
@@ -38,52 +40,100 @@ DATA_ENTRY_HEADER: tuple[str, ...] = (
 #: BBox_List_2017.csv: a 9-field header (three trailing empty) over 6-field rows.
 BBOX_HEADER: tuple[str, ...] = ("Image Index", "Finding Label", "Bbox [x", "y", "w", "h]")
 
-_IMAGE_NAME = re.compile(r"^[^\s/\\]+\.(png|jpg|jpeg|dcm)$", re.IGNORECASE)
-_NIH_NAME = re.compile(r"^(\d{8})_(\d{3})\.png$")
-_AGE = re.compile(r"^(\d{1,3})Y?$")
+_IMAGE_NAME = re.compile(r"[^\s/\\]+\.(png|jpg|jpeg|dcm)", re.IGNORECASE)
+_NIH_NAME = re.compile(r"(\d{8})_(\d{3})\.png", re.ASCII)
+_AGE = re.compile(r"(\d{1,3})Y?", re.ASCII)
 
 
-def _open_text(path: Path) -> io.TextIOBase:
-    """Open a text file, transparently gunzipping `*.gz`."""
-    if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
-    return open(path, encoding="utf-8", newline="")
+#: Longest accepted physical line of a metadata file, in bytes (the official files' longest is under 120):
+#: a longer one (e.g. a million fields) is refused after reading at most this much of it.
+MAX_LINE_BYTES = 65536
+#: Longest excerpt of a cell or line quoted in an error message, in characters.
+SHOW_CHARS = 60
+
+
+def _show(text: str) -> str:
+    """repr() of `text`, shortened to about SHOW_CHARS characters, for one-line error messages."""
+    return repr(text) if len(text) <= SHOW_CHARS else repr(text[:SHOW_CHARS]) + f"... ({len(text):,} characters)"
+
+
+def _open_binary(path: Path) -> io.BufferedIOBase:
+    """Open a file for reading bytes, transparently gunzipping `*.gz`."""
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")  # type: ignore[return-value]
+
+
+def _lines(path: Path) -> Iterator[str]:
+    """Decoded lines of a UTF-8 text file (optional BOM; line ends \\n, \\r\\n or \\r kept), each at most
+    MAX_LINE_BYTES bytes; DataFormatError naming the line if one is longer or is not UTF-8. Memory is bounded by
+    MAX_LINE_BYTES whatever the file holds.
+
+    Lines are split as latin-1 (one character per byte, never fails) and each is then decoded as UTF-8, so a
+    decoding error names its line.
+    """
+    with _open_binary(path) as raw, io.TextIOWrapper(raw, encoding="latin-1", newline="") as handle:
+        line = 0
+        while True:
+            text = handle.readline(MAX_LINE_BYTES + 1)
+            if not text:
+                return
+            line += 1
+            if len(text) > MAX_LINE_BYTES and text[-1] not in "\r\n":
+                raise DataFormatError(path, f"line longer than {MAX_LINE_BYTES:,} bytes (not a metadata row)", line)
+            data = text.encode("latin-1")
+            try:
+                decoded = data.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataFormatError(path, f"not UTF-8 text: byte 0x{data[exc.start]:02x} at column {exc.start + 1}", line) from None
+            yield decoded[1:] if line == 1 and decoded.startswith("\ufeff") else decoded
+
+
+def _read_errors(path: Path, exc: Exception, line: int | None) -> DataFormatError:
+    """The DataFormatError for a low-level failure while reading `path` (at `line` when known)."""
+    if isinstance(exc, FileNotFoundError):
+        return DataFormatError(path, "file not found")
+    if isinstance(exc, IsADirectoryError):
+        return DataFormatError(path, "is a directory, not a file")
+    if isinstance(exc, csv.Error):
+        return DataFormatError(path, f"malformed CSV: {' '.join(str(exc).split())}", line)
+    return DataFormatError(path, f"cannot read: {' '.join(str(exc).split())}", line)
 
 
 def _rows(path: Path) -> Iterator[tuple[int, list[str]]]:
     """Yield (1-based line number, fields) of a CSV file, skipping blank lines."""
+    reader = None
     try:
-        with _open_text(path) as handle:
-            reader = csv.reader(handle)
-            for fields in reader:
-                if fields and any(f.strip() for f in fields):
-                    yield reader.line_num, fields
-    except FileNotFoundError:
-        raise DataFormatError(path, "file not found") from None
-    except (UnicodeDecodeError, csv.Error, OSError, EOFError) as exc:
-        raise DataFormatError(path, f"cannot read: {exc}") from None
+        reader = csv.reader(_lines(path))
+        for fields in reader:
+            if fields and any(f.strip() for f in fields):
+                yield reader.line_num, fields
+    except (csv.Error, OSError, EOFError, zlib.error) as exc:
+        raise _read_errors(path, exc, reader.line_num if isinstance(exc, csv.Error) and reader is not None else None) from None
 
 
 def _check_image_name(path: Path, line: int, name: str) -> str:
-    if not _IMAGE_NAME.match(name):
-        raise DataFormatError(path, f"not an image file name: {name!r}", line)
+    if not _IMAGE_NAME.fullmatch(name):
+        raise DataFormatError(path, f"not an image file name: {_show(name)}", line)
     return name
 
 
+def _is_count(text: str) -> bool:
+    """Whether `text` is 1 to 9 ASCII digits (int() alone would also take '+1', '1_000', ' 1' and non-ASCII digits)."""
+    return text.isascii() and text.isdigit() and len(text) <= 9
+
+
 def _int(path: Path, line: int, column: str, text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise DataFormatError(path, f"column {column!r}: not an integer: {text!r}", line) from None
+    if not _is_count(text):
+        raise DataFormatError(path, f"column {column!r}: not an integer (1 to 9 digits): {_show(text)}", line)
+    return int(text)
 
 
 def _float(path: Path, line: int, column: str, text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise DataFormatError(path, f"column {column!r}: not a number: {text!r}", line) from None
+        raise DataFormatError(path, f"column {column!r}: not a number: {_show(text)}", line) from None
     if not np.isfinite(value):
-        raise DataFormatError(path, f"column {column!r}: not a finite number: {text!r}", line)
+        raise DataFormatError(path, f"column {column!r}: not a finite number: {_show(text)}", line)
     return value
 
 
@@ -107,7 +157,7 @@ def _record(path: Path, line: int, fields: list[str], age: int) -> tuple:
     """The typed fields of one Data_Entry row; the per-column checks (with their messages) only when a cast fails."""
     try:
         spacing = float(fields[9]), float(fields[10])
-        if math.isfinite(spacing[0]) and math.isfinite(spacing[1]):
+        if math.isfinite(spacing[0]) and math.isfinite(spacing[1]) and all(_is_count(fields[i]) for i in (2, 3, 7, 8)):
             return (int(fields[3]), int(fields[2]), age, fields[5], fields[6], int(fields[7]), int(fields[8]), *spacing)
     except ValueError:
         pass
@@ -124,14 +174,39 @@ def _record(path: Path, line: int, fields: list[str], age: int) -> tuple:
     )
 
 
+#: The last Data_Entry parsed in this process: (path, device, inode, size, mtime ns) -> frame. A command opens the
+#: data root more than once (split, cache sources); the 112,120-row file takes ≈ 1 s to parse.
+_DATA_ENTRY_MEMO: dict[tuple, pd.DataFrame] = {}
+#: A parse is remembered only for a file last changed at least this long before it (s): file times are coarse, so a
+#: file rewritten within one tick could otherwise keep its key.
+MEMO_MIN_AGE_S = 2.0
+
+
 def read_data_entry(path: str | Path) -> pd.DataFrame:
     """Read Data_Entry_2017.csv (trailing empty column) or Data_Entry_2017_v2020.csv.
 
     Returns one row per image, indexed by image name, with columns `patient_id`, `follow_up`, `age`, `sex`,
     `view`, `width_px`, `height_px`, `spacing_mm_x`, `spacing_mm_y`, and one 0/1 uint8 column per class in
-    CLASSES order.
+    CLASSES order. A second call on an unchanged file in one process returns a copy of the first parse.
     """
     path = Path(path)
+    try:
+        stat = path.stat()
+    except OSError:
+        return _parse_data_entry(path)  # _rows reports the missing or unreadable file
+    key = (str(path.resolve()), stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    if key in _DATA_ENTRY_MEMO:
+        return _DATA_ENTRY_MEMO[key].copy()
+    started = time.time()
+    frame = _parse_data_entry(path)
+    if started - stat.st_mtime >= MEMO_MIN_AGE_S:
+        _DATA_ENTRY_MEMO.clear()
+        _DATA_ENTRY_MEMO[key] = frame.copy()
+    return frame
+
+
+def _parse_data_entry(path: Path) -> pd.DataFrame:
+    """`read_data_entry` without the memo."""
     rows = _rows(path)
     first = next(rows, None)
     if first is None:
@@ -140,7 +215,7 @@ def read_data_entry(path: str | Path) -> pd.DataFrame:
     if header and header[-1] == "":
         header = header[:-1]
     if tuple(h.strip() for h in header) != DATA_ENTRY_HEADER:
-        raise DataFormatError(path, f"unexpected header {','.join(header)!r}; expected {','.join(DATA_ENTRY_HEADER)!r}", line)
+        raise DataFormatError(path, f"unexpected header {_show(','.join(header))}; expected {','.join(DATA_ENTRY_HEADER)!r}", line)
     names: list[str] = []
     lines: list[int] = []
     records: list[tuple] = []
@@ -159,12 +234,12 @@ def read_data_entry(path: str | Path) -> pd.DataFrame:
             label_indices[fields[1]] = None if found is None else [CLASS_INDEX[label] for label in found]
         indices = label_indices[fields[1]]
         if indices is None:
-            raise DataFormatError(path, f"unknown finding label in {fields[1]!r}", line)
+            raise DataFormatError(path, f"unknown finding label in {_show(fields[1])}", line)
         label_rows.extend([len(names)] * len(indices))
         label_cols.extend(indices)
-        age = _AGE.match(fields[4].strip())
+        age = _AGE.fullmatch(fields[4].strip())
         if age is None:
-            raise DataFormatError(path, f"column 'Patient Age': not an age: {fields[4]!r}", line)
+            raise DataFormatError(path, f"column 'Patient Age': not an age: {_show(fields[4])}", line)
         records.append(_record(path, line, fields, int(age.group(1))))
         names.append(name)
         lines.append(line)
@@ -190,7 +265,7 @@ def read_bbox_list(path: str | Path) -> pd.DataFrame:
     while header and header[-1] == "":
         header = header[:-1]
     if tuple(h.strip() for h in header) != BBOX_HEADER:
-        raise DataFormatError(path, f"unexpected header {','.join(header)!r}; expected {','.join(BBOX_HEADER)!r}", line)
+        raise DataFormatError(path, f"unexpected header {_show(','.join(header))}; expected {','.join(BBOX_HEADER)!r}", line)
     records: list[tuple] = []
     for line, fields in rows:
         while len(fields) > 6 and fields[-1] == "":
@@ -200,7 +275,7 @@ def read_bbox_list(path: str | Path) -> pd.DataFrame:
         name = _check_image_name(path, line, fields[0])
         label = canonical_label(fields[1])
         if label is None:
-            raise DataFormatError(path, f"unknown finding label {fields[1]!r}", line)
+            raise DataFormatError(path, f"unknown finding label {_show(fields[1])}", line)
         x, y, w, h = (_float(path, line, col, text) for col, text in zip("xywh", fields[2:]))
         if w <= 0 or h <= 0:
             raise DataFormatError(path, f"box has non-positive size w={w}, h={h}", line)
@@ -213,15 +288,12 @@ def read_bbox_list(path: str | Path) -> pd.DataFrame:
 def _text_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
     """Yield (1-based line number, whitespace-separated fields) of a text file, skipping blank lines."""
     try:
-        with _open_text(path) as handle:
-            for line, text in enumerate(handle, start=1):
-                fields = text.split()
-                if fields:
-                    yield line, fields
-    except FileNotFoundError:
-        raise DataFormatError(path, "file not found") from None
-    except (UnicodeDecodeError, OSError, EOFError) as exc:
-        raise DataFormatError(path, f"cannot read: {exc}") from None
+        for line, text in enumerate(_lines(path), start=1):
+            fields = text.split()
+            if fields:
+                yield line, fields
+    except (OSError, EOFError, zlib.error) as exc:
+        raise _read_errors(path, exc, None) from None
 
 
 def read_image_list(path: str | Path) -> list[str]:
@@ -231,7 +303,7 @@ def read_image_list(path: str | Path) -> list[str]:
     lines: list[int] = []
     for line, fields in _text_rows(path):
         if len(fields) != 1:
-            raise DataFormatError(path, f"expected one image name per line, found {' '.join(fields)!r}", line)
+            raise DataFormatError(path, f"expected one image name per line, found {len(fields):,} fields: {_show(' '.join(fields))}", line)
         names.append(_check_image_name(path, line, fields[0]))
         lines.append(line)
     if not names:
@@ -261,7 +333,7 @@ def read_split_file(path: str | Path) -> tuple[list[str], np.ndarray | None]:
         lines.append(line)
         if n_fields > 1:
             if any(value not in ("0", "1") for value in fields[1:]):
-                raise DataFormatError(path, f"labels must be 0 or 1, found {' '.join(fields[1:])!r}", line)
+                raise DataFormatError(path, f"labels must be 0 or 1, found {_show(' '.join(fields[1:]))}", line)
             labels.append([int(value) for value in fields[1:]])
     if not names:
         raise DataFormatError(path, "no image names")
@@ -276,5 +348,5 @@ def read_split_file(path: str | Path) -> tuple[list[str], np.ndarray | None]:
 
 def patient_from_name(name: str) -> int | None:
     """Patient ID encoded in an NIH image name (`00000013_005.png` -> 13), or None for other names."""
-    match = _NIH_NAME.match(name)
+    match = _NIH_NAME.fullmatch(name)
     return int(match.group(1)) if match else None

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import math
 
-from PIL import Image
-
 from cxrres.data.boxes import mean_area_1024
+from cxrres.data.images import image_size
 from cxrres.data.labels import BOX_CLASSES, CLASSES
 from cxrres.data.layout import DataRoot
 from cxrres.data.splits import PARTS, Split, boxes_in_part
@@ -17,8 +16,7 @@ def frame_scale_to_1024(root: DataRoot, image: str) -> float:
     path = root.images.get(image)
     if path is None or path.suffix.lower() == ".dcm":
         return 1.0
-    with Image.open(path) as handle:  # reads the header only
-        return 1024.0 / max(handle.size)
+    return 1024.0 / max(image_size(path))  # reads the header only; ImageReadError naming a hostile file
 
 
 def describe_split(root: DataRoot, split: Split) -> dict:
