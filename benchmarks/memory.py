@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from benchmarks.common import record
+from cxrres.data.cache import default_cache_dir
 
 FIELDS = ("RssAnon", "RssFile", "VmHWM")
 
@@ -64,7 +65,7 @@ def main() -> None:
             parts = [len((data / "splits" / "chexnet" / f"{p}_list.txt").read_text().split("\n")) - 1 for p in ("train", "val", "test")]
             peaks, wall = peak_memory([cxrres, "train", "--data", str(data), "--resolution", str(args.resolution), "--weights", "none",
                                        "--max-epochs", "1", "--out", str(Path(tmp) / f"run{n}"), "--quiet"])
-            cache_mib = sum(f.stat().st_size for f in (data / "cxrres-cache").glob("*.npy")) / 2**20
+            cache_mib = sum(f.stat().st_size for f in default_cache_dir(data).glob("*.npy")) / 2**20
             mib = {k: v / 1024 for k, v in peaks.items()}
             rows.append(f"| {n:,} ({'/'.join(map(str, parts))}) | {cache_mib:.1f} | {mib['RssAnon']:,.0f} | {mib['RssFile']:,.0f} | "
                         f"{mib['VmHWM']:,.0f} | {wall:.0f} |")

@@ -22,6 +22,15 @@ def real_data_root() -> Path | None:
     return None
 
 
+@pytest.fixture(scope="session", autouse=True)
+def user_cache_dir(tmp_path_factory):
+    """Default caches (keyed by data root under $CXRRES_CACHE_DIR) go to a temporary folder, never to ~/.cache."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("CXRRES_CACHE_DIR", str(tmp_path_factory.mktemp("user-cache")))
+    yield
+    patch.undo()
+
+
 @pytest.fixture(scope="session")
 def real_root() -> Path:
     """The real ChestX-ray14 material; skips the test when it is absent (a user's fresh clone)."""

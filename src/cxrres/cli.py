@@ -214,7 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--data", required=True, metavar="DIR", help="data root (as for describe)")
     prepare.add_argument("--resolutions", default="32,64,128,256,512", metavar="R,R,...",
                          help="square output sizes in pixels (default: %(default)s)")
-    prepare.add_argument("--cache", metavar="DIR", help="cache directory (default: DIR/cxrres-cache)")
+    prepare.add_argument("--cache", metavar="DIR", help="cache directory (default: a folder per data root under $CXRRES_CACHE_DIR, $XDG_CACHE_HOME/cxrres or "
+                              "~/.cache/cxrres; docs/data.md)")
     prepare.add_argument("--workers", type=int, default=os.cpu_count() or 1, metavar="N",
                          help="decoding processes (default: the number of cores, %(default)s)")
     prepare.add_argument("--skip-bad", action="store_true",

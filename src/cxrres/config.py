@@ -86,7 +86,8 @@ class TrainConfig:
     # -- not part of the run's identity --
     out: str | None = setting(None, "run directory (default: runs/<arch>_<R>px_seed<S>[_<label>])", metavar="RUN_DIR",
                               identity=False)
-    cache: str | None = setting(None, "resolution cache (default: DIR/cxrres-cache; prepared if needed)", metavar="DIR",
+    cache: str | None = setting(None, "resolution cache, prepared if needed (default: a folder per data root under "
+                                      "$CXRRES_CACHE_DIR, $XDG_CACHE_HOME/cxrres or ~/.cache/cxrres; docs/data.md)", metavar="DIR",
                                 identity=False)
     num_workers: int | None = setting(None, "DataLoader workers per device (auto: 0 on CPU, up to 8 on GPU)",
                                       flag="--workers", metavar="N", identity=False)

@@ -72,9 +72,9 @@ def localization_source(run_dir: Path, config: TrainConfig, data: str | Path | N
     root = data or config.data
     if source is not None and source.serves(root, config.split_spec(), config.resolution_px):
         return source
-    recorded = (runs.read_config(run_dir).get("cache") or {}).get("dir") if data is None else None
-    return DataSource.prepare(root, config.split_spec(), [config.resolution_px], recorded or (config.cache if data is None else None),
-                              progress)
+    own_root = Path(root).expanduser().resolve() == Path(config.data)
+    recorded = (runs.read_config(run_dir).get("cache") or {}).get("dir") if own_root else None
+    return DataSource.prepare(root, config.split_spec(), [config.resolution_px], recorded, progress)
 
 
 def localize_run(run_dir: str | Path, data: str | Path | None = None, method: str = "gradcam", threshold: float = 0.5,
