@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= demo-output
 
-.PHONY: demo test bench install clean slurm-local
+.PHONY: demo test bench install clean
 
 install: $(STAMP)
 
@@ -40,6 +40,7 @@ bench: $(STAMP)
 
 # A one-node SLURM on this machine (root; installs slurm-wlm and munge with apt-get if missing); a no-op when it is
 # already up. tests/test_cluster.py submits a tiny study to it; docs/cluster.md.
+.PHONY: slurm-local
 slurm-local:
 	./scripts/slurm-local.sh
 
