@@ -16,29 +16,11 @@ node_state() { sinfo --noheader --partition="$PARTITION" --format=%T 2>/dev/null
 
 [ "$(id -u)" -eq 0 ] || fail "must run as root (starts munged, slurmctld and slurmd)"
 
-if command -v sinfo >/dev/null && [ -f "$CONF" ] && grep -qF "$MARK" "$CONF" && [ "$(node_state)" = idle ]; then
-  say "node $(hostname -s) already idle in partition $PARTITION (nothing to do)"
-  exit 0
-fi
-
-if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null || ! command -v munged >/dev/null; then
-  started=$(date +%s)
-  say "installing slurm-wlm and munge (apt-get)"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends slurm-wlm munge >/dev/null
-  say "installed in $(( $(date +%s) - started )) s"
-fi
-
-if [ -f "$CONF" ] && ! grep -qF "$MARK" "$CONF"; then
-  fail "$CONF exists and was not written by this script; not touching a real cluster's configuration"
-fi
-
 host="$(hostname -s)"
 cpus="$(nproc)"
 mem_mb="$(awk '/MemTotal/ {print int($2 / 1024 * 0.9)}' /proc/meminfo)"  # leave 10 % to the system
-mkdir -p "$STATE"/{state,spool,log} /etc/slurm
-cat > "$CONF.tmp" <<EOF
+render_conf() {
+cat <<EOF
 $MARK
 ClusterName=cxrres-local
 SlurmctldHost=$host(127.0.0.1)
@@ -49,6 +31,8 @@ ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
+# a job without --mem gets its share of memory per core (not the whole node), so tasks run side by side
+DefMemPerCPU=$(( mem_mb / cpus ))
 SchedulerType=sched/backfill
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
@@ -66,6 +50,28 @@ SlurmdPort=6818
 NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem_mb State=UNKNOWN
 PartitionName=$PARTITION Nodes=$host Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
 EOF
+}
+
+if command -v sinfo >/dev/null && [ "$(render_conf)" = "$(cat "$CONF" 2>/dev/null)" ] && [ "$(node_state)" = idle ]; then
+  say "node $(hostname -s) already idle in partition $PARTITION (nothing to do)"
+  exit 0
+fi
+
+if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null || ! command -v munged >/dev/null; then
+  started=$(date +%s)
+  say "installing slurm-wlm and munge (apt-get)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends slurm-wlm munge >/dev/null
+  say "installed in $(( $(date +%s) - started )) s"
+fi
+
+if [ -f "$CONF" ] && ! grep -qF "$MARK" "$CONF"; then
+  fail "$CONF exists and was not written by this script; not touching a real cluster's configuration"
+fi
+
+mkdir -p "$STATE"/{state,spool,log} /etc/slurm
+render_conf > "$CONF.tmp"
 if ! cmp -s "$CONF.tmp" "$CONF" 2>/dev/null; then
   mv "$CONF.tmp" "$CONF"
   changed=1
@@ -89,7 +95,12 @@ munge -n </dev/null | unmunge >/dev/null 2>&1 || fail "munged does not answer (s
 
 running() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 if [ "$changed" = 1 ]; then  # a new configuration: restart what runs under the old one
-  for pid in "$STATE/slurmd.pid" "$STATE/slurmctld.pid"; do running "$pid" && kill "$(cat "$pid")" && sleep 1; done
+  for pidfile in "$STATE/slurmd.pid" "$STATE/slurmctld.pid"; do
+    if running "$pidfile"; then
+      pid="$(cat "$pidfile")"; kill "$pid"
+      for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    fi
+  done
 fi
 running "$STATE/slurmctld.pid" || /usr/sbin/slurmctld -i   # -i: ignore state files of an older cluster
 running "$STATE/slurmd.pid" || /usr/sbin/slurmd
