@@ -316,7 +316,7 @@ def submit_study(study: StudyConfig, options: SlurmOptions, log: Callable[[str],
     submission = Submission(started, prepare_id, train_id, report_id, names)
     _record(study, submission)
     if train_id:
-        log(f"submitted: prepare job {prepare_id}; train array {train_id} ({len(names)} runs); "
+        log(f"submitted: prepare job {prepare_id}; train array {train_id} ({len(names)} run{'s' * (len(names) != 1)}); "
             f"report job {report_id} (afterok:{train_id})")
         for task, name in zip(submission.task_ids(), names):
             log(f"  {task:<14} {name}")
