@@ -15,7 +15,7 @@ import pytest
 
 from cxrres import cluster, runs
 from cxrres.cli import main
-from cxrres.cluster import SlurmOptions, Submission, slurm_options
+from cxrres.cluster import SlurmOptions, Submission, queue, slurm_options
 from cxrres.errors import CxrresError
 from cxrres.study import make_study
 
@@ -173,8 +173,8 @@ def test_sbatch_refusal_is_one_line_with_what_sbatch_said(tmp_path, monkeypatch,
 def test_states_queued_running_done_failed_and_the_verdict_of_wait(tmp_path, monkeypatch):
     study = _study(tmp_path)
     submission = Submission(0.0, "100", "101", "102", ["densenet121_32px_seed0", "densenet121_48px_seed0"])
-    assert cluster._expand("101_[0-2,5%2]") == ["101_0", "101_1", "101_2", "101_5"]
-    assert cluster._parse_pairs("101_0|CANCELLED by 0\n101_[1-2]|PENDING\n99|RUNNING\n", {"101"}) == {
+    assert queue._expand("101_[0-2,5%2]") == ["101_0", "101_1", "101_2", "101_5"]
+    assert queue._parse_pairs("101_0|CANCELLED by 0\n101_[1-2]|PENDING\n99|RUNNING\n", {"101"}) == {
         "101_0": "CANCELLED", "101_1": "PENDING", "101_2": "PENDING"}
     _mark_trained(study, "densenet121_32px_seed0")
     rows = cluster.submission_lines(study, submission, {"100": "COMPLETED", "101_0": "COMPLETED", "101_1": "FAILED",
@@ -184,7 +184,7 @@ def test_states_queued_running_done_failed_and_the_verdict_of_wait(tmp_path, mon
     # SLURM forgot every job (no sacct): a run without run.json `finished` failed, whatever its job said
     rows = cluster.submission_lines(study, submission, {})
     assert rows[2][1] == "failed" and "run.json: not started, 0 epochs" in rows[2][2]
-    monkeypatch.setattr(cluster, "job_states", lambda ids: {"100": "COMPLETED", "101_0": "COMPLETED", "101_1": "FAILED",
+    monkeypatch.setattr(queue, "job_states", lambda ids: {"100": "COMPLETED", "101_0": "COMPLETED", "101_1": "FAILED",
                                                             "102": "CANCELLED"})
     with pytest.raises(CxrresError, match=r"slurm jobs failed: densenet121_48px_seed0 job 101_1 \(FAILED\); "
                                           r"report job 102 \(afterok:101\) \(CANCELLED\)"):
