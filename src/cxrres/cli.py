@@ -127,29 +127,6 @@ def cmd_localize(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_study(args: argparse.Namespace) -> int:
-    """Run (or continue, list, or plan) a whole study."""
-    from cxrres.runs import KEY_TABLE
-    from cxrres.study import GRID_FLAGS, describe_state, job_commands, run_study, study_settings, write_study_file
-
-    study = study_settings(args.config, {name: getattr(args, name) for name in GRID_FLAGS})
-    if args.dry_run:
-        print(describe_state(study))
-        return 0
-    if args.plan:
-        write_study_file(study)
-        print(job_commands(study))
-        return 0
-    if args.executor == "slurm":
-        return _study_on_slurm(study, args)
-    html = run_study(study, progress=not args.quiet)
-    key = Path(study.out) / KEY_TABLE
-    if key.is_file():
-        print("\n" + key.read_text())
-    print(f"report: {html}")
-    return 0
-
-
 def _study_on_slurm(study, args: argparse.Namespace) -> int:
     """Submit the study's jobs to SLURM; with --wait, block until the report job ends and fail if any job failed."""
     from cxrres.cluster import SlurmOptions, slurm_options, submit_study, wait_for
@@ -182,6 +159,29 @@ def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--account", metavar="A", help="slurm: account to charge")
     parser.add_argument("--sbatch-extra", action="append", metavar="LINE",
                         help="slurm: an extra '#SBATCH ...' line for every job (repeatable)")
+
+
+def cmd_study(args: argparse.Namespace) -> int:
+    """Run (or continue, list, or plan) a whole study."""
+    from cxrres.runs import KEY_TABLE
+    from cxrres.study import GRID_FLAGS, describe_state, job_commands, run_study, study_settings, write_study_file
+
+    study = study_settings(args.config, {name: getattr(args, name) for name in GRID_FLAGS})
+    if args.dry_run:
+        print(describe_state(study))
+        return 0
+    if args.plan:
+        write_study_file(study)
+        print(job_commands(study))
+        return 0
+    if args.executor == "slurm":
+        return _study_on_slurm(study, args)
+    html = run_study(study, progress=not args.quiet)
+    key = Path(study.out) / KEY_TABLE
+    if key.is_file():
+        print("\n" + key.read_text())
+    print(f"report: {html}")
+    return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -305,8 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--config", metavar="FILE", help="YAML with study settings; its `train:` mapping holds training settings")
     study.add_argument("--dry-run", action="store_true", help="list what is done and what is left; change nothing")
     study.add_argument("--plan", action="store_true", help="print one `cxrres train` command per unfinished run (for a scheduler)")
-    study.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_cluster_options(study)
+    study.add_argument("--quiet", action="store_true", help="no progress bars")
     study.set_defaults(func=cmd_study)
 
     report = sub.add_parser("report", help="write report.html and report.md of a study directory",
