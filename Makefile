@@ -38,5 +38,11 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.localize
 	$(BIN)/python -m benchmarks.memory
 
+# A one-node SLURM on this machine (root; installs slurm-wlm and munge with apt-get if missing); a no-op when it is
+# already up. tests/test_cluster.py submits a tiny study to it; docs/cluster.md.
+.PHONY: slurm-local
+slurm-local:
+	./scripts/slurm-local.sh
+
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache build dist src/*.egg-info

@@ -128,6 +128,40 @@ def cmd_localize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _study_on_slurm(study, args: argparse.Namespace) -> int:
+    """Submit the study's jobs to SLURM; with --wait, block until the report job ends and fail if any job failed."""
+    from cxrres.cluster import SlurmOptions, slurm_options, submit_study, wait_for
+    from cxrres.runs import KEY_TABLE, REPORT_HTML
+
+    flags = {name: getattr(args, name) for name in SlurmOptions.__dataclass_fields__}
+    submission = submit_study(study, slurm_options(study.slurm, flags))
+    if args.wait:
+        wait_for(study, submission)
+        key = Path(study.out) / KEY_TABLE
+        if key.is_file():
+            print("\n" + key.read_text())
+        print(f"report: {Path(study.out) / REPORT_HTML}")
+    return 0
+
+
+def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
+    """--executor and the SLURM settings of `cxrres study` (flags override the study file's `slurm:` mapping)."""
+    from cxrres.study import EXECUTORS
+
+    parser.add_argument("--executor", choices=EXECUTORS, default="local",
+                        help="local: train here, one run after another; slurm: submit sbatch jobs (docs/cluster.md) "
+                             "(default: %(default)s)")
+    parser.add_argument("--wait", action="store_true", help="slurm: block until the report is written; fail if a job failed")
+    parser.add_argument("--partition", metavar="P", help="slurm: partition")
+    parser.add_argument("--gpus-per-run", type=int, metavar="N", help="slurm: GPUs per training run (DDP over them; default 0)")
+    parser.add_argument("--cpus-per-run", type=int, metavar="N", help="slurm: CPU cores per training run")
+    parser.add_argument("--mem", metavar="SIZE", help="slurm: memory per job and node, e.g. 32G")
+    parser.add_argument("--time", metavar="D-HH:MM:SS", help="slurm: time limit per job, e.g. 24:00:00")
+    parser.add_argument("--account", metavar="A", help="slurm: account to charge")
+    parser.add_argument("--sbatch-extra", action="append", metavar="LINE",
+                        help="slurm: an extra '#SBATCH ...' line for every job (repeatable)")
+
+
 def cmd_study(args: argparse.Namespace) -> int:
     """Run (or continue, list, or plan) a whole study."""
     from cxrres.runs import KEY_TABLE
@@ -141,6 +175,8 @@ def cmd_study(args: argparse.Namespace) -> int:
         write_study_file(study)
         print(job_commands(study))
         return 0
+    if args.executor == "slurm":
+        return _study_on_slurm(study, args)
     html = run_study(study, progress=not args.quiet)
     key = Path(study.out) / KEY_TABLE
     if key.is_file():
@@ -295,6 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--config", metavar="FILE", help="YAML with study settings; its `train:` mapping holds training settings")
     study.add_argument("--dry-run", action="store_true", help="list what is done and what is left; change nothing")
     study.add_argument("--plan", action="store_true", help="print one `cxrres train` command per unfinished run (for a scheduler)")
+    _add_cluster_options(study)
     study.add_argument("--quiet", action="store_true", help="no progress bars")
     study.set_defaults(func=cmd_study)
 

@@ -40,6 +40,7 @@ class StudyConfig:
     train: dict[str, Any] = field(default_factory=dict)  # TrainConfig settings shared by all runs
     localize: dict[str, Any] = field(default_factory=lambda: {"method": "gradcam", "threshold": 0.5, "iou": 0.1, "examples": 3})
     n_boot: int = 1000
+    slurm: dict[str, Any] = field(default_factory=dict)  # `--executor slurm` settings (cxrres.cluster.SlurmOptions)
 
 
 def study_from_file(path: str | Path) -> dict[str, Any]:
@@ -143,7 +144,10 @@ def describe_state(study: StudyConfig) -> str:
         lines.append(f"{s.run:<40} {trained:<28} left: {', '.join(left) or 'nothing'}")
     report = Path(study.out) / runs.REPORT_HTML
     lines.append(f"report: {'written' if report.is_file() else 'not written'} ({report})")
-    return "\n".join(lines)
+    from cxrres.cluster import describe_jobs  # the executor hook: where the study's SLURM jobs stand, if submitted
+
+    jobs = describe_jobs(study)
+    return "\n".join(lines + ([jobs] if jobs else []))
 
 
 def study_argv(study: StudyConfig) -> list[str]:
@@ -178,6 +182,11 @@ def write_study_file(study: StudyConfig) -> Path:
 def prepare_source(study: StudyConfig, progress: bool = True) -> DataSource:
     """The study's data root, split and cache at every resolution, built once for all runs."""
     return DataSource.prepare(study.data, run_configs(study)[0].split_spec(), study.resolutions, study.train.get("cache"), progress)
+
+
+#: How `cxrres study` does the work: `local` runs `run_study` here, one run after another; `slurm` submits the same
+#: steps as sbatch jobs (`cxrres.cluster.submit_study`), whose last job runs `run_study` once every run is trained.
+EXECUTORS: tuple[str, ...] = ("local", "slurm")
 
 
 def run_study(study: StudyConfig, progress: bool = True, log=print) -> Path:
