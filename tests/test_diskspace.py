@@ -50,3 +50,18 @@ def test_the_real_file_system_has_room_for_a_byte(tmp_path):
     check_free_space(tmp_path, 1, "test")
     with pytest.raises(DiskSpaceError, match="needs .* but its file system has .* free"):
         check_free_space(tmp_path, shutil.disk_usage(tmp_path).total + 1, "test")
+
+
+def test_prepare_refuses_before_writing(tmp_path, monkeypatch):
+    from conftest import MINI
+
+    from cxrres.data.cache import prepare_cache
+
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: Usage(10**9, 10**9 - 1000, 1000))
+    cache = tmp_path / "cache"
+    with pytest.raises(DiskSpaceError, match=r"prepare.*cache"):
+        prepare_cache(MINI, [32, 64], cache, workers=1, progress=False)
+    assert not (cache / "manifest.json").exists() and not (cache / ".work").exists()  # nothing a later run would trust
+    monkeypatch.undo()
+    prepare_cache(MINI, [32], cache, workers=1, progress=False)  # with room, the same call builds it
+    assert (cache / "manifest.json").is_file()

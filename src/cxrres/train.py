@@ -45,6 +45,7 @@ from cxrres import __version__, runs
 from cxrres.config import TrainConfig, identity, resolve
 from cxrres.data.cache import MANIFEST, ResolutionCache, read_json
 from cxrres.data.dataset import CacheDataset
+from cxrres.data.diskspace import check_free_space, checkpoint_bytes_needed
 from cxrres.data.labels import CLASS_INDEX
 from cxrres.data.source import DataSource
 from cxrres.data.splits import Split
@@ -377,6 +378,8 @@ def _train(config: TrainConfig, callbacks: Sequence[Callback], source: DataSourc
             "command": " ".join(sys.argv),
         })
     module = ChestClassifier(config, data.classes, val_defined)
+    if rank_zero_only.rank == 0 and not (run_dir / runs.CHECKPOINTS / runs.LAST).is_file():
+        check_free_space(run_dir, checkpoint_bytes_needed(sum(p.numel() for p in module.parameters())), "train")
     last = run_dir / runs.CHECKPOINTS / runs.LAST
     checkpoint = ModelCheckpoint(dirpath=run_dir / runs.CHECKPOINTS, filename="best", monitor="val_mean_auc", mode="max",
                                  save_top_k=1, save_last=True, auto_insert_metric_name=False, enable_version_counter=False)

@@ -44,6 +44,7 @@ from tqdm import tqdm
 
 from cxrres import __version__
 from cxrres.data.images import ImageReadError, load_resized
+from cxrres.data.diskspace import cache_bytes_needed, check_free_space
 from cxrres.data.layout import DataRoot, describe_missing
 from cxrres.errors import CacheError
 from cxrres.parallel import ordered_map, write_json_atomic
@@ -341,6 +342,8 @@ def _prepare_locked(cache: Path, sources: Sources, resolutions: tuple[int, ...],
     if not os.access(cache, os.W_OK):
         raise CacheError(f"{cache}: cache directory is not writable and lacks {','.join(map(str, todo))} px; choose another with --cache")
     work = cache / WORK
+    if not (work / STATE).is_file():  # a resumed build already holds its arrays
+        check_free_space(cache, cache_bytes_needed(len(sources.names), todo), "prepare")
     state = _start_or_resume(work, sources, todo)
     report.resumed_from = state["done"]
     # The workers write the rows; the parent maps the same files only to flush them at checkpoints (msync writes back
