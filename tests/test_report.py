@@ -226,3 +226,23 @@ def test_seed_band_spans_the_seeds():
     assert band[:, 1].min() == pytest.approx(0.60) and band[:, 1].max() == pytest.approx(0.84)
     assert ax.get_lines()[0].get_ydata().tolist() == pytest.approx([0.65, 0.82])
     plots.plt.close(fig)
+
+
+def test_published_section_and_files_when_the_reference_applies(two_by_two, tmp_path):
+    from cxrres import published
+
+    comparison = compare_runs(two_by_two, n_boot=20)
+    reference = PublishedReference(True, "NIH ChestX-ray14 with the CheXNet split.", published.reference_for("chestxray14", "chexnet"))
+    blocks = published_blocks(comparison, reference)
+    assert [b.text for b in blocks if b.text and b.text.endswith(":")] == ["Test AUC (Table 3):"]  # no localization here
+    table = next(b.table for b in blocks if b.table is not None)
+    assert table.header == ["Class", "64 px", "128 px"] and [r[0] for r in table.rows] == ["Effusion", "Mass", "Nodule", "mean"]
+    auc = comparison.auc.set_index(["heading", "class"])["auc"]
+    ours = np.mean([auc[(f"DenseNet-121 128 px seed {s}", "Nodule")] for s in (0, 1)])
+    theirs = published.published_results("auc", "wollek2023").set_index(["class", "resolution_px"]).loc[("Nodule", 128), "value"]
+    assert table.rows[2][2].split(" / ")[1].startswith(f"{theirs:.3f} ({ours - theirs:+.3f})")
+    write_comparison(comparison, tmp_path / "cmp", reference)
+    frame = pd.read_csv(tmp_path / "cmp" / "published_comparison.csv")
+    assert set(frame["metric"]) == {"auc"} and len(frame) == 4 * 2
+    row = frame[(frame["class"] == "Nodule") & (frame["resolution_px"] == 128)].iloc[0]
+    assert row["ours"] == pytest.approx(ours, abs=1e-6) and row["n"] == 2 and row["n_interval"] == 2
