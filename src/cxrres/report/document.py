@@ -113,8 +113,9 @@ def training_curves(run_dirs: list[Path], headings: list[str], path: Path) -> Pa
 
 
 def heatmap_grid(comparison: Comparison, label: str, path: Path, rows: int = 3) -> Path | None:
-    """Rows: test images with a `label` box shown by every run; columns: runs by resolution. None if no image."""
-    infos = sorted(comparison.runs, key=lambda r: r.resolution_px)
+    """Rows: test images with a `label` box shown by every run; columns: runs by resolution (the lowest seed of each
+    group when there are several). None if no image."""
+    infos = sorted((members[0] for members in seed_groups(comparison.runs).values()), key=lambda r: r.resolution_px)
     per_run = [{p.name: p for p in (i.run_dir / runs.LOCALIZATION_EXAMPLES).glob(f"{label}_*.png")} for i in infos]
     common = sorted(set.intersection(*(set(d) for d in per_run))) if per_run else []
     if not common:
@@ -259,8 +260,9 @@ def build_sections(study_dir: Path, comparison: Comparison, files: Path, source:
         for label in (order[0], order[-1]) if order else ():
             grid = heatmap_grid(comparison, label, files / f"heatmaps_{label}.png")
             if grid:
-                blocks.append(Block(image=grid, caption=f"{label}: Grad-CAM by training resolution (white: official box; "
-                                                        "green/red: positive/negative detections)"))
+                which = f", seed {min(i.seed for i in comparison.runs)}" if comparison.several_seeds else ""
+                blocks.append(Block(image=grid, caption=f"{label}: Grad-CAM by training resolution{which} (white: official "
+                                                        "box; green/red: positive/negative detections)"))
         sections.append(("Localization", blocks))
     curves = training_curves([i.run_dir for i in comparison.runs], [i.heading for i in comparison.runs], files / "training_curves.png")
     sections.append(("Training", [Block(image=curves, caption="Training curves"), Block(table=cost_table(comparison))]))
