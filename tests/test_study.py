@@ -8,6 +8,7 @@ import shutil
 import subprocess
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -57,6 +58,27 @@ def test_full_study_then_nothing_left(study, capsys):
     assert main(args + ["--quiet"]) == 0  # rerun: skips finished runs
     assert (s / "runs/densenet121_32px_seed0/checkpoints/best.ckpt").stat().st_mtime_ns == stamp
     assert main(["report", str(s)]) == 0
+
+
+def test_two_seeds_report_shows_mean_sd_and_no_published_reference(study, capsys):
+    base, args = study
+    assert main(args + ["--seeds", "0,1", "--quiet"]) == 0  # the seed-0 runs of the full study are reused
+    out = capsys.readouterr().out
+    assert "|  | DenseNet-121 32 px (n = 2) | DenseNet-121 48 px (n = 2) |" in out and " ± " in out
+    s = base / "s"
+    html = (s / "report.html").read_text()
+    for text in ("<h2>Best resolution per class</h2>", "(seed ensembles (mean of the seeds&#x27; probabilities))</h2>",
+                 "(seed 1 runs)</h2>", "<h2>Against the published study</h2>", "no published reference applies",
+                 "<th>DenseNet-121 48 px (n = 2)</th>", "band: range over seeds (min–max)"):
+        assert text in html, text
+    assert re.search(r"<td>0\.\d{3} ± 0\.\d{3}</td>", html)
+    seeds = pd.read_csv(s / "comparison" / "auc_seeds.csv")
+    assert {"auc_seed0", "auc_seed1"} <= set(seeds.columns) and (seeds["n"] <= 2).all()
+    best = pd.read_csv(s / "comparison" / "best_resolution.csv")
+    assert set(best["scope"]) == {"seed 0", "seed 1", "seed ensemble"}
+    shares = best.groupby(["scope", "class"])["share"].sum()
+    assert np.allclose(shares.dropna(), 1.0)
+    assert not (s / "comparison" / "published_comparison.csv").exists()
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium not installed (apt install chromium)")

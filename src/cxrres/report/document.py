@@ -1,18 +1,20 @@
 """`cxrres report STUDY_DIR`: report.html (self-contained: images inlined) and report.md (+ report_files/).
 
 Everything shown is recomputed from the run directories and the study's comparison: the data set summary, the
-AUC table with DeLong intervals, paired tests against the highest resolution, localization tables, figures of
-AUC / localization against resolution, heat-map grids for the smallest and the largest finding, training curves,
-and what each run cost.
+AUC table with DeLong intervals (and mean ± sd over seeds, and the seed ensembles, when there are several seeds),
+the best resolution per class from paired bootstrap replicates, paired tests against the highest resolution (per
+seed and between seed ensembles), the published study's figures beside ours (NIH ChestX-ray14 with the CheXNet split
+only), localization tables, figures of AUC / localization against resolution, heat-map grids for the smallest and
+the largest finding, training curves, and what each run cost.
 """
 
 from __future__ import annotations
 
 import base64
 import html
-import shutil
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import cv2
@@ -24,16 +26,21 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from cxrres import __version__, runs  # noqa: E402
-from cxrres.compare import Comparison, compare_runs  # noqa: E402
+from cxrres.compare import SINGLE, Comparison, compare_runs, seed_groups, summarise_seeds  # noqa: E402
 from cxrres.config import TrainConfig  # noqa: E402
 from cxrres.data import DataRoot  # noqa: E402
-from cxrres.data.source import DataSource  # noqa: E402
+from cxrres.data.source import DataSource, SplitSpec  # noqa: E402
+from cxrres.data.splits import Split  # noqa: E402
 from cxrres.data.summary import describe_split  # noqa: E402
 from cxrres.errors import CxrresError  # noqa: E402
 from cxrres.parallel import write_text_atomic  # noqa: E402
-from cxrres.report import tables  # noqa: E402
-from cxrres.report.comparison import (LOCALIZATION_TITLES, bootstrap_table, delong_table, localization_metrics,  # noqa: E402
-                                      reference_run, write_comparison)
+from cxrres.report import plots, tables  # noqa: E402
+from cxrres.report.comparison import (LOCALIZATION_TITLES, auc_tables, best_resolution_table, best_scope,  # noqa: E402
+                                      bootstrap_table, delong_table, localization_metrics, localization_table,
+                                      reference_run, scope_list, scope_title, write_comparison, write_figures)
+from cxrres.report.reference import (METRIC_TITLES, PublishedReference, detect_reference, published_long,  # noqa: E402
+                                     published_table)
+from cxrres.seeds import format_mean_sd  # noqa: E402
 
 
 @dataclass
@@ -46,13 +53,22 @@ class Block:
     caption: str = ""
 
 
-def data_blocks(config: TrainConfig, source: DataSource | None = None) -> list[Block]:
-    """Class counts per split part and the official boxes of the test part (of `source` when it is the runs' data)."""
+def root_and_split(config: TrainConfig, source: DataSource | None = None) -> tuple[DataRoot, Split]:
+    """The runs' data root and split: `source`'s when it is the runs' data, else built from the run's settings."""
     if source is not None and source.root.root == Path(config.data) and source.spec == config.split_spec():
-        root, split = source.root, source.split
-    else:
-        root = DataRoot.at(config.data)
-        split = config.split_spec().build(root)
+        return source.root, source.split
+    return _built(str(config.data), config.split_spec())
+
+
+@lru_cache(maxsize=2)
+def _built(data: str, spec: SplitSpec) -> tuple[DataRoot, Split]:
+    """A data root and its split, built once per process for the report's data table and its reference check."""
+    root = DataRoot.at(data)
+    return root, spec.build(root)
+
+
+def data_blocks(root: DataRoot, split: Split) -> list[Block]:
+    """Class counts per split part and the official boxes of the test part."""
     summary = describe_split(root, split)
     parts = list(summary["images"])
     rows = [[name] + [f"{counts[p]:,}" for p in parts] for name, counts in summary["classes"].items()]
@@ -63,6 +79,18 @@ def data_blocks(config: TrainConfig, source: DataSource | None = None) -> list[B
             Block(table=tables.Table(["Class", *parts], rows)),
             Block(text="Official boxes in the test part (mean area in px² at 1024 px):"),
             Block(table=tables.Table(["Class", "Boxes", "Mean area"], boxes))]
+
+
+def study_reference(comparison: Comparison, source: DataSource | None = None) -> PublishedReference:
+    """Whether Wollek et al. 2023 applies to the runs' data (see `report.reference.detect_reference`)."""
+    config = runs.read_settings(comparison.runs[0].run_dir)
+    if not config.data:
+        return PublishedReference(False, "The runs do not record their data root, so no published reference applies.")
+    try:
+        _, split = root_and_split(config, source)
+    except (CxrresError, OSError, TypeError) as error:
+        return PublishedReference(False, f"The runs' split could not be read ({error}), so no published reference applies.")
+    return detect_reference(split, comparison.n_images)
 
 
 def training_curves(run_dirs: list[Path], headings: list[str], path: Path) -> Path:
@@ -85,8 +113,9 @@ def training_curves(run_dirs: list[Path], headings: list[str], path: Path) -> Pa
 
 
 def heatmap_grid(comparison: Comparison, label: str, path: Path, rows: int = 3) -> Path | None:
-    """Rows: test images with a `label` box shown by every run; columns: runs by resolution. None if no image."""
-    infos = sorted(comparison.runs, key=lambda r: r.resolution_px)
+    """Rows: test images with a `label` box shown by every run; columns: runs by resolution (the lowest seed of each
+    group when there are several). None if no image."""
+    infos = sorted((members[0] for members in seed_groups(comparison.runs).values()), key=lambda r: r.resolution_px)
     per_run = [{p.name: p for p in (i.run_dir / runs.LOCALIZATION_EXAMPLES).glob(f"{label}_*.png")} for i in infos]
     common = sorted(set.intersection(*(set(d) for d in per_run))) if per_run else []
     if not common:
@@ -121,68 +150,119 @@ def localized_classes(comparison: Comparison) -> list[str]:
     return [c for c in dict.fromkeys(comparison.localization["class"]) if c != "mean"]
 
 
+def _cells(comparison: Comparison, long: pd.DataFrame, value: str) -> dict[tuple[str, str], str]:
+    """(class, column) -> cell text: the run's value, or mean ± sd over seeds (per group) when there are several."""
+    if comparison.several_seeds:
+        summary = summarise_seeds(long, value)
+        return {(r["class"], r["group"]): format_mean_sd(r["mean"], r["sd"], int(r["n"])) for _, r in summary.iterrows()}
+    return {(r["class"], r["heading"]): "–" if pd.isna(r[value]) else f"{r[value]:.3f}" for _, r in long.iterrows()}
+
+
 def key_table(comparison: Comparison) -> tables.Table:
     """The smallest and the largest finding (by mean box size) and the mean: AUC, box accuracy and pointing accuracy
-    (when the runs have it) per run."""
-    auc = tables.wide(comparison.auc, "auc")
-    columns = list(auc.columns)
+    (when the runs have it) per run, or per group as mean ± sd over seeds (n in the header) when there are several."""
+    groups = seed_groups(comparison.runs)
+    several = comparison.several_seeds
+    columns = list(groups) if several else [i.heading for i in comparison.runs]
+    header = [f"{g} (n = {len(groups[g])})" if several else g for g in columns]
     rows: list[list[str]] = []
     order = localized_classes(comparison)
     picks = [order[0], order[-1]] if len(order) > 1 else order
+    auc = _cells(comparison, comparison.auc, "auc")
     for name in [*picks, "mean"]:
-        if name in auc.index:
-            rows.append([f"{name} AUC"] + [f"{auc.loc[name, c]:.3f}" for c in columns])
+        if any((name, c) in auc for c in columns):
+            rows.append([f"{name} AUC"] + [auc.get((name, c), "–") for c in columns])
     present = localization_metrics(comparison)
     for metric, what in (("accuracy", "box accuracy"), ("pointing", "pointing")):
         if metric not in present:
             continue
-        wide = tables.wide(comparison.localization, metric)
+        cells = _cells(comparison, comparison.localization, metric)
         for name in [*picks, "mean"]:
-            rows.append([f"{name} {what}"] + [f"{wide.loc[name, c]:.3f}" if c in wide.columns else "–" for c in columns])
-    return tables.Table(["", *columns], rows)
+            rows.append([f"{name} {what}"] + [cells.get((name, c), "–") for c in columns])
+    return tables.Table(["", *header], rows)
 
 
-def build_sections(study_dir: Path, comparison: Comparison, files: Path,
-                   source: DataSource | None = None) -> list[tuple[str, list[Block]]]:
-    """The report's sections, figures written into `files`."""
-    comparison_dir = study_dir / runs.COMPARISON
+def _figure(figures: dict[str, Path], name: str, caption: str) -> list[Block]:
+    """A figure block when `name` was drawn."""
+    return [Block(image=figures[name], caption=caption)] if name in figures else []
+
+
+def auc_caption(comparison: Comparison, reference: PublishedReference, shared_y: bool) -> str:
+    """What the AUC-vs-resolution figure shows: bars or seed band, y-axis, published line."""
+    what = (f"mean over seeds, band: {plots.SEED_BAND}, dots: single seeds" if comparison.several_seeds
+            else f"error bars: {100 * comparison.level:g}% intervals")
+    axis = "one y-axis for all panels" if shared_y else "each panel scales its own y-axis"
+    published = f"; dashed: {plots.REFERENCE_LABEL}" if reference.applies else ""
+    return f"Test AUC against training resolution ({what}; {axis}{published})"
+
+
+def published_blocks(comparison: Comparison, reference: PublishedReference) -> list[Block]:
+    """The "Against the published study" section: why a reference applies or not, and one table per metric."""
+    blocks = [Block(text=reference.reason)]
+    if not reference.applies:
+        return blocks
+    long = published_long(comparison, reference)
+    seeds_note = " (mean ± sd over seeds; k/n: seeds whose interval contains it)" if comparison.several_seeds else ""
+    blocks.append(Block(text=f"DenseNet-121 runs. Cells: ours{seeds_note} / published (ours − published); ✓ / ✗: the "
+                             f"published AUC lies inside / outside our {100 * comparison.level:g}% DeLong interval. "
+                             "Localization has no interval. All rows in comparison/published_comparison.csv."))
+    for metric, title in METRIC_TITLES.items():
+        part = long[long["metric"] == metric] if len(long) else long
+        if len(part):
+            blocks += [Block(text=title + ":"), Block(table=published_table(part))]
+    return blocks
+
+
+def build_sections(study_dir: Path, comparison: Comparison, files: Path, source: DataSource | None = None,
+                   shared_y: bool = True, reference: PublishedReference | None = None) -> list[tuple[str, list[Block]]]:
+    """The report's sections, figures written into `files` (`shared_y`: one y range for all per-class panels)."""
     config = runs.read_settings(comparison.runs[0].run_dir)
-    reference = reference_run(comparison)
+    root, split = root_and_split(config, source)
+    reference = reference or detect_reference(split, comparison.n_images)
+    figures = write_figures(comparison, files, reference, shared_y)
+    seeds_note = (" Several seeds: mean ± sd over seeds (n in the header)." if comparison.several_seeds else "")
     sections: list[tuple[str, list[Block]]] = [
         ("Key results", [Block(text="The smallest and the largest finding by mean box size, and the mean over classes: "
                                     "test AUC, localization accuracy (share of boxes hit at IoU ≥ 0.1) and pointing "
-                                    "accuracy (share of boxes that contain the map's maximum)."),
+                                    "accuracy (share of boxes that contain the map's maximum)." + seeds_note),
                          Block(table=key_table(comparison))]),
-        ("Data", data_blocks(config, source))]
-    auc = [Block(text=f"{len(comparison.runs)} runs scored on {comparison.n_images:,} test images. 95% DeLong intervals per "
-                      f"class; the mean over classes with a patient-bootstrap interval ({comparison.n_boot} replicates). "
-                      "Best per row in bold."),
-           Block(table=tables.comparison_table(comparison.auc))]
-    for name in ("auc_vs_resolution.png",):
-        if (comparison_dir / name).is_file():
-            auc.append(Block(image=Path(shutil.copy(comparison_dir / name, files / name)), caption="Test AUC against training resolution"))
+        ("Data", data_blocks(root, split))]
+    auc = [Block(text=f"{len(comparison.runs)} runs scored on {comparison.n_images:,} test images.")]
+    for caption, table in auc_tables(comparison):
+        auc += [Block(text=caption), Block(table=table)]
+    auc += _figure(figures, "auc_vs_resolution", auc_caption(comparison, reference, shared_y))
     sections.append(("Test AUC", auc))
-    if len(comparison.bootstrap):
-        sections.append((f"Paired tests against {reference}", [
-            Block(text="Mean AUC: paired bootstrap over patients (same replicates for both runs)."),
-            Block(table=bootstrap_table(comparison, reference)),
+    best = best_scope(comparison)
+    if len(best):
+        sections.append(("Best resolution per class", [
+            Block(text=f"On the {scope_title(comparison.main_scope)}: the resolution with the highest test AUC, and the share "
+                       f"of {comparison.n_boot:,} paired patient-bootstrap replicates (the same resampled patients for every "
+                       "resolution) in which each resolution has the highest AUC; exact ties share a replicate."),
+            Block(table=best_resolution_table(best)),
+            *_figure(figures, "best_resolution", "Share of bootstrap replicates in which each resolution is best")]))
+    for scope in scope_list(comparison):
+        reference_heading = reference_run(comparison, scope)
+        title = f"Paired tests against {reference_heading}" + ("" if scope == SINGLE else f" ({scope_title(scope)})")
+        sections.append((title, [
+            Block(text=f"Between the {scope_title(scope)}. Mean AUC: paired bootstrap over patients (same replicates for both)."),
+            Block(table=bootstrap_table(comparison, reference_heading, scope)),
             Block(text="Per class: two-sided DeLong p, Holm-adjusted over the classes of each pair."),
-            Block(table=delong_table(comparison, reference))]))
+            Block(table=delong_table(comparison, reference_heading, scope))]))
+    sections.append(("Against the published study", published_blocks(comparison, reference)))
     if comparison.localization is not None:
         blocks = []
         for metric in localization_metrics(comparison):
             title = LOCALIZATION_TITLES[metric]
-            blocks += [Block(text=title + "; classes by mean box size, smallest first."),
-                       Block(table=tables.comparison_table(comparison.localization, metric, None, None))]
-            name = f"localization_{metric}_vs_resolution.png"
-            if (comparison_dir / name).is_file():
-                blocks.append(Block(image=Path(shutil.copy(comparison_dir / name, files / name)), caption=title))
+            blocks += [Block(text=title + "; classes by mean box size, smallest first." + seeds_note),
+                       Block(table=localization_table(comparison, metric)),
+                       *_figure(figures, f"localization_{metric}_vs_resolution", title)]
         order = localized_classes(comparison)
         for label in (order[0], order[-1]) if order else ():
             grid = heatmap_grid(comparison, label, files / f"heatmaps_{label}.png")
             if grid:
-                blocks.append(Block(image=grid, caption=f"{label}: Grad-CAM by training resolution (white: official box; "
-                                                        "green/red: positive/negative detections)"))
+                which = f", seed {min(i.seed for i in comparison.runs)}" if comparison.several_seeds else ""
+                blocks.append(Block(image=grid, caption=f"{label}: Grad-CAM by training resolution{which} (white: official "
+                                                        "box; green/red: positive/negative detections)"))
         sections.append(("Localization", blocks))
     curves = training_curves([i.run_dir for i in comparison.runs], [i.heading for i in comparison.runs], files / "training_curves.png")
     sections.append(("Training", [Block(image=curves, caption="Training curves"), Block(table=cost_table(comparison))]))
@@ -227,18 +307,23 @@ def to_html(title: str, sections: list[tuple[str, list[Block]]]) -> str:
     return "\n".join(parts)
 
 
-def write_report(study_dir: str | Path, comparison: Comparison | None = None, source: DataSource | None = None) -> Path:
-    """Write report.html and report.md for a study directory (comparing its finished runs if not given)."""
+def write_report(study_dir: str | Path, comparison: Comparison | None = None, source: DataSource | None = None,
+                 shared_y: bool = True) -> Path:
+    """Write report.html and report.md for a study directory (comparing its finished runs if not given); with a
+    published reference, also comparison/published_comparison.csv and the comparison figures with its dashed line."""
     study_dir = Path(study_dir)
+    given = comparison is not None
     if comparison is None:
         run_dirs = sorted(p for p in (study_dir / runs.STUDY_RUNS).glob("*") if (p / runs.PREDICTIONS).is_file())
         if not run_dirs:
             raise CxrresError(f"{study_dir}: no finished run under {runs.STUDY_RUNS}/; run `cxrres study` first")
         comparison = compare_runs(run_dirs)
-        write_comparison(comparison, study_dir / runs.COMPARISON)
+    reference = study_reference(comparison, source)
+    if not given or reference.applies:
+        write_comparison(comparison, study_dir / runs.COMPARISON, reference, shared_y)
     files = study_dir / runs.REPORT_FILES
     files.mkdir(exist_ok=True)
-    sections = build_sections(study_dir, comparison, files, source)
+    sections = build_sections(study_dir, comparison, files, source, shared_y, reference)
     title = f"cxrres study: {len(comparison.runs)} runs, {time.strftime('%Y-%m-%d %H:%M')} (cxrres {__version__})"
     write_text_atomic(study_dir / runs.REPORT_MD, to_markdown(title, sections, study_dir))
     write_text_atomic(study_dir / runs.REPORT_HTML, to_html(title, sections))

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from cxrres.seeds import format_mean_sd
+
 
 @dataclass
 class Table:
@@ -101,3 +103,25 @@ def csv_table(long: pd.DataFrame, value: str = "auc", low: str | None = "ci_low"
             out[f"{c} {high}"] = wide(long, high)[c].to_numpy()
     out["best"] = [" / ".join(values.columns[best.loc[r]]) for r in values.index]
     return out
+
+
+def seed_table(summary: pd.DataFrame, first: str = "Class", higher_is_better: bool = True, digits: int = 3) -> Table:
+    """Rows: classes; columns: groups (`<group> (n = k)` when every class has k seeds); cells `mean ± sd` over seeds
+    (`(n = j)` added where a class has fewer seeds); the best mean per row bold. `summary`: `compare.summarise_seeds`."""
+    means, sds, ns = (wide(summary, v, column="group") for v in ("mean", "sd", "n"))
+    best = best_mask(means, higher_is_better)
+    header = [first]
+    for g in means.columns:
+        counts = set(ns[g].dropna().astype(int))
+        header.append(f"{g} (n = {counts.pop()})" if len(counts) == 1 else str(g))
+    rows, bold = [], set()
+    for i, r in enumerate(means.index):
+        cells = [str(r)]
+        for g in means.columns:
+            n = 0 if math.isnan(ns.loc[r, g]) else int(ns.loc[r, g])
+            text = format_mean_sd(means.loc[r, g], sds.loc[r, g], n, digits)
+            full = set(ns[g].dropna().astype(int))
+            cells.append(text + (f" (n = {n})" if len(full) > 1 and text != "–" else ""))
+        rows.append(cells)
+        bold |= {(i, j + 1) for j, g in enumerate(means.columns) if best.loc[r, g]}
+    return Table(header, rows, bold)
