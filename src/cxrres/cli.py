@@ -100,10 +100,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
     """Compare runs on the same test images: AUC table, paired DeLong and bootstrap tests, figure."""
     from cxrres.compare import compare_runs
     from cxrres.report.comparison import write_comparison
+    from cxrres.report.document import study_reference
     from cxrres.report.tables import markdown_table
 
     comparison = compare_runs(args.run_dirs, args.level, args.n_boot)
-    written = write_comparison(comparison, args.out)
+    written = write_comparison(comparison, args.out, study_reference(comparison), shared_y=not args.per_panel_y)
     print(markdown_table(comparison.auc))
     print(f"wrote {len(written)} files to {args.out}: " + ", ".join(p.name for p in written))
     return 0
@@ -213,7 +214,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     """Write report.html and report.md of a study directory."""
     from cxrres.report.document import write_report
 
-    print(f"report: {write_report(args.study_dir)}")
+    print(f"report: {write_report(args.study_dir, shared_y=not args.per_panel_y)}")
     return 0
 
 
@@ -222,6 +223,12 @@ def _add_statistics_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--level", type=float, default=0.95, help="interval level (default: %(default)s)")
     parser.add_argument("--n-boot", type=int, default=1000, metavar="B",
                         help="bootstrap replicates by patient for the mean AUC (default: %(default)s)")
+
+
+def _add_per_panel_option(parser: argparse.ArgumentParser) -> None:
+    """--per-panel-y of compare and report."""
+    parser.add_argument("--per-panel-y", action="store_true",
+                        help="each per-class panel scales its own y-axis (default: one y range for all panels)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -300,6 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     compare.add_argument("--out", default=COMPARISON, metavar="DIR", help="output directory (default: %(default)s)")
     _add_statistics_options(compare)
+    _add_per_panel_option(compare)
     compare.set_defaults(func=cmd_compare)
 
     localize = sub.add_parser("localize", help="Grad-CAM boxes of a run scored against the official boxes",
@@ -366,6 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="write report.html and report.md of a study directory",
                             description="Write STUDY_DIR/report.html (self-contained) and report.md from the finished runs.")
     report.add_argument("study_dir", metavar="STUDY_DIR")
+    _add_per_panel_option(report)
     report.set_defaults(func=cmd_report)
     return parser
 
