@@ -31,8 +31,11 @@ def cmd_describe(args: argparse.Namespace) -> int:
 
 def cmd_prepare(args: argparse.Namespace) -> int:
     """Build the per-resolution uint8 caches."""
-    from cxrres.data.cache import prepare_cache
+    from cxrres.data.cache import plan_prepare, prepare_cache
 
+    if args.dry_run:
+        print(plan_prepare(args.data, args.resolutions, args.cache).to_text())
+        return 0
     report = prepare_cache(args.data, args.resolutions, args.cache, args.workers, args.skip_bad, progress=not args.quiet)
     built = ",".join(map(str, report.built_px)) or "none"
     reused = ",".join(map(str, report.reused_px)) or "none"
@@ -263,6 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="decoding processes (default: the number of cores, %(default)s)")
     prepare.add_argument("--skip-bad", action="store_true",
                          help="skip unreadable or truncated images and list them in the manifest instead of stopping")
+    prepare.add_argument("--dry-run", action="store_true",
+                         help="print the bytes each resolution would take (present and all listed images) and the free space; write nothing")
     prepare.add_argument("--quiet", action="store_true", help="no progress bar")
     prepare.set_defaults(func=cmd_prepare)
 

@@ -309,6 +309,46 @@ def prepare_cache(
         return _prepare_locked(cache, sources, resolutions, workers, skip_bad, progress, started)
 
 
+@dataclass(frozen=True)
+class PreparePlan:
+    """What `prepare_cache` would do, computed without writing: counts, bytes per resolution, free space."""
+
+    cache_dir: Path
+    listed: int  # images the metadata lists
+    present: int  # of those, found on disk
+    bytes_present: dict[int, int]  # resolution px -> bytes of its array for the images present
+    bytes_listed: dict[int, int]  # resolution px -> bytes for every listed image (the full data set)
+    free_bytes: int
+
+    def to_text(self) -> str:
+        """One line per resolution and a total, in GB (10^9 bytes)."""
+        gb = lambda n: f"{n / 1e9:,.2f} GB"  # noqa: E731
+        lines = [f"cache {self.cache_dir}: {self.present:,} of {self.listed:,} listed images present; "
+                 f"{gb(self.free_bytes)} free there", f"{'resolution':>10} {'present':>12} {'all listed':>12}"]
+        for r in self.bytes_present:
+            lines.append(f"{r:>7} px {gb(self.bytes_present[r]):>12} {gb(self.bytes_listed[r]):>12}")
+        total_present = cache_bytes_needed(self.present, self.bytes_present)
+        total_listed = cache_bytes_needed(self.listed, self.bytes_present)
+        lines.append(f"{'total':>10} {gb(total_present):>12} {gb(total_listed):>12} (with the index)")
+        fits = "fits" if total_present <= self.free_bytes else "does NOT fit"
+        lines.append(f"the cache of the present images {fits} in the free space")
+        return "\n".join(lines)
+
+
+def plan_prepare(data_dir: str | Path | DataRoot, resolutions_px: Iterable[int], cache_dir: str | Path | None = None) -> PreparePlan:
+    """The bytes a cache would take at each resolution for the present and for all listed images; writes nothing."""
+    data = data_dir if isinstance(data_dir, DataRoot) else DataRoot.at(data_dir)
+    resolutions = parse_resolutions(resolutions_px)
+    cache = Path(cache_dir).expanduser().resolve() if cache_dir else default_cache_dir(data.root)
+    listed = sorted(data.data_entry.index) if data.has_data_entry else sorted(data.images)
+    present = len(data.locate(listed)[0])
+    probe = cache
+    while not probe.exists():
+        probe = probe.parent
+    return PreparePlan(cache, len(listed), present, {r: present * r * r for r in resolutions},
+                       {r: len(listed) * r * r for r in resolutions}, shutil.disk_usage(probe).free)
+
+
 def _complete_resolutions(cache: Path, manifest: dict, wanted: tuple[int, ...]) -> set[int]:
     """The complete resolutions of a matching manifest; a wanted one whose array or index is damaged is left out
     (so that it is rebuilt), with a message."""
