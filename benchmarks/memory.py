@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from benchmarks.common import record
-from cxrres.data.cache import default_cache_dir
+from cxrres.data.cache_store import default_cache_dir
 
 FIELDS = ("RssAnon", "RssFile", "VmHWM")
 

@@ -15,14 +15,9 @@ import numpy as np
 import pytest
 
 from cxrres.data import cache as cache_module
-from cxrres.data.cache import (
-    ResolutionCache,
-    array_name,
-    default_cache_dir,
-    parse_resolutions,
-    prepare_cache,
-    user_cache_home,
-)
+from cxrres.data import cache_store
+from cxrres.data.cache import ResolutionCache, array_name, parse_resolutions, prepare_cache
+from cxrres.data.cache_store import default_cache_dir, user_cache_home
 from cxrres.data.images import pad_to_square, read_grey
 from cxrres.errors import CacheError
 
@@ -342,7 +337,7 @@ def test_damaged_index_is_refused(mini: Path, tmp_path: Path) -> None:
 def test_a_remembered_check_does_not_hide_a_later_change(mini: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A passed check is remembered per (inode, size, mtime, ctime); restoring the mtime after a change does not
     restore the ctime, so the change is still seen."""
-    monkeypatch.setattr(cache_module, "VERIFIED_MIN_AGE_S", 0.0)
+    monkeypatch.setattr(cache_store, "VERIFIED_MIN_AGE_S", 0.0)
     prepare_cache(mini, [16], tmp_path / "c", workers=1, progress=False)
     ResolutionCache.open(tmp_path / "c", 16)
     array = tmp_path / "c" / array_name(16)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from cxrres.data.cache import default_cache_dir
+from cxrres.data.cache_store import default_cache_dir
 
 #: The 10 RGBA originals among the 405 include this one (see ../shared/data/chestxray14/SOURCES.md).
 RGBA_IMAGE = "00000100_000.png"

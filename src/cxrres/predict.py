@@ -74,7 +74,7 @@ def validation_predictions(run_dir: Path, config: TrainConfig) -> runs.Predictio
     """The run's predictions_val.csv; for runs trained before it was written, scored now from the run's cache."""
     if (run_dir / runs.PREDICTIONS_VAL).is_file():
         return runs.read_predictions(run_dir, runs.PREDICTIONS_VAL)
-    from cxrres.train import load_run_data  # only for runs from before predictions_val.csv
+    from cxrres.rundata import load_run_data  # only for runs from before predictions_val.csv
 
     recorded = (runs.read_config(run_dir).get("cache") or {}).get("dir")
     source = DataSource.prepare(config.data, config.split_spec(), [config.resolution_px], recorded, progress=False)

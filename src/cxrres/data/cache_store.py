@@ -1,0 +1,120 @@
+"""Where a cache lives and whether its files are intact: the default directory outside the data root, the lock that
+serialises builders, CRC-32 checks of its arrays, and its JSON files."""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import sys
+import time
+import zlib
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from tqdm import tqdm
+
+from cxrres.parallel import write_json_atomic
+
+LOCK = ".lock"
+#: Environment variable: the directory holding the default caches, one subdirectory per data root.
+CACHE_DIR_ENV = "CXRRES_CACHE_DIR"
+#: Bytes read per step when checksumming an array (bounds the memory of a check).
+CHECKSUM_CHUNK_BYTES = 16 * 2**20
+
+
+def user_cache_home() -> Path:
+    """Directory of the default caches: $CXRRES_CACHE_DIR, else $XDG_CACHE_HOME/cxrres, else ~/.cache/cxrres."""
+    if os.environ.get(CACHE_DIR_ENV):
+        return Path(os.environ[CACHE_DIR_ENV]).expanduser().resolve()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache").resolve() / "cxrres"
+
+
+def default_cache_dir(data_dir: str | Path) -> Path:
+    """The default cache of a data root: `user_cache_home() / "<root name>-<12 hex of sha256(resolved root)>"`."""
+    root = Path(data_dir).expanduser().resolve()
+    return user_cache_home() / f"{root.name or 'root'}-{hashlib.sha256(str(root).encode()).hexdigest()[:12]}"
+
+
+@contextmanager
+def cache_lock(cache: Path) -> Iterator[None]:
+    """Hold an exclusive `flock` on `cache/.lock` (blocking; released by the OS if the process dies).
+
+    Where the lock file cannot be created (a read-only, complete cache) or the file system has no locks, this
+    goes on unlocked; a message says so when another process may be writing.
+    """
+    try:
+        fd = os.open(cache / LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError:
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            tqdm.write(f"{cache}: another process is preparing this cache; waiting for it", file=sys.stderr)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as exc:
+            tqdm.write(f"{cache}: file locks unavailable here ({exc.strerror}); do not prepare it from two processes at once", file=sys.stderr)
+        yield
+    finally:
+        os.close(fd)
+
+
+def file_crc32(path: Path) -> tuple[int, str]:
+    """(size in bytes, CRC-32 as 8 hex digits) of a file, read in CHECKSUM_CHUNK_BYTES steps."""
+    crc, size = 0, 0
+    buffer = bytearray(CHECKSUM_CHUNK_BYTES)
+    view = memoryview(buffer)
+    with open(path, "rb", buffering=0) as handle:
+        while n := handle.readinto(buffer):
+            crc = zlib.crc32(view[:n], crc)
+            size += n
+    return size, f"{crc:08x}"
+
+
+#: Per process: files already checked, by (path, device, inode, size, mtime ns, ctime ns) -> CRC-32 they matched.
+_VERIFIED: dict[tuple, str] = {}
+#: A check is remembered only for a file last changed at least this long before it (s): file times are coarse, so a
+#: file altered within the same tick as its check could otherwise keep the same times.
+VERIFIED_MIN_AGE_S = 2.0
+
+
+def damage(path: Path, entry: dict) -> str | None:
+    """What is wrong with a cache file against its manifest entry (`bytes`, `crc32`), or None if it matches.
+
+    A check of an unchanged file (same inode, size and times) is done once per process.
+    """
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return "file missing"
+    if "bytes" not in entry or "crc32" not in entry:
+        return "no checksum recorded (made by an older cxrres)"
+    if stat.st_size != entry["bytes"]:
+        return f"{stat.st_size:,} bytes, expected {entry['bytes']:,} (truncated or overwritten)"
+    key = (str(path), stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+    if _VERIFIED.get(key) == entry["crc32"]:
+        return None
+    started = time.time()
+    _, crc = file_crc32(path)
+    if crc != entry["crc32"]:
+        return f"CRC-32 {crc}, expected {entry['crc32']} (bytes changed after prepare)"
+    if started - max(stat.st_mtime, stat.st_ctime) >= VERIFIED_MIN_AGE_S:
+        _VERIFIED[key] = crc
+    return None
+
+
+def write_json(path: Path, payload: dict) -> None:
+    write_json_atomic(path, payload, sort_keys=True)
+
+
+def read_json(path: Path) -> dict | None:
+    """Parsed JSON of `path`, or None if it is absent or unreadable."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
