@@ -94,3 +94,15 @@ def test_report_renders_in_headless_chromium(study, tmp_path):
     assert pixels.shape == (2400, 1200)
     assert pixels.std() > 20  # text, tables and figures, not a blank page
     assert (pixels < 128).mean() > 0.01
+
+
+def test_export_best_run_per_resolution_in_one_command(study, tmp_path):
+    base, args = study
+    s = base / "s"
+    if not (s / "report.html").is_file():
+        assert main(args + ["--quiet"]) == 0
+    assert "<h2>Use the networks</h2>" in (s / "report.html").read_text()
+    assert main(["export", str(s), "--out", str(tmp_path / "exp")]) == 0
+    exported = sorted(p.name for p in (tmp_path / "exp").glob("*.onnx"))
+    assert exported == ["densenet121_32px_seed0.onnx", "densenet121_48px_seed0.onnx"]  # the only seed of each resolution
+    assert all((tmp_path / "exp" / f"{name}.md").is_file() for name in exported)

@@ -206,8 +206,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Export a run's best network (ONNX or TorchScript) with a model card."""
-    from cxrres.export import export_run
+    from cxrres.export import export_run, export_study
+    from cxrres.runs import STUDY_FILE
 
+    if (Path(args.run_dir) / STUDY_FILE).is_file():
+        for path in export_study(args.run_dir, args.format, args.out):
+            print(f"wrote {path} and its model card {path.name}.md")
+        return 0
     path = export_run(args.run_dir, args.format, args.out)
     print(f"wrote {path} and its model card {path.name}.md")
     return 0
@@ -371,9 +376,10 @@ def build_parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export", help="export a run's network to ONNX or TorchScript, with a model card",
                             description="Write RUN_DIR's best network to FILE: input uint8 grey N×R×R, output probabilities "
                                         "(normalisation inside the graph, dynamic batch), and FILE.md, its model card.")
-    export.add_argument("run_dir", metavar="RUN_DIR")
+    export.add_argument("run_dir", metavar="RUN_DIR|STUDY_DIR",
+                        help="a run, or a study: then its best run per resolution (highest test mean AUC over seeds)")
     export.add_argument("--format", default="onnx", choices=("onnx", "torchscript"), help="(default: %(default)s)")
-    export.add_argument("--out", required=True, metavar="FILE", help="output file, e.g. model.onnx")
+    export.add_argument("--out", required=True, metavar="FILE|DIR", help="output file (e.g. model.onnx), or folder for a study")
     export.set_defaults(func=cmd_export)
 
     report = sub.add_parser("report", help="write report.html and report.md of a study directory",

@@ -71,6 +71,28 @@ def export_run(run_dir: str | Path, fmt: str, out: str | Path) -> Path:
     return out
 
 
+def best_runs(study_dir: str | Path) -> list[Path]:
+    """Per (arch, resolution, label) of a study, the evaluated run with the highest test mean AUC (the best seed)."""
+    best: dict[tuple, tuple[float, Path]] = {}
+    for run_dir in sorted((Path(study_dir) / runs.STUDY_RUNS).glob("*")):
+        if not (run_dir / runs.AUC).is_file() or not (run_dir / runs.CHECKPOINTS / runs.BEST).is_file():
+            continue
+        config = runs.read_settings(run_dir)
+        table = pd.read_csv(run_dir / runs.AUC).set_index("class")
+        key, score = (config.arch, config.resolution_px, config.label or ""), float(table.loc["mean", "auc"])
+        if key not in best or score > best[key][0]:
+            best[key] = (score, run_dir)
+    if not best:
+        raise CxrresError(f"{study_dir}: no evaluated run under {runs.STUDY_RUNS}/; run `cxrres study` first")
+    return [best[key][1] for key in sorted(best)]
+
+
+def export_study(study_dir: str | Path, fmt: str, out_dir: str | Path) -> list[Path]:
+    """Export the best run per (arch, resolution, label) of a study into `out_dir`, each with its model card."""
+    suffix = {"onnx": ".onnx", "torchscript": ".pt"}.get(fmt, "")
+    return [export_run(run_dir, fmt, Path(out_dir) / f"{run_dir.name}{suffix}") for run_dir in best_runs(study_dir)]
+
+
 def sha256(path: Path) -> str:
     """Hex SHA-256 of a file."""
     digest = hashlib.sha256()

@@ -266,7 +266,24 @@ def build_sections(study_dir: Path, comparison: Comparison, files: Path, source:
         sections.append(("Localization", blocks))
     curves = training_curves([i.run_dir for i in comparison.runs], [i.heading for i in comparison.runs], files / "training_curves.png")
     sections.append(("Training", [Block(image=curves, caption="Training curves"), Block(table=cost_table(comparison))]))
+    sections.append(("Use the networks", use_blocks(study_dir)))
     return sections
+
+
+def use_blocks(study_dir: Path) -> list[Block]:
+    """The best run per resolution (highest test mean AUC over seeds) and the commands that export and apply it."""
+    from cxrres.export import best_runs
+
+    try:
+        chosen = best_runs(study_dir)
+    except CxrresError:
+        return [Block(text="No evaluated run in this study directory yet.")]
+    rows = [[run.name, f"{pd.read_csv(run / runs.AUC).set_index('class').loc['mean', 'auc']:.3f}"] for run in chosen]
+    return [Block(text=f"`cxrres export {study_dir} --out {study_dir / 'export'}` writes the best run of each resolution "
+                       "as ONNX (uint8 grey input, probabilities out) with a model card beside it; "
+                       f"`cxrres predict {chosen[-1]} IMAGES... --out DIR --heatmaps top3` scores new PNG, JPEG or DICOM "
+                       "files with one of them (thresholds chosen on its validation part)."),
+            Block(table=tables.Table(["Best run per resolution", "Test mean AUC"], rows))]
 
 
 def to_markdown(title: str, sections: list[tuple[str, list[Block]]], base: Path) -> str:
