@@ -11,6 +11,7 @@ import hashlib
 import math
 import warnings
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -22,6 +23,7 @@ from cxrres.config import TrainConfig
 from cxrres.data.dataset import IMAGENET_MEAN, IMAGENET_STD
 from cxrres.errors import CxrresError
 from cxrres.inference import load_run_model
+from cxrres.localize import SCORES
 from cxrres.models import display_name
 
 FORMATS: tuple[str, ...] = ("onnx", "torchscript")
@@ -111,6 +113,11 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
 
 
+def _csv_section(path: Path, missing: str, render: Callable[[pd.DataFrame], str]) -> str:
+    """`render` of the CSV at `path`, or the `missing` sentence when the run has not written it."""
+    return render(pd.read_csv(path)) if path.is_file() else missing
+
+
 def model_card(run_dir: Path, config: TrainConfig, classes: list[str], exported: Path, fmt: str) -> str:
     """The model card (Markdown): data, recipe, weights origin, test AUC with intervals, localization, operating
     points, intended use and limits, the exported file's SHA-256."""
@@ -135,33 +142,21 @@ def model_card(run_dir: Path, config: TrainConfig, classes: list[str], exported:
              f"{config.batch_size}; precision {config.precision}; seed {config.seed}. Initial weights: {weights}.",
              f"- Trained {status.epochs} epochs; kept epoch {status.best_epoch} (best validation mean AUC "
              f"{_number(status.best_val_mean_auc)}); device {status.device}.", ""]
-    auc_path = run_dir / runs.AUC
-    lines += ["## Test AUC (95 % intervals)", ""]
-    if auc_path.is_file():
-        auc = pd.read_csv(auc_path)
-        lines.append(_table(["Class", "Positives", "AUC", "95 % interval"],
-                            [[r["class"], "" if pd.isna(r["n_pos"]) else str(int(r["n_pos"])), _number(r["auc"]),
-                              f"{_number(r['ci_low'])}–{_number(r['ci_high'])}"] for _, r in auc.iterrows()]))
-    else:
-        lines.append(f"Not evaluated (run `cxrres evaluate {run_dir}`).")
-    loc_path = run_dir / runs.LOCALIZATION
-    lines += ["", "## Localization (Grad-CAM boxes against the official boxes, IoU ≥ 0.1)", ""]
-    if loc_path.is_file():
-        loc = pd.read_csv(loc_path)
-        cols = [c for c in ("precision", "accuracy", "pointing") if c in loc.columns]
-        lines.append(_table(["Class", "Boxes", *cols], [[r["class"], str(int(r["n"])), *(_number(r[c]) for c in cols)]
-                                                         for _, r in loc.iterrows()]))
-    else:
-        lines.append(f"Not localized (run `cxrres localize {run_dir}`).")
-    op_path = run_dir / runs.OPERATING_POINTS
-    lines += ["", "## Operating points (chosen on the validation part)", ""]
-    if op_path.is_file():
-        ops = pd.read_csv(op_path)
-        lines.append(_table(["Class", "Rule", "Threshold", "Sensitivity", "Specificity"],
-                            [[r["class"], r["rule"], _number(r["threshold"], 4), _number(r["sensitivity"]),
-                              _number(r["specificity"])] for _, r in ops.iterrows()]))
-    else:
-        lines.append(f"None chosen yet (`cxrres predict {run_dir} ...` chooses and stores them).")
+    lines += ["## Test AUC (95 % intervals)", "", _csv_section(
+        run_dir / runs.AUC, f"Not evaluated (run `cxrres evaluate {run_dir}`).",
+        lambda auc: _table(["Class", "Positives", "AUC", "95 % interval"],
+                           [[r["class"], "" if pd.isna(r["n_pos"]) else str(int(r["n_pos"])), _number(r["auc"]),
+                             f"{_number(r['ci_low'])}–{_number(r['ci_high'])}"] for _, r in auc.iterrows()]))]
+    lines += ["", "## Localization (Grad-CAM boxes against the official boxes, IoU ≥ 0.1)", "", _csv_section(
+        run_dir / runs.LOCALIZATION, f"Not localized (run `cxrres localize {run_dir}`).",
+        lambda loc: _table(["Class", "Boxes", *(c for c in SCORES if c in loc.columns)],
+                           [[r["class"], str(int(r["n"])), *(_number(r[c]) for c in SCORES if c in loc.columns)]
+                            for _, r in loc.iterrows()]))]
+    lines += ["", "## Operating points (chosen on the validation part)", "", _csv_section(
+        run_dir / runs.OPERATING_POINTS, f"None chosen yet (`cxrres predict {run_dir} ...` chooses and stores them).",
+        lambda ops: _table(["Class", "Rule", "Threshold", "Sensitivity", "Specificity"],
+                           [[r["class"], r["rule"], _number(r["threshold"], 4), _number(r["sensitivity"]),
+                             _number(r["specificity"])] for _, r in ops.iterrows()]))]
     lines += ["", "## Intended use and limits", "",
               "A research model for studying how training resolution changes what a chest X-ray classifier gets right and "
               "where it looks. It is not a medical device and must not be used for diagnosis. Labels of public chest "
