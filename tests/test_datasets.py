@@ -266,3 +266,24 @@ def test_mimic_synthetic_official_split_study_labels_and_views(tmp_path: Path) -
         handle.write(body)
     with pytest.raises(DataFormatError, match=r"split.csv.gz:8: column 'split': 'valid' is not train, validate or test"):
         open_dataset(root)
+
+
+def test_describe_any_data_set_from_metadata(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import json
+
+    from cxrres.cli import main
+
+    root = write_chexpert(tmp_path / "cx")
+    assert main(["describe", "--data", str(root), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["dataset"] == "chexpert" and summary["images"] == {"train": 18, "val": 2, "test": 4}
+    edema = summary["classes"]["Edema"]
+    assert sum(edema["positive"].values()) == 7 and sum(edema["uncertain"].values()) == 7 and sum(edema["blank"].values()) == 7
+    assert main(["describe", "--data", str(write_mimic(tmp_path / "m")), "--views", "all"]) == 0
+    assert "data set mimic: train 6 images / 3 patients, val 2 images / 1 patients, test 4 images / 2 patients" in capsys.readouterr().out
+    assert main(["describe", "--data", str(write_padchest(tmp_path / "p", True)), "--dataset", "padchest", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["classes"]["Effusion"]["positive"]["train"] >= 0
+    (tmp_path / "none").mkdir()
+    assert main(["describe", "--data", str(tmp_path / "none")]) != 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no known data set found" in err
