@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cxrres.data.datasets.common import DatasetTable, ReadOptions, assemble, finish_split, parse_labels, read_columns, select_views
+from cxrres.data.datasets.common import (DatasetTable, ReadOptions, assemble, finish_split, header, parse_labels, read_columns,
+                                         select_views)
 from cxrres.errors import DataFormatError
 
 NAME = "chexpert"
@@ -40,14 +41,12 @@ def detect(root: Path) -> bool:
     if path is None:
         return False
     try:
-        from cxrres.data.datasets.common import header
-
         return tuple(header(path)[:5]) == INFO
     except DataFormatError:
         return False
 
 
-def read_csv(path: str | Path, part: str = "") -> "tuple[list[str], dict[str, object], np.ndarray]":
+def read_csv(path: str | Path, part: str = "") -> tuple[list[str], dict[str, object], np.ndarray]:
     """One CheXpert CSV: (image names relative to the root, info columns, (N, 14) labels 1/0/-1/NaN).
 
     Checks: the five info and 14 label columns present, label cells 1/0/-1/blank, `Path` of the form

@@ -14,7 +14,6 @@ from cxrres.data.splits import build_split
 
 NAME = "nih"
 EXPECTS = "nih: Data_Entry_2017[_v2020].csv and/or images/ or images_*/images/ (ChestX-ray14)"
-FRONTAL_VIEWS = ("PA", "AP")
 
 
 def detect(root: Path) -> bool:
