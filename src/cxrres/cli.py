@@ -17,15 +17,32 @@ from cxrres.runs import COMPARISON
 from cxrres.saliency import METHODS
 
 
+def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
+    """--dataset and --views (see cxrres.data.datasets)."""
+    from cxrres.data.datasets import DATASETS
+
+    parser.add_argument("--dataset", choices=DATASETS, default=None, help="read DIR as this data set (default: detected from its files)")
+    parser.add_argument("--views", default="frontal", metavar="VIEWS", help="frontal (default), all, or view codes such as PA,AP")
+
+
 def cmd_describe(args: argparse.Namespace) -> int:
     """Print class counts per split part and the official boxes of the test part."""
     from cxrres.data import DataRoot, build_split
     from cxrres.data.summary import describe_split, format_summary
 
-    root = DataRoot.at(args.data)
-    split = build_split(root, args.split, args.split_dir, args.val_fraction, args.split_seed)
-    summary = describe_split(root, split)
-    print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
+    from cxrres.data.datasets import ReadOptions, detect_dataset, open_dataset
+    from cxrres.data.datasets.summary import describe_table, format_table_summary
+
+    dataset = args.dataset or detect_dataset(args.data)
+    if dataset == "nih" and args.views == "frontal":  # ChestX-ray14 as before (all frontal): with its boxes
+        root = DataRoot.at(args.data)
+        split = build_split(root, args.split, args.split_dir, args.val_fraction, args.split_seed)
+        summary = describe_split(root, split)
+        print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
+        return 0
+    options = ReadOptions(args.split, args.split_dir, args.val_fraction, args.split_seed, views=args.views)
+    summary = describe_table(open_dataset(args.data, dataset, options))
+    print(json.dumps(summary, indent=2) if args.json else format_table_summary(summary))
     return 0
 
 
@@ -253,8 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
                               description="Summarise a ChestX-ray14-style data set under a split: images and class counts per "
                                           "part, and count and mean area (px² at 1024) of the official boxes in the test part.")
     describe.add_argument("--data", required=True, metavar="DIR",
-                          help="data root: Data_Entry_2017(_v2020).csv, BBox_List_2017.csv, train_val_list.txt, test_list.txt")
+                          help="data root: ChestX-ray14 (Data_Entry_2017(_v2020).csv, BBox_List_2017.csv, lists), CheXpert, MIMIC-CXR-JPG, PadChest or labels.csv")
     add_arguments(describe, SPLIT_SETTINGS, with_defaults=True)
+    add_dataset_arguments(describe)
     describe.add_argument("--json", action="store_true", help="print exactly one JSON object instead of tables")
     describe.set_defaults(func=cmd_describe)
 

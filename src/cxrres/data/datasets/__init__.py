@@ -1,0 +1,42 @@
+"""Data-set adapters behind one registry: each reads a data set's files as published into the common form
+(`DatasetTable`); the data set of a root is detected from its files, or forced by name (`--dataset`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import ModuleType
+
+from cxrres.data.datasets import chexpert, csvfile, mimic, nih, padchest
+from cxrres.data.datasets.common import UNCERTAIN_POLICIES, DatasetTable, ReadOptions, apply_uncertain
+from cxrres.errors import CxrresError
+
+#: Adapters by name, in detection order (the most specific files first; NIH, which also takes a bare images/, last).
+ADAPTERS: dict[str, ModuleType] = {m.NAME: m for m in (chexpert, mimic, padchest, csvfile, nih)}
+DATASETS: tuple[str, ...] = tuple(ADAPTERS)
+
+
+def detect_dataset(root: str | Path) -> str:
+    """The name of the first adapter that recognises `root`; one line listing what each expects if none does."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise CxrresError(f"{root}: data directory not found")
+    for name, adapter in ADAPTERS.items():
+        if adapter.detect(root):
+            return name
+    expected = "; ".join(adapter.EXPECTS for adapter in ADAPTERS.values())
+    raise CxrresError(f"{root}: no known data set found (expected {expected}); or name one with --dataset")
+
+
+def open_dataset(root: str | Path, dataset: str | None = None, options: ReadOptions = ReadOptions()) -> DatasetTable:
+    """Read the data set at `root` (detected, or the adapter `dataset`) into the common form, split and checked."""
+    root = Path(root).expanduser().resolve()
+    name = dataset or detect_dataset(root)
+    if name not in ADAPTERS:
+        raise CxrresError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}")
+    if not root.is_dir():
+        raise CxrresError(f"{root}: data directory not found")
+    return ADAPTERS[name].read(root, options)
+
+
+__all__ = ["ADAPTERS", "DATASETS", "DatasetTable", "ReadOptions", "UNCERTAIN_POLICIES", "apply_uncertain",
+           "detect_dataset", "open_dataset"]

@@ -1,0 +1,183 @@
+"""The common form every data-set adapter returns, and what adapters share: CSV reading with checks, label codes,
+views, the patient-wise carve of missing split parts, and the uncertain-label policy."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from cxrres.data.splits import PARTS, carve_validation, check_split
+from cxrres.errors import CxrresError, DataFormatError
+
+#: Columns of `DatasetTable.frame` before the class columns.
+INFO_COLUMNS: tuple[str, ...] = ("path", "patient_id", "view", "frontal", "part")
+#: How a label cell may be written: positive, negative, uncertain; a blank cell (not mentioned) becomes NaN.
+LABEL_CODES: dict[str, float] = {"1": 1.0, "1.0": 1.0, "0": 0.0, "0.0": 0.0, "-1": -1.0, "-1.0": -1.0, "": np.nan}
+#: `--uncertain` policies (the CheXpert paper's U-Ignore, U-Zeros, U-Ones).
+UNCERTAIN_POLICIES: tuple[str, ...] = ("ignore", "zeros", "ones")
+#: Default fraction of images carved out as the test part where a data set publishes no test split.
+TEST_FRACTION = 0.2
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """What to read of a data root: its split (kind, files, carve fractions and seed) and which views."""
+
+    split: str = "chexnet"  # NIH only: chexnet or official
+    split_dir: str | None = None  # NIH only: train/val/test files
+    val_fraction: float = 0.1
+    split_seed: int = 0
+    test_fraction: float = TEST_FRACTION  # only where the data set has no test part of its own
+    views: str = "frontal"  # frontal, all, or a comma-separated list of view codes (PA,AP,...)
+
+
+def no_boxes() -> pd.DataFrame:
+    """An empty box table (`image,label,x,y,w,h`) for data sets without boxes."""
+    return pd.DataFrame({"image": pd.Series(dtype=object), "label": pd.Series(dtype=object),
+                         **{c: pd.Series(dtype=np.float64) for c in "xywh"}})
+
+
+@dataclass(frozen=True)
+class DatasetTable:
+    """A data set in the common form: one row per image, split into parts, with its own classes and boxes.
+
+    `frame` is indexed by image name (unique; its path relative to the root where names repeat) and has the columns
+    `path` (relative to `root`), `patient_id`, `view` (the data set's code: PA, AP, Lateral, ...), `frontal` (bool),
+    `part` (train/val/test), then one float32 column per class: 1 positive, 0 negative, -1 uncertain, NaN blank.
+    `boxes` has `image,label,x,y,w,h` in the image's own pixels (possibly no rows).
+    """
+
+    dataset: str
+    root: Path
+    classes: tuple[str, ...]
+    frame: pd.DataFrame
+    boxes: pd.DataFrame = field(default_factory=no_boxes)
+    notes: tuple[str, ...] = ()  # how the split was made, one line each
+
+    def part(self, part: str) -> pd.DataFrame:
+        """Rows of one part, in file order."""
+        return self.frame[self.frame["part"] == part]
+
+    def images(self, part: str) -> list[str]:
+        """Image names of one part, in file order."""
+        return self.part(part).index.tolist()
+
+    def labels(self, part: str) -> np.ndarray:
+        """(N, classes) float32 raw labels of one part: 1, 0, -1 (uncertain) or NaN (blank)."""
+        return self.part(part)[list(self.classes)].to_numpy(np.float32)
+
+
+def apply_uncertain(labels: np.ndarray, policy: str = "ignore") -> tuple[np.ndarray, np.ndarray]:
+    """(targets, mask) from raw labels (1/0/-1/NaN): blank -> 0; uncertain -> masked out (ignore), 0 or 1.
+
+    `targets` is float32 0/1 of the same shape; `mask` is True where the label counts in loss and AUC.
+    """
+    if policy not in UNCERTAIN_POLICIES:
+        raise CxrresError(f"unknown uncertain-label policy {policy!r}; choose one of {', '.join(UNCERTAIN_POLICIES)}")
+    labels = np.asarray(labels, np.float32)
+    uncertain = labels == -1.0
+    targets = np.where(labels == 1.0, 1.0, 0.0).astype(np.float32)
+    if policy == "ones":
+        targets[uncertain] = 1.0
+    mask = ~uncertain if policy == "ignore" else np.ones(labels.shape, bool)
+    return targets, mask
+
+
+def header(path: Path) -> list[str]:
+    """The header fields of a CSV file (gzip read transparently); DataFormatError naming the file if unreadable."""
+    try:
+        columns = pd.read_csv(path, nrows=0, dtype=str).columns
+    except (OSError, ValueError, UnicodeDecodeError, EOFError) as exc:
+        raise DataFormatError(path, f"cannot read the CSV header: {' '.join(str(exc).split())[:120]}") from None
+    return [str(c) for c in columns]
+
+
+def read_columns(path: Path, required: Sequence[str], optional: Sequence[str] = ()) -> pd.DataFrame:
+    """The `required` (and present `optional`) columns of a CSV as strings ('' for blank), indexed by file line.
+
+    A missing required column, or a file pandas cannot parse, is one DataFormatError naming the file (and column).
+    """
+    present = header(path)
+    missing = [c for c in required if c not in present]
+    if missing:
+        raise DataFormatError(path, f"missing column {missing[0]!r} (the header has {len(present)} columns: {', '.join(present[:8])}{', ...' if len(present) > 8 else ''})")
+    wanted = list(required) + [c for c in optional if c in present]
+    try:
+        frame = pd.read_csv(path, usecols=wanted, dtype=str, keep_default_na=False, na_filter=False,
+                            skip_blank_lines=False, engine="c", quoting=csv.QUOTE_MINIMAL)
+    except (OSError, ValueError, UnicodeDecodeError, EOFError) as exc:
+        raise DataFormatError(path, f"malformed CSV: {' '.join(str(exc).split())[:120]}") from None
+    frame.index = frame.index + 2  # 1-based file line (the header is line 1)
+    blank = (frame == "").all(axis=1)
+    return frame[~blank]
+
+
+def parse_labels(path: Path, frame: pd.DataFrame, classes: Sequence[str]) -> np.ndarray:
+    """(N, classes) float32 of label cells 1/0/-1 (also 1.0, 0.0, -1.0) or blank (NaN); DataFormatError at file:line."""
+    out = np.empty((len(frame), len(classes)), np.float32)
+    for j, name in enumerate(classes):
+        cells = frame[name].str.strip()
+        codes = cells.map(LABEL_CODES)
+        bad = codes.isna() & (cells != "")
+        if bad.any():
+            line = int(bad.idxmax())
+            raise DataFormatError(path, f"column {name!r}: label {cells[line]!r} is not 1, 0, -1 or blank", line)
+        out[:, j] = codes.to_numpy(np.float32)
+    return out
+
+
+def select_views(frame: pd.DataFrame, views: str) -> pd.DataFrame:
+    """Rows whose view is wanted: `frontal` (default), `all`, or a comma-separated list of view codes."""
+    if views == "all":
+        return frame
+    if views == "frontal":
+        return frame[frame["frontal"].to_numpy(bool)]
+    wanted = {v.strip() for v in views.split(",") if v.strip()}
+    if not wanted:
+        raise CxrresError(f"--views: give frontal, all or a comma-separated list of view codes, not {views!r}")
+    return frame[frame["view"].isin(wanted)]
+
+
+def finish_split(frame: pd.DataFrame, source: str, options: ReadOptions) -> tuple[pd.DataFrame, tuple[str, ...]]:
+    """Fill the parts a data set does not publish (seeded, patient-wise), check for leakage; (frame, notes).
+
+    Rows with an empty `part` are unassigned. With no test rows, whole patients of the unassigned and train rows
+    become test until `test_fraction` of them; with no val rows, whole patients of train become val until
+    `val_fraction` of it (the order of `sha256(f"{seed}:{patient}")`, as `carve_validation`); the rest is train.
+    """
+    frame = frame.copy()
+    part = frame["part"].to_numpy(object).copy()
+    notes = []
+    patients = frame["patient_id"].to_numpy()
+    if patients.dtype == object:  # fixed-width strings: np.isin on object arrays is quadratic
+        patients = patients.astype(str)
+    open_rows = np.isin(part, ["", "train"])
+    if not (part == "test").any():
+        carved = carve_validation(frame.index[open_rows].tolist(), patients[open_rows],
+                                  options.test_fraction, options.split_seed)
+        part[np.flatnonzero(open_rows)[carved]] = "test"
+        notes.append(f"test: {options.test_fraction:g} of the images carved patient-wise (seed {options.split_seed})")
+    part[part == ""] = "train"
+    if not (part == "val").any():
+        train_rows = part == "train"
+        carved = carve_validation(frame.index[train_rows].tolist(), patients[train_rows],
+                                  options.val_fraction, options.split_seed)
+        part[np.flatnonzero(train_rows)[carved]] = "val"
+        notes.append(f"val: {options.val_fraction:g} of train carved patient-wise (seed {options.split_seed})")
+    frame["part"] = part
+    order = {p: i for i, p in enumerate(PARTS)}
+    frame = frame.iloc[np.argsort(frame["part"].map(order).to_numpy(), kind="stable")]
+    check_split(frame, source)
+    return frame, tuple(notes)
+
+
+def assemble(index: Sequence[str], columns: dict[str, object], classes: Sequence[str], labels: np.ndarray) -> pd.DataFrame:
+    """A common-form frame from its info columns (INFO_COLUMNS) and an (N, classes) label array."""
+    frame = pd.DataFrame({name: columns[name] for name in INFO_COLUMNS}, index=pd.Index(list(index), name="image"))
+    label_frame = pd.DataFrame(labels.astype(np.float32), columns=list(classes), index=frame.index)
+    return pd.concat([frame, label_frame], axis=1)
