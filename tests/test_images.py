@@ -48,7 +48,7 @@ def test_rgb_to_grey_uses_itu_601_luma(tmp_path: Path) -> None:
     assert read_grey(_save(tmp_path / "red.png", red, "RGB"))[0, 0] == round(200 * 299 / 1000)
 
 
-def test_dicom_monochrome1_is_inverted_and_scaled_by_bits_stored(tmp_path: Path) -> None:
+def test_dicom_monochrome1_is_inverted_after_a_full_range_window(tmp_path: Path) -> None:
     pydicom = pytest.importorskip("pydicom")
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
@@ -62,6 +62,7 @@ def test_dicom_monochrome1_is_inverted_and_scaled_by_bits_stored(tmp_path: Path)
     ds.Rows, ds.Columns = pixels.shape
     ds.SamplesPerPixel, ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 1, 16, 12, 11, 0
     ds.PhotometricInterpretation = "MONOCHROME1"
+    ds.WindowCenter, ds.WindowWidth = 2048, 4096  # LINEAR: ((x - 2047.5) / 4095 + 0.5) = x / 4095 over [0, 4095]
     ds.PixelData = pixels.tobytes()
     ds.save_as(tmp_path / "x.dcm", enforce_file_format=True)
     grey = read_grey(tmp_path / "x.dcm")

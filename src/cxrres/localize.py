@@ -1,10 +1,11 @@
 """`cxrres localize`: Grad-CAM boxes of a run scored against the official boxes of its split's test part.
 
-For every box (image, class) whose image is in the cache: the map of that class from the run's best checkpoint,
-brought to the image's own pixel frame (`saliency.to_box_frame`), thresholded, one detection per connected
-component, and precision and hit against the box; also whether the map's maximum lies in the box (pointing game).
-Writes `localization_samples.csv`, `localization.csv` (per class, ordered by mean box size; then the mean over
-classes) and example figures into the run directory.
+The boxes are grouped per (image, class) whose image is in the cache; for each group one map of that class from the
+run's best checkpoint, brought to the image's own pixel frame (`saliency.to_box_frame`), thresholded, one detection
+per connected component, matched one-to-one to the group's boxes (`saliency.score_boxes`): precision per group, hit
+per box; also whether the map's maximum lies in each box (pointing game). Writes `localization_samples.csv` (one row
+per ground-truth box), `localization.csv` (per class, ordered by mean box size; then the mean over classes) and
+example figures into the run directory. With one box per image and class this is the single-box protocol exactly.
 """
 
 from __future__ import annotations
@@ -44,14 +45,38 @@ def format_boxes(boxes: list[tuple[int, int, int, int]]) -> str:
     return "; ".join(" ".join(str(int(v)) for v in b) for b in boxes)
 
 
+def parse_boxes(text: str) -> list[tuple[int, int, int, int]]:
+    """Inverse of `format_boxes`: 'x y w h; x y w h' -> [(x, y, w, h), ...] (pixels)."""
+    return [tuple(int(v) for v in part.split()) for part in str(text).split(";") if part.strip()]  # type: ignore[misc]
+
+
+def group_rows(frame: np.ndarray, image: str, label: str, group: pd.DataFrame, threshold: float, iou_threshold: float
+               ) -> list[dict]:
+    """One `localization_samples.csv` row per ground-truth box of one (image, class) group, scored on its map
+    `frame` (in the image's pixels): the group's detections, precision, TP and box count; per box hit, pointing and
+    the IoU of the detection matched to it (0 when none)."""
+    gts = [(float(b.x), float(b.y), float(b.w), float(b.h)) for b in group.itertuples()]
+    detections = saliency.boxes_from_saliency(frame, threshold)
+    precision, hits, matches = saliency.score_boxes(detections, gts, iou_threshold)
+    pointing = saliency.pointing_hits(frame, gts)
+    shared = {"image": image, "class": label, "n_detections": len(detections), "precision": precision}
+    tail = {"detections": format_boxes(detections), "n_boxes": len(gts), "tp": sum(hits)}
+    return [{**shared, "hit": int(hit), "pointing": int(point), "gt_x": gt[0], "gt_y": gt[1], "gt_w": gt[2],
+             "gt_h": gt[3], **tail, "matched_iou": round(match[1], 6) if match else 0.0}
+            for gt, hit, point, match in zip(gts, hits, pointing, matches)]
+
+
 #: Per-class scores in localization.csv: column -> the per-sample column averaged.
 SCORES = {"precision": "precision", "accuracy": "hit", "pointing": "pointing"}
 
 
 def summarise(samples: pd.DataFrame, order: list[str]) -> pd.DataFrame:
-    """Per class: n, mean precision, accuracy (mean hit), pointing (mean pointing hit), in `order`; then `mean`
-    (unweighted over classes)."""
+    """Per class: n (boxes), precision (mean over the (image, class) groups, each counted once), accuracy (share of
+    boxes hit), pointing (share of boxes holding the map's maximum), in `order`; then `mean` (unweighted over classes).
+    With one box per group every mean is over the rows, as before."""
     grouped = samples.groupby("class").agg(n=("hit", "size"), **{k: (v, "mean") for k, v in SCORES.items()})
+    groups = samples.drop_duplicates(["image", "class"]) if "n_boxes" in samples else samples
+    grouped["precision"] = groups.groupby("class")["precision"].mean()
     grouped = grouped.loc[[c for c in order if c in grouped.index]].reset_index()
     mean = {"class": "mean", "n": int(grouped["n"].sum()), **{k: grouped[k].mean() for k in SCORES}}
     return pd.concat([grouped, pd.DataFrame([mean])], ignore_index=True)
@@ -101,24 +126,20 @@ def localize_run(run_dir: str | Path, data: str | Path | None = None, method: st
     model = model.to(dev).eval()
     array = cache.array()
     class_index = {c: i for i, c in enumerate(classes)}
+    groups = list(boxes.groupby(["image", "label"], sort=False))
     rows, keep = [], {}
     bar = tqdm(total=len(boxes), unit="box", desc=f"localize {method}", disable=not progress)
-    for start in range(0, len(boxes), batch_size):
-        part = boxes.iloc[start:start + batch_size]
-        images = torch.from_numpy(np.stack([array[cache.rows[n]] for n in part["image"]]))[:, None].to(dev)
-        targets = torch.tensor([class_index[c] for c in part["label"]], device=dev)
+    for start in range(0, len(groups), batch_size):
+        part = groups[start:start + batch_size]
+        images = torch.from_numpy(np.stack([array[cache.rows[image]] for (image, _), _ in part]))[:, None].to(dev)
+        targets = torch.tensor([class_index[label] for (_, label), _ in part], device=dev)
         maps = saliency.class_activation_maps(model, prepare_input(images, False), targets, method).cpu().numpy()
-        for cam, (_, box) in zip(maps, part.iterrows()):
-            frame = saliency.to_box_frame(cam, cache.source_hw[box["image"]])
-            gt = (float(box["x"]), float(box["y"]), float(box["w"]), float(box["h"]))
-            detections = saliency.boxes_from_saliency(frame, threshold)
-            precision, hit = saliency.score_detections(detections, gt, iou_threshold)
-            rows.append({"image": box["image"], "class": box["label"], "n_detections": len(detections),
-                         "precision": precision, "hit": int(hit), "pointing": int(saliency.pointing_hit(frame, gt)),
-                         "gt_x": gt[0], "gt_y": gt[1], "gt_w": gt[2], "gt_h": gt[3], "detections": format_boxes(detections)})
-            if sum(1 for k in keep if k[0] == box["label"]) < examples:
-                keep[(box["label"], box["image"])] = (frame, gt, detections, precision, hit)
-        bar.update(len(part))
+        for cam, ((image, label), group) in zip(maps, part):
+            frame = saliency.to_box_frame(cam, cache.source_hw[image])
+            rows.extend(group_rows(frame, image, label, group, threshold, iou_threshold))
+            if sum(1 for k in keep if k[0] == label) < examples:
+                keep[(label, image)] = (frame, rows[-len(group):])
+            bar.update(len(group))
     bar.close()
     samples = pd.DataFrame(rows)
     side = boxes["image"].map(lambda n: max(cache.source_hw[n]))
@@ -129,10 +150,14 @@ def localize_run(run_dir: str | Path, data: str | Path | None = None, method: st
     if keep:
         out = run_dir / runs.LOCALIZATION_EXAMPLES
         out.mkdir(exist_ok=True)
-        for (label, image), (frame, gt, detections, precision, hit) in keep.items():
+        for (label, image), (frame, group_samples) in keep.items():
             grey = read_grey(root.root / cache.sources[image])
-            title = f"{label} {image}: precision {precision:.2f}, {'hit' if hit else 'miss'}"
+            gts = [(r["gt_x"], r["gt_y"], r["gt_w"], r["gt_h"]) for r in group_samples]
+            hits = sum(r["hit"] for r in group_samples)
+            outcome = ("hit" if hits else "miss") if len(gts) == 1 else f"{hits} of {len(gts)} boxes hit"
+            title = f"{label} {image}: precision {group_samples[0]['precision']:.2f}, {outcome}"
             path = out / f"{label}_{Path(image).stem}.png"
-            write_png(path, heatmap_figure(grey, frame, gt, detections, iou_threshold, title))
+            write_png(path, heatmap_figure(grey, frame, gts, parse_boxes(group_samples[0]["detections"]), iou_threshold,
+                                           title))
             result.figures.append(path)
     return result

@@ -14,10 +14,11 @@ from cxrres.errors import CxrresError
 FIGURE_PX = 512
 
 
-def heatmap_figure(grey: np.ndarray, frame: np.ndarray, gt: tuple | None, detections: list[tuple], iou_threshold: float,
-                   title: str) -> np.ndarray:
-    """BGR picture (FIGURE_PX on its longer side): radiograph, heat map, ground truth in white, detections green
-    (positive) / red (negative), or yellow when there is no ground truth. `frame` is the map in the image's pixels."""
+def heatmap_figure(grey: np.ndarray, frame: np.ndarray, gt: tuple | list[tuple] | None, detections: list[tuple],
+                   iou_threshold: float, title: str) -> np.ndarray:
+    """BGR picture (FIGURE_PX on its longer side): radiograph, heat map, every ground-truth box (one (x, y, w, h) or a
+    list of them, source pixels) in white, detections green (IoU >= `iou_threshold` with some ground-truth box) or red,
+    or yellow when there is no ground truth. `frame` is the map in the image's pixels."""
     h, w = frame.shape
     scale = FIGURE_PX / max(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
@@ -25,6 +26,7 @@ def heatmap_figure(grey: np.ndarray, frame: np.ndarray, gt: tuple | None, detect
     base = cv2.cvtColor(np.clip(base, 0, 255).astype(np.uint8), cv2.COLOR_GRAY2BGR)
     heat = cv2.applyColorMap((cv2.resize(frame, size) * 255).astype(np.uint8), cv2.COLORMAP_JET)
     picture = cv2.addWeighted(base, 0.6, heat, 0.4, 0)
+    gts = gt_boxes(gt)
 
     def rect(box: tuple, colour: tuple[int, int, int]) -> None:
         x, y, bw, bh = (v * scale for v in box)
@@ -34,11 +36,20 @@ def heatmap_figure(grey: np.ndarray, frame: np.ndarray, gt: tuple | None, detect
         if gt is None:
             rect(d, (0, 220, 255))
         else:
-            rect(d, (0, 200, 0) if saliency.iou(d, gt) >= iou_threshold else (0, 0, 230))
-    if gt is not None:
-        rect(gt, (255, 255, 255))
+            rect(d, (0, 200, 0) if any(saliency.iou(d, g) >= iou_threshold for g in gts) else (0, 0, 230))
+    for g in gts:
+        rect(g, (255, 255, 255))
     cv2.putText(picture, title, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
     return picture
+
+
+def gt_boxes(gt: tuple | list[tuple] | None) -> list[tuple]:
+    """The ground truth as a list of (x, y, w, h) boxes: [] for None, [gt] for one box, else the list itself."""
+    if gt is None:
+        return []
+    if len(gt) == 4 and all(np.isscalar(v) for v in gt):
+        return [tuple(gt)]
+    return [tuple(b) for b in gt]
 
 
 def write_png(path: Path, image: np.ndarray) -> None:

@@ -1,5 +1,6 @@
 """Class activation maps from the last convolutional block (after its final ReLU), and the box geometry of the
-study's localization protocol: threshold, connected components, IoU, precision and hit.
+study's localization protocol: threshold, connected components, IoU, one-to-one matching of detections to one or
+several ground-truth boxes, precision, hit and pointing.
 
 Maps: for class c with logit y_c and activations A (K, h, w) of the last block, after its ReLU,
 - `gradcam`   (Selvaraju et al. 2017): ReLU(Σ_k α_k A_k), α_k = mean_ij ∂y_c/∂A_kij;
@@ -160,3 +161,58 @@ def score_detections(detections: list[tuple[float, float, float, float]], gt_box
         return 0.0, False
     tp = 1 if any(iou(d, gt_box) >= iou_threshold for d in detections) else 0
     return tp / len(detections), tp > 0
+
+
+def iou_matrix(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
+    """(N, M) float64 IoU of (N, 4) and (M, 4) arrays of (x, y, w, h) boxes, each as in `iou` (0 for empty unions)."""
+    a = np.asarray(boxes_a, np.float64).reshape(-1, 4)[:, None, :]
+    b = np.asarray(boxes_b, np.float64).reshape(-1, 4)[None, :, :]
+    iw = np.clip(np.minimum(a[..., 0] + a[..., 2], b[..., 0] + b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
+    ih = np.clip(np.minimum(a[..., 1] + a[..., 3], b[..., 1] + b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
+    inter = iw * ih
+    union = a[..., 2] * a[..., 3] + b[..., 2] * b[..., 3] - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
+def match_boxes(detections: list[tuple[float, float, float, float]], gt_boxes: list[tuple[float, float, float, float]],
+                iou_threshold: float = 0.1) -> list[tuple[int, float] | None]:
+    """Per ground-truth box: (index of its detection, IoU) or None. One-to-one, greedy by IoU, highest first, over
+    the pairs with IoU >= `iou_threshold`; ties go to the lower ground-truth index, then the lower detection index."""
+    matches: list[tuple[int, float] | None] = [None] * len(gt_boxes)
+    if not detections or not gt_boxes:
+        return matches
+    if len(detections) * len(gt_boxes) <= 64:  # small groups: plain Python is faster than NumPy's overhead
+        pairs = [(-v, g, d) for g, gt in enumerate(gt_boxes) for d, det in enumerate(detections)
+                 if (v := iou(det, gt)) >= iou_threshold]
+    else:
+        overlaps = iou_matrix(np.asarray(detections), np.asarray(gt_boxes))
+        det, gt = np.nonzero(overlaps >= iou_threshold)
+        pairs = [(-float(overlaps[d, g]), int(g), int(d)) for d, g in zip(det, gt)]
+    used: set[int] = set()
+    for negative_iou, g, d in sorted(pairs):
+        if matches[g] is None and d not in used:
+            matches[g] = (d, -negative_iou)
+            used.add(d)
+    return matches
+
+
+def score_boxes(detections: list[tuple[float, float, float, float]], gt_boxes: list[tuple[float, float, float, float]],
+                iou_threshold: float = 0.1) -> tuple[float, list[bool], list[tuple[int, float] | None]]:
+    """(precision, hit per ground-truth box, match per box) of one image's detections against its boxes of one class.
+
+    Detections are matched one-to-one to the boxes (`match_boxes`); precision = TP / len(detections) (0.0 without
+    detections); a box is hit when it has a match. With one box this is `score_detections` exactly.
+    """
+    matches = match_boxes(detections, gt_boxes, iou_threshold)
+    tp = sum(m is not None for m in matches)
+    return (tp / len(detections) if detections else 0.0), [m is not None for m in matches], matches
+
+
+def pointing_hits(frame: np.ndarray, gt_boxes: list[tuple[float, float, float, float]]) -> list[bool]:
+    """`pointing_hit` for each (x, y, w, h) box: whether it holds the centre of the map's (first) maximal pixel."""
+    frame = np.asarray(frame)
+    peak = int(np.argmax(frame))
+    if not gt_boxes or not float(frame.flat[peak]) > 0:
+        return [False] * len(gt_boxes)
+    row, col = np.unravel_index(peak, frame.shape)
+    return [bool(x <= col + 0.5 < x + w and y <= row + 0.5 < y + h) for x, y, w, h in gt_boxes]

@@ -4,8 +4,14 @@ Conventions (documented in docs/data.md):
 - 8-bit L is taken as is. RGB/RGBA/LA/P/1 are converted to grey with Pillow's ITU-R 601-2 luma
   (L = 0.299 R + 0.587 G + 0.114 B); alpha is ignored. The NIH RGBA files carry grey in R=G=B, so this is exact.
 - 16-bit (I;16*, I) images are mapped linearly from [0, 65535] to [0, 255] (value / 257), with no windowing.
-- DICOM (.dcm, needs `pydicom`): the stored pixel values are mapped linearly from [0, 2**BitsStored - 1] to
-  [0, 255]; MONOCHROME1 is inverted so that bone is bright.
+- DICOM (.dcm or .dicom, needs `pydicom`; docs/dicom.md), read as radiology software displays it: the stored
+  values (signed when PixelRepresentation is 1) go through the Modality LUT (RescaleSlope/Intercept or a Modality
+  LUT Sequence, `apply_modality_lut`), then the first VOI LUT or WindowCenter/Width (`apply_voi_lut`; LINEAR,
+  LINEAR_EXACT or SIGMOID), whose output range maps to [0, 255]. Without either, a percentile window: the
+  FALLBACK_WINDOW_PERCENTILES of the modality values map to 0 and 255 (clipped), except that 8-bit unsigned values
+  with no rescale are taken as they are (like an 8-bit PNG). MONOCHROME1 is inverted after windowing (bone bright).
+  Compressed transfer syntaxes decode through pydicom's plugins (pylibjpeg and its plugins, pyjpegls, python-gdcm);
+  a syntax without an installed decoder, several frames or colour samples are refused with one line naming the file.
 - A non-square image is zero-padded at the bottom or the right to a square of side max(width, height), so
   that a box (x, y, w, h) in source pixels maps to resolution R by the single factor R / max(width, height).
 - Resizing is area interpolation (OpenCV INTER_AREA, the mean over each output pixel's footprint) in float32,
@@ -66,8 +72,125 @@ def _check_pixels(path: Path, width: int, height: int, max_pixels: int, frames: 
                              f"{max_pixels:,} ({side:,} x {side:,}); refused before decoding")
 
 
-def _grey_from_dicom(path: Path, max_pixels: int = MAX_SOURCE_PIXELS) -> np.ndarray:
-    """Grey float32 array in [0, 255] from a DICOM file, its header checked before the pixel data is read."""
+#: File-name suffixes read as DICOM (compared in lower case).
+DICOM_SUFFIXES = (".dcm", ".dicom")
+#: Window used when a DICOM has neither a VOI LUT nor WindowCenter/Width: these percentiles (in %) of its
+#: modality-LUT values map to grey 0 and 255; values outside are clipped.
+FALLBACK_WINDOW_PERCENTILES = (0.5, 99.5)
+#: Transfer-syntax family -> what to install to decode it (pip names; pyproject extra `dicom` has the first).
+DECODER_PACKAGES = {
+    "jpeg": "pylibjpeg pylibjpeg-libjpeg (or python-gdcm)",
+    "jpegls": "pylibjpeg pylibjpeg-libjpeg, or pyjpegls (or python-gdcm)",
+    "jpeg2000": "pylibjpeg pylibjpeg-openjpeg (or python-gdcm)",
+    "rle": "pylibjpeg pylibjpeg-rle",
+    "other": "pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg pylibjpeg-rle (or python-gdcm)",
+}
+
+
+def is_dicom_path(path: str | Path) -> bool:
+    """True when the file name ends in a DICOM suffix (DICOM_SUFFIXES, any case)."""
+    return Path(path).suffix.lower() in DICOM_SUFFIXES
+
+
+def _decoder_packages(syntax: str) -> str:
+    """What to pip-install to decode pixel data in transfer syntax `syntax` (a UID string)."""
+    from pydicom import uid
+
+    for family, uids in (("jpegls", uid.JPEGLSTransferSyntaxes), ("jpeg2000", uid.JPEG2000TransferSyntaxes),
+                         ("jpeg", uid.JPEGTransferSyntaxes), ("rle", uid.RLETransferSyntaxes)):
+        if syntax in uids:
+            return DECODER_PACKAGES[family]
+    return DECODER_PACKAGES["other"]
+
+
+def _check_decoder(path: Path, syntax) -> None:
+    """ImageReadError naming the file, the transfer syntax and the packages to install when no installed plugin
+    decodes `syntax` (a pydicom UID); nothing for uncompressed syntaxes."""
+    if syntax is None or not syntax.is_compressed:
+        return
+    try:
+        from pydicom.pixels import get_decoder
+    except ImportError:  # pydicom < 3: no registry to ask; a failing decode still gives one line
+        return
+    try:
+        available = get_decoder(syntax).is_available
+    except NotImplementedError:
+        available = False
+    if not available:
+        raise ImageReadError(f"{path}: transfer syntax {syntax.name} ({syntax}) has no decoder installed; "
+                             f"pip install {_decoder_packages(str(syntax))}")
+
+
+def _lut_functions():
+    """(apply_modality_lut, apply_voi_lut) from pydicom 3 (pydicom.pixels) or 2.x (pixel_data_handlers.util)."""
+    try:
+        from pydicom.pixels import apply_modality_lut, apply_voi_lut
+    except ImportError:
+        from pydicom.pixel_data_handlers.util import apply_modality_lut, apply_voi_lut
+    return apply_modality_lut, apply_voi_lut
+
+
+def _has_voi_lut(dataset) -> bool:
+    """True when the first VOI LUT Sequence item has both LUTDescriptor and LUTData (as apply_voi_lut decides)."""
+    items = dataset.get("VOILUTSequence")
+    return bool(items) and None not in (items[0].get("LUTDescriptor"), items[0].get("LUTData"))
+
+
+def _has_window(dataset) -> bool:
+    """True when WindowCenter and WindowWidth are both present."""
+    return dataset.get("WindowCenter") is not None and dataset.get("WindowWidth") is not None
+
+
+def voi_output_range(dataset) -> tuple[float, float]:
+    """(value for black, value for white) of apply_voi_lut's output for `dataset`: [0, 2**bits - 1] of a VOI LUT
+    (bits = LUTDescriptor[2]); for a window, the stored range after the Modality LUT (PS3.3 C.11.2.1.2, as pydicom
+    computes it: a Modality LUT's [0, 2**bits - 1], else the signed or unsigned BitsStored range, rescaled)."""
+    if _has_voi_lut(dataset):
+        return 0.0, float(2 ** int(dataset.VOILUTSequence[0].LUTDescriptor[2]) - 1)
+    bits = int(dataset.BitsStored)
+    if dataset.get("ModalityLUTSequence"):
+        low, high = 0.0, float(2 ** int(dataset.ModalityLUTSequence[0].LUTDescriptor[2]) - 1)
+    elif int(dataset.get("PixelRepresentation", 0)) == 0:
+        low, high = 0.0, float(2**bits - 1)
+    else:
+        low, high = float(-(2 ** (bits - 1))), float(2 ** (bits - 1) - 1)
+    slope, intercept = dataset.get("RescaleSlope"), dataset.get("RescaleIntercept")
+    if slope is not None and intercept is not None:
+        low, high = low * float(slope) + float(intercept), high * float(slope) + float(intercept)
+    return low, high
+
+
+def dicom_grey(stored: np.ndarray, dataset) -> np.ndarray:
+    """Grey float32 (H, W) array in [0, 255] from a DICOM's stored pixel values (one frame, as `pixel_array` gives
+    them) and its header: Modality LUT, VOI LUT or window (else the percentile window), MONOCHROME1 inverted."""
+    apply_modality_lut, apply_voi_lut = _lut_functions()
+    values = apply_modality_lut(stored, dataset)
+    if _has_voi_lut(dataset) or _has_window(dataset):
+        if _has_voi_lut(dataset) and not np.issubdtype(values.dtype, np.integer):
+            values = np.rint(values).astype(np.int64)  # a VOI LUT is indexed by integer input values
+        shown = apply_voi_lut(values, dataset, index=0).astype(np.float64)
+        low, high = voi_output_range(dataset)
+    elif (int(dataset.get("BitsStored", 16)) == 8 and int(dataset.get("PixelRepresentation", 0)) == 0
+          and np.issubdtype(values.dtype, np.integer) and float(dataset.get("RescaleSlope", 1)) == 1
+          and float(dataset.get("RescaleIntercept", 0)) == 0):
+        shown, low, high = values.astype(np.float64), 0.0, 255.0
+    else:
+        shown = values.astype(np.float64)
+        low, high = (float(v) for v in np.percentile(shown, FALLBACK_WINDOW_PERCENTILES))
+        if not high > low:
+            low, high = float(shown.min()), float(shown.max())
+    if high == low:
+        grey = np.zeros(shown.shape, np.float32)
+    else:
+        grey = (np.clip((shown - low) / (high - low), 0.0, 1.0) * 255.0).astype(np.float32)
+    if str(dataset.get("PhotometricInterpretation", "MONOCHROME2")).strip() == "MONOCHROME1":
+        grey = 255.0 - grey
+    return grey
+
+
+def _read_dicom(path: Path, max_pixels: int):
+    """A pydicom Dataset whose header passed the checks (pixel data present, one grey frame, size, truncation,
+    decoder installed), its large elements not yet read."""
     try:
         import pydicom
         from pydicom.errors import InvalidDicomError
@@ -83,22 +206,31 @@ def _grey_from_dicom(path: Path, max_pixels: int = MAX_SOURCE_PIXELS) -> np.ndar
         raise ImageReadError(f"{path}: DICOM file has pixel data but no Rows/Columns")
     frames = int(getattr(dataset, "NumberOfFrames", 1) or 1)
     _check_pixels(path, int(dataset.Columns), int(dataset.Rows), max_pixels, frames)
+    if frames > 1:
+        raise ImageReadError(f"{path}: DICOM file has {frames} frames; one frame (a single radiograph) expected")
+    samples = int(getattr(dataset, "SamplesPerPixel", 1) or 1)
+    photometric = str(getattr(dataset, "PhotometricInterpretation", "MONOCHROME2")).strip()
+    if samples != 1 or photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        raise ImageReadError(f"{path}: DICOM file has colour samples ({photometric}, {samples} samples per pixel); "
+                             "a grey radiograph (MONOCHROME1 or MONOCHROME2) expected")
     syntax = getattr(getattr(dataset, "file_meta", None), "TransferSyntaxUID", None)
     if "PixelData" in dataset and syntax is not None and not syntax.is_compressed:
-        samples = int(getattr(dataset, "SamplesPerPixel", 1) or 1)
         bits = int(getattr(dataset, "BitsAllocated", 16) or 16)
-        expected = math.ceil(int(dataset.Rows) * int(dataset.Columns) * samples * frames * bits / 8)
+        expected = math.ceil(int(dataset.Rows) * int(dataset.Columns) * bits / 8)
         found = len(dataset.PixelData)
         if found < expected:
             raise ImageReadError(f"{path}: DICOM pixel data truncated: {found:,} of {expected:,} bytes")
-    values = dataset.pixel_array.astype(np.float32)
-    if values.ndim != 2:
-        raise ValueError(f"expected one grey frame, found pixel array of shape {values.shape}")
-    bits = int(getattr(dataset, "BitsStored", 16))
-    grey = np.clip(values, 0, 2**bits - 1) * (255.0 / (2**bits - 1))
-    if getattr(dataset, "PhotometricInterpretation", "MONOCHROME2") == "MONOCHROME1":
-        grey = 255.0 - grey
-    return grey
+    _check_decoder(path, syntax)
+    return dataset
+
+
+def _grey_from_dicom(path: Path, max_pixels: int = MAX_SOURCE_PIXELS) -> np.ndarray:
+    """Grey float32 array in [0, 255] from a DICOM file, its header checked before the pixel data is read."""
+    dataset = _read_dicom(path, max_pixels)
+    stored = dataset.pixel_array
+    if stored.ndim != 2:
+        raise ImageReadError(f"{path}: expected one grey frame, found pixel array of shape {stored.shape}")
+    return dicom_grey(stored, dataset)
 
 
 def _check_file(path: Path) -> None:
@@ -138,7 +270,7 @@ def image_size(path: str | Path, max_pixels: int = MAX_SOURCE_PIXELS) -> tuple[i
     path = Path(path)
     _check_file(path)
     try:
-        if path.suffix.lower() == ".dcm":
+        if is_dicom_path(path):
             import pydicom
 
             header = pydicom.dcmread(str(path), stop_before_pixels=True)
@@ -159,7 +291,7 @@ def read_grey(path: str | Path, max_pixels: int = MAX_SOURCE_PIXELS) -> np.ndarr
     path = Path(path)
     _check_file(path)
     try:
-        if path.suffix.lower() == ".dcm":
+        if is_dicom_path(path):
             return _grey_from_dicom(path, max_pixels)
         with _open_checked(path, max_pixels) as image:
             image.load()

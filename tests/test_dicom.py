@@ -1,0 +1,247 @@
+"""DICOM read as radiology software displays it: transfer syntaxes (decoded pixels compared with what was written),
+Modality LUT, VOI LUT / window / percentile window against values computed by hand, MONOCHROME1, signed pixels,
+`.dicom`, and the one-line refusals (several frames, colour, no decoder installed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pydicom = pytest.importorskip("pydicom")
+from pydicom.dataset import Dataset, FileDataset, FileMetaDataset  # noqa: E402
+from pydicom.sequence import Sequence  # noqa: E402
+from pydicom import uid as uids  # noqa: E402
+
+from cxrres.data.images import (ImageReadError, dicom_grey, image_size, load_resized, read_grey,  # noqa: E402
+                                voi_output_range)
+
+
+def _dataset(pixels: np.ndarray, bits_stored: int = 12, signed: bool = False, photometric: str = "MONOCHROME2",
+             syntax: str = uids.ExplicitVRLittleEndian, **elements) -> FileDataset:
+    """A single-frame grey DICOM dataset holding `pixels` (uint16 / int16 / uint8) uncompressed, plus `elements`."""
+    meta = FileMetaDataset()
+    meta.TransferSyntaxUID = syntax
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
+    meta.MediaStorageSOPInstanceUID = uids.generate_uid()
+    ds = FileDataset("x.dcm", {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.Modality = "DX"
+    ds.Rows, ds.Columns = pixels.shape
+    allocated = 8 if pixels.dtype == np.uint8 else 16
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, photometric
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = allocated, bits_stored, bits_stored - 1, int(signed)
+    ds.PixelData = pixels.tobytes()
+    for key, value in elements.items():
+        setattr(ds, key, value)
+    return ds
+
+
+def _save(ds: FileDataset, path: Path) -> Path:
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def _smooth(shape: tuple[int, int] = (48, 64), peak: int = 4095) -> np.ndarray:
+    """A smooth 12-bit test picture (uint16): a ramp plus a bright disc."""
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    ramp = (xx / (shape[1] - 1)) * 0.6 + (yy / (shape[0] - 1)) * 0.2
+    disc = ((yy - shape[0] / 2) ** 2 + (xx - shape[1] / 3) ** 2 < (shape[0] / 4) ** 2) * 0.2
+    return np.rint((ramp + disc) * peak).astype(np.uint16)
+
+
+# ---- windowing, against values computed by hand ----
+
+
+def test_linear_window_on_unsigned_12_bit() -> None:
+    # WC 1500, WW 1001 -> c = 1499.5, w = 1000: x <= 999.5 -> 0; x > 1999.5 -> 255; else ((x - 1499.5) / 1000 + 0.5) * 255
+    stored = np.array([[0, 1000, 1500, 1999, 2000, 4095]], np.uint16)
+    grey = dicom_grey(stored, _dataset(stored, WindowCenter=1500, WindowWidth=1001))
+    assert grey.dtype == np.float32
+    assert np.allclose(grey, [[0, 0.1275, 127.6275, 254.8725, 255, 255]], atol=1e-4)
+
+
+def test_rescale_then_window_on_signed_pixels() -> None:
+    # stored int16 -> 2 x - 1000: [-2200, -1000, 0, 500, 1000]; WC 0, WW 2001 -> c = -0.5, w = 2000:
+    # -2200 <= -1000.5 -> black; -1000 -> (-999.5 / 2000 + 0.5) = 0.00025; 0 -> 0.50025; 500 -> 0.75025; 1000 -> white.
+    stored = np.array([[-600, 0, 500, 750, 1000]], np.int16)
+    ds = _dataset(stored, bits_stored=16, signed=True, RescaleSlope=2, RescaleIntercept=-1000, WindowCenter=0,
+                  WindowWidth=2001)
+    assert voi_output_range(ds) == (2 * -32768 - 1000, 2 * 32767 - 1000)
+    assert np.allclose(dicom_grey(stored, ds), [[0, 0.06375, 127.56375, 191.31375, 255]], atol=1e-4)
+
+
+def test_linear_exact_and_sigmoid_windows() -> None:
+    stored = np.array([[1500, 2000, 2250, 2500, 3000]], np.uint16)
+    exact = _dataset(stored, WindowCenter=2000, WindowWidth=1000, VOILUTFunction="LINEAR_EXACT")
+    # (x - 2000) / 1000 + 0.5, clipped: 1500 and 2500 sit on the edges
+    assert np.allclose(dicom_grey(stored, exact), [[0, 127.5, 191.25, 255, 255]], atol=1e-4)
+    sigmoid = _dataset(stored, WindowCenter=2000, WindowWidth=1000, VOILUTFunction="SIGMOID")
+    # 255 / (1 + exp(-4 (x - 2000) / 1000)): 2000 -> 127.5, 2250 -> 255 / (1 + e^-1) = 186.40...
+    expected = [255 / (1 + np.exp(-4 * (x - 2000) / 1000)) for x in (1500, 2000, 2250, 2500, 3000)]
+    assert np.allclose(dicom_grey(stored, sigmoid), [expected], atol=1e-3)
+    assert dicom_grey(stored, sigmoid)[0, 1] == pytest.approx(127.5, abs=1e-4)
+
+
+def test_voi_lut_sequence_wins_over_window_and_maps_its_bits_to_255() -> None:
+    stored = np.array([[0, 100, 101, 102, 103, 500]], np.uint16)
+    item = Dataset()
+    item.LUTDescriptor = [4, 100, 8]  # 4 entries, first input value 100, 8 bits per entry
+    item.LUTData = [0, 50, 200, 255]
+    ds = _dataset(stored, WindowCenter=50, WindowWidth=10)
+    ds.VOILUTSequence = Sequence([item])
+    assert voi_output_range(ds) == (0.0, 255.0)
+    assert dicom_grey(stored, ds).tolist() == [[0, 0, 50, 200, 255, 255]]
+
+
+def test_monochrome1_is_inverted_after_windowing() -> None:
+    stored = np.array([[0, 1000, 1500, 4095]], np.uint16)
+    ds = _dataset(stored, photometric="MONOCHROME1", WindowCenter=1500, WindowWidth=1001)
+    assert np.allclose(dicom_grey(stored, ds), [[255, 254.8725, 127.3725, 0]], atol=1e-4)
+
+
+def test_percentile_window_without_voi() -> None:
+    # 0..1000 (1001 values): the 0.5th and 99.5th percentiles are 5 and 995 -> (x - 5) / 990 * 255, clipped
+    stored = np.arange(1001, dtype=np.uint16).reshape(7, 143)
+    grey = dicom_grey(stored, _dataset(stored))
+    assert grey[0, 0] == 0 and grey.flat[5] == 0 and grey.flat[995] == 255 and grey.flat[1000] == 255
+    assert grey.flat[500] == pytest.approx(127.5, abs=1e-4) and grey.flat[104] == pytest.approx(99 / 990 * 255, abs=1e-4)
+    flat = np.full((4, 4), 700, np.uint16)
+    assert dicom_grey(flat, _dataset(flat)).max() == 0  # nothing to window: black
+
+
+def test_eight_bit_without_voi_is_taken_as_is() -> None:
+    stored = np.array([[0, 17, 128, 255]], np.uint8)
+    assert dicom_grey(stored, _dataset(stored, bits_stored=8)).tolist() == [[0, 17, 128, 255]]
+
+
+# ---- transfer syntaxes: written here, decoded pixels compared ----
+
+
+def _needs(*modules: str) -> None:
+    for module in modules:
+        pytest.importorskip(module)
+
+
+LOSSLESS = [
+    ("explicit", uids.ExplicitVRLittleEndian, ()),
+    ("implicit", uids.ImplicitVRLittleEndian, ()),
+    ("deflated", uids.DeflatedExplicitVRLittleEndian, ()),
+    ("rle", uids.RLELossless, ()),
+    ("jpeg-ls", uids.JPEGLSLossless, ("jpeg_ls",)),
+    ("jpeg2000-lossless", uids.JPEG2000Lossless, ("openjpeg",)),
+    ("jpeg-lossless-sv1", uids.JPEGLosslessSV1, ("gdcm",)),
+    ("jpeg-lossless", uids.JPEGLossless, ("gdcm",)),
+]
+
+
+def _write_in(path: Path, ds: FileDataset, syntax: str) -> Path:
+    """Save `ds` in transfer syntax `syntax`: pydicom's own encoders (RLE natively, JPEG-LS via pyjpegls, JPEG 2000
+    via pylibjpeg-openjpeg), GDCM's transcoder for the JPEG processes pydicom cannot encode."""
+    if syntax in (uids.ExplicitVRLittleEndian, uids.ImplicitVRLittleEndian, uids.DeflatedExplicitVRLittleEndian):
+        ds.file_meta.TransferSyntaxUID = syntax
+        return _save(ds, path)
+    if syntax in uids.JPEGTransferSyntaxes:
+        import gdcm
+
+        plain = _save(ds, path.with_suffix(".plain.dcm"))
+        reader = gdcm.ImageReader()
+        reader.SetFileName(str(plain))
+        assert reader.Read()
+        change = gdcm.ImageChangeTransferSyntax()
+        change.SetTransferSyntax(gdcm.TransferSyntax(gdcm.TransferSyntax.GetTSType(str(syntax))))
+        change.SetInput(reader.GetImage())
+        assert change.Change()
+        writer = gdcm.ImageWriter()
+        writer.SetFileName(str(path))
+        writer.SetFile(reader.GetFile())
+        writer.SetImage(change.GetOutput())
+        assert writer.Write()
+        return path
+    kwargs = {"jls_error": 2} if syntax == uids.JPEGLSNearLossless else {}
+    if syntax == uids.JPEG2000:
+        kwargs = {"j2k_psnr": [80.0]}
+    ds.compress(syntax, **kwargs)
+    return _save(ds, path)
+
+
+@pytest.mark.parametrize("name, syntax, modules", LOSSLESS, ids=[n for n, _, _ in LOSSLESS])
+def test_lossless_syntaxes_decode_to_the_written_pixels(tmp_path: Path, name: str, syntax: str, modules) -> None:
+    _needs(*modules)
+    pixels = _smooth()
+    ds = _dataset(pixels, WindowCenter=2048, WindowWidth=4096)
+    path = _write_in(tmp_path / f"{name}.dcm", ds, syntax)
+    written = pydicom.dcmread(path)
+    assert written.file_meta.TransferSyntaxUID == syntax
+    assert np.array_equal(written.pixel_array, pixels)
+    expected = dicom_grey(pixels, _dataset(pixels, WindowCenter=2048, WindowWidth=4096))
+    assert np.allclose(expected, pixels * (255 / 4095), atol=1e-4)  # this window is x / 4095 over [0, 4095]
+    assert np.array_equal(read_grey(path), expected)
+
+
+LOSSY = [
+    ("jpeg-ls-near", uids.JPEGLSNearLossless, ("jpeg_ls",), 12, 2 / 4095 * 255),  # 12-bit, |error| <= NEAR = 2
+    ("jpeg2000", uids.JPEG2000, ("openjpeg",), 12, 2.0),
+    ("jpeg-baseline", uids.JPEGBaseline8Bit, ("gdcm",), 8, 3.0),
+]
+
+
+@pytest.mark.parametrize("name, syntax, modules, bits, tolerance", LOSSY, ids=[n for n, *_ in LOSSY])
+def test_lossy_syntaxes_decode_close_to_the_written_pixels(tmp_path: Path, name: str, syntax: str, modules, bits: int,
+                                                          tolerance: float) -> None:
+    _needs(*modules)
+    pixels = _smooth(peak=2**bits - 1).astype(np.uint8 if bits == 8 else np.uint16)
+    window = {"WindowCenter": 2 ** (bits - 1), "WindowWidth": 2**bits}
+    path = _write_in(tmp_path / f"{name}.dcm", _dataset(pixels, bits_stored=bits, **window), syntax)
+    assert pydicom.dcmread(path).file_meta.TransferSyntaxUID == syntax
+    grey = read_grey(path)
+    assert grey.shape == pixels.shape
+    assert np.abs(grey - pixels * (255 / (2**bits - 1))).max() <= tolerance + 1e-4
+
+
+# ---- suffixes and refusals: one line naming the file ----
+
+
+def test_dicom_suffix_is_read_like_dcm(tmp_path: Path) -> None:
+    pixels = _smooth((30, 40))
+    a = _save(_dataset(pixels, WindowCenter=2048, WindowWidth=4096), tmp_path / "a.dcm")
+    b = _save(_dataset(pixels, WindowCenter=2048, WindowWidth=4096), tmp_path / "B.DICOM")
+    assert np.array_equal(read_grey(a), read_grey(b))
+    assert image_size(b) == (30, 40)
+    resized, source_hw = load_resized(b, (8,))
+    assert source_hw == (30, 40) and resized[8].shape == (8, 8)
+
+
+def test_several_frames_are_refused(tmp_path: Path) -> None:
+    frames = np.stack([_smooth((8, 8)), _smooth((8, 8))])
+    ds = _dataset(frames[0])
+    ds.NumberOfFrames = 2
+    ds.PixelData = frames.tobytes()
+    path = _save(ds, tmp_path / "cine.dcm")
+    with pytest.raises(ImageReadError, match=r"cine\.dcm: DICOM file has 2 frames; one frame .* expected$"):
+        read_grey(path)
+
+
+def test_colour_samples_are_refused(tmp_path: Path) -> None:
+    rgb = np.zeros((8, 8, 3), np.uint8)
+    ds = _dataset(rgb[..., 0], bits_stored=8, photometric="RGB")
+    ds.SamplesPerPixel, ds.PlanarConfiguration = 3, 0
+    ds.PixelData = rgb.tobytes()
+    path = _save(ds, tmp_path / "photo.dicom")
+    with pytest.raises(ImageReadError, match=r"photo\.dicom: DICOM file has colour samples \(RGB, 3 samples per pixel\)"):
+        read_grey(path)
+
+
+def test_a_syntax_without_decoder_names_file_syntax_and_package(tmp_path: Path, monkeypatch) -> None:
+    _needs("jpeg_ls")
+    from pydicom.pixels import get_decoder
+
+    path = _write_in(tmp_path / "ls.dcm", _dataset(_smooth((16, 16))), uids.JPEGLSLossless)
+    monkeypatch.setattr(get_decoder(uids.JPEGLSLossless), "_available", {})  # as if no plugin were installed
+    with pytest.raises(ImageReadError) as caught:
+        read_grey(path)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message == (f"{path}: transfer syntax JPEG-LS Lossless Image Compression (1.2.840.10008.1.2.4.80) has no "
+                       "decoder installed; pip install pylibjpeg pylibjpeg-libjpeg, or pyjpegls (or python-gdcm)")
