@@ -33,7 +33,7 @@ from cxrres.overlay import heatmap_figure, write_png
 PREDICTIONS_FILE = "predictions.csv"
 SKIPPED_FILE = "skipped.csv"
 HEATMAPS_DIR = "heatmaps"
-INPUT_SUFFIXES: tuple[str, ...] = (*IMAGE_SUFFIXES, ".dicom")
+INPUT_SUFFIXES: tuple[str, ...] = IMAGE_SUFFIXES
 POSITIVE_PREFIX = "positive_"
 
 

@@ -15,7 +15,7 @@ DATA_ENTRY_NAMES = ("Data_Entry_2017_v2020.csv", "Data_Entry_2017.csv")
 BBOX_NAME = "BBox_List_2017.csv"
 TRAIN_VAL_NAME = "train_val_list.txt"
 TEST_NAME = "test_list.txt"
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm", ".dicom")
 
 
 def find_images(root: str | Path) -> dict[str, Path]:

@@ -40,7 +40,7 @@ DATA_ENTRY_HEADER: tuple[str, ...] = (
 #: BBox_List_2017.csv: a 9-field header (three trailing empty) over 6-field rows.
 BBOX_HEADER: tuple[str, ...] = ("Image Index", "Finding Label", "Bbox [x", "y", "w", "h]")
 
-_IMAGE_NAME = re.compile(r"[^\s/\\]+\.(png|jpg|jpeg|dcm)", re.IGNORECASE)
+_IMAGE_NAME = re.compile(r"[^\s/\\]+\.(png|jpg|jpeg|dcm|dicom)", re.IGNORECASE)
 _NIH_NAME = re.compile(r"(\d{8})_(\d{3})\.png", re.ASCII)
 _AGE = re.compile(r"(\d{1,3})Y?", re.ASCII)
 

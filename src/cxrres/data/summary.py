@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from cxrres.data.boxes import mean_area_1024
-from cxrres.data.images import image_size
+from cxrres.data.images import image_size, is_dicom_path
 from cxrres.data.labels import BOX_CLASSES, CLASSES
 from cxrres.data.layout import DataRoot
 from cxrres.data.splits import PARTS, Split, boxes_in_part
@@ -14,7 +14,7 @@ from cxrres.data.splits import PARTS, Split, boxes_in_part
 def frame_scale_to_1024(root: DataRoot, image: str) -> float:
     """Factor from an image's box frame (its pixels) to the 1024-px frame: 1024 / its longer side (1 if absent)."""
     path = root.images.get(image)
-    if path is None or path.suffix.lower() == ".dcm":
+    if path is None or is_dicom_path(path):
         return 1.0
     return 1024.0 / max(image_size(path))  # reads the header only; ImageReadError naming a hostile file
 
