@@ -14,7 +14,6 @@ from cxrres import __version__
 from cxrres.config import SPLIT_SETTINGS, add_arguments, add_train_arguments
 from cxrres.errors import EXIT_TERMINATED, CxrresError, Terminated
 from cxrres.runs import COMPARISON
-from cxrres.saliency import METHODS
 
 
 def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
@@ -345,7 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
                                           "threshold. Writes localization.csv, localization_samples.csv and example figures.")
     localize.add_argument("run_dir", metavar="RUN_DIR")
     localize.add_argument("--data", metavar="DIR", help="data root (default: the run's)")
-    localize.add_argument("--method", default="gradcam", choices=tuple(METHODS),
+    localize.add_argument("--method", default="gradcam", metavar="METHOD",
                           help="saliency method (default: %(default)s)")
     localize.add_argument("--threshold", type=float, default=0.5, help="threshold on the min-max normalised map (default: %(default)s)")
     localize.add_argument("--iou", type=float, default=0.1, help="IoU at which a detection is positive (default: %(default)s)")
@@ -382,7 +381,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--out", required=True, metavar="DIR", help="output folder")
     predict.add_argument("--heatmaps", default="none", metavar="none|top3|all|CLASS,...",
                          help="classes to draw a heat map for, per image (default: %(default)s)")
-    predict.add_argument("--method", default="gradcam", choices=tuple(METHODS), help="saliency method (default: %(default)s)")
+    predict.add_argument("--method", default="gradcam", metavar="METHOD",
+                         help="saliency method, as for localize (default: %(default)s)")
     predict.add_argument("--operating-point", default="youden", metavar="youden|sensitivity:S",
                          help="how the threshold of a positive call is chosen on the validation part (default: %(default)s)")
     predict.add_argument("--skip-bad", action="store_true", help="skip unreadable files and list them in OUT/skipped.csv")

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import torch
 import yaml
 
 from cxrres.data.labels import CLASSES, canonical_label
@@ -238,12 +237,16 @@ def default_run_dir(config: TrainConfig) -> Path:
 def cpu_has_native_bf16() -> bool:
     """True when this CPU multiplies bf16 in hardware (AMX or AVX512-BF16); bf16 autocast + channels_last then train
     DenseNet-121 1.65-2.4x faster than fp32 NCHW (benchmarks/RESULTS.md)."""
+    import torch
+
     checks = (getattr(torch.cpu, "_is_amx_tile_supported", None), getattr(torch.cpu, "_is_avx512_bf16_supported", None))
     return any(check is not None and bool(check()) for check in checks)
 
 
 def resolve(config: TrainConfig) -> TrainConfig:
     """Fill every automatic setting (batch size, precision, accelerator, run dir...) and validate the rest."""
+    import torch
+
     c = dataclasses.replace(config)
     if c.arch not in ARCHS:
         raise CxrresError(f"unknown architecture {c.arch!r}; choose from {', '.join(ARCHS)}")

@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Callable
 from urllib.parse import urlparse
 
-import torch
-import torch.nn.functional as F
-import torchvision
-from torch import nn
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch is imported where a network is built or weights are read, so the CLI starts without it
+    import torch
+    from torch import nn
 
 from cxrres.errors import CxrresError
 
@@ -29,10 +30,15 @@ class WeightsError(CxrresError):
 
 def _densenet_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """DenseNet's last block after its final ReLU (torchvision applies that ReLU in place inside `forward`)."""
+    import torch.nn.functional as F
+
     return F.relu(model.features(x))
 
 
 def _densenet_head(model: nn.Module, a: torch.Tensor) -> torch.Tensor:
+    import torch
+    import torch.nn.functional as F
+
     return model.classifier(torch.flatten(F.adaptive_avg_pool2d(a, (1, 1)), 1))
 
 
@@ -43,30 +49,51 @@ def _resnet_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def _resnet_head(model: nn.Module, a: torch.Tensor) -> torch.Tensor:
+    import torch
+
     return model.fc(torch.flatten(model.avgpool(a), 1))
 
 
 @dataclass(frozen=True)
 class ArchSpec:
-    """One architecture: its display name, torchvision builder and ImageNet weights, the name of its final linear
-    layer, and its split into features (ending with the last block's ReLU, not in place) and head, as timm's
-    `forward_features` / `forward_head`: head(features(x)) == model(x)."""
+    """One architecture: its display name, torchvision builder, ImageNet weights and network class (by name, resolved
+    when needed), the name of its final linear layer, and its split into features (ending with the last block's ReLU,
+    not in place) and head, as timm's `forward_features` / `forward_head`: head(features(x)) == model(x)."""
 
     display_name: str
-    builder: Callable[..., nn.Module]
-    imagenet: torchvision.models.WeightsEnum
+    builder_name: str  # function in torchvision.models
+    weights_name: str  # weights enum in torchvision.models (IMAGENET1K_V1 is used)
+    type_name: str  # network class in torchvision.models
     head: str  # attribute holding the final nn.Linear
     forward_features: Callable[[nn.Module, torch.Tensor], torch.Tensor]
     forward_head: Callable[[nn.Module, torch.Tensor], torch.Tensor]
-    model_type: type[nn.Module]
+
+    @property
+    def builder(self) -> Callable[..., nn.Module]:
+        """torchvision's builder function."""
+        import torchvision
+
+        return getattr(torchvision.models, self.builder_name)
+
+    @property
+    def imagenet(self):  # -> torchvision.models.WeightsEnum
+        """torchvision's ImageNet weights of this architecture."""
+        import torchvision
+
+        return getattr(torchvision.models, self.weights_name).IMAGENET1K_V1
+
+    @property
+    def model_type(self) -> type[nn.Module]:
+        """torchvision's network class."""
+        import torchvision
+
+        return getattr(torchvision.models, self.type_name)
 
 
 ARCHS: dict[str, ArchSpec] = {
-    "densenet121": ArchSpec("DenseNet-121", torchvision.models.densenet121,
-                            torchvision.models.DenseNet121_Weights.IMAGENET1K_V1, "classifier",
-                            _densenet_features, _densenet_head, torchvision.models.DenseNet),
-    "resnet34": ArchSpec("ResNet-34", torchvision.models.resnet34, torchvision.models.ResNet34_Weights.IMAGENET1K_V1,
-                         "fc", _resnet_features, _resnet_head, torchvision.models.ResNet),
+    "densenet121": ArchSpec("DenseNet-121", "densenet121", "DenseNet121_Weights", "DenseNet", "classifier",
+                            _densenet_features, _densenet_head),
+    "resnet34": ArchSpec("ResNet-34", "resnet34", "ResNet34_Weights", "ResNet", "fc", _resnet_features, _resnet_head),
 }
 
 
@@ -110,6 +137,8 @@ def remap_keys(state_dict: dict[str, torch.Tensor], head: str) -> dict[str, torc
 
 def load_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
     """The state dict in a local file (a bare state dict, or a checkpoint holding `state_dict`/`model`), safely."""
+    import torch
+
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"{path}: weights file not found")
@@ -133,12 +162,16 @@ def load_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
 
 def imagenet_file(arch: str) -> Path:
     """Where torchvision keeps `arch`'s ImageNet weights: $TORCH_HOME/hub/checkpoints/<file> (see torch.hub.get_dir)."""
+    import torch
+
     url = ARCHS[arch].imagenet.url
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(url).path)
 
 
 def fetch_imagenet(arch: str, progress: bool = True) -> Path:
     """Path of `arch`'s ImageNet weights, downloading them once into torch's hub cache; offline, say what to do."""
+    import torch
+
     target = imagenet_file(arch)
     if target.is_file():
         return target
