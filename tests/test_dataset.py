@@ -59,3 +59,19 @@ def test_to_network_input_equals_torchvision_normalize() -> None:
     assert to_network_input(batch, dtype=torch.bfloat16).dtype == torch.bfloat16
     with pytest.raises(ValueError, match=r"\(B, 1, R, R\)"):
         to_network_input(batch[:, 0])
+
+
+def test_batch_read_equals_per_sample_reads(tmp_path: Path) -> None:
+    """`__getitems__` (one sorted fancy-index per batch) gives exactly the per-sample images and labels, in order."""
+    from torch.utils.data import default_collate
+
+    report = prepare_cache(MINI, [16], tmp_path / "cache", workers=1, progress=False)
+    cache = ResolutionCache.open(report.cache_dir, 16)
+    names = sorted(cache.rows)
+    labels = np.arange(len(names) * 3, dtype=np.float32).reshape(len(names), 3)
+    dataset = CacheDataset(cache, names, labels)
+    indices = [5, 0, 11, 3, 3, 8]  # unsorted, with a repeat
+    images, batch_labels = default_collate(dataset.__getitems__(indices))
+    assert images.shape == (6, 1, 16, 16) and images.dtype == torch.uint8
+    assert torch.equal(images, torch.stack([dataset[i][0] for i in indices]))
+    assert torch.equal(batch_labels, torch.stack([dataset[i][1] for i in indices]))

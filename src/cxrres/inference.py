@@ -37,7 +37,8 @@ class ShardSampler(Sampler[int]):
 
 
 def create_loader(dataset: Dataset, batch_size: int, sampler: Sampler, num_workers: int, drop_last: bool = False) -> DataLoader:
-    """A DataLoader of uint8 batches (normalisation happens on the device)."""
+    """A DataLoader of uint8 batches (normalisation happens on the device); CacheDataset reads each batch in one sorted
+    fancy-index of the memory map (`__getitems__`)."""
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers, drop_last=drop_last,
                       pin_memory=torch.cuda.is_available(), persistent_workers=num_workers > 0)
 

@@ -40,6 +40,19 @@ class CacheDataset(Dataset):
         image = torch.from_numpy(np.array(self._array[self.rows[index]], copy=True))
         return image.unsqueeze(0), self.labels[index]
 
+    def __getitems__(self, indices: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The items of a whole batch read in one sorted fancy-index of the memory map, in the order of `indices` (the
+        DataLoader calls this instead of one `__getitem__` per image; any collate_fn then works as with items)."""
+        if self._array is None:
+            self._array = self.cache.array()
+        rows = self.rows[np.asarray(indices, dtype=np.int64)]
+        order = np.argsort(rows, kind="stable")
+        block = self._array[rows[order]]  # fancy indexing copies: the batch never pins the map
+        images = np.empty_like(block)
+        images[order] = block
+        batch = torch.from_numpy(images).unsqueeze(1)
+        return [(batch[i], self.labels[index]) for i, index in enumerate(indices)]
+
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state["_array"] = None
