@@ -61,6 +61,8 @@ KEY_TABLE = "key_results.md"
 REPORT_HTML = "report.html"
 REPORT_MD = "report.md"
 REPORT_FILES = "report_files"
+SLURM = "slurm"  # STUDY/slurm/: the sbatch scripts, jobs.json and logs/ of --executor slurm
+SLURM_JOBS = "jobs.json"
 
 
 def write_yaml_atomic(path: Path, payload: dict) -> None:

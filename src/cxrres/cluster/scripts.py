@@ -11,13 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cxrres import runs
 from cxrres.config import train_argv
 from cxrres.errors import CxrresError
 from cxrres.study import StudyConfig, run_configs, run_state, study_argv
 
-SLURM_DIR = "slurm"  # STUDY/slurm/
-SLURM_LOGS = "logs"  # STUDY/slurm/logs/
-JOBS_FILE = "jobs.json"  # STUDY/slurm/jobs.json
+SLURM_DIR = runs.SLURM  # STUDY/slurm/
+SLURM_LOGS = runs.LOGS  # STUDY/slurm/logs/
+JOBS_FILE = runs.SLURM_JOBS  # STUDY/slurm/jobs.json
 PREPARE_SCRIPT = "prepare.sbatch"
 TRAIN_SCRIPT = "train.sbatch"
 REPORT_SCRIPT = "report.sbatch"
