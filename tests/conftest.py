@@ -60,3 +60,50 @@ def exact_area_resize(grey: np.ndarray, resolution_px: int) -> np.ndarray:
         return w / w.sum(axis=1, keepdims=True)
 
     return weights(grey.shape[0]) @ grey.astype(np.float64) @ weights(grey.shape[1]).T
+
+
+#: The published CheXpert header: five info columns and the 14 observations.
+CHEXPERT_HEADER = ("Path,Sex,Age,Frontal/Lateral,AP/PA,No Finding,Enlarged Cardiomediastinum,Cardiomegaly,Lung Opacity,"
+                   "Lung Lesion,Edema,Consolidation,Pneumonia,Atelectasis,Pneumothorax,Pleural Effusion,Pleural Other,"
+                   "Fracture,Support Devices")
+
+
+def _chexpert_labels(patient: int) -> list[str]:
+    """The 14 label cells of one patient's images: Cardiomegaly, Edema (uncertain for every 4th), Pleural Effusion set."""
+    cells = [""] * 14
+    cells[2] = "1.0" if patient % 3 == 0 else "0.0"  # Cardiomegaly
+    cells[5] = "-1.0" if patient % 4 == 1 else ("1.0" if patient % 2 else "0.0")  # Edema
+    cells[10] = "1.0" if patient % 2 == 0 else ""  # Pleural Effusion: blank = negative
+    return cells
+
+
+def write_chexpert_small(root: Path) -> Path:
+    """A tiny CheXpert-v1.0-small at `root` (the folder holding train.csv and valid.csv), with real JPEGs (40x48 px).
+
+    train: patients 1-16, study1 frontal each, a lateral for patients 1-8, a second frontal study for patients 1-4
+    (so `view1_frontal.jpg` repeats): 20 frontal + 8 lateral; valid: patients 64541-64548 frontal, 2 lateral: 38 images.
+    """
+    from PIL import Image
+
+    rows: dict[str, list[str]] = {"train": [], "valid": []}
+    rng = np.random.default_rng(0)
+
+    def add(folder: str, patient: int, study: int, view: str, side: str, ap_pa: str) -> None:
+        path = f"{folder}/patient{patient:05d}/study{study}/{view}.jpg"
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (48, 40), dtype=np.uint8), "L").save(root / path, quality=90)
+        rows[folder].append(",".join([f"CheXpert-v1.0-small/{path}", "Female", "60", side, ap_pa, *_chexpert_labels(patient)]))
+
+    for p in range(1, 17):
+        add("train", p, 1, "view1_frontal", "Frontal", "AP" if p % 2 else "PA")
+        if p <= 8:
+            add("train", p, 1, "view2_lateral", "Lateral", "")
+        if p <= 4:
+            add("train", p, 2, "view1_frontal", "Frontal", "AP")
+    for p in range(64541, 64549):
+        add("valid", p, 1, "view1_frontal", "Frontal", "PA")
+        if p <= 64542:
+            add("valid", p, 1, "view2_lateral", "Lateral", "")
+    for folder in rows:
+        (root / f"{folder}.csv").write_text("\n".join([CHEXPERT_HEADER, *rows[folder]]) + "\n")
+    return root

@@ -356,3 +356,18 @@ def test_cache_of_an_older_format_is_refused(mini: Path, tmp_path: Path) -> None
     with pytest.raises(CacheError, match="cache format 1 was written by another cxrres version"):
         ResolutionCache.open(tmp_path / "c", 16)
     assert prepare_cache(mini, [16], tmp_path / "c", workers=1, progress=False).built_px == (16,)
+
+
+def test_chexpert_images_are_keyed_by_their_path_below_the_root(tmp_path: Path) -> None:
+    from conftest import write_chexpert_small
+
+    root = write_chexpert_small(tmp_path / "CheXpert-v1.0-small")
+    (root / "valid/patient64548/study1/view1_frontal.jpg").unlink()  # listed, absent
+    report = prepare_cache(root, [16], tmp_path / "c", workers=1, progress=False)
+    assert (report.n_images, report.missing) == (37, ["valid/patient64548/study1/view1_frontal.jpg"])
+    cache = ResolutionCache.open(tmp_path / "c", 16)
+    first, second = "train/patient00001/study1/view1_frontal.jpg", "train/patient00001/study2/view1_frontal.jpg"
+    assert len(cache.rows) == 37 and cache.rows[first] != cache.rows[second]
+    assert cache.sources[second] == second and cache.source_hw[second] == (48, 40)
+    reference = exact_area_resize(pad_to_square(read_grey(root / second)), 16)
+    assert np.abs(cache.array()[cache.rows[second]].astype(float) - reference).max() <= 1.0

@@ -13,6 +13,7 @@ import pytest
 import cxrres
 from cxrres import runs
 from cxrres.cli import build_parser
+from cxrres.data.labels import CLASSES
 from cxrres.config import NOT_IDENTITY, TrainConfig, add_train_arguments, flag_of, merge_settings, settings_from_args, train_argv
 from cxrres.study import GRID_FLAGS, job_commands, make_study, study_settings, write_study_file
 
@@ -40,7 +41,8 @@ def test_every_setting_is_a_flag_with_help() -> None:
 def test_train_flags_round_trip_every_setting() -> None:
     """A config with every field away from its default comes back identical from its own command line."""
     config = TrainConfig(data="/data/x", resolution_px=96, arch="resnet34", weights="/w/chexnet.pth", split="official",
-                         split_dir="/splits", val_fraction=0.2, split_seed=3, label="Nodule", seed=7, max_epochs=5,
+                         split_dir="/splits", val_fraction=0.2, split_seed=3, dataset="chexpert", views="all",
+                         uncertain="zeros", class_names="Edema,Pleural Effusion", label="Nodule", seed=7, max_epochs=5,
                          batch_size=24, lr=1e-3, weight_decay=0.0, lr_factor=0.5, lr_patience=1, stop_patience=4,
                          accelerator="cpu", devices=2, nodes=1, precision="32", channels_last=False, deterministic=True,
                          allow_missing=True, out="/runs/a", cache="/cache", num_workers=3, progress=False)
@@ -129,3 +131,17 @@ def test_add_train_arguments_defaults_are_none() -> None:
     add_train_arguments(parser)
     parsed = vars(parser.parse_args([]))
     assert all(parsed[f.name] is None for f in dataclasses.fields(TrainConfig))
+
+
+def test_new_data_set_settings_keep_an_nih_run_identity() -> None:
+    """dataset, views, uncertain and classes are left out of the identity at the values NIH runs implied."""
+    from cxrres.config import identity
+
+    nih = TrainConfig(data="/d", resolution_px=64, dataset="nih")
+    assert not {"dataset", "views", "uncertain", "class_names"} & set(identity(nih))
+    assert nih.classes == list(CLASSES) and nih.split_spec().dataset == "nih"
+    chexpert = TrainConfig(data="/d", resolution_px=64, dataset="chexpert", uncertain="ones", class_names="Edema,Pleural Effusion")
+    assert {k: identity(chexpert)[k] for k in ("dataset", "uncertain", "class_names")} == {
+        "dataset": "chexpert", "uncertain": "ones", "class_names": "Edema,Pleural Effusion"}
+    assert chexpert.classes == ["Edema", "Pleural Effusion"]
+    assert _parse_train(["--data", "d", "--resolution", "32", "--classes", "Edema", "--uncertain", "zeros"]).classes == ["Edema"]

@@ -112,3 +112,42 @@ def test_compare_adds_localization_tables_when_every_run_has_them(tmp_path):
     # one run without localization: no tables
     (dirs[0] / "localization.csv").unlink()
     assert compare_runs(dirs, n_boot=50).localization is None
+
+
+def _mann_whitney(y: np.ndarray, s: np.ndarray) -> float:
+    """AUC by counting every positive-negative pair (ties 1/2), independent of cxrres.metrics."""
+    pos, neg = s[y == 1], s[y == 0]
+    return float(((pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])).mean())
+
+
+def test_masked_labels_are_left_out_of_their_class_auc(tmp_path):
+    run = make_run(tmp_path / "r", 64, 1.0, n=60)
+    p = runs.read_predictions(run)
+    labels = p.labels.astype(np.int8)
+    labels[::4, 1] = -1  # Mass: every 4th image masked out (uncertain under `ignore`)
+    runs.write_predictions(run / runs.PREDICTIONS, runs.Predictions(p.images, p.classes, p.scores, labels))
+    again = runs.read_predictions(run)
+    assert again.labels.dtype == np.int8 and (again.labels == labels).all()
+    table = evaluate_run(run, n_boot=50).set_index("class")
+    kept = labels[:, 1] != -1
+    assert kept.sum() == 45
+    assert table.loc["Mass", "auc"] == pytest.approx(_mann_whitney(labels[kept, 1], p.scores[kept, 1]), abs=1e-12)
+    assert table.loc["Mass", "n_pos"] + table.loc["Mass", "n_neg"] == 45
+    assert table.loc["Mass", ["auc", "ci_low", "ci_high"]].tolist() == pytest.approx(
+        metrics.delong_ci(labels[kept, 1], p.scores[kept, 1]))
+    assert table.loc["Effusion", "auc"] == pytest.approx(_mann_whitney(labels[:, 0], p.scores[:, 0]), abs=1e-12)
+    assert table.loc["mean", "auc"] == pytest.approx(table["auc"].iloc[:3].mean(), abs=1e-12)
+    # a bootstrap of the kept cases alone gives the same replicates for the masked class
+    weights = metrics.patient_weights(np.arange(60), 20, 0)
+    full = metrics.bootstrap_class_replicates(labels, p.scores, weights, np.ones(3, bool))
+    alone = metrics.weighted_auc(labels[kept, 1], p.scores[kept, 1], weights[:, kept])
+    assert np.allclose(full[:, 1], alone, equal_nan=True)
+
+
+def test_predictions_labels_other_than_one_zero_minus_one_are_refused(tmp_path):
+    run = make_run(tmp_path / "r", 64, 1.0, n=10)
+    frame = pd.read_csv(run / runs.PREDICTIONS)
+    frame.loc[2, "label_Mass"] = 2
+    frame.to_csv(run / runs.PREDICTIONS, index=False)
+    with pytest.raises(DataFormatError, match=r"predictions_test.csv:4: labels must be 1, 0 or -1"):
+        runs.read_predictions(run)

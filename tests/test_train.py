@@ -104,8 +104,8 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(phantom, tmp_path, monkey
     original = ChestClassifier._losses
 
     def poisoned(self, logits, labels):
-        losses = original(self, logits, labels)
-        return losses * math.nan if self.training and self.current_epoch == 1 else losses
+        losses, counts = original(self, logits, labels)
+        return (losses * math.nan if self.training and self.current_epoch == 1 else losses), counts
 
     monkeypatch.setattr(ChestClassifier, "_losses", poisoned)
     with pytest.raises(TrainingDiverged, match=r"training loss became nan at epoch 2, step 1; the last good checkpoint is .*last\.ckpt"):
@@ -210,3 +210,32 @@ def test_ddp_two_cpu_processes_end_to_end(phantom, tmp_path):
     keep = defined_classes(labels)
     expected = np.mean([metrics.auc(labels[:, c], scores[:, c]) for c in np.flatnonzero(keep)])
     assert logged == pytest.approx(expected, abs=1e-5)
+
+
+def test_masked_bce_is_the_bce_of_the_kept_labels():
+    from cxrres.train import masked_bce
+
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(6, 3, generator=generator)
+    labels = torch.tensor([[1, 0, -1], [0, -1, 1], [1, 1, 0], [-1, -1, -1], [0, 0, 1], [1, -1, 0]], dtype=torch.float32)
+    elementwise = torch.nn.functional.binary_cross_entropy_with_logits(logits, labels.clamp(min=0), reduction="none")
+    losses, counts = masked_bce(elementwise, labels)
+    kept = labels >= 0
+    assert counts.tolist() == [2, 2, 3, 0, 3, 2]
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(logits[kept], labels[kept])
+    assert float((losses * counts).sum() / counts.sum()) == pytest.approx(float(expected), rel=1e-6)
+    assert float(losses[3]) == 0.0  # an image with every label masked adds nothing
+    # with nothing masked it is the plain mean over classes
+    full = torch.ones(6, 3)
+    assert torch.allclose(masked_bce(elementwise, full)[0], elementwise.mean(dim=1))
+
+
+def test_validation_auc_leaves_masked_labels_out(tmp_path):
+    config = resolve(_config(str(tmp_path), tmp_path / "r", accelerator="cpu"))
+    module = ChestClassifier(config, ["A", "B"], np.array([True, True]), masked=True)
+    probs = torch.tensor([[0.9, 0.2], [0.1, 0.8], [0.7, 0.6], [0.3, 0.1], [0.6, 0.9], [0.2, 0.3]])
+    labels = torch.tensor([[1, -1], [0, 1], [1, 0], [-1, 0], [0, -1], [0, 1]])
+    module.val_auc.update(probs, labels)
+    aucs = module.val_auc.compute().tolist()
+    # kept rows by hand: A: positives 0.9, 0.7 vs negatives 0.1, 0.6, 0.2 -> 6/6; B: positives 0.8, 0.3 vs 0.6, 0.1 -> 3/4
+    assert aucs == pytest.approx([1.0, 0.75])

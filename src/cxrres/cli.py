@@ -50,9 +50,10 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     from cxrres.data.cache import plan_prepare, prepare_cache
 
     if args.dry_run:
-        print(plan_prepare(args.data, args.resolutions, args.cache).to_text())
+        print(plan_prepare(args.data, args.resolutions, args.cache, args.dataset).to_text())
         return 0
-    report = prepare_cache(args.data, args.resolutions, args.cache, args.workers, args.skip_bad, progress=not args.quiet)
+    report = prepare_cache(args.data, args.resolutions, args.cache, args.workers, args.skip_bad, progress=not args.quiet,
+                           dataset=args.dataset)
     built = ",".join(map(str, report.built_px)) or "none"
     reused = ",".join(map(str, report.reused_px)) or "none"
     resumed = f", resumed at image {report.resumed_from:,}" if report.resumed_from else ""
@@ -280,6 +281,10 @@ def build_parser() -> argparse.ArgumentParser:
                                          "resolution, and write one memory-mappable uint8 array per resolution plus an index and a "
                                          "manifest. Interrupted runs resume; a cache is reused only if its sources are unchanged.")
     prepare.add_argument("--data", required=True, metavar="DIR", help="data root (as for describe)")
+    from cxrres.data.datasets import DATASETS
+
+    prepare.add_argument("--dataset", choices=DATASETS, default=None,
+                         help="read DIR as this data set (default: detected from its files); every image it lists is cached, all views")
     prepare.add_argument("--resolutions", default="32,64,128,256,512", metavar="R,R,...",
                          help="square output sizes in pixels (default: %(default)s)")
     prepare.add_argument("--cache", metavar="DIR", help="cache directory (default: a folder per data root under $CXRRES_CACHE_DIR, $XDG_CACHE_HOME/cxrres or "

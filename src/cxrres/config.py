@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from cxrres.data.datasets import DATASETS, UNCERTAIN_POLICIES
 from cxrres.data.labels import CLASSES, canonical_label
 from cxrres.data.source import SplitSpec
 from cxrres.errors import CxrresError, DataFormatError
@@ -61,6 +62,15 @@ class TrainConfig:
     val_fraction: float = setting(0.1, "official split: fraction of train_val images carved out as validation, whole "
                                        "patients", metavar="F")
     split_seed: int = setting(0, "official split: seed of the deterministic patient order for carving validation", metavar="S")
+    dataset: str = setting("auto", "read the data root as this data set (auto: detected from its files; docs/data.md)",
+                           choices=("auto", *DATASETS))
+    views: str = setting("frontal", "views trained and scored on: frontal, all, or the data set's view codes (PA,AP)",
+                         metavar="frontal|all|V,V")
+    uncertain: str = setting("ignore", "uncertain labels (-1): ignore (masked out of that class's loss and AUC), zeros "
+                                       "or ones (CheXpert's U-Ignore/U-Zeros/U-Ones); blank labels are negative",
+                             choices=UNCERTAIN_POLICIES)
+    class_names: str | None = setting(None, "the network's classes, comma-separated, in the data set's names (auto: all "
+                                            "of the data set's; recorded in config.yaml)", flag="--classes", metavar="A,B,...")
     label: str | None = setting(None, "train a single-label binary network for this finding (Sabottke & Spieler)",
                                 metavar="NAME")
     seed: int = setting(0, "random seed", metavar="S")
@@ -93,13 +103,20 @@ class TrainConfig:
     progress: bool = setting(True, "progress bars (--quiet turns them off)", flag="--quiet", identity=False)
 
     def split_spec(self) -> SplitSpec:
-        """The split this run trains and is scored on."""
-        return SplitSpec(self.split, self.split_dir, self.val_fraction, self.split_seed)
+        """The data set, views and split this run trains and is scored on."""
+        return SplitSpec(self.split, self.split_dir, self.val_fraction, self.split_seed, self.dataset, self.views)
 
     @property
     def classes(self) -> list[str]:
-        """The network's outputs: the run's one label, or all 14 findings."""
-        return [self.label] if self.label else list(CLASSES)
+        """The network's outputs: the run's one label, else `class_names`, else the 14 NIH findings."""
+        if self.label:
+            return [self.label]
+        return self.class_names.split(",") if self.class_names else list(CLASSES)
+
+
+#: Settings added after runs existed, at the values those runs implied: left out of `identity` at these values, so
+#: older run directories resume (an NIH run at the defaults keeps its identity).
+IMPLIED_BEFORE: dict[str, Any] = {"dataset": "nih", "views": "frontal", "uncertain": "ignore", "class_names": None}
 
 
 #: Settings that do not change what a run computes; a run directory may be resumed with other values.
@@ -252,11 +269,8 @@ def resolve(config: TrainConfig) -> TrainConfig:
         raise CxrresError(f"unknown architecture {c.arch!r}; choose from {', '.join(ARCHS)}")
     if c.resolution_px < 16:
         raise CxrresError(f"resolution must be at least 16 px, got {c.resolution_px}")
-    if c.label is not None:
-        name = canonical_label(c.label)
-        if name is None:
-            raise CxrresError(f"unknown label {c.label!r}; choose one of {', '.join(CLASSES)}")
-        c.label = name
+    if c.label is not None:  # NIH aliases resolved; checked against the data set's classes when it is read
+        c.label = canonical_label(c.label) or c.label
     if c.precision not in PRECISIONS:
         raise CxrresError(f"unknown precision {c.precision!r}; choose one of {', '.join(PRECISIONS)}")
     if c.accelerator == "auto":
@@ -286,5 +300,6 @@ def resolve(config: TrainConfig) -> TrainConfig:
 
 
 def identity(config: TrainConfig) -> dict[str, Any]:
-    """The settings that define what a run computes."""
-    return {k: v for k, v in dataclasses.asdict(config).items() if k not in NOT_IDENTITY}
+    """The settings that define what a run computes (newer settings at their `IMPLIED_BEFORE` values left out)."""
+    return {k: v for k, v in dataclasses.asdict(config).items()
+            if k not in NOT_IDENTITY and not (k in IMPLIED_BEFORE and IMPLIED_BEFORE[k] == v)}

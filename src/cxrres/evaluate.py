@@ -29,14 +29,16 @@ def patient_groups(images: list[str]) -> tuple[np.ndarray, str]:
 
 
 def auc_table(predictions: runs.Predictions, level: float = 0.95, n_boot: int = N_BOOT, seed: int = 0) -> pd.DataFrame:
-    """One row per class (n_pos, n_neg, AUC and DeLong interval, note) and a `mean` row (patient-bootstrap interval)."""
+    """One row per class (n_pos, n_neg, AUC and DeLong interval, note) and a `mean` row (patient-bootstrap interval);
+    a class's masked cases (label -1) are left out of its row and of its part of the mean."""
     rows = []
     for c, name in enumerate(predictions.classes):
-        y, s = predictions.labels[:, c], predictions.scores[:, c]
-        reason = metrics.undefined_reason(y)
+        kept = metrics.kept_rows(predictions.labels[:, c])  # a label -1 is masked out of this class
+        y, s = predictions.labels[kept, c], predictions.scores[kept, c]
+        reason = metrics.undefined_reason(y) if kept.any() else "every label masked out"
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", metrics.UndefinedMetricWarning)
-            value, low, high = metrics.delong_ci(y, s, level)
+            value, low, high = metrics.delong_ci(y, s, level) if kept.any() else (math.nan,) * 3
         rows.append({"class": name, "n_pos": int(y.sum()), "n_neg": int(len(y) - y.sum()), "auc": value,
                      "ci_low": low, "ci_high": high, "note": f"undefined: {reason}" if reason else ""})
     table = pd.DataFrame(rows)

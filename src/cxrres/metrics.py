@@ -315,7 +315,9 @@ def bootstrap_class_replicates(labels: np.ndarray, scores: np.ndarray, weights: 
     weights_t = _cases_first(weights)
     out = np.full((weights_t.shape[1], labels.shape[1]), np.nan)
     for c in np.flatnonzero(defined):
-        out[:, c] = _weighted_auc_by_case(labels[:, c], scores[:, c], weights_t)
+        kept = kept_rows(labels[:, c])
+        w = weights_t if kept.all() else weights_t[kept]
+        out[:, c] = _weighted_auc_by_case(labels[kept, c], scores[kept, c], w)
     return out
 
 
@@ -374,8 +376,14 @@ def paired_bootstrap_p(differences: np.ndarray) -> float:
     return min(1.0, 2.0 * min(float(np.mean(d <= 0)), float(np.mean(d >= 0))))
 
 
+def kept_rows(labels: np.ndarray) -> np.ndarray:
+    """Mask of the cases of one class whose label counts: every case but those labelled -1 (masked out)."""
+    return np.asarray(labels) != -1
+
+
 def check_matrix(labels: np.ndarray, *scores: np.ndarray) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
-    """Validate (N, C) labels and scores; return them and the mask of classes with positives and negatives."""
+    """Validate (N, C) labels (1/0, -1 = masked out of that class) and scores; return labels as int8 (bool when none
+    is masked), the scores, and the mask of classes with positives and negatives among their kept cases."""
     labels = np.asarray(labels)
     if labels.ndim != 2:
         raise MetricError(f"labels must be an (N, C) array, got shape {labels.shape}")
@@ -383,12 +391,21 @@ def check_matrix(labels: np.ndarray, *scores: np.ndarray) -> tuple[np.ndarray, l
     for s in checked:
         if s.shape != labels.shape:
             raise MetricError(f"scores of shape {s.shape} for labels of shape {labels.shape}")
+    kept = [kept_rows(labels[:, c]) for c in range(labels.shape[1])]
     for c in range(labels.shape[1]):
-        _check(labels[:, c], *(s[:, c] for s in checked))
-    defined = np.array([undefined_reason(labels[:, c]) is None for c in range(labels.shape[1])])
+        if kept[c].any():
+            _check(labels[kept[c], c], *(s[kept[c], c] for s in checked))
+    defined = np.array([kept[c].any() and undefined_reason(labels[kept[c], c]) is None for c in range(labels.shape[1])])
     if not defined.any():
         raise MetricError("no class has both positive and negative cases; a mean AUC is undefined")
-    return labels.astype(bool), checked, defined
+    masked = not all(k.all() for k in kept)
+    return (labels.astype(np.int8) if masked else labels.astype(bool)), checked, defined
+
+
+def masked_auc(y_true: np.ndarray, y_score: np.ndarray) -> float:
+    """AUC of one class over its kept cases (label -1 = masked out)."""
+    kept = kept_rows(y_true)
+    return auc(np.asarray(y_true)[kept], np.asarray(y_score)[kept])
 
 
 def percentile_interval(samples: np.ndarray, level: float) -> tuple[float, float]:
@@ -403,11 +420,11 @@ def bootstrap_mean_auc(labels: np.ndarray, scores: np.ndarray, groups: np.ndarra
                        seed: int = 0, level: float = 0.95) -> tuple[float, float, float]:
     """(mean AUC over classes, percentile-interval low, high) from a bootstrap over patients.
 
-    `labels`, `scores`: (N, C); `groups`: patient id per case. The mean runs over the classes that have positives
-    and negatives in the full sample.
+    `labels`, `scores`: (N, C); `groups`: patient id per case. A label -1 masks the case out of that class. The mean
+    runs over the classes that have positives and negatives among their kept cases in the full sample.
     """
     labels, (scores,), defined = check_matrix(labels, scores)
-    point = float(np.mean([auc(labels[:, c], scores[:, c]) for c in np.flatnonzero(defined)]))
+    point = float(np.mean([masked_auc(labels[:, c], scores[:, c]) for c in np.flatnonzero(defined)]))
     samples = bootstrap_mean_replicates(labels, scores, patient_weights(groups, n_boot, seed), defined)
     return (point, *percentile_interval(samples, level))
 
@@ -421,7 +438,7 @@ def bootstrap_mean_auc_difference(labels: np.ndarray, scores_a: np.ndarray, scor
     over the replicate differences d.
     """
     labels, (a, b), defined = check_matrix(labels, scores_a, scores_b)
-    point = float(np.mean([auc(labels[:, c], a[:, c]) - auc(labels[:, c], b[:, c]) for c in np.flatnonzero(defined)]))
+    point = float(np.mean([masked_auc(labels[:, c], a[:, c]) - masked_auc(labels[:, c], b[:, c]) for c in np.flatnonzero(defined)]))
     weights = patient_weights(groups, n_boot, seed)
     diffs = bootstrap_mean_replicates(labels, a, weights, defined) - bootstrap_mean_replicates(labels, b, weights, defined)
     return (point, *percentile_interval(diffs, level), paired_bootstrap_p(diffs))

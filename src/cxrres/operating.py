@@ -67,12 +67,15 @@ def choose_threshold(labels: np.ndarray, scores: np.ndarray, rule: OperatingRule
 
 
 def operating_points(labels: np.ndarray, scores: np.ndarray, classes: list[str], rule: OperatingRule) -> pd.DataFrame:
-    """One row per class: rule, threshold, validation sensitivity and specificity, n_pos, n_neg."""
+    """One row per class: rule, threshold, validation sensitivity and specificity, n_pos, n_neg (of the class's kept
+    cases: labels -1 are left out)."""
     rows = []
     for c, name in enumerate(classes):
-        threshold, sens, spec = choose_threshold(labels[:, c], scores[:, c], rule)
+        kept = labels[:, c] != -1  # a label -1 is masked out of that class (uncertain)
+        y, s = labels[kept, c], scores[kept, c]
+        threshold, sens, spec = choose_threshold(y, s, rule) if kept.any() else (math.nan,) * 3
         rows.append({"class": name, "rule": str(rule), "threshold": threshold, "sensitivity": sens, "specificity": spec,
-                     "n_pos": int(labels[:, c].sum()), "n_neg": int(len(labels) - labels[:, c].sum())})
+                     "n_pos": int(y.sum()), "n_neg": int(len(y) - y.sum())})
     return pd.DataFrame(rows)
 
 

@@ -1,9 +1,9 @@
-"""What one run trains on: its split, cache and one Dataset per part with the run's classes, and what identifies them.
+"""What one run trains on: its data set, split, cache and one Dataset per part with the run's classes (masked labels -1).
 No Lightning: used by train, and by predict for runs that predate predictions_val.csv."""
 
 from __future__ import annotations
 
-import hashlib
+import dataclasses
 import platform
 from dataclasses import dataclass
 
@@ -16,15 +16,9 @@ from cxrres import __version__
 from cxrres.config import TrainConfig
 from cxrres.data.cache import ResolutionCache
 from cxrres.data.dataset import CacheDataset
-from cxrres.data.labels import CLASS_INDEX
+from cxrres.data.datasets import DatasetTable, apply_uncertain
 from cxrres.data.source import DataSource
-from cxrres.data.splits import Split
 from cxrres.errors import CxrresError
-
-
-def split_digest(split: Split) -> str:
-    """sha256 of the split's (image, part, labels) table: two runs on the same split have the same digest."""
-    return hashlib.sha256(split.frame.drop(columns=["patient_id"]).to_csv().encode()).hexdigest()
 
 
 def versions() -> dict[str, str]:
@@ -38,11 +32,13 @@ def versions() -> dict[str, str]:
 
 @dataclass
 class RunData:
-    """The datasets of a run and what identifies them."""
+    """The datasets of a run, the run's config with its data set and classes filled in, and what identifies them.
+    Labels are 1/0, or -1 where masked out (uncertain under `uncertain: ignore`)."""
 
+    config: TrainConfig
     classes: list[str]
     parts: dict[str, CacheDataset]
-    split: Split
+    source: DataSource
     cache: ResolutionCache
     dropped: dict[str, int]
 
@@ -54,15 +50,37 @@ def data_source(config: TrainConfig, source: DataSource | None = None) -> DataSo
     return DataSource.prepare(config.data, config.split_spec(), [config.resolution_px], config.cache, config.progress)
 
 
+def with_dataset(config: TrainConfig, table: DatasetTable) -> TrainConfig:
+    """`config` naming the data set it reads and, beyond NIH, its classes (the table's unless given); checks that the
+    run's classes (or label) are the data set's."""
+    c = dataclasses.replace(config, dataset=table.dataset)
+    if c.class_names is None and table.dataset != "nih":
+        if any("," in name for name in table.classes):
+            raise CxrresError(f"{config.data}: a class name contains a comma ({', '.join(table.classes)}); rename it")
+        c.class_names = ",".join(table.classes)
+    unknown = [name for name in c.classes if name not in table.classes]
+    if unknown:
+        what = "label" if c.label else "class"
+        raise CxrresError(f"unknown {what} {unknown[0]!r}; choose one of {', '.join(table.classes)}")
+    return c
+
+
+def masked_labels(raw: np.ndarray, policy: str) -> np.ndarray:
+    """(N, C) float32 training labels from raw 1/0/-1/NaN ones: 1/0, or -1 where `policy` masks the label out."""
+    targets, mask = apply_uncertain(raw, policy)
+    return np.where(mask, targets, -1.0).astype(np.float32)
+
+
 def load_run_data(config: TrainConfig, source: DataSource | None = None) -> RunData:
     """Split, cache (prepared when needed) and one CacheDataset per part, labels restricted to the run's classes."""
     source = data_source(config, source)
-    split, cache = source.split, source.cache(config.resolution_px)
+    table, cache = source.table, source.cache(config.resolution_px)
+    config = with_dataset(config, table)
     classes = config.classes
-    columns = [CLASS_INDEX[c] for c in classes]
+    columns = [table.classes.index(c) for c in classes]
     parts, dropped = {}, {}
     for part in ("train", "val", "test"):
-        images, labels = split.images(part), split.labels(part)[:, columns]
+        images, labels = table.images(part), masked_labels(table.labels(part)[:, columns], config.uncertain)
         present = np.array([name in cache.rows for name in images], dtype=bool)
         dropped[part] = int((~present).sum())
         if dropped[part] and config.allow_missing:
@@ -70,10 +88,10 @@ def load_run_data(config: TrainConfig, source: DataSource | None = None) -> RunD
         if not images:
             raise CxrresError(f"{config.data}: no image of the {part} part is in the cache")
         parts[part] = CacheDataset(cache, images, labels)
-    return RunData(classes, parts, split, cache, dropped if config.allow_missing else {p: 0 for p in parts})
+    return RunData(config, classes, parts, source, cache, dropped if config.allow_missing else {p: 0 for p in parts})
 
 
 def defined_classes(labels: np.ndarray) -> np.ndarray:
-    """Mask of the columns of (N, C) 0/1 `labels` that have both positives and negatives."""
-    positives = labels.sum(axis=0)
-    return (positives > 0) & (positives < labels.shape[0])
+    """Mask of the columns of (N, C) labels (1/0, -1 masked) that have both positives and negatives."""
+    labels = np.asarray(labels)
+    return (labels == 1).any(axis=0) & (labels == 0).any(axis=0)

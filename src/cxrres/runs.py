@@ -7,7 +7,8 @@ A run directory holds
 - `metrics.csv` — one row per epoch: epoch, train_loss, val_loss, val_mean_auc, lr, val_auc_<class>...;
 - `run.json` — `RunStatus`: status (`running`, `finished`, `failed`), best epoch, and cost (wall time, images/s,
   peak memory, device);
-- `predictions_test.csv` — `image`, one probability column per class, one `label_<class>` column per class;
+- `predictions_test.csv` — `image`, one probability column per class, one `label_<class>` column per class (1, 0,
+  or -1 where the label is masked out of that class's metrics: uncertain under `uncertain: ignore`);
   `predictions_val.csv` the same for the validation part (where operating points are chosen);
 - `operating_points.csv` — per class the threshold of a positive call and its validation sensitivity/specificity
   (cxrres predict);
@@ -52,6 +53,8 @@ LOCALIZATION = "localization.csv"
 LOCALIZATION_SAMPLES = "localization_samples.csv"
 LOCALIZATION_EXAMPLES = "localization_examples"
 LABEL_PREFIX = "label_"
+#: Values of a `label_<class>` column: positive, negative, masked out of that class (uncertain under `ignore`).
+LABEL_VALUES: tuple[int, ...] = (1, 0, -1)
 
 # -- a study directory --
 STUDY_FILE = "study.yaml"
@@ -135,7 +138,8 @@ def is_trained(run_dir: str | Path) -> bool:
 
 @dataclass(frozen=True)
 class Predictions:
-    """Test predictions of one run: image names, class names, (N, C) probabilities and (N, C) 0/1 labels."""
+    """Test predictions of one run: image names, class names, (N, C) probabilities and (N, C) labels: 1, 0, or
+    -1 where the label is masked out of that class (uncertain, `uncertain: ignore`)."""
 
     images: list[str]
     classes: list[str]
@@ -148,7 +152,7 @@ class Predictions:
         for c, name in enumerate(self.classes):
             frame[name] = self.scores[:, c]
         for c, name in enumerate(self.classes):
-            frame[LABEL_PREFIX + name] = self.labels[:, c].astype(np.uint8)
+            frame[LABEL_PREFIX + name] = self.labels[:, c].astype(np.int8)
         return frame
 
 
@@ -166,7 +170,7 @@ def write_predictions(path: Path, predictions: Predictions) -> None:
 
 def read_predictions(run_dir: str | Path, name: str = PREDICTIONS) -> Predictions:
     """A run's predictions file (test part by default), validated: one score and one label column per class, labels
-    0/1, scores finite."""
+    1/0/-1 (masked), scores finite."""
     path = Path(run_dir) / name
     if not path.is_file() and not (Path(run_dir) / CONFIG).is_file():
         raise CxrresError(f"{run_dir}: not a run directory (no {CONFIG}, no {name})")
@@ -190,9 +194,9 @@ def read_predictions(run_dir: str | Path, name: str = PREDICTIONS) -> Prediction
     if bad.any():
         row = int(np.flatnonzero(bad.any(axis=1))[0])
         raise DataFormatError(path, "score is empty, NaN or infinite", row + 2)
-    if not np.isin(labels, (0, 1)).all():
-        row = int(np.flatnonzero((~np.isin(labels, (0, 1))).any(axis=1))[0])
-        raise DataFormatError(path, "labels must be 0 or 1", row + 2)
+    if not np.isin(labels, LABEL_VALUES).all():
+        row = int(np.flatnonzero((~np.isin(labels, LABEL_VALUES)).any(axis=1))[0])
+        raise DataFormatError(path, "labels must be 1, 0 or -1 (masked out)", row + 2)
     if frame["image"].duplicated().any():
         raise DataFormatError(path, f"image {frame['image'][frame['image'].duplicated()].iloc[0]} appears twice")
-    return Predictions(frame["image"].astype(str).tolist(), classes, scores, labels.astype(np.uint8))
+    return Predictions(frame["image"].astype(str).tolist(), classes, scores, labels.astype(np.int8))

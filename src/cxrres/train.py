@@ -45,7 +45,7 @@ from cxrres.data.source import DataSource
 from cxrres.errors import CxrresError, Terminated
 from cxrres.inference import ShardSampler, create_loader, load_checkpoint_into, predict, prepare_input
 from cxrres.models import create_model
-from cxrres.rundata import RunData, defined_classes, load_run_data, split_digest, versions
+from cxrres.rundata import RunData, defined_classes, load_run_data, versions
 
 
 class TrainingDiverged(CxrresError):
@@ -84,20 +84,31 @@ class CacheDataModule(LightningDataModule):
 # --- model ------------------------------------------------------------------------------------------------------
 
 
+def masked_bce(elementwise: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(per-image mean of the (N, C) element-wise BCE over the labels that count, their number); a label -1 is masked
+    out, so the count-weighted mean of the result is the BCE of the kept (image, class) pairs alone."""
+    kept = (labels >= 0).to(elementwise.dtype)
+    counts = kept.sum(dim=1)
+    return (elementwise * kept).sum(dim=1) / counts.clamp(min=1), counts
+
+
 class ChestClassifier(LightningModule):
     """The network, the loss, validation loss and AUC (exact across ranks), and the plateau LR schedule."""
 
-    def __init__(self, config: TrainConfig, classes: Sequence[str], val_defined: np.ndarray) -> None:
+    def __init__(self, config: TrainConfig, classes: Sequence[str], val_defined: np.ndarray, masked: bool = False) -> None:
         super().__init__()
         self.config = config
         self.classes = list(classes)
+        self.masked = masked  # some labels are -1: masked out of their class's loss and AUC
         self.model = create_model(config.arch, len(classes), config.weights, progress=config.progress)
         if config.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.criterion = nn.BCEWithLogitsLoss(reduction="none")
         self.train_loss = MeanMetric()
         self.val_loss = MeanMetric()
-        self.val_auc = MultilabelAUROC(len(classes), average="none") if len(classes) > 1 else BinaryAUROC()
+        ignore = -1 if masked else None
+        self.val_auc = (MultilabelAUROC(len(classes), average="none", ignore_index=ignore) if len(classes) > 1
+                        else BinaryAUROC(ignore_index=ignore))
         self.val_defined = torch.as_tensor(val_defined, dtype=torch.bool)
         self.history: list[dict[str, float]] = []  # one row per finished epoch (metrics.csv)
         self.cost: dict[str, float] = {"train_seconds": 0.0, "train_images": 0, "epoch_seconds": 0.0, "peak_memory_mb": 0.0}
@@ -108,25 +119,34 @@ class ChestClassifier(LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
-    def _losses(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Per-image BCE averaged over classes, in float32."""
-        return self.criterion(logits.float(), labels).mean(dim=1)
+    def _losses(self, logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(per-image BCE in float32 averaged over the labels that count, how many count); labels -1 are masked out."""
+        if not self.masked:
+            return self.criterion(logits.float(), labels).mean(dim=1), torch.full_like(labels[:, 0], labels.shape[1])
+        return masked_bce(self.criterion(logits.float(), labels.clamp(min=0)), labels)
+
+    def _mean(self, metric: MeanMetric, losses: torch.Tensor, counts: torch.Tensor) -> None:
+        """Add a batch's per-image losses to `metric`, weighted by their counted labels when some are masked."""
+        if self.masked:
+            metric.update(losses, counts)
+        else:
+            metric.update(losses)
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         x, y = batch
-        losses = self._losses(self(x), y)
-        loss = losses.mean()
+        losses, counts = self._losses(self(x), y)
+        loss = (losses * counts).sum() / counts.sum().clamp(min=1) if self.masked else losses.mean()
         if not torch.isfinite(loss):
             raise TrainingDiverged(f"the training loss became {loss.item()} at epoch {self.current_epoch + 1}, "
                                    f"step {batch_idx + 1}; the last good checkpoint is {Path(self.config.out) / runs.CHECKPOINTS / runs.LAST} "
                                    f"(lower --lr, or use --precision 32)")
-        self.train_loss.update(losses.detach())
+        self._mean(self.train_loss, losses.detach(), counts)
         return loss
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         x, y = batch
         logits = self(x).float()
-        self.val_loss.update(self._losses(logits, y))
+        self._mean(self.val_loss, *self._losses(logits, y))
         probs = torch.sigmoid(logits)
         if len(self.classes) > 1:
             self.val_auc.update(probs, y.int())
@@ -213,7 +233,7 @@ def write_predictions(config: TrainConfig, data: RunData, model: nn.Module, devi
     for part, name in (("val", runs.PREDICTIONS_VAL), ("test", runs.PREDICTIONS)):
         dataset = data.parts[part]
         out[part] = runs.Predictions(dataset.images, data.classes, predict(model, dataset, config, device),
-                                     dataset.labels.numpy().astype(np.uint8))
+                                     dataset.labels.numpy().astype(np.int8))
         runs.write_predictions(Path(config.out) / name, out[part])
     return out["test"]
 
@@ -292,7 +312,8 @@ def _train(config: TrainConfig, callbacks: Sequence[Callback], source: DataSourc
     run_dir = Path(config.out)
     seed_everything(config.seed, workers=True, verbose=False)
     data = load_run_data(config, source)
-    wanted = identity(config) | {"split_digest": split_digest(data.split)}
+    config = data.config
+    wanted = identity(config) | {"split_digest": data.source.digest()}
     existing = _check_run_dir(run_dir, wanted)
     if existing and runs.is_trained(run_dir):
         rank_zero_info(f"{run_dir}: already finished ({runs.read_status(run_dir).epochs} epochs); not retrained")
@@ -308,13 +329,14 @@ def _train(config: TrainConfig, callbacks: Sequence[Callback], source: DataSourc
         runs.write_yaml_atomic(run_dir / runs.CONFIG, {
             "settings": dataclasses.asdict(config),
             "identity": wanted,
-            "data": {"root": config.data, "split": config.split, "classes": data.classes,
+            "data": {"root": config.data, "dataset": config.dataset, "split": config.split, "classes": data.classes,
                      "images": {p: len(d) for p, d in data.parts.items()}, "dropped_not_in_cache": data.dropped},
             "cache": {"dir": str(data.cache.cache_dir), "fingerprint": manifest.get("fingerprint")},
             "versions": versions(),
             "command": " ".join(sys.argv),
         })
-    module = ChestClassifier(config, data.classes, val_defined)
+    masked = any(bool((part.labels < 0).any()) for part in data.parts.values())
+    module = ChestClassifier(config, data.classes, val_defined, masked)
     if rank_zero_only.rank == 0 and not (run_dir / runs.CHECKPOINTS / runs.LAST).is_file():
         check_free_space(run_dir, checkpoint_bytes_needed(sum(p.numel() for p in module.parameters())), "train")
     last = run_dir / runs.CHECKPOINTS / runs.LAST

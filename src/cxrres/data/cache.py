@@ -42,6 +42,7 @@ from cxrres import __version__
 from cxrres.data.images import ImageReadError, load_resized
 from cxrres.data.diskspace import cache_bytes_needed, check_free_space
 from cxrres.data.cache_store import cache_lock, damage, default_cache_dir, file_crc32, read_json, write_json
+from cxrres.data.datasets import detect_dataset, listed_images
 from cxrres.data.layout import DataRoot, describe_missing
 from cxrres.errors import CacheError
 from cxrres.parallel import ordered_map
@@ -88,11 +89,14 @@ class Sources:
     fingerprint: str
 
     @classmethod
-    def scan(cls, data: DataRoot) -> "Sources":
-        """Images listed in Data_Entry (or all on disk if there is none) that exist, sorted by name."""
-        listed = sorted(data.data_entry.index) if data.has_data_entry else sorted(data.images)
-        paths, missing = data.locate(listed)
-        names = [p.name for p in paths]
+    def scan(cls, data: DataRoot, dataset: str = "nih") -> "Sources":
+        """NIH: the images listed in Data_Entry (or all on disk) that exist, named by file name; another data set:
+        every image it lists (all views) that exists, named by its path relative to the root; sorted by name."""
+        if dataset == "nih":
+            paths, missing = data.locate(sorted(data.data_entry.index) if data.has_data_entry else sorted(data.images))
+            names = [p.name for p in paths]
+        else:
+            names, paths, missing = listed_images(data.root, dataset)
         digest = hashlib.sha256(f"format={FORMAT_VERSION};method={METHOD}\n".encode())
         for name, path in zip(names, paths):
             stat = path.stat()
@@ -187,15 +191,17 @@ def prepare_cache(
     workers: int | None = None,
     skip_bad: bool = False,
     progress: bool = True,
+    dataset: str | None = None,
 ) -> PrepareReport:
-    """Build (or resume, or reuse) the resolution caches of the images under `data_dir`; see the module docstring."""
+    """Build (or resume, or reuse) the resolution caches of the images of `data_dir` (read as `dataset`, default
+    detected); see the module docstring."""
     started = time.perf_counter()
     data = data_dir if isinstance(data_dir, DataRoot) else DataRoot.at(data_dir)
     resolutions = parse_resolutions(resolutions_px)
     cache = Path(cache_dir).expanduser().resolve() if cache_dir else default_cache_dir(data.root)
-    sources = Sources.scan(data)
+    sources = Sources.scan(data, dataset or detect_dataset(data.root))
     if not sources.names:
-        raise CacheError(f"{data.root}: no images found (looked in images/ and images_*/images/)")
+        raise CacheError(f"{data.root}: no images found (looked in images/ and images_*/images/, or the data set's listed paths)")
     if sources.missing:
         tqdm.write(f"warning: {describe_missing(sources.missing, len(sources.missing) + len(sources.names))}; caching the {len(sources.names):,} present", file=sys.stderr)
     try:
@@ -232,18 +238,19 @@ class PreparePlan:
         return "\n".join(lines)
 
 
-def plan_prepare(data_dir: str | Path | DataRoot, resolutions_px: Iterable[int], cache_dir: str | Path | None = None) -> PreparePlan:
+def plan_prepare(data_dir: str | Path | DataRoot, resolutions_px: Iterable[int], cache_dir: str | Path | None = None,
+                 dataset: str | None = None) -> PreparePlan:
     """The bytes a cache would take at each resolution for the present and for all listed images; writes nothing."""
     data = data_dir if isinstance(data_dir, DataRoot) else DataRoot.at(data_dir)
     resolutions = parse_resolutions(resolutions_px)
     cache = Path(cache_dir).expanduser().resolve() if cache_dir else default_cache_dir(data.root)
-    listed = sorted(data.data_entry.index) if data.has_data_entry else sorted(data.images)
-    present = len(data.locate(listed)[0])
+    sources = Sources.scan(data, dataset or detect_dataset(data.root))
+    present, listed = len(sources.names), len(sources.names) + len(sources.missing)
     probe = cache
     while not probe.exists():
         probe = probe.parent
-    return PreparePlan(cache, len(listed), present, {r: present * r * r for r in resolutions},
-                       {r: len(listed) * r * r for r in resolutions}, shutil.disk_usage(probe).free)
+    return PreparePlan(cache, listed, present, {r: present * r * r for r in resolutions},
+                       {r: listed * r * r for r in resolutions}, shutil.disk_usage(probe).free)
 
 
 def _complete_resolutions(cache: Path, manifest: dict, wanted: tuple[int, ...]) -> set[int]:

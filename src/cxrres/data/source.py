@@ -7,57 +7,90 @@ reference builds its datasets once in `load_data`).
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
 from cxrres.data.cache import PrepareReport, ResolutionCache, prepare_cache
+from cxrres.data.datasets import DatasetTable, ReadOptions, detect_dataset, nih, open_dataset
 from cxrres.data.layout import DataRoot
 from cxrres.data.splits import Split, build_split
 
 
 @dataclass(frozen=True)
 class SplitSpec:
-    """Which split of a data root: its kind, an optional folder of split files, and the carve settings."""
+    """Which images of a data root and their parts: the data set (auto: detected), views, split kind, an optional
+    folder of split files (NIH), and the carve settings."""
 
     kind: str = "chexnet"
     split_dir: str | None = None
     val_fraction: float = 0.1
     split_seed: int = 0
+    dataset: str = "auto"
+    views: str = "frontal"
 
     def build(self, root: DataRoot) -> Split:
-        """The split of `root` this spec names (checked for overlap)."""
+        """The NIH split of `root` this spec names (checked for overlap)."""
         return build_split(root, self.kind, self.split_dir, self.val_fraction, self.split_seed)
+
+    def options(self) -> ReadOptions:
+        """The adapter's read options of this spec."""
+        return ReadOptions(self.kind, self.split_dir, self.val_fraction, self.split_seed, views=self.views)
 
 
 @dataclass
 class DataSource:
-    """A data root, one split of it and its resolution cache, prepared for some resolutions."""
+    """A data root read as one data set (`table`, split into parts), and its resolution cache, prepared for some
+    resolutions. For NIH, `split` is the `Split` as `build_split` makes it (its digest identifies NIH runs)."""
 
     root: DataRoot
     spec: SplitSpec
-    split: Split
+    table: DatasetTable
     prepared: PrepareReport
+    split: Split | None = None
     _opened: dict[int, ResolutionCache] = field(default_factory=dict, repr=False)
 
     @classmethod
     def prepare(cls, data: str | Path | DataRoot, spec: SplitSpec, resolutions_px: Iterable[int],
                 cache_dir: str | Path | None = None, progress: bool = True) -> "DataSource":
-        """Open the root, build the split, and build or reuse the cache at every resolution (pixels)."""
+        """Open the root as its data set, build the split, and build or reuse the cache at every resolution (pixels)."""
         root = data if isinstance(data, DataRoot) else DataRoot.at(data)
-        split = spec.build(root)
-        report = prepare_cache(root, resolutions_px, cache_dir, progress=progress)
-        return cls(root, spec, split, report)
+        dataset = detect_dataset(root.root) if spec.dataset == "auto" else spec.dataset
+        if dataset == "nih":
+            split = spec.build(root)
+            table = nih.table_of(root, split, spec.views)
+        else:
+            split, table = None, open_dataset(root.root, dataset, spec.options())
+        report = prepare_cache(root, resolutions_px, cache_dir, progress=progress, dataset=dataset)
+        return cls(root, spec, table, report, split)
+
+    @property
+    def dataset(self) -> str:
+        """The data set's adapter name (nih, chexpert, ...)."""
+        return self.table.dataset
 
     @property
     def cache_dir(self) -> Path:
         """The cache directory."""
         return self.prepared.cache_dir
 
+    def reads(self, data: str | Path, spec: SplitSpec) -> bool:
+        """Whether this source is `data` read under `spec` (a spec's `auto` data set matches the detected one)."""
+        same = dataclasses.replace(spec, dataset=self.spec.dataset) == self.spec
+        return (Path(data).expanduser().resolve() == self.root.root and same
+                and spec.dataset in ("auto", self.dataset, self.spec.dataset))
+
     def serves(self, data: str | Path, spec: SplitSpec, resolution_px: int) -> bool:
         """Whether a run on `data` with split `spec` at `resolution_px` can use this source as it is."""
-        return (Path(data).expanduser().resolve() == self.root.root and spec == self.spec
-                and resolution_px in self.prepared.resolutions_px)
+        return self.reads(data, spec) and resolution_px in self.prepared.resolutions_px
+
+    def digest(self) -> str:
+        """sha256 of the split's (image, part, labels) table: two runs on the same split have the same digest (for NIH
+        the digest of its `Split`, as before data sets other than NIH were read)."""
+        frame = self.split.frame if self.split is not None else self.table.frame
+        return hashlib.sha256(frame.drop(columns=["patient_id"]).to_csv().encode()).hexdigest()
 
     def cache(self, resolution_px: int) -> ResolutionCache:
         """The opened cache at `resolution_px` (opened once)."""

@@ -55,7 +55,7 @@ class Block:
 
 def root_and_split(config: TrainConfig, source: DataSource | None = None) -> tuple[DataRoot, Split]:
     """The runs' data root and split: `source`'s when it is the runs' data, else built from the run's settings."""
-    if source is not None and source.root.root == Path(config.data) and source.spec == config.split_spec():
+    if source is not None and source.split is not None and source.reads(config.data, config.split_spec()):
         return source.root, source.split
     return _built(str(config.data), config.split_spec())
 

@@ -38,5 +38,17 @@ def open_dataset(root: str | Path, dataset: str | None = None, options: ReadOpti
     return ADAPTERS[name].read(root, options)
 
 
+def listed_images(root: str | Path, dataset: str) -> tuple[list[str], list[Path], list[str]]:
+    """(names, paths, missing names) of every image the data set lists, all views, in name order; a name is the
+    image's path relative to the root (not NIH, whose cache keys are file names: see `cache.Sources.scan`)."""
+    table = open_dataset(root, dataset, ReadOptions(views="all"))
+    order = table.frame.sort_index()
+    paths = [table.root / p for p in order["path"].tolist()]
+    present = [p.is_file() for p in paths]
+    names = order.index.tolist()
+    return ([n for n, ok in zip(names, present) if ok], [p for p, ok in zip(paths, present) if ok],
+            [n for n, ok in zip(names, present) if not ok])
+
+
 __all__ = ["ADAPTERS", "DATASETS", "DatasetTable", "ReadOptions", "UNCERTAIN_POLICIES", "apply_uncertain",
-           "detect_dataset", "open_dataset"]
+           "detect_dataset", "listed_images", "open_dataset"]

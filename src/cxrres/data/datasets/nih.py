@@ -10,7 +10,7 @@ import numpy as np
 from cxrres.data.datasets.common import DatasetTable, ReadOptions, assemble, no_boxes, select_views
 from cxrres.data.labels import CLASSES
 from cxrres.data.layout import BBOX_NAME, DATA_ENTRY_NAMES, DataRoot
-from cxrres.data.splits import build_split
+from cxrres.data.splits import Split, build_split
 
 NAME = "nih"
 EXPECTS = "nih: Data_Entry_2017[_v2020].csv and/or images/ or images_*/images/ (ChestX-ray14)"
@@ -26,6 +26,11 @@ def read(root: Path, options: ReadOptions = ReadOptions()) -> DatasetTable:
     """ChestX-ray14 under the split `options.split` exactly as `build_split` makes it (labels 0/1, all frontal)."""
     data = DataRoot.at(root)
     split = build_split(data, options.split, options.split_dir, options.val_fraction, options.split_seed)
+    return table_of(data, split, options.views)
+
+
+def table_of(data: DataRoot, split: Split, views: str = "frontal") -> DatasetTable:
+    """An NIH split already built (`build_split`) in the common form, restricted to `views`."""
     names = split.frame.index.tolist()
     found = data.images
     paths = [str(found[n].relative_to(data.root)) if n in found else f"images/{n}" for n in names]
@@ -36,7 +41,7 @@ def read(root: Path, options: ReadOptions = ReadOptions()) -> DatasetTable:
     columns = {"path": paths, "patient_id": split.frame["patient_id"].to_numpy(), "view": view,
                "frontal": np.ones(len(names), bool), "part": split.frame["part"].to_numpy(object)}
     frame = assemble(names, columns, CLASSES, split.frame[list(CLASSES)].to_numpy(np.float32))
-    if options.views not in ("frontal", "all"):
-        frame = select_views(frame, options.views)
+    if views not in ("frontal", "all"):
+        frame = select_views(frame, views)
     boxes = data.boxes if (data.root / BBOX_NAME).is_file() else no_boxes()
     return DatasetTable(NAME, data.root, CLASSES, frame, boxes, notes=(f"split: {split.name}",))

@@ -1,0 +1,89 @@
+"""Data sets other than ChestX-ray14 through the whole pipeline on the command line: a tiny CheXpert-v1.0-small and a
+plain labels.csv go through prepare, train (32 px, one epoch, no pretrained weights), evaluate and predict."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from cxrres import runs
+from cxrres.cli import main
+from cxrres.data.datasets import chexpert
+from cxrres.inference import load_run_model
+
+from conftest import write_chexpert_small
+
+TRAIN = ["--resolution", "32", "--max-epochs", "1", "--weights", "none", "--batch-size", "8", "--quiet"]
+
+
+def test_chexpert_small_prepare_train_evaluate_predict(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    root = write_chexpert_small(tmp_path / "CheXpert-v1.0-small")
+    cache, run = tmp_path / "cache", tmp_path / "run"
+    assert main(["prepare", "--data", str(root), "--resolutions", "32", "--cache", str(cache), "--workers", "1", "--quiet"]) == 0
+    assert "38 images; built 32 px" in capsys.readouterr().out  # every listed image, lateral ones too
+    assert main(["train", "--data", str(root), "--cache", str(cache), "--out", str(run), *TRAIN]) == 0
+    config = yaml.safe_load((run / runs.CONFIG).read_text())
+    # frontal only: 20 train.csv frontal images (val carved patient-wise from them), the 8 frontal of valid.csv as test
+    assert config["data"]["images"] == {"train": 18, "val": 2, "test": 8}
+    assert config["data"]["dataset"] == config["settings"]["dataset"] == "chexpert"
+    assert config["data"]["classes"] == list(chexpert.CLASSES) and config["settings"]["uncertain"] == "ignore"
+    _, settings, classes = load_run_model(run)
+    assert classes == list(chexpert.CLASSES) and runs.read_settings(run).classes == list(chexpert.CLASSES)
+    predictions = runs.read_predictions(run)
+    assert predictions.images == [f"valid/patient{p}/study1/view1_frontal.jpg" for p in range(64541, 64549)]
+    edema = predictions.labels[:, chexpert.CLASSES.index("Edema")]
+    assert edema.tolist() == [-1, 0, 1, 0, -1, 0, 1, 0]  # patients 64541 and 64545 uncertain: masked out
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--json", "--n-boot", "20"]) == 0
+    payload = json.loads(capsys.readouterr().out)["auc"]
+    table = pd.read_csv(run / runs.AUC).set_index("class")
+    assert (table.loc["Edema", "n_pos"], table.loc["Edema", "n_neg"]) == (2, 4)
+    assert (table.loc["Pleural Effusion", "n_pos"], table.loc["Pleural Effusion", "n_neg"]) == (4, 4)  # blank = negative
+    assert (table.loc["Cardiomegaly", "n_pos"], table.loc["Cardiomegaly", "n_neg"]) == (3, 5)
+    defined = [c for c in chexpert.CLASSES if payload[c]["auc"] is not None]
+    assert defined == ["Cardiomegaly", "Edema", "Pleural Effusion"]
+    assert payload["mean"]["auc"] == pytest.approx(np.mean([payload[c]["auc"] for c in defined]), abs=1e-6)
+    out = tmp_path / "predicted"
+    assert main(["predict", str(run), str(root / "valid"), "--out", str(out), "--workers", "0", "--quiet"]) == 0
+    scored = pd.read_csv(out / "predictions.csv")
+    assert len(scored) == 10 and set(chexpert.CLASSES) <= set(scored.columns)  # every image under valid/, laterals too
+    points = pd.read_csv(run / runs.OPERATING_POINTS).set_index("class")
+    assert (points.loc["Cardiomegaly", "n_pos"], points.loc["Cardiomegaly", "n_neg"]) == (1, 1)  # val: patients 7, 15
+
+
+def test_operating_points_leave_masked_labels_out() -> None:
+    from cxrres.operating import OperatingRule, operating_points
+
+    labels = np.array([[1], [0], [-1], [1], [0]])
+    scores = np.array([[0.9], [0.2], [0.95], [0.6], [0.4]])
+    row = operating_points(labels, scores, ["A"], OperatingRule.parse("youden")).iloc[0]
+    assert (row["n_pos"], row["n_neg"], row["threshold"], row["sensitivity"], row["specificity"]) == (2, 2, 0.6, 1.0, 1.0)
+
+
+def test_plain_csv_layout_trains_with_its_own_classes(tmp_path: Path) -> None:
+    root = write_chexpert_small(tmp_path / "any")
+    frontal = sorted(str(p.relative_to(root)) for p in root.glob("*/*/*/view1_frontal.jpg"))
+    rows = []
+    for i, image in enumerate(frontal):
+        patient = image.split("/")[1]
+        part = "test" if image.startswith("valid/") else ("val" if patient in ("patient00015", "patient00016") else "train")
+        rows.append({"image": image, "patient": patient, "split": part, "Effusion": i % 2, "Mass": "-1" if i % 5 == 0 else i % 3 == 0})
+    pd.DataFrame(rows).replace({True: 1, False: 0}).to_csv(root / "labels.csv", index=False)
+    for name in ("train.csv", "valid.csv"):
+        (root / name).unlink()
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(root), "--cache", str(tmp_path / "cache"), "--out", str(run), *TRAIN]) == 0
+    config = yaml.safe_load((run / runs.CONFIG).read_text())
+    assert config["data"]["dataset"] == "csv" and config["data"]["classes"] == ["Effusion", "Mass"]
+    assert config["data"]["images"] == {"train": 18, "val": 2, "test": 8}
+    predictions = runs.read_predictions(run)
+    assert predictions.classes == ["Effusion", "Mass"] and len(predictions.images) == 8
+    assert main(["evaluate", str(run), "--n-boot", "20"]) == 0
+    table = pd.read_csv(run / runs.AUC).set_index("class")
+    assert predictions.labels[:, 1].tolist().count(-1) == 2  # rows 20 and 25 of labels.csv
+    assert table.loc["Mass", "n_pos"] + table.loc["Mass", "n_neg"] == 6
