@@ -54,6 +54,9 @@ def test_chexpert_small_prepare_train_evaluate_predict(tmp_path: Path, capsys: p
     assert len(scored) == 10 and set(chexpert.CLASSES) <= set(scored.columns)  # every image under valid/, laterals too
     points = pd.read_csv(run / runs.OPERATING_POINTS).set_index("class")
     assert (points.loc["Cardiomegaly", "n_pos"], points.loc["Cardiomegaly", "n_neg"]) == (1, 1)  # val: patients 7, 15
+    capsys.readouterr()
+    assert main(["localize", str(run), "--quiet"]) == 1  # CheXpert has no boxes: one line, no traceback
+    assert "localization needs ground-truth boxes" in capsys.readouterr().err
 
 
 def test_operating_points_leave_masked_labels_out() -> None:

@@ -112,6 +112,9 @@ def localize_run(run_dir: str | Path, data: str | Path | None = None, method: st
         raise CxrresError(f"unknown saliency method {method!r}; choose from {', '.join(saliency.METHODS)}")
     source = localization_source(run_dir, config, data, source, progress)
     root = source.root
+    if source.split is None:  # the adapters of other data sets do not carry boxes into localization yet
+        raise CxrresError(f"{root.root}: localization needs ground-truth boxes; for this data set "
+                          f"({config.dataset}) cxrres has none to score against")
     boxes = boxes_in_part(root, source.split, "test")
     boxes = boxes[boxes["label"].isin(classes)].reset_index(drop=True)
     if boxes.empty:
