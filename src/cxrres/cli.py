@@ -158,11 +158,15 @@ def _study_on_slurm(study, args: argparse.Namespace) -> int:
     submission = submit_study(study, slurm_options(study.slurm, flags))
     if args.wait:
         wait_for(study, submission)
-        key = Path(study.out) / KEY_TABLE
-        if key.is_file():
-            print("\n" + key.read_text())
-        print(f"report: {Path(study.out) / REPORT_HTML}")
+        _print_key_table(Path(study.out) / KEY_TABLE, Path(study.out) / REPORT_HTML)
     return 0
+
+
+def _print_key_table(key: Path, html: Path) -> None:
+    """The study's key table (when written) and the report's path."""
+    if key.is_file():
+        print("\n" + key.read_text())
+    print(f"report: {html}")
 
 
 def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
@@ -198,11 +202,7 @@ def cmd_study(args: argparse.Namespace) -> int:
         return 0
     if args.executor == "slurm":
         return _study_on_slurm(study, args)
-    html = run_study(study, progress=not args.quiet)
-    key = Path(study.out) / KEY_TABLE
-    if key.is_file():
-        print("\n" + key.read_text())
-    print(f"report: {html}")
+    _print_key_table(Path(study.out) / KEY_TABLE, run_study(study, progress=not args.quiet))
     return 0
 
 
