@@ -49,7 +49,8 @@ class DatasetTable:
     `frame` is indexed by image name (unique; its path relative to the root where names repeat) and has the columns
     `path` (relative to `root`), `patient_id`, `view` (the data set's code: PA, AP, Lateral, ...), `frontal` (bool),
     `part` (train/val/test), then one float32 column per class: 1 positive, 0 negative, -1 uncertain, NaN blank.
-    `boxes` has `image,label,x,y,w,h` in the image's own pixels (possibly no rows).
+    `boxes` has `image,label,x,y,w,h` in the image's own pixels (possibly no rows); `source_px` is the (width,
+    height) of every source frame in pixels where the data set fixes it (None where sizes vary or are unknown).
     """
 
     dataset: str
@@ -58,6 +59,7 @@ class DatasetTable:
     frame: pd.DataFrame
     boxes: pd.DataFrame = field(default_factory=no_boxes)
     notes: tuple[str, ...] = ()  # how the split was made, one line each
+    source_px: tuple[int, int] | None = None  # (width, height) of every image, pixels, when fixed
 
     def part(self, part: str) -> pd.DataFrame:
         """Rows of one part, in file order."""
