@@ -1,10 +1,44 @@
 """`cxrres describe` for any data set: images per part, and per class the positives, uncertain and blank labels
-per part (metadata only; no image is opened)."""
+per part; on box data sets the boxes of the test part per class, per image and their mean area (metadata only; no
+image is opened)."""
 
 from __future__ import annotations
 
+import numpy as np
+
 from cxrres.data.datasets.common import DatasetTable
 from cxrres.data.splits import PARTS
+
+
+def describe_boxes(table: DatasetTable, part: str = "test") -> dict | None:
+    """Boxes per part; in `part`, per class boxes, images and mean area (source px^2, and share of the frame where
+    `source_px` is known, else None), and images by number of boxes (0 included). None without boxes."""
+    boxes = table.boxes
+    if boxes.empty:
+        return None
+    where = table.frame["part"].reindex(boxes["image"]).to_numpy(object)
+    names = table.images(part)
+    inside = boxes[where == part]
+    area = (inside["w"] * inside["h"]).to_numpy(np.float64)
+    frame_px = float(table.source_px[0] * table.source_px[1]) if table.source_px else None
+    labels = [c for c in table.classes if c in set(boxes["label"])]
+    labels += sorted(set(boxes["label"]) - set(labels))
+    classes = {}
+    for label in labels:
+        mine = (inside["label"] == label).to_numpy()
+        mean = float(area[mine].mean()) if mine.any() else None
+        classes[label] = {"boxes": int(mine.sum()), "images": int(inside.loc[mine, "image"].nunique()),
+                          "mean_area_px": mean,
+                          "mean_area_share": mean / frame_px if mean is not None and frame_px else None}
+    per_image = inside["image"].value_counts().reindex(names, fill_value=0)
+    histogram = {int(k): int(v) for k, v in sorted(per_image.value_counts().items())}
+    boxed = per_image[per_image > 0]
+    return {"part": part, "per_part": {p: int((where == p).sum()) for p in PARTS}, "classes": classes,
+            "images_by_boxes": histogram, "mean_per_image": float(per_image.mean()) if len(names) else 0.0,
+            "mean_per_boxed_image": float(boxed.mean()) if len(boxed) else 0.0,
+            "mean_area_px": float(area.mean()) if len(area) else None,
+            "mean_area_share": float(area.mean()) / frame_px if len(area) and frame_px else None,
+            "source_px": list(table.source_px) if table.source_px else None}
 
 
 def describe_table(table: DatasetTable) -> dict:
@@ -20,7 +54,8 @@ def describe_table(table: DatasetTable) -> dict:
     return {"dataset": table.dataset, "root": str(table.root), "images": images,
             "patients": {part: int(frame.loc[frame["part"] == part, "patient_id"].nunique()) for part in PARTS},
             "views": {str(k): int(v) for k, v in frame["view"].value_counts().items()},
-            "classes": classes, "boxes": len(table.boxes), "notes": list(table.notes)}
+            "classes": classes, "boxes": len(table.boxes), "box_summary": describe_boxes(table),
+            "notes": list(table.notes)}
 
 
 def format_table_summary(summary: dict) -> str:
@@ -35,4 +70,28 @@ def format_table_summary(summary: dict) -> str:
                         f"{counts['uncertain'][p]:>11,}" for p in PARTS)
         lines.append(f"{name:<28}{cells}")
     lines.append(f"\nblank labels count as negative; boxes: {summary['boxes']:,}")
+    if summary.get("box_summary"):
+        lines += ["", format_box_summary(summary["box_summary"])]
+    return "\n".join(lines)
+
+
+def _area(px: float | None, share: float | None) -> str:
+    """A mean box area as 'N px^2 (S% of the image)'; '-' when there is none."""
+    if px is None:
+        return "-"
+    return f"{px:,.0f} px^2" + (f" ({100 * share:.2f}% of the image)" if share is not None else " (image size unknown)")
+
+
+def format_box_summary(boxes: dict) -> str:
+    """Plain-text lines of a `describe_boxes` result."""
+    part = boxes["part"]
+    size = "x".join(str(v) for v in boxes["source_px"]) + " px" if boxes["source_px"] else "sizes vary / unknown"
+    lines = ["boxes per part: " + ", ".join(f"{p} {n:,}" for p, n in boxes["per_part"].items()) + f"; source frame {size}",
+             f"{'class':<28}{part + ' boxes':>12}{'images':>9}  mean area"]
+    for name, c in boxes["classes"].items():
+        lines.append(f"{name:<28}{c['boxes']:>12,}{c['images']:>9,}  {_area(c['mean_area_px'], c['mean_area_share'])}")
+    lines.append(f"{'all':<28}{sum(c['boxes'] for c in boxes['classes'].values()):>12,}"
+                 f"{sum(n for k, n in boxes['images_by_boxes'].items() if k):>9,}  {_area(boxes['mean_area_px'], boxes['mean_area_share'])}")
+    lines.append(f"{part} images by number of boxes: " + ", ".join(f"{k}: {v:,}" for k, v in boxes["images_by_boxes"].items())
+                 + f"; mean {boxes['mean_per_image']:.2f} per image, {boxes['mean_per_boxed_image']:.2f} per boxed image")
     return "\n".join(lines)
