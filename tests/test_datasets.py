@@ -45,7 +45,7 @@ def write_chexpert(root: Path, n_patients: int = 20, valid: bool = True) -> Path
 
 
 def test_registry_detects_each_layout_and_names_what_it_expects(tmp_path: Path, mini: Path) -> None:
-    assert set(ADAPTERS) == {"nih", "chexpert", "mimic", "padchest", "rsna", "csv"}
+    assert set(ADAPTERS) == {"nih", "chexpert", "mimic", "padchest", "rsna", "vindr", "csv"}
     assert detect_dataset(write_chexpert(tmp_path / "cx")) == "chexpert"
     assert detect_dataset(mini) == "nih"
     (tmp_path / "plain").mkdir()

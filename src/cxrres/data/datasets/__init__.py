@@ -6,12 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 from types import ModuleType
 
-from cxrres.data.datasets import chexpert, csvfile, mimic, nih, padchest, rsna
+from cxrres.data.datasets import chexpert, csvfile, mimic, nih, padchest, rsna, vindr
 from cxrres.data.datasets.common import UNCERTAIN_POLICIES, DatasetTable, ReadOptions, apply_uncertain
 from cxrres.errors import CxrresError
 
 #: Adapters by name, in detection order (the most specific files first; NIH, which also takes a bare images/, last).
-ADAPTERS: dict[str, ModuleType] = {m.NAME: m for m in (chexpert, mimic, padchest, rsna, csvfile, nih)}
+ADAPTERS: dict[str, ModuleType] = {m.NAME: m for m in (chexpert, mimic, padchest, rsna, vindr, csvfile, nih)}
 DATASETS: tuple[str, ...] = tuple(ADAPTERS)
 
 

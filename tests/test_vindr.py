@@ -1,0 +1,92 @@
+"""The `vindr` adapter (VinDr-CXR, Kaggle VinBigData layout): the real train.csv of ../shared (counts recomputed here
+with the csv module; skipped when absent), a small fixture with exact labels and boxes, and refusals of bad rows."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import pytest
+
+from cxrres.data.datasets import ReadOptions, detect_dataset, open_dataset
+from cxrres.data.datasets import vindr
+from cxrres.errors import DataFormatError
+
+REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "vinbigdata"
+HEAD = ",".join(vindr.COLUMNS)
+#: a: three readers, two mark Cardiomegaly (one with two boxes), one says No finding; b: No finding by all three;
+#: c: one reader marks Nodule/Mass and Pneumothorax, two say No finding.
+ROWS = [
+    "a,Cardiomegaly,3,R1,10,20,110,70", "a,Cardiomegaly,3,R2,12,22,100,60", "a,Cardiomegaly,3,R2,200,200,210,230",
+    "a,No finding,14,R3,,,,", "b,No finding,14,R1,,,,", "b,No finding,14,R2,,,,", "b,No finding,14,R4,,,,",
+    "c,Nodule/Mass,8,R5,0,0,5,5", "c,Pneumothorax,12,R5,1.5,2.5,11.5,22.5", "c,No finding,14,R1,,,,",
+    "c,No finding,14,R2,,,,",
+] + [f"d{i},No finding,14,R1,,,," for i in range(7)]
+
+
+def write_fixture(root: Path, rows: list[str] = ROWS) -> Path:
+    """A VinBigData root holding only `train.csv` with `rows`."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "train.csv").write_text(HEAD + "\n" + "\n".join(rows) + "\n")
+    return root
+
+
+def test_fixture_table(tmp_path: Path) -> None:
+    root = write_fixture(tmp_path / "v")
+    assert detect_dataset(root) == "vindr"
+    table = open_dataset(root)
+    frame = table.frame
+    assert len(frame) == 10 and table.classes == vindr.CLASSES and table.source_px is None
+    assert frame.loc["a.dicom", "path"] == "train/a.dicom" and frame.loc["a.dicom", "patient_id"] == "a"
+    assert Counter(frame["part"]) == {"train": 7, "val": 1, "test": 2}
+    positive = {c: sorted(frame.index[frame[c] == 1]) for c in vindr.CLASSES if (frame[c] == 1).any()}
+    assert positive == {"Cardiomegaly": ["a.dicom"], "Nodule/Mass": ["c.dicom"], "Pneumothorax": ["c.dicom"]}
+    assert len(table.boxes) == 5 and Counter(table.boxes["label"]) == {"Cardiomegaly": 3, "Nodule/Mass": 1, "Pneumothorax": 1}
+    last = table.boxes.iloc[4]
+    assert (last["image"], last["x"], last["y"], last["w"], last["h"]) == ("c.dicom", 1.5, 2.5, 10.0, 20.0)
+    assert any("5 readers" in n for n in table.notes) and any("image-wise" in n for n in table.notes)
+
+
+def test_fixture_majority_of_readers(tmp_path: Path) -> None:
+    root = write_fixture(tmp_path / "v")
+    labels = vindr.image_labels(vindr.read_rows(root / "train.csv")[0], "majority")
+    assert labels.loc["a", "Cardiomegaly"] == 1.0  # 2 of 3 readers
+    assert labels.loc["c", "Nodule/Mass"] == 0.0 and labels.loc["c", "Pneumothorax"] == 0.0  # 1 of 3
+    table = vindr.read(root, ReadOptions(), readers="majority")
+    assert int(table.frame[list(vindr.CLASSES)].to_numpy().sum()) == 1 and len(table.boxes) == 5
+
+
+@pytest.mark.parametrize("row, line, words", [
+    ("e,Cardiomegaly,3,R1,,,,", 2, "blank on exactly"), ("e,No finding,14,R1,1,2,3,4", 2, "blank on exactly"),
+    ("e,Cardiomegaly,4,R1,1,2,3,4", 2, "does not match"), ("e,Heart,3,R1,1,2,3,4", 2, "not a VinDr-CXR class"),
+    ("e,Cardiomegaly,3,R1,5,2,3,4", 2, "x_max > x_min"), ("e,Cardiomegaly,3,R1,a,2,3,4", 2, "x_max > x_min"),
+])
+def test_bad_rows_name_file_and_line(tmp_path: Path, row: str, line: int, words: str) -> None:
+    root = write_fixture(tmp_path / "v", [row] + ROWS)
+    with pytest.raises(DataFormatError) as caught:
+        open_dataset(root, "vindr")
+    assert caught.value.line == line and words in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_real_train_csv() -> None:
+    path = REAL / "train.csv.gz"
+    if not path.is_file():
+        pytest.skip(f"{path}: absent")
+    with gzip.open(path, "rt") as handle:
+        rows = list(csv.DictReader(handle))
+    boxed = [r for r in rows if r["x_min"] != ""]
+    marked: dict[str, set[str]] = defaultdict(set)
+    for r in boxed:
+        marked[r["class_name"]].add(r["image_id"])
+    assert len({r["image_id"] for r in rows}) == 15_000 and len(boxed) == 36_096
+    assert len({r["rad_id"] for r in rows}) == 17
+    assert detect_dataset(REAL) == "vindr"
+    table = open_dataset(REAL)
+    assert len(table.frame) == 15_000 and len(table.boxes) == 36_096 and any("17 readers" in n for n in table.notes)
+    assert {c: int((table.frame[c] == 1).sum()) for c in vindr.CLASSES} == {c: len(marked[c]) for c in vindr.CLASSES}
+    assert Counter(table.boxes["label"]) == Counter(r["class_name"] for r in boxed)
+    assert Counter(table.frame["part"]) == {"test": 3_000, "val": 1_200, "train": 10_800}
+    in_test = set(table.frame.index[table.frame["part"] == "test"])
+    assert sum(r["image_id"] + ".dicom" in in_test for r in boxed) == int(table.boxes["image"].isin(in_test).sum())
