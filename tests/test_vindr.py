@@ -90,3 +90,50 @@ def test_real_train_csv() -> None:
     assert Counter(table.frame["part"]) == {"test": 3_000, "val": 1_200, "train": 10_800}
     in_test = set(table.frame.index[table.frame["part"] == "test"])
     assert sum(r["image_id"] + ".dicom" in in_test for r in boxed) == int(table.boxes["image"].isin(in_test).sum())
+
+
+LABEL_HEAD = "image_id,rad_id,Cardiomegaly,Nodule/Mass,Other diseases,No finding"
+TRAIN_LABELS = ["t1,R1,1,0,0,0", "t1,R2,1,0,0,0", "t1,R3,0,0,0,1", "t2,R1,0,1,0,0", "t2,R2,0,0,0,1", "t2,R3,0,0,0,1"] + [
+    f"n{i},R{r},0,0,0,1" for i in range(8) for r in (1, 2, 3)]
+TRAIN_BOXES = ["t1,R1,Cardiomegaly,10,20,110,70", "t1,R2,Cardiomegaly,12,22,100,60", "t1,R3,No finding,,,,",
+               "t2,R1,Nodule/Mass,5,5,15,25", "t2,R2,No finding,,,,", "t2,R3,No finding,,,,"]
+TEST_LABELS = ["s1,R_consensus,1,1,0,0", "s2,R_consensus,0,0,1,0", "s3,R_consensus,0,0,0,1"]
+TEST_BOXES = ["s1,R_consensus,Cardiomegaly,0,0,50,40", "s1,R_consensus,Nodule/Mass,1,1,3,3",
+              "s1,R_consensus,Nodule/Mass,7,7,9,10", "s3,R_consensus,No finding,,,,"]
+
+
+def write_physionet(root: Path, train_boxes: list[str] = TRAIN_BOXES) -> Path:
+    """A PhysioNet VinDr-CXR 1.0.0 root (annotations/ only); the test label file says 'Other disease'."""
+    folder = root / "annotations"
+    folder.mkdir(parents=True, exist_ok=True)
+    box_head = "image_id,rad_id,class_name,x_min,y_min,x_max,y_max\n"
+    (folder / "annotations_train.csv").write_text(box_head + "\n".join(train_boxes) + "\n")
+    (folder / "annotations_test.csv").write_text(box_head + "\n".join(TEST_BOXES) + "\n")
+    (folder / "image_labels_train.csv").write_text(LABEL_HEAD + "\n" + "\n".join(TRAIN_LABELS) + "\n")
+    test_head = LABEL_HEAD.replace("Other diseases", "Other disease")
+    (folder / "image_labels_test.csv").write_text(test_head + "\n" + "\n".join(TEST_LABELS) + "\n")
+    return root
+
+
+def test_physionet_fixture(tmp_path: Path) -> None:
+    root = write_physionet(tmp_path / "p")
+    assert detect_dataset(root) == "vindr"
+    table = open_dataset(root)
+    frame = table.frame
+    assert table.classes == ("Cardiomegaly", "Nodule/Mass", "Other diseases")
+    assert sorted(frame.index[frame["part"] == "test"]) == ["s1.dicom", "s2.dicom", "s3.dicom"]
+    assert Counter(frame["part"]) == {"train": 9, "val": 1, "test": 3}
+    assert frame.loc["s2.dicom", "path"] == "test/s2.dicom" and frame.loc["t1.dicom", "path"] == "train/t1.dicom"
+    assert frame.loc["t2.dicom", "Nodule/Mass"] == 1.0 and frame.loc["s2.dicom", "Other diseases"] == 1.0
+    assert int(frame[list(table.classes)].to_numpy().sum()) == 5
+    assert len(table.boxes) == 6 and Counter(table.boxes["image"]) == {"t1.dicom": 2, "t2.dicom": 1, "s1.dicom": 3}
+    assert table.boxes.iloc[-1][["x", "y", "w", "h"]].tolist() == [7.0, 7.0, 2.0, 3.0]
+    majority = vindr.read(root, ReadOptions(), readers="majority").frame
+    assert majority.loc["t1.dicom", "Cardiomegaly"] == 1.0 and majority.loc["t2.dicom", "Nodule/Mass"] == 0.0
+
+
+def test_physionet_box_of_unknown_image_is_refused(tmp_path: Path) -> None:
+    root = write_physionet(tmp_path / "p", TRAIN_BOXES + ["zz,R1,Cardiomegaly,1,1,2,2"])
+    with pytest.raises(DataFormatError) as caught:
+        open_dataset(root)
+    assert caught.value.line == len(TRAIN_BOXES) + 2 and "'zz'" in str(caught.value)

@@ -1,5 +1,5 @@
-"""VinDr-CXR in the Kaggle "VinBigData Chest X-ray Abnormalities Detection" layout: `train.csv` (or `.gz`) as the
-common form.
+"""VinDr-CXR as the common form, in both published layouts: Kaggle "VinBigData Chest X-ray Abnormalities Detection"
+(`train.csv`, below) and PhysioNet 1.0.0 (`annotations/`, see `read_physionet`).
 
 `train.csv` has `image_id,class_name,class_id,rad_id,x_min,y_min,x_max,y_max`: one row per reader and finding (a
 box in source pixels), or one "No finding" row (class_id 14) with blank box fields. Images are
@@ -32,7 +32,17 @@ COLUMNS: tuple[str, ...] = ("image_id", "class_name", "class_id", "rad_id", "x_m
 FILE_NAMES = ("train.csv", "train.csv.gz")
 IMAGES_DIR = "train"
 READER_RULES = ("any", "majority")
-EXPECTS = "vindr: train.csv (image_id,class_name,class_id,rad_id,x_min,y_min,x_max,y_max; Kaggle VinBigData)"
+EXPECTS = ("vindr: train.csv (image_id,class_name,class_id,rad_id,x_min,y_min,x_max,y_max; Kaggle VinBigData) or "
+           "annotations/annotations_train.csv + image_labels_train.csv (PhysioNet)")
+ANNOTATIONS_DIR = "annotations"
+#: PhysioNet's test label file spells one column differently from the train one.
+LABEL_ALIASES = {"Other disease": "Other diseases"}
+BINARY = {"0": 0.0, "1": 1.0, "0.0": 0.0, "1.0": 1.0}
+
+
+def _physionet_files(root: Path, part: str) -> tuple[Path, Path]:
+    """(annotations_PART.csv, image_labels_PART.csv) under root/annotations."""
+    return (root / ANNOTATIONS_DIR / f"annotations_{part}.csv", root / ANNOTATIONS_DIR / f"image_labels_{part}.csv")
 
 
 def _file(root: Path) -> Path | None:
@@ -40,12 +50,37 @@ def _file(root: Path) -> Path | None:
 
 
 def detect(root: Path) -> bool:
-    """Whether `root` holds a VinBigData train.csv (its header starts image_id,class_name,class_id,rad_id)."""
+    """Whether `root` holds PhysioNet's annotations/ train files or a VinBigData train.csv (header image_id,class_name,
+    class_id,rad_id,...)."""
+    if all(p.is_file() for p in _physionet_files(root, "train")):
+        return True
     path = _file(root)
     try:
         return path is not None and tuple(header(path)[:4]) == COLUMNS[:4]
     except DataFormatError:
         return False
+
+
+def boxes_of(path: Path, frame: pd.DataFrame) -> pd.DataFrame:
+    """Boxes (image, label, rad_id, x, y, w, h; source px) of checked annotation rows (file-line index, `COLUMNS`):
+    box fields blank exactly on "No finding" rows, else numbers with x_max > x_min >= 0 and y_max > y_min >= 0."""
+    names = frame["class_name"]
+    corners = frame[list(COLUMNS[4:])]
+    blank = (corners == "").all(axis=1)
+    bad = blank != (names == NO_FINDING)
+    if bad.any():
+        line = int(bad.idxmax())
+        raise DataFormatError(path, "box fields must be blank on exactly the 'No finding' rows", line)
+    numbers = corners[~blank].apply(pd.to_numeric, errors="coerce")
+    x0, y0, x1, y1 = (numbers[c] for c in COLUMNS[4:])
+    bad = numbers.isna().any(axis=1) | (x0 < 0) | (y0 < 0) | (x1 <= x0) | (y1 <= y0)
+    if bad.any():
+        line = int(bad.idxmax())
+        raise DataFormatError(path, f"box {','.join(corners.loc[line])} is not numbers with x_max > x_min >= 0 and "
+                                    "y_max > y_min >= 0", line)
+    return pd.DataFrame({"image": frame.loc[~blank, "image_id"] + ".dicom", "label": names[~blank],
+                         "rad_id": frame.loc[~blank, "rad_id"], "x": x0, "y": y0, "w": x1 - x0, "h": y1 - y0}
+                        ).reset_index(drop=True)
 
 
 def read_rows(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -65,22 +100,8 @@ def read_rows(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     if bad.any():
         line = int(bad.idxmax())
         raise DataFormatError(path, f"class_id {frame['class_id'][line]!r} does not match class_name {names[line]!r}", line)
-    corners = frame[list(COLUMNS[4:])]
-    blank = (corners == "").all(axis=1)
-    bad = blank != (names == NO_FINDING)
-    if bad.any():
-        line = int(bad.idxmax())
-        raise DataFormatError(path, "box fields must be blank on exactly the 'No finding' rows", line)
-    numbers = corners[~blank].apply(pd.to_numeric, errors="coerce")
-    x0, y0, x1, y1 = (numbers[c] for c in COLUMNS[4:])
-    bad = numbers.isna().any(axis=1) | (x0 < 0) | (y0 < 0) | (x1 <= x0) | (y1 <= y0)
-    if bad.any():
-        line = int(bad.idxmax())
-        raise DataFormatError(path, f"box {','.join(corners.loc[line])} is not numbers with x_max > x_min >= 0 and "
-                                    "y_max > y_min >= 0", line)
-    boxes = pd.DataFrame({"image": frame.loc[~blank, "image_id"] + ".dicom", "label": names[~blank],
-                          "rad_id": frame.loc[~blank, "rad_id"], "x": x0, "y": y0, "w": x1 - x0, "h": y1 - y0})
-    return frame[["image_id", "class_name", "rad_id"]], boxes.reset_index(drop=True)
+    boxes = boxes_of(path, frame)
+    return frame[["image_id", "class_name", "rad_id"]], boxes
 
 
 def image_labels(rows: pd.DataFrame, readers: str = "any") -> pd.DataFrame:
@@ -99,6 +120,8 @@ def image_labels(rows: pd.DataFrame, readers: str = "any") -> pd.DataFrame:
 
 def read(root: Path, options: ReadOptions = ReadOptions(), readers: str = "any") -> DatasetTable:
     """The VinBigData root in the common form: labels by `readers`, all readers' boxes, test and val carved image-wise."""
+    if all(p.is_file() for p in _physionet_files(root, "train")):
+        return read_physionet(root, options, readers)
     path = _file(root)
     if path is None:
         raise DataFormatError(root / FILE_NAMES[0], "file not found")
@@ -115,3 +138,68 @@ def read(root: Path, options: ReadOptions = ReadOptions(), readers: str = "any")
              f"{rows['rad_id'].nunique()} readers; boxes of all readers",
              "no patient ids in train.csv: test and val carved image-wise (patient = image)") + notes
     return DatasetTable(NAME, root, CLASSES, frame, boxes[["image", "label", "x", "y", "w", "h"]], notes=notes)
+
+
+def read_image_labels(path: Path, readers: str = "any") -> pd.DataFrame:
+    """PhysioNet `image_labels_*.csv` (`image_id, rad_id` or `rad_ID`, then 0/1 per label, one row per reader) ->
+    (images, labels) 0/1 float32 by image_id (sorted): positive when any reader (or more than half) marks it."""
+    if readers not in READER_RULES:
+        raise CxrresError(f"unknown reader rule {readers!r}; choose one of {', '.join(READER_RULES)}")
+    columns = header(path)
+    reader = next((c for c in columns if c.lower() == "rad_id"), None)
+    if "image_id" not in columns or reader is None:
+        raise DataFormatError(path, "missing column 'image_id' or 'rad_id'")
+    names = [c for c in columns if c not in ("image_id", reader)]
+    frame = read_columns(path, ["image_id", reader] + names)
+    values = frame[names].apply(lambda c: c.str.strip().map(BINARY))
+    bad = values.isna().any(axis=1)
+    if bad.any():
+        line = int(bad.idxmax())
+        column = names[int(np.argmax(values.loc[line].isna().to_numpy()))]
+        raise DataFormatError(path, f"column {column!r}: {frame.loc[line, column]!r} is not 0 or 1", line)
+    values = values.rename(columns=LABEL_ALIASES)
+    grouped = values.groupby(frame["image_id"].to_numpy())
+    labels = grouped.max() if readers == "any" else (grouped.mean() > 0.5)
+    return labels.sort_index().astype(np.float32)
+
+
+def read_physionet(root: Path, options: ReadOptions = ReadOptions(), readers: str = "any") -> DatasetTable:
+    """PhysioNet VinDr-CXR 1.0.0: official train/test (images `train/`, `test/<image_id>.dicom`), val carved
+    image-wise from train; classes = the label columns of image_labels_train.csv but "No finding"; boxes of all readers
+    (annotations_*.csv: image_id, rad_id, class_name, x_min, y_min, x_max, y_max in source px)."""
+    labels, boxes = {}, []
+    for part in ("train", "test"):
+        box_path, label_path = _physionet_files(root, part)
+        if not label_path.is_file() or not box_path.is_file():
+            if part == "train":
+                raise DataFormatError(label_path if not label_path.is_file() else box_path, "file not found")
+            continue
+        labels[part] = read_image_labels(label_path, readers)
+        rows = read_columns(box_path, ("image_id", "rad_id", "class_name") + COLUMNS[4:])
+        known = set(labels[part].columns)
+        bad = ~rows["class_name"].isin(known) | ~rows["image_id"].isin(set(labels[part].index))
+        if bad.any():
+            line = int(bad.idxmax())
+            raise DataFormatError(box_path, f"image {rows.loc[line, 'image_id']!r} or class "
+                                            f"{rows.loc[line, 'class_name']!r} not in {label_path.name}", line)
+        boxes.append(boxes_of(box_path, rows))
+    classes = tuple(c for c in labels["train"].columns if c != NO_FINDING)
+    if "test" in labels and set(labels["test"].columns) != set(labels["train"].columns):
+        raise DataFormatError(_physionet_files(root, "test")[1], "label columns differ from image_labels_train.csv")
+    pieces = {part: table.reindex(columns=list(classes)) for part, table in labels.items()}
+    ids = np.concatenate([t.index.to_numpy(str) for t in pieces.values()])
+    part = np.concatenate([np.full(len(t), p if p == "test" else "", object) for p, t in pieces.items()])
+    folder = np.concatenate([np.full(len(t), p, object) for p, t in pieces.items()])
+    names = [i + ".dicom" for i in ids]
+    columns = {"path": [f"{f}/{n}" for f, n in zip(folder, names)], "patient_id": ids,
+               "view": np.full(len(ids), "", object), "frontal": np.ones(len(ids), bool), "part": part}
+    values = np.concatenate([t.to_numpy(np.float32) for t in pieces.values()])
+    frame = select_views(assemble(names, columns, classes, values), options.views)
+    frame, notes = finish_split(frame, f"{root} (vindr, PhysioNet)", options)
+    box_table = pd.concat(boxes, ignore_index=True)
+    n_readers = box_table["rad_id"].nunique()
+    box_table = box_table[box_table["image"].isin(frame.index)].reset_index(drop=True)
+    notes = (f"labels: a finding is positive when {'any reader' if readers == 'any' else 'most readers'} marks it; "
+             f"boxes of all readers ({n_readers} with boxes)",) + (("test: annotations/image_labels_test.csv",)
+             if "test" in labels else ()) + ("no patient ids: val (and a missing test) carved image-wise",) + notes
+    return DatasetTable(NAME, root, classes, frame, box_table[["image", "label", "x", "y", "w", "h"]], notes=notes)
