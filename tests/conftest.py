@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import shutil
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 FIXTURES = Path(__file__).parent / "fixtures"
+#: ../shared/data beside the repository: real metadata of the public data sets (absent in a user's clone).
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 MINI = FIXTURES / "mini"
 
 
 def real_data_root() -> Path | None:
     """CXRRES_DATA_ROOT, else ../shared/data/chestxray14 beside the repository, if it exists."""
-    candidates = [os.environ.get("CXRRES_DATA_ROOT"), Path(__file__).resolve().parents[2] / "shared" / "data" / "chestxray14"]
+    candidates = [os.environ.get("CXRRES_DATA_ROOT"), SHARED_DATA / "chestxray14"]
     for candidate in candidates:
         if candidate and (Path(candidate) / "Data_Entry_2017_v2020.csv").is_file():
             return Path(candidate)
@@ -107,3 +112,21 @@ def write_chexpert_small(root: Path) -> Path:
     for folder in rows:
         (root / f"{folder}.csv").write_text("\n".join([CHEXPERT_HEADER, *rows[folder]]) + "\n")
     return root
+
+
+def real_rsna_label_rows() -> list[dict[str, str]]:
+    """The rows of the real RSNA stage-2 label file (.csv or Kaggle's .csv.zip), read with the csv module alone as an
+    independent reference; skips the test when the file is absent."""
+    from cxrres.data.rsna import LABELS_FILE, find_file
+
+    root = SHARED_DATA / "rsna-pneumonia"
+    path = find_file(root, LABELS_FILE)
+    if path is None:
+        pytest.skip(f"{root}: no RSNA label file")
+    if path.suffix == ".zip":
+        with zipfile.ZipFile(path) as archive:
+            text = archive.read(LABELS_FILE).decode()
+    else:
+        text = path.read_text()
+    return list(csv.DictReader(io.StringIO(text)))
+

@@ -15,7 +15,9 @@ from cxrres.data.datasets import ADAPTERS, ReadOptions, apply_uncertain, detect_
 from cxrres.data.datasets import chexpert, padchest
 from cxrres.errors import CxrresError, DataFormatError, SplitError
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+from conftest import SHARED_DATA
+
+SHARED = SHARED_DATA
 CHEXPERT_REAL = SHARED / "chexpert" / "train.csv.gz"
 PADCHEST_REAL = SHARED / "padchest" / padchest.FILE_NAMES[1]
 HEAD = "Path,Sex,Age,Frontal/Lateral,AP/PA," + ",".join(chexpert.CLASSES)

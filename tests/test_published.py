@@ -13,13 +13,15 @@ import pytest
 from cxrres import published
 from cxrres.errors import CxrresError
 
+from conftest import SHARED_DATA
+
 TABLES = {"3": ("auc", "wollek2023_table3_auc.csv"), "4": ("precision", "wollek2023_table4_precision.csv"),
           "5": ("accuracy", "wollek2023_table5_accuracy.csv")}
 
 
 def shared_published_dir() -> Path | None:
     """../shared/data/published beside the repository (or beside CXRRES_DATA_ROOT's chestxray14), if it exists."""
-    candidates = [Path(__file__).resolve().parents[2] / "shared" / "data" / "published"]
+    candidates = [SHARED_DATA / "published"]
     if os.environ.get("CXRRES_DATA_ROOT"):
         candidates.insert(0, Path(os.environ["CXRRES_DATA_ROOT"]).parent / "published")
     return next((c for c in candidates if (c / TABLES["3"][1]).is_file()), None)

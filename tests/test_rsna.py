@@ -3,9 +3,6 @@ a detailed-class file written from it, and one-line refusals of bad rows with th
 
 from __future__ import annotations
 
-import csv
-import io
-import zipfile
 from collections import Counter
 from pathlib import Path
 
@@ -14,23 +11,13 @@ import pytest
 from cxrres.data.rsna import (CLASS_INFO_FILE, FINDING, LABELS_FILE, find_file, read_rsna_labels, read_rsna_root)
 from cxrres.errors import CxrresError
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "rsna-pneumonia"
+from conftest import SHARED_DATA, real_rsna_label_rows
 
-
-def _real_rows() -> list[dict[str, str]]:
-    path = find_file(REAL, LABELS_FILE)
-    if path is None:
-        pytest.skip(f"{REAL}: no RSNA label file")
-    if path.suffix == ".zip":
-        with zipfile.ZipFile(path) as archive:
-            text = archive.read(LABELS_FILE).decode()
-    else:
-        text = path.read_text()
-    return list(csv.DictReader(io.StringIO(text)))
+REAL = SHARED_DATA / "rsna-pneumonia"
 
 
 def test_real_label_file_counts() -> None:
-    rows = _real_rows()
+    rows = real_rsna_label_rows()
     patients = {r["patientId"] for r in rows}
     positive_rows = [r for r in rows if r["Target"] == "1"]
     per_image = Counter(r["patientId"] for r in positive_rows)
@@ -53,7 +40,7 @@ def test_real_label_file_counts() -> None:
 def test_detailed_class_file_as_published(tmp_path: Path) -> None:
     """The published class file has one row per label row; here written from the real labels (its own copy is not in
     shared/): Lung Opacity for Target 1, else Normal / No Lung Opacity alternating by patient."""
-    rows = _real_rows()
+    rows = real_rsna_label_rows()
     labels = find_file(REAL, LABELS_FILE)
     other = ("Normal", "No Lung Opacity / Not Normal")
     order = {p: i for i, p in enumerate(dict.fromkeys(r["patientId"] for r in rows))}

@@ -6,9 +6,7 @@ from __future__ import annotations
 import csv
 import gzip
 import hashlib
-import io
 import math
-import zipfile
 from collections import Counter
 from pathlib import Path
 
@@ -17,7 +15,9 @@ import pytest
 from cxrres.data.datasets import ReadOptions, detect_dataset, open_dataset
 from cxrres.data.rsna import FINDING, LABELS_FILE, find_file
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "rsna-pneumonia"
+from conftest import SHARED_DATA, real_rsna_label_rows
+
+REAL = SHARED_DATA / "rsna-pneumonia"
 HEADERS = REAL / "stage_2_train_images_dicom_headers.csv.gz"
 
 #: Fixture label rows: p1 two boxes, p2 none, p3 one box, p4 three boxes, p5 none.
@@ -71,18 +71,8 @@ def test_fixture_seed_changes_carve_deterministically(tmp_path: Path) -> None:
     assert len({tuple(p) for p in parts.values()}) > 1
 
 
-def _real_rows() -> list[dict[str, str]]:
-    path = find_file(REAL, LABELS_FILE)
-    if path is None:
-        pytest.skip(f"{REAL}: no RSNA label file")
-    if path.suffix == ".zip":
-        with zipfile.ZipFile(path) as archive:
-            return list(csv.DictReader(io.StringIO(archive.read(LABELS_FILE).decode())))
-    return list(csv.DictReader(io.StringIO(path.read_text())))
-
-
 def test_real_label_file_as_common_form() -> None:
-    rows = _real_rows()
+    rows = real_rsna_label_rows()
     patients = sorted({r["patientId"] for r in rows})
     positive = {r["patientId"] for r in rows if r["Target"] == "1"}
     boxes = Counter(r["patientId"] for r in rows if r["Target"] == "1")

@@ -14,7 +14,9 @@ from cxrres.data.datasets import ReadOptions, detect_dataset, open_dataset
 from cxrres.data.datasets import vindr
 from cxrres.errors import DataFormatError
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "vinbigdata"
+from conftest import SHARED_DATA
+
+REAL = SHARED_DATA / "vinbigdata"
 HEAD = ",".join(vindr.COLUMNS)
 #: a: three readers, two mark Cardiomegaly (one with two boxes), one says No finding; b: No finding by all three;
 #: c: one reader marks Nodule/Mass and Pneumothorax, two say No finding.
