@@ -194,7 +194,6 @@ def run_study(study: StudyConfig, progress: bool = True, log=print) -> Path:
     from cxrres.compare import compare_runs
     from cxrres.evaluate import evaluate_run
     from cxrres.localize import localize_run
-    from cxrres.report.comparison import write_comparison
     from cxrres.report.document import key_table, write_report
     from cxrres.train import train
 
@@ -219,8 +218,7 @@ def run_study(study: StudyConfig, progress: bool = True, log=print) -> Path:
             localize_run(config.out, None, loc["method"], loc["threshold"], loc["iou"], loc["examples"], progress=progress,
                          source=source)
     comparison = compare_runs([c.out for c in configs], n_boot=study.n_boot)
-    write_comparison(comparison, out / runs.COMPARISON)
-    html = write_report(out, comparison, source)
+    html = write_report(out, comparison, source)  # also writes STUDY/comparison/
     write_text_atomic(out / runs.KEY_TABLE, key_table(comparison).to_markdown())
     log(f"study done in {time.perf_counter() - started:.0f} s")
     return html

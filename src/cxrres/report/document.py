@@ -326,18 +326,16 @@ def to_html(title: str, sections: list[tuple[str, list[Block]]]) -> str:
 
 def write_report(study_dir: str | Path, comparison: Comparison | None = None, source: DataSource | None = None,
                  shared_y: bool = True) -> Path:
-    """Write report.html and report.md for a study directory (comparing its finished runs if not given); with a
-    published reference, also comparison/published_comparison.csv and the comparison figures with its dashed line."""
+    """Write the study's comparison/ (with comparison/published_comparison.csv and the figures' dashed line where the
+    published study applies), report.html and report.md (comparing the finished runs if `comparison` is not given)."""
     study_dir = Path(study_dir)
-    given = comparison is not None
     if comparison is None:
         run_dirs = sorted(p for p in (study_dir / runs.STUDY_RUNS).glob("*") if (p / runs.PREDICTIONS).is_file())
         if not run_dirs:
             raise CxrresError(f"{study_dir}: no finished run under {runs.STUDY_RUNS}/; run `cxrres study` first")
         comparison = compare_runs(run_dirs)
     reference = study_reference(comparison, source)
-    if not given or reference.applies:
-        write_comparison(comparison, study_dir / runs.COMPARISON, reference, shared_y)
+    write_comparison(comparison, study_dir / runs.COMPARISON, reference, shared_y)
     files = study_dir / runs.REPORT_FILES
     files.mkdir(exist_ok=True)
     sections = build_sections(study_dir, comparison, files, source, shared_y, reference)
