@@ -13,7 +13,6 @@ import warnings
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import pandas as pd
 import torch
 from torch import nn
@@ -25,6 +24,7 @@ from cxrres.errors import CxrresError
 from cxrres.inference import load_run_model
 from cxrres.localize import SCORES
 from cxrres.models import display_name
+from cxrres.parallel import write_text_atomic
 
 FORMATS: tuple[str, ...] = ("onnx", "torchscript")
 ONNX_OPSET = 17
@@ -66,10 +66,7 @@ def export_run(run_dir: str | Path, fmt: str, out: str | Path) -> Path:
         else:
             torch.jit.save(torch.jit.trace(wrapper, example), str(tmp))
     tmp.replace(out)
-    card = out.with_name(out.name + ".md")
-    tmp_card = card.with_name(card.name + ".tmp")
-    tmp_card.write_text(model_card(run_dir, config, classes, out, fmt))
-    tmp_card.replace(card)
+    write_text_atomic(out.with_name(out.name + ".md"), model_card(run_dir, config, classes, out, fmt))
     return out
 
 
@@ -164,14 +161,3 @@ def model_card(run_dir: Path, config: TrainConfig, classes: list[str], exported:
               "AP vs PA) or populations is unknown; thresholds were chosen on the validation part of the training data set.",
               "", "## File", "", f"- `{exported.name}`: {exported.stat().st_size:,} bytes, SHA-256 `{sha256(exported)}`", ""]
     return "\n".join(lines)
-
-
-def check_onnx(path: Path, run_dir: str | Path, images_uint8: np.ndarray) -> float:
-    """Max abs difference between onnxruntime and PyTorch (fp32) probabilities on `images_uint8` (N, R, R)."""
-    import onnxruntime
-
-    model, _, _ = load_run_model(run_dir)
-    with torch.no_grad():
-        reference = ExportWrapper(model.float().eval()).eval()(torch.from_numpy(images_uint8)).numpy()
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return float(np.abs(session.run(None, {"image_uint8": images_uint8})[0] - reference).max())
