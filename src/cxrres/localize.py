@@ -98,7 +98,7 @@ def localization_source(run_dir: Path, config: TrainConfig, data: str | Path | N
     if source is not None and source.serves(root, config.split_spec(), config.resolution_px):
         return source
     own_root = Path(root).expanduser().resolve() == Path(config.data)
-    recorded = (runs.read_config(run_dir).get("cache") or {}).get("dir") if own_root else None
+    recorded = runs.recorded_cache_dir(run_dir) if own_root else None
     return DataSource.prepare(root, config.split_spec(), [config.resolution_px], recorded, progress)
 
 

@@ -76,7 +76,7 @@ def validation_predictions(run_dir: Path, config: TrainConfig) -> runs.Predictio
         return runs.read_predictions(run_dir, runs.PREDICTIONS_VAL)
     from cxrres.rundata import load_run_data  # only for runs from before predictions_val.csv
 
-    recorded = (runs.read_config(run_dir).get("cache") or {}).get("dir")
+    recorded = runs.recorded_cache_dir(run_dir)
     source = DataSource.prepare(config.data, config.split_spec(), [config.resolution_px], recorded, progress=False)
     data = load_run_data(config, source)
     model, _, _ = load_run_model(run_dir)

@@ -87,6 +87,11 @@ def read_config(run_dir: str | Path) -> dict:
     return config
 
 
+def recorded_cache_dir(run_dir: str | Path) -> str | None:
+    """The cache directory the run trained from (config.yaml's `cache.dir`), if it recorded one."""
+    return (read_config(run_dir).get("cache") or {}).get("dir")
+
+
 def read_settings(run_dir: str | Path) -> TrainConfig:
     """The run's resolved settings (config.yaml's `settings`) as a TrainConfig."""
     settings = read_config(run_dir)["settings"]
