@@ -1,0 +1,36 @@
+"""The class-name table across data sets (`data/datasets/names.py`)."""
+
+from cxrres.data.datasets import chexpert, mimic, padchest, rsna, vindr
+from cxrres.data.datasets.names import FINDINGS, finding_of, shared_classes
+from cxrres.data.labels import CLASSES as NIH_CLASSES
+
+
+def test_every_name_in_the_table_is_a_class_of_its_data_set():
+    classes = {"nih": NIH_CLASSES, "chexpert": chexpert.CLASSES, "mimic": mimic.CLASSES, "padchest": NIH_CLASSES,
+               "rsna": rsna.CLASSES, "vindr": vindr.CLASSES}
+    for finding, names in FINDINGS.items():
+        for dataset, name in names.items():
+            assert name in classes[dataset], (finding, dataset, name)
+    # every NIH class is a finding of its own, under its own name
+    assert all(finding_of("nih", c) == c for c in NIH_CLASSES)
+
+
+def test_nih_against_chexpert_shares_exactly_the_seven_common_findings():
+    pairs = shared_classes("nih", NIH_CLASSES, "chexpert", chexpert.CLASSES)
+    assert pairs == [("Atelectasis", "Atelectasis"), ("Cardiomegaly", "Cardiomegaly"),
+                     ("Consolidation", "Consolidation"), ("Edema", "Edema"), ("Effusion", "Pleural Effusion"),
+                     ("Pneumonia", "Pneumonia"), ("Pneumothorax", "Pneumothorax")]
+    # symmetric, and Lung Lesion is not Nodule or Mass
+    back = shared_classes("chexpert", chexpert.CLASSES, "nih", NIH_CLASSES)
+    assert sorted((b, a) for a, b in back) == sorted(pairs)
+    assert finding_of("chexpert", "Lung Lesion") != finding_of("nih", "Nodule")
+
+
+def test_a_plain_csv_matches_by_any_spelling_and_nothing_else():
+    assert finding_of("csv", "pleural effusion") == "Effusion"
+    assert finding_of("csv", "Pleural_Thickening") == "Pleural_Thickening"
+    assert finding_of("csv", "pleural thickening") == "Pleural_Thickening"
+    assert finding_of("csv", "Tuberculosis") is None
+    assert shared_classes("csv", ["Effusion", "Tuberculosis"], "vindr", vindr.CLASSES) == [("Effusion", "Pleural effusion")]
+    # a known data set does not match loosely: VinDr's own spelling only
+    assert finding_of("vindr", "Effusion") is None
