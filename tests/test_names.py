@@ -1,6 +1,6 @@
 """The class-name table across data sets (`data/datasets/names.py`)."""
 
-from cxrres.data.datasets import chexpert, mimic, padchest, rsna, vindr
+from cxrres.data.datasets import chexpert, mimic, rsna, vindr
 from cxrres.data.datasets.names import FINDINGS, finding_of, shared_classes
 from cxrres.data.labels import CLASSES as NIH_CLASSES
 
