@@ -51,7 +51,7 @@ def opacity_counts(spec: ImageSpec) -> tuple[tuple[str, int], ...]:
     return tuple(counts.items())
 
 
-def encode_dicom(pixels: np.ndarray, job: ImageJob) -> bytes:
+def encode_dicom(image: np.ndarray, job: ImageJob) -> bytes:
     """One 8-bit grey radiograph as RSNA's DICOM files are: JPEG Baseline in a Secondary Capture file."""
     from io import BytesIO
 
@@ -79,11 +79,11 @@ def encode_dicom(pixels: np.ndarray, job: ImageJob) -> bytes:
     ds.SeriesInstanceUID = generate_uid(entropy_srcs=[patient, "series"])
     ds.StudyID, ds.SeriesNumber, ds.InstanceNumber, ds.PatientOrientation = "", 1, 1, ""
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.Rows, ds.Columns = pixels.shape
+    ds.Rows, ds.Columns = image.shape
     ds.PixelSpacing = [fields["PixelSpacing"], fields["PixelSpacing"]]
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
     ds.LossyImageCompression, ds.LossyImageCompressionMethod = "01", "ISO_10918_1"
-    ds.PixelData = encapsulate([encode_jpeg(pixels, job)])
+    ds.PixelData = encapsulate([encode_jpeg(image, job)])
     ds["PixelData"].VR = "OB"
     buffer = BytesIO()
     ds.save_as(buffer, enforce_file_format=True)

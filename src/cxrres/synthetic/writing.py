@@ -6,6 +6,7 @@ encoding (PNG, JPEG, DICOM) and how the findings are spelled. Files are written 
 
 from __future__ import annotations
 
+import csv
 import gzip
 import io
 import os
@@ -36,7 +37,8 @@ LATERAL_SHARE = 0.2
 
 @dataclass(frozen=True)
 class ImageJob:
-    """One file to write: the image of `spec` (its lateral view if `lateral`) at `size_px`, encoded by `encode`."""
+    """One file to write: the image of `spec` (its lateral view if `lateral`) at `size_px`, encoded by `encode` from
+    the rendered float image in [0, 1]."""
 
     spec: ImageSpec
     size_px: int
@@ -47,17 +49,17 @@ class ImageJob:
     header: tuple[tuple[str, object], ...] = ()  # per-file fields for the encoder (DICOM attributes)
 
 
-def encode_png(pixels: np.ndarray, job: ImageJob) -> bytes:
+def encode_png(image: np.ndarray, job: ImageJob) -> bytes:
     """8-bit grey PNG, the NIH layout's settings (compression 3)."""
-    ok, data = cv2.imencode(".png", pixels, [cv2.IMWRITE_PNG_COMPRESSION, 3])
+    ok, data = cv2.imencode(".png", to_uint8(image), [cv2.IMWRITE_PNG_COMPRESSION, 3])
     if not ok:
         raise OSError(f"{job.path}: cannot encode PNG")
     return data.tobytes()
 
 
-def encode_jpeg(pixels: np.ndarray, job: ImageJob) -> bytes:
+def encode_jpeg(image: np.ndarray, job: ImageJob) -> bytes:
     """8-bit grey baseline JPEG at JPEG_QUALITY."""
-    ok, data = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    ok, data = cv2.imencode(".jpg", to_uint8(image), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
     if not ok:
         raise OSError(f"{job.path}: cannot encode JPEG")
     return data.tobytes()
@@ -71,7 +73,7 @@ def write_job(job: ImageJob) -> list[Box]:
         image, boxes = render(job.spec, job.size_px, box_classes=job.box_classes)
     path = Path(job.path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_bytes_atomic(path, job.encode(to_uint8(image), job))
+    write_bytes_atomic(path, job.encode(image, job))
     return boxes
 
 
@@ -141,5 +143,9 @@ def chexpert_cells(spec: ImageSpec, dataset: str, classes: Sequence[str], stream
 
 
 def csv_text(header: Sequence[str], rows: Collection[Sequence[object]]) -> str:
-    """CSV text (comma-separated, `\\n` line ends, a final newline); cells must not hold commas or quotes."""
-    return "\n".join(",".join(str(c) for c in row) for row in [list(header), *rows]) + "\n"
+    """CSV text: `\\n` line ends, a final newline, a cell quoted only where it must be (a comma, quote or newline)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buffer.getvalue()
