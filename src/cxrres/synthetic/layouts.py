@@ -11,6 +11,7 @@ images and findings, the train/val/test parts — as the data set of that name p
   parts as the official split; laterals as for CheXpert).
 - `csv`: the plain `labels.csv` (image, patient, split, view, the 14 NIH classes 0/1) over the NIH PNGs.
 - `rsna`: RSNA Pneumonia Detection stage 2 (`rsna_layout`: DICOM, several opacity boxes per image).
+- `padchest`: PadChest (`padchest_layout`: 16-bit PNGs in a 12-bit range, `Labels` as list strings, laterals).
 
 Class names: a CheXpert/MIMIC class is the NIH finding names.py maps it to (`writing.chexpert_cells`); `Lung Opacity`
 is any of `writing.OPACITY_FINDINGS`; classes with no NIH counterpart are blank. Same arguments -> identical bytes.
@@ -28,6 +29,7 @@ from cxrres.errors import CxrresError
 from cxrres.parallel import write_bytes_atomic, write_text_atomic
 from cxrres.synthetic.dataset import checked_plan, image_meta, synthesize
 from cxrres.synthetic.images import ImageSpec
+from cxrres.synthetic.padchest_layout import write_padchest
 from cxrres.synthetic.rsna_layout import write_rsna
 from cxrres.synthetic.writing import (ImageJob, chexpert_cells, csv_text, encode_jpeg, encode_png, gzip_bytes,
                                       has_lateral, write_images)
@@ -133,7 +135,7 @@ def write_csv(out: str | Path, n_images: int = 1000, n_patients: int | None = No
 
 #: Layout name -> writer(out, n_images, n_patients, size_px, seed, workers, progress, enrich) -> counts.
 LAYOUTS: dict[str, Callable[..., dict]] = {"nih": synthesize, "chexpert": write_chexpert, "mimic": write_mimic,
-                                           "csv": write_csv, "rsna": write_rsna}
+                                           "csv": write_csv, "rsna": write_rsna, "padchest": write_padchest}
 
 
 def synthesize_layout(layout: str, out: str | Path, **kwargs) -> dict:
