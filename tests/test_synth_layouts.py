@@ -24,6 +24,7 @@ from cxrres.data.labels import CLASSES
 from cxrres.errors import CxrresError
 from cxrres.synthetic import plan, render, synthesize, to_uint8
 from cxrres.synthetic.layouts import LAYOUTS, mimic_ids, synthesize_layout
+from cxrres.synthetic.padchest_layout import STORED_MAX
 from cxrres.synthetic.rsna_layout import opacity_counts, patient_uid
 from cxrres.synthetic.writing import OPACITY_FINDINGS
 
@@ -84,7 +85,7 @@ def test_every_layout_is_detected_as_its_data_set(roots: dict[str, Path]) -> Non
     assert {layout: detect_dataset(root) for layout, root in roots.items()} == {layout: layout for layout in LAYOUTS}
 
 
-@pytest.mark.parametrize("layout", ["chexpert", "mimic", "csv", "rsna"])
+@pytest.mark.parametrize("layout", ["chexpert", "mimic", "csv", "rsna", "padchest"])
 def test_same_arguments_give_identical_bytes_for_any_worker_count(roots: dict[str, Path], tmp_path: Path, layout: str) -> None:
     _write(layout, tmp_path / layout, workers=2)
     assert _files(tmp_path / layout) == _files(roots[layout])
@@ -195,6 +196,26 @@ def test_mimic_layout_has_the_plan_as_official_split(roots: dict[str, Path], pla
     assert negbio.frame.index.tolist() == table.frame.index.tolist()
 
 
+def test_padchest_layout_has_the_plan_in_twelve_bit_pngs(roots: dict[str, Path], planned) -> None:
+    specs, _ = planned
+    root = roots["padchest"]
+    table = open_dataset(root)
+    assert table.classes == CLASSES and len(table.frame) == N_IMAGES
+    assert table.frame["patient_id"].nunique() == N_PATIENTS and set(table.frame["view"]) <= {"PA", "AP"}
+    everything = open_dataset(root, options=ReadOptions(views="all"))
+    laterals = everything.frame[everything.frame["view"] == "L"]
+    assert len(everything.frame) == N_IMAGES + len(laterals) and len(laterals) > 0
+    rows = _rows(root / "PADCHEST_chest_x_ray_images_labels_160K_01.02.19.csv")
+    assert len(rows) == len(everything.frame) and list(rows[0])[:2] == ["", "ImageID"]
+    assert len({row["PatientID"] for row in rows}) == N_PATIENTS
+    expected = [sum(c in s.findings for s in specs) for c in CLASSES]
+    assert np.nansum(table.frame[list(CLASSES)].to_numpy(), axis=0).astype(int).tolist() == expected
+    assert sum(r["Labels"] == "['normal']" for r in rows if r["Projection"] != "L") == sum(not s.findings for s in specs)
+    for path in everything.frame["path"]:
+        pixels = cv2.imread(str(root / path), cv2.IMREAD_UNCHANGED)
+        assert pixels.dtype == np.uint16 and pixels.shape == (SIZE_PX, SIZE_PX) and 255 < pixels.max() <= STORED_MAX
+
+
 def test_rsna_layout_has_every_true_lesion_as_a_box(roots: dict[str, Path]) -> None:
     root = roots["rsna"]
     specs, _ = plan(N_IMAGES, N_IMAGES, SEED)
@@ -252,7 +273,7 @@ def test_bad_arguments_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixtur
     with pytest.raises(CxrresError, match="at most 1024 px"):
         synthesize_layout("rsna", tmp_path / "r", n_images=10, size_px=2048, progress=False)
     with pytest.raises(CxrresError, match="unknown phantom layout"):
-        synthesize_layout("padchest", tmp_path / "p", n_images=10)
+        synthesize_layout("vindr", tmp_path / "p", n_images=10)
     assert main(["synth", "--layout", "mimic", "--out", str(tmp_path / "m"), "--images", "4", "--size", "32"]) == 1
     assert "too small" in capsys.readouterr().err and not (tmp_path / "m").exists()
     with pytest.raises(SystemExit):
