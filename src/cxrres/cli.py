@@ -77,13 +77,12 @@ def enrichment(text: str) -> dict[str, float]:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    """Write a phantom data set in the NIH layout."""
-    from cxrres.synthetic import synthesize
+    """Write a phantom data set in one published layout (NIH by default)."""
+    from cxrres.synthetic.layouts import summary_line, synthesize_layout
 
-    counts = synthesize(args.out, args.images, args.patients, args.size, args.seed, args.workers, progress=not args.quiet,
-                        enrich=args.enrich)
-    print(f"phantom {args.out}: {counts['images']:,} images of {counts['size_px']} px from {counts['patients']:,} patients, "
-          f"{counts['boxes']:,} boxes in the test part")
+    counts = synthesize_layout(args.layout, args.out, n_images=args.images, n_patients=args.patients, size_px=args.size,
+                               seed=args.seed, workers=args.workers, progress=not args.quiet, enrich=args.enrich)
+    print(summary_line(args.layout, args.out, counts))
     return 0
 
 
@@ -298,14 +297,17 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--quiet", action="store_true", help="no progress bar")
     prepare.set_defaults(func=cmd_prepare)
 
-    synth = sub.add_parser("synth", help="write a synthetic ChestX-ray14 (the phantom) in the NIH layout",
-                           description="Write a phantom data set: chest-like PNGs under OUT/images/, Data_Entry_2017_v2020.csv, "
-                                       "train_val_list.txt / test_list.txt, a CheXNet-format split in OUT/splits/chexnet/ and "
-                                       "BBox_List_2017.csv with the true box of every lesion in test images. Deterministic: the "
-                                       "same arguments give byte-identical files for any worker count.")
+    from cxrres.synthetic.layouts import LAYOUTS
+
+    synth = sub.add_parser("synth", help="write a synthetic chest X-ray data set (the phantom) in a published layout",
+                           description="Write a phantom data set in the files of --layout (nih: PNGs under OUT/images/, "
+                                       "Data_Entry_2017_v2020.csv, official lists, a CheXNet-format split in OUT/splits/chexnet/, "
+                                       "BBox_List_2017.csv with the true box of every lesion in test images; the others: "
+                                       "docs/phantom.md). Deterministic: the same arguments give byte-identical files for any worker count.")
     synth.add_argument("--out", required=True, metavar="DIR", help="output data root")
+    synth.add_argument("--layout", choices=tuple(LAYOUTS), default="nih", help="whose published files to write (default: %(default)s)")
     synth.add_argument("--images", type=int, default=1000, metavar="N", help="number of images (default: %(default)s)")
-    synth.add_argument("--patients", type=int, metavar="P", help="number of patients (default: images / 2.5)")
+    synth.add_argument("--patients", type=int, metavar="P", help="number of patients (default: images / 2.5; rsna: images)")
     synth.add_argument("--size", type=int, default=1024, metavar="PX", help="image side in pixels (default: %(default)s, as NIH)")
     synth.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default: %(default)s)")
     synth.add_argument("--workers", type=int, default=os.cpu_count() or 1, metavar="W",

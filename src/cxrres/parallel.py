@@ -29,14 +29,19 @@ def ordered_map(func: Callable[[T], R], items: list[T], workers: int, chunksize:
         yield from pool.imap(func, items, chunksize=chunksize)
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write `text` through a temporary file, fsync and a rename, so readers never see half a file."""
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write `data` through a temporary file, fsync and a rename, so readers never see half a file."""
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
+    with open(tmp, "wb") as handle:
+        handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write `text` (UTF-8) atomically (see `write_bytes_atomic`)."""
+    write_bytes_atomic(path, text.encode("utf-8"))
 
 
 def write_json_atomic(path: Path, payload: dict, sort_keys: bool = False) -> None:

@@ -11,6 +11,7 @@ import numpy as np
 
 from cxrres.data.labels import CHEXNET_ORDER, CLASSES, NIH_BOX_NAMES
 from cxrres.data.metadata import BBOX_HEADER, DATA_ENTRY_HEADER
+from cxrres.errors import CxrresError
 from cxrres.parallel import ordered_map, write_text_atomic
 from cxrres.synthetic.anatomy import Anatomy
 from cxrres.synthetic.images import ImageSpec, render, to_uint8
@@ -97,16 +98,16 @@ def _write_image(task: tuple[ImageSpec, int, str]) -> tuple[str, list[tuple[str,
     return spec.name, boxes
 
 
-def synthesize(out: str | Path, n_images: int = 1000, n_patients: int | None = None, size_px: int = 1024, seed: int = 0,
-               workers: int | None = None, progress: bool = True, enrich: dict[str, float] | None = None) -> dict:
-    """Write a phantom data set in the NIH layout under `out`; returns counts. Same arguments -> byte-identical files.
+def image_meta(spec: ImageSpec) -> tuple[int, str, str]:
+    """(age in years, sex M/F, view PA/AP) of one phantom image, the same in every layout."""
+    meta = np.random.default_rng([spec.seed, 4])
+    age = int(meta.integers(18, 88)) + spec.follow_up // 4
+    return age, "MF"[spec.patient_id % 2], "PA" if meta.random() < 0.6 else "AP"
 
-    `enrich` ({class: factor}) draws some findings more often than their real-prevalence weight."""
-    from tqdm import tqdm
 
-    from cxrres.errors import CxrresError
-
-    out = Path(out)
+def checked_plan(n_images: int, n_patients: int | None, size_px: int, seed: int, enrich: dict[str, float] | None = None
+                 ) -> tuple[list[ImageSpec], dict[int, str], int]:
+    """`plan` for a writer: (specs, parts, patients), patients defaulting to images / 2.5; CxrresError on bad arguments."""
     n_patients = n_patients or max(1, round(n_images / 2.5))
     if size_px < 64:
         raise CxrresError(f"phantom size {size_px} px is too small (at least 64)")
@@ -114,6 +115,18 @@ def synthesize(out: str | Path, n_images: int = 1000, n_patients: int | None = N
         specs, parts = plan(n_images, n_patients, seed, enrich)
     except ValueError as exc:
         raise CxrresError(str(exc)) from None
+    return specs, parts, n_patients
+
+
+def synthesize(out: str | Path, n_images: int = 1000, n_patients: int | None = None, size_px: int = 1024, seed: int = 0,
+               workers: int | None = None, progress: bool = True, enrich: dict[str, float] | None = None) -> dict:
+    """Write a phantom data set in the NIH layout under `out`; returns counts. Same arguments -> byte-identical files.
+
+    `enrich` ({class: factor}) draws some findings more often than their real-prevalence weight."""
+    from tqdm import tqdm
+
+    out = Path(out)
+    specs, parts, n_patients = checked_plan(n_images, n_patients, size_px, seed, enrich)
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "splits" / "chexnet").mkdir(parents=True, exist_ok=True)
     tasks = [(spec, size_px, str(out / "images")) for spec in specs]
@@ -126,10 +139,9 @@ def synthesize(out: str | Path, n_images: int = 1000, n_patients: int | None = N
     spacing = 0.143 * 1024 / size_px
     entry = [",".join(DATA_ENTRY_HEADER)]
     for spec in specs:
-        meta = np.random.default_rng([spec.seed, 4])
-        age = int(meta.integers(18, 88)) + spec.follow_up // 4
+        age, sex, view = image_meta(spec)
         entry.append(f"{spec.name},{'|'.join(spec.findings) or 'No Finding'},{spec.follow_up},{spec.patient_id},{age},"
-                     f"{'MF'[spec.patient_id % 2]},{'PA' if meta.random() < 0.6 else 'AP'},{size_px},{size_px},{spacing:.6g},{spacing:.6g}")
+                     f"{sex},{view},{size_px},{size_px},{spacing:.6g},{spacing:.6g}")
     write_text_atomic(out / "Data_Entry_2017_v2020.csv", "\n".join(entry) + "\n")
     box_lines = [",".join(BBOX_HEADER) + ",,,"]  # NIH's header has three trailing empty fields
     for spec in specs:
