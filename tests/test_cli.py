@@ -43,6 +43,16 @@ def test_describe_text(capsys: pytest.CaptureFixture) -> None:
     assert "Pleural_Thickening" in out and "official boxes in the test part (5)" in out
 
 
+def test_a_reader_that_leaves_early_gets_no_traceback() -> None:
+    """`cxrres describe | head -1`: the pipe closes before cxrres flushes; exit 141 (as a shell reports SIGPIPE)."""
+    proc = subprocess.Popen([sys.executable, "-m", "cxrres.cli", "describe", "--data", str(MINI), "--split", "official"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader is gone before the first line
+    stderr = proc.stderr.read().decode()
+    assert proc.wait() == 141
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr
+
+
 def test_bad_input_is_one_line_and_non_zero(mini: Path) -> None:
     entry = mini / "Data_Entry_2017.csv"
     entry.write_text(entry.read_text()[:-40])
