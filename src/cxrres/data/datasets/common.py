@@ -22,6 +22,8 @@ LABEL_CODES: dict[str, float] = {"1": 1.0, "1.0": 1.0, "0": 0.0, "0.0": 0.0, "-1
 UNCERTAIN_POLICIES: tuple[str, ...] = ("ignore", "zeros", "ones")
 #: Default fraction of images carved out as the test part where a data set publishes no test split.
 TEST_FRACTION = 0.2
+#: `--labeler`: which of MIMIC-CXR-JPG's label files is read (mimic-cxr-2.0.0-<labeler>.csv.gz); the first is the default.
+LABELERS: tuple[str, ...] = ("chexpert", "negbio")
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,7 @@ class ReadOptions:
     split_seed: int = 0
     test_fraction: float = TEST_FRACTION  # only where the data set has no test part of its own
     views: str = "frontal"  # frontal, all, or a comma-separated list of view codes (PA,AP,...)
+    labeler: str = LABELERS[0]  # MIMIC-CXR-JPG only: chexpert or negbio
 
 
 def no_boxes() -> pd.DataFrame:

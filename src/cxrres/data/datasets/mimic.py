@@ -1,6 +1,6 @@
 """MIMIC-CXR-JPG 2.x (Johnson et al., 2019): `mimic-cxr-2.0.0-split.csv.gz` (`dicom_id,study_id,subject_id,split`,
 split train/validate/test: the official split), `mimic-cxr-2.0.0-chexpert.csv.gz` (study-level labels in CheXpert
-coding; `-negbio` with `labeler="negbio"`), `mimic-cxr-2.0.0-metadata.csv.gz` (`ViewPosition`), and images at
+coding; `-negbio` with `ReadOptions(labeler="negbio")`, `--labeler negbio`), `mimic-cxr-2.0.0-metadata.csv.gz` (`ViewPosition`), and images at
 `files/pXX/pSUBJECT/sSTUDY/DICOM_ID.jpg`. A study's labels apply to each of its images; a study absent from the
 label file is all blank. Frontal = `ViewPosition` PA or AP.
 """
@@ -12,13 +12,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cxrres.data.datasets.common import DatasetTable, ReadOptions, assemble, finish_split, parse_labels, read_columns, select_views
+from cxrres.data.datasets.common import (LABELERS, DatasetTable, ReadOptions, assemble, finish_split, parse_labels,
+                                         read_columns, select_views)
 from cxrres.errors import DataFormatError
 
 NAME = "mimic"
 PREFIX = "mimic-cxr-2.0.0-"
 SPLIT_FILE, METADATA_FILE = PREFIX + "split.csv.gz", PREFIX + "metadata.csv.gz"
-LABEL_FILES = {"chexpert": PREFIX + "chexpert.csv.gz", "negbio": PREFIX + "negbio.csv.gz"}
+LABEL_FILES = {labeler: f"{PREFIX}{labeler}.csv.gz" for labeler in LABELERS}
 #: The 14 CheXpert observations in the label files' (alphabetical) column order.
 CLASSES: tuple[str, ...] = (
     "Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Enlarged Cardiomediastinum", "Fracture", "Lung Lesion",
@@ -46,9 +47,12 @@ def _ids(path: Path, cells: pd.Series, column: str) -> np.ndarray:
     return distinct.astype(np.int64).to_numpy()[rows]
 
 
-def read(root: Path, options: ReadOptions = ReadOptions(), labeler: str = "chexpert") -> DatasetTable:
-    """MIMIC-CXR-JPG in the common form: the official split, study labels on every image, ViewPosition views."""
-    split_path, label_path, meta_path = root / SPLIT_FILE, root / LABEL_FILES[labeler], root / METADATA_FILE
+def read(root: Path, options: ReadOptions = ReadOptions()) -> DatasetTable:
+    """MIMIC-CXR-JPG in the common form: the official split, study labels (of `options.labeler`) on every image,
+    ViewPosition views."""
+    split_path, label_path, meta_path = root / SPLIT_FILE, root / LABEL_FILES[options.labeler], root / METADATA_FILE
+    if not label_path.is_file():
+        raise DataFormatError(label_path, f"label file not found (--labeler {options.labeler})")
     split = read_columns(split_path, ("dicom_id", "study_id", "subject_id", "split"))
     subject_text, study_text, dicom = (split[c].str.strip() for c in ("subject_id", "study_id", "dicom_id"))
     subject, study = _ids(split_path, subject_text, "subject_id"), _ids(split_path, study_text, "study_id")
