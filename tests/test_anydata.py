@@ -130,3 +130,54 @@ def test_mimic_labeler_reaches_the_reader_through_the_cli(tmp_path: Path, capsys
     (root / "mimic-cxr-2.0.0-negbio.csv.gz").unlink()
     assert main(["describe", "--data", str(root), "--labeler", "negbio"]) == 1
     assert capsys.readouterr().err.strip().endswith("mimic-cxr-2.0.0-negbio.csv.gz: label file not found (--labeler negbio)")
+
+
+def _roots_with_absent_images(tmp_path: Path) -> list[tuple[Path, list[str], int, int]]:
+    """(root, deleted images, images listed (all views), frontal images in the run's split) for CheXpert, MIMIC and a
+    plain CSV, each with two listed frontal images deleted (one train, one test)."""
+    from test_datasets import write_mimic
+
+    cx = write_chexpert_small(tmp_path / "cx")
+    mimic_root = write_mimic(tmp_path / "mimic", images=True, n_subjects=14)
+    plain = write_chexpert_small(tmp_path / "plain")
+    frontal = sorted(str(p.relative_to(plain)) for p in plain.glob("*/*/*/view1_frontal.jpg"))
+    pd.DataFrame({"image": frontal, "patient": [f.split("/")[1] for f in frontal],
+                  "split": ["test" if f.startswith("valid/") else "" for f in frontal],
+                  "Effusion": [i % 2 for i in range(len(frontal))]}).to_csv(plain / "labels.csv", index=False)
+    for name in ("train.csv", "valid.csv"):
+        (plain / name).unlink()
+    roots = [(cx, ["train/patient00003/study1/view1_frontal.jpg", "valid/patient64542/study1/view1_frontal.jpg"], 38, 28),
+             (mimic_root, ["files/p10/p10000007/s50000007/d7p.jpg", "files/p10/p10000004/s50000004/d4p.jpg"], 28, 14),
+             (plain, ["train/patient00003/study1/view1_frontal.jpg", "valid/patient64542/study1/view1_frontal.jpg"], 28, 28)]
+    for root, deleted, _, _ in roots:
+        for name in deleted:
+            (root / name).unlink()
+    return roots
+
+
+def test_listed_images_absent_on_any_data_set(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """prepare warns and train refuses in one line with the count, the first names and --allow-missing; train
+    --allow-missing trains on the present images; describe reads the metadata only and counts every listed image."""
+    for root, deleted, listed, frontal in _roots_with_absent_images(tmp_path):
+        cache = tmp_path / f"cache-{root.name}"
+        capsys.readouterr()
+        assert main(["prepare", "--data", str(root), "--resolutions", "32", "--cache", str(cache), "--quiet"]) == 0
+        out, err = capsys.readouterr()
+        assert f"{listed - 2} images; built 32 px" in out and "2 missing" in out
+        assert err.splitlines() == [f"warning: 2 of {listed} listed images are missing on disk (first: "
+                                    f"{', '.join(sorted(deleted))}); caching the {listed - 2} present (train on them "
+                                    "with --allow-missing)"]
+        assert main(["train", "--data", str(root), "--cache", str(cache), "--out", str(tmp_path / "r"), *TRAIN]) == 1
+        last = capsys.readouterr().err.splitlines()[-1]
+        assert f"2 of the run's {frontal} images are not in the cache" in last and "Traceback" not in last
+        assert all(name in last for name in deleted) and last.endswith(f"--allow-missing trains on the {frontal - 2} present")
+        assert not (tmp_path / "r").exists()
+        assert main(["describe", "--data", str(root), "--json"]) == 0  # the metadata alone: deleted images still counted
+        assert sum(json.loads(capsys.readouterr().out)["images"].values()) == frontal
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(tmp_path / "mimic"), "--cache", str(tmp_path / "cache-mimic"), "--out", str(run),
+                 "--allow-missing", *TRAIN]) == 0
+    config = yaml.safe_load((run / runs.CONFIG).read_text())
+    assert config["data"]["images"] == {"train": 6, "val": 3, "test": 3}
+    assert config["data"]["dropped_not_in_cache"] == {"train": 1, "val": 0, "test": 1}
+    assert "files/p10/p10000004/s50000004/d4p.jpg" not in runs.read_predictions(run).images

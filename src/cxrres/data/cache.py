@@ -207,7 +207,8 @@ def prepare_cache(
     if not sources.names:
         raise CacheError(f"{data.root}: no images found (looked in images/ and images_*/images/, or the data set's listed paths)")
     if sources.missing:
-        tqdm.write(f"warning: {describe_missing(sources.missing, len(sources.missing) + len(sources.names))}; caching the {len(sources.names):,} present", file=sys.stderr)
+        tqdm.write(f"warning: {describe_missing(sources.missing, len(sources.missing) + len(sources.names))}; caching "
+                   f"the {len(sources.names):,} present (train on them with --allow-missing)", file=sys.stderr)
     try:
         cache.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
