@@ -4,8 +4,8 @@ Conventions (documented in docs/data.md):
 - 8-bit L is taken as is. RGB/RGBA/LA/P/1 are converted to grey with Pillow's ITU-R 601-2 luma
   (L = 0.299 R + 0.587 G + 0.114 B); alpha is ignored. The NIH RGBA files carry grey in R=G=B, so this is exact.
 - 16-bit (I;16*, I) images are mapped by their own stored range: the WINDOW_PERCENTILES (0.5 and 99.5) of the
-  image's pixel values map to 0 and 255, linear between, clipped outside (SIXTEEN_BIT_RULE). A 12-bit image stored
-  in 16 bits (PadChest) uses a few thousand of the 65,536 values; value / 257 would leave it nearly black.
+  image's pixel values map to 0 and 255, linear between, clipped outside (SIXTEEN_BIT_RULE). 16-bit PNGs such as
+  PadChest's use only part of 0-65535 (12-bit data: 4,096 values); value / 257 would leave them nearly black.
 - DICOM (.dcm or .dicom, needs `pydicom`; docs/dicom.md), read as radiology software displays it: the stored
   values (signed when PixelRepresentation is 1) go through the Modality LUT (RescaleSlope/Intercept or a Modality
   LUT Sequence, `apply_modality_lut`), then the first VOI LUT or WindowCenter/Width (`apply_voi_lut`; LINEAR,

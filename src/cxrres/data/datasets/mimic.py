@@ -1,8 +1,8 @@
 """MIMIC-CXR-JPG 2.x (Johnson et al., 2019): `mimic-cxr-2.0.0-split.csv.gz` (`dicom_id,study_id,subject_id,split`,
 split train/validate/test: the official split), `mimic-cxr-2.0.0-chexpert.csv.gz` (study-level labels in CheXpert
-coding; `-negbio` with `ReadOptions(labeler="negbio")`, `--labeler negbio`), `mimic-cxr-2.0.0-metadata.csv.gz` (`ViewPosition`), and images at
-`files/pXX/pSUBJECT/sSTUDY/DICOM_ID.jpg`. A study's labels apply to each of its images; a study absent from the
-label file is all blank. Frontal = `ViewPosition` PA or AP.
+coding; `-negbio.csv.gz` with `ReadOptions(labeler="negbio")`, i.e. `--labeler negbio`),
+`mimic-cxr-2.0.0-metadata.csv.gz` (`ViewPosition`), and images at `files/pXX/pSUBJECT/sSTUDY/DICOM_ID.jpg`. A study's
+labels apply to each of its images; a study absent from the label file is all blank. Frontal = `ViewPosition` PA or AP.
 """
 
 from __future__ import annotations
@@ -78,7 +78,8 @@ def read(root: Path, options: ReadOptions = ReadOptions()) -> DatasetTable:
         last = ~meta_dicom.duplicated(keep="last").to_numpy()  # a dicom_id listed twice: its last row, as a dict
         where = pd.Index(meta_dicom[last]).get_indexer(dicom)
         view = np.where(where >= 0, meta["ViewPosition"].str.strip().to_numpy(object)[last][where], "")
-    paths = [f"files/p{s[:2]}/p{s}/s{t}/{d}.jpg" for s, t, d in zip(subject_text.tolist(), study_text.tolist(), dicom.tolist())]
+    paths = [f"files/p{s[:2]}/p{s}/s{t}/{d}.jpg"
+             for s, t, d in zip(subject_text.tolist(), study_text.tolist(), dicom.tolist())]
     columns = {"path": np.asarray(paths, object), "patient_id": subject, "view": view,
                "frontal": np.isin(view, FRONTAL_VIEWS), "part": part.to_numpy(object)}
     table = assemble(paths, columns, CLASSES, labels)
