@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -371,3 +372,43 @@ def test_chexpert_images_are_keyed_by_their_path_below_the_root(tmp_path: Path) 
     assert cache.sources[second] == second and cache.source_hw[second] == (48, 40)
     reference = exact_area_resize(pad_to_square(read_grey(root / second)), 16)
     assert np.abs(cache.array()[cache.rows[second]].astype(float) - reference).max() <= 1.0
+
+
+def _manifest(cache_dir: Path) -> dict:
+    return json.loads((cache_dir / "manifest.json").read_text())
+
+
+def test_16_bit_rule_change_rebuilds_only_caches_with_16_bit_sources(mini: Path, tmp_path: Path) -> None:
+    from cxrres.data.images import SIXTEEN_BIT_RULE
+
+    prepare_cache(mini, [16], tmp_path / "c", workers=1, progress=False)
+    assert _manifest(tmp_path / "c")["sixteen_bit"] == {"rule": SIXTEEN_BIT_RULE, "images": 1}  # 00000003_000.png
+    old = {**_manifest(tmp_path / "c"), "sixteen_bit": {"rule": "value / 257", "images": 1}}
+    (tmp_path / "c" / "manifest.json").write_text(json.dumps(old))
+    report = prepare_cache(mini, [16], tmp_path / "c", workers=1, progress=False)
+    assert (report.built_px, report.reused_px) == ((16,), ())
+    assert _manifest(tmp_path / "c")["sixteen_bit"]["rule"] == SIXTEEN_BIT_RULE
+    _assert_round_trip(mini, tmp_path / "c", 16, ["00000003_000.png"])
+    (mini / "images" / "00000003_000.png").unlink()  # now every source is 8-bit: another rule does not matter
+    prepare_cache(mini, [16], tmp_path / "eight", workers=1, progress=False)
+    assert _manifest(tmp_path / "eight")["sixteen_bit"]["images"] == 0
+    (tmp_path / "eight" / "manifest.json").write_text(json.dumps({**_manifest(tmp_path / "eight"),
+                                                                  "sixteen_bit": {"rule": "value / 257", "images": 0}}))
+    assert prepare_cache(mini, [16], tmp_path / "eight", workers=1, progress=False).reused_px == (16,)
+
+
+def test_manifest_from_before_the_16_bit_record(mini: Path, tmp_path: Path) -> None:
+    """A cache built by a cxrres that mapped 16-bit by value / 257 and recorded nothing: kept when no source is 16-bit
+    (the record is added), rebuilt when one is."""
+    for name, drop_sixteen in (("eight", True), ("mixed", False)):
+        data = tmp_path / name
+        shutil.copytree(mini, data)
+        if drop_sixteen:
+            (data / "images" / "00000003_000.png").unlink()
+        prepare_cache(data, [16], tmp_path / f"c-{name}", workers=1, progress=False)
+        manifest = _manifest(tmp_path / f"c-{name}")
+        del manifest["sixteen_bit"]
+        (tmp_path / f"c-{name}" / "manifest.json").write_text(json.dumps(manifest))
+        report = prepare_cache(data, [16], tmp_path / f"c-{name}", workers=1, progress=False)
+        assert report.reused_px == ((16,) if drop_sixteen else ())
+        assert _manifest(tmp_path / f"c-{name}")["sixteen_bit"]["images"] == (0 if drop_sixteen else 1)

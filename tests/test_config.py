@@ -42,8 +42,8 @@ def test_train_flags_round_trip_every_setting() -> None:
     """A config with every field away from its default comes back identical from its own command line."""
     config = TrainConfig(data="/data/x", resolution_px=96, arch="resnet34", weights="/w/chexnet.pth", split="official",
                          split_dir="/splits", val_fraction=0.2, split_seed=3, dataset="chexpert", views="all",
-                         uncertain="zeros", class_names="Edema,Pleural Effusion", label="Nodule", seed=7, max_epochs=5,
-                         batch_size=24, lr=1e-3, weight_decay=0.0, lr_factor=0.5, lr_patience=1, stop_patience=4,
+                         uncertain="zeros", labeler="negbio", class_names="Edema,Pleural Effusion", label="Nodule",
+                         seed=7, max_epochs=5, batch_size=24, lr=1e-3, weight_decay=0.0, lr_factor=0.5, lr_patience=1, stop_patience=4,
                          accelerator="cpu", devices=2, nodes=1, precision="32", channels_last=False, deterministic=True,
                          allow_missing=True, out="/runs/a", cache="/cache", num_workers=3, progress=False)
     changed = [f.name for f in dataclasses.fields(TrainConfig) if getattr(config, f.name) != f.default]

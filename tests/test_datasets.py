@@ -222,23 +222,43 @@ def test_padchest_real_csv_exact_counts() -> None:
     assert len(open_dataset(PADCHEST_REAL.parent).frame) == len(frontal)
 
 
-def write_mimic(root: Path) -> Path:
-    """A MIMIC-CXR-JPG root: 6 subjects x 1 study x (PA + LATERAL); study 50000005 has no label row."""
+def write_mimic(root: Path, negbio: bool = False, images: bool = False, n_subjects: int = 6) -> Path:
+    """A MIMIC-CXR-JPG root: subjects x 1 study x (PA + LATERAL); study 50000005 has no label row. Subjects 0-2 are
+    train, 3 validate, 4-5 test. CheXpert labels: Edema 1.0 for subjects 0-1, -1.0 for 2; No Finding 1.0 for 3-5.
+    With `negbio`, a -negbio file that disagrees: Edema 0.0 for 0-1, 1.0 for 2-4. With `images`, a 40x48 JPEG each.
+    Subjects from 6 on (`n_subjects` > 6) cycle test, train, train, validate; Edema 1.0 when odd in the CheXpert file
+    (else blank), 1.0 when (s // 4) is odd in the NegBio file (else 0.0)."""
     root.mkdir(parents=True, exist_ok=True)
     split = ["dicom_id,study_id,subject_id,split"]
     meta = ["dicom_id,subject_id,study_id,PerformedProcedureDescription,ViewPosition,Rows,Columns"]
-    labels = ["subject_id,study_id," + ",".join(mimic_classes())]
-    parts = ["train", "train", "train", "validate", "test", "test"]
-    for s in range(6):
+    labels = {"chexpert": ["subject_id,study_id," + ",".join(mimic_classes())]}
+    if negbio:
+        labels["negbio"] = list(labels["chexpert"])
+    rng = np.random.default_rng(0)
+    for s in range(n_subjects):
         subject, study = 10000000 + s, 50000000 + s
+        part = ["train", "train", "train", "validate", "test", "test"][s] if s < 6 else ("test", "train", "train", "validate")[s % 4 - 2]
         for view in ("PA", "LATERAL"):
             dicom = f"d{s}{view[0].lower()}"
-            split.append(f"{dicom},{study},{subject},{parts[s]}")
+            split.append(f"{dicom},{study},{subject},{part}")
             meta.append(f"{dicom},{subject},{study},CHEST (PA AND LAT),{view},3000,2500")
-        if s != 5:
+            if images:
+                from PIL import Image
+
+                path = root / f"files/p{str(subject)[:2]}/p{subject}/s{study}/{dicom}.jpg"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(rng.integers(0, 256, (48, 40), dtype=np.uint8), "L").save(path, quality=90)
+        if s == 5:
+            continue
+        if s < 6:
             cells = {"Edema": "1.0" if s < 2 else "-1.0" if s == 2 else "", "No Finding": "1.0" if s >= 3 else ""}
-            labels.append(f"{subject},{study}," + ",".join(cells.get(c, "") for c in mimic_classes()))
-    for name, lines in (("split", split), ("metadata", meta), ("chexpert", labels)):
+        else:
+            cells = {"Edema": "1.0" if s % 2 else ""}
+        labels["chexpert"].append(f"{subject},{study}," + ",".join(cells.get(c, "") for c in mimic_classes()))
+        if negbio:
+            edema = ("0.0" if s < 2 else "1.0") if s < 6 else ("1.0" if (s // 4) % 2 else "0.0")
+            labels["negbio"].append(f"{subject},{study}," + ",".join(edema if c == "Edema" else "" for c in mimic_classes()))
+    for name, lines in (("split", split), ("metadata", meta), *labels.items()):
         with gzip.open(root / f"mimic-cxr-2.0.0-{name}.csv.gz", "wt") as handle:
             handle.write("\n".join(lines) + "\n")
     return root

@@ -111,6 +111,16 @@ def test_percentile_window_without_voi() -> None:
     assert dicom_grey(flat, _dataset(flat)).max() == 0  # nothing to window: black
 
 
+def test_16_bit_png_and_dicom_without_voi_share_the_percentile_window(tmp_path: Path) -> None:
+    from PIL import Image
+
+    stored = _smooth()
+    Image.fromarray(stored).save(tmp_path / "x.png")
+    png, dicom = read_grey(tmp_path / "x.png"), read_grey(_save(_dataset(stored), tmp_path / "x.dcm"))
+    assert png.dtype == dicom.dtype == np.float32 and png.tobytes() == dicom.tobytes()
+    assert png.min() == 0 and png.max() == 255
+
+
 def test_eight_bit_without_voi_is_taken_as_is() -> None:
     stored = np.array([[0, 17, 128, 255]], np.uint8)
     assert dicom_grey(stored, _dataset(stored, bits_stored=8)).tolist() == [[0, 17, 128, 255]]

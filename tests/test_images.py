@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from cxrres.data.images import ImageReadError, area_resize, load_resized, pad_to_square, read_grey
+from cxrres.data.images import (ImageReadError, _grey_from_sixteen_bit, area_resize, is_sixteen_bit, load_resized,
+                                pad_to_square, percentile_range, read_grey, window_grey)
 
 from conftest import MINI, exact_area_resize
 
@@ -24,22 +26,70 @@ def _save(path: Path, array: np.ndarray, mode: str | None = None) -> Path:
     return path
 
 
-def test_grey_rgb_rgba_and_16_bit_agree(tmp_path: Path) -> None:
+def test_grey_rgb_rgba_agree_and_8_bit_is_not_windowed(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
-    grey = rng.integers(0, 256, (20, 20), dtype=np.uint8)
+    grey = rng.integers(100, 121, (20, 20), dtype=np.uint8)  # a narrow range: 8-bit is taken as is, never stretched
     l = read_grey(_save(tmp_path / "l.png", grey, "L"))
     rgb = read_grey(_save(tmp_path / "rgb.png", np.stack([grey] * 3, -1), "RGB"))
     rgba = read_grey(_save(tmp_path / "rgba.png", np.stack([grey] * 3 + [np.full_like(grey, 7)], -1), "RGBA"))
-    sixteen = read_grey(_save(tmp_path / "i16.png", grey.astype(np.uint16) * 257))
     assert l.dtype == np.float32 and l.shape == (20, 20)
     assert np.array_equal(l, grey.astype(np.float32))
     assert np.array_equal(rgb, l) and np.array_equal(rgba, l)  # alpha ignored
-    assert np.allclose(sixteen, l, atol=1e-4)
+    assert not is_sixteen_bit(tmp_path / "l.png") and not is_sixteen_bit(tmp_path / "rgb.png")
 
 
-def test_16_bit_full_range_is_linear(tmp_path: Path) -> None:
-    values = np.array([[0, 257, 32896, 65535]], np.uint16)
-    assert np.allclose(read_grey(_save(tmp_path / "r.png", values)), [[0, 1, 128, 255]], atol=1e-4)
+def _own_window(values: np.ndarray) -> np.ndarray:
+    """The 16-bit rule computed independently: 0.5 and 99.5 percentiles -> 0 and 255, linear, clipped."""
+    low, high = np.percentile(values.astype(np.float64), [0.5, 99.5])
+    return np.clip((values.astype(np.float64) - low) / (high - low), 0, 1) * 255
+
+
+def test_12_bit_in_16_keeps_its_contrast(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    yy, xx = np.mgrid[:64, :64]
+    values = np.clip(np.rint(200 + 3500 * (xx + 64 * yy) / 4095 + rng.normal(0, 30, (64, 64))), 0, 4095).astype(np.uint16)
+    path = _save(tmp_path / "12bit.png", values)
+    assert Image.open(path).mode.startswith("I") and is_sixteen_bit(path)
+    grey = read_grey(path)
+    np.testing.assert_allclose(grey, _own_window(values), atol=1e-4)
+    assert len(np.unique(np.rint(grey))) >= 250  # value / 257 gave at most 4095 / 257 -> 17 grey levels
+    assert len(np.unique(np.rint(values / 257))) <= 17
+    order = np.argsort(values, axis=None, kind="stable")  # rank order kept: grey never decreases as the value grows
+    assert np.all(np.diff(grey.ravel()[order]) >= 0)
+    inside = (values > np.percentile(values, 0.5)) & (values < np.percentile(values, 99.5))
+    assert len(np.unique(grey[inside])) == len(np.unique(values[inside]))  # distinct values inside the window stay distinct
+    assert grey.min() == 0 and grey.max() == 255
+
+
+def test_16_bit_full_range_uses_its_own_percentiles(tmp_path: Path) -> None:
+    values = np.arange(0, 65536, 16, dtype=np.uint16).reshape(64, 64)
+    grey = read_grey(_save(tmp_path / "full.png", values))
+    low, high = np.percentile(values, [0.5, 99.5])
+    assert (low, high) == pytest.approx((0.005 * 4095 * 16, 0.995 * 4095 * 16))
+    np.testing.assert_allclose(grey, _own_window(values), atol=1e-4)
+    assert np.count_nonzero(grey == 0) == np.count_nonzero(values <= low) == 21  # 0.5 % at each end clipped
+    assert np.count_nonzero(grey == 255) == np.count_nonzero(values >= high) == 21
+
+
+def test_16_bit_constant_and_nearly_constant_images(tmp_path: Path) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no division by zero
+        flat = read_grey(_save(tmp_path / "flat.png", np.full((8, 8), 1234, np.uint16)))
+        spots = np.full((40, 40), 1000, np.uint16)
+        spots[0, :3] = (500, 1500, 3000)  # 3 of 1,600 pixels: both percentiles are 1000 -> minimum and maximum
+        nearly = read_grey(_save(tmp_path / "spots.png", spots))
+    assert flat.dtype == np.float32 and not flat.any()
+    np.testing.assert_allclose(nearly[0, :3], [0, 255 * 1000 / 2500, 255], atol=1e-4)
+    assert np.allclose(nearly[1:], 255 * 500 / 2500)
+
+
+def test_16_bit_table_equals_the_per_pixel_map() -> None:
+    rng = np.random.default_rng(2)
+    stored = rng.integers(0, 65536, (30, 30)).astype(np.uint16)
+    shown = stored.astype(np.float64)
+    assert np.array_equal(_grey_from_sixteen_bit(stored), window_grey(shown, *percentile_range(shown)))
+    signed = rng.integers(-3000, 70000, (30, 30)).astype(np.int32)  # mode I beyond 16 bits: mapped per pixel
+    np.testing.assert_allclose(_grey_from_sixteen_bit(signed), _own_window(signed), atol=1e-4)
 
 
 def test_rgb_to_grey_uses_itu_601_luma(tmp_path: Path) -> None:

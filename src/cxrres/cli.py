@@ -29,17 +29,19 @@ def cmd_describe(args: argparse.Namespace) -> int:
     from cxrres.data import DataRoot, build_split
     from cxrres.data.summary import describe_split, format_summary
 
-    from cxrres.data.datasets import ReadOptions, detect_dataset, open_dataset
+    from cxrres.data.datasets import ReadOptions, check_options, detect_dataset, open_dataset
     from cxrres.data.datasets.summary import describe_table, format_table_summary
 
     dataset = args.dataset or detect_dataset(args.data)
+    options = ReadOptions(args.split, args.split_dir, args.val_fraction, args.split_seed, views=args.views,
+                          labeler=args.labeler)
+    check_options(dataset, options)
     if dataset == "nih" and args.views == "frontal":  # ChestX-ray14 as before (all frontal): with its boxes
         root = DataRoot.at(args.data)
         split = build_split(root, args.split, args.split_dir, args.val_fraction, args.split_seed)
         summary = describe_split(root, split)
         print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
         return 0
-    options = ReadOptions(args.split, args.split_dir, args.val_fraction, args.split_seed, views=args.views)
     summary = describe_table(open_dataset(args.data, dataset, options))
     print(json.dumps(summary, indent=2) if args.json else format_table_summary(summary))
     return 0
@@ -270,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
                                           "part, and count and mean area (px² at 1024) of the official boxes in the test part.")
     describe.add_argument("--data", required=True, metavar="DIR",
                           help="data root: ChestX-ray14 (Data_Entry_2017(_v2020).csv, BBox_List_2017.csv, lists), CheXpert, MIMIC-CXR-JPG, PadChest or labels.csv")
-    add_arguments(describe, SPLIT_SETTINGS, with_defaults=True)
+    add_arguments(describe, SPLIT_SETTINGS + ("labeler",), with_defaults=True)
     add_dataset_arguments(describe)
     describe.add_argument("--json", action="store_true", help="print exactly one JSON object instead of tables")
     describe.set_defaults(func=cmd_describe)

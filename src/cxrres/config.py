@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from cxrres.data.datasets import DATASETS, UNCERTAIN_POLICIES
+from cxrres.data.datasets import DATASETS, LABELERS, UNCERTAIN_POLICIES
 from cxrres.data.labels import CLASSES, canonical_label
 from cxrres.data.source import SplitSpec
 from cxrres.errors import CxrresError, DataFormatError
@@ -69,6 +69,8 @@ class TrainConfig:
     uncertain: str = setting("ignore", "uncertain labels (-1): ignore (masked out of that class's loss and AUC), zeros "
                                        "or ones (CheXpert's U-Ignore/U-Zeros/U-Ones); blank labels are negative",
                              choices=UNCERTAIN_POLICIES)
+    labeler: str = setting(LABELERS[0], "MIMIC-CXR-JPG only: the labels of mimic-cxr-2.0.0-chexpert.csv.gz or of "
+                                        "-negbio.csv.gz (refused on other data sets)", choices=LABELERS)
     class_names: str | None = setting(None, "the network's classes, comma-separated, in the data set's names (auto: all "
                                             "of the data set's; recorded in config.yaml)", flag="--classes", metavar="A,B,...")
     label: str | None = setting(None, "train a single-label binary network for this finding (Sabottke & Spieler)",
@@ -104,7 +106,8 @@ class TrainConfig:
 
     def split_spec(self) -> SplitSpec:
         """The data set, views and split this run trains and is scored on."""
-        return SplitSpec(self.split, self.split_dir, self.val_fraction, self.split_seed, self.dataset, self.views)
+        return SplitSpec(self.split, self.split_dir, self.val_fraction, self.split_seed, self.dataset, self.views,
+                         labeler=self.labeler)
 
     @property
     def classes(self) -> list[str]:
@@ -116,7 +119,8 @@ class TrainConfig:
 
 #: Settings added after runs existed, at the values those runs implied: left out of `identity` at these values, so
 #: older run directories resume (an NIH run at the defaults keeps its identity).
-IMPLIED_BEFORE: dict[str, Any] = {"dataset": "nih", "views": "frontal", "uncertain": "ignore", "class_names": None}
+IMPLIED_BEFORE: dict[str, Any] = {"dataset": "nih", "views": "frontal", "uncertain": "ignore", "class_names": None,
+                                  "labeler": LABELERS[0]}
 
 
 #: Settings that do not change what a run computes; a run directory may be resumed with other values.

@@ -78,9 +78,16 @@ def load_run_data(config: TrainConfig, source: DataSource | None = None) -> RunD
     config = with_dataset(config, table)
     classes = config.classes
     columns = [table.classes.index(c) for c in classes]
+    split = {part: table.images(part) for part in ("train", "val", "test")}
+    absent = [name for names in split.values() for name in names if name not in cache.rows]
+    if absent and not config.allow_missing:
+        total = sum(map(len, split.values()))
+        first = ", ".join(absent[:5]) + (", ..." if len(absent) > 5 else "")
+        raise CxrresError(f"{config.data}: {len(absent):,} of the run's {total:,} images are not in the cache, missing on "
+                          f"disk or unreadable (first: {first}); --allow-missing trains on the {total - len(absent):,} present")
     parts, dropped = {}, {}
-    for part in ("train", "val", "test"):
-        images, labels = table.images(part), masked_labels(table.labels(part)[:, columns], config.uncertain)
+    for part, images in split.items():
+        labels = masked_labels(table.labels(part)[:, columns], config.uncertain)
         present = np.array([name in cache.rows for name in images], dtype=bool)
         dropped[part] = int((~present).sum())
         if dropped[part] and config.allow_missing:

@@ -19,7 +19,9 @@ Every array's size and CRC-32 (and index.csv's) are recorded in the manifest and
 opened or reused: a truncated or altered array is refused by `ResolutionCache.open` and rebuilt by `prepare_cache`.
 
 Sources are fingerprinted by (name, size, mtime) of every image plus the method; a cache whose fingerprint
-differs from the current sources is rebuilt, never reused.
+differs from the current sources is rebuilt, never reused. The manifest also records how many sources are 16-bit
+and the rule that converted them (`images.SIXTEEN_BIT_RULE`): a cache with 16-bit sources made by another rule is
+rebuilt; one without (8-bit PNG/JPEG, DICOM) is kept when the rule changes (`cache_store.sixteen_bit_current`).
 """
 
 from __future__ import annotations
@@ -39,9 +41,10 @@ import pandas as pd
 from tqdm import tqdm
 
 from cxrres import __version__
-from cxrres.data.images import ImageReadError, load_resized
+from cxrres.data.images import SIXTEEN_BIT_RULE, ImageReadError, load_resized
 from cxrres.data.diskspace import cache_bytes_needed, check_free_space
-from cxrres.data.cache_store import cache_lock, damage, default_cache_dir, file_crc32, read_json, write_json
+from cxrres.data.cache_store import (SIXTEEN_BIT_KEY, cache_lock, damage, default_cache_dir, file_crc32, read_json,
+                                     sixteen_bit_current, sixteen_bit_entry, write_json)
 from cxrres.data.datasets import detect_dataset, listed_images
 from cxrres.data.layout import DataRoot, describe_missing
 from cxrres.errors import CacheError
@@ -168,7 +171,8 @@ def _init_worker() -> None:
 def _start_or_resume(work: Path, sources: Sources, todo: tuple[int, ...]) -> dict:
     """The state of the pass in `work`: resumed if it matches sources and resolutions, else a fresh one."""
     state = read_json(work / STATE)
-    wanted = {"fingerprint": sources.fingerprint, "resolutions_px": list(todo), "n_images": len(sources.names)}
+    wanted = {"fingerprint": sources.fingerprint, "resolutions_px": list(todo), "n_images": len(sources.names),
+              "sixteen_bit_rule": SIXTEEN_BIT_RULE}
     arrays_ok = state is not None and all((work / array_name(r)).is_file() for r in todo)
     if state is not None and arrays_ok and all(state.get(k) == v for k, v in wanted.items()):
         return state
@@ -203,7 +207,8 @@ def prepare_cache(
     if not sources.names:
         raise CacheError(f"{data.root}: no images found (looked in images/ and images_*/images/, or the data set's listed paths)")
     if sources.missing:
-        tqdm.write(f"warning: {describe_missing(sources.missing, len(sources.missing) + len(sources.names))}; caching the {len(sources.names):,} present", file=sys.stderr)
+        tqdm.write(f"warning: {describe_missing(sources.missing, len(sources.missing) + len(sources.names))}; caching "
+                   f"the {len(sources.names):,} present (train on them with --allow-missing)", file=sys.stderr)
     try:
         cache.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -271,7 +276,8 @@ def _prepare_locked(cache: Path, sources: Sources, resolutions: tuple[int, ...],
                     progress: bool, started: float) -> PrepareReport:
     """`prepare_cache` once the cache directory exists and this process holds its lock."""
     manifest = read_json(cache / MANIFEST)
-    if manifest and manifest.get("fingerprint") == sources.fingerprint and manifest.get("format") == FORMAT_VERSION:
+    if (manifest and manifest.get("fingerprint") == sources.fingerprint and manifest.get("format") == FORMAT_VERSION
+            and sixteen_bit_current(cache / MANIFEST, manifest, sources.paths)):
         complete = _complete_resolutions(cache, manifest, resolutions)
     else:
         manifest, complete = None, set()
@@ -350,6 +356,7 @@ def _finish(cache: Path, work: Path, sources: Sources, todo: tuple[int, ...], ma
         "resolutions_px": kept,
         "skipped": state["skipped"],
         "index": INDEX,
+        SIXTEEN_BIT_KEY: manifest[SIXTEEN_BIT_KEY] if manifest else sixteen_bit_entry(sources.paths),
     }
     write_json(cache / MANIFEST, payload)  # stale arrays of `todo` are no longer trusted from here on
     skipped = {s["image"] for s in state["skipped"]}

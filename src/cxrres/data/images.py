@@ -3,12 +3,14 @@
 Conventions (documented in docs/data.md):
 - 8-bit L is taken as is. RGB/RGBA/LA/P/1 are converted to grey with Pillow's ITU-R 601-2 luma
   (L = 0.299 R + 0.587 G + 0.114 B); alpha is ignored. The NIH RGBA files carry grey in R=G=B, so this is exact.
-- 16-bit (I;16*, I) images are mapped linearly from [0, 65535] to [0, 255] (value / 257), with no windowing.
+- 16-bit (I;16*, I) images are mapped by their own stored range: the WINDOW_PERCENTILES (0.5 and 99.5) of the
+  image's pixel values map to 0 and 255, linear between, clipped outside (SIXTEEN_BIT_RULE). 16-bit PNGs such as
+  PadChest's use only part of 0-65535 (12-bit data: 4,096 values); value / 257 would leave them nearly black.
 - DICOM (.dcm or .dicom, needs `pydicom`; docs/dicom.md), read as radiology software displays it: the stored
   values (signed when PixelRepresentation is 1) go through the Modality LUT (RescaleSlope/Intercept or a Modality
   LUT Sequence, `apply_modality_lut`), then the first VOI LUT or WindowCenter/Width (`apply_voi_lut`; LINEAR,
-  LINEAR_EXACT or SIGMOID), whose output range maps to [0, 255]. Without either, a percentile window: the
-  FALLBACK_WINDOW_PERCENTILES of the modality values map to 0 and 255 (clipped), except that 8-bit unsigned values
+  LINEAR_EXACT or SIGMOID), whose output range maps to [0, 255]. Without either, the percentile window of 16-bit
+  images: the WINDOW_PERCENTILES of the modality values map to 0 and 255 (clipped), except that 8-bit unsigned values
   with no rescale are taken as they are (like an 8-bit PNG). MONOCHROME1 is inverted after windowing (bone bright).
   Compressed transfer syntaxes decode through pydicom's plugins (pylibjpeg and its plugins, pyjpegls, python-gdcm);
   a syntax without an installed decoder, several frames or colour samples are refused with one line naming the file.
@@ -56,8 +58,7 @@ def _grey_from_pil(image: Image.Image) -> np.ndarray:
     if image.mode in _TO_LUMA_MODES:
         return np.asarray(image.convert("L"), dtype=np.float32)
     if image.mode in _SIXTEEN_BIT_MODES:
-        values = np.asarray(image).astype(np.float32)
-        return np.clip(values, 0, 65535) / 257.0
+        return _grey_from_sixteen_bit(np.asarray(image))
     raise ValueError(f"unsupported image mode {image.mode}")
 
 
@@ -74,9 +75,12 @@ def _check_pixels(path: Path, width: int, height: int, max_pixels: int, frames: 
 
 #: File-name suffixes read as DICOM (compared in lower case).
 DICOM_SUFFIXES = (".dcm", ".dicom")
-#: Window used when a DICOM has neither a VOI LUT nor WindowCenter/Width: these percentiles (in %) of its
-#: modality-LUT values map to grey 0 and 255; values outside are clipped.
-FALLBACK_WINDOW_PERCENTILES = (0.5, 99.5)
+#: The percentile window (in %): these percentiles of an image's own values map to grey 0 and 255, values outside
+#: are clipped. Used for every 16-bit PNG/TIFF and for a DICOM with neither a VOI LUT nor WindowCenter/Width.
+WINDOW_PERCENTILES = (0.5, 99.5)
+#: The 16-bit conversion rule, recorded in a cache's manifest: a cache holding 16-bit sources converted under another
+#: rule is rebuilt (cache_store.sixteen_bit_current). Change this string whenever the 16-bit conversion changes.
+SIXTEEN_BIT_RULE = "own 0.5/99.5 percentiles -> 0/255, linear, clipped; min/max if equal; constant -> 0"
 #: Transfer-syntax family -> what to install to decode it (pip names; pyproject extra `dicom` has the first).
 DECODER_PACKAGES = {
     "jpeg": "pylibjpeg pylibjpeg-libjpeg (or python-gdcm)",
@@ -90,6 +94,48 @@ DECODER_PACKAGES = {
 def is_dicom_path(path: str | Path) -> bool:
     """True when the file name ends in a DICOM suffix (DICOM_SUFFIXES, any case)."""
     return Path(path).suffix.lower() in DICOM_SUFFIXES
+
+
+def percentile_range(values: np.ndarray) -> tuple[float, float]:
+    """(low, high) of the percentile window of `values`: their WINDOW_PERCENTILES (NumPy's linear interpolation), or
+    their minimum and maximum where those two are equal (an image almost all one value)."""
+    low, high = (float(v) for v in np.percentile(values, WINDOW_PERCENTILES))
+    if not high > low:
+        low, high = float(values.min()), float(values.max())
+    return low, high
+
+
+def window_grey(values: np.ndarray, low: float, high: float) -> np.ndarray:
+    """Grey float32 in [0, 255] from float64 `values`: `low` -> 0, `high` -> 255, linear between, clipped outside; all
+    0 (black) when high == low (a constant image), never a division by zero."""
+    if high == low:
+        return np.zeros(values.shape, np.float32)
+    return (np.clip((values - low) / (high - low), 0.0, 1.0) * 255.0).astype(np.float32)
+
+
+def _grey_from_sixteen_bit(values: np.ndarray) -> np.ndarray:
+    """Grey float32 in [0, 255] from a 16-bit image's values by its own percentile window (SIXTEEN_BIT_RULE). Values
+    in [0, 65535] go through a 65,536-entry table of `window_grey` (the same numbers, ≈ 4x faster than mapping each
+    pixel in float64: 0.08 s for 2800 x 2800 px)."""
+    if 0 <= values.min() and values.max() <= 65535:
+        stored = values.astype(np.uint16, copy=False)
+        return window_grey(np.arange(65536, dtype=np.float64), *percentile_range(stored))[stored]
+    shown = values.astype(np.float64)
+    return window_grey(shown, *percentile_range(shown))
+
+
+def is_sixteen_bit(path: str | Path) -> bool:
+    """True when `path` is a PNG/TIFF/... whose header says 16-bit grey (Pillow mode I;16*, I): an image the
+    SIXTEEN_BIT_RULE applies to. Reads the header only; False for DICOM and for anything unreadable."""
+    if is_dicom_path(path):
+        return False
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as image:
+                return image.mode in _SIXTEEN_BIT_MODES
+    except Exception:  # an unreadable file is refused when it is decoded, not here
+        return False
 
 
 def _decoder_packages(syntax: str) -> str:
@@ -176,13 +222,8 @@ def dicom_grey(stored: np.ndarray, dataset) -> np.ndarray:
         shown, low, high = values.astype(np.float64), 0.0, 255.0
     else:
         shown = values.astype(np.float64)
-        low, high = (float(v) for v in np.percentile(shown, FALLBACK_WINDOW_PERCENTILES))
-        if not high > low:
-            low, high = float(shown.min()), float(shown.max())
-    if high == low:
-        grey = np.zeros(shown.shape, np.float32)
-    else:
-        grey = (np.clip((shown - low) / (high - low), 0.0, 1.0) * 255.0).astype(np.float32)
+        low, high = percentile_range(shown)
+    grey = window_grey(shown, low, high)
     if str(dataset.get("PhotometricInterpretation", "MONOCHROME2")).strip() == "MONOCHROME1":
         grey = 255.0 - grey
     return grey

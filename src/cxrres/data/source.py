@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Iterable
 
 from cxrres.data.cache import PrepareReport, ResolutionCache, prepare_cache
-from cxrres.data.datasets import DatasetTable, ReadOptions, detect_dataset, nih, open_dataset
+from cxrres.data.datasets import LABELERS, DatasetTable, ReadOptions, check_options, detect_dataset, nih, open_dataset
 from cxrres.data.layout import DataRoot
 from cxrres.data.splits import Split, build_split
 
@@ -22,7 +22,7 @@ from cxrres.data.splits import Split, build_split
 @dataclass(frozen=True)
 class SplitSpec:
     """Which images of a data root and their parts: the data set (auto: detected), views, split kind, an optional
-    folder of split files (NIH), and the carve settings."""
+    folder of split files (NIH), the carve settings, and MIMIC's labeler."""
 
     kind: str = "chexnet"
     split_dir: str | None = None
@@ -30,6 +30,7 @@ class SplitSpec:
     split_seed: int = 0
     dataset: str = "auto"
     views: str = "frontal"
+    labeler: str = LABELERS[0]
 
     def build(self, root: DataRoot) -> Split:
         """The NIH split of `root` this spec names (checked for overlap)."""
@@ -37,7 +38,8 @@ class SplitSpec:
 
     def options(self) -> ReadOptions:
         """The adapter's read options of this spec."""
-        return ReadOptions(self.kind, self.split_dir, self.val_fraction, self.split_seed, views=self.views)
+        return ReadOptions(self.kind, self.split_dir, self.val_fraction, self.split_seed, views=self.views,
+                           labeler=self.labeler)
 
 
 @dataclass
@@ -58,6 +60,7 @@ class DataSource:
         """Open the root as its data set, build the split, and build or reuse the cache at every resolution (pixels)."""
         root = data if isinstance(data, DataRoot) else DataRoot.at(data)
         dataset = detect_dataset(root.root) if spec.dataset == "auto" else spec.dataset
+        check_options(dataset, spec.options())
         if dataset == "nih":
             split = spec.build(root)
             table = nih.table_of(root, split, spec.views)

@@ -7,7 +7,7 @@ from pathlib import Path
 from types import ModuleType
 
 from cxrres.data.datasets import chexpert, csvfile, mimic, nih, padchest, rsna, vindr
-from cxrres.data.datasets.common import UNCERTAIN_POLICIES, DatasetTable, ReadOptions, apply_uncertain
+from cxrres.data.datasets.common import LABELERS, UNCERTAIN_POLICIES, DatasetTable, ReadOptions, apply_uncertain
 from cxrres.errors import CxrresError
 
 #: Adapters by name, in detection order (the most specific files first; NIH, which also takes a bare images/, last).
@@ -27,6 +27,14 @@ def detect_dataset(root: str | Path) -> str:
     raise CxrresError(f"{root}: no known data set found (expected {expected}); or name one with --dataset")
 
 
+def check_options(name: str, options: ReadOptions) -> None:
+    """One-line CxrresError for a read option the data set `name` does not have: a labeler other than the default
+    anywhere but MIMIC-CXR-JPG."""
+    if options.labeler != LABELERS[0] and name != mimic.NAME:
+        raise CxrresError(f"--labeler {options.labeler}: only MIMIC-CXR-JPG has a choice of labeler (its "
+                          f"{mimic.LABEL_FILES[options.labeler]}); this data root is read as {name}")
+
+
 def open_dataset(root: str | Path, dataset: str | None = None, options: ReadOptions = ReadOptions()) -> DatasetTable:
     """Read the data set at `root` (detected, or the adapter `dataset`) into the common form, split and checked."""
     root = Path(root).expanduser().resolve()
@@ -35,6 +43,7 @@ def open_dataset(root: str | Path, dataset: str | None = None, options: ReadOpti
         raise CxrresError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}")
     if not root.is_dir():
         raise CxrresError(f"{root}: data directory not found")
+    check_options(name, options)
     return ADAPTERS[name].read(root, options)
 
 
@@ -50,5 +59,5 @@ def listed_images(root: str | Path, dataset: str) -> tuple[list[str], list[Path]
             [n for n, ok in zip(names, present) if not ok])
 
 
-__all__ = ["ADAPTERS", "DATASETS", "DatasetTable", "ReadOptions", "UNCERTAIN_POLICIES", "apply_uncertain",
-           "detect_dataset", "listed_images", "open_dataset"]
+__all__ = ["ADAPTERS", "DATASETS", "DatasetTable", "LABELERS", "ReadOptions", "UNCERTAIN_POLICIES", "apply_uncertain",
+           "check_options", "detect_dataset", "listed_images", "open_dataset"]

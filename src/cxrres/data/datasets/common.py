@@ -22,6 +22,8 @@ LABEL_CODES: dict[str, float] = {"1": 1.0, "1.0": 1.0, "0": 0.0, "0.0": 0.0, "-1
 UNCERTAIN_POLICIES: tuple[str, ...] = ("ignore", "zeros", "ones")
 #: Default fraction of images carved out as the test part where a data set publishes no test split.
 TEST_FRACTION = 0.2
+#: `--labeler`: which of MIMIC-CXR-JPG's label files is read (mimic-cxr-2.0.0-<labeler>.csv.gz); the first is the default.
+LABELERS: tuple[str, ...] = ("chexpert", "negbio")
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,7 @@ class ReadOptions:
     split_seed: int = 0
     test_fraction: float = TEST_FRACTION  # only where the data set has no test part of its own
     views: str = "frontal"  # frontal, all, or a comma-separated list of view codes (PA,AP,...)
+    labeler: str = LABELERS[0]  # MIMIC-CXR-JPG only: chexpert or negbio
 
 
 def no_boxes() -> pd.DataFrame:
@@ -123,13 +126,15 @@ def parse_labels(path: Path, frame: pd.DataFrame, classes: Sequence[str]) -> np.
     """(N, classes) float32 of label cells 1/0/-1 (also 1.0, 0.0, -1.0) or blank (NaN); DataFormatError at file:line."""
     out = np.empty((len(frame), len(classes)), np.float32)
     for j, name in enumerate(classes):
-        cells = frame[name].str.strip()
-        codes = cells.map(LABEL_CODES)
-        bad = codes.isna() & (cells != "")
+        rows, distinct = pd.factorize(frame[name], use_na_sentinel=False)  # a few distinct cells: strip and map those
+        cells = pd.Index(distinct).str.strip()
+        codes = cells.map(LABEL_CODES).to_numpy(np.float32)
+        bad = (np.isnan(codes) & np.asarray(cells != "", bool))[rows]
         if bad.any():
-            line = int(bad.idxmax())
-            raise DataFormatError(path, f"column {name!r}: label {cells[line]!r} is not 1, 0, -1 or blank", line)
-        out[:, j] = codes.to_numpy(np.float32)
+            first = int(np.argmax(bad))
+            raise DataFormatError(path, f"column {name!r}: label {cells[rows[first]]!r} is not 1, 0, -1 or blank",
+                                  int(frame.index[first]))
+        out[:, j] = codes[rows]
     return out
 
 
