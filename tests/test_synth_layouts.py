@@ -192,7 +192,7 @@ def test_mimic_layout_has_the_plan_as_official_split(roots: dict[str, Path], pla
                     assert row[name] == ""
                 else:
                     assert row[name] in (("1.0", "-1.0") if present else ("0.0", "", "-1.0"))
-    negbio = mimic.read(root, ReadOptions(), labeler="negbio")
+    negbio = mimic.read(root, ReadOptions(labeler="negbio"))
     assert negbio.frame.index.tolist() == table.frame.index.tolist()
 
 
