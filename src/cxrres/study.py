@@ -222,7 +222,7 @@ def run_study(study: StudyConfig, progress: bool = True, log=print) -> Path:
             train(config, source=source)
         if not state.evaluated:
             evaluate_run(config.out, n_boot=study.n_boot)
-        if needs_localization(config) and not state.localized:
+        if needs_localization(config) and not source.table.boxes.empty and not state.localized:
             log(f"[{i}/{len(configs)}] localize {name}")
             loc = study.localize
             localize_run(config.out, None, loc["method"], loc["threshold"], loc["iou"], loc["examples"], progress=progress,
