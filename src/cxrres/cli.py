@@ -370,7 +370,8 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--resolutions", metavar="R,R,...", help="training resolutions in px (default: 64,128,256,512,1024)")
     study.add_argument("--archs", metavar="A,A", help="architectures (default: densenet121)")
     study.add_argument("--seeds", metavar="S,S", help="seeds (default: 0)")
-    study.add_argument("--labels", metavar="L,L", help="'all' for one 14-label network (default), or finding names for single-label networks")
+    study.add_argument("--labels", metavar="L,L", help="'all' for one network over every class (default), or the data set's class names for "
+                                                        "single-label networks")
     study.add_argument("--out", metavar="STUDY_DIR", help="study directory (default: study)")
     study.add_argument("--config", metavar="FILE", help="YAML with study settings; its `train:` mapping holds training settings")
     study.add_argument("--dry-run", action="store_true", help="list what is done and what is left; change nothing")

@@ -2,6 +2,10 @@
 (Holm-adjusted within each pair of runs), paired patient-bootstrap tests of the mean AUC, and the best resolution
 per class from the same bootstrap replicates.
 
+Labels are 1/0, or -1 where masked out of a class (uncertain under `uncertain: ignore`): a class's AUC, DeLong tests
+and bootstrap replicates use the images where its label is 1 or 0 (the same images for every run, whose labels must
+agree). The bootstrap resamples the patients the predictions record (else those NIH names encode, else images).
+
 Several seeds of one (architecture, resolution, label) form a group: its seed ensemble (mean of the seeds'
 probabilities, `seeds.seed_ensemble`) is scored like a run, and the paired tests run per seed and between the
 ensembles (the `scope` column). Rendering (Markdown, CSV, LaTeX, figures) is in `cxrres.report`.
@@ -14,6 +18,7 @@ import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -25,6 +30,7 @@ from cxrres.models import display_name
 
 ENSEMBLE = "seed ensemble"  # the scope (and heading suffix) of the seed ensembles
 SINGLE = "runs"  # the scope of the paired tests when no group has several seeds
+UNFILLED = -2  # a label no run has filled in yet while aligning (-1 is a masked label)
 
 
 @dataclass(frozen=True)
@@ -70,10 +76,22 @@ def seed_groups(infos: list[RunInfo]) -> dict[str, list[RunInfo]]:
     return {g: sorted(members, key=lambda i: i.seed) for g, members in out.items()}
 
 
-def align(infos: list[RunInfo]) -> tuple[list[str], list[str], np.ndarray, dict[str, np.ndarray]]:
-    """(images, classes, labels (N, C), scores per heading (N, C) with NaN where a run lacks a class).
+class Aligned(NamedTuple):
+    """Runs on one test set, rows in sorted image order: labels (N, C) int8 (1, 0, -1 masked out of that class),
+    scores per heading (N, C) with NaN where a run lacks a class, and the patients where a run recorded them."""
 
-    Refuses runs scored on different test images or with different labels for the same image and class.
+    images: list[str]
+    classes: list[str]
+    labels: np.ndarray
+    scores: dict[str, np.ndarray]
+    patient_ids: list[str] | None
+
+
+def align(infos: list[RunInfo]) -> Aligned:
+    """The runs' predictions on their common test images and classes.
+
+    Refuses runs scored on different test images, with different labels for the same image and class, or recording
+    different patients for the same image.
     """
     reference = sorted(infos[0].predictions.images)
     for info in infos[1:]:
@@ -83,11 +101,27 @@ def align(infos: list[RunInfo]) -> tuple[list[str], list[str], np.ndarray, dict[
             raise CxrresError(f"runs scored on different test images: {infos[0].run_dir} has {len(reference):,}, "
                               f"{info.run_dir} has {len(images):,}, {common:,} in common")
     classes = list(dict.fromkeys(c for info in infos for c in info.predictions.classes))
-    labels = np.full((len(reference), len(classes)), -1, np.int16)
+    labels = np.full((len(reference), len(classes)), UNFILLED, np.int16)
     scores: dict[str, np.ndarray] = {}
     for info in infos:
         labels, scores[info.heading] = _aligned(info.predictions, classes, labels, str(info.run_dir))
-    return reference, classes, labels.astype(np.uint8), scores
+    return Aligned(reference, classes, labels.astype(np.int8), scores, _patients(infos))
+
+
+def _patients(infos: list[RunInfo]) -> list[str] | None:
+    """The patient of each image in sorted image order, from the runs that record them (None if none does)."""
+    found: list[str] | None = None
+    for info in infos:
+        p = info.predictions
+        if p.patient_ids is None:
+            continue
+        mine = [p.patient_ids[i] for i in np.argsort(np.asarray(p.images))]
+        if found is not None and mine != found:
+            where = next(i for i, (a, b) in enumerate(zip(mine, found)) if a != b)
+            raise CxrresError(f"{info.run_dir}: records patient {mine[where]} for {sorted(p.images)[where]}, "
+                              f"another run {found[where]}")
+        found = mine
+    return found
 
 
 def _aligned(p: runs.Predictions, classes: list[str], labels: np.ndarray, where: str) -> tuple[np.ndarray, np.ndarray]:
@@ -97,11 +131,24 @@ def _aligned(p: runs.Predictions, classes: list[str], labels: np.ndarray, where:
     for j, name in enumerate(p.classes):
         c = classes.index(name)
         column = p.labels[order, j].astype(np.int16)
-        if ((labels[:, c] >= 0) & (labels[:, c] != column)).any():
-            raise CxrresError(f"{where}: labels of {name} differ from another run's on the same images")
+        if ((labels[:, c] != UNFILLED) & (labels[:, c] != column)).any():
+            raise CxrresError(f"{where}: labels of {name} differ from another run's on the same images (e.g. another "
+                              "`uncertain` policy); such runs cannot be compared")
         labels[:, c] = column
         own[:, c] = p.scores[order, j]
     return labels, own
+
+
+def defined_classes(labels: np.ndarray) -> np.ndarray:
+    """Mask of the classes of (N, C) labels with positives and negatives among their kept (not masked) images."""
+    return np.array([metrics.undefined_reason(labels[metrics.kept_rows(labels[:, c]), c]) is None
+                     for c in range(labels.shape[1])], dtype=bool)
+
+
+def label_counts(labels: np.ndarray, classes: list[str]) -> pd.DataFrame:
+    """Per class: the test images labelled positive, negative and masked out (-1) of its AUC."""
+    return pd.DataFrame({"class": classes, "n_pos": (labels == 1).sum(axis=0), "n_neg": (labels == 0).sum(axis=0),
+                         "n_masked": (labels == -1).sum(axis=0)})
 
 
 @dataclass(frozen=True)
@@ -137,6 +184,8 @@ class Comparison:
     ensemble_auc: pd.DataFrame = field(default_factory=pd.DataFrame)  # like `auc` for the seed ensembles, plus n_seeds
     best: pd.DataFrame = field(default_factory=pd.DataFrame)  # scope, series, class, heading, resolution_px, auc, share, best, n_replicates
     level: float = 0.95
+    unit: str = "patient"  # what the bootstrap resamples: patient, or image where no patient is known
+    test_labels: pd.DataFrame = field(default_factory=pd.DataFrame)  # class, n_pos, n_neg, n_masked (`label_counts`)
 
     @property
     def several_seeds(self) -> bool:
@@ -181,7 +230,9 @@ def _score(scoring: Scoring, labels: np.ndarray, classes: list[str], defined: np
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", metrics.UndefinedMetricWarning)
         for c, name in enumerate(classes):
-            value = metrics.delong_ci(labels[:, c], s[:, c], level) if not np.isnan(s[:, c]).any() else (math.nan,) * 3
+            kept = metrics.kept_rows(labels[:, c])
+            scored = kept.any() and not np.isnan(s[:, c]).any()
+            value = metrics.delong_ci(labels[kept, c], s[kept, c], level) if scored else (math.nan,) * 3
             rows.append({**meta, "class": name, "auc": value[0], "ci_low": value[1], "ci_high": value[2]})
     replicates = metrics.bootstrap_class_replicates(labels, np.nan_to_num(s), weights, own)
     point = float(np.mean([rows[c]["auc"] for c in np.flatnonzero(own)])) if own.any() else math.nan
@@ -200,7 +251,8 @@ def _pair_tests(scope: str, a: Scoring, b: Scoring, labels: np.ndarray, classes:
         for c, name in enumerate(classes):
             if not defined[c] or np.isnan(sa[:, c]).any() or np.isnan(sb[:, c]).any():
                 continue
-            auc_a, auc_b, z, p = metrics.delong_paired(labels[:, c], sa[:, c], sb[:, c])
+            kept = metrics.kept_rows(labels[:, c])
+            auc_a, auc_b, z, p = metrics.delong_paired(labels[kept, c], sa[kept, c], sb[kept, c])
             pair.append({"scope": scope, "run_a": a.heading, "run_b": b.heading, "class": name, "auc_a": auc_a,
                          "auc_b": auc_b, "z": z, "p": p})
     for r, q in zip(pair, metrics.holm(np.array([r["p"] for r in pair]))):
@@ -210,7 +262,8 @@ def _pair_tests(scope: str, a: Scoring, b: Scoring, labels: np.ndarray, classes:
         return pair, None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", metrics.UndefinedMetricWarning)
-        mean_a, mean_b = (float(np.mean([metrics.auc(labels[:, c], s[:, c]) for c in np.flatnonzero(common)])) for s in (sa, sb))
+        mean_a, mean_b = (float(np.mean([metrics.masked_auc(labels[:, c], s[:, c]) for c in np.flatnonzero(common)]))
+                          for s in (sa, sb))
     d = metrics.replicate_means(replicates[a.heading], common) - metrics.replicate_means(replicates[b.heading], common)
     low, high = metrics.percentile_interval(d, level)
     return pair, {"scope": scope, "run_a": a.heading, "run_b": b.heading, "classes": int(common.sum()), "mean_a": mean_a,
@@ -251,11 +304,12 @@ def scopes(infos: list[RunInfo], scorings: dict[str, Scoring]) -> list[tuple[str
 
 def compare_runs(run_dirs: list[str | Path], level: float = 0.95, n_boot: int = N_BOOT, seed: int = 0) -> Comparison:
     """AUC table, per-class paired DeLong tests (Holm within each pair), bootstrap tests of the mean AUC and the best
-    resolution per class, per run and on the seed ensembles (one patient-bootstrap weight matrix for all)."""
+    resolution per class, per run and on the seed ensembles (one patient-bootstrap weight matrix for all; labels -1
+    masked out of their class)."""
     if len(run_dirs) < 1:
         raise CxrresError("give at least one run directory")
     infos = load_runs(run_dirs)
-    images, classes, labels, scores = align(infos)
+    images, classes, labels, scores, patient_ids = align(infos)
     scorings = {i.heading: Scoring(i.heading, i.group or i.heading, i.arch, i.resolution_px, i.label, i.seed, 1, scores[i.heading])
                 for i in infos}
     for group, members in seed_groups(infos).items():
@@ -265,8 +319,8 @@ def compare_runs(run_dirs: list[str | Path], level: float = 0.95, n_boot: int = 
             first = members[0]
             heading = f"{group} {ENSEMBLE}"
             scorings[heading] = Scoring(heading, group, first.arch, first.resolution_px, first.label, None, len(members), own)
-    defined = np.array([metrics.undefined_reason(labels[:, c]) is None for c in range(len(classes))])
-    groups, _ = patient_groups(images)
+    defined = defined_classes(labels)
+    groups, unit = patient_groups(images, patient_ids)
     weights = metrics.patient_weights(groups, n_boot, seed)
     rows, replicates = [], {}
     for heading, scoring in scorings.items():
@@ -283,4 +337,5 @@ def compare_runs(run_dirs: list[str | Path], level: float = 0.95, n_boot: int = 
             boot_rows += [boot] if boot else []
         best.append(best_resolution(scope, members, every, replicates, classes))
     return Comparison(infos, runs_auc, pd.DataFrame(delong_rows), pd.DataFrame(boot_rows), len(images), n_boot,
-                      localization_long(infos), ensemble_auc, pd.concat(best, ignore_index=True), level)
+                      localization_long(infos), ensemble_auc, pd.concat(best, ignore_index=True), level, unit,
+                      label_counts(labels, classes))

@@ -20,8 +20,21 @@ MEAN = "mean"
 N_BOOT = 1000
 
 
-def patient_groups(images: list[str]) -> tuple[np.ndarray, str]:
-    """Patient id of each image for the bootstrap (from NIH-style names), else one group per image; and which."""
+def patient_codes(patient_ids: list[str]) -> np.ndarray:
+    """One integer per case numbering its patient in the patients' sorted order: numeric where every id is a decimal
+    number (NIH, CheXpert, MIMIC), else as text. NIH ids recorded as text thus number the patients exactly as the ids
+    their image names encode, so the bootstrap draws the same replicates from either."""
+    text = [str(p) for p in patient_ids]
+    numeric = all(p.isascii() and p.isdigit() for p in text)
+    order = {p: k for k, p in enumerate(sorted(set(text), key=(lambda p: (int(p), p)) if numeric else None))}
+    return np.array([order[p] for p in text], dtype=np.int64)
+
+
+def patient_groups(images: list[str], patient_ids: list[str] | None = None) -> tuple[np.ndarray, str]:
+    """The bootstrap's group of each image and its unit: the recorded patients (`patient_codes`), else those NIH image
+    names encode ("patient"), else one group per image ("image")."""
+    if patient_ids is not None:
+        return patient_codes(patient_ids), "patient"
     ids = [patient_from_name(name) for name in images]
     if all(i is not None for i in ids):
         return np.asarray(ids), "patient"
@@ -45,7 +58,7 @@ def auc_table(predictions: runs.Predictions, level: float = 0.95, n_boot: int = 
     defined = table["note"] == ""
     if not defined.any():
         raise CxrresError("no class has positive and negative test images; AUC is undefined for all")
-    groups, unit = patient_groups(predictions.images)
+    groups, unit = patient_groups(predictions.images, predictions.patient_ids)
     if defined.sum() > 1 or len(predictions.classes) > 1:
         point, low, high = metrics.bootstrap_mean_auc(predictions.labels, predictions.scores, groups, n_boot, seed, level)
     else:

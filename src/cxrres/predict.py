@@ -83,7 +83,7 @@ def validation_predictions(run_dir: Path, config: TrainConfig) -> runs.Predictio
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dataset = data.parts["val"]
     predictions = runs.Predictions(dataset.images, data.classes, predict(model, dataset, config, device),
-                                   dataset.labels.numpy().astype(np.int8))
+                                   dataset.labels.numpy().astype(np.int8), data.patient_ids("val"))
     runs.write_predictions(run_dir / runs.PREDICTIONS_VAL, predictions)
     return predictions
 

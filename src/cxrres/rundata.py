@@ -42,6 +42,10 @@ class RunData:
     cache: ResolutionCache
     dropped: dict[str, int]
 
+    def patient_ids(self, part: str) -> list[str]:
+        """The patient of each image of `part` (the data set's `patient_id`, as text), in the part's image order."""
+        return self.source.table.frame["patient_id"].reindex(self.parts[part].images).astype(str).tolist()
+
 
 def data_source(config: TrainConfig, source: DataSource | None = None) -> DataSource:
     """`source` when it serves the run (a study's, built once), else one prepared for the run's resolution alone."""

@@ -7,8 +7,9 @@ A run directory holds
 - `metrics.csv` — one row per epoch: epoch, train_loss, val_loss, val_mean_auc, lr, val_auc_<class>...;
 - `run.json` — `RunStatus`: status (`running`, `finished`, `failed`), best epoch, and cost (wall time, images/s,
   peak memory, device);
-- `predictions_test.csv` — `image`, one probability column per class, one `label_<class>` column per class (1, 0,
-  or -1 where the label is masked out of that class's metrics: uncertain under `uncertain: ignore`);
+- `predictions_test.csv` — `image`, `patient_id` (the image's patient, by which the bootstrap resamples; files
+  written before it was recorded lack it), one probability column per class, one `label_<class>` column per class
+  (1, 0, or -1 where the label is masked out of that class's metrics: uncertain under `uncertain: ignore`);
   `predictions_val.csv` the same for the validation part (where operating points are chosen);
 - `operating_points.csv` — per class the threshold of a positive call and its validation sensitivity/specificity
   (cxrres predict);
@@ -53,6 +54,8 @@ LOCALIZATION = "localization.csv"
 LOCALIZATION_SAMPLES = "localization_samples.csv"
 LOCALIZATION_EXAMPLES = "localization_examples"
 LABEL_PREFIX = "label_"
+#: The optional column of a predictions file that names each image's patient.
+PATIENT_COLUMN = "patient_id"
 #: Values of a `label_<class>` column: positive, negative, masked out of that class (uncertain under `ignore`).
 LABEL_VALUES: tuple[int, ...] = (1, 0, -1)
 
@@ -143,17 +146,21 @@ def is_trained(run_dir: str | Path) -> bool:
 
 @dataclass(frozen=True)
 class Predictions:
-    """Test predictions of one run: image names, class names, (N, C) probabilities and (N, C) labels: 1, 0, or
-    -1 where the label is masked out of that class (uncertain, `uncertain: ignore`)."""
+    """Test predictions of one run: image names, class names, (N, C) probabilities, (N, C) labels: 1, 0, or
+    -1 where the label is masked out of that class (uncertain, `uncertain: ignore`), and each image's patient id
+    (as text; None in files written before it was recorded)."""
 
     images: list[str]
     classes: list[str]
     scores: np.ndarray
     labels: np.ndarray
+    patient_ids: list[str] | None = None
 
     def to_frame(self) -> pd.DataFrame:
         """The predictions_test.csv table."""
         frame = pd.DataFrame({"image": self.images})
+        if self.patient_ids is not None:
+            frame[PATIENT_COLUMN] = [str(p) for p in self.patient_ids]
         for c, name in enumerate(self.classes):
             frame[name] = self.scores[:, c]
         for c, name in enumerate(self.classes):
@@ -175,19 +182,19 @@ def write_predictions(path: Path, predictions: Predictions) -> None:
 
 def read_predictions(run_dir: str | Path, name: str = PREDICTIONS) -> Predictions:
     """A run's predictions file (test part by default), validated: one score and one label column per class, labels
-    1/0/-1 (masked), scores finite."""
+    1/0/-1 (masked), scores finite, and patient ids (where the file has them) not blank."""
     path = Path(run_dir) / name
     if not path.is_file() and not (Path(run_dir) / CONFIG).is_file():
         raise CxrresError(f"{run_dir}: not a run directory (no {CONFIG}, no {name})")
     if not path.is_file():
         raise CxrresError(f"{run_dir}: no {name}; the run has not finished (rerun `cxrres train` with the same settings)")
     try:
-        frame = pd.read_csv(path)
+        frame = pd.read_csv(path, dtype={PATIENT_COLUMN: str})
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise DataFormatError(path, f"not a readable CSV ({str(error).splitlines()[0]})") from None
     if not len(frame.columns) or frame.columns[0] != "image":
         raise DataFormatError(path, "first column must be `image`", 1)
-    classes = [c for c in frame.columns[1:] if not c.startswith(LABEL_PREFIX)]
+    classes = [c for c in frame.columns[1:] if not c.startswith(LABEL_PREFIX) and c != PATIENT_COLUMN]
     missing = [c for c in classes if LABEL_PREFIX + c not in frame.columns]
     extra = [c for c in frame.columns if c.startswith(LABEL_PREFIX) and c[len(LABEL_PREFIX):] not in classes]
     if not classes or missing or extra:
@@ -204,4 +211,10 @@ def read_predictions(run_dir: str | Path, name: str = PREDICTIONS) -> Prediction
         raise DataFormatError(path, "labels must be 1, 0 or -1 (masked out)", row + 2)
     if frame["image"].duplicated().any():
         raise DataFormatError(path, f"image {frame['image'][frame['image'].duplicated()].iloc[0]} appears twice")
-    return Predictions(frame["image"].astype(str).tolist(), classes, scores, labels.astype(np.int8))
+    patients = None
+    if PATIENT_COLUMN in frame.columns:
+        blank = frame[PATIENT_COLUMN].isna().to_numpy() | (frame[PATIENT_COLUMN].str.strip() == "").to_numpy()
+        if blank.any():
+            raise DataFormatError(path, f"{PATIENT_COLUMN} is empty", int(np.flatnonzero(blank)[0]) + 2)
+        patients = frame[PATIENT_COLUMN].tolist()
+    return Predictions(frame["image"].astype(str).tolist(), classes, scores, labels.astype(np.int8), patients)

@@ -58,7 +58,8 @@ def format_mean_sd(mean: float, sd: float, n: int, digits: int = 3) -> str:
 def seed_ensemble(predictions: Sequence[Predictions]) -> Predictions:
     """Mean of the runs' probabilities over the test images all of them scored (in the first run's order).
 
-    The runs must predict the same classes in the same order and agree on the labels of every shared image.
+    The runs must predict the same classes in the same order and agree on the labels of every shared image; the
+    patients are those of the first run that recorded them.
     """
     if not predictions:
         raise CxrresError("a seed ensemble needs at least one run")
@@ -78,4 +79,8 @@ def seed_ensemble(predictions: Sequence[Predictions]) -> Predictions:
         if differ.size:
             raise CxrresError(f"runs disagree on the labels of {differ.size} shared image(s), e.g. {common[differ[0]]}")
     scores = np.mean([np.asarray(p.scores, dtype=np.float64)[r] for p, r in zip(predictions, rows)], axis=0)
-    return Predictions(common.tolist(), list(first.classes), scores, labels)
+    recorded = next((p for p in predictions if p.patient_ids is not None), None)
+    patients = None
+    if recorded is not None:
+        patients = np.asarray(recorded.patient_ids, dtype=object)[pd.Index(recorded.images).get_indexer(common)].tolist()
+    return Predictions(common.tolist(), list(first.classes), scores, labels, patients)

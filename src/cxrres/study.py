@@ -18,6 +18,7 @@ from typing import Any
 from cxrres import runs
 from cxrres.config import PER_RUN, TrainConfig, default_run_dir, read_settings_yaml, train_argv
 from cxrres.data.cache import parse_resolutions
+from cxrres.data.datasets import detect_dataset, open_dataset
 from cxrres.data.labels import BOX_CLASSES, CLASSES, canonical_label
 from cxrres.data.source import DataSource
 from cxrres.errors import CxrresError, DataFormatError
@@ -35,7 +36,7 @@ class StudyConfig:
     resolutions: tuple[int, ...] = (64, 128, 256, 512, 1024)
     archs: tuple[str, ...] = ("densenet121",)
     seeds: tuple[int, ...] = (0,)
-    labels: tuple[str | None, ...] = (None,)  # None: one 14-label network per (arch, R, seed)
+    labels: tuple[str | None, ...] = (None,)  # None: one network over all the run's classes per (arch, R, seed)
     out: str = "study"
     train: dict[str, Any] = field(default_factory=dict)  # TrainConfig settings shared by all runs
     localize: dict[str, Any] = field(default_factory=lambda: {"method": "gradcam", "threshold": 0.5, "iou": 0.1, "examples": 3})
@@ -68,7 +69,8 @@ def study_settings(config_file: str | Path | None, flags: dict[str, Any]) -> "St
 
 
 def make_study(settings: dict[str, Any]) -> StudyConfig:
-    """StudyConfig from merged settings, with lists parsed and labels checked."""
+    """StudyConfig from merged settings, with lists parsed and labels checked against the data set's classes (NIH
+    aliases such as `Infiltrate` resolved; not checked while the data root does not exist)."""
     s = {k: v for k, v in settings.items() if v is not None}
     if "data" not in s:
         raise CxrresError("missing setting: data (give --data DIR or put it in --config)")
@@ -81,21 +83,29 @@ def make_study(settings: dict[str, Any]) -> StudyConfig:
     if "labels" in s:
         value = s["labels"]
         names = value.split(",") if isinstance(value, str) else list(value)
-        labels = []
-        for name in names:
-            if name in (None, "", "all"):
-                labels.append(None)
-                continue
-            canonical = canonical_label(str(name))
-            if canonical is None:
-                raise CxrresError(f"unknown label {name!r}; choose from all, {', '.join(CLASSES)}")
-            labels.append(canonical)
-        s["labels"] = tuple(labels)
+        s["labels"] = tuple(None if name in (None, "", "all") else canonical_label(str(name)) or str(name) for name in names)
     s["data"] = str(Path(s["data"]).expanduser().resolve())
     s["out"] = str(Path(s.get("out", "study")).expanduser().resolve())
     defaults = StudyConfig(data=s["data"])
     s["localize"] = {**defaults.localize, **(s.get("localize") or {})}
-    return StudyConfig(**s)
+    study = StudyConfig(**s)
+    if any(study.labels) and Path(study.data).is_dir():
+        check_labels(study.labels, study_classes(study), study.data)
+    return study
+
+
+def study_classes(study: StudyConfig) -> tuple[str, ...]:
+    """The classes of the study's data set, in its own names (NIH's 14 without reading its metadata)."""
+    spec = run_configs(study)[0].split_spec()
+    dataset = detect_dataset(study.data) if spec.dataset == "auto" else spec.dataset
+    return CLASSES if dataset == "nih" else open_dataset(study.data, dataset, spec.options()).classes
+
+
+def check_labels(labels: tuple[str | None, ...], classes: tuple[str, ...], data: str) -> None:
+    """CxrresError naming the first label that is not one of the data set's `classes` (None, i.e. `all`, always is)."""
+    unknown = [label for label in labels if label is not None and label not in classes]
+    if unknown:
+        raise CxrresError(f"{data}: unknown label {unknown[0]!r}; choose from all, {', '.join(classes)}")
 
 
 def run_configs(study: StudyConfig) -> list[TrainConfig]:
@@ -212,7 +222,7 @@ def run_study(study: StudyConfig, progress: bool = True, log=print) -> Path:
             train(config, source=source)
         if not state.evaluated:
             evaluate_run(config.out, n_boot=study.n_boot)
-        if needs_localization(config) and not state.localized:
+        if needs_localization(config) and not source.table.boxes.empty and not state.localized:
             log(f"[{i}/{len(configs)}] localize {name}")
             loc = study.localize
             localize_run(config.out, None, loc["method"], loc["threshold"], loc["iou"], loc["examples"], progress=progress,

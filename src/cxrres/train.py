@@ -233,7 +233,7 @@ def write_predictions(config: TrainConfig, data: RunData, model: nn.Module, devi
     for part, name in (("val", runs.PREDICTIONS_VAL), ("test", runs.PREDICTIONS)):
         dataset = data.parts[part]
         out[part] = runs.Predictions(dataset.images, data.classes, predict(model, dataset, config, device),
-                                     dataset.labels.numpy().astype(np.int8))
+                                     dataset.labels.numpy().astype(np.int8), data.patient_ids(part))
         runs.write_predictions(Path(config.out) / name, out[part])
     return out["test"]
 

@@ -42,6 +42,17 @@ class SplitSpec:
                            labeler=self.labeler)
 
 
+def read_split(root: DataRoot, spec: SplitSpec) -> tuple[Split | None, DatasetTable]:
+    """The data set at `root` (detected, or `spec.dataset`) read under `spec`, without its images: NIH's `Split` as
+    `build_split` makes it (None for other data sets) and the table in the common form."""
+    dataset = detect_dataset(root.root) if spec.dataset == "auto" else spec.dataset
+    check_options(dataset, spec.options())
+    if dataset == "nih":
+        split = spec.build(root)
+        return split, nih.table_of(root, split, spec.views)
+    return None, open_dataset(root.root, dataset, spec.options())
+
+
 @dataclass
 class DataSource:
     """A data root read as one data set (`table`, split into parts), and its resolution cache, prepared for some
@@ -59,14 +70,8 @@ class DataSource:
                 cache_dir: str | Path | None = None, progress: bool = True) -> "DataSource":
         """Open the root as its data set, build the split, and build or reuse the cache at every resolution (pixels)."""
         root = data if isinstance(data, DataRoot) else DataRoot.at(data)
-        dataset = detect_dataset(root.root) if spec.dataset == "auto" else spec.dataset
-        check_options(dataset, spec.options())
-        if dataset == "nih":
-            split = spec.build(root)
-            table = nih.table_of(root, split, spec.views)
-        else:
-            split, table = None, open_dataset(root.root, dataset, spec.options())
-        report = prepare_cache(root, resolutions_px, cache_dir, progress=progress, dataset=dataset)
+        split, table = read_split(root, spec)
+        report = prepare_cache(root, resolutions_px, cache_dir, progress=progress, dataset=table.dataset)
         return cls(root, spec, table, report, split)
 
     @property

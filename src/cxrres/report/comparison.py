@@ -101,18 +101,25 @@ def best_resolution_table(best: pd.DataFrame) -> tables.Table:
     return tables.Table(header, rows, bold)
 
 
+def test_labels_table(comparison: Comparison) -> tables.Table:
+    """Per class: the test images labelled positive, negative and masked out of its AUC (label -1)."""
+    rows = [[str(r["class"]), f"{r['n_pos']:,}", f"{r['n_neg']:,}", f"{r['n_masked']:,}"]
+            for _, r in comparison.test_labels.iterrows()]
+    return tables.Table(["Class", "Positive", "Negative", "Masked out"], rows)
+
+
 def auc_tables(comparison: Comparison) -> list[tuple[str, tables.Table]]:
     """(caption, table) of the test AUC: per run with DeLong intervals; with several seeds mean ± sd over seeds first
     and the seed ensembles with their DeLong intervals."""
     level = f"{100 * comparison.level:g}%"
-    per_run = (f"Per run: {level} DeLong intervals per class; the mean over classes with a patient-bootstrap interval "
-               f"({comparison.n_boot} replicates). Best per row in bold.", tables.comparison_table(comparison.auc))
+    per_run = (f"Per run: {level} DeLong intervals per class; the mean over classes with a {comparison.unit}-bootstrap "
+               f"interval ({comparison.n_boot} replicates). Best per row in bold.", tables.comparison_table(comparison.auc))
     if not comparison.several_seeds:
         return [per_run]
     return [("Mean ± sd over seeds (n = seeds; sd with ddof 1) of the per-run test AUC; the mean row is the mean over "
              "classes. Best mean per row in bold.", tables.seed_table(summarise_seeds(comparison.auc))),
             (f"Seed ensembles (mean of the seeds' probabilities): {level} DeLong intervals; mean over classes with a "
-             "patient-bootstrap interval.", tables.comparison_table(comparison.ensemble_auc)), per_run]
+             f"{comparison.unit}-bootstrap interval.", tables.comparison_table(comparison.ensemble_auc)), per_run]
 
 
 LOCALIZATION_TITLES: dict[str, str] = {
@@ -139,16 +146,20 @@ def comparison_markdown(comparison: Comparison) -> str:
     """compare.md: the AUC tables, the best resolution per class, the bootstrap tests of the mean and per-class DeLong
     tests against the highest resolution (per scope), and the localization tables when present."""
     out = [f"# Comparison of {len(comparison.runs)} runs on {comparison.n_images:,} test images\n", "## Test AUC\n"]
+    if comparison.test_labels["n_masked"].sum():
+        out += ["Test images per class; masked-out labels (uncertain) are left out of their class.\n",
+                test_labels_table(comparison).to_markdown()]
     for caption, table in auc_tables(comparison):
         out += [caption + "\n", table.to_markdown()]
     best = best_scope(comparison)
     if len(best):
         out += ["\n## Best resolution per class\n", f"On the {scope_title(comparison.main_scope)}; shares of "
-                f"{comparison.n_boot} paired patient-bootstrap replicates (all scopes in best_resolution.csv).\n",
+                f"{comparison.n_boot} paired {comparison.unit}-bootstrap replicates (all scopes in best_resolution.csv).\n",
                 best_resolution_table(best).to_markdown()]
     for scope in scope_list(comparison):
         reference = reference_run(comparison, scope)
-        out += [f"\n## Mean AUC, paired differences: {scope_title(scope)}\n", "Paired patient bootstrap over the classes both runs have.\n",
+        out += [f"\n## Mean AUC, paired differences: {scope_title(scope)}\n",
+                f"Paired {comparison.unit} bootstrap over the classes both runs have.\n",
                 bootstrap_table(comparison, scope=scope).to_markdown(),
                 f"\n## Per-class DeLong tests against {reference}\n", "Two-sided p, Holm-adjusted over the classes of each pair.\n",
                 delong_table(comparison, reference, scope).to_markdown()]
@@ -179,8 +190,9 @@ def write_figures(comparison: Comparison, out: Path, reference: PublishedReferen
 
 def write_comparison(comparison: Comparison, out_dir: str | Path, reference: PublishedReference | None = None,
                      shared_y: bool = True) -> list[Path]:
-    """Write the comparison's tables (Markdown, CSV, LaTeX), tests and best resolutions (CSV), mean ± sd over seeds
-    with every seed's values (CSV), the published comparison when `reference` applies, and the figures."""
+    """Write the comparison's tables (Markdown, CSV, LaTeX), tests, best resolutions and test labels per class (CSV:
+    positives, negatives, masked out), mean ± sd over seeds with every seed's values (CSV), the published comparison
+    when `reference` applies, and the figures."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = []
@@ -190,7 +202,7 @@ def write_comparison(comparison: Comparison, out_dir: str | Path, reference: Pub
         written.append(out / name)
     frames = [("auc_table.csv", tables.csv_table(comparison.auc)), ("auc_long.csv", comparison.auc),
               ("delong_tests.csv", comparison.delong), ("bootstrap_tests.csv", comparison.bootstrap),
-              ("best_resolution.csv", comparison.best)]
+              ("best_resolution.csv", comparison.best), ("test_labels.csv", comparison.test_labels)]
     if comparison.several_seeds:
         frames += [("auc_seeds.csv", summarise_seeds(comparison.auc)), ("auc_ensemble_long.csv", comparison.ensemble_auc),
                    ("auc_ensemble_table.csv", tables.csv_table(comparison.ensemble_auc))]

@@ -1,11 +1,12 @@
 """`cxrres report STUDY_DIR`: report.html (self-contained: images inlined) and report.md (+ report_files/).
 
-Everything shown is recomputed from the run directories and the study's comparison: the data set summary, the
+Everything shown is recomputed from the run directories and the study's comparison: the data set summary (any data
+set: NIH's classes and boxes, or another data set's positives and uncertain labels per part), the
 AUC table with DeLong intervals (and mean ± sd over seeds, and the seed ensembles, when there are several seeds),
 the best resolution per class from paired bootstrap replicates, paired tests against the highest resolution (per
 seed and between seed ensembles), the published study's figures beside ours (NIH ChestX-ray14 with the CheXNet split
-only), localization tables, figures of AUC / localization against resolution, heat-map grids for the smallest and
-the largest finding, training curves, and what each run cost.
+only), localization tables, figures of AUC / localization against resolution and heat-map grids for the smallest and
+the largest finding (where the runs were localized), training curves, and what each run cost.
 """
 
 from __future__ import annotations
@@ -29,15 +30,18 @@ from cxrres import __version__, runs  # noqa: E402
 from cxrres.compare import SINGLE, Comparison, compare_runs, seed_groups, summarise_seeds  # noqa: E402
 from cxrres.config import TrainConfig  # noqa: E402
 from cxrres.data import DataRoot  # noqa: E402
-from cxrres.data.source import DataSource, SplitSpec  # noqa: E402
-from cxrres.data.splits import Split  # noqa: E402
+from cxrres.data.datasets import DatasetTable  # noqa: E402
+from cxrres.data.datasets.summary import describe_boxes, describe_table  # noqa: E402
+from cxrres.data.source import DataSource, SplitSpec, read_split  # noqa: E402
+from cxrres.data.splits import PARTS, Split  # noqa: E402
 from cxrres.data.summary import describe_split  # noqa: E402
 from cxrres.errors import CxrresError  # noqa: E402
 from cxrres.parallel import write_text_atomic  # noqa: E402
 from cxrres.report import plots, tables  # noqa: E402
 from cxrres.report.comparison import (LOCALIZATION_TITLES, auc_tables, best_resolution_table, best_scope,  # noqa: E402
                                       bootstrap_table, delong_table, localization_metrics, localization_table,
-                                      reference_run, scope_list, scope_title, write_comparison, write_figures)
+                                      reference_run, scope_list, scope_title, test_labels_table, write_comparison,
+                                      write_figures)
 from cxrres.report.reference import (METRIC_TITLES, PublishedReference, detect_reference, published_long,  # noqa: E402
                                      published_table)
 from cxrres.seeds import format_mean_sd  # noqa: E402
@@ -53,18 +57,19 @@ class Block:
     caption: str = ""
 
 
-def root_and_split(config: TrainConfig, source: DataSource | None = None) -> tuple[DataRoot, Split]:
-    """The runs' data root and split: `source`'s when it is the runs' data, else built from the run's settings."""
-    if source is not None and source.split is not None and source.reads(config.data, config.split_spec()):
-        return source.root, source.split
-    return _built(str(config.data), config.split_spec())
+def runs_data(config: TrainConfig, source: DataSource | None = None) -> tuple[DataRoot, Split | None, DatasetTable]:
+    """The runs' data root, NIH split (None for other data sets) and data-set table: `source`'s when it is the runs'
+    data, else read from the run's settings (metadata only)."""
+    if source is not None and source.reads(config.data, config.split_spec()):
+        return source.root, source.split, source.table
+    return _read(str(config.data), config.split_spec())
 
 
 @lru_cache(maxsize=2)
-def _built(data: str, spec: SplitSpec) -> tuple[DataRoot, Split]:
-    """A data root and its split, built once per process for the report's data table and its reference check."""
+def _read(data: str, spec: SplitSpec) -> tuple[DataRoot, Split | None, DatasetTable]:
+    """A data root, its NIH split and its table, read once per process for the report's data section and reference."""
     root = DataRoot.at(data)
-    return root, spec.build(root)
+    return (root, *read_split(root, spec))
 
 
 def data_blocks(root: DataRoot, split: Split) -> list[Block]:
@@ -81,16 +86,46 @@ def data_blocks(root: DataRoot, split: Split) -> list[Block]:
             Block(table=tables.Table(["Class", "Boxes", "Mean area"], boxes))]
 
 
+def table_blocks(table: DatasetTable, uncertain: str) -> list[Block]:
+    """A data set other than NIH: positives and uncertain labels per class and part, images and patients per part,
+    how the split was made, and its test boxes where it has any."""
+    summary = describe_table(table)
+    rows = [[name] + [f"{c['positive'][p]:,} / {c['uncertain'][p]:,}" for p in PARTS]
+            for name, c in summary["classes"].items()]
+    rows += [[what] + [f"{summary[what][p]:,}" for p in PARTS] for what in ("images", "patients")]
+    policy = {"ignore": "masked out of that class's loss and AUC", "zeros": "counted as negative",
+              "ones": "counted as positive"}.get(uncertain, uncertain)
+    notes = " ".join(n.rstrip(".") + "." for n in table.notes)
+    blocks = [Block(text=f"Data root `{table.root}`: data set `{table.dataset}`. {notes} Uncertain labels "
+                         f"(`uncertain: {uncertain}`): {policy}; blank labels are negative."),
+              Block(table=tables.Table(["Class", *(f"{p}: positive / uncertain" for p in PARTS)], rows))]
+    boxes = describe_boxes(table)
+    if boxes:
+        area = lambda c: "–" if c["mean_area_px"] is None else f"{c['mean_area_px']:,.0f}"  # noqa: E731
+        rows = [[name, f"{c['boxes']:,}", f"{c['images']:,}", area(c)] for name, c in boxes["classes"].items()]
+        blocks += [Block(text="Boxes in the test part (mean area in the images' own px²):"),
+                   Block(table=tables.Table(["Class", "Boxes", "Images", "Mean area"], rows))]
+    return blocks
+
+
+def runs_reference(split: Split | None, table: DatasetTable, n_images: int) -> PublishedReference:
+    """Wollek et al. 2023 where the runs are on NIH ChestX-ray14 (`detect_reference`); for any other data set none."""
+    if split is None:
+        return PublishedReference(False, f"The runs are on the {table.dataset} data set; the published results are for "
+                                         "NIH ChestX-ray14 with the CheXNet split, so no published reference applies.")
+    return detect_reference(split, n_images)
+
+
 def study_reference(comparison: Comparison, source: DataSource | None = None) -> PublishedReference:
     """Whether Wollek et al. 2023 applies to the runs' data (see `report.reference.detect_reference`)."""
     config = runs.read_settings(comparison.runs[0].run_dir)
     if not config.data:
         return PublishedReference(False, "The runs do not record their data root, so no published reference applies.")
     try:
-        _, split = root_and_split(config, source)
+        _, split, table = runs_data(config, source)
     except (CxrresError, OSError, TypeError) as error:
         return PublishedReference(False, f"The runs' split could not be read ({error}), so no published reference applies.")
-    return detect_reference(split, comparison.n_images)
+    return runs_reference(split, table, comparison.n_images)
 
 
 def training_curves(run_dirs: list[Path], headings: list[str], path: Path) -> Path:
@@ -217,17 +252,22 @@ def build_sections(study_dir: Path, comparison: Comparison, files: Path, source:
                    shared_y: bool = True, reference: PublishedReference | None = None) -> list[tuple[str, list[Block]]]:
     """The report's sections, figures written into `files` (`shared_y`: one y range for all per-class panels)."""
     config = runs.read_settings(comparison.runs[0].run_dir)
-    root, split = root_and_split(config, source)
-    reference = reference or detect_reference(split, comparison.n_images)
+    root, split, data = runs_data(config, source)
+    reference = reference or runs_reference(split, data, comparison.n_images)
     figures = write_figures(comparison, files, reference, shared_y)
     seeds_note = (" Several seeds: mean ± sd over seeds (n in the header)." if comparison.several_seeds else "")
+    key = ("The smallest and the largest finding by mean box size, and the mean over classes: test AUC, localization "
+           "accuracy (share of boxes hit at IoU ≥ 0.1) and pointing accuracy (share of boxes that contain the map's "
+           "maximum)." if comparison.localization is not None else "The test AUC, mean over classes (no localization: not "
+           "every run has box scores, e.g. the data set has no boxes).")
     sections: list[tuple[str, list[Block]]] = [
-        ("Key results", [Block(text="The smallest and the largest finding by mean box size, and the mean over classes: "
-                                    "test AUC, localization accuracy (share of boxes hit at IoU ≥ 0.1) and pointing "
-                                    "accuracy (share of boxes that contain the map's maximum)." + seeds_note),
-                         Block(table=key_table(comparison))]),
-        ("Data", data_blocks(root, split))]
+        ("Key results", [Block(text=key + seeds_note), Block(table=key_table(comparison))]),
+        ("Data", data_blocks(root, split) if split is not None else table_blocks(data, config.uncertain))]
     auc = [Block(text=f"{len(comparison.runs)} runs scored on {comparison.n_images:,} test images.")]
+    if comparison.test_labels["n_masked"].sum():
+        auc += [Block(text="Test images per class: a class's AUC, DeLong tests and bootstrap use its positive and "
+                           "negative images; those whose label is masked out (uncertain) are left out of that class."),
+                Block(table=test_labels_table(comparison))]
     for caption, table in auc_tables(comparison):
         auc += [Block(text=caption), Block(table=table)]
     auc += _figure(figures, "auc_vs_resolution", auc_caption(comparison, reference, shared_y))
@@ -236,15 +276,17 @@ def build_sections(study_dir: Path, comparison: Comparison, files: Path, source:
     if len(best):
         sections.append(("Best resolution per class", [
             Block(text=f"On the {scope_title(comparison.main_scope)}: the resolution with the highest test AUC, and the share "
-                       f"of {comparison.n_boot:,} paired patient-bootstrap replicates (the same resampled patients for every "
-                       "resolution) in which each resolution has the highest AUC; exact ties share a replicate."),
+                       f"of {comparison.n_boot:,} paired {comparison.unit}-bootstrap replicates (the same resampled "
+                       f"{comparison.unit}s for every resolution) in which each resolution has the highest AUC; exact ties "
+                       "share a replicate."),
             Block(table=best_resolution_table(best)),
             *_figure(figures, "best_resolution", "Share of bootstrap replicates in which each resolution is best")]))
     for scope in scope_list(comparison):
         reference_heading = reference_run(comparison, scope)
         title = f"Paired tests against {reference_heading}" + ("" if scope == SINGLE else f" ({scope_title(scope)})")
         sections.append((title, [
-            Block(text=f"Between the {scope_title(scope)}. Mean AUC: paired bootstrap over patients (same replicates for both)."),
+            Block(text=f"Between the {scope_title(scope)}. Mean AUC: paired bootstrap over {comparison.unit}s (same "
+                       "replicates for both)."),
             Block(table=bootstrap_table(comparison, reference_heading, scope)),
             Block(text="Per class: two-sided DeLong p, Holm-adjusted over the classes of each pair."),
             Block(table=delong_table(comparison, reference_heading, scope))]))
