@@ -374,6 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--seeds", metavar="S,S", help="seeds (default: 0)")
     study.add_argument("--labels", metavar="L,L", help="'all' for one 14-label network (default), or finding names for single-label networks")
     study.add_argument("--out", metavar="STUDY_DIR", help="study directory (default: study)")
+    study.add_argument("--external", metavar="ROOT,ROOT", help="score every run on these data roots' test parts too (shared classes)")
     study.add_argument("--config", metavar="FILE", help="YAML with study settings; its `train:` mapping holds training settings")
     study.add_argument("--dry-run", action="store_true", help="list what is done and what is left; change nothing")
     study.add_argument("--plan", action="store_true", help="print one `cxrres train` command per unfinished run (for a scheduler)")
