@@ -95,7 +95,7 @@ def test_study_file_round_trip(tmp_path: Path) -> None:
 SCHEMA = {name: getattr(runs, name) for name in ("CONFIG", "STATUS", "METRICS", "PREDICTIONS", "PREDICTIONS_VAL", "OPERATING_POINTS", "CHECKPOINTS", "BEST", "LAST",
                                                  "AUC", "LOCALIZATION", "LOCALIZATION_SAMPLES", "LOCALIZATION_EXAMPLES",
                                                  "STUDY_FILE", "KEY_TABLE", "REPORT_HTML", "REPORT_MD", "REPORT_FILES", "SLURM_JOBS",
-                                                 "COMPARISON")}
+                                                 "COMPARISON", "AUC_GOOGLE2019", "EXTERNAL_TEST")}
 
 
 @pytest.mark.parametrize("name", sorted(SCHEMA))

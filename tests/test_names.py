@@ -34,3 +34,16 @@ def test_a_plain_csv_matches_by_any_spelling_and_nothing_else():
     assert shared_classes("csv", ["Effusion", "Tuberculosis"], "vindr", vindr.CLASSES) == [("Effusion", "Pleural effusion")]
     # a known data set does not match loosely: VinDr's own spelling only
     assert finding_of("vindr", "Effusion") is None
+
+
+def test_the_table_in_docs_is_the_one_in_names_py():
+    from pathlib import Path
+
+    from cxrres.data.datasets.names import DATASET_HEADINGS, markdown_table
+
+    assert {d for names in FINDINGS.values() for d in names} <= set(DATASET_HEADINGS)  # every data set has a column
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "data.md").read_text()
+    section = doc.split("## Class names across data sets\n", 1)[1].split("\n#", 1)[0]
+    table = "\n".join(line for line in section.splitlines() if line.startswith("|")) + "\n"
+    assert table == markdown_table()
+    assert len(table.splitlines()) == 2 + len(FINDINGS)

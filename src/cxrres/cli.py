@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 from cxrres import __version__
 from cxrres.config import SPLIT_SETTINGS, add_arguments, add_train_arguments
 from cxrres.errors import EXIT_TERMINATED, CxrresError, Terminated
-from cxrres.runs import COMPARISON
+from cxrres.runs import AUC, AUC_GOOGLE2019, COMPARISON
 
 
 def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
@@ -101,19 +101,27 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    """Per-class test AUC with DeLong intervals of one run; writes auc.csv into it."""
-    from cxrres.evaluate import evaluate_run, table_as_json
-    from cxrres.runs import AUC
+    """Per-class test AUC with DeLong intervals of one run: on its own test part, against adjudicated labels
+    (--reference), or on another data set's test part (--data)."""
+    from cxrres.evaluate import evaluate_run, format_table, table_as_json
 
-    table = evaluate_run(args.run_dir, args.level, args.n_boot)
-    if args.json:
-        print(json.dumps(table_as_json(table)))
+    if args.reference and args.data:
+        raise CxrresError("--reference scores the run's own test images; it cannot be combined with --data")
+    if args.reference:
+        from cxrres.adjudicated import evaluate_reference, format_reference_table
+
+        table = evaluate_reference(args.run_dir, args.reference, args.level)
+        print(table.to_json(orient="records") if args.json else f"{format_reference_table(table)}\nwrote {args.run_dir}/{AUC_GOOGLE2019}")
         return 0
-    for _, row in table.iterrows():
-        counts = "" if row["class"] == "mean" else f"{int(row['n_pos']):>6,} pos {int(row['n_neg']):>7,} neg  "
-        value = "undefined" if row["note"].startswith("undefined") else f"{row['auc']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}]"
-        print(f"{row['class']:<19} {counts}{value}" + (f"  ({row['note']})" if row["note"] else ""))
-    print(f"wrote {args.run_dir}/{AUC}")
+    if args.data:
+        from cxrres.external import evaluate_external
+
+        result = evaluate_external(args.run_dir, args.data, args.dataset, args.views, args.level, args.n_boot,
+                                   args.allow_missing, progress=not args.json)
+        print(json.dumps(result.as_json()) if args.json else result.summary())
+        return 0
+    table = evaluate_run(args.run_dir, args.level, args.n_boot)
+    print(json.dumps(table_as_json(table)) if args.json else f"{format_table(table)}\nwrote {args.run_dir}/{AUC}")
     return 0
 
 
@@ -172,20 +180,14 @@ def _print_key_table(key: Path, html: Path) -> None:
 
 def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
     """--executor and the SLURM settings of `cxrres study` (flags override the study file's `slurm:` mapping)."""
+    from cxrres.cluster.scripts import add_slurm_arguments
     from cxrres.study import EXECUTORS
 
     parser.add_argument("--executor", choices=EXECUTORS, default="local",
                         help="local: train here, one run after another; slurm: submit sbatch jobs (docs/cluster.md) "
                              "(default: %(default)s)")
     parser.add_argument("--wait", action="store_true", help="slurm: block until the report is written; fail if a job failed")
-    parser.add_argument("--partition", metavar="P", help="slurm: partition")
-    parser.add_argument("--gpus-per-run", type=int, metavar="N", help="slurm: GPUs per training run (DDP over them; default 0)")
-    parser.add_argument("--cpus-per-run", type=int, metavar="N", help="slurm: CPU cores per training run")
-    parser.add_argument("--mem", metavar="SIZE", help="slurm: memory per job and node, e.g. 32G")
-    parser.add_argument("--time", metavar="D-HH:MM:SS", help="slurm: time limit per job, e.g. 24:00:00")
-    parser.add_argument("--account", metavar="A", help="slurm: account to charge")
-    parser.add_argument("--sbatch-extra", action="append", metavar="LINE",
-                        help="slurm: an extra '#SBATCH ...' line for every job (repeatable)")
+    add_slurm_arguments(parser)
 
 
 def cmd_study(args: argparse.Namespace) -> int:
@@ -330,9 +332,13 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser("evaluate", help="per-class test AUC with DeLong 95%% intervals of one run",
                               description="Read RUN_DIR/predictions_test.csv and write RUN_DIR/auc.csv: per class n_pos, n_neg, "
                                           "AUC (Mann-Whitney) and DeLong interval; the mean over classes with a bootstrap-by-patient "
-                                          "interval.")
+                                          "interval. --reference and --data score against other labels or on another data set.")
     evaluate.add_argument("run_dir", metavar="RUN_DIR")
     evaluate.add_argument("--json", action="store_true", help='print {"auc": {class: {auc, ci_low, ci_high}, ..., "mean": {...}}}')
+    evaluate.add_argument("--reference", choices=("google2019",), help="score an NIH run against Google's adjudicated labels (docs/data.md)")
+    evaluate.add_argument("--data", metavar="OTHER_ROOT", help="score the run on another data set's test part, over the classes both have")
+    add_dataset_arguments(evaluate)
+    evaluate.add_argument("--allow-missing", action="store_true", help="--data: score the test images that are cached, leaving out missing ones")
     _add_statistics_options(evaluate)
     evaluate.set_defaults(func=cmd_evaluate)
 
@@ -373,6 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--labels", metavar="L,L", help="'all' for one network over every class (default), or the data set's class names for "
                                                         "single-label networks")
     study.add_argument("--out", metavar="STUDY_DIR", help="study directory (default: study)")
+    study.add_argument("--external", metavar="ROOT,ROOT", help="score every run on these data roots' test parts too (shared classes)")
     study.add_argument("--config", metavar="FILE", help="YAML with study settings; its `train:` mapping holds training settings")
     study.add_argument("--dry-run", action="store_true", help="list what is done and what is left; change nothing")
     study.add_argument("--plan", action="store_true", help="print one `cxrres train` command per unfinished run (for a scheduler)")

@@ -41,19 +41,24 @@ def patient_groups(images: list[str], patient_ids: list[str] | None = None) -> t
     return np.arange(len(images)), "image"
 
 
+def auc_row(labels: np.ndarray, scores: np.ndarray, level: float = 0.95) -> dict:
+    """n_pos, n_neg, AUC, DeLong interval and note (`undefined: ...` or empty) of one class's labels (1/0, -1 masked
+    out) and scores."""
+    kept = metrics.kept_rows(labels)  # a label -1 is masked out of this class
+    y, s = labels[kept], scores[kept]
+    reason = metrics.undefined_reason(y) if kept.any() else "every label masked out"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", metrics.UndefinedMetricWarning)
+        value, low, high = metrics.delong_ci(y, s, level) if kept.any() else (math.nan,) * 3
+    return {"n_pos": int(y.sum()), "n_neg": int(len(y) - y.sum()), "auc": value, "ci_low": low, "ci_high": high,
+            "note": f"undefined: {reason}" if reason else ""}
+
+
 def auc_table(predictions: runs.Predictions, level: float = 0.95, n_boot: int = N_BOOT, seed: int = 0) -> pd.DataFrame:
     """One row per class (n_pos, n_neg, AUC and DeLong interval, note) and a `mean` row (patient-bootstrap interval);
     a class's masked cases (label -1) are left out of its row and of its part of the mean."""
-    rows = []
-    for c, name in enumerate(predictions.classes):
-        kept = metrics.kept_rows(predictions.labels[:, c])  # a label -1 is masked out of this class
-        y, s = predictions.labels[kept, c], predictions.scores[kept, c]
-        reason = metrics.undefined_reason(y) if kept.any() else "every label masked out"
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", metrics.UndefinedMetricWarning)
-            value, low, high = metrics.delong_ci(y, s, level) if kept.any() else (math.nan,) * 3
-        rows.append({"class": name, "n_pos": int(y.sum()), "n_neg": int(len(y) - y.sum()), "auc": value,
-                     "ci_low": low, "ci_high": high, "note": f"undefined: {reason}" if reason else ""})
+    rows = [{"class": name, **auc_row(predictions.labels[:, c], predictions.scores[:, c], level)}
+            for c, name in enumerate(predictions.classes)]
     table = pd.DataFrame(rows)
     defined = table["note"] == ""
     if not defined.any():
@@ -81,3 +86,13 @@ def table_as_json(table: pd.DataFrame) -> dict:
         return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(float(x), 6)
 
     return {"auc": {row["class"]: {k: number(row[k]) for k in ("auc", "ci_low", "ci_high")} for _, row in table.iterrows()}}
+
+
+def format_table(table: pd.DataFrame, width: int = 19) -> str:
+    """The AUC table as `cxrres evaluate` prints it: one line per class (counts, AUC and interval), then the mean."""
+    lines = []
+    for _, row in table.iterrows():
+        counts = "" if row["class"] == MEAN else f"{int(row['n_pos']):>6,} pos {int(row['n_neg']):>7,} neg  "
+        value = "undefined" if row["note"].startswith("undefined") else f"{row['auc']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}]"
+        lines.append(f"{row['class']:<{width}} {counts}{value}" + (f"  ({row['note']})" if row["note"] else ""))
+    return "\n".join(lines)

@@ -13,8 +13,10 @@ A run directory holds
   `predictions_val.csv` the same for the validation part (where operating points are chosen);
 - `operating_points.csv` — per class the threshold of a positive call and its validation sensitivity/specificity
   (cxrres predict);
-- `auc.csv` (cxrres evaluate), `localization.csv`, `localization_samples.csv`, `localization_examples/`
-  (cxrres localize);
+- `auc.csv` (cxrres evaluate), `auc_google2019.csv` (cxrres evaluate --reference google2019), `localization.csv`,
+  `localization_samples.csv`, `localization_examples/` (cxrres localize);
+- `external_test/<dataset>-<root hash>/` (cxrres evaluate --data OTHER_ROOT): `predictions_test.csv` and `auc.csv` of
+  the run on another data set's test part, over the classes both have;
 - `logs/` — CSV and TensorBoard logs from Lightning.
 
 A study directory holds `study.yaml`, `runs/<run>/` (run directories), `comparison/` (cxrres compare),
@@ -35,6 +37,8 @@ import pandas as pd
 import yaml
 
 from cxrres.config import TrainConfig
+from cxrres.data.cache_store import root_hash
+from cxrres.data.datasets import detect_dataset
 from cxrres.errors import CxrresError, DataFormatError
 from cxrres.parallel import write_json_atomic, write_text_atomic
 
@@ -53,6 +57,11 @@ AUC = "auc.csv"
 LOCALIZATION = "localization.csv"
 LOCALIZATION_SAMPLES = "localization_samples.csv"
 LOCALIZATION_EXAMPLES = "localization_examples"
+AUC_GOOGLE2019 = "auc_google2019.csv"  # cxrres evaluate --reference google2019
+EXTERNAL_TEST = "external_test"  # <dataset>-<root hash>/ per other data set: auc.csv, predictions_test.csv
+#: Columns of an external_test/.../auc.csv beside evaluate's: the other data set's name and root, and which of its
+#: classes was scored as the run's `class`.
+EXTERNAL_DATASET, EXTERNAL_ROOT, EXTERNAL_CLASS = "dataset", "data_root", "dataset_class"
 LABEL_PREFIX = "label_"
 #: The optional column of a predictions file that names each image's patient.
 PATIENT_COLUMN = "patient_id"
@@ -69,6 +78,25 @@ REPORT_MD = "report.md"
 REPORT_FILES = "report_files"
 SLURM = "slurm"  # STUDY/slurm/: the sbatch scripts, jobs.json and logs/ of --executor slurm
 SLURM_JOBS = "jobs.json"
+
+
+def external_dir(run_dir: str | Path, dataset: str, data_root: str | Path) -> Path:
+    """RUN/external_test/<dataset>-<root hash>/: where a run's scores on another data root go."""
+    return Path(run_dir) / EXTERNAL_TEST / f"{dataset}-{root_hash(data_root)}"
+
+
+def external_scored(run_dir: str | Path, data: str | Path, dataset: str | None = None) -> bool:
+    """Whether the run has a complete external auc.csv for the data root `data` (False if the root cannot be read)."""
+    try:
+        name = dataset or detect_dataset(data)
+    except CxrresError:
+        return False
+    return (external_dir(run_dir, name, data) / AUC).is_file()
+
+
+def read_external_aucs(run_dir: str | Path) -> list[pd.DataFrame]:
+    """Every complete external auc.csv of a run (one per other data root it was scored on), in folder-name order."""
+    return [pd.read_csv(path) for path in sorted((Path(run_dir) / EXTERNAL_TEST).glob(f"*/{AUC}"))]
 
 
 def write_yaml_atomic(path: Path, payload: dict) -> None:

@@ -25,7 +25,7 @@ from cxrres.errors import CxrresError, DataFormatError
 from cxrres.parallel import write_text_atomic
 
 #: The StudyConfig settings that `cxrres study` takes as flags (the rest come from --config).
-GRID_FLAGS: tuple[str, ...] = ("data", "resolutions", "archs", "seeds", "labels", "out")
+GRID_FLAGS: tuple[str, ...] = ("data", "resolutions", "archs", "seeds", "labels", "out", "external")
 
 
 @dataclass
@@ -42,6 +42,7 @@ class StudyConfig:
     localize: dict[str, Any] = field(default_factory=lambda: {"method": "gradcam", "threshold": 0.5, "iou": 0.1, "examples": 3})
     n_boot: int = 1000
     slurm: dict[str, Any] = field(default_factory=dict)  # `--executor slurm` settings (cxrres.cluster.SlurmOptions)
+    external: tuple[str, ...] = ()  # other data roots every run is scored on once trained (cxrres evaluate --data)
 
 
 def study_from_file(path: str | Path) -> dict[str, Any]:
@@ -84,6 +85,12 @@ def make_study(settings: dict[str, Any]) -> StudyConfig:
         value = s["labels"]
         names = value.split(",") if isinstance(value, str) else list(value)
         s["labels"] = tuple(None if name in (None, "", "all") else canonical_label(str(name)) or str(name) for name in names)
+    if "external" in s:
+        value = s["external"]
+        roots = value.split(",") if isinstance(value, str) else value
+        if not isinstance(roots, (list, tuple)) or not all(isinstance(r, str) and r.strip() for r in roots):
+            raise CxrresError(f"external: give a list of data roots (or --external ROOT,ROOT), not {value!r}")
+        s["external"] = tuple(str(Path(r.strip()).expanduser().resolve()) for r in roots)
     s["data"] = str(Path(s["data"]).expanduser().resolve())
     s["out"] = str(Path(s.get("out", "study")).expanduser().resolve())
     defaults = StudyConfig(data=s["data"])
@@ -128,14 +135,17 @@ class RunState:
     status: str
     evaluated: bool
     localized: bool
+    external_left: tuple[str, ...] = ()  # the study's external roots this run is not yet scored on
 
 
-def run_state(config: TrainConfig) -> RunState:
-    """What is done for one run: trained (finished / epochs so far / not started), evaluated, localized."""
+def run_state(config: TrainConfig, external: tuple[str, ...] = ()) -> RunState:
+    """What is done for one run: trained (finished / epochs so far / not started), evaluated, localized, and which of
+    the `external` roots it is not yet scored on."""
     run_dir = Path(config.out)
     status = runs.read_status(run_dir)
     return RunState(run_dir.name, runs.is_trained(run_dir), status.epochs, status.status,
-                    (run_dir / runs.AUC).is_file(), (run_dir / runs.LOCALIZATION).is_file())
+                    (run_dir / runs.AUC).is_file(), (run_dir / runs.LOCALIZATION).is_file(),
+                    tuple(root for root in external if not runs.external_scored(run_dir, root)))
 
 
 def needs_localization(config: TrainConfig) -> bool:
@@ -147,10 +157,11 @@ def describe_state(study: StudyConfig) -> str:
     """`--dry-run`: one line per run saying what is done and what is left."""
     lines = []
     for config in run_configs(study):
-        s = run_state(config)
+        s = run_state(config, study.external)
         trained = "trained" if s.trained else (f"{s.status} after {s.epochs} epochs" if s.epochs else "not started")
         left = [step for step, done in (("train", s.trained), ("evaluate", s.evaluated),
                                         ("localize", s.localized or not needs_localization(config))) if not done]
+        left += [f"external {len(s.external_left)}/{len(study.external)}"] if s.external_left else []
         lines.append(f"{s.run:<40} {trained:<28} left: {', '.join(left) or 'nothing'}")
     report = Path(study.out) / runs.REPORT_HTML
     lines.append(f"report: {'written' if report.is_file() else 'not written'} ({report})")
@@ -174,7 +185,12 @@ def job_commands(study: StudyConfig) -> str:
     for config in run_configs(study):
         if not run_state(config).trained:
             lines.append("cxrres train " + " ".join(shlex.quote(a) for a in train_argv(config) + ["--quiet"]))
-    lines.append("# when all jobs are done (evaluates, localizes, compares, writes the report):")
+    external = [(c.out, root) for c in run_configs(study) for root in run_state(c, study.external).external_left]
+    if external:
+        lines.append("# scoring on the external roots, each once its run is trained (the last command does it too):")
+        flags = f" --n-boot {study.n_boot}" + (" --allow-missing" if study.train.get("allow_missing") else "")
+        lines += [f"cxrres evaluate {shlex.quote(out)} --data {shlex.quote(root)}{flags}" for out, root in external]
+    lines.append("# when all jobs are done (evaluates, localizes, scores on external roots, compares, writes the report):")
     lines.append("cxrres study " + " ".join(shlex.quote(a) for a in study_argv(study)))
     return "\n".join(lines)
 
@@ -184,7 +200,7 @@ def write_study_file(study: StudyConfig) -> Path:
     path = Path(study.out) / runs.STUDY_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     settings = dataclasses.asdict(study)
-    settings.update({k: list(settings[k]) for k in ("resolutions", "archs", "seeds", "labels")})
+    settings.update({k: list(settings[k]) for k in ("resolutions", "archs", "seeds", "labels", "external")})
     runs.write_yaml_atomic(path, settings)
     return path
 
@@ -203,6 +219,7 @@ def run_study(study: StudyConfig, progress: bool = True, log=print) -> Path:
     """Do everything that is left: caches, training, evaluation, localization, comparison, report. Returns report.html."""
     from cxrres.compare import compare_runs
     from cxrres.evaluate import evaluate_run
+    from cxrres.external import evaluate_external, prepare_external
     from cxrres.localize import localize_run
     from cxrres.report.document import key_table, write_report
     from cxrres.train import train
@@ -213,6 +230,7 @@ def run_study(study: StudyConfig, progress: bool = True, log=print) -> Path:
     source = prepare_source(study, progress)  # one scan, one decode for every resolution
     log(f"cache {source.cache_dir}: {source.prepared.n_images:,} images at {','.join(map(str, study.resolutions))} px")
     configs = run_configs(study)
+    external: dict[str, DataSource] = {}
     for i, config in enumerate(configs, 1):
         state = run_state(config)
         name = Path(config.out).name
@@ -222,6 +240,12 @@ def run_study(study: StudyConfig, progress: bool = True, log=print) -> Path:
             train(config, source=source)
         if not state.evaluated:
             evaluate_run(config.out, n_boot=study.n_boot)
+        for root in run_state(config, study.external).external_left:  # each other root read and cached once
+            log(f"[{i}/{len(configs)}] score {name} on {root}")
+            if root not in external:
+                external[root] = prepare_external(root, runs.read_settings(config.out), list(study.resolutions), progress=progress)
+            evaluate_external(config.out, root, n_boot=study.n_boot, allow_missing=bool(study.train.get("allow_missing")),
+                              progress=progress, source=external[root])
         if needs_localization(config) and not source.table.boxes.empty and not state.localized:
             log(f"[{i}/{len(configs)}] localize {name}")
             loc = study.localize

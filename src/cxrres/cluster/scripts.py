@@ -4,6 +4,7 @@ job that runs `cxrres study` once every run is trained. docs/cluster.md."""
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import shlex
 import sys
@@ -40,6 +41,18 @@ class SlurmOptions:
     time: str | None = None  # time limit per job, SLURM syntax (e.g. 24:00:00)
     account: str | None = None
     sbatch_extra: tuple[str, ...] = ()  # further `#SBATCH ...` lines, copied into every script
+
+
+def add_slurm_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of `cxrres study` that set SlurmOptions (one per field; they override the study file's `slurm:`)."""
+    parser.add_argument("--partition", metavar="P", help="slurm: partition")
+    parser.add_argument("--gpus-per-run", type=int, metavar="N", help="slurm: GPUs per training run (DDP over them; default 0)")
+    parser.add_argument("--cpus-per-run", type=int, metavar="N", help="slurm: CPU cores per training run")
+    parser.add_argument("--mem", metavar="SIZE", help="slurm: memory per job and node, e.g. 32G")
+    parser.add_argument("--time", metavar="D-HH:MM:SS", help="slurm: time limit per job, e.g. 24:00:00")
+    parser.add_argument("--account", metavar="A", help="slurm: account to charge")
+    parser.add_argument("--sbatch-extra", action="append", metavar="LINE",
+                        help="slurm: an extra '#SBATCH ...' line for every job (repeatable)")
 
 
 def slurm_options(mapping: dict[str, Any] | None, flags: dict[str, Any] | None = None) -> SlurmOptions:

@@ -35,10 +35,15 @@ def user_cache_home() -> Path:
     return (Path(xdg).expanduser() if xdg else Path.home() / ".cache").resolve() / "cxrres"
 
 
+def root_hash(data_dir: str | Path) -> str:
+    """12 hex digits of the SHA-256 of a data root's resolved path: what tells two roots apart in folder names."""
+    return hashlib.sha256(str(Path(data_dir).expanduser().resolve()).encode()).hexdigest()[:12]
+
+
 def default_cache_dir(data_dir: str | Path) -> Path:
-    """The default cache of a data root: `user_cache_home() / "<root name>-<12 hex of sha256(resolved root)>"`."""
+    """The default cache of a data root: `user_cache_home() / "<root name>-<root_hash(root)>"`."""
     root = Path(data_dir).expanduser().resolve()
-    return user_cache_home() / f"{root.name or 'root'}-{hashlib.sha256(str(root).encode()).hexdigest()[:12]}"
+    return user_cache_home() / f"{root.name or 'root'}-{root_hash(root)}"
 
 
 @contextmanager

@@ -37,6 +37,12 @@ DATA_ENTRY_HEADER: tuple[str, ...] = (
     "OriginalImagePixelSpacing[x",
     "y]",
 )
+#: The four findings of Google's adjudicated labels of NIH images (Majkowska et al., Radiology 2020), in file order.
+GOOGLE2019_FINDINGS: tuple[str, ...] = ("Fracture", "Pneumothorax", "Airspace opacity", "Nodule or mass")
+#: google2019_nih-chest-xray-labels.csv: Data_Entry's 11 fields, the four findings (YES/NO) and `Set Id` (test/val).
+GOOGLE2019_HEADER: tuple[str, ...] = (*DATA_ENTRY_HEADER, *GOOGLE2019_FINDINGS, "Set Id")
+#: `Set Id` values: Google's test and validation sets.
+GOOGLE2019_SETS: tuple[str, ...] = ("test", "val")
 #: BBox_List_2017.csv: a 9-field header (three trailing empty) over 6-field rows.
 BBOX_HEADER: tuple[str, ...] = ("Image Index", "Finding Label", "Bbox [x", "y", "w", "h]")
 
@@ -283,6 +289,50 @@ def read_bbox_list(path: str | Path) -> pd.DataFrame:
     if not records:
         raise DataFormatError(path, "no data rows")
     return pd.DataFrame.from_records(records, columns=["image", "label", "x", "y", "w", "h"])
+
+
+def read_google2019(path: str | Path) -> pd.DataFrame:
+    """Read Google's adjudicated labels of NIH images (`google2019_nih-chest-xray-labels.csv[.gz]`).
+
+    Returns one row per image (an NIH name), indexed by name, with `patient_id` (checked against the name), `view`,
+    `set_id` (`test` or `val`) and one 0/1 uint8 column per GOOGLE2019_FINDINGS (YES = 1, NO = 0).
+    """
+    path = Path(path)
+    rows = _rows(path)
+    first = next(rows, None)
+    if first is None:
+        raise DataFormatError(path, "file is empty")
+    line, header = first
+    if tuple(h.strip() for h in header) != GOOGLE2019_HEADER:
+        raise DataFormatError(path, f"unexpected header {_show(','.join(header))}; expected {','.join(GOOGLE2019_HEADER)!r}", line)
+    width, start = len(GOOGLE2019_HEADER), len(DATA_ENTRY_HEADER)
+    names: list[str] = []
+    lines: list[int] = []
+    records: list[tuple] = []
+    for line, fields in rows:
+        if len(fields) != width:
+            raise DataFormatError(path, f"expected {width} fields, found {len(fields)} (truncated or malformed row)", line)
+        if not _NIH_NAME.fullmatch(fields[0]):
+            raise DataFormatError(path, f"not an NIH image name (PPPPPPPP_FFF.png): {_show(fields[0])}", line)
+        patient = _int(path, line, "Patient ID", fields[3])
+        if patient != patient_from_name(fields[0]):
+            raise DataFormatError(path, f"Patient ID {patient} is not the patient of image {fields[0]}", line)
+        findings = []
+        for name, cell in zip(GOOGLE2019_FINDINGS, fields[start:start + len(GOOGLE2019_FINDINGS)]):
+            if cell not in ("YES", "NO"):
+                raise DataFormatError(path, f"column {name!r}: expected YES or NO, found {_show(cell)}", line)
+            findings.append(int(cell == "YES"))
+        if fields[-1] not in GOOGLE2019_SETS:
+            raise DataFormatError(path, f"column 'Set Id': expected test or val, found {_show(fields[-1])}", line)
+        names.append(fields[0])
+        lines.append(line)
+        records.append((patient, fields[6], fields[-1], *findings))
+    if not names:
+        raise DataFormatError(path, "no data rows")
+    _check_unique(path, names, lines)
+    frame = pd.DataFrame.from_records(records, columns=["patient_id", "view", "set_id", *GOOGLE2019_FINDINGS],
+                                      index=pd.Index(names, name="image"))
+    return frame.astype({name: np.uint8 for name in GOOGLE2019_FINDINGS})
 
 
 def _text_rows(path: Path) -> Iterator[tuple[int, list[str]]]:

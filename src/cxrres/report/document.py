@@ -3,10 +3,11 @@
 Everything shown is recomputed from the run directories and the study's comparison: the data set summary (any data
 set: NIH's classes and boxes, or another data set's positives and uncertain labels per part), the
 AUC table with DeLong intervals (and mean ± sd over seeds, and the seed ensembles, when there are several seeds),
-the best resolution per class from paired bootstrap replicates, paired tests against the highest resolution (per
-seed and between seed ensembles), the published study's figures beside ours (NIH ChestX-ray14 with the CheXNet split
-only), localization tables, figures of AUC / localization against resolution and heat-map grids for the smallest and
-the largest finding (where the runs were localized), training curves, and what each run cost.
+the best resolution per class from paired bootstrap replicates, internal against external AUC by resolution (runs
+scored on other data sets), paired tests against the highest resolution (per seed and between seed ensembles), the
+published study's figures beside ours (NIH ChestX-ray14 with the CheXNet split only), localization tables, figures of
+AUC / localization against resolution and heat-map grids for the smallest and the largest finding (where the runs were
+localized), training curves, and what each run cost.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from cxrres.data.splits import PARTS, Split  # noqa: E402
 from cxrres.data.summary import describe_split  # noqa: E402
 from cxrres.errors import CxrresError  # noqa: E402
 from cxrres.parallel import write_text_atomic  # noqa: E402
-from cxrres.report import plots, tables  # noqa: E402
+from cxrres.report import external, plots, tables  # noqa: E402
 from cxrres.report.comparison import (LOCALIZATION_TITLES, auc_tables, best_resolution_table, best_scope,  # noqa: E402
                                       bootstrap_table, delong_table, localization_metrics, localization_table,
                                       reference_run, scope_list, scope_title, test_labels_table, write_comparison,
@@ -272,6 +273,12 @@ def build_sections(study_dir: Path, comparison: Comparison, files: Path, source:
         auc += [Block(text=caption), Block(table=table)]
     auc += _figure(figures, "auc_vs_resolution", auc_caption(comparison, reference, shared_y))
     sections.append(("Test AUC", auc))
+    elsewhere = external.external_long(comparison)
+    if len(elsewhere):
+        figure = external.plot_external(elsewhere, files / "external_vs_resolution")[0]
+        sections.append((external.TITLE, [Block(text=external.INTRO), Block(table=external.external_table(elsewhere)),
+                                          Block(image=figure, caption="Mean AUC over the shared classes against training "
+                                                                      "resolution: own test part and the other data set's")]))
     best = best_scope(comparison)
     if len(best):
         sections.append(("Best resolution per class", [

@@ -82,3 +82,17 @@ def shared_classes(source: str, source_classes: Sequence[str], target: str, targ
 
 def _folded(name: str) -> str:
     return " ".join(name.replace("_", " ").lower().split())
+
+
+#: The data sets of FINDINGS as the columns of docs/data.md's table ("Class names across data sets"), with headings.
+DATASET_HEADINGS: dict[str, str] = {"nih": "NIH ChestX-ray14", "chexpert": "CheXpert", "mimic": "MIMIC-CXR-JPG",
+                                    "padchest": "PadChest", "rsna": "RSNA Pneumonia", "vindr": "VinDr-CXR"}
+
+
+def markdown_table() -> str:
+    """FINDINGS as the Markdown table in docs/data.md: one row per finding, its class name in each data set (– where
+    the data set does not label it)."""
+    lines = ["| finding | " + " | ".join(DATASET_HEADINGS.values()) + " |", "|---" * (len(DATASET_HEADINGS) + 1) + "|"]
+    for finding, names in FINDINGS.items():
+        lines.append(f"| {finding} | " + " | ".join(f"`{names[d]}`" if d in names else "–" for d in DATASET_HEADINGS) + " |")
+    return "\n".join(lines) + "\n"
