@@ -14,6 +14,8 @@ A run directory holds
   (cxrres predict);
 - `auc.csv` (cxrres evaluate), `localization.csv`, `localization_samples.csv`, `localization_examples/`
   (cxrres localize);
+- `skipped_rows.txt` — only under `skip_bad`, when the data set had bad box/label rows: one `file:line: problem` per
+  row whose image the run's data left out (written by train and localize);
 - `logs/` — CSV and TensorBoard logs from Lightning.
 
 A study directory holds `study.yaml`, `runs/<run>/` (run directories), `comparison/` (cxrres compare),
@@ -52,6 +54,7 @@ AUC = "auc.csv"
 LOCALIZATION = "localization.csv"
 LOCALIZATION_SAMPLES = "localization_samples.csv"
 LOCALIZATION_EXAMPLES = "localization_examples"
+SKIPPED_ROWS = "skipped_rows.txt"
 LABEL_PREFIX = "label_"
 #: Values of a `label_<class>` column: positive, negative, masked out of that class (uncertain under `ignore`).
 LABEL_VALUES: tuple[int, ...] = (1, 0, -1)
@@ -85,6 +88,15 @@ def read_config(run_dir: str | Path) -> dict:
     if not isinstance(config, dict) or "settings" not in config:
         raise DataFormatError(path, "no `settings` section; not written by cxrres train")
     return config
+
+
+def write_skipped_rows(run_dir: str | Path, rows: tuple[str, ...] | list[str]) -> None:
+    """skipped_rows.txt: the bad metadata rows left out of the run's data, one per line (atomically); removed when none."""
+    path = Path(run_dir) / SKIPPED_ROWS
+    if rows:
+        write_text_atomic(path, "".join(f"{row}\n" for row in rows))
+    elif path.is_file():
+        path.unlink()
 
 
 def recorded_cache_dir(run_dir: str | Path) -> str | None:
