@@ -130,3 +130,27 @@ def real_rsna_label_rows() -> list[dict[str, str]]:
         text = path.read_text()
     return list(csv.DictReader(io.StringIO(text)))
 
+
+
+def write_dicom(path: Path, pixels: np.ndarray, patient_id: str | None = None) -> Path:
+    """A minimal uncompressed single-frame grey DICOM (MONOCHROME2; `pixels` uint8, or uint16 read as 12-bit) at
+    `path`, with PatientID when given; needs pydicom (tests using it importorskip it)."""
+    from pydicom import uid
+    from pydicom.dataset import FileDataset, FileMetaDataset
+
+    meta = FileMetaDataset()
+    meta.TransferSyntaxUID = uid.ExplicitVRLittleEndian
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"  # Digital X-Ray Image Storage - For Presentation
+    meta.MediaStorageSOPInstanceUID = uid.generate_uid()
+    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID, "DX"
+    if patient_id is not None:
+        ds.PatientID = patient_id
+    ds.Rows, ds.Columns = pixels.shape
+    bits = 8 if pixels.dtype == np.uint8 else 12
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8 if bits == 8 else 16, bits, bits - 1, 0
+    ds.PixelData = np.ascontiguousarray(pixels).tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+    return path

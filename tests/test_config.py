@@ -45,7 +45,8 @@ def test_train_flags_round_trip_every_setting() -> None:
                          uncertain="zeros", labeler="negbio", class_names="Edema,Pleural Effusion", label="Nodule",
                          seed=7, max_epochs=5, batch_size=24, lr=1e-3, weight_decay=0.0, lr_factor=0.5, lr_patience=1, stop_patience=4,
                          accelerator="cpu", devices=2, nodes=1, precision="32", channels_last=False, deterministic=True,
-                         allow_missing=True, out="/runs/a", cache="/cache", num_workers=3, progress=False)
+                         allow_missing=True, out="/runs/a", cache="/cache", num_workers=3, progress=False,
+                         readers="majority", skip_bad=True)
     changed = [f.name for f in dataclasses.fields(TrainConfig) if getattr(config, f.name) != f.default]
     assert set(changed) == {f.name for f in dataclasses.fields(TrainConfig)} - {"nodes"}
     assert _parse_train(train_argv(config)) == config
@@ -93,7 +94,7 @@ def test_study_file_round_trip(tmp_path: Path) -> None:
 
 #: Every file and folder name of the run- and study-directory schema.
 SCHEMA = {name: getattr(runs, name) for name in ("CONFIG", "STATUS", "METRICS", "PREDICTIONS", "PREDICTIONS_VAL", "OPERATING_POINTS", "CHECKPOINTS", "BEST", "LAST",
-                                                 "AUC", "LOCALIZATION", "LOCALIZATION_SAMPLES", "LOCALIZATION_EXAMPLES",
+                                                 "AUC", "LOCALIZATION", "LOCALIZATION_SAMPLES", "LOCALIZATION_EXAMPLES", "SKIPPED_ROWS",
                                                  "STUDY_FILE", "KEY_TABLE", "REPORT_HTML", "REPORT_MD", "REPORT_FILES", "SLURM_JOBS",
                                                  "COMPARISON", "AUC_GOOGLE2019", "EXTERNAL_TEST")}
 
@@ -134,11 +135,13 @@ def test_add_train_arguments_defaults_are_none() -> None:
 
 
 def test_new_data_set_settings_keep_an_nih_run_identity() -> None:
-    """dataset, views, uncertain and classes are left out of the identity at the values NIH runs implied."""
+    """dataset, views, uncertain, classes, readers and skip_bad are left out of the identity at the values NIH runs
+    implied."""
     from cxrres.config import identity
 
     nih = TrainConfig(data="/d", resolution_px=64, dataset="nih")
-    assert not {"dataset", "views", "uncertain", "class_names"} & set(identity(nih))
+    assert not {"dataset", "views", "uncertain", "class_names", "readers", "skip_bad"} & set(identity(nih))
+    assert identity(TrainConfig(data="/d", resolution_px=64, skip_bad=True))["skip_bad"] is True
     assert nih.classes == list(CLASSES) and nih.split_spec().dataset == "nih"
     chexpert = TrainConfig(data="/d", resolution_px=64, dataset="chexpert", uncertain="ones", class_names="Edema,Pleural Effusion")
     assert {k: identity(chexpert)[k] for k in ("dataset", "uncertain", "class_names")} == {

@@ -67,18 +67,18 @@ def test_small_file_two_boxes_one_image(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("row, message", [
-    ("c,1,2,3,x,1", "line 5: box fields are not numbers"),
-    ("c,,,,,2", "line 5: Target is not 0 or 1"),
-    ("c,,,,,1", "line 5: Target 1 without a box"),
-    ("c,1,2,3,4,0", "line 5: Target 0 with a box"),
-    ("c,1000,2,30,4,1", "line 5: box outside the 1024 x 1024 image"),
-    ("c,1,2,0,4,1", r"line 5: empty box \(width or height <= 0\)"),
-    ("a,10,20,30,40,1", "line 5: duplicate of an earlier row"),
-    ("b,1,2,3,4,1", "line 4: patient has both Target 0 and Target 1 rows"),
+    ("c,1,2,3,x,1", "5: box fields are not numbers"),
+    ("c,,,,,2", "5: Target is not 0 or 1"),
+    ("c,,,,,1", "5: Target 1 without a box"),
+    ("c,1,2,3,4,0", "5: Target 0 with a box"),
+    ("c,1000,2,30,4,1", "5: box outside the 1024 x 1024 image"),
+    ("c,1,2,0,4,1", r"5: empty box \(width or height <= 0\)"),
+    ("a,10,20,30,40,1", "5: duplicate of an earlier row"),
+    ("b,1,2,3,4,1", "4: patient has both Target 0 and Target 1 rows"),
 ])
 def test_bad_rows_one_line_or_skipped(tmp_path: Path, row: str, message: str) -> None:
     path = _write(tmp_path / "l.csv", GOOD + row + "\n")
-    with pytest.raises(CxrresError, match=rf"^{path}: {message}"):
+    with pytest.raises(CxrresError, match=rf"^{path}:{message}"):
         read_rsna_labels(path)
     result = read_rsna_labels(path, skip_bad=True)
     assert len(result.problems) >= 1 and str(path) in result.problems[0]
@@ -90,12 +90,12 @@ def test_class_file_contradicting_target(tmp_path: Path) -> None:
     labels = _write(tmp_path / "l.csv", GOOD)
     info = tmp_path / "c.csv"
     info.write_text("patientId,class\na,Lung Opacity\na,Lung Opacity\nb,Lung Opacity\n")
-    with pytest.raises(CxrresError, match=rf"^{info}: line 4: class contradicts Target"):
+    with pytest.raises(CxrresError, match=rf"^{info}:4: class contradicts Target"):
         read_rsna_labels(labels, info)
     result = read_rsna_labels(labels, info, skip_bad=True)
     assert result.images["patient_id"].tolist() == ["a"] and result.images["detailed_class"].tolist() == [FINDING]
     info.write_text("patientId,class\na,Lung Opacity\nb,Sick\n")
-    with pytest.raises(CxrresError, match=rf"^{info}: line 3: class is not one of"):
+    with pytest.raises(CxrresError, match=rf"^{info}:3: class is not one of"):
         read_rsna_labels(labels, info)
     with pytest.raises(CxrresError, match="not an RSNA Pneumonia root"):
         read_rsna_root(tmp_path / "empty")

@@ -10,6 +10,8 @@ import math
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from cxrres.data.datasets import ReadOptions, detect_dataset, open_dataset
@@ -27,10 +29,10 @@ FIXTURE_ROWS = [
 ]
 
 
-def write_fixture(root: Path) -> Path:
-    """An RSNA root holding only `stage_2_train_labels.csv` with FIXTURE_ROWS."""
+def write_fixture(root: Path, rows: list[str] = FIXTURE_ROWS) -> Path:
+    """An RSNA root holding only `stage_2_train_labels.csv` with `rows` (FIXTURE_ROWS by default)."""
     root.mkdir(parents=True, exist_ok=True)
-    (root / LABELS_FILE).write_text("patientId,x,y,width,height,Target\n" + "\n".join(FIXTURE_ROWS) + "\n")
+    (root / LABELS_FILE).write_text("patientId,x,y,width,height,Target\n" + "\n".join(rows) + "\n")
     return root
 
 
@@ -102,3 +104,35 @@ def test_real_views_from_dicom_headers() -> None:
     assert Counter(table.frame["view"]) == expected
     pa = open_dataset(REAL, "rsna", ReadOptions(views="PA"))
     assert len(pa.frame) == expected["PA"] and set(pa.boxes["image"]) <= set(pa.frame.index)
+
+
+def test_skip_bad_through_the_adapter_describe_and_prepare(tmp_path: Path, capsys) -> None:
+    """Two bad rows (lines 10 and 11): refused in one line by default; with --skip-bad their patients are left out of
+    the table and the cache, and the rows are listed by describe and prepare."""
+    pytest.importorskip("pydicom")
+    from conftest import write_dicom
+    from cxrres.cli import main
+    from cxrres.data.cache import INDEX
+    from cxrres.errors import CxrresError
+
+    root = write_fixture(tmp_path / "rsna", FIXTURE_ROWS + ["p6,1000,2,30,4,1", "p1,100,200,50,40,1"])
+    for i in range(1, 7):
+        write_dicom(root / "stage_2_train_images" / f"p{i}.dcm", np.full((8, 8), 10 * i, np.uint8))
+    path = root.resolve() / LABELS_FILE
+    bad = (f"{path}:10: box outside the 1024 x 1024 image", f"{path}:11: duplicate of an earlier row")
+    with pytest.raises(CxrresError, match=f"^{bad[0]} \\(and 1 more\\); --skip-bad leaves such rows' patients out$"):
+        open_dataset(root)
+    table = open_dataset(root, options=ReadOptions(skip_bad=True))
+    assert table.skipped == bad and sorted(table.frame.index) == ["p2.dcm", "p3.dcm", "p4.dcm", "p5.dcm"]
+    assert Counter(table.boxes["image"]) == {"p3.dcm": 1, "p4.dcm": 3}
+    assert f"--skip-bad: 2 bad rows skipped, their images left out (first: {bad[0]})" in table.notes
+    assert main(["describe", "--data", str(root), "--skip-bad"]) == 0
+    out = capsys.readouterr().out
+    assert f"  skipped {bad[0]}\n  skipped {bad[1]}\n" in out
+    cache = tmp_path / "cache"
+    assert main(["prepare", "--data", str(root), "--cache", str(cache), "--resolutions", "16", "--workers", "1", "--quiet"]) == 1
+    assert capsys.readouterr().err.count("\n") == 1
+    assert main(["prepare", "--data", str(root), "--cache", str(cache), "--resolutions", "16", "--workers", "1", "--quiet",
+                 "--skip-bad"]) == 0
+    assert capsys.readouterr().out.endswith(f"  skipped {bad[0]}\n  skipped {bad[1]}\n")
+    assert sorted(pd.read_csv(cache / INDEX)["image"]) == ["p2.dcm", "p3.dcm", "p4.dcm", "p5.dcm"]

@@ -1,13 +1,16 @@
-"""The `vindr` adapter (VinDr-CXR, Kaggle VinBigData layout): the real train.csv of ../shared (counts recomputed here
-with the csv module; skipped when absent), a small fixture with exact labels and boxes, and refusals of bad rows."""
+"""The `vindr` adapter (VinDr-CXR, Kaggle VinBigData and PhysioNet layouts): the real train.csv of ../shared (counts
+recomputed here with the csv module; skipped when absent), small fixtures with exact labels and boxes, refusals of bad
+rows or, with skip_bad, their exact listing, and the any/majority reader rule through describe and the run settings."""
 
 from __future__ import annotations
 
 import csv
 import gzip
+import json
 from collections import Counter, defaultdict
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from cxrres.data.datasets import ReadOptions, detect_dataset, open_dataset
@@ -104,16 +107,17 @@ TEST_BOXES = ["s1,R_consensus,Cardiomegaly,0,0,50,40", "s1,R_consensus,Nodule/Ma
               "s1,R_consensus,Nodule/Mass,7,7,9,10", "s3,R_consensus,No finding,,,,"]
 
 
-def write_physionet(root: Path, train_boxes: list[str] = TRAIN_BOXES) -> Path:
+def write_physionet(root: Path, train_boxes: list[str] = TRAIN_BOXES, train_labels: list[str] = TRAIN_LABELS,
+                    test_boxes: list[str] = TEST_BOXES, test_labels: list[str] = TEST_LABELS) -> Path:
     """A PhysioNet VinDr-CXR 1.0.0 root (annotations/ only); the test label file says 'Other disease'."""
     folder = root / "annotations"
     folder.mkdir(parents=True, exist_ok=True)
     box_head = "image_id,rad_id,class_name,x_min,y_min,x_max,y_max\n"
     (folder / "annotations_train.csv").write_text(box_head + "\n".join(train_boxes) + "\n")
-    (folder / "annotations_test.csv").write_text(box_head + "\n".join(TEST_BOXES) + "\n")
-    (folder / "image_labels_train.csv").write_text(LABEL_HEAD + "\n" + "\n".join(TRAIN_LABELS) + "\n")
+    (folder / "annotations_test.csv").write_text(box_head + "\n".join(test_boxes) + "\n")
+    (folder / "image_labels_train.csv").write_text(LABEL_HEAD + "\n" + "\n".join(train_labels) + "\n")
     test_head = LABEL_HEAD.replace("Other diseases", "Other disease")
-    (folder / "image_labels_test.csv").write_text(test_head + "\n" + "\n".join(TEST_LABELS) + "\n")
+    (folder / "image_labels_test.csv").write_text(test_head + "\n" + "\n".join(test_labels) + "\n")
     return root
 
 
@@ -139,3 +143,76 @@ def test_physionet_box_of_unknown_image_is_refused(tmp_path: Path) -> None:
     with pytest.raises(DataFormatError) as caught:
         open_dataset(root)
     assert caught.value.line == len(TRAIN_BOXES) + 2 and "'zz'" in str(caught.value)
+
+
+#: One bad row of each kind after ROWS (file lines 20-25), and a box reaching exactly to the edge of j's 40 x 40 image.
+BAD_ROWS = [("e,Heart,3,R1,1,2,3,4", "column 'class_name': 'Heart' is not a VinDr-CXR class"),
+            ("f,Cardiomegaly,4,R1,1,2,3,4", "class_id '4' does not match class_name 'Cardiomegaly'"),
+            ("g,Cardiomegaly,3,R1,,,,", "box fields must be blank on exactly the 'No finding' rows"),
+            ("h,Cardiomegaly,3,R1,5,2,3,4", "box 5,2,3,4 is not numbers with x_max > x_min >= 0 and y_max > y_min >= 0"),
+            ("a,Cardiomegaly,3,R1,10,20,110,70", "duplicate of line 2"),
+            ("i,Cardiomegaly,3,R1,1,1,50,30", "box 1,1,50,30 is outside the 40 x 40 image (DICOM Columns x Rows)")]
+
+
+def test_skip_bad_lists_exactly_the_bad_rows_and_leaves_their_images_out(tmp_path: Path) -> None:
+    pytest.importorskip("pydicom")
+    from conftest import write_dicom
+
+    root = write_fixture(tmp_path / "v", ROWS + [row for row, _ in BAD_ROWS] + ["j,Cardiomegaly,3,R1,0,0,40,40"])
+    for name in ("i", "j"):
+        write_dicom(root / "train" / f"{name}.dicom", np.zeros((40, 40), np.uint8))
+    path = root.resolve() / "train.csv"
+    with pytest.raises(DataFormatError) as caught:
+        open_dataset(root)
+    assert caught.value.line == 20 and "(and 5 more bad rows)" in str(caught.value) and "--skip-bad" in str(caught.value)
+    table = open_dataset(root, options=ReadOptions(skip_bad=True))
+    assert table.skipped == tuple(f"{path}:{line}: {problem}" for line, (_, problem) in enumerate(BAD_ROWS, 20))
+    assert sorted(table.frame.index) == sorted(["b.dicom", "c.dicom", "j.dicom"] + [f"d{i}.dicom" for i in range(7)])
+    assert Counter(table.boxes["image"]) == {"c.dicom": 2, "j.dicom": 1}
+    assert f"--skip-bad: 6 bad rows skipped, their images left out (first: {table.skipped[0]})" in table.notes
+
+
+def test_physionet_skip_bad(tmp_path: Path) -> None:
+    extra = ["zz,R1,Cardiomegaly,1,1,2,2", "t2,R1,Nodule/Mass,5,5,15,25", "t1,R1,Pneumonia,1,1,2,2"]
+    root = write_physionet(tmp_path / "p", TRAIN_BOXES + extra)
+    path = root.resolve() / "annotations" / "annotations_train.csv"
+    table = open_dataset(root, options=ReadOptions(skip_bad=True))
+    assert table.skipped == (f"{path}:8: image 'zz' is not in image_labels_train.csv", f"{path}:9: duplicate of line 5",
+                             f"{path}:10: column 'class_name': 'Pneumonia' is not a label column of image_labels_train.csv")
+    assert not {"t1.dicom", "t2.dicom"} & set(table.frame.index) and len(table.frame) == 11
+    assert Counter(table.boxes["image"]) == {"s1.dicom": 3}
+
+
+def test_readers_any_or_majority_from_describe_and_train_settings(tmp_path: Path, capsys) -> None:
+    from cxrres.cli import main
+    from cxrres.config import TrainConfig, identity, train_argv
+
+    root = write_fixture(tmp_path / "v")
+    positives = {}
+    for rule in ("any", "majority"):
+        assert main(["describe", "--data", str(root), "--readers", rule, "--json"]) == 0
+        classes = json.loads(capsys.readouterr().out)["classes"]
+        positives[rule] = {c: sum(v["positive"].values()) for c, v in classes.items() if sum(v["positive"].values())}
+    # by hand: a is marked Cardiomegaly by R1 and R2 of its 3 readers; c Nodule/Mass and Pneumothorax by 1 of 3
+    assert positives == {"any": {"Cardiomegaly": 1, "Nodule/Mass": 1, "Pneumothorax": 1}, "majority": {"Cardiomegaly": 1}}
+    config = TrainConfig(data=str(root), resolution_px=32, readers="majority")
+    assert identity(config)["readers"] == "majority" and "readers" not in identity(TrainConfig(data="d", resolution_px=32))
+    assert train_argv(config)[-2:] == ["--readers", "majority"]
+    majority = config.split_spec().open(root)
+    assert int(majority.frame[list(vindr.CLASSES)].to_numpy().sum()) == 1
+
+
+def test_majority_is_refused_without_readers(tmp_path: Path, capsys) -> None:
+    from cxrres.cli import main
+    from cxrres.config import TrainConfig
+    from cxrres.data.source import DataSource
+    from cxrres.errors import CxrresError
+    from conftest import MINI
+    from test_rsna_dataset import write_fixture as write_rsna
+
+    rsna = write_rsna(tmp_path / "rsna")
+    assert main(["describe", "--data", str(rsna), "--readers", "majority"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--readers majority: the rsna data set has one label per image" in err
+    with pytest.raises(CxrresError, match="the nih data set has one label per image"):
+        DataSource.prepare(MINI, TrainConfig(readers="majority").split_spec(), [32], tmp_path / "c", progress=False)

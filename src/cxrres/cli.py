@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from cxrres import __version__
-from cxrres.config import SPLIT_SETTINGS, add_arguments, add_train_arguments
+from cxrres.config import DESCRIBE_SETTINGS, add_arguments, add_train_arguments
 from cxrres.errors import EXIT_TERMINATED, CxrresError, Terminated
 from cxrres.runs import AUC, AUC_GOOGLE2019, COMPARISON
 
@@ -34,7 +34,7 @@ def cmd_describe(args: argparse.Namespace) -> int:
 
     dataset = args.dataset or detect_dataset(args.data)
     options = ReadOptions(args.split, args.split_dir, args.val_fraction, args.split_seed, views=args.views,
-                          labeler=args.labeler)
+                          labeler=args.labeler, readers=args.readers, skip_bad=args.skip_bad)
     check_options(dataset, options)
     if dataset == "nih" and args.views == "frontal":  # ChestX-ray14 as before (all frontal): with its boxes
         root = DataRoot.at(args.data)
@@ -52,7 +52,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     from cxrres.data.cache import plan_prepare, prepare_cache
 
     if args.dry_run:
-        print(plan_prepare(args.data, args.resolutions, args.cache, args.dataset).to_text())
+        print(plan_prepare(args.data, args.resolutions, args.cache, args.dataset, args.skip_bad).to_text())
         return 0
     report = prepare_cache(args.data, args.resolutions, args.cache, args.workers, args.skip_bad, progress=not args.quiet,
                            dataset=args.dataset)
@@ -63,6 +63,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
           f"{len(report.skipped)} skipped, {len(report.missing):,} missing; {report.seconds:.1f} s")
     for item in report.skipped:
         print(f"  skipped {item['image']}: {item['error']}")
+    print("".join(f"  skipped {row}\n" for row in report.skipped_rows), end="")  # bad metadata rows: images not cached
     return 0
 
 
@@ -140,20 +141,22 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_localize(args: argparse.Namespace) -> int:
-    """Grad-CAM boxes of one run scored against the official boxes of its test part."""
+    """Grad-CAM boxes of one run scored against the ground-truth boxes of its test part."""
     from cxrres.localize import localize_run, summary_as_json
-    from cxrres.runs import LOCALIZATION, LOCALIZATION_SAMPLES
+    from cxrres.runs import LOCALIZATION, LOCALIZATION_SAMPLES, SKIPPED_ROWS
 
     result = localize_run(args.run_dir, args.data, args.method, args.threshold, args.iou, args.examples,
                           progress=not (args.quiet or args.json))
     if args.json:
         print(json.dumps(summary_as_json(result.summary)))
         return 0
-    print(f"{'class':<14} {'n':>4} {'precision':>9} {'accuracy':>8} {'pointing':>8}")
+    print(f"{'class':<20} {'n':>4} {'precision':>9} {'accuracy':>8} {'pointing':>8}")
     for _, row in result.summary.iterrows():
-        print(f"{row['class']:<14} {int(row['n']):>4} {row['precision']:>9.3f} {row['accuracy']:>8.3f} {row['pointing']:>8.3f}")
+        print(f"{row['class']:<20} {int(row['n']):>4} {row['precision']:>9.3f} {row['accuracy']:>8.3f} {row['pointing']:>8.3f}")
     if result.skipped_not_in_cache:
         print(f"{result.skipped_not_in_cache} boxes skipped: their images are not on disk")
+    if result.skipped_rows:
+        print(f"{len(result.skipped_rows)} bad metadata rows skipped, their images left out: {args.run_dir}/{SKIPPED_ROWS}")
     print(f"wrote {args.run_dir}/{LOCALIZATION}, {LOCALIZATION_SAMPLES} and {len(result.figures)} example figures")
     return 0
 
@@ -274,7 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
                                           "part, and count and mean area (px² at 1024) of the official boxes in the test part.")
     describe.add_argument("--data", required=True, metavar="DIR",
                           help="data root: ChestX-ray14 (Data_Entry_2017(_v2020).csv, BBox_List_2017.csv, lists), CheXpert, MIMIC-CXR-JPG, PadChest or labels.csv")
-    add_arguments(describe, SPLIT_SETTINGS + ("labeler",), with_defaults=True)
+    add_arguments(describe, DESCRIBE_SETTINGS, with_defaults=True)
     add_dataset_arguments(describe)
     describe.add_argument("--json", action="store_true", help="print exactly one JSON object instead of tables")
     describe.set_defaults(func=cmd_describe)
@@ -295,7 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--workers", type=int, default=os.cpu_count() or 1, metavar="N",
                          help="decoding processes (default: the number of cores, %(default)s)")
     prepare.add_argument("--skip-bad", action="store_true",
-                         help="skip unreadable or truncated images and list them in the manifest instead of stopping")
+                         help="skip unreadable or truncated images and list them in the manifest, and the images of bad "
+                              "box/label rows (RSNA, VinDr; listed here), instead of stopping")
     prepare.add_argument("--dry-run", action="store_true",
                          help="print the bytes each resolution would take (present and all listed images) and the free space; write nothing")
     prepare.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -352,8 +356,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_per_panel_option(compare)
     compare.set_defaults(func=cmd_compare)
 
-    localize = sub.add_parser("localize", help="Grad-CAM boxes of a run scored against the official boxes",
-                              description="For every official box in the test part of the run's split: the class's saliency map "
+    localize = sub.add_parser("localize", help="Grad-CAM boxes of a run scored against the ground-truth boxes",
+                              description="For every ground-truth box (ChestX-ray14, RSNA, VinDr-CXR) in the test part of the run's split: the class's saliency map "
                                           "from the best checkpoint (after the last block's ReLU), brought to the image's pixel "
                                           "frame, thresholded, one detection per connected component; precision and hit at an IoU "
                                           "threshold. Writes localization.csv, localization_samples.csv and example figures.")

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from cxrres.data.datasets import DATASETS, LABELERS, UNCERTAIN_POLICIES
+from cxrres.data.datasets import DATASETS, LABELERS, READER_RULES, UNCERTAIN_POLICIES
 from cxrres.data.labels import CLASSES, canonical_label
 from cxrres.data.source import SplitSpec
 from cxrres.errors import CxrresError, DataFormatError
@@ -71,6 +71,12 @@ class TrainConfig:
                              choices=UNCERTAIN_POLICIES)
     labeler: str = setting(LABELERS[0], "MIMIC-CXR-JPG only: the labels of mimic-cxr-2.0.0-chexpert.csv.gz or of "
                                         "-negbio.csv.gz (refused on other data sets)", choices=LABELERS)
+    readers: str = setting("any", "data sets with several readers per image (VinDr-CXR): a finding is positive when any "
+                                  "reader marks it, or when most do (more than half of the image's readers)",
+                           choices=READER_RULES)
+    skip_bad: bool = setting(False, "leave out and list the images of bad box/label rows (RSNA, VinDr: outside the image, "
+                                    "empty, duplicated, unknown image) and unreadable images, instead of stopping at the "
+                                    "first")
     class_names: str | None = setting(None, "the network's classes, comma-separated, in the data set's names (auto: all "
                                             "of the data set's; recorded in config.yaml)", flag="--classes", metavar="A,B,...")
     label: str | None = setting(None, "train a single-label binary network for this finding (Sabottke & Spieler)",
@@ -107,7 +113,7 @@ class TrainConfig:
     def split_spec(self) -> SplitSpec:
         """The data set, views and split this run trains and is scored on."""
         return SplitSpec(self.split, self.split_dir, self.val_fraction, self.split_seed, self.dataset, self.views,
-                         labeler=self.labeler)
+                         labeler=self.labeler, readers=self.readers, skip_bad=self.skip_bad)
 
     @property
     def classes(self) -> list[str]:
@@ -120,7 +126,7 @@ class TrainConfig:
 #: Settings added after runs existed, at the values those runs implied: left out of `identity` at these values, so
 #: older run directories resume (an NIH run at the defaults keeps its identity).
 IMPLIED_BEFORE: dict[str, Any] = {"dataset": "nih", "views": "frontal", "uncertain": "ignore", "class_names": None,
-                                  "labeler": LABELERS[0]}
+                                  "labeler": LABELERS[0], "readers": "any", "skip_bad": False}
 
 
 #: Settings that do not change what a run computes; a run directory may be resumed with other values.
@@ -157,8 +163,9 @@ def _default_text(f: dataclasses.Field) -> str:
     return "auto" if f.default is None else str(f.default)
 
 
-#: The settings that name a split (also flags of `cxrres describe`).
+#: The settings that name a split (also flags of `cxrres describe`, with `readers` and `skip_bad`).
 SPLIT_SETTINGS: tuple[str, ...] = ("split", "split_dir", "val_fraction", "split_seed")
+DESCRIBE_SETTINGS: tuple[str, ...] = SPLIT_SETTINGS + ("labeler", "readers", "skip_bad")
 
 
 def add_arguments(parser: argparse.ArgumentParser, names: tuple[str, ...], with_defaults: bool = False) -> None:

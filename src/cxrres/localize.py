@@ -1,15 +1,19 @@
-"""`cxrres localize`: Grad-CAM boxes of a run scored against the official boxes of its split's test part.
+"""`cxrres localize`: Grad-CAM boxes of a run scored against the ground-truth boxes of its split's test part.
 
-The boxes are grouped per (image, class) whose image is in the cache; for each group one map of that class from the
+The boxes are the data set's (`DataSource.boxes`): ChestX-ray14's official BBox_List rows, RSNA's opacity boxes,
+VinDr-CXR's boxes of every reader, in the data set's class names; those of classes the run does not predict are left
+out. They are grouped per (image, class) whose image is in the cache; for each group one map of that class from the
 run's best checkpoint, brought to the image's own pixel frame (`saliency.to_box_frame`), thresholded, one detection
 per connected component, matched one-to-one to the group's boxes (`saliency.score_boxes`): precision per group, hit
 per box; also whether the map's maximum lies in each box (pointing game). Writes `localization_samples.csv` (one row
 per ground-truth box), `localization.csv` (per class, ordered by mean box size; then the mean over classes) and
 example figures into the run directory. With one box per image and class this is the single-box protocol exactly.
+Classes are ordered by mean box area in the 1024-px frame of each image's padded square (its longer side).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +24,6 @@ from tqdm import tqdm
 
 from cxrres import runs, saliency
 from cxrres.config import TrainConfig
-from cxrres.data import boxes_in_part
 from cxrres.data.boxes import classes_by_box_size
 from cxrres.data.images import read_grey
 from cxrres.data.source import DataSource
@@ -38,6 +41,13 @@ class Localization:
     summary: pd.DataFrame
     skipped_not_in_cache: int
     figures: list[Path] = field(default_factory=list)
+    skipped_rows: tuple[str, ...] = ()  # bad metadata rows whose images the run's data leaves out (skip_bad)
+
+
+def figure_name(label: str, image: str) -> str:
+    """An example figure's file name: `<class>_<image stem>.png`, any character but letters, digits, '.', '_' and
+    '-' as '_' (VinDr's "Nodule/Mass", RSNA's "Lung Opacity")."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", f"{label}_{Path(image).stem}") + ".png"
 
 
 def format_boxes(boxes: list[tuple[int, int, int, int]]) -> str:
@@ -105,20 +115,21 @@ def localization_source(run_dir: Path, config: TrainConfig, data: str | Path | N
 def localize_run(run_dir: str | Path, data: str | Path | None = None, method: str = "gradcam", threshold: float = 0.5,
                  iou_threshold: float = 0.1, examples: int = 2, batch_size: int = 16, device: str | None = None,
                  progress: bool = True, source: DataSource | None = None) -> Localization:
-    """Score the run's maps against the official boxes of its split's test part; write the tables and figures."""
+    """Score the run's maps against the ground-truth boxes of its split's test part; write the tables and figures."""
     run_dir = Path(run_dir)
-    model, config, classes = load_run_model(run_dir)
+    config = runs.read_settings(run_dir)
+    classes = config.classes
     if method not in saliency.METHODS:
         raise CxrresError(f"unknown saliency method {method!r}; choose from {', '.join(saliency.METHODS)}")
     source = localization_source(run_dir, config, data, source, progress)
     root = source.root
-    if source.split is None:  # the adapters of other data sets do not carry boxes into localization yet
-        raise CxrresError(f"{root.root}: localization needs ground-truth boxes; for this data set "
-                          f"({config.dataset}) cxrres has none to score against")
-    boxes = boxes_in_part(root, source.split, "test")
+    if source.split is None and source.table.boxes.empty:
+        raise CxrresError(f"{root.root}: localization needs ground-truth boxes; the {source.dataset} data set has none to "
+                          "score against")
+    boxes = source.boxes("test")
     boxes = boxes[boxes["label"].isin(classes)].reset_index(drop=True)
     if boxes.empty:
-        raise CxrresError(f"{root.root}: no official box of the run's classes ({', '.join(classes)}) in the test part")
+        raise CxrresError(f"{root.root}: no ground-truth box of the run's classes ({', '.join(classes)}) in the test part")
     cache = source.cache(config.resolution_px)
     present = boxes["image"].isin(set(cache.rows))
     skipped = int((~present).sum())
@@ -126,7 +137,7 @@ def localize_run(run_dir: str | Path, data: str | Path | None = None, method: st
     if boxes.empty:
         raise CxrresError(f"{root.root}: none of the {skipped} boxed test images is on disk")
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model = model.to(dev).eval()
+    model = load_run_model(run_dir)[0].to(dev).eval()
     array = cache.array()
     class_index = {c: i for i, c in enumerate(classes)}
     groups = list(boxes.groupby(["image", "label"], sort=False))
@@ -149,7 +160,8 @@ def localize_run(run_dir: str | Path, data: str | Path | None = None, method: st
     summary = summarise(samples, classes_by_box_size(boxes, side))
     for name, frame in ((runs.LOCALIZATION_SAMPLES, samples), (runs.LOCALIZATION, summary)):
         runs.write_csv_atomic(run_dir / name, frame)
-    result = Localization(samples, summary, skipped)
+    runs.write_skipped_rows(run_dir, source.table.skipped)
+    result = Localization(samples, summary, skipped, skipped_rows=source.table.skipped)
     if keep:
         out = run_dir / runs.LOCALIZATION_EXAMPLES
         out.mkdir(exist_ok=True)
@@ -159,7 +171,7 @@ def localize_run(run_dir: str | Path, data: str | Path | None = None, method: st
             hits = sum(r["hit"] for r in group_samples)
             outcome = ("hit" if hits else "miss") if len(gts) == 1 else f"{hits} of {len(gts)} boxes hit"
             title = f"{label} {image}: precision {group_samples[0]['precision']:.2f}, {outcome}"
-            path = out / f"{label}_{Path(image).stem}.png"
+            path = out / figure_name(label, image)
             write_png(path, heatmap_figure(grey, frame, gts, parse_boxes(group_samples[0]["detections"]), iou_threshold,
                                            title))
             result.figures.append(path)

@@ -17,6 +17,8 @@ A run directory holds
   `localization_samples.csv`, `localization_examples/` (cxrres localize);
 - `external_test/<dataset>-<root hash>/` (cxrres evaluate --data OTHER_ROOT): `predictions_test.csv` and `auc.csv` of
   the run on another data set's test part, over the classes both have;
+- `skipped_rows.txt` — only under `skip_bad`, when the data set had bad box/label rows: one `file:line: problem` per
+  row whose image the run's data left out (written by train and localize);
 - `logs/` — CSV and TensorBoard logs from Lightning.
 
 A study directory holds `study.yaml`, `runs/<run>/` (run directories), `comparison/` (cxrres compare),
@@ -62,6 +64,7 @@ EXTERNAL_TEST = "external_test"  # <dataset>-<root hash>/ per other data set: au
 #: Columns of an external_test/.../auc.csv beside evaluate's: the other data set's name and root, and which of its
 #: classes was scored as the run's `class`.
 EXTERNAL_DATASET, EXTERNAL_ROOT, EXTERNAL_CLASS = "dataset", "data_root", "dataset_class"
+SKIPPED_ROWS = "skipped_rows.txt"
 LABEL_PREFIX = "label_"
 #: The optional column of a predictions file that names each image's patient.
 PATIENT_COLUMN = "patient_id"
@@ -116,6 +119,15 @@ def read_config(run_dir: str | Path) -> dict:
     if not isinstance(config, dict) or "settings" not in config:
         raise DataFormatError(path, "no `settings` section; not written by cxrres train")
     return config
+
+
+def write_skipped_rows(run_dir: str | Path, rows: tuple[str, ...] | list[str]) -> None:
+    """skipped_rows.txt: the bad metadata rows left out of the run's data, one per line (atomically); removed when none."""
+    path = Path(run_dir) / SKIPPED_ROWS
+    if rows:
+        write_text_atomic(path, "".join(f"{row}\n" for row in rows))
+    elif path.is_file():
+        path.unlink()
 
 
 def recorded_cache_dir(run_dir: str | Path) -> str | None:

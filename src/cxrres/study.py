@@ -18,8 +18,8 @@ from typing import Any
 from cxrres import runs
 from cxrres.config import PER_RUN, TrainConfig, default_run_dir, read_settings_yaml, train_argv
 from cxrres.data.cache import parse_resolutions
-from cxrres.data.datasets import detect_dataset, open_dataset
-from cxrres.data.labels import BOX_CLASSES, CLASSES, canonical_label
+from cxrres.data.datasets import DatasetTable, detect_dataset, open_dataset
+from cxrres.data.labels import CLASSES, canonical_label
 from cxrres.data.source import DataSource
 from cxrres.errors import CxrresError, DataFormatError
 from cxrres.parallel import write_text_atomic
@@ -148,19 +148,27 @@ def run_state(config: TrainConfig, external: tuple[str, ...] = ()) -> RunState:
                     tuple(root for root in external if not runs.external_scored(run_dir, root)))
 
 
-def needs_localization(config: TrainConfig) -> bool:
-    """Runs that predict at least one class with official boxes are localized."""
-    return config.label is None or config.label in BOX_CLASSES
+def boxed_classes(table: DatasetTable) -> set[str]:
+    """The classes with ground-truth boxes in the data set's test part (what `localize` scores)."""
+    return set(table.boxes_in("test")["label"])
+
+
+def needs_localization(config: TrainConfig, boxed: set[str]) -> bool:
+    """Runs that predict at least one class of `boxed` (`boxed_classes` of the study's data) are localized."""
+    classes = [config.label] if config.label else config.class_names.split(",") if config.class_names else None
+    return bool(boxed) if classes is None else any(c in boxed for c in classes)
 
 
 def describe_state(study: StudyConfig) -> str:
     """`--dry-run`: one line per run saying what is done and what is left."""
-    lines = []
+    lines, boxed = [], None
     for config in run_configs(study):
         s = run_state(config, study.external)
+        if not s.localized and boxed is None:  # the metadata is read only when a run's localization is in question
+            boxed = boxed_classes(config.split_spec().open(study.data))
         trained = "trained" if s.trained else (f"{s.status} after {s.epochs} epochs" if s.epochs else "not started")
         left = [step for step, done in (("train", s.trained), ("evaluate", s.evaluated),
-                                        ("localize", s.localized or not needs_localization(config))) if not done]
+                                        ("localize", s.localized or not needs_localization(config, boxed or set()))) if not done]
         left += [f"external {len(s.external_left)}/{len(study.external)}"] if s.external_left else []
         lines.append(f"{s.run:<40} {trained:<28} left: {', '.join(left) or 'nothing'}")
     report = Path(study.out) / runs.REPORT_HTML
@@ -231,6 +239,7 @@ def run_study(study: StudyConfig, progress: bool = True, log=print) -> Path:
     log(f"cache {source.cache_dir}: {source.prepared.n_images:,} images at {','.join(map(str, study.resolutions))} px")
     configs = run_configs(study)
     external: dict[str, DataSource] = {}
+    boxed = boxed_classes(source.table)
     for i, config in enumerate(configs, 1):
         state = run_state(config)
         name = Path(config.out).name
@@ -246,7 +255,7 @@ def run_study(study: StudyConfig, progress: bool = True, log=print) -> Path:
                 external[root] = prepare_external(root, runs.read_settings(config.out), list(study.resolutions), progress=progress)
             evaluate_external(config.out, root, n_boot=study.n_boot, allow_missing=bool(study.train.get("allow_missing")),
                               progress=progress, source=external[root])
-        if needs_localization(config) and not source.table.boxes.empty and not state.localized:
+        if needs_localization(config, boxed) and not state.localized:
             log(f"[{i}/{len(configs)}] localize {name}")
             loc = study.localize
             localize_run(config.out, None, loc["method"], loc["threshold"], loc["iou"], loc["examples"], progress=progress,

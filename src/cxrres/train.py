@@ -330,11 +330,13 @@ def _train(config: TrainConfig, callbacks: Sequence[Callback], source: DataSourc
             "settings": dataclasses.asdict(config),
             "identity": wanted,
             "data": {"root": config.data, "dataset": config.dataset, "split": config.split, "classes": data.classes,
-                     "images": {p: len(d) for p, d in data.parts.items()}, "dropped_not_in_cache": data.dropped},
+                     "images": {p: len(d) for p, d in data.parts.items()}, "dropped_not_in_cache": data.dropped,
+                     "skipped_rows": len(data.source.table.skipped)},
             "cache": {"dir": str(data.cache.cache_dir), "fingerprint": manifest.get("fingerprint")},
             "versions": versions(),
             "command": " ".join(sys.argv),
         })
+        runs.write_skipped_rows(run_dir, data.source.table.skipped)
     masked = any(bool((part.labels < 0).any()) for part in data.parts.values())
     module = ChestClassifier(config, data.classes, val_defined, masked)
     if rank_zero_only.rank == 0 and not (run_dir / runs.CHECKPOINTS / runs.LAST).is_file():

@@ -90,21 +90,24 @@ class Sources:
     paths: list[Path]
     missing: list[str]
     fingerprint: str
+    skipped_rows: tuple[str, ...] = ()  # bad metadata rows left out under skip_bad ('file:line: problem')
 
     @classmethod
-    def scan(cls, data: DataRoot, dataset: str = "nih") -> "Sources":
+    def scan(cls, data: DataRoot, dataset: str = "nih", skip_bad: bool = False) -> "Sources":
         """NIH: the images listed in Data_Entry (or all on disk) that exist, named by file name; another data set:
-        every image it lists (all views) that exists, named by its path relative to the root; sorted by name."""
+        every image it lists (all views; with `skip_bad` not those of bad metadata rows) that exists, under its name in
+        the data set's table; sorted by name."""
+        skipped: tuple[str, ...] = ()
         if dataset == "nih":
             paths, missing = data.locate(sorted(data.data_entry.index) if data.has_data_entry else sorted(data.images))
             names = [p.name for p in paths]
         else:
-            names, paths, missing = listed_images(data.root, dataset)
+            names, paths, missing, skipped = listed_images(data.root, dataset, skip_bad)
         digest = hashlib.sha256(f"format={FORMAT_VERSION};method={METHOD}\n".encode())
         for name, path in zip(names, paths):
             stat = path.stat()
             digest.update(f"{name}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
-        return cls(data.root, names, paths, missing, digest.hexdigest())
+        return cls(data.root, names, paths, missing, digest.hexdigest(), skipped)
 
 
 @dataclass
@@ -120,6 +123,7 @@ class PrepareReport:
     skipped: list[dict] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    skipped_rows: tuple[str, ...] = ()  # bad metadata rows left out (skip_bad), 'file:line: problem' each
 
 
 def _decode(task: tuple[int, str, tuple[int, ...]]) -> tuple[int, dict[int, np.ndarray] | None, tuple[int, int], str]:
@@ -203,7 +207,7 @@ def prepare_cache(
     data = data_dir if isinstance(data_dir, DataRoot) else DataRoot.at(data_dir)
     resolutions = parse_resolutions(resolutions_px)
     cache = Path(cache_dir).expanduser().resolve() if cache_dir else default_cache_dir(data.root)
-    sources = Sources.scan(data, dataset or detect_dataset(data.root))
+    sources = Sources.scan(data, dataset or detect_dataset(data.root), skip_bad)
     if not sources.names:
         raise CacheError(f"{data.root}: no images found (looked in images/ and images_*/images/, or the data set's listed paths)")
     if sources.missing:
@@ -244,12 +248,12 @@ class PreparePlan:
 
 
 def plan_prepare(data_dir: str | Path | DataRoot, resolutions_px: Iterable[int], cache_dir: str | Path | None = None,
-                 dataset: str | None = None) -> PreparePlan:
+                 dataset: str | None = None, skip_bad: bool = False) -> PreparePlan:
     """The bytes a cache would take at each resolution for the present and for all listed images; writes nothing."""
     data = data_dir if isinstance(data_dir, DataRoot) else DataRoot.at(data_dir)
     resolutions = parse_resolutions(resolutions_px)
     cache = Path(cache_dir).expanduser().resolve() if cache_dir else default_cache_dir(data.root)
-    sources = Sources.scan(data, dataset or detect_dataset(data.root))
+    sources = Sources.scan(data, dataset or detect_dataset(data.root), skip_bad)
     present, listed = len(sources.names), len(sources.names) + len(sources.missing)
     probe = cache
     while not probe.exists():
@@ -283,7 +287,8 @@ def _prepare_locked(cache: Path, sources: Sources, resolutions: tuple[int, ...],
         manifest, complete = None, set()
     todo = tuple(r for r in resolutions if r not in complete)
     reused = tuple(r for r in resolutions if r in complete)
-    report = PrepareReport(cache, len(sources.names), resolutions, todo, reused, 0, missing=sources.missing)
+    report = PrepareReport(cache, len(sources.names), resolutions, todo, reused, 0, missing=sources.missing,
+                           skipped_rows=sources.skipped_rows)
     if not todo:
         report.skipped = manifest.get("skipped", []) if manifest else []
         report.seconds = time.perf_counter() - started

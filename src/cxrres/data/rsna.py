@@ -105,19 +105,19 @@ def read_rsna_labels(labels_path: str | Path, class_info_path: str | Path | None
     labels_path = Path(labels_path)
     labels = _read_table(labels_path, _LABEL_COLUMNS)
     problem = _label_problems(labels, side_px)
-    problems = [f"{labels_path}: line {line}: {text}" for line, text in zip(labels["line"], problem) if text]
+    problems = [f"{labels_path}:{line}: {text}" for line, text in zip(labels["line"], problem) if text]
     bad_patients = set(labels.loc[problem != "", "patientId"])
     classes = None
     if class_info_path is not None:
         class_info_path = Path(class_info_path)
         info = _read_table(class_info_path, ["patientId", "class"])
         info_problem = _class_problems(info, labels)
-        problems += [f"{class_info_path}: line {line}: {text}" for line, text in zip(info["line"], info_problem) if text]
+        problems += [f"{class_info_path}:{line}: {text}" for line, text in zip(info["line"], info_problem) if text]
         bad_patients |= set(info.loc[info_problem != "", "patientId"])
         classes = info.drop_duplicates("patientId").set_index("patientId")["class"]
     if problems and not skip_bad:
-        more = f" (and {len(problems) - 1} more; skip_bad drops those patients)" if len(problems) > 1 else ""
-        raise CxrresError(problems[0] + more)
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise CxrresError(problems[0] + more + "; --skip-bad leaves such rows' patients out")
     good = labels[~labels["patientId"].isin(bad_patients)]
     positive = good[good["Target"] == "1"]
     boxes = pd.DataFrame({"image": positive["patientId"] + ".dcm", "label": FINDING,

@@ -13,16 +13,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
+import pandas as pd
+
 from cxrres.data.cache import PrepareReport, ResolutionCache, prepare_cache
 from cxrres.data.datasets import LABELERS, DatasetTable, ReadOptions, check_options, detect_dataset, nih, open_dataset
 from cxrres.data.layout import DataRoot
-from cxrres.data.splits import Split, build_split
+from cxrres.data.splits import Split, boxes_in_part, build_split
 
 
 @dataclass(frozen=True)
 class SplitSpec:
     """Which images of a data root and their parts: the data set (auto: detected), views, split kind, an optional
-    folder of split files (NIH), the carve settings, and MIMIC's labeler."""
+    folder of split files (NIH), the carve settings, MIMIC's labeler, the reader rule (VinDr) and whether bad rows are
+    skipped."""
 
     kind: str = "chexnet"
     split_dir: str | None = None
@@ -31,6 +34,8 @@ class SplitSpec:
     dataset: str = "auto"
     views: str = "frontal"
     labeler: str = LABELERS[0]
+    readers: str = "any"
+    skip_bad: bool = False
 
     def build(self, root: DataRoot) -> Split:
         """The NIH split of `root` this spec names (checked for overlap)."""
@@ -39,7 +44,11 @@ class SplitSpec:
     def options(self) -> ReadOptions:
         """The adapter's read options of this spec."""
         return ReadOptions(self.kind, self.split_dir, self.val_fraction, self.split_seed, views=self.views,
-                           labeler=self.labeler)
+                           labeler=self.labeler, readers=self.readers, skip_bad=self.skip_bad)
+
+    def open(self, data: str | Path) -> DatasetTable:
+        """The data set at `data` in the common form under this spec, from its metadata alone (no cache)."""
+        return read_split(DataRoot.at(data), self)[1]
 
 
 def read_split(root: DataRoot, spec: SplitSpec) -> tuple[Split | None, DatasetTable]:
@@ -71,7 +80,8 @@ class DataSource:
         """Open the root as its data set, build the split, and build or reuse the cache at every resolution (pixels)."""
         root = data if isinstance(data, DataRoot) else DataRoot.at(data)
         split, table = read_split(root, spec)
-        report = prepare_cache(root, resolutions_px, cache_dir, progress=progress, dataset=table.dataset)
+        report = prepare_cache(root, resolutions_px, cache_dir, skip_bad=spec.skip_bad, progress=progress,
+                               dataset=table.dataset)
         return cls(root, spec, table, report, split)
 
     @property
@@ -93,6 +103,13 @@ class DataSource:
     def serves(self, data: str | Path, spec: SplitSpec, resolution_px: int) -> bool:
         """Whether a run on `data` with split `spec` at `resolution_px` can use this source as it is."""
         return self.reads(data, spec) and resolution_px in self.prepared.resolutions_px
+
+    def boxes(self, part: str = "test") -> pd.DataFrame:
+        """The ground-truth boxes (`image,label,x,y,w,h`, source px) of `part`: for NIH the official boxes of its
+        split's part (BBox_List_2017.csv, as always), else the table's."""
+        if self.split is not None:
+            return boxes_in_part(self.root, self.split, part)
+        return self.table.boxes_in(part)
 
     def digest(self) -> str:
         """sha256 of the split's (image, part, labels) table: two runs on the same split have the same digest (for NIH

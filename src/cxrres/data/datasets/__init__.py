@@ -13,6 +13,18 @@ from cxrres.errors import CxrresError
 #: Adapters by name, in detection order (the most specific files first; NIH, which also takes a bare images/, last).
 ADAPTERS: dict[str, ModuleType] = {m.NAME: m for m in (chexpert, mimic, padchest, rsna, vindr, csvfile, nih)}
 DATASETS: tuple[str, ...] = tuple(ADAPTERS)
+#: `--readers`: a finding is positive when any reader marks it, or most of them (data sets with several readers).
+READER_RULES: tuple[str, ...] = vindr.READER_RULES
+
+
+def check_readers(dataset: str, readers: str) -> None:
+    """One line refusing a reader rule other than `any` on a data set without per-reader labels."""
+    if readers not in READER_RULES:
+        raise CxrresError(f"unknown reader rule {readers!r}; choose one of {', '.join(READER_RULES)}")
+    if readers != "any" and readers not in getattr(ADAPTERS.get(dataset), "READER_RULES", ("any",)):
+        having = ", ".join(n for n, a in ADAPTERS.items() if hasattr(a, "READER_RULES"))
+        raise CxrresError(f"--readers {readers}: the {dataset} data set has one label per image, not one per reader "
+                          f"(data sets with readers: {having})")
 
 
 def detect_dataset(root: str | Path) -> str:
@@ -29,10 +41,11 @@ def detect_dataset(root: str | Path) -> str:
 
 def check_options(name: str, options: ReadOptions) -> None:
     """One-line CxrresError for a read option the data set `name` does not have: a labeler other than the default
-    anywhere but MIMIC-CXR-JPG."""
+    anywhere but MIMIC-CXR-JPG, a reader rule other than `any` on a data set without readers."""
     if options.labeler != LABELERS[0] and name != mimic.NAME:
         raise CxrresError(f"--labeler {options.labeler}: only MIMIC-CXR-JPG has a choice of labeler (its "
                           f"{mimic.LABEL_FILES[options.labeler]}); this data root is read as {name}")
+    check_readers(name, options.readers)
 
 
 def open_dataset(root: str | Path, dataset: str | None = None, options: ReadOptions = ReadOptions()) -> DatasetTable:
@@ -47,17 +60,19 @@ def open_dataset(root: str | Path, dataset: str | None = None, options: ReadOpti
     return ADAPTERS[name].read(root, options)
 
 
-def listed_images(root: str | Path, dataset: str) -> tuple[list[str], list[Path], list[str]]:
-    """(names, paths, missing names) of every image the data set lists, all views, in name order; a name is the
-    image's path relative to the root (not NIH, whose cache keys are file names: see `cache.Sources.scan`)."""
-    table = open_dataset(root, dataset, ReadOptions(views="all"))
+def listed_images(root: str | Path, dataset: str, skip_bad: bool = False
+                  ) -> tuple[list[str], list[Path], list[str], tuple[str, ...]]:
+    """(names, paths, missing names, skipped metadata rows) of every image the data set lists, all views, in name
+    order (with `skip_bad`, not the images of bad metadata rows, which are listed); a name is the table's image name
+    (NIH's cache keys are file names: see `cache.Sources.scan`)."""
+    table = open_dataset(root, dataset, ReadOptions(views="all", skip_bad=skip_bad))
     order = table.frame.sort_index()
     paths = [table.root / p for p in order["path"].tolist()]
     present = [p.is_file() for p in paths]
     names = order.index.tolist()
     return ([n for n, ok in zip(names, present) if ok], [p for p, ok in zip(paths, present) if ok],
-            [n for n, ok in zip(names, present) if not ok])
+            [n for n, ok in zip(names, present) if not ok], table.skipped)
 
 
-__all__ = ["ADAPTERS", "DATASETS", "DatasetTable", "LABELERS", "ReadOptions", "UNCERTAIN_POLICIES", "apply_uncertain",
-           "check_options", "detect_dataset", "listed_images", "open_dataset"]
+__all__ = ["ADAPTERS", "DATASETS", "DatasetTable", "LABELERS", "READER_RULES", "ReadOptions", "UNCERTAIN_POLICIES",
+           "apply_uncertain", "check_options", "check_readers", "detect_dataset", "listed_images", "open_dataset"]

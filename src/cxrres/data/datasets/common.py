@@ -37,6 +37,8 @@ class ReadOptions:
     test_fraction: float = TEST_FRACTION  # only where the data set has no test part of its own
     views: str = "frontal"  # frontal, all, or a comma-separated list of view codes (PA,AP,...)
     labeler: str = LABELERS[0]  # MIMIC-CXR-JPG only: chexpert or negbio
+    readers: str = "any"  # data sets read by several readers (VinDr): a finding is positive for any or most of them
+    skip_bad: bool = False  # bad box rows (RSNA, VinDr): leave their images out and list them, instead of refusing
 
 
 def no_boxes() -> pd.DataFrame:
@@ -63,6 +65,7 @@ class DatasetTable:
     boxes: pd.DataFrame = field(default_factory=no_boxes)
     notes: tuple[str, ...] = ()  # how the split was made, one line each
     source_px: tuple[int, int] | None = None  # (width, height) of every image, pixels, when fixed
+    skipped: tuple[str, ...] = ()  # bad metadata rows left out under `skip_bad`, one 'file:line: problem' each
 
     def part(self, part: str) -> pd.DataFrame:
         """Rows of one part, in file order."""
@@ -75,6 +78,30 @@ class DatasetTable:
     def labels(self, part: str) -> np.ndarray:
         """(N, classes) float32 raw labels of one part: 1, 0, -1 (uncertain) or NaN (blank)."""
         return self.part(part)[list(self.classes)].to_numpy(np.float32)
+
+    def boxes_in(self, part: str) -> pd.DataFrame:
+        """The boxes (`image,label,x,y,w,h`, source px) whose image lies in `part`, in table order."""
+        return self.boxes[self.boxes["image"].isin(set(self.images(part)))].reset_index(drop=True)
+
+
+def refuse_or_skip(path: Path, problems: pd.Series, skip_bad: bool) -> tuple[str, ...]:
+    """The bad rows of one file as 'file:line: problem' lines when `skip_bad`; else one DataFormatError at the first.
+
+    `problems` is indexed by file line, '' where a row is good."""
+    bad = problems[problems != ""]
+    if bad.empty:
+        return ()
+    if not skip_bad:
+        more = f" (and {len(bad) - 1} more bad rows)" if len(bad) > 1 else ""
+        raise DataFormatError(path, f"{bad.iloc[0]}{more}; --skip-bad leaves such rows' images out", int(bad.index[0]))
+    return tuple(f"{path}:{int(line)}: {text}" for line, text in bad.items())
+
+
+def skipped_note(skipped: Sequence[str]) -> tuple[str, ...]:
+    """The table note on rows left out under --skip-bad: how many and the first (nothing when none)."""
+    if not skipped:
+        return ()
+    return (f"--skip-bad: {len(skipped)} bad rows skipped, their images left out (first: {skipped[0]})",)
 
 
 def apply_uncertain(labels: np.ndarray, policy: str = "ignore") -> tuple[np.ndarray, np.ndarray]:

@@ -4,6 +4,8 @@ One image per patient, `stage_2_train_images/<patientId>.dcm` (1024 x 1024 px, a
 Opacity" (1 when the patient has a box, else 0); boxes `image,label,x,y,w,h` in source pixels, several per image.
 The stage-2 test images carry no labels, so test and val are carved patient-wise (seeded) from the labelled images.
 The view (AP/PA) comes from `stage_2_train_images_dicom_headers.csv[.gz]` (`PatientID,ViewPosition`) when present.
+A bad label row is one error naming file and line (`data/rsna.py`), or under `options.skip_bad` its patient is left
+out and the row listed in `DatasetTable.skipped`.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from cxrres.data import rsna as labels_reader
-from cxrres.data.datasets.common import DatasetTable, ReadOptions, assemble, finish_split, select_views
+from cxrres.data.datasets.common import DatasetTable, ReadOptions, assemble, finish_split, select_views, skipped_note
 
 NAME = "rsna"
 EXPECTS = "rsna: stage_2_train_labels.csv[.zip] (patientId,x,y,width,height,Target)"
@@ -41,7 +43,7 @@ def _views(root: Path, patients: np.ndarray) -> np.ndarray:
 
 def read(root: Path, options: ReadOptions = ReadOptions()) -> DatasetTable:
     """The RSNA root in the common form: every labelled patient, test and val carved patient-wise (seeded)."""
-    found = labels_reader.read_rsna_root(root)
+    found = labels_reader.read_rsna_root(root, options.skip_bad)
     images = found.images
     patients = images["patient_id"].to_numpy(str)
     names = images["image"].tolist()
@@ -52,5 +54,5 @@ def read(root: Path, options: ReadOptions = ReadOptions()) -> DatasetTable:
     frame = select_views(frame, options.views)
     frame, notes = finish_split(frame, f"{root} (rsna)", options)
     boxes = found.boxes[found.boxes["image"].isin(frame.index)].reset_index(drop=True)
-    notes = ("no labelled test part published (stage-2 test images have no labels)",) + notes
-    return DatasetTable(NAME, root, CLASSES, frame, boxes, notes=notes, source_px=SOURCE_PX)
+    notes = ("no labelled test part published (stage-2 test images have no labels)",) + skipped_note(found.problems) + notes
+    return DatasetTable(NAME, root, CLASSES, frame, boxes, notes=notes, source_px=SOURCE_PX, skipped=found.problems)

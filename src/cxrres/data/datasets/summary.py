@@ -9,6 +9,9 @@ import numpy as np
 from cxrres.data.datasets.common import DatasetTable
 from cxrres.data.splits import PARTS
 
+#: Skipped metadata rows `describe` prints one per line (the rest are counted; `--json` lists all).
+SHOWN_SKIPPED = 20
+
 
 def describe_boxes(table: DatasetTable, part: str = "test") -> dict | None:
     """Boxes per part; in `part`, per class boxes, images and mean area (source px^2, and share of the frame where
@@ -55,7 +58,7 @@ def describe_table(table: DatasetTable) -> dict:
             "patients": {part: int(frame.loc[frame["part"] == part, "patient_id"].nunique()) for part in PARTS},
             "views": {str(k): int(v) for k, v in frame["view"].value_counts().items()},
             "classes": classes, "boxes": len(table.boxes), "box_summary": describe_boxes(table),
-            "notes": list(table.notes)}
+            "notes": list(table.notes), "skipped_rows": list(table.skipped)}
 
 
 def format_table_summary(summary: dict) -> str:
@@ -63,6 +66,9 @@ def format_table_summary(summary: dict) -> str:
     images, patients = summary["images"], summary["patients"]
     lines = [f"data set {summary['dataset']}: " + ", ".join(f"{p} {images[p]:,} images / {patients[p]:,} patients" for p in PARTS)]
     lines += [f"  {note}" for note in summary["notes"]]
+    skipped = summary.get("skipped_rows") or []
+    lines += [f"  skipped {row}" for row in skipped[:SHOWN_SKIPPED]]
+    lines += [f"  ... and {len(skipped) - SHOWN_SKIPPED:,} more skipped rows (--json lists all)"] if len(skipped) > SHOWN_SKIPPED else []
     lines += ["  views: " + ", ".join(f"{k or '(none)'} {v:,}" for k, v in summary["views"].items()), ""]
     lines.append(f"{'class':<28}" + "".join(f"{p + ' pos':>12}{'%':>7}{'uncertain':>11}" for p in PARTS))
     for name, counts in summary["classes"].items():
