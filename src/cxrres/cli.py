@@ -1,19 +1,18 @@
-"""The `cxrres` command line: argument parsing only; every command is one call into the library."""
+"""The `cxrres` command line: argument parsing only; each command's body, one call into the library, is in
+`commands.py`."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import sys
-from pathlib import Path
 from typing import Callable, Sequence
 
-from cxrres import __version__
+from cxrres import __version__, commands
 from cxrres.config import DESCRIBE_SETTINGS, add_arguments, add_train_arguments
 from cxrres.errors import EXIT_TERMINATED, CxrresError, Terminated
-from cxrres.runs import AUC, AUC_GOOGLE2019, COMPARISON
+from cxrres.runs import COMPARISON
 
 
 def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,49 +21,6 @@ def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--dataset", choices=DATASETS, default=None, help="read DIR as this data set (default: detected from its files)")
     parser.add_argument("--views", default="frontal", metavar="VIEWS", help="frontal (default), all, or view codes such as PA,AP")
-
-
-def cmd_describe(args: argparse.Namespace) -> int:
-    """Print class counts per split part and the official boxes of the test part."""
-    from cxrres.data import DataRoot, build_split
-    from cxrres.data.summary import describe_split, format_summary
-
-    from cxrres.data.datasets import ReadOptions, check_options, detect_dataset, open_dataset
-    from cxrres.data.datasets.summary import describe_table, format_table_summary
-
-    dataset = args.dataset or detect_dataset(args.data)
-    options = ReadOptions(args.split, args.split_dir, args.val_fraction, args.split_seed, views=args.views,
-                          labeler=args.labeler, readers=args.readers, skip_bad=args.skip_bad)
-    check_options(dataset, options)
-    if dataset == "nih" and args.views == "frontal":  # ChestX-ray14 as before (all frontal): with its boxes
-        root = DataRoot.at(args.data)
-        split = build_split(root, args.split, args.split_dir, args.val_fraction, args.split_seed)
-        summary = describe_split(root, split)
-        print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
-        return 0
-    summary = describe_table(open_dataset(args.data, dataset, options))
-    print(json.dumps(summary, indent=2) if args.json else format_table_summary(summary))
-    return 0
-
-
-def cmd_prepare(args: argparse.Namespace) -> int:
-    """Build the per-resolution uint8 caches."""
-    from cxrres.data.cache import plan_prepare, prepare_cache
-
-    if args.dry_run:
-        print(plan_prepare(args.data, args.resolutions, args.cache, args.dataset, args.skip_bad).to_text())
-        return 0
-    report = prepare_cache(args.data, args.resolutions, args.cache, args.workers, args.skip_bad, progress=not args.quiet,
-                           dataset=args.dataset)
-    built = ",".join(map(str, report.built_px)) or "none"
-    reused = ",".join(map(str, report.reused_px)) or "none"
-    resumed = f", resumed at image {report.resumed_from:,}" if report.resumed_from else ""
-    print(f"cache {report.cache_dir}: {report.n_images:,} images; built {built} px, reused {reused} px{resumed}; "
-          f"{len(report.skipped)} skipped, {len(report.missing):,} missing; {report.seconds:.1f} s")
-    for item in report.skipped:
-        print(f"  skipped {item['image']}: {item['error']}")
-    print("".join(f"  skipped {row}\n" for row in report.skipped_rows), end="")  # bad metadata rows: images not cached
-    return 0
 
 
 def enrichment(text: str) -> dict[str, float]:
@@ -79,108 +35,6 @@ def enrichment(text: str) -> dict[str, float]:
     return out
 
 
-def cmd_synth(args: argparse.Namespace) -> int:
-    """Write a phantom data set in one published layout (NIH by default)."""
-    from cxrres.synthetic.layouts import summary_line, synthesize_layout
-
-    counts = synthesize_layout(args.layout, args.out, n_images=args.images, n_patients=args.patients, size_px=args.size,
-                               seed=args.seed, workers=args.workers, progress=not args.quiet, enrich=args.enrich)
-    print(summary_line(args.layout, args.out, counts))
-    return 0
-
-
-def cmd_train(args: argparse.Namespace) -> int:
-    """Train one run (or resume it, or report that it is finished)."""
-    from cxrres.config import config_from_file, merge_settings, settings_from_args
-    from cxrres.train import train
-
-    config = merge_settings(config_from_file(args.config) if args.config else {}, settings_from_args(args))
-    run_dir = train(config)
-    if int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0:
-        print(f"run {run_dir}")
-    return 0
-
-
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    """Per-class test AUC with DeLong intervals of one run: on its own test part, against adjudicated labels
-    (--reference), or on another data set's test part (--data)."""
-    from cxrres.evaluate import evaluate_run, format_table, table_as_json
-
-    if args.reference and args.data:
-        raise CxrresError("--reference scores the run's own test images; it cannot be combined with --data")
-    if args.reference:
-        from cxrres.adjudicated import evaluate_reference, format_reference_table
-
-        table = evaluate_reference(args.run_dir, args.reference, args.level)
-        print(table.to_json(orient="records") if args.json else f"{format_reference_table(table)}\nwrote {args.run_dir}/{AUC_GOOGLE2019}")
-        return 0
-    if args.data:
-        from cxrres.external import evaluate_external
-
-        result = evaluate_external(args.run_dir, args.data, args.dataset, args.views, args.level, args.n_boot,
-                                   args.allow_missing, progress=not args.json)
-        print(json.dumps(result.as_json()) if args.json else result.summary())
-        return 0
-    table = evaluate_run(args.run_dir, args.level, args.n_boot)
-    print(json.dumps(table_as_json(table)) if args.json else f"{format_table(table)}\nwrote {args.run_dir}/{AUC}")
-    return 0
-
-
-def cmd_compare(args: argparse.Namespace) -> int:
-    """Compare runs on the same test images: AUC table, paired DeLong and bootstrap tests, figure."""
-    from cxrres.compare import compare_runs
-    from cxrres.report.comparison import write_comparison
-    from cxrres.report.document import study_reference
-    from cxrres.report.tables import markdown_table
-
-    comparison = compare_runs(args.run_dirs, args.level, args.n_boot)
-    written = write_comparison(comparison, args.out, study_reference(comparison), shared_y=not args.per_panel_y)
-    print(markdown_table(comparison.auc))
-    print(f"wrote {len(written)} files to {args.out}: " + ", ".join(p.name for p in written))
-    return 0
-
-
-def cmd_localize(args: argparse.Namespace) -> int:
-    """Grad-CAM boxes of one run scored against the ground-truth boxes of its test part."""
-    from cxrres.localize import localize_run, summary_as_json
-    from cxrres.runs import LOCALIZATION, LOCALIZATION_SAMPLES, SKIPPED_ROWS
-
-    result = localize_run(args.run_dir, args.data, args.method, args.threshold, args.iou, args.examples,
-                          progress=not (args.quiet or args.json))
-    if args.json:
-        print(json.dumps(summary_as_json(result.summary)))
-        return 0
-    print(f"{'class':<20} {'n':>4} {'precision':>9} {'accuracy':>8} {'pointing':>8}")
-    for _, row in result.summary.iterrows():
-        print(f"{row['class']:<20} {int(row['n']):>4} {row['precision']:>9.3f} {row['accuracy']:>8.3f} {row['pointing']:>8.3f}")
-    if result.skipped_not_in_cache:
-        print(f"{result.skipped_not_in_cache} boxes skipped: their images are not on disk")
-    if result.skipped_rows:
-        print(f"{len(result.skipped_rows)} bad metadata rows skipped, their images left out: {args.run_dir}/{SKIPPED_ROWS}")
-    print(f"wrote {args.run_dir}/{LOCALIZATION}, {LOCALIZATION_SAMPLES} and {len(result.figures)} example figures")
-    return 0
-
-
-def _study_on_slurm(study, args: argparse.Namespace) -> int:
-    """Submit the study's jobs to SLURM; with --wait, block until the report job ends and fail if any job failed."""
-    from cxrres.cluster import SlurmOptions, slurm_options, submit_study, wait_for
-    from cxrres.runs import KEY_TABLE, REPORT_HTML
-
-    flags = {name: getattr(args, name) for name in SlurmOptions.__dataclass_fields__}
-    submission = submit_study(study, slurm_options(study.slurm, flags))
-    if args.wait:
-        wait_for(study, submission)
-        _print_key_table(Path(study.out) / KEY_TABLE, Path(study.out) / REPORT_HTML)
-    return 0
-
-
-def _print_key_table(key: Path, html: Path) -> None:
-    """The study's key table (when written) and the report's path."""
-    if key.is_file():
-        print("\n" + key.read_text())
-    print(f"report: {html}")
-
-
 def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
     """--executor and the SLURM settings of `cxrres study` (flags override the study file's `slurm:` mapping)."""
     from cxrres.cluster.scripts import add_slurm_arguments
@@ -191,62 +45,6 @@ def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
                              "(default: %(default)s)")
     parser.add_argument("--wait", action="store_true", help="slurm: block until the report is written; fail if a job failed")
     add_slurm_arguments(parser)
-
-
-def cmd_study(args: argparse.Namespace) -> int:
-    """Run (or continue, list, or plan) a whole study."""
-    from cxrres.runs import KEY_TABLE
-    from cxrres.study import GRID_FLAGS, describe_state, job_commands, run_study, study_settings, write_study_file
-
-    study = study_settings(args.config, {name: getattr(args, name) for name in GRID_FLAGS})
-    if args.dry_run:
-        print(describe_state(study))
-        return 0
-    if args.plan:
-        write_study_file(study)
-        print(job_commands(study))
-        return 0
-    if args.executor == "slurm":
-        return _study_on_slurm(study, args)
-    _print_key_table(Path(study.out) / KEY_TABLE, run_study(study, progress=not args.quiet))
-    return 0
-
-
-def cmd_predict(args: argparse.Namespace) -> int:
-    """Score new radiographs with a run: probabilities, positive calls, heat maps."""
-    from cxrres.operating import OperatingRule
-    from cxrres.predict import PREDICTIONS_FILE, SKIPPED_FILE, predict_files
-
-    result = predict_files(args.run_dir, args.inputs, args.out, args.heatmaps, args.method,
-                           OperatingRule.parse(args.operating_point), args.skip_bad, args.workers, args.batch_size,
-                           progress=not args.quiet)
-    print(f"{len(result.predictions):,} images scored ({result.images_per_s:.1f} img/s); wrote {Path(args.out) / PREDICTIONS_FILE}"
-          + (f", {len(result.heatmaps)} heat maps" if result.heatmaps else ""))
-    if args.skip_bad:
-        print(f"{len(result.skipped)} skipped, listed in {Path(args.out) / SKIPPED_FILE}")
-    return 0
-
-
-def cmd_export(args: argparse.Namespace) -> int:
-    """Export a run's best network (ONNX or TorchScript) with a model card."""
-    from cxrres.export import export_run, export_study
-    from cxrres.runs import STUDY_FILE
-
-    if (Path(args.run_dir) / STUDY_FILE).is_file():
-        for path in export_study(args.run_dir, args.format, args.out):
-            print(f"wrote {path} and its model card {path.name}.md")
-        return 0
-    path = export_run(args.run_dir, args.format, args.out)
-    print(f"wrote {path} and its model card {path.name}.md")
-    return 0
-
-
-def cmd_report(args: argparse.Namespace) -> int:
-    """Write report.html and report.md of a study directory."""
-    from cxrres.report.document import write_report
-
-    print(f"report: {write_report(args.study_dir, shared_y=not args.per_panel_y)}")
-    return 0
 
 
 def _add_statistics_options(parser: argparse.ArgumentParser) -> None:
@@ -280,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_arguments(describe, DESCRIBE_SETTINGS, with_defaults=True)
     add_dataset_arguments(describe)
     describe.add_argument("--json", action="store_true", help="print exactly one JSON object instead of tables")
-    describe.set_defaults(func=cmd_describe)
+    describe.set_defaults(func=commands.describe)
 
     prepare = sub.add_parser("prepare", help="decode every image once into one uint8 array per resolution",
                              description="Decode each image under DIR/images/ or DIR/images_*/images/ once, area-resize it to every "
@@ -303,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--dry-run", action="store_true",
                          help="print the bytes each resolution would take (present and all listed images) and the free space; write nothing")
     prepare.add_argument("--quiet", action="store_true", help="no progress bar")
-    prepare.set_defaults(func=cmd_prepare)
+    prepare.set_defaults(func=commands.prepare)
 
     from cxrres.synthetic.layouts import LAYOUTS
 
@@ -323,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--enrich", type=enrichment, metavar="CLASS=F,...",
                        help="draw these findings F times as often as their real-prevalence weight, e.g. Nodule=3")
     synth.add_argument("--quiet", action="store_true", help="no progress bar")
-    synth.set_defaults(func=cmd_synth)
+    synth.set_defaults(func=commands.synth)
 
     train = sub.add_parser("train", help="train one run (arch x resolution x seed) with the study's recipe",
                            description="Train one network on the resolution cache with the study's recipe (BCE, AdamW 3e-4, "
@@ -331,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
                                        "with the best validation mean AUC, and write test predictions. Rerunning the same "
                                        "command resumes an interrupted run and skips a finished one.")
     add_train_arguments(train)
-    train.set_defaults(func=cmd_train)
+    train.set_defaults(func=commands.train)
 
     evaluate = sub.add_parser("evaluate", help="per-class test AUC with DeLong 95%% intervals of one run",
                               description="Read RUN_DIR/predictions_test.csv and write RUN_DIR/auc.csv: per class n_pos, n_neg, "
@@ -344,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_dataset_arguments(evaluate)
     evaluate.add_argument("--allow-missing", action="store_true", help="--data: score the test images that are cached, leaving out missing ones")
     _add_statistics_options(evaluate)
-    evaluate.set_defaults(func=cmd_evaluate)
+    evaluate.set_defaults(func=commands.evaluate)
 
     compare = sub.add_parser("compare", help="compare runs: AUC table, paired DeLong and bootstrap tests, AUC-vs-resolution plot",
                              description="Compare runs scored on the same test images: AUC table with the best per row marked "
@@ -354,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--out", default=COMPARISON, metavar="DIR", help="output directory (default: %(default)s)")
     _add_statistics_options(compare)
     _add_per_panel_option(compare)
-    compare.set_defaults(func=cmd_compare)
+    compare.set_defaults(func=commands.compare)
 
     localize = sub.add_parser("localize", help="Grad-CAM boxes of a run scored against the ground-truth boxes",
                               description="For every ground-truth box (ChestX-ray14, RSNA, VinDr-CXR) in the test part of the run's split: the class's saliency map "
@@ -370,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     localize.add_argument("--examples", type=int, default=2, metavar="N", help="example figures per class (default: %(default)s)")
     localize.add_argument("--json", action="store_true", help='print {"classes": {...}, "mean": {"precision", "accuracy", "pointing"}}')
     localize.add_argument("--quiet", action="store_true", help="no progress bar")
-    localize.set_defaults(func=cmd_localize)
+    localize.set_defaults(func=commands.localize)
 
     study = sub.add_parser("study", help="the whole study: caches, every run, evaluation, localization, comparison, report",
                            description="Train every (arch, resolution, seed, label) run with the study's recipe, evaluate, localize, "
@@ -389,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--plan", action="store_true", help="print one `cxrres train` command per unfinished run (for a scheduler)")
     _add_cluster_options(study)
     study.add_argument("--quiet", action="store_true", help="no progress bars")
-    study.set_defaults(func=cmd_study)
+    study.set_defaults(func=commands.study)
 
     predict = sub.add_parser("predict", help="score new radiographs (PNG, JPEG, DICOM) with a trained run, with heat maps",
                              description="Score image files or folders with RUN_DIR's best network, preprocessed exactly as in "
@@ -410,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--workers", type=int, metavar="N", help="decoding processes (default: the number of cores, at most 8)")
     predict.add_argument("--batch-size", type=int, metavar="B", help="images per forward pass (default: the run's)")
     predict.add_argument("--quiet", action="store_true", help="no progress bar")
-    predict.set_defaults(func=cmd_predict)
+    predict.set_defaults(func=commands.predict)
 
     export = sub.add_parser("export", help="export a run's network to ONNX or TorchScript, with a model card",
                             description="Write RUN_DIR's best network to FILE: input uint8 grey N×R×R, output probabilities "
@@ -419,13 +217,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a run, or a study: then its best run per resolution (highest test mean AUC over seeds)")
     export.add_argument("--format", default="onnx", choices=("onnx", "torchscript"), help="(default: %(default)s)")
     export.add_argument("--out", required=True, metavar="FILE|DIR", help="output file (e.g. model.onnx), or folder for a study")
-    export.set_defaults(func=cmd_export)
+    export.set_defaults(func=commands.export)
 
     report = sub.add_parser("report", help="write report.html and report.md of a study directory",
                             description="Write STUDY_DIR/report.html (self-contained) and report.md from the finished runs.")
     report.add_argument("study_dir", metavar="STUDY_DIR")
     _add_per_panel_option(report)
-    report.set_defaults(func=cmd_report)
+    report.set_defaults(func=commands.report)
     return parser
 
 

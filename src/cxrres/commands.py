@@ -1,0 +1,213 @@
+"""The body of each `cxrres` command: one call into the library, and what it prints. `cli.py` parses the arguments
+and dispatches here; the heavy modules are imported inside each command, so `cxrres --help` starts without torch."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+from cxrres.errors import CxrresError
+from cxrres.runs import AUC, AUC_GOOGLE2019
+
+
+def describe(args: argparse.Namespace) -> int:
+    """Print class counts per split part and the official boxes of the test part."""
+    from cxrres.data import DataRoot, build_split
+    from cxrres.data.summary import describe_split, format_summary
+
+    from cxrres.data.datasets import ReadOptions, check_options, detect_dataset, open_dataset
+    from cxrres.data.datasets.summary import describe_table, format_table_summary
+
+    dataset = args.dataset or detect_dataset(args.data)
+    options = ReadOptions(args.split, args.split_dir, args.val_fraction, args.split_seed, views=args.views,
+                          labeler=args.labeler, readers=args.readers, skip_bad=args.skip_bad)
+    check_options(dataset, options)
+    if dataset == "nih" and args.views == "frontal":  # ChestX-ray14 as before (all frontal): with its boxes
+        root = DataRoot.at(args.data)
+        split = build_split(root, args.split, args.split_dir, args.val_fraction, args.split_seed)
+        summary = describe_split(root, split)
+        print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
+        return 0
+    summary = describe_table(open_dataset(args.data, dataset, options))
+    print(json.dumps(summary, indent=2) if args.json else format_table_summary(summary))
+    return 0
+
+
+def prepare(args: argparse.Namespace) -> int:
+    """Build the per-resolution uint8 caches."""
+    from cxrres.data.cache import plan_prepare, prepare_cache
+
+    if args.dry_run:
+        print(plan_prepare(args.data, args.resolutions, args.cache, args.dataset, args.skip_bad).to_text())
+        return 0
+    report = prepare_cache(args.data, args.resolutions, args.cache, args.workers, args.skip_bad, progress=not args.quiet,
+                           dataset=args.dataset)
+    built = ",".join(map(str, report.built_px)) or "none"
+    reused = ",".join(map(str, report.reused_px)) or "none"
+    resumed = f", resumed at image {report.resumed_from:,}" if report.resumed_from else ""
+    print(f"cache {report.cache_dir}: {report.n_images:,} images; built {built} px, reused {reused} px{resumed}; "
+          f"{len(report.skipped)} skipped, {len(report.missing):,} missing; {report.seconds:.1f} s")
+    for item in report.skipped:
+        print(f"  skipped {item['image']}: {item['error']}")
+    print("".join(f"  skipped {row}\n" for row in report.skipped_rows), end="")  # bad metadata rows: images not cached
+    return 0
+
+
+def synth(args: argparse.Namespace) -> int:
+    """Write a phantom data set in one published layout (NIH by default)."""
+    from cxrres.synthetic.layouts import summary_line, synthesize_layout
+
+    counts = synthesize_layout(args.layout, args.out, n_images=args.images, n_patients=args.patients, size_px=args.size,
+                               seed=args.seed, workers=args.workers, progress=not args.quiet, enrich=args.enrich)
+    print(summary_line(args.layout, args.out, counts))
+    return 0
+
+
+def train(args: argparse.Namespace) -> int:
+    """Train one run (or resume it, or report that it is finished)."""
+    from cxrres.config import config_from_file, merge_settings, settings_from_args
+    from cxrres.train import train
+
+    config = merge_settings(config_from_file(args.config) if args.config else {}, settings_from_args(args))
+    run_dir = train(config)
+    if int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0:
+        print(f"run {run_dir}")
+    return 0
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    """Per-class test AUC with DeLong intervals of one run: on its own test part, against adjudicated labels
+    (--reference), or on another data set's test part (--data)."""
+    from cxrres.evaluate import evaluate_run, format_table, table_as_json
+
+    if args.reference and args.data:
+        raise CxrresError("--reference scores the run's own test images; it cannot be combined with --data")
+    if args.reference:
+        from cxrres.adjudicated import evaluate_reference, format_reference_table
+
+        table = evaluate_reference(args.run_dir, args.reference, args.level)
+        print(table.to_json(orient="records") if args.json else f"{format_reference_table(table)}\nwrote {args.run_dir}/{AUC_GOOGLE2019}")
+        return 0
+    if args.data:
+        from cxrres.external import evaluate_external
+
+        result = evaluate_external(args.run_dir, args.data, args.dataset, args.views, args.level, args.n_boot,
+                                   args.allow_missing, progress=not args.json)
+        print(json.dumps(result.as_json()) if args.json else result.summary())
+        return 0
+    table = evaluate_run(args.run_dir, args.level, args.n_boot)
+    print(json.dumps(table_as_json(table)) if args.json else f"{format_table(table)}\nwrote {args.run_dir}/{AUC}")
+    return 0
+
+
+def compare(args: argparse.Namespace) -> int:
+    """Compare runs on the same test images: AUC table, paired DeLong and bootstrap tests, figure."""
+    from cxrres.compare import compare_runs
+    from cxrres.report.comparison import write_comparison
+    from cxrres.report.document import study_reference
+    from cxrres.report.tables import markdown_table
+
+    comparison = compare_runs(args.run_dirs, args.level, args.n_boot)
+    written = write_comparison(comparison, args.out, study_reference(comparison), shared_y=not args.per_panel_y)
+    print(markdown_table(comparison.auc))
+    print(f"wrote {len(written)} files to {args.out}: " + ", ".join(p.name for p in written))
+    return 0
+
+
+def localize(args: argparse.Namespace) -> int:
+    """Grad-CAM boxes of one run scored against the ground-truth boxes of its test part."""
+    from cxrres.localize import localize_run, summary_as_json
+    from cxrres.runs import LOCALIZATION, LOCALIZATION_SAMPLES, SKIPPED_ROWS
+
+    result = localize_run(args.run_dir, args.data, args.method, args.threshold, args.iou, args.examples,
+                          progress=not (args.quiet or args.json))
+    if args.json:
+        print(json.dumps(summary_as_json(result.summary)))
+        return 0
+    print(f"{'class':<20} {'n':>4} {'precision':>9} {'accuracy':>8} {'pointing':>8}")
+    for _, row in result.summary.iterrows():
+        print(f"{row['class']:<20} {int(row['n']):>4} {row['precision']:>9.3f} {row['accuracy']:>8.3f} {row['pointing']:>8.3f}")
+    if result.skipped_not_in_cache:
+        print(f"{result.skipped_not_in_cache} boxes skipped: their images are not on disk")
+    if result.skipped_rows:
+        print(f"{len(result.skipped_rows)} bad metadata rows skipped, their images left out: {args.run_dir}/{SKIPPED_ROWS}")
+    print(f"wrote {args.run_dir}/{LOCALIZATION}, {LOCALIZATION_SAMPLES} and {len(result.figures)} example figures")
+    return 0
+
+
+def study_on_slurm(study, args: argparse.Namespace) -> int:
+    """Submit the study's jobs to SLURM; with --wait, block until the report job ends and fail if any job failed."""
+    from cxrres.cluster import SlurmOptions, slurm_options, submit_study, wait_for
+    from cxrres.runs import KEY_TABLE, REPORT_HTML
+
+    flags = {name: getattr(args, name) for name in SlurmOptions.__dataclass_fields__}
+    submission = submit_study(study, slurm_options(study.slurm, flags))
+    if args.wait:
+        wait_for(study, submission)
+        print_key_table(Path(study.out) / KEY_TABLE, Path(study.out) / REPORT_HTML)
+    return 0
+
+
+def print_key_table(key: Path, html: Path) -> None:
+    """The study's key table (when written) and the report's path."""
+    if key.is_file():
+        print("\n" + key.read_text())
+    print(f"report: {html}")
+
+
+def study(args: argparse.Namespace) -> int:
+    """Run (or continue, list, or plan) a whole study."""
+    from cxrres.runs import KEY_TABLE
+    from cxrres.study import GRID_FLAGS, describe_state, job_commands, run_study, study_settings, write_study_file
+
+    study = study_settings(args.config, {name: getattr(args, name) for name in GRID_FLAGS})
+    if args.dry_run:
+        print(describe_state(study))
+        return 0
+    if args.plan:
+        write_study_file(study)
+        print(job_commands(study))
+        return 0
+    if args.executor == "slurm":
+        return study_on_slurm(study, args)
+    print_key_table(Path(study.out) / KEY_TABLE, run_study(study, progress=not args.quiet))
+    return 0
+
+
+def predict(args: argparse.Namespace) -> int:
+    """Score new radiographs with a run: probabilities, positive calls, heat maps."""
+    from cxrres.operating import OperatingRule
+    from cxrres.predict import PREDICTIONS_FILE, SKIPPED_FILE, predict_files
+
+    result = predict_files(args.run_dir, args.inputs, args.out, args.heatmaps, args.method,
+                           OperatingRule.parse(args.operating_point), args.skip_bad, args.workers, args.batch_size,
+                           progress=not args.quiet)
+    print(f"{len(result.predictions):,} images scored ({result.images_per_s:.1f} img/s); wrote {Path(args.out) / PREDICTIONS_FILE}"
+          + (f", {len(result.heatmaps)} heat maps" if result.heatmaps else ""))
+    if args.skip_bad:
+        print(f"{len(result.skipped)} skipped, listed in {Path(args.out) / SKIPPED_FILE}")
+    return 0
+
+
+def export(args: argparse.Namespace) -> int:
+    """Export a run's best network (ONNX or TorchScript) with a model card."""
+    from cxrres.export import export_run, export_study
+    from cxrres.runs import STUDY_FILE
+
+    if (Path(args.run_dir) / STUDY_FILE).is_file():
+        for path in export_study(args.run_dir, args.format, args.out):
+            print(f"wrote {path} and its model card {path.name}.md")
+        return 0
+    path = export_run(args.run_dir, args.format, args.out)
+    print(f"wrote {path} and its model card {path.name}.md")
+    return 0
+
+
+def report(args: argparse.Namespace) -> int:
+    """Write report.html and report.md of a study directory."""
+    from cxrres.report.document import write_report
+
+    print(f"report: {write_report(args.study_dir, shared_y=not args.per_panel_y)}")
+    return 0
