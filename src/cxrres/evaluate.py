@@ -88,8 +88,10 @@ def table_as_json(table: pd.DataFrame) -> dict:
     return {"auc": {row["class"]: {k: number(row[k]) for k in ("auc", "ci_low", "ci_high")} for _, row in table.iterrows()}}
 
 
-def format_table(table: pd.DataFrame, width: int = 19) -> str:
-    """The AUC table as `cxrres evaluate` prints it: one line per class (counts, AUC and interval), then the mean."""
+def format_table(table: pd.DataFrame, width: int | None = None) -> str:
+    """The AUC table as `cxrres evaluate` prints it: one line per class (counts, AUC and interval), then the mean;
+    class names padded to `width` characters (default: the longest, at least 19)."""
+    width = width or max(19, *map(len, table["class"]))
     lines = []
     for _, row in table.iterrows():
         counts = "" if row["class"] == MEAN else f"{int(row['n_pos']):>6,} pos {int(row['n_neg']):>7,} neg  "

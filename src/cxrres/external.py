@@ -48,7 +48,7 @@ class ExternalResult:
         shown = self.table.assign(**{"class": [f"{c} ({other[c]})" if other.get(c, c) != c else c for c in self.table["class"]]})
         left_out = f"; {self.missing:,} test images not cached, left out" if self.missing else ""
         return (f"{self.dataset} at {self.root}: {len(self.pairs)} shared classes{left_out}\n"
-                f"{format_table(shown, width=max(19, *map(len, shown['class'])))}\nwrote {self.out_dir / runs.AUC}")
+                f"{format_table(shown)}\nwrote {self.out_dir / runs.AUC}")
 
     def as_json(self) -> dict:
         """`--json`: evaluate's {"auc": {...}} plus the data set, its root and the class pairs (run class: its class)."""

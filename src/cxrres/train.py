@@ -278,8 +278,10 @@ def _status(config: TrainConfig, state: str, module: ChestClassifier | None = No
     return status
 
 
-#: Harmless messages from the libraries: undefined classes are masked out of the mean AUC by `defined_classes`.
-QUIET_WARNINGS: tuple[str, ...] = (r"No (positive|negative) samples in targets", r".*isinstance\(treespec, LeafSpec\)",
+#: Harmless messages from the libraries: undefined classes are masked out of the mean AUC by `defined_classes`; the
+#: srun hint appears wherever SLURM is installed and a command was started without srun (one process, one task).
+QUIET_WARNINGS: tuple[str, ...] = (r"No (positive|negative) samples in targets", r"The `srun` command is available",
+                                   r".*isinstance\(treespec, LeafSpec\)",
                                    r".*litlogger", r"Checkpoint directory .* exists and is not empty",
                                    r"It is recommended to use `self.log\(")  # our epoch values are already synced
 
