@@ -75,6 +75,9 @@ def test_run_scored_on_chexpert_over_the_shared_classes(study, capsys) -> None:
     images, labels = expected_test_labels(chexpert)
     predictions = pd.read_csv(out / runs.PREDICTIONS)
     assert predictions["image"].tolist() == images and len(images) == 8
+    # the other data set's patients travel with the predictions, and the mean's bootstrap resamples them
+    assert predictions[runs.PATIENT_COLUMN].astype(str).tolist() == [p.split("/")[1][len("patient"):].lstrip("0") or "0"
+                                                                      for p in images]
     table = pd.read_csv(out / runs.AUC, keep_default_na=False)
     assert table.columns[:4].tolist() == [runs.EXTERNAL_DATASET, runs.EXTERNAL_ROOT, "class", runs.EXTERNAL_CLASS]
     assert (table[runs.EXTERNAL_DATASET] == "chexpert").all() and (table[runs.EXTERNAL_ROOT] == str(chexpert.resolve())).all()
@@ -95,6 +98,7 @@ def test_run_scored_on_chexpert_over_the_shared_classes(study, capsys) -> None:
     assert defined == ["Cardiomegaly", "Edema", "Effusion"]  # the fixture labels only these; Edema has 2 masked
     assert (table.set_index("class").loc["Edema", ["n_pos", "n_neg"]].astype(int).tolist()) == [2, 4]
     mean = table.set_index("class").loc["mean", "auc"]
+    assert table.set_index("class").loc["mean", "note"].endswith("bootstrap replicates by patient")
     assert float(mean) == pytest.approx(payload["auc"]["mean"]["auc"], abs=1e-5)
     assert main(["evaluate", str(run), "--data", str(chexpert), "--n-boot", "20"]) == 0  # the text form
     text = capsys.readouterr().out

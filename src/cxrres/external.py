@@ -103,7 +103,8 @@ def external_predictions(model: torch.nn.Module, config: TrainConfig, source: Da
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     probabilities = predict(model, CacheDataset(cache, images, labels), config, device)
     columns = [config.classes.index(own) for own, _ in pairs]
-    return runs.Predictions(images, [own for own, _ in pairs], probabilities[:, columns], labels), missing
+    patients = table.frame["patient_id"].reindex(images).astype(str).tolist()
+    return runs.Predictions(images, [own for own, _ in pairs], probabilities[:, columns], labels, patients), missing
 
 
 def evaluate_external(run_dir: str | Path, data: str | Path, dataset: str | None = None, views: str = "frontal",
