@@ -177,8 +177,10 @@ def select_views(frame: pd.DataFrame, views: str) -> pd.DataFrame:
     return frame[frame["view"].isin(wanted)]
 
 
-def finish_split(frame: pd.DataFrame, source: str, options: ReadOptions) -> tuple[pd.DataFrame, tuple[str, ...]]:
-    """Fill the parts a data set does not publish (seeded, patient-wise), check for leakage; (frame, notes).
+def finish_split(frame: pd.DataFrame, source: str, options: ReadOptions, unit: str = "patient"
+                 ) -> tuple[pd.DataFrame, tuple[str, ...]]:
+    """Fill the parts a data set does not publish (seeded, patient-wise), check for leakage; (frame, notes). `unit`
+    names what a `patient_id` is in the notes ("image" where a data set has no patient ids and uses the image's).
 
     Rows with an empty `part` are unassigned. With no test rows, whole patients of the unassigned and train rows
     become test until `test_fraction` of them; with no val rows, whole patients of train become val until
@@ -195,14 +197,14 @@ def finish_split(frame: pd.DataFrame, source: str, options: ReadOptions) -> tupl
         carved = carve_validation(frame.index[open_rows].tolist(), patients[open_rows],
                                   options.test_fraction, options.split_seed)
         part[np.flatnonzero(open_rows)[carved]] = "test"
-        notes.append(f"test: {options.test_fraction:g} of the images carved patient-wise (seed {options.split_seed})")
+        notes.append(f"test: {options.test_fraction:g} of the images carved {unit}-wise (seed {options.split_seed})")
     part[part == ""] = "train"
     if not (part == "val").any():
         train_rows = part == "train"
         carved = carve_validation(frame.index[train_rows].tolist(), patients[train_rows],
                                   options.val_fraction, options.split_seed)
         part[np.flatnonzero(train_rows)[carved]] = "val"
-        notes.append(f"val: {options.val_fraction:g} of train carved patient-wise (seed {options.split_seed})")
+        notes.append(f"val: {options.val_fraction:g} of train carved {unit}-wise (seed {options.split_seed})")
     frame["part"] = part
     order = {p: i for i, p in enumerate(PARTS)}
     frame = frame.iloc[np.argsort(frame["part"].map(order).to_numpy(), kind="stable")]

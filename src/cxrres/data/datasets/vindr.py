@@ -189,10 +189,10 @@ def read(root: Path, options: ReadOptions = ReadOptions(), readers: str | None =
     columns = {"path": [f"{IMAGES_DIR}/{n}" for n in names], "patient_id": patients,
                "view": np.full(len(ids), "", object), "frontal": np.ones(len(ids), bool), "part": np.full(len(ids), "", object)}
     frame = select_views(assemble(names, columns, CLASSES, labels.to_numpy(np.float32)), options.views)
-    frame, notes = finish_split(frame, f"{root} (vindr)", options)
+    frame, notes = finish_split(frame, f"{root} (vindr)", options, "patient" if wise == "patient-wise" else "image")
     boxes = boxes[boxes["image"].isin(frame.index)].reset_index(drop=True)
     patient_note = f"train.csv has no patient ids; {how}: test and val carved {wise}"
-    notes = (f"labels: a finding is positive when {'any reader' if readers == 'any' else 'most readers'} marks it; "
+    notes = (f"labels: a finding is positive when {'any reader marks' if readers == 'any' else 'most readers mark'} it; "
              f"{rows['rad_id'].nunique()} readers; boxes of all readers", patient_note) + skipped_note(skipped) + notes
     return DatasetTable(NAME, root, CLASSES, frame, boxes[["image", "label", "x", "y", "w", "h"]], notes=notes,
                         skipped=skipped)
@@ -251,11 +251,11 @@ def read_physionet(root: Path, options: ReadOptions = ReadOptions(), readers: st
                "view": np.full(len(ids), "", object), "frontal": np.ones(len(ids), bool), "part": part}
     values = np.concatenate([t.to_numpy(np.float32) for t in pieces.values()])
     frame = select_views(assemble(names, columns, classes, values), options.views)
-    frame, split_notes = finish_split(frame, f"{root} (vindr, PhysioNet)", options)
+    frame, split_notes = finish_split(frame, f"{root} (vindr, PhysioNet)", options, "image")
     box_table = pd.concat(boxes, ignore_index=True)
     n_readers = box_table["rad_id"].nunique()
     box_table = box_table[box_table["image"].isin(frame.index)].reset_index(drop=True)
-    notes = (f"labels: a finding is positive when {'any reader' if readers == 'any' else 'most readers'} marks it; "
+    notes = (f"labels: a finding is positive when {'any reader marks' if readers == 'any' else 'most readers mark'} it; "
              f"boxes of all readers ({n_readers} with boxes)",) + (("test: annotations/image_labels_test.csv",)
              if "test" in labels else ()) + ("no patient ids: val (and a missing test) carved image-wise",)
     return DatasetTable(NAME, root, classes, frame, box_table[["image", "label", "x", "y", "w", "h"]],
