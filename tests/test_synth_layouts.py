@@ -291,7 +291,7 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def test_rsna_phantom_trains_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture, one_thread) -> None:
+def test_rsna_phantom_trains_and_localizes_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture, one_thread) -> None:
     root, run = tmp_path / "rsna", tmp_path / "run"
     assert main(["synth", "--layout", "rsna", "--out", str(root), "--images", "48", "--size", "64", "--seed", "4",
                  "--enrich", "Pneumonia=3,Consolidation=3", "--workers", "1", "--quiet"]) == 0  # val has positives
@@ -308,3 +308,13 @@ def test_rsna_phantom_trains_end_to_end(tmp_path: Path, capsys: pytest.CaptureFi
     auc = pd.read_csv(run / runs.AUC).set_index("class")
     assert (auc.loc["Lung Opacity", "n_pos"], auc.loc["Lung Opacity", "n_neg"]) == (n_positive, n_test - n_positive)
     assert predictions.images == table.images("test") and 0 < n_positive < n_test
+    # localize: every true test box of the phantom is scored exactly once, in the image's own pixels
+    assert main(["localize", str(run), "--examples", "1", "--quiet"]) == 0
+    samples = pd.read_csv(run / runs.LOCALIZATION_SAMPLES)
+    truth = table.boxes[table.boxes["image"].isin(table.images("test"))]
+    key = lambda f, cols: sorted(map(tuple, f[cols].astype({c: float for c in cols[1:]}).to_numpy().tolist()))  # noqa: E731
+    assert len(samples) == len(truth) > n_positive  # several boxes on some images
+    assert key(samples, ["image", "gt_x", "gt_y", "gt_w", "gt_h"]) == key(truth, ["image", "x", "y", "w", "h"])
+    summary = pd.read_csv(run / runs.LOCALIZATION).set_index("class")
+    assert int(summary.loc["Lung Opacity", "n"]) == len(truth)
+    assert (samples.groupby("image")["n_boxes"].first() == truth.groupby("image").size()).all()
