@@ -211,17 +211,25 @@ def read_data_entry(path: str | Path) -> pd.DataFrame:
     return frame
 
 
-def _parse_data_entry(path: Path) -> pd.DataFrame:
-    """`read_data_entry` without the memo."""
-    rows = _rows(path)
+def _check_header(path: Path, rows: Iterator[tuple[int, list[str]]], expected: tuple[str, ...],
+                  trailing_empty: int | None) -> None:
+    """Take the header row from `rows` and check it is `expected` (fields stripped), ignoring at most `trailing_empty`
+    empty fields at its end (None: any number); DataFormatError naming the file (and line) otherwise."""
     first = next(rows, None)
     if first is None:
         raise DataFormatError(path, "file is empty")
     line, header = first
-    if header and header[-1] == "":
-        header = header[:-1]
-    if tuple(h.strip() for h in header) != DATA_ENTRY_HEADER:
-        raise DataFormatError(path, f"unexpected header {_show(','.join(header))}; expected {','.join(DATA_ENTRY_HEADER)!r}", line)
+    dropped = 0
+    while header and header[-1] == "" and (trailing_empty is None or dropped < trailing_empty):
+        header, dropped = header[:-1], dropped + 1
+    if tuple(h.strip() for h in header) != expected:
+        raise DataFormatError(path, f"unexpected header {_show(','.join(header))}; expected {','.join(expected)!r}", line)
+
+
+def _parse_data_entry(path: Path) -> pd.DataFrame:
+    """`read_data_entry` without the memo."""
+    rows = _rows(path)
+    _check_header(path, rows, DATA_ENTRY_HEADER, trailing_empty=1)
     names: list[str] = []
     lines: list[int] = []
     records: list[tuple] = []
@@ -264,14 +272,7 @@ def read_bbox_list(path: str | Path) -> pd.DataFrame:
     """Read BBox_List_2017.csv: columns `image`, `label` (CLASSES spelling), `x`, `y`, `w`, `h` (px at 1024)."""
     path = Path(path)
     rows = _rows(path)
-    first = next(rows, None)
-    if first is None:
-        raise DataFormatError(path, "file is empty")
-    line, header = first
-    while header and header[-1] == "":
-        header = header[:-1]
-    if tuple(h.strip() for h in header) != BBOX_HEADER:
-        raise DataFormatError(path, f"unexpected header {_show(','.join(header))}; expected {','.join(BBOX_HEADER)!r}", line)
+    _check_header(path, rows, BBOX_HEADER, trailing_empty=None)
     records: list[tuple] = []
     for line, fields in rows:
         while len(fields) > 6 and fields[-1] == "":
@@ -299,12 +300,7 @@ def read_google2019(path: str | Path) -> pd.DataFrame:
     """
     path = Path(path)
     rows = _rows(path)
-    first = next(rows, None)
-    if first is None:
-        raise DataFormatError(path, "file is empty")
-    line, header = first
-    if tuple(h.strip() for h in header) != GOOGLE2019_HEADER:
-        raise DataFormatError(path, f"unexpected header {_show(','.join(header))}; expected {','.join(GOOGLE2019_HEADER)!r}", line)
+    _check_header(path, rows, GOOGLE2019_HEADER, trailing_empty=0)
     width, start = len(GOOGLE2019_HEADER), len(DATA_ENTRY_HEADER)
     names: list[str] = []
     lines: list[int] = []
