@@ -18,7 +18,7 @@ import yaml
 
 from cxrres import runs
 from cxrres.cli import main
-from cxrres.data.datasets import ReadOptions, apply_uncertain, chexpert, detect_dataset, mimic, open_dataset
+from cxrres.data.datasets import ReadOptions, apply_uncertain, chexpert, detect_dataset, mimic, open_dataset, padchest
 from cxrres.data.images import read_grey
 from cxrres.data.labels import CLASSES
 from cxrres.errors import CxrresError
@@ -318,3 +318,28 @@ def test_rsna_phantom_trains_and_localizes_end_to_end(tmp_path: Path, capsys: py
     summary = pd.read_csv(run / runs.LOCALIZATION).set_index("class")
     assert int(summary.loc["Lung Opacity", "n"]) == len(truth)
     assert (samples.groupby("image")["n_boxes"].first() == truth.groupby("image").size()).all()
+
+
+def test_padchest_classes_may_be_its_own_terms(tmp_path: Path, capsys: pytest.CaptureFixture, one_thread) -> None:
+    """`--classes` on PadChest takes PadChest terms beside NIH names; the parts stay those of the default read."""
+    import ast
+
+    root, run = tmp_path / "pc", tmp_path / "run"
+    assert main(["synth", "--layout", "padchest", "--out", str(root), "--images", "40", "--size", "64", "--seed", "2",
+                 "--workers", "1", "--quiet"]) == 0
+    base = ["train", "--data", str(root), "--cache", str(tmp_path / "cache"), "--resolution", "32", "--max-epochs", "1",
+            "--weights", "none", "--batch-size", "8", "--arch", "resnet34", "--quiet"]
+    assert main(base + ["--out", str(run), "--classes", "normal,Effusion"]) == 0
+    predictions = runs.read_predictions(run)
+    assert predictions.classes == ["normal", "Effusion"]
+    default = open_dataset(root)
+    assert predictions.images == default.images("test")
+    with open(root / padchest.FILE_NAMES[0], newline="") as handle:
+        listed = {r["ImageID"]: ast.literal_eval(r["Labels"]) for r in csv.DictReader(handle)}
+    expected = [[int(listed[i] == ["normal"]), int(any(t in padchest.NIH_TERMS["Effusion"] for t in listed[i]))]
+                for i in predictions.images]
+    assert predictions.labels.tolist() == expected and 0 < sum(e[0] for e in expected) < len(expected)
+    capsys.readouterr()
+    assert main(base + ["--out", str(tmp_path / "bad"), "--classes", "pleural efusion"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "'pleural efusion': no row's Labels lists this PadChest term" in err[0]

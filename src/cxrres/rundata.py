@@ -78,7 +78,7 @@ def masked_labels(raw: np.ndarray, policy: str) -> np.ndarray:
 def load_run_data(config: TrainConfig, source: DataSource | None = None) -> RunData:
     """Split, cache (prepared when needed) and one CacheDataset per part, labels restricted to the run's classes."""
     source = data_source(config, source)
-    table, cache = source.table, source.cache(config.resolution_px)
+    table, cache = source.table_for(config.classes), source.cache(config.resolution_px)
     config = with_dataset(config, table)
     classes = config.classes
     columns = [table.classes.index(c) for c in classes]

@@ -11,7 +11,7 @@ import dataclasses
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import pandas as pd
 
@@ -19,6 +19,7 @@ from cxrres.data.cache import PrepareReport, ResolutionCache, prepare_cache
 from cxrres.data.datasets import LABELERS, DatasetTable, ReadOptions, check_options, detect_dataset, nih, open_dataset
 from cxrres.data.layout import DataRoot
 from cxrres.data.splits import Split, boxes_in_part, build_split
+from cxrres.errors import CxrresError
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,17 @@ class DataSource:
         report = prepare_cache(root, resolutions_px, cache_dir, skip_bad=spec.skip_bad, progress=progress,
                                dataset=table.dataset)
         return cls(root, spec, table, report, split)
+
+    def table_for(self, classes: Sequence[str]) -> DatasetTable:
+        """The table with every one of `classes` among its classes: `table` itself when it has them; for PadChest, whose
+        classes may be any of its terms besides the 14 NIH-named findings, the same images and parts read again with
+        `classes` as its classes (the carve depends on the patients only)."""
+        if self.dataset != "padchest" or all(c in self.table.classes for c in classes):
+            return self.table
+        table = open_dataset(self.root.root, self.dataset, dataclasses.replace(self.spec.options(), classes=tuple(classes)))
+        if not table.frame.index.equals(self.table.frame.index) or not table.frame["part"].equals(self.table.frame["part"]):
+            raise CxrresError(f"{self.root.root}: reading PadChest with the classes {', '.join(classes)} changed its split")
+        return table
 
     @property
     def dataset(self) -> str:

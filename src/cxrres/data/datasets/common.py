@@ -39,6 +39,7 @@ class ReadOptions:
     labeler: str = LABELERS[0]  # MIMIC-CXR-JPG only: chexpert or negbio
     readers: str = "any"  # data sets read by several readers (VinDr): a finding is positive for any or most of them
     skip_bad: bool = False  # bad box rows (RSNA, VinDr): leave their images out and list them, instead of refusing
+    classes: tuple[str, ...] | None = None  # PadChest only: its classes (NIH names or PadChest terms); None: the 14 NIH
 
 
 def no_boxes() -> pd.DataFrame:

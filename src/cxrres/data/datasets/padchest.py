@@ -65,12 +65,14 @@ def parse_label_list(path: Path, line: int, text: str) -> list[str] | None:
 
 
 def read(root: Path, options: ReadOptions = ReadOptions(), classes: tuple[str, ...] | None = None) -> DatasetTable:
-    """PadChest in the common form: NIH-named classes (or the PadChest terms `classes`), patient-wise carve."""
+    """PadChest in the common form, carved patient-wise: the 14 NIH-named findings, or the classes `classes` (else
+    `options.classes`), each an NIH name (its PadChest terms) or a PadChest term; a term no row lists is refused."""
     path = _file(root)
     if path is None:
         raise DataFormatError(root / FILE_NAMES[0], "file not found")
     frame = read_columns(path, REQUIRED)
-    terms = {name: (name,) for name in classes} if classes else NIH_TERMS
+    classes = classes or options.classes
+    terms = {name: NIH_TERMS.get(name, (name,)) for name in classes} if classes else NIH_TERMS
     lookup: dict[str, list[int]] = {}
     for j, group in enumerate(terms.values()):
         for term in group:
@@ -85,6 +87,10 @@ def read(root: Path, options: ReadOptions = ReadOptions(), classes: tuple[str, .
         for item in items:
             for j in lookup.get(item, ()):
                 labels[i, j] = 1.0
+    unused = [name for j, name in enumerate(terms) if classes and name not in NIH_TERMS and not labels[:, j].any()]
+    if unused:
+        raise DataFormatError(path, f"class {unused[0]!r}: no row's Labels lists this PadChest term (terms are as the "
+                                    "file writes them, e.g. 'pleural effusion'; or give an NIH finding's name)")
     dropped = int((~keep).sum())
     frame, labels = frame[keep], labels[keep]
     projection = frame["Projection"].str.strip()
