@@ -192,7 +192,8 @@ def test_ddp_two_cpu_processes_end_to_end(phantom, tmp_path):
     """`cxrres train --devices 2` on the CPU (gloo): the val mean AUC in metrics.csv equals the single-process one."""
     from cxrres.config import resolve
     from cxrres.inference import predict
-    from cxrres.rundata import defined_classes, load_run_data
+    from cxrres.metrics import defined_classes
+    from cxrres.rundata import load_run_data
 
     cli = Path(sys.executable).parent / "cxrres"
     run = tmp_path / "ddp"

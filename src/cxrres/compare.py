@@ -139,12 +139,6 @@ def _aligned(p: runs.Predictions, classes: list[str], labels: np.ndarray, where:
     return labels, own
 
 
-def defined_classes(labels: np.ndarray) -> np.ndarray:
-    """Mask of the classes of (N, C) labels with positives and negatives among their kept (not masked) images."""
-    return np.array([metrics.undefined_reason(labels[metrics.kept_rows(labels[:, c]), c]) is None
-                     for c in range(labels.shape[1])], dtype=bool)
-
-
 def label_counts(labels: np.ndarray, classes: list[str]) -> pd.DataFrame:
     """Per class: the test images labelled positive, negative and masked out (-1) of its AUC."""
     return pd.DataFrame({"class": classes, "n_pos": (labels == 1).sum(axis=0), "n_neg": (labels == 0).sum(axis=0),
@@ -319,7 +313,7 @@ def compare_runs(run_dirs: list[str | Path], level: float = 0.95, n_boot: int = 
             first = members[0]
             heading = f"{group} {ENSEMBLE}"
             scorings[heading] = Scoring(heading, group, first.arch, first.resolution_px, first.label, None, len(members), own)
-    defined = defined_classes(labels)
+    defined = metrics.defined_classes(labels)
     groups, unit = patient_groups(images, patient_ids)
     weights = metrics.patient_weights(groups, n_boot, seed)
     rows, replicates = [], {}

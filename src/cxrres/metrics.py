@@ -381,6 +381,12 @@ def kept_rows(labels: np.ndarray) -> np.ndarray:
     return np.asarray(labels) != -1
 
 
+def defined_classes(labels: np.ndarray) -> np.ndarray:
+    """Mask of the columns of (N, C) labels (1/0, -1 masked) that have both positives and negatives (a defined AUC)."""
+    labels = np.asarray(labels)
+    return (labels == 1).any(axis=0) & (labels == 0).any(axis=0)
+
+
 def check_matrix(labels: np.ndarray, *scores: np.ndarray) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
     """Validate (N, C) labels (1/0, -1 = masked out of that class) and scores; return labels as int8 (bool when none
     is masked), the scores, and the mask of classes with positives and negatives among their kept cases."""

@@ -100,9 +100,3 @@ def load_run_data(config: TrainConfig, source: DataSource | None = None) -> RunD
             raise CxrresError(f"{config.data}: no image of the {part} part is in the cache")
         parts[part] = CacheDataset(cache, images, labels)
     return RunData(config, classes, parts, source, cache, dropped if config.allow_missing else {p: 0 for p in parts})
-
-
-def defined_classes(labels: np.ndarray) -> np.ndarray:
-    """Mask of the columns of (N, C) labels (1/0, -1 masked) that have both positives and negatives."""
-    labels = np.asarray(labels)
-    return (labels == 1).any(axis=0) & (labels == 0).any(axis=0)

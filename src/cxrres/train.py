@@ -44,8 +44,9 @@ from cxrres.data.diskspace import check_free_space, checkpoint_bytes_needed
 from cxrres.data.source import DataSource
 from cxrres.errors import CxrresError, Terminated
 from cxrres.inference import ShardSampler, create_loader, load_checkpoint_into, predict, prepare_input
+from cxrres.metrics import defined_classes
 from cxrres.models import create_model
-from cxrres.rundata import RunData, defined_classes, load_run_data, versions
+from cxrres.rundata import RunData, load_run_data, versions
 
 
 class TrainingDiverged(CxrresError):
