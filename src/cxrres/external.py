@@ -21,9 +21,10 @@ import torch
 from cxrres import runs
 from cxrres.config import TrainConfig
 from cxrres.data.dataset import CacheDataset
-from cxrres.data.datasets import DatasetTable, open_dataset
+from cxrres.data.datasets import DatasetTable
 from cxrres.data.datasets.names import shared_classes
-from cxrres.data.source import DataSource, SplitSpec
+from cxrres.data.layout import DataRoot
+from cxrres.data.source import DataSource, SplitSpec, read_split
 from cxrres.errors import CxrresError
 from cxrres.evaluate import MEAN, N_BOOT, auc_table, format_table, table_as_json
 from cxrres.inference import load_run_model, predict
@@ -78,9 +79,11 @@ def class_pairs(config: TrainConfig, table: DatasetTable) -> list[tuple[str, str
 def prepare_external(data: str | Path, config: TrainConfig, resolutions_px: list[int], spec: SplitSpec = SplitSpec(),
                      progress: bool = True) -> DataSource:
     """Another root read under `spec` and cached at `resolutions_px` (its default cache), once it is known to share a
-    class with the run `config` (refused before anything is cached)."""
-    class_pairs(config, open_dataset(data, None if spec.dataset == "auto" else spec.dataset, spec.options()))
-    return DataSource.prepare(data, spec, resolutions_px, None, progress)
+    class with the run `config` (refused before anything is cached). The metadata is read once, for both."""
+    root = DataRoot.at(data)
+    read = read_split(root, spec)
+    class_pairs(config, read[1])
+    return DataSource.prepare(root, spec, resolutions_px, None, progress, read)
 
 
 def external_predictions(model: torch.nn.Module, config: TrainConfig, source: DataSource, pairs: list[tuple[str, str]],

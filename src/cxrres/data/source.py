@@ -77,10 +77,12 @@ class DataSource:
 
     @classmethod
     def prepare(cls, data: str | Path | DataRoot, spec: SplitSpec, resolutions_px: Iterable[int],
-                cache_dir: str | Path | None = None, progress: bool = True) -> "DataSource":
-        """Open the root as its data set, build the split, and build or reuse the cache at every resolution (pixels)."""
+                cache_dir: str | Path | None = None, progress: bool = True,
+                read: tuple[Split | None, DatasetTable] | None = None) -> "DataSource":
+        """Open the root as its data set, build the split, and build or reuse the cache at every resolution (pixels).
+        `read`: the root's `read_split(root, spec)` where the caller has it already."""
         root = data if isinstance(data, DataRoot) else DataRoot.at(data)
-        split, table = read_split(root, spec)
+        split, table = read or read_split(root, spec)
         report = prepare_cache(root, resolutions_px, cache_dir, skip_bad=spec.skip_bad, progress=progress,
                                dataset=table.dataset)
         return cls(root, spec, table, report, split)
