@@ -220,6 +220,13 @@ def test_padchest_real_csv_exact_counts() -> None:
         expected = sum(bool({t.strip() for t in ast.literal_eval(r["Labels"])} & set(terms)) for r in labelled)
         assert int(table.frame[name].sum()) == expected, name
     assert len(open_dataset(PADCHEST_REAL.parent).frame) == len(frontal)
+    # --classes with PadChest's own terms beside an NIH name: the same images and parts, each term counted by itself
+    terms = open_dataset(PADCHEST_REAL.parent, options=ReadOptions(views="all", classes=("normal", "Effusion", "pseudonodule")))
+    assert terms.frame.index.equals(table.frame.index) and terms.frame["part"].equals(table.frame["part"])
+    listed = [{t.strip() for t in ast.literal_eval(r["Labels"])} for r in labelled]
+    assert int(terms.frame["normal"].sum()) == sum("normal" in t for t in listed)
+    assert int(terms.frame["pseudonodule"].sum()) == sum("pseudonodule" in t for t in listed) > 0
+    assert int(terms.frame["Effusion"].sum()) == int(table.frame["Effusion"].sum())
 
 
 def write_mimic(root: Path, negbio: bool = False, images: bool = False, n_subjects: int = 6) -> Path:
