@@ -84,24 +84,68 @@ def test_operating_points_edge_cases() -> None:
 # --- predict ---------------------------------------------------------------------------------------------------
 
 
+def _tree(folder: Path) -> dict[str, tuple[int, int]]:
+    """Every file under `folder` with its size and mtime (ns)."""
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*") if p.is_file()}
+
+
 def test_predict_reproduces_the_runs_test_predictions(run, tmp_path) -> None:
     run_dir, phantom = run
+    before = _tree(run_dir)
     expected = runs.read_predictions(run_dir)
     files = [phantom / "images" / name for name in expected.images]  # the test part, in its order
     config = runs.read_settings(run_dir)
     result = predict_files(run_dir, files, tmp_path / "out", workers=2, batch_size=config.batch_size, progress=False)
+    assert _tree(run_dir) == before  # predicting reads the run, never writes it
     table = pd.read_csv(tmp_path / "out" / "predictions.csv")
     assert [Path(p).name for p in table["path"]] == expected.images
-    assert np.abs(table[expected.classes].to_numpy() - expected.scores).max() <= 1e-5
-    ops = pd.read_csv(run_dir / runs.OPERATING_POINTS)
+    # one scoring precision (float32) for the run's own predictions and predict: the same pixels, the same numbers
+    assert np.abs(table[expected.classes].to_numpy() - expected.scores).max() <= 1e-4
+    ops = pd.read_csv(run_dir / runs.OPERATING_POINTS)  # written when the run was trained
     assert ops["rule"].eq("youden").all() and len(ops) == 14
+    used = pd.read_csv(tmp_path / "out" / "operating_points.csv")
+    assert used["threshold"].equals(ops["threshold"])
     for _, op in ops.iterrows():
         column = table["positive_" + op["class"]]
         if np.isnan(op["threshold"]):
             assert column.isna().all()
-        else:
-            assert column.tolist() == (table[op["class"]] >= op["threshold"]).astype(int).tolist()
+        else:  # every call follows from the written probability and the written threshold, as float32
+            written = table[op["class"]].to_numpy(np.float64).astype(np.float32)
+            assert column.tolist() == (written >= np.float32(op["threshold"])).astype(int).tolist()
     assert result.images_per_s > 0
+
+
+def test_written_operating_points_are_what_the_validation_calls_give(run) -> None:
+    """The sensitivity and specificity operating_points.csv claims are those of the calls made from the written
+    validation probabilities and the written thresholds (float32 round trip: 9 significant digits)."""
+    run_dir, _ = run
+    val = runs.read_predictions(run_dir, runs.PREDICTIONS_VAL)
+    assert val.scores.dtype == np.float32
+    ops = pd.read_csv(run_dir / runs.OPERATING_POINTS)
+    calls = positive_calls(val.scores, ops["threshold"].to_numpy(np.float64).astype(np.float32))
+    checked = 0
+    for c, (_, op) in enumerate(ops.iterrows()):
+        if np.isnan(op["threshold"]):
+            continue
+        kept = val.labels[:, c] != -1
+        y, call = val.labels[kept, c], calls[kept, c]
+        assert np.float32(op["threshold"]) in set(val.scores[kept, c].tolist())  # a written validation probability
+        assert call[y == 1].mean() == op["sensitivity"] and (1 - call[y == 0]).mean() == op["specificity"]
+        checked += 1
+    assert checked >= 2  # the classes with positive and negative validation images of this 60-image phantom
+
+
+def test_float32_probabilities_round_trip_through_csv(tmp_path) -> None:
+    """Ties within 1e-7 of each other (bf16 logits make them common) stay ordered after writing and reading."""
+    rng = np.random.default_rng(0)
+    scores = np.float32(0.0481368) + rng.integers(-3, 4, size=(200, 2)).astype(np.float32) * np.float32(3.7e-9)
+    scores = scores.astype(np.float32)
+    labels = (rng.random((200, 2)) < 0.3).astype(np.int8)
+    written = runs.Predictions([f"{i}.png" for i in range(200)], ["A", "B"], scores, labels)
+    runs.write_predictions(tmp_path / runs.PREDICTIONS, written)
+    (tmp_path / runs.CONFIG).write_text("")
+    back = runs.read_predictions(tmp_path)
+    assert back.scores.dtype == np.float32 and np.array_equal(back.scores, scores)
 
 
 def test_folder_input_dicom_and_jpeg(run, tmp_path) -> None:
@@ -202,8 +246,19 @@ def test_onnx_export_matches_pytorch_and_has_a_model_card(run, tmp_path) -> None
     with torch.no_grad():
         direct = torch.sigmoid(model(prepare_input(torch.from_numpy(images)[:, None], False))).numpy()
     assert np.abs(got - direct).max() <= 1e-4
+    # the exported graph, predict and the run's own test predictions agree on the same pixels (one scoring precision)
+    names = runs.read_predictions(run_dir).images[:3]
+    predict_files(run_dir, [phantom / "images" / n for n in names], tmp_path / "p", workers=0, progress=False)
+    predicted = pd.read_csv(tmp_path / "p" / "predictions.csv")[runs.read_predictions(run_dir).classes].to_numpy()
+    assert np.abs(predicted - got).max() <= 1e-4
+    assert np.abs(runs.read_predictions(run_dir).scores[:3] - got).max() <= 1e-4
     card = (tmp_path / "model.onnx.md").read_text()
     assert hashlib.sha256(path.read_bytes()).hexdigest() in card
+    assert "positive when its probability is >= its threshold" in card and "float32 without autocast" in card
+    assert "synthetic phantom" in card and "report" not in card.split("## Intended use")[1]
+    ops = pd.read_csv(run_dir / runs.OPERATING_POINTS)
+    defined = ops.dropna(subset=["threshold"])
+    assert len(defined) >= 1 and all(f"| {r['class']} | youden | {r['threshold']:.9g} |" in card for _, r in defined.iterrows())
     assert f"{config.resolution_px} px" in card and "not a medical device" in card and "| mean |" in card
 
 

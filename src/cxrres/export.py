@@ -20,8 +20,9 @@ from torch import nn
 from cxrres import __version__, runs
 from cxrres.config import TrainConfig
 from cxrres.data.dataset import IMAGENET_MEAN, IMAGENET_STD
+from cxrres.data.layout import is_phantom
 from cxrres.errors import CxrresError
-from cxrres.inference import load_run_model
+from cxrres.inference import SCORING_PRECISION, load_run_model
 from cxrres.localize import SCORES
 from cxrres.models import display_name
 from cxrres.parallel import write_text_atomic
@@ -115,6 +116,33 @@ def _csv_section(path: Path, missing: str, render: Callable[[pd.DataFrame], str]
     return render(pd.read_csv(path)) if path.is_file() else missing
 
 
+def _operating_section(run_dir: Path) -> str:
+    """The operating-points table of the run (its stored file, or Youden's J chosen on its written validation
+    predictions for runs trained before the file was written)."""
+    from cxrres.predict import run_operating_points  # deploy's own module; imported here to keep export light
+
+    try:
+        ops = run_operating_points(run_dir)
+    except CxrresError as error:
+        return f"None: {error}."
+    return _table(["Class", "Rule", "Threshold", "Sensitivity", "Specificity"],
+                  [[r["class"], r["rule"], "–" if math.isnan(r["threshold"]) else "%.9g" % r["threshold"],
+                    _number(r["sensitivity"]), _number(r["specificity"])] for _, r in ops.iterrows()])
+
+
+def _intended_use(record: dict, config: TrainConfig) -> str:
+    """What the model is for and what it was trained on: a phantom model says so."""
+    common = ("It is not a medical device and must not be used for diagnosis; thresholds were chosen on the validation "
+              "part of the training data set.")
+    if record.get("data", {}).get("phantom") or is_phantom(config.data):
+        return ("A model trained on cxrres's synthetic phantom (generated images with exact labels and boxes, not "
+                "radiographs of patients), for testing the study's pipeline and its resolution mechanism. It says nothing "
+                "about real chest X-rays. " + common)
+    return ("A research model for studying how training resolution changes what a chest X-ray classifier gets right and "
+            "where it looks. Labels of public chest X-ray sets are mined from reports and noisy; performance on other "
+            "hospitals, devices, projections (lateral, AP vs PA) or populations is unknown. " + common)
+
+
 def model_card(run_dir: Path, config: TrainConfig, classes: list[str], exported: Path, fmt: str) -> str:
     """The model card (Markdown): data, recipe, weights origin, test AUC with intervals, localization, operating
     points, intended use and limits, the exported file's SHA-256."""
@@ -130,7 +158,10 @@ def model_card(run_dir: Path, config: TrainConfig, classes: list[str], exported:
              f"- Input `image_uint8`: uint8, N × {config.resolution_px} × {config.resolution_px}, one grey radiograph per row: "
              "decoded (8/16-bit, DICOM with rescale and window), padded bottom/right to a square, area-resized "
              f"to {config.resolution_px} px (cxrres.data.images.load_resized). Normalisation happens inside the graph.",
-             f"- Output `probabilities`: float32, N × {len(classes)}, columns {', '.join(classes)}.", "",
+             f"- Output `probabilities`: float32, N × {len(classes)}, columns {', '.join(classes)}.",
+             f"- Scoring precision: float32 without autocast ({SCORING_PRECISION}), the precision of `cxrres predict` and "
+             f"of the run's own test predictions: on the same pixels they agree with this file to within 1e-4 (the run "
+             f"trained in {config.precision}).", "",
              "## Data and training", "",
              f"- Data root `{config.data}`, split `{config.split}`: {images.get('train', '?')} train, {images.get('val', '?')} "
              f"validation, {images.get('test', '?')} test images.",
@@ -149,15 +180,10 @@ def model_card(run_dir: Path, config: TrainConfig, classes: list[str], exported:
         lambda loc: _table(["Class", "Boxes", *(c for c in SCORES if c in loc.columns)],
                            [[r["class"], str(int(r["n"])), *(_number(r[c]) for c in SCORES if c in loc.columns)]
                             for _, r in loc.iterrows()]))]
-    lines += ["", "## Operating points (chosen on the validation part)", "", _csv_section(
-        run_dir / runs.OPERATING_POINTS, f"None chosen yet (`cxrres predict {run_dir} ...` chooses and stores them).",
-        lambda ops: _table(["Class", "Rule", "Threshold", "Sensitivity", "Specificity"],
-                           [[r["class"], r["rule"], _number(r["threshold"], 4), _number(r["sensitivity"]),
-                             _number(r["specificity"])] for _, r in ops.iterrows()]))]
-    lines += ["", "## Intended use and limits", "",
-              "A research model for studying how training resolution changes what a chest X-ray classifier gets right and "
-              "where it looks. It is not a medical device and must not be used for diagnosis. Labels of public chest "
-              "X-ray sets are mined from reports and noisy; performance on other hospitals, devices, projections (lateral, "
-              "AP vs PA) or populations is unknown; thresholds were chosen on the validation part of the training data set.",
+    lines += ["", "## Operating points (chosen on the validation part when the run was trained)", "",
+              "A class is called positive when its probability is >= its threshold (probabilities and thresholds "
+              "compared as float32). Youden's J on the run's validation predictions (`predictions_val.csv`); "
+              "`cxrres predict` uses these same thresholds.", "", _operating_section(run_dir)]
+    lines += ["", "## Intended use and limits", "", _intended_use(record, config),
               "", "## File", "", f"- `{exported.name}`: {exported.stat().st_size:,} bytes, SHA-256 `{sha256(exported)}`", ""]
     return "\n".join(lines)

@@ -55,18 +55,29 @@ def for_inference(model: nn.Module, config: TrainConfig, device: torch.device) -
     return model.to(memory_format=torch.channels_last) if config.channels_last else model
 
 
+#: The one precision in which cxrres scores images (test and validation predictions, predict, evaluate --data, the
+#: exported graph): float32, without autocast and without TF32, whatever precision the run trained in. bf16 kernels
+#: differ in their last bits between CPUs (AMX, AVX-512, AVX2); float32 keeps predict, the run's own predictions and
+#: the exported model within 1e-4 of each other on the same pixels.
+SCORING_PRECISION = "32-true"
+
+
 @torch.no_grad()
 def probabilities(model: nn.Module, images_uint8: torch.Tensor, config: TrainConfig, device: torch.device) -> torch.Tensor:
-    """(B, C) float32 probabilities on the CPU of a uint8 (B, 1, R, R) batch, with the run's precision and memory format
-    (the model already prepared by `for_inference`)."""
-    autocast_dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(config.precision)
-    x = prepare_input(images_uint8.to(device, non_blocking=True), bool(config.channels_last))
-    with torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
-        return torch.sigmoid(model(x).float()).cpu()
+    """(B, C) float32 probabilities on the CPU of a uint8 (B, 1, R, R) batch, in SCORING_PRECISION and the run's memory
+    format (the model already prepared by `for_inference`)."""
+    x = prepare_input(images_uint8.to(device, non_blocking=True), bool(config.channels_last)).float()
+    tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        with torch.autocast(device.type, enabled=False):
+            return torch.sigmoid(model.float()(x).float()).cpu()
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
 
 
 def predict(model: nn.Module, dataset: CacheDataset, config: TrainConfig, device: torch.device) -> np.ndarray:
-    """(N, C) probabilities of `model` on `dataset`, in dataset order, with the run's precision and memory format."""
+    """(N, C) float32 probabilities of `model` on `dataset`, in dataset order, in SCORING_PRECISION."""
     model = for_inference(model, config, device)
     loader = create_loader(dataset, config.batch_size, ShardSampler(len(dataset)), config.num_workers)
     return torch.cat([probabilities(model, images, config, device) for images, _ in loader]).numpy()

@@ -4,6 +4,10 @@ A call is positive when probability >= threshold. Candidate thresholds are the d
 - `youden`: the threshold maximising Youden's J = sensitivity + specificity - 1 (the highest such threshold on ties);
 - `sensitivity:S`: the highest threshold whose validation sensitivity is at least S (0 < S <= 1).
 A class without positive or negative validation images gets no threshold (NaN): no call is made for it.
+
+The run's Youden thresholds are chosen once, when it is trained, and stored in its `operating_points.csv`; thresholds
+are float32 validation probabilities written with 9 significant digits (exact), so a call made from the written
+probability and the written threshold is the call cxrres made.
 """
 
 from __future__ import annotations
@@ -79,8 +83,47 @@ def operating_points(labels: np.ndarray, scores: np.ndarray, classes: list[str],
     return pd.DataFrame(rows)
 
 
+#: The operating points of a run, chosen when it is trained.
+DEFAULT_RULE = OperatingRule("youden")
+#: Columns of an operating-points table (one row per class).
+COLUMNS: tuple[str, ...] = ("class", "rule", "threshold", "sensitivity", "specificity", "n_pos", "n_neg")
+
+
+def to_csv_text(table: pd.DataFrame) -> str:
+    """An operating-points table as CSV text: thresholds with 9 significant digits (float32, exactly), other values in
+    their shortest exact form."""
+    out = table.copy()
+    out["threshold"] = [("" if math.isnan(t) else "%.9g" % t) for t in table["threshold"].astype(float)]
+    return out.to_csv(index=False)
+
+
+def read_table(path) -> pd.DataFrame:
+    """An operating-points CSV with its thresholds as the float32 values that were compared (NaN: no threshold)."""
+    try:
+        table = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise CxrresError(f"{path}: not a readable CSV ({str(error).splitlines()[0]})") from None
+    missing = [c for c in ("class", "rule", "threshold") if c not in table.columns]
+    if missing:
+        raise CxrresError(f"{path}: line 1: missing column(s) {', '.join(missing)} (expected {', '.join(COLUMNS)})")
+    table["threshold"] = pd.to_numeric(table["threshold"], errors="coerce").astype(np.float64).astype(np.float32)
+    return table
+
+
+def thresholds_for(table: pd.DataFrame, classes: list[str], rule: OperatingRule, where: str) -> np.ndarray:
+    """(C,) float32 thresholds of `rule` in `classes` order from an operating-points table; an error naming `where`
+    when the table lacks a class."""
+    rows = table[table["rule"].astype(str) == str(rule)].set_index("class")
+    missing = [c for c in classes if c not in rows.index]
+    if missing:
+        raise CxrresError(f"{where}: no {rule} threshold for {', '.join(missing)}")
+    return rows.loc[classes, "threshold"].to_numpy(np.float32)
+
+
 def positive_calls(scores: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
-    """(N, C) float: 1.0 where score >= threshold, 0.0 below, NaN for a class without a threshold."""
+    """(N, C) float: 1.0 where score >= threshold, 0.0 below, NaN for a class without a threshold. Both are compared as
+    float32, the precision in which they are computed and written."""
+    scores, thresholds = np.asarray(scores, np.float32), np.asarray(thresholds, np.float32)
     calls = (scores >= thresholds[None, :]).astype(float)
     calls[:, np.isnan(thresholds)] = np.nan
     return calls

@@ -3,8 +3,11 @@ point chosen on the run's validation part, and heat-map overlays.
 
 Preprocessing is the training path exactly (`data.images.load_resized`: decode rules, bottom/right padding to a
 square, area resize to the run's resolution), decoded in DataLoader worker processes and scored in batches with the
-run's precision. Writes into OUT: `predictions.csv` (path, one probability and one `positive_<class>` column per
-class), `heatmaps/<stem>_<class>.png`, and `skipped.csv` with `--skip-bad`.
+scoring precision (float32, `inference.SCORING_PRECISION`). Writes into OUT: `predictions.csv` (path, one float32
+probability with 9 significant digits and one `positive_<class>` column per class: 1 when probability >= threshold),
+`operating_points.csv` (the thresholds used: the run's own, chosen when it was trained, or those of the asked rule
+chosen on its written validation predictions), `heatmaps/<stem>_<class>.png`, and `skipped.csv` with `--skip-bad`.
+Nothing is written into the run directory.
 """
 
 from __future__ import annotations
@@ -27,10 +30,13 @@ from cxrres.data.layout import IMAGE_SUFFIXES
 from cxrres.data.source import DataSource
 from cxrres.errors import CxrresError
 from cxrres.inference import for_inference, load_run_model, predict, prepare_input, probabilities
-from cxrres.operating import OperatingRule, operating_points, positive_calls
+from cxrres.operating import (DEFAULT_RULE, OperatingRule, operating_points, positive_calls, read_table, thresholds_for,
+                              to_csv_text)
+from cxrres.parallel import write_text_atomic
 from cxrres.overlay import heatmap_figure, write_png
 
 PREDICTIONS_FILE = "predictions.csv"
+OPERATING_FILE = "operating_points.csv"  # the thresholds this prediction used, beside predictions.csv
 SKIPPED_FILE = "skipped.csv"
 HEATMAPS_DIR = "heatmaps"
 INPUT_SUFFIXES: tuple[str, ...] = IMAGE_SUFFIXES
@@ -71,7 +77,8 @@ class FileDataset(Dataset):
 
 
 def validation_predictions(run_dir: Path, config: TrainConfig) -> runs.Predictions:
-    """The run's predictions_val.csv; for runs trained before it was written, scored now from the run's cache."""
+    """The run's predictions_val.csv; for runs trained before it was written, scored now from the run's cache (kept in
+    memory: reading a run never writes into it)."""
     if (run_dir / runs.PREDICTIONS_VAL).is_file():
         return runs.read_predictions(run_dir, runs.PREDICTIONS_VAL)
     from cxrres.rundata import load_run_data  # only for runs from before predictions_val.csv
@@ -82,19 +89,22 @@ def validation_predictions(run_dir: Path, config: TrainConfig) -> runs.Predictio
     model, _, _ = load_run_model(run_dir)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dataset = data.parts["val"]
-    predictions = runs.Predictions(dataset.images, data.classes, predict(model, dataset, config, device),
-                                   dataset.labels.numpy().astype(np.int8), data.patient_ids("val"))
-    runs.write_predictions(run_dir / runs.PREDICTIONS_VAL, predictions)
-    return predictions
+    return runs.Predictions(dataset.images, data.classes, predict(model, dataset, config, device),
+                            dataset.labels.numpy().astype(np.int8), data.patient_ids("val"))
 
 
-def run_operating_points(run_dir: str | Path, rule: OperatingRule) -> pd.DataFrame:
-    """Thresholds of `rule` on the run's validation part, written to operating_points.csv."""
+def run_operating_points(run_dir: str | Path, rule: OperatingRule = DEFAULT_RULE) -> pd.DataFrame:
+    """The operating points of `rule` for a run: its stored operating_points.csv (chosen when it was trained) when that
+    holds the rule, else chosen now on its written validation predictions. Nothing is written into the run."""
     run_dir = Path(run_dir)
+    stored = run_dir / runs.OPERATING_POINTS
+    if stored.is_file():
+        table = read_table(stored)
+        rows = table[table["rule"].astype(str) == str(rule)]
+        if len(rows):
+            return rows.reset_index(drop=True)
     val = validation_predictions(run_dir, runs.read_settings(run_dir))
-    table = operating_points(val.labels, val.scores, val.classes, rule)
-    runs.write_csv_atomic(run_dir / runs.OPERATING_POINTS, table)
-    return table
+    return operating_points(val.labels, val.scores, val.classes, rule)
 
 
 def heatmap_classes(spec: str, classes: list[str], probs: np.ndarray) -> list[str]:
@@ -132,7 +142,7 @@ def _check_run(run_dir: Path) -> None:
 
 
 def predict_files(run_dir: str | Path, inputs: list[str | Path], out: str | Path, heatmaps: str = "none",
-                  method: str = "gradcam", rule: OperatingRule = OperatingRule("youden"), skip_bad: bool = False,
+                  method: str = "gradcam", rule: OperatingRule = DEFAULT_RULE, skip_bad: bool = False,
                   workers: int | None = None, batch_size: int | None = None, threshold: float = 0.5,
                   progress: bool = True) -> PredictResult:
     """Score image files with a run's best network; write predictions.csv, heat maps and skipped.csv into `out`."""
@@ -143,7 +153,8 @@ def predict_files(run_dir: str | Path, inputs: list[str | Path], out: str | Path
     paths = collect_inputs(inputs)
     model, config, classes = load_run_model(run_dir)
     heatmap_classes(heatmaps, classes, np.zeros(len(classes)))  # refuse unknown names before any work
-    thresholds = run_operating_points(run_dir, rule)["threshold"].to_numpy(float)
+    operating = run_operating_points(run_dir, rule)
+    thresholds = thresholds_for(operating, classes, rule, str(run_dir / runs.OPERATING_POINTS))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = for_inference(model, config, device)
     n_workers = min(os.cpu_count() or 1, 8) if workers is None else workers
@@ -175,7 +186,8 @@ def predict_files(run_dir: str | Path, inputs: list[str | Path], out: str | Path
         frame[POSITIVE_PREFIX + name] = pd.array(np.where(np.isnan(calls[:, c]), pd.NA, calls[:, c]), dtype="Int8")
     frame = frame[good].reset_index(drop=True)
     out.mkdir(parents=True, exist_ok=True)
-    runs.write_csv_atomic(out / PREDICTIONS_FILE, frame, "%.7g")
+    runs.write_csv_atomic(out / PREDICTIONS_FILE, frame, runs.PROBABILITY_FORMAT)
+    write_text_atomic(out / OPERATING_FILE, to_csv_text(operating))
     result = PredictResult(frame, skipped, images_per_s=len(paths) / seconds if seconds else 0.0)
     if skip_bad:
         runs.write_csv_atomic(out / SKIPPED_FILE, pd.DataFrame(skipped, columns=["path", "error"]))

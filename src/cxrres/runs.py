@@ -11,8 +11,9 @@ A run directory holds
   written before it was recorded lack it), one probability column per class, one `label_<class>` column per class
   (1, 0, or -1 where the label is masked out of that class's metrics: uncertain under `uncertain: ignore`);
   `predictions_val.csv` the same for the validation part (where operating points are chosen);
-- `operating_points.csv` — per class the threshold of a positive call and its validation sensitivity/specificity
-  (cxrres predict);
+- `operating_points.csv` — per class the threshold of a positive call (positive when probability >= threshold) and
+  its validation sensitivity/specificity, chosen once when the run is trained (Youden's J on `predictions_val.csv`);
+  `cxrres predict`, the model card and `cxrres verify` read it, nothing rewrites it;
 - `auc.csv` (cxrres evaluate), `auc_google2019.csv` (cxrres evaluate --reference google2019), `localization.csv`,
   `localization_samples.csv`, `localization_examples/` (cxrres localize);
 - `external_test/<dataset>-<root hash>/` (cxrres evaluate --data OTHER_ROOT): `predictions_test.csv` and `auc.csv` of
@@ -208,16 +209,27 @@ class Predictions:
         return frame
 
 
-def write_csv_atomic(path: Path, frame: pd.DataFrame, float_format: str = "%.6g") -> None:
-    """A DataFrame as CSV without its index, written atomically."""
+#: Probabilities and thresholds are float32; 9 significant digits write every float32 exactly, so what a reader parses
+#: (and casts to float32) is the value cxrres compared.
+PROBABILITY_FORMAT = "%.9g"
+
+
+def as_float32(values: np.ndarray) -> np.ndarray:
+    """Parsed probabilities or thresholds as the float32 values cxrres used (exact for PROBABILITY_FORMAT files)."""
+    return np.asarray(values, dtype=np.float64).astype(np.float32)
+
+
+def write_csv_atomic(path: Path, frame: pd.DataFrame, float_format: str | None = None) -> None:
+    """A DataFrame as CSV without its index, written atomically; floats by default in their shortest exact form (what
+    a reader parses is the value cxrres computed)."""
     buffer = io.StringIO()
     frame.to_csv(buffer, index=False, float_format=float_format)
     write_text_atomic(path, buffer.getvalue())
 
 
 def write_predictions(path: Path, predictions: Predictions) -> None:
-    """Write predictions_test.csv atomically (probabilities with 7 significant digits)."""
-    write_csv_atomic(path, predictions.to_frame(), "%.7g")
+    """Write predictions_test.csv atomically (float32 probabilities, exactly: PROBABILITY_FORMAT)."""
+    write_csv_atomic(path, predictions.to_frame(), PROBABILITY_FORMAT)
 
 
 def read_predictions(run_dir: str | Path, name: str = PREDICTIONS) -> Predictions:
@@ -240,7 +252,7 @@ def read_predictions(run_dir: str | Path, name: str = PREDICTIONS) -> Prediction
     if not classes or missing or extra:
         raise DataFormatError(path, f"score and label columns do not pair up (classes {classes}; no label for {missing}; "
                                     f"labels without scores {extra})", 1)
-    scores = frame[classes].to_numpy(np.float64)
+    scores = as_float32(frame[classes].to_numpy(np.float64))
     labels = frame[[LABEL_PREFIX + c for c in classes]].to_numpy()
     bad = ~np.isfinite(scores)
     if bad.any():

@@ -36,16 +36,18 @@ from torch.utils.data import DataLoader, DistributedSampler
 from torchmetrics import MeanMetric
 from torchmetrics.classification import BinaryAUROC, MultilabelAUROC
 
-from cxrres import runs
+from cxrres import operating, runs
 from cxrres.config import TrainConfig, identity, resolve
 from cxrres.data.cache import MANIFEST
 from cxrres.data.cache_store import read_json
+from cxrres.data.layout import is_phantom
 from cxrres.data.diskspace import check_free_space, checkpoint_bytes_needed
 from cxrres.data.source import DataSource
 from cxrres.errors import CxrresError, Terminated
 from cxrres.inference import ShardSampler, create_loader, load_checkpoint_into, predict, prepare_input
 from cxrres.metrics import defined_classes
 from cxrres.models import create_model
+from cxrres.parallel import write_text_atomic
 from cxrres.rundata import RunData, load_run_data, versions
 
 
@@ -228,7 +230,8 @@ def write_metrics(path: Path, history: list[dict[str, float]]) -> None:
 
 def write_predictions(config: TrainConfig, data: RunData, model: nn.Module, device: torch.device) -> runs.Predictions:
     """Load best.ckpt into the network the run holds, score the validation and test parts, and write
-    predictions_val.csv and predictions_test.csv; returns the test predictions."""
+    predictions_val.csv, predictions_test.csv and operating_points.csv (Youden's J on the written validation
+    probabilities); returns the test predictions."""
     load_checkpoint_into(model, config, Path(config.out) / runs.CHECKPOINTS / runs.BEST)
     out = {}
     for part, name in (("val", runs.PREDICTIONS_VAL), ("test", runs.PREDICTIONS)):
@@ -236,6 +239,9 @@ def write_predictions(config: TrainConfig, data: RunData, model: nn.Module, devi
         out[part] = runs.Predictions(dataset.images, data.classes, predict(model, dataset, config, device),
                                      dataset.labels.numpy().astype(np.int8), data.patient_ids(part))
         runs.write_predictions(Path(config.out) / name, out[part])
+    val = out["val"]
+    table = operating.operating_points(val.labels, val.scores, val.classes, operating.DEFAULT_RULE)
+    write_text_atomic(Path(config.out) / runs.OPERATING_POINTS, operating.to_csv_text(table))
     return out["test"]
 
 
@@ -334,7 +340,7 @@ def _train(config: TrainConfig, callbacks: Sequence[Callback], source: DataSourc
             "identity": wanted,
             "data": {"root": config.data, "dataset": config.dataset, "split": config.split, "classes": data.classes,
                      "images": {p: len(d) for p, d in data.parts.items()}, "dropped_not_in_cache": data.dropped,
-                     "skipped_rows": len(data.source.table.skipped)},
+                     "skipped_rows": len(data.source.table.skipped), "phantom": is_phantom(config.data)},
             "cache": {"dir": str(data.cache.cache_dir), "fingerprint": manifest.get("fingerprint")},
             "versions": versions(),
             "command": " ".join(sys.argv),

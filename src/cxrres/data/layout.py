@@ -16,6 +16,13 @@ BBOX_NAME = "BBox_List_2017.csv"
 TRAIN_VAL_NAME = "train_val_list.txt"
 TEST_NAME = "test_list.txt"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm", ".dicom")
+#: The file `cxrres synth` writes at a phantom's root (any layout): its images are synthetic, its labels exact.
+PHANTOM_MARKER = "PHANTOM.txt"
+
+
+def is_phantom(root: str | Path | None) -> bool:
+    """Whether `root` is a phantom written by `cxrres synth` (its PHANTOM_MARKER is there)."""
+    return bool(root) and (Path(root) / PHANTOM_MARKER).is_file()
 
 
 def find_images(root: str | Path) -> dict[str, Path]:

@@ -15,6 +15,7 @@ from cxrres.errors import CxrresError
 from cxrres.parallel import ordered_map, write_text_atomic
 from cxrres.synthetic.anatomy import Anatomy
 from cxrres.synthetic.images import ImageSpec, render, to_uint8
+from cxrres.synthetic.writing import write_phantom_marker
 
 #: Relative frequency of each finding among abnormal images: real ChestX-ray14 prevalences raised to 0.6, so that
 #: rare classes still get positives in a phantom of a few hundred images (order of frequency kept).
@@ -154,4 +155,5 @@ def synthesize(out: str | Path, n_images: int = 1000, n_patients: int | None = N
     for part in ("train", "val", "test"):
         rows = [s.name + " " + " ".join("1" if c in s.findings else "0" for c in CHEXNET_ORDER) for s in specs if parts[s.patient_id] == part]
         write_text_atomic(out / "splits" / "chexnet" / f"{part}_list.txt", "\n".join(rows) + "\n")
+    write_phantom_marker(out, "nih", seed, size_px)
     return {"images": len(specs), "patients": n_patients, "boxes": len(box_lines) - 1, "size_px": size_px}

@@ -31,7 +31,7 @@ from cxrres.synthetic.dataset import checked_plan, image_meta, synthesize
 from cxrres.synthetic.images import ImageSpec
 from cxrres.synthetic.padchest_layout import write_padchest
 from cxrres.synthetic.rsna_layout import write_rsna
-from cxrres.synthetic.writing import (ImageJob, chexpert_cells, csv_text, encode_jpeg, encode_png, gzip_bytes,
+from cxrres.synthetic.writing import (ImageJob, write_phantom_marker, chexpert_cells, csv_text, encode_jpeg, encode_png, gzip_bytes,
                                       has_lateral, write_images)
 
 #: The folder name CheXpert's `Path` column starts with (the small, 8-bit JPEG release).
@@ -142,7 +142,10 @@ def synthesize_layout(layout: str, out: str | Path, **kwargs) -> dict:
     """Write the phantom in `layout` (a key of LAYOUTS) under `out`; `kwargs` as for `synthesize`; returns counts."""
     if layout not in LAYOUTS:
         raise CxrresError(f"unknown phantom layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
-    return LAYOUTS[layout](out, **kwargs)
+    counts = LAYOUTS[layout](out, **kwargs)
+    if layout != "nih":  # synthesize writes its own
+        write_phantom_marker(out, layout, kwargs.get("seed", 0), counts["size_px"])
+    return counts
 
 
 def summary_line(layout: str, out: str | Path, counts: dict) -> str:

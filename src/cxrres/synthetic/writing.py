@@ -19,7 +19,8 @@ import numpy as np
 
 from cxrres.data.datasets.names import FINDINGS, finding_of
 from cxrres.data.labels import BOX_CLASSES
-from cxrres.parallel import ordered_map, write_bytes_atomic
+from cxrres.data.layout import PHANTOM_MARKER
+from cxrres.parallel import ordered_map, write_bytes_atomic, write_text_atomic
 from cxrres.synthetic.images import ImageSpec, render, to_uint8
 from cxrres.synthetic.lateral import render_lateral
 
@@ -149,3 +150,10 @@ def csv_text(header: Sequence[str], rows: Collection[Sequence[object]]) -> str:
     writer.writerow(header)
     writer.writerows(rows)
     return buffer.getvalue()
+
+
+def write_phantom_marker(out: str | Path, layout: str, seed: int, size_px: int) -> None:
+    """The PHANTOM_MARKER file at the phantom's root: what wrote it and with which seed and size."""
+    text = (f"Synthetic chest radiographs written by `cxrres synth` ({layout} layout, seed {seed}, {size_px} px).\n"
+            "Images, labels and boxes are generated, not clinical; see docs/phantom.md.\n")
+    write_text_atomic(Path(out) / PHANTOM_MARKER, text)
