@@ -224,6 +224,17 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("study_dir", metavar="STUDY_DIR")
     _add_per_panel_option(report)
     report.set_defaults(func=commands.report)
+
+    verify = sub.add_parser("verify", help="recompute every written figure and compare it with every file that shows it",
+                            description="Recompute AUCs, intervals, means, paired tests, localization tables, operating "
+                                        "points and calls, model cards and the report's key table from the stored "
+                                        "predictions and boxes; exit 0 when every file agrees, 1 naming each file and "
+                                        "value that does not.")
+    verify.add_argument("paths", nargs="+", metavar="STUDY|RUN|CARD|PREDICT_OUT")
+    verify.add_argument("--n-boot", type=int, default=None,
+                        help="bootstrap replicates a lone run was evaluated with (default: the study's, else 1000)")
+    verify.add_argument("--iou", type=float, default=0.1, help="IoU threshold a lone run was localized with (default: 0.1)")
+    verify.set_defaults(func=commands.verify)
     return parser
 
 

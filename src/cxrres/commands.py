@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 
 from cxrres.errors import CxrresError
@@ -211,3 +212,18 @@ def report(args: argparse.Namespace) -> int:
 
     print(f"report: {write_report(args.study_dir, shared_y=not args.per_panel_y)}")
     return 0
+
+
+def verify(args: argparse.Namespace) -> int:
+    """Recompute every written figure of each path and compare; 0 when all agree, 1 listing every disagreement."""
+    from cxrres.verify import verify as verify_path
+
+    failed = False
+    for path in args.paths:
+        result = verify_path(path, args.n_boot, args.iou)
+        for problem in result.problems:
+            print(problem, file=sys.stderr)
+        verdict = "all agree" if result.ok else f"{len(result.problems)} disagreement(s)"
+        print(f"verify {path}: {len(result.checked)} files checked, {verdict}")
+        failed |= not result.ok
+    return 1 if failed else 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 import warnings
 from pathlib import Path
 from typing import Callable
@@ -91,6 +92,14 @@ def export_study(study_dir: str | Path, fmt: str, out_dir: str | Path) -> list[P
     """Export the best run per (arch, resolution, label) of a study into `out_dir`, each with its model card."""
     suffix = {"onnx": ".onnx", "torchscript": ".pt"}.get(fmt, "")
     return [export_run(run_dir, fmt, Path(out_dir) / f"{run_dir.name}{suffix}") for run_dir in best_runs(study_dir)]
+
+
+def run_of_card(text: str, card: Path) -> tuple[Path, str]:
+    """(run directory, format) named on a model card's 'Exported by cxrres V from `RUN` as FMT' line."""
+    match = re.search(r"^Exported by cxrres \S+ from `(.+)` as (\w+) ", text, re.MULTILINE)
+    if not match or match.group(2).lower() not in FORMATS:
+        raise CxrresError(f"{card}: not a cxrres model card (no 'Exported by cxrres ... from `RUN` as FORMAT' line)")
+    return Path(match.group(1)), match.group(2).lower()
 
 
 def sha256(path: Path) -> str:

@@ -188,18 +188,12 @@ def write_figures(comparison: Comparison, out: Path, reference: PublishedReferen
     return figures
 
 
-def write_comparison(comparison: Comparison, out_dir: str | Path, reference: PublishedReference | None = None,
-                     shared_y: bool = True) -> list[Path]:
-    """Write the comparison's tables (Markdown, CSV, LaTeX), tests, best resolutions and test labels per class (CSV:
-    positives, negatives, masked out), mean ± sd over seeds with every seed's values (CSV), the published comparison
-    when `reference` applies, and the figures."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, text in (("compare.md", comparison_markdown(comparison)), ("auc_table.md", tables.markdown_table(comparison.auc)),
-                       ("auc_table.tex", tables.latex_table(comparison.auc))):
-        write_text_atomic(out / name, text)
-        written.append(out / name)
+def comparison_files(comparison: Comparison, reference: PublishedReference | None = None
+                     ) -> tuple[dict[str, str], dict[str, pd.DataFrame]]:
+    """The comparison's files by name: texts (Markdown, LaTeX) and tables (CSV). One home for what `write_comparison`
+    writes and what `cxrres verify` recomputes."""
+    texts = {"compare.md": comparison_markdown(comparison), "auc_table.md": tables.markdown_table(comparison.auc),
+             "auc_table.tex": tables.latex_table(comparison.auc)}
     frames = [("auc_table.csv", tables.csv_table(comparison.auc)), ("auc_long.csv", comparison.auc),
               ("delong_tests.csv", comparison.delong), ("bootstrap_tests.csv", comparison.bootstrap),
               ("best_resolution.csv", comparison.best), ("test_labels.csv", comparison.test_labels)]
@@ -212,7 +206,22 @@ def write_comparison(comparison: Comparison, out_dir: str | Path, reference: Pub
             frames.append((f"localization_{metric}_seeds.csv", summarise_seeds(comparison.localization, metric)))
     if reference is not None and reference.applies:
         frames.append(("published_comparison.csv", published_long(comparison, reference)))
-    for name, frame in frames:
+    return texts, dict(frames)
+
+
+def write_comparison(comparison: Comparison, out_dir: str | Path, reference: PublishedReference | None = None,
+                     shared_y: bool = True) -> list[Path]:
+    """Write the comparison's tables (Markdown, CSV, LaTeX), tests, best resolutions and test labels per class (CSV:
+    positives, negatives, masked out), mean ± sd over seeds with every seed's values (CSV), the published comparison
+    when `reference` applies, and the figures."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    texts, frames = comparison_files(comparison, reference)
+    for name, text in texts.items():
+        write_text_atomic(out / name, text)
+        written.append(out / name)
+    for name, frame in frames.items():
         write_csv_atomic(out / name, frame)
         written.append(out / name)
     for png in write_figures(comparison, out, reference, shared_y).values():
