@@ -172,7 +172,7 @@ def localize_run(run_dir: str | Path, data: str | Path | None = None, method: st
             outcome = ("hit" if hits else "miss") if len(gts) == 1 else f"{hits} of {len(gts)} boxes hit"
             note = (f"precision {group_samples[0]['precision']:.2f}, {outcome} at IoU ≥ {iou_threshold:.2f} · white: "
                     "true box; green/red: a detection that reaches one or not")
-            x = prepare_input(torch.from_numpy(array[cache.rows[image]])[None, None].to(dev), False)
+            x = prepare_input(torch.from_numpy(np.array(array[cache.rows[image]]))[None, None].to(dev), False)
             with torch.no_grad():
                 probability = float(torch.sigmoid(model(x).float())[0, class_index[label]])
             caption = Caption(image, label, threshold, probability, None, method, blank, note)
