@@ -21,6 +21,7 @@ import torch  # noqa: E402
 from cxrres import runs  # noqa: E402
 from cxrres.config import TrainConfig, resolve  # noqa: E402
 from cxrres.data.datasets import open_dataset  # noqa: E402
+from cxrres.filenames import safe_filename  # noqa: E402
 from cxrres.localize import figure_name, localize_run  # noqa: E402
 from cxrres.models import create_model  # noqa: E402
 from cxrres.study import boxed_classes, make_study, needs_localization, describe_state  # noqa: E402
@@ -118,8 +119,8 @@ def test_vindr_kaggle_localizes_every_test_box(tmp_path: Path) -> None:
     assert summary.index[:-1].tolist() == order
     figures = sorted(p.name for p in result.figures)  # examples=1: one per class, named by class and image
     assert len(figures) == 2 and all(p.is_file() for p in result.figures)
-    assert figures[0].startswith("Cardiomegaly_img") and figures[1].startswith("Nodule_Mass_img")
-    assert figure_name("Nodule/Mass", "img003.dicom") == "Nodule_Mass_img003.png"
+    assert figures[0].startswith("Cardiomegaly_img") and figures[1].startswith("Nodule_Mass-")
+    assert figure_name("Nodule/Mass", "img003.dicom") == safe_filename("Nodule/Mass") + "_img003.png"
     assert result.skipped_rows == table.skipped
 
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from cxrres.localize import format_boxes, group_rows, parse_boxes, summarise
-from cxrres.overlay import gt_boxes, heatmap_figure
+from cxrres.overlay import Caption, gt_boxes, heatmap_figure
 from cxrres.saliency import (iou, iou_matrix, match_boxes, pointing_hit, pointing_hits, score_boxes,
                              score_detections)
 
@@ -100,7 +100,8 @@ def test_overlay_draws_every_box() -> None:
     assert gt_boxes([(1, 2, 3, 4), (5, 6, 7, 8)]) == [(1, 2, 3, 4), (5, 6, 7, 8)]
     grey = np.full((512, 512), 0.0)
     frame = np.zeros((512, 512), np.float32)
-    picture = heatmap_figure(grey, frame, [(100, 100, 50, 50), (300, 300, 60, 40)], [], 0.1, "")
+    picture = heatmap_figure(grey, frame, [(100, 100, 50, 50), (300, 300, 60, 40)], [], 0.1,
+                             Caption("x.png", "Mass", 0.5)).panel
     assert (picture[100, 120] == 255).all() and (picture[300, 330] == 255).all()
     assert not (picture[200, 200] == 255).all()
 

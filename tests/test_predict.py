@@ -24,6 +24,7 @@ from cxrres.config import TrainConfig
 from cxrres.data.images import load_resized
 from cxrres.errors import CxrresError
 from cxrres.export import export_run
+from cxrres.overlay import figure_px
 from cxrres.operating import OperatingRule, choose_threshold, operating_points, positive_calls
 from cxrres.predict import predict_files
 from cxrres.synthetic import synthesize
@@ -187,8 +188,8 @@ def test_heatmaps_top3_and_named(run, tmp_path) -> None:
     files = [phantom / "images" / n for n in runs.read_predictions(run_dir).images[:2]]
     result = predict_files(run_dir, files, tmp_path / "a", heatmaps="top3", progress=False)
     assert len(result.heatmaps) == 6 and all(p.is_file() and p.stat().st_size > 1000 for p in result.heatmaps)
-    picture = np.asarray(Image.open(result.heatmaps[0]))
-    assert max(picture.shape[:2]) == 512
+    picture = np.asarray(Image.open(result.heatmaps[0]))  # a 512-px panel, caption lines above, colour bar beside
+    assert picture.shape[1] == figure_px((512, 512), 2)[1] and picture.shape[0] > 512
     named = predict_files(run_dir, files, tmp_path / "b", heatmaps="Nodule,Cardiomegaly", method="hirescam", progress=False)
     assert sorted(p.name for p in named.heatmaps) == sorted(f"{f.stem}_{c}.png" for f in files for c in ("Nodule", "Cardiomegaly"))
     with pytest.raises(CxrresError, match="unknown class 'Nodules'"):

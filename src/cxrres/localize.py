@@ -13,7 +13,6 @@ Classes are ordered by mean box area in the 1024-px frame of each image's padded
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,7 +28,8 @@ from cxrres.data.images import read_grey
 from cxrres.data.source import DataSource
 from cxrres.errors import CxrresError
 from cxrres.inference import load_run_model, prepare_input
-from cxrres.overlay import heatmap_figure, write_png
+from cxrres.filenames import safe_filename
+from cxrres.overlay import Caption, heatmap_figure, save_overlay
 
 
 
@@ -45,9 +45,9 @@ class Localization:
 
 
 def figure_name(label: str, image: str) -> str:
-    """An example figure's file name: `<class>_<image stem>.png`, any character but letters, digits, '.', '_' and
-    '-' as '_' (VinDr's "Nodule/Mass", RSNA's "Lung Opacity")."""
-    return re.sub(r"[^A-Za-z0-9._-]", "_", f"{label}_{Path(image).stem}") + ".png"
+    """An example figure's file name: `<class>_<image stem>.png`, each part through `safe_filename` (VinDr's
+    "Nodule/Mass" -> "Nodule_Mass-<digest>", RSNA's "Lung Opacity" -> "Lung_Opacity-<digest>")."""
+    return f"{safe_filename(label)}_{safe_filename(Path(image).stem)}.png"
 
 
 def format_boxes(boxes: list[tuple[int, int, int, int]]) -> str:
@@ -152,7 +152,7 @@ def localize_run(run_dir: str | Path, data: str | Path | None = None, method: st
             frame = saliency.to_box_frame(cam, cache.source_hw[image])
             rows.extend(group_rows(frame, image, label, group, threshold, iou_threshold))
             if sum(1 for k in keep if k[0] == label) < examples:
-                keep[(label, image)] = (frame, rows[-len(group):])
+                keep[(label, image)] = (frame, rows[-len(group):], saliency.blank_reason(cam, config.resolution_px))
             bar.update(len(group))
     bar.close()
     samples = pd.DataFrame(rows)
@@ -165,14 +165,19 @@ def localize_run(run_dir: str | Path, data: str | Path | None = None, method: st
     if keep:
         out = run_dir / runs.LOCALIZATION_EXAMPLES
         out.mkdir(exist_ok=True)
-        for (label, image), (frame, group_samples) in keep.items():
+        for (label, image), (frame, group_samples, blank) in keep.items():
             grey = read_grey(root.root / cache.sources[image])
             gts = [(r["gt_x"], r["gt_y"], r["gt_w"], r["gt_h"]) for r in group_samples]
             hits = sum(r["hit"] for r in group_samples)
             outcome = ("hit" if hits else "miss") if len(gts) == 1 else f"{hits} of {len(gts)} boxes hit"
-            title = f"{label} {image}: precision {group_samples[0]['precision']:.2f}, {outcome}"
+            note = (f"precision {group_samples[0]['precision']:.2f}, {outcome} at IoU ≥ {iou_threshold:.2f} · white: "
+                    "true box; green/red: a detection that reaches one or not")
+            x = prepare_input(torch.from_numpy(np.array(array[cache.rows[image]]))[None, None].to(dev), False)
+            with torch.no_grad():
+                probability = float(torch.sigmoid(model(x).float())[0, class_index[label]])
+            caption = Caption(image, label, threshold, probability, None, method, blank, note)
             path = out / figure_name(label, image)
-            write_png(path, heatmap_figure(grey, frame, gts, parse_boxes(group_samples[0]["detections"]), iou_threshold,
-                                           title))
+            save_overlay(path, heatmap_figure(grey, frame, gts, parse_boxes(group_samples[0]["detections"]),
+                                              iou_threshold, caption))
             result.figures.append(path)
     return result

@@ -6,12 +6,14 @@ square, area resize to the run's resolution), decoded in DataLoader worker proce
 scoring precision (float32, `inference.SCORING_PRECISION`). Writes into OUT: `predictions.csv` (path, one float32
 probability with 9 significant digits and one `positive_<class>` column per class: 1 when probability >= threshold),
 `operating_points.csv` (the thresholds used: the run's own, chosen when it was trained, or those of the asked rule
-chosen on its written validation predictions), `heatmaps/<stem>_<class>.png`, and `skipped.csv` with `--skip-bad`.
+chosen on its written validation predictions), `heatmaps/<stem>_<class>.png` (names made safe by
+`filenames.safe_filename`), and `skipped.csv` with `--skip-bad`.
 Nothing is written into the run directory.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from dataclasses import dataclass, field
@@ -30,10 +32,11 @@ from cxrres.data.layout import IMAGE_SUFFIXES
 from cxrres.data.source import DataSource
 from cxrres.errors import CxrresError
 from cxrres.inference import for_inference, load_run_model, predict, prepare_input, probabilities
+from cxrres.filenames import safe_filename, short_digest
 from cxrres.operating import (DEFAULT_RULE, OperatingRule, operating_points, positive_calls, read_table, thresholds_for,
                               to_csv_text)
+from cxrres.overlay import Caption, heatmap_figure, save_overlay
 from cxrres.parallel import write_text_atomic
-from cxrres.overlay import heatmap_figure, write_png
 
 PREDICTIONS_FILE = "predictions.csv"
 OPERATING_FILE = "operating_points.csv"  # the thresholds this prediction used, beside predictions.csv
@@ -193,30 +196,44 @@ def predict_files(run_dir: str | Path, inputs: list[str | Path], out: str | Path
         runs.write_csv_atomic(out / SKIPPED_FILE, pd.DataFrame(skipped, columns=["path", "error"]))
     if heatmaps != "none":
         result.heatmaps = write_heatmaps(model.float(), config, classes, [paths[i] for i in np.flatnonzero(good)],
-                                         scores[good], heatmaps, method, threshold, out / HEATMAPS_DIR, device)
+                                         scores[good], heatmaps, method, threshold, out / HEATMAPS_DIR, device,
+                                         thresholds=thresholds)
     return result
 
 
 def write_heatmaps(model: torch.nn.Module, config: TrainConfig, classes: list[str], paths: list[Path], scores: np.ndarray,
-                   spec: str, method: str, threshold: float, out: Path, device: torch.device) -> list[Path]:
-    """One overlay per (image, requested class): the map in the image's pixels, its thresholded boxes, the probability."""
+                   spec: str, method: str, threshold: float, out: Path, device: torch.device,
+                   thresholds: np.ndarray | None = None) -> list[Path]:
+    """One overlay per (image, requested class): the map in the image's pixels, its boxes at `threshold` (of the
+    normalised map), the probability and, given `thresholds` (per class, NaN: no operating point), the call. Files are
+    `<image stem>_<class>.png` (`safe_filename` of each; a stem shared by two inputs gets a digest of the path); a blank
+    map says why on the figure and in a warning."""
     out.mkdir(parents=True, exist_ok=True)
     model = model.to(memory_format=torch.contiguous_format)
-    written = []
+    log = logging.getLogger(__name__)
+    written, stems = [], {}
     for path, probs in zip(paths, scores):
         names = heatmap_classes(spec, classes, probs)
         if not names:
             continue
+        stem = safe_filename(path.stem)
+        stem = stem if stems.setdefault(stem, path) == path else f"{stem}-{short_digest(str(path))}"
         resized, hw = load_resized(path, (config.resolution_px,))
         x = prepare_input(torch.from_numpy(resized[config.resolution_px])[None, None].to(device), False)
         targets = torch.tensor([classes.index(n) for n in names], device=device)
         maps = saliency.class_activation_maps(model, x.repeat(len(names), 1, 1, 1), targets, method).cpu().numpy()
         grey = read_grey(path)
         for name, cam in zip(names, maps):
+            c = classes.index(name)
             frame = saliency.to_box_frame(cam, hw)
             detections = saliency.boxes_from_saliency(frame, threshold)
-            title = f"{name} p={probs[classes.index(name)]:.3f} ({method})"
-            target = out / f"{path.stem}_{name}.png"
-            write_png(target, heatmap_figure(grey, frame, None, detections, 0.0, title))
+            caption = Caption(path.name, name, threshold, float(probs[c]),
+                              None if thresholds is None else float(thresholds[c]), method,
+                              saliency.blank_reason(cam, config.resolution_px))
+            target = out / f"{stem}_{safe_filename(name)}.png"
+            overlay = heatmap_figure(grey, frame, None, detections, 0.0, caption)
+            save_overlay(target, overlay)
+            if overlay.blank:
+                log.warning("%s: blank heat map of %s: %s", target, name, overlay.blank)
             written.append(target)
     return written

@@ -95,6 +95,22 @@ def normalise(saliency: np.ndarray) -> np.ndarray | None:
     return (s - low) / (high - low)
 
 
+def blank_reason(cam: np.ndarray, resolution_px: int) -> str:
+    """Why a class activation map (h x w cells, the last block's grid for a `resolution_px` input) shows nothing, or ''
+    when it has contrast: zero everywhere (the ReLU removed every cell), or one value everywhere (min-max undefined)."""
+    cam = np.asarray(cam, dtype=np.float64)
+    grid = f"the last feature map is {' x '.join(map(str, cam.shape))} at {resolution_px} px"
+    if not np.isfinite(cam).all():
+        return f"map has non-finite values ({int((~np.isfinite(cam)).sum())} of {cam.size} cells); {grid}"
+    low, high = float(cam.min()), float(cam.max())
+    if high > low:
+        return ""
+    if high == 0:
+        return ("map is zero everywhere: the class score's gradient-weighted activations are zero or negative at every "
+                f"cell (the ReLU removes them); {grid}")
+    return f"map is constant ({high:.3g} at every cell), so min-max normalisation is undefined; {grid}"
+
+
 def to_box_frame(saliency: np.ndarray, source_hw: tuple[int, int]) -> np.ndarray:
     """A map over the square network input -> the source image's pixel frame (where the official boxes live).
 

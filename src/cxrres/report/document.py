@@ -37,6 +37,7 @@ from cxrres.data.source import DataSource, SplitSpec, read_split  # noqa: E402
 from cxrres.data.splits import PARTS, Split  # noqa: E402
 from cxrres.data.summary import describe_split  # noqa: E402
 from cxrres.errors import CxrresError  # noqa: E402
+from cxrres.filenames import safe_filename  # noqa: E402
 from cxrres.parallel import write_text_atomic  # noqa: E402
 from cxrres.report import external, plots, tables  # noqa: E402
 from cxrres.report.comparison import (LOCALIZATION_TITLES, auc_tables, best_resolution_table, best_scope,  # noqa: E402
@@ -152,14 +153,19 @@ def heatmap_grid(comparison: Comparison, label: str, path: Path, rows: int = 3) 
     """Rows: test images with a `label` box shown by every run; columns: runs by resolution (the lowest seed of each
     group when there are several). None if no image."""
     infos = sorted((members[0] for members in seed_groups(comparison.runs).values()), key=lambda r: r.resolution_px)
-    per_run = [{p.name: p for p in (i.run_dir / runs.LOCALIZATION_EXAMPLES).glob(f"{label}_*.png")} for i in infos]
+    per_run = [{p.name: p for p in (i.run_dir / runs.LOCALIZATION_EXAMPLES).glob(f"{safe_filename(label)}_*.png")}
+               for i in infos]
     common = sorted(set.intersection(*(set(d) for d in per_run))) if per_run else []
     if not common:
         return None
     tiles = []
     for name in common[:rows]:
-        row = [cv2.resize(cv2.imread(str(d[name])), (256, 256), interpolation=cv2.INTER_AREA) for d in per_run]
-        tiles.append(cv2.hconcat(row))
+        pictures = [cv2.imread(str(d[name])) for d in per_run]  # an overlay keeps its aspect (caption, colour bar)
+        row = [cv2.resize(p, (256, max(1, round(256 * p.shape[0] / p.shape[1]))), interpolation=cv2.INTER_AREA)
+               for p in pictures]
+        height = max(p.shape[0] for p in row)  # pad to one height (overlays written before captions were square)
+        tiles.append(cv2.hconcat([cv2.copyMakeBorder(p, 0, height - p.shape[0], 0, 0, cv2.BORDER_CONSTANT,
+                                                     value=(255, 255, 255)) for p in row]))
     header = np.full((28, 256 * len(infos), 3), 255, np.uint8)
     for j, info in enumerate(infos):
         cv2.putText(header, f"{info.resolution_px} px", (j * 256 + 96, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
@@ -307,7 +313,7 @@ def build_sections(study_dir: Path, comparison: Comparison, files: Path, source:
                        *_figure(figures, f"localization_{metric}_vs_resolution", title)]
         order = localized_classes(comparison)
         for label in (order[0], order[-1]) if order else ():
-            grid = heatmap_grid(comparison, label, files / f"heatmaps_{label}.png")
+            grid = heatmap_grid(comparison, label, files / f"heatmaps_{safe_filename(label)}.png")
             if grid:
                 which = f", seed {min(i.seed for i in comparison.runs)}" if comparison.several_seeds else ""
                 blocks.append(Block(image=grid, caption=f"{label}: Grad-CAM by training resolution{which} (white: official "
