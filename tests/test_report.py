@@ -149,7 +149,8 @@ def test_few_positives_are_flagged_in_compare_and_report(tmp_path):
     assert boot["n_replicates"] == 99 and boot["p"] == pytest.approx(2 / 100)  # 128 px better in every replicate
     md = comparison_markdown(comparison)
     assert "| Mass † | n/a (<5 pos) |" in md and "| Effusion | <0.001 |" in md
-    assert md.count("† fewer than 5 positive test images") == 2  # under the AUC table and the DeLong table
+    assert md.count("† fewer than 5 positive test images") == 3  # under the AUC, best-resolution and DeLong tables
+    assert "\n| Mass † | 64 px | 64 px best in " in md
     assert "| 0.02 |" not in md and "| ≤0.02 |" in md
     write_comparison(comparison, tmp_path / "cmp")
     table = pd.read_csv(tmp_path / "cmp" / "auc_table.csv")

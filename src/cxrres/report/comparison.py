@@ -106,16 +106,18 @@ def best_scope(comparison: Comparison) -> pd.DataFrame:
     return best[best["scope"] == comparison.main_scope] if len(best) else best
 
 
-def best_resolution_table(best: pd.DataFrame) -> tables.Table:
+def best_resolution_table(best: pd.DataFrame, few: set[str] | frozenset[str] = frozenset()) -> tables.Table:
     """Rows: classes (per series when several); the resolution with the highest AUC, the share of bootstrap replicates
-    in which it is best ('256 px best in 93 % of 1,000 replicates'), and each resolution's share (%)."""
+    in which it is best ('256 px best in 93 % of 1,000 replicates'), and each resolution's share (%); the classes in
+    `few` (fewer than MIN_POSITIVES positives) marked, with a footnote."""
     several = best["series"].nunique() > 1 if len(best) else False
     resolutions = sorted(best["resolution_px"].unique()) if len(best) else []
     rows, bold = [], set()
     for i, ((series, name), part) in enumerate(best.groupby(["series", "class"], sort=False)):
         top = part[part["best"]].iloc[0]
         share = "–" if np.isnan(top["share"]) else f"{100 * top['share']:.0f} %"
-        cells = [f"{series} {name}" if several else str(name), f"{top['resolution_px']} px",
+        cells = [tables.marked(f"{series} {name}" if several else str(name), {f"{series} {c}" if several else c for c in few}),
+                 f"{top['resolution_px']} px",
                  f"{top['resolution_px']} px best in {share} of {int(top['n_replicates']):,} replicates"]
         for j, r in enumerate(resolutions):
             hit = part[part["resolution_px"] == r]
@@ -125,7 +127,8 @@ def best_resolution_table(best: pd.DataFrame) -> tables.Table:
                 bold.add((i, 3 + j))
         rows.append(cells)
     header = ["Class", "Highest AUC", "Share of replicates", *(f"{r} px" for r in resolutions)]
-    return tables.Table(header, rows, bold)
+    shown = few & set(best["class"]) if len(best) else set()
+    return tables.Table(header, rows, bold, [tables.FEW_NOTE] if shown else [])
 
 
 def test_labels_table(comparison: Comparison) -> tables.Table:
@@ -183,7 +186,7 @@ def comparison_markdown(comparison: Comparison) -> str:
     if len(best):
         out += ["\n## Best resolution per class\n", f"On the {scope_title(comparison.main_scope)}; shares of "
                 f"{comparison.n_boot} paired {comparison.unit}-bootstrap replicates (all scopes in best_resolution.csv).\n",
-                best_resolution_table(best).to_markdown()]
+                best_resolution_table(best, few_classes(comparison)).to_markdown()]
     for scope in scope_list(comparison):
         reference = reference_run(comparison, scope)
         out += [f"\n## Mean AUC, paired differences: {scope_title(scope)}\n",
