@@ -12,7 +12,7 @@ from cxrres import metrics, runs
 from cxrres.cli import main
 from cxrres.errors import CxrresError, DataFormatError
 from cxrres.compare import compare_runs
-from cxrres.evaluate import evaluate_run
+from cxrres.evaluate import TIED, evaluate_run, format_table
 
 CLASSES3 = ["Effusion", "Mass", "Nodule"]
 
@@ -35,7 +35,8 @@ def test_evaluate_writes_auc_csv_matching_delong(tmp_path):
     run = make_run(tmp_path / "r", 64, 1.0)
     table = evaluate_run(run, n_boot=200)
     written = pd.read_csv(run / "auc.csv")
-    assert written.columns.tolist() == ["class", "n_pos", "n_neg", "auc", "ci_low", "ci_high", "note"]
+    assert written.columns.tolist() == ["class", "n_pos", "n_neg", "auc", "ci_low", "ci_high", "note", "few_positives"]
+    assert not written["few_positives"].any()  # about 90 positives per class
     assert written["class"].tolist() == CLASSES3 + ["mean"]
     p = runs.read_predictions(run)
     for c, name in enumerate(CLASSES3):
@@ -58,6 +59,42 @@ def test_evaluate_json_and_undefined_class(tmp_path, capsys):
     assert payload["auc"]["Mass"] == {"auc": None, "ci_low": None, "ci_high": None}
     assert payload["auc"]["mean"]["auc"] == pytest.approx((payload["auc"]["Effusion"]["auc"] + payload["auc"]["Nodule"]["auc"]) / 2, abs=1e-6)
     assert "undefined: no positive cases" in pd.read_csv(run / "auc.csv").set_index("class").loc["Mass", "note"]
+
+
+def test_few_positives_are_flagged_in_auc_csv_and_printed(tmp_path, capsys):
+    run = make_run(tmp_path / "r", 64, 1.0, n=60)
+    frame = pd.read_csv(run / runs.PREDICTIONS)
+    frame["label_Mass"] = 0
+    frame.loc[[3, 17, 40, 41], "label_Mass"] = 1  # 4 positives: below MIN_POSITIVES = 5
+    frame["label_Nodule"] = 0
+    frame.loc[[5, 6, 7, 8, 9], "label_Nodule"] = 1  # exactly 5 positives: not flagged
+    frame.to_csv(run / runs.PREDICTIONS, index=False)
+    assert main(["evaluate", str(run), "--n-boot", "50"]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    written = pd.read_csv(run / "auc.csv").set_index("class")
+    assert written["few_positives"].to_dict() == {"Effusion": False, "Mass": True, "Nodule": False, "mean": False}
+    assert written.loc["Mass", "n_pos"] == 4 and written.loc["Nodule", "n_pos"] == 5
+    assert "(fewer than 5 positives: interval and tests rest on too few cases)" in lines["Mass"]
+    assert "fewer than" not in lines["Nodule"] + lines["Effusion"] + lines["mean"]
+    old = written.drop(columns="few_positives").reset_index()  # an auc.csv written before the column existed
+    assert "(fewer than 5 positives" in format_table(old).splitlines()[1]
+
+
+def test_degenerate_intervals_say_why(tmp_path, capsys):
+    """One test patient: every bootstrap replicate is the same sample, so the mean's interval is a point, and says so."""
+    images = [f"00000007_{i:03d}.png" for i in range(40)]
+    run = make_run(tmp_path / "one", 64, 1.0, images=images)
+    assert main(["evaluate", str(run), "--n-boot", "50"]) == 0
+    mean = [line for line in capsys.readouterr().out.splitlines() if line.startswith("mean")][0]
+    table = pd.read_csv(run / "auc.csv").set_index("class")
+    assert table.loc["mean", "ci_low"] == table.loc["mean", "auc"] == table.loc["mean", "ci_high"]
+    assert mean.endswith("(mean of 3 classes; 50 bootstrap replicates by patient; interval degenerate: 1 patient)")
+    frame = pd.read_csv(run / runs.PREDICTIONS)
+    frame["Mass"] = 0.5  # constant scores: the class's DeLong interval is the point [0.5, 0.5]
+    frame.to_csv(run / runs.PREDICTIONS, index=False)
+    table = evaluate_run(run, n_boot=20).set_index("class")
+    assert (table.loc["Mass", "auc"], table.loc["Mass", "ci_low"], table.loc["Mass", "note"]) == (0.5, 0.5, TIED)
+    assert table.loc["mean", "note"].startswith("mean of 3 classes")  # a tied class still counts in the mean
 
 
 def test_malformed_predictions_name_file_and_line(tmp_path, capsys):

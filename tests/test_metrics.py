@@ -365,3 +365,94 @@ def test_delong_speed_chexnet_test_size():
     for c in range(14):
         metrics.delong_ci(labels[:, c], scores[:, c])
     assert time.perf_counter() - start < 1.0
+
+
+# --- a side with a single case (issue 23, finding 6) ----------------------------------------------------------------
+
+
+def single_side_delong(y: np.ndarray, s: np.ndarray) -> tuple[float, float]:
+    """(AUC, variance) from the psi matrix, O(m n): a side with one case contributes A(1-A) instead of a sample variance."""
+    y = np.asarray(y).astype(bool)
+    psi = (s[y][:, None] > s[~y][None, :]) + 0.5 * (s[y][:, None] == s[~y][None, :])
+    a = psi.mean()
+    m, n = psi.shape
+    s10 = a * (1 - a) if m == 1 else psi.mean(axis=1).var(ddof=1)
+    s01 = a * (1 - a) if n == 1 else psi.mean(axis=0).var(ddof=1)
+    return a, s10 / m + s01 / n
+
+
+def test_single_positive_or_negative_by_hand():
+    # one positive (0.5) above 3 of 4 negatives: A = 3/4; S10 := A(1-A) = 3/16, V01 = (1, 0, 1, 1): S01 = 1/4, /4 = 1/16
+    value, variance = metrics.delong([1, 0, 0, 0, 0], [0.5, 0.1, 0.6, 0.2, 0.3])
+    assert (value, variance) == (0.75, pytest.approx(0.25))
+    # the mirror image (labels swapped, scores negated) is the single-negative case with the same numbers
+    assert metrics.delong([0, 1, 1, 1, 1], [-0.5, -0.1, -0.6, -0.2, -0.3]) == (0.75, pytest.approx(0.25))
+    rng = np.random.default_rng(11)
+    for m, n in [(1, 7), (7, 1), (1, 300), (300, 1), (1, 1)]:
+        y = np.r_[np.ones(m, int), np.zeros(n, int)]
+        s = np.round(rng.normal(size=m + n) + y, 1)
+        assert metrics.delong(y, s) == pytest.approx(single_side_delong(y, s), rel=1e-12, abs=1e-15)
+
+
+def test_single_case_interval_is_not_narrow_and_ties_stay_a_point():
+    y = np.r_[1, np.zeros(50, int)]
+    s = np.r_[0.0, np.linspace(-3, 3, 50)]  # the positive in the middle: A = 1/2
+    value, low, high = metrics.delong_ci(y, s)
+    variance = 0.25 + 0.25 * 50 / 49 / 50  # A(1-A) + S01/n, S01 = var of 25 ones and 25 zeros (ddof 1)
+    h = norm.ppf(0.975) * math.sqrt(variance) / 0.25
+    assert value == 0.5 and (low, high) == pytest.approx((1 / (1 + math.exp(h)), 1 / (1 + math.exp(-h))), rel=1e-12)
+    assert low < 0.05 and high > 0.95  # one positive says little about the AUC
+    assert metrics.delong_ci(y, np.zeros(51)) == (0.5, 0.5, 0.5)  # all tied: a point, as with more cases
+    assert metrics.delong_ci(y, np.r_[5.0, np.zeros(50)])[1:] == pytest.approx((1 / (1 + norm.ppf(0.975) ** 2), 1.0))
+
+
+def old_rule_interval(y: np.ndarray, s: np.ndarray) -> tuple[float, float]:
+    """The logit interval with the single side's variance term set to 0 (before issue 23), for comparison."""
+    a, variance = single_side_delong(y, s)
+    m = int(y.sum())
+    variance -= a * (1 - a) / m if m == 1 else a * (1 - a) / (y.size - m)
+    return metrics.auc_interval(a, variance, m, y.size - m)
+
+
+@pytest.mark.parametrize("single", ["positive", "negative"])
+def test_single_case_interval_coverage_is_near_nominal(single):
+    """One case against 50 (binormal, true AUC 0.8), 2,000 draws: the interval covers the true AUC in >= 90 % of them;
+    the old zero term covered it in about half."""
+    rng = np.random.default_rng(2023)
+    delta = math.sqrt(2) * norm.ppf(0.8)  # P(X > Y) = Phi(delta / sqrt 2) = 0.8
+    y = np.r_[1, np.zeros(50, int)] if single == "positive" else np.r_[0, np.ones(50, int)]
+    hits = old_hits = 0
+    draws = 2000
+    for _ in range(draws):
+        s = rng.normal(size=51) + delta * y
+        _, low, high = metrics.delong_ci(y, s)
+        hits += low <= 0.8 <= high
+        old_low, old_high = old_rule_interval(y, s)
+        old_hits += old_low <= 0.8 <= old_high
+    assert hits / draws >= 0.93
+    assert old_hits / draws < 0.6
+
+
+def test_paired_test_with_a_single_case_is_undefined():
+    y = np.array([1, 0, 0, 0, 0])
+    a, b = np.array([0.5, 0.1, 0.6, 0.2, 0.3]), np.array([0.9, 0.1, 0.6, 0.2, 0.3])
+    with pytest.warns(UndefinedMetricWarning, match="single positive case"):
+        auc_a, auc_b, z, p = metrics.delong_paired(y, a, b)
+    assert (auc_a, auc_b) == (0.75, 1.0) and math.isnan(z) and math.isnan(p)
+    with pytest.warns(UndefinedMetricWarning, match="single negative case"):
+        assert math.isnan(metrics.delong_paired(1 - y, -a, -b)[3])
+    aucs, cov = metrics.delong_matrix(y, np.stack([a, b]))
+    assert cov[0, 0] == pytest.approx(metrics.delong(y, a)[1]) and np.isnan(cov[0, 1])
+    assert np.isnan(metrics.delong_pairs(aucs, cov)[1]).all()
+
+
+def test_bootstrap_p_counts_the_observed_replicate():
+    """p = 2 (1 + count on the far side) / (B + 1): never 0, and 1 for identical runs."""
+    assert metrics.paired_bootstrap_p(np.ones(1000)) == pytest.approx(2 / 1001) == metrics.bootstrap_p_floor(1000)
+    d = np.array([-1, -1, 0, 1, 1, 1, 1, 1, 1, np.nan])  # B = 9: 3 at or below 0, 7 at or above
+    assert metrics.paired_bootstrap_p(d) == pytest.approx(2 * 4 / 10)
+    assert metrics.paired_bootstrap_p(np.zeros(50)) == 1.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert math.isnan(metrics.paired_bootstrap_p(np.full(5, np.nan)))
+    assert metrics.few_positives(metrics.MIN_POSITIVES - 1) and not metrics.few_positives(metrics.MIN_POSITIVES)

@@ -129,6 +129,38 @@ def test_single_seed_keeps_run_tables(tmp_path):
     assert "±" not in comparison_markdown(comparison)
 
 
+def test_few_positives_are_flagged_in_compare_and_report(tmp_path):
+    """Mass with 2 positive test images: its paired DeLong p is kept in the CSV but flagged, left out of Holm, shown as
+    'n/a (<5 pos)'; the AUC tables mark the class with a footnote; a bootstrap p at its floor 2/(B+1) prints as such."""
+    dirs = [make_run(tmp_path / f"r{r}", r, sig) for r, sig in ((64, 0.0), (128, 4.0))]
+    for d in dirs:
+        p = runs.read_predictions(d)
+        p.labels[:, 1] = 0
+        p.labels[[4, 50], 1] = 1
+        runs.write_predictions(d / runs.PREDICTIONS, p)
+    comparison = compare_runs(dirs, n_boot=99)
+    tests = comparison.delong.set_index("class")
+    assert tests["few_positives"].to_dict() == {"Effusion": False, "Mass": True, "Nodule": False}
+    assert tests.loc["Mass", "n_pos"] == 2 and 0 <= tests.loc["Mass", "p"] <= 1 and np.isnan(tests.loc["Mass", "p_holm"])
+    others = tests.loc[["Effusion", "Nodule"], "p"].to_numpy()
+    expected = np.minimum(1, np.maximum.accumulate(np.sort(others) * [2, 1]))[np.argsort(np.argsort(others))]
+    np.testing.assert_allclose(tests.loc[["Effusion", "Nodule"], "p_holm"], expected)  # Holm over 2 classes, not 3
+    boot = comparison.bootstrap.iloc[0]
+    assert boot["n_replicates"] == 99 and boot["p"] == pytest.approx(2 / 100)  # 128 px better in every replicate
+    md = comparison_markdown(comparison)
+    assert "| Mass † | n/a (<5 pos) |" in md and "| Effusion | <0.001 |" in md
+    assert md.count("† fewer than 5 positive test images") == 3  # under the AUC, best-resolution and DeLong tables
+    assert "\n| Mass † | 64 px | 64 px best in " in md
+    assert "| 0.02 |" not in md and "| ≤0.02 |" in md
+    write_comparison(comparison, tmp_path / "cmp")
+    table = pd.read_csv(tmp_path / "cmp" / "auc_table.csv")
+    assert table["few_positives"].tolist() == [False, True, False, False]
+    assert pd.read_csv(tmp_path / "cmp" / "delong_tests.csv").columns.tolist() == [
+        "scope", "run_a", "run_b", "class", "auc_a", "auc_b", "z", "p", "p_holm", "n_pos", "few_positives"]
+    tex = (tmp_path / "cmp" / "auc_table.tex").read_text()
+    assert "\nMass † & " in tex and "\\par{\\footnotesize † fewer than 5 positive" in tex
+
+
 def test_seed_table_shows_n_where_a_class_has_fewer_seeds():
     summary = pd.DataFrame({"group": ["A", "A", "B", "B"], "class": ["x", "y", "x", "y"], "mean": [0.8, 0.7, 0.9, 0.6],
                             "sd": [0.01, np.nan, 0.02, 0.03], "n": [3, 1, 3, 3]})

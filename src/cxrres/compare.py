@@ -170,8 +170,8 @@ class Comparison:
 
     runs: list[RunInfo]
     auc: pd.DataFrame  # long: heading, group, seed, resolution_px, arch, label, class, auc, ci_low, ci_high
-    delong: pd.DataFrame  # scope, run_a, run_b, class, auc_a, auc_b, z, p, p_holm
-    bootstrap: pd.DataFrame  # scope, run_a, run_b, classes, mean_a, mean_b, difference, ci_low, ci_high, p
+    delong: pd.DataFrame  # scope, run_a, run_b, class, auc_a, auc_b, z, p, p_holm, n_pos, few_positives
+    bootstrap: pd.DataFrame  # scope, run_a, run_b, classes, mean_a, mean_b, difference, ci_low, ci_high, p, n_replicates
     n_images: int
     n_boot: int
     localization: pd.DataFrame | None = None  # heading, group, seed, resolution_px, arch, class, n, precision, accuracy, pointing
@@ -237,7 +237,9 @@ def _score(scoring: Scoring, labels: np.ndarray, classes: list[str], defined: np
 
 def _pair_tests(scope: str, a: Scoring, b: Scoring, labels: np.ndarray, classes: list[str], defined: np.ndarray,
                 replicates: dict[str, np.ndarray], level: float) -> tuple[list[dict], dict | None]:
-    """Per-class paired DeLong tests (Holm within the pair) and the paired bootstrap test of the mean AUC of a and b."""
+    """Per-class paired DeLong tests and the paired bootstrap test of the mean AUC of a and b. A class with fewer than
+    `metrics.MIN_POSITIVES` positives keeps its p but is flagged (`few_positives`) and left out of Holm's adjustment
+    (p_holm NaN): its p is not a meaningful member of the family. The bootstrap row counts its valid replicates."""
     sa, sb = a.scores, b.scores
     pair = []
     with warnings.catch_warnings():
@@ -247,9 +249,11 @@ def _pair_tests(scope: str, a: Scoring, b: Scoring, labels: np.ndarray, classes:
                 continue
             kept = metrics.kept_rows(labels[:, c])
             auc_a, auc_b, z, p = metrics.delong_paired(labels[kept, c], sa[kept, c], sb[kept, c])
+            n_pos = int(labels[kept, c].sum())
             pair.append({"scope": scope, "run_a": a.heading, "run_b": b.heading, "class": name, "auc_a": auc_a,
-                         "auc_b": auc_b, "z": z, "p": p})
-    for r, q in zip(pair, metrics.holm(np.array([r["p"] for r in pair]))):
+                         "auc_b": auc_b, "z": z, "p": p, "p_holm": math.nan, "n_pos": n_pos, "few_positives": metrics.few_positives(n_pos)})
+    family = np.array([math.nan if r["few_positives"] else r["p"] for r in pair])
+    for r, q in zip(pair, metrics.holm(family)):
         r["p_holm"] = q
     common = defined & ~np.isnan(sa).any(axis=0) & ~np.isnan(sb).any(axis=0)
     if not common.any():
@@ -262,7 +266,7 @@ def _pair_tests(scope: str, a: Scoring, b: Scoring, labels: np.ndarray, classes:
     low, high = metrics.percentile_interval(d, level)
     return pair, {"scope": scope, "run_a": a.heading, "run_b": b.heading, "classes": int(common.sum()), "mean_a": mean_a,
                   "mean_b": mean_b, "difference": mean_a - mean_b, "ci_low": low, "ci_high": high,
-                  "p": metrics.paired_bootstrap_p(d)}
+                  "p": metrics.paired_bootstrap_p(d), "n_replicates": int(np.count_nonzero(~np.isnan(d)))}
 
 
 def best_resolution(scope: str, scorings: list[Scoring], points: pd.DataFrame, replicates: dict[str, np.ndarray],

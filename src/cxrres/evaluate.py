@@ -41,26 +41,38 @@ def patient_groups(images: list[str], patient_ids: list[str] | None = None) -> t
     return np.arange(len(images)), "image"
 
 
+UNDEFINED = "undefined"  # how a note starts when the class's AUC is undefined
+TIED = "interval degenerate: all scores tied"
+
+
 def auc_row(labels: np.ndarray, scores: np.ndarray, level: float = 0.95) -> dict:
-    """n_pos, n_neg, AUC, DeLong interval and note (`undefined: ...` or empty) of one class's labels (1/0, -1 masked
-    out) and scores."""
+    """n_pos, n_neg, AUC, DeLong interval, note (`undefined: ...`, `interval degenerate: ...` or empty) and
+    few_positives (fewer than `metrics.MIN_POSITIVES`) of one class's labels (1/0, -1 masked out) and scores."""
     kept = metrics.kept_rows(labels)  # a label -1 is masked out of this class
     y, s = labels[kept], scores[kept]
     reason = metrics.undefined_reason(y) if kept.any() else "every label masked out"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", metrics.UndefinedMetricWarning)
         value, low, high = metrics.delong_ci(y, s, level) if kept.any() else (math.nan,) * 3
+    note = f"{UNDEFINED}: {reason}" if reason else (TIED if low == high else "")
     return {"n_pos": int(y.sum()), "n_neg": int(len(y) - y.sum()), "auc": value, "ci_low": low, "ci_high": high,
-            "note": f"undefined: {reason}" if reason else ""}
+            "note": note, "few_positives": metrics.few_positives(y.sum())}
+
+
+def degenerate_reason(groups: np.ndarray, unit: str) -> str:
+    """Why a bootstrap interval of the mean is a point: one patient (or image), else identical replicates."""
+    n = np.unique(groups).size
+    return f"interval degenerate: {n} {unit}" if n == 1 else "interval degenerate: every replicate gives the same mean"
 
 
 def auc_table(predictions: runs.Predictions, level: float = 0.95, n_boot: int = N_BOOT, seed: int = 0) -> pd.DataFrame:
-    """One row per class (n_pos, n_neg, AUC and DeLong interval, note) and a `mean` row (patient-bootstrap interval);
-    a class's masked cases (label -1) are left out of its row and of its part of the mean."""
+    """One row per class (n_pos, n_neg, AUC and DeLong interval, note, few_positives) and a `mean` row (patient-
+    bootstrap interval; its note says why when the interval is a point); a class's masked cases (label -1) are left
+    out of its row and of its part of the mean."""
     rows = [{"class": name, **auc_row(predictions.labels[:, c], predictions.scores[:, c], level)}
             for c, name in enumerate(predictions.classes)]
     table = pd.DataFrame(rows)
-    defined = table["note"] == ""
+    defined = ~table["note"].str.startswith(UNDEFINED)
     if not defined.any():
         raise CxrresError("no class has positive and negative test images; AUC is undefined for all")
     groups, unit = patient_groups(predictions.images, predictions.patient_ids)
@@ -69,7 +81,10 @@ def auc_table(predictions: runs.Predictions, level: float = 0.95, n_boot: int = 
     else:
         point, low, high = table.loc[defined, ["auc", "ci_low", "ci_high"]].iloc[0]
     note = f"mean of {int(defined.sum())} classes; {n_boot} bootstrap replicates by {unit}"
-    mean_row = {"class": MEAN, "n_pos": np.nan, "n_neg": np.nan, "auc": point, "ci_low": low, "ci_high": high, "note": note}
+    if low == high:
+        note += "; " + (degenerate_reason(groups, unit) if defined.sum() > 1 or len(predictions.classes) > 1 else TIED)
+    mean_row = {"class": MEAN, "n_pos": np.nan, "n_neg": np.nan, "auc": point, "ci_low": low, "ci_high": high, "note": note,
+                "few_positives": False}
     return pd.concat([table, pd.DataFrame([mean_row])], ignore_index=True)
 
 
@@ -89,12 +104,17 @@ def table_as_json(table: pd.DataFrame) -> dict:
 
 
 def format_table(table: pd.DataFrame, width: int | None = None) -> str:
-    """The AUC table as `cxrres evaluate` prints it: one line per class (counts, AUC and interval), then the mean;
-    class names padded to `width` characters (default: the longest, at least 19)."""
+    """The AUC table as `cxrres evaluate` prints it: one line per class (counts, AUC and interval, its notes: undefined,
+    degenerate interval, fewer than MIN_POSITIVES positives), then the mean; class names padded to `width` characters
+    (default: the longest, at least 19). Tables read from older auc.csv files (no few_positives column) print too."""
     width = width or max(19, *map(len, table["class"]))
     lines = []
     for _, row in table.iterrows():
+        note = "" if pd.isna(row["note"]) else str(row["note"])
         counts = "" if row["class"] == MEAN else f"{int(row['n_pos']):>6,} pos {int(row['n_neg']):>7,} neg  "
-        value = "undefined" if row["note"].startswith("undefined") else f"{row['auc']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}]"
-        lines.append(f"{row['class']:<{width}} {counts}{value}" + (f"  ({row['note']})" if row["note"] else ""))
+        value = UNDEFINED if note.startswith(UNDEFINED) else f"{row['auc']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}]"
+        notes = [note] if note else []
+        if row["class"] != MEAN and not note.startswith(UNDEFINED) and metrics.few_positives(row["n_pos"]):
+            notes.append(f"fewer than {metrics.MIN_POSITIVES} positives: interval and tests rest on too few cases")
+        lines.append(f"{row['class']:<{width}} {counts}{value}" + (f"  ({'; '.join(notes)})" if notes else ""))
     return "\n".join(lines)

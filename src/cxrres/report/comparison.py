@@ -9,15 +9,37 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cxrres import metrics
 from cxrres.compare import ENSEMBLE, SINGLE, Comparison, summarise_seeds
 from cxrres.parallel import write_text_atomic
 from cxrres.report import plots, tables
 from cxrres.report.reference import PublishedReference, published_long
 from cxrres.runs import write_csv_atomic
 
+#: The footnote of a per-class DeLong table with flagged classes.
+FEW_DELONG_NOTE = tables.FEW_NOTE + " Their DeLong p is not shown and is left out of Holm's adjustment (delong_tests.csv keeps it)."
+
 
 def _p(value: float) -> str:
+    """A p-value as the tables print it: 3 decimals, '<0.001' below that, '–' when there is none."""
     return "–" if value is None or math.isnan(value) else ("<0.001" if value < 0.001 else f"{value:.3f}")
+
+
+def bootstrap_p_text(value: float, n_replicates: int) -> str:
+    """A bootstrap p as the tables print it: at its floor 2/(B + 1) (no replicate on the other side) '≤0.002' for
+    B = 1,000, since the estimate cannot go lower; else as `_p`."""
+    if value is None or math.isnan(value):
+        return "–"
+    floor = metrics.bootstrap_p_floor(n_replicates)
+    return f"≤{floor:.2g}" if value <= floor * (1 + 1e-9) else _p(value)
+
+
+def few_classes(comparison: Comparison) -> set[str]:
+    """The classes with fewer than `metrics.MIN_POSITIVES` positive test images (kept labels)."""
+    counts = comparison.test_labels
+    if not len(counts):
+        return set()
+    return {str(r["class"]) for _, r in counts.iterrows() if metrics.few_positives(r["n_pos"])}
 
 
 def scope_title(scope: str) -> str:
@@ -53,13 +75,15 @@ def bootstrap_table(comparison: Comparison, reference: str | None = None, scope:
     rows = []
     for _, r in comparison.bootstrap.iterrows():
         if (reference is None or reference in (r.run_a, r.run_b)) and (scope is None or r.scope == scope):
+            n = r.get("n_replicates", comparison.n_boot)
             rows.append([r.run_a, r.run_b, f"{r.mean_a:.3f}", f"{r.mean_b:.3f}",
-                         f"{r.difference:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}]", _p(r.p)])
+                         f"{r.difference:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}]", bootstrap_p_text(r.p, n)])
     return tables.Table(["Run A", "Run B", "Mean A", "Mean B", "A − B [95% CI]", "p"], rows)
 
 
 def delong_table(comparison: Comparison, reference: str, scope: str | None = None) -> tables.Table:
-    """Holm-adjusted per-class DeLong p of every run against `reference` (rows: classes), of one `scope` if given."""
+    """Holm-adjusted per-class DeLong p of every run against `reference` (rows: classes), of one `scope` if given;
+    classes with fewer than MIN_POSITIVES positives marked, their p shown as 'n/a (<5 pos)', with a footnote."""
     d = comparison.delong
     if len(d) and scope is not None:
         d = d[d["scope"] == scope]
@@ -68,9 +92,12 @@ def delong_table(comparison: Comparison, reference: str, scope: str | None = Non
         return tables.Table(["Class"], [])
     vs = vs.assign(other=np.where(vs["run_a"] == reference, vs["run_b"], vs["run_a"]))
     others = list(dict.fromkeys(vs["other"]))
-    rows = [[name] + [_p(vs[(vs["class"] == name) & (vs["other"] == o)]["p_holm"].iloc[0]) for o in others]
+    few = (set(vs.loc[vs["few_positives"].astype(bool), "class"]) if "few_positives" in vs.columns
+           else few_classes(comparison) & set(vs["class"]))
+    rows = [[tables.marked(name, few)] + [tables.FEW_P if name in few else
+                                          _p(vs[(vs["class"] == name) & (vs["other"] == o)]["p_holm"].iloc[0]) for o in others]
             for name in dict.fromkeys(vs["class"])]
-    return tables.Table(["Class", *others], rows)
+    return tables.Table(["Class", *others], rows, notes=[FEW_DELONG_NOTE] if few else [])
 
 
 def best_scope(comparison: Comparison) -> pd.DataFrame:
@@ -79,16 +106,18 @@ def best_scope(comparison: Comparison) -> pd.DataFrame:
     return best[best["scope"] == comparison.main_scope] if len(best) else best
 
 
-def best_resolution_table(best: pd.DataFrame) -> tables.Table:
+def best_resolution_table(best: pd.DataFrame, few: set[str] | frozenset[str] = frozenset()) -> tables.Table:
     """Rows: classes (per series when several); the resolution with the highest AUC, the share of bootstrap replicates
-    in which it is best ('256 px best in 93 % of 1,000 replicates'), and each resolution's share (%)."""
+    in which it is best ('256 px best in 93 % of 1,000 replicates'), and each resolution's share (%); the classes in
+    `few` (fewer than MIN_POSITIVES positives) marked, with a footnote."""
     several = best["series"].nunique() > 1 if len(best) else False
     resolutions = sorted(best["resolution_px"].unique()) if len(best) else []
     rows, bold = [], set()
     for i, ((series, name), part) in enumerate(best.groupby(["series", "class"], sort=False)):
         top = part[part["best"]].iloc[0]
         share = "–" if np.isnan(top["share"]) else f"{100 * top['share']:.0f} %"
-        cells = [f"{series} {name}" if several else str(name), f"{top['resolution_px']} px",
+        cells = [tables.marked(f"{series} {name}" if several else str(name), {f"{series} {c}" if several else c for c in few}),
+                 f"{top['resolution_px']} px",
                  f"{top['resolution_px']} px best in {share} of {int(top['n_replicates']):,} replicates"]
         for j, r in enumerate(resolutions):
             hit = part[part["resolution_px"] == r]
@@ -98,7 +127,8 @@ def best_resolution_table(best: pd.DataFrame) -> tables.Table:
                 bold.add((i, 3 + j))
         rows.append(cells)
     header = ["Class", "Highest AUC", "Share of replicates", *(f"{r} px" for r in resolutions)]
-    return tables.Table(header, rows, bold)
+    shown = few & set(best["class"]) if len(best) else set()
+    return tables.Table(header, rows, bold, [tables.FEW_NOTE] if shown else [])
 
 
 def test_labels_table(comparison: Comparison) -> tables.Table:
@@ -112,14 +142,15 @@ def auc_tables(comparison: Comparison) -> list[tuple[str, tables.Table]]:
     """(caption, table) of the test AUC: per run with DeLong intervals; with several seeds mean ± sd over seeds first
     and the seed ensembles with their DeLong intervals."""
     level = f"{100 * comparison.level:g}%"
+    few = few_classes(comparison)
     per_run = (f"Per run: {level} DeLong intervals per class; the mean over classes with a {comparison.unit}-bootstrap "
-               f"interval ({comparison.n_boot} replicates). Best per row in bold.", tables.comparison_table(comparison.auc))
+               f"interval ({comparison.n_boot} replicates). Best per row in bold.", tables.comparison_table(comparison.auc, few=few))
     if not comparison.several_seeds:
         return [per_run]
     return [("Mean ± sd over seeds (n = seeds; sd with ddof 1) of the per-run test AUC; the mean row is the mean over "
-             "classes. Best mean per row in bold.", tables.seed_table(summarise_seeds(comparison.auc))),
+             "classes. Best mean per row in bold.", tables.seed_table(summarise_seeds(comparison.auc), few=few)),
             (f"Seed ensembles (mean of the seeds' probabilities): {level} DeLong intervals; mean over classes with a "
-             f"{comparison.unit}-bootstrap interval.", tables.comparison_table(comparison.ensemble_auc)), per_run]
+             f"{comparison.unit}-bootstrap interval.", tables.comparison_table(comparison.ensemble_auc, few=few)), per_run]
 
 
 LOCALIZATION_TITLES: dict[str, str] = {
@@ -155,13 +186,14 @@ def comparison_markdown(comparison: Comparison) -> str:
     if len(best):
         out += ["\n## Best resolution per class\n", f"On the {scope_title(comparison.main_scope)}; shares of "
                 f"{comparison.n_boot} paired {comparison.unit}-bootstrap replicates (all scopes in best_resolution.csv).\n",
-                best_resolution_table(best).to_markdown()]
+                best_resolution_table(best, few_classes(comparison)).to_markdown()]
     for scope in scope_list(comparison):
         reference = reference_run(comparison, scope)
         out += [f"\n## Mean AUC, paired differences: {scope_title(scope)}\n",
                 f"Paired {comparison.unit} bootstrap over the classes both runs have.\n",
                 bootstrap_table(comparison, scope=scope).to_markdown(),
-                f"\n## Per-class DeLong tests against {reference}\n", "Two-sided p, Holm-adjusted over the classes of each pair.\n",
+                f"\n## Per-class DeLong tests against {reference}\n", "Two-sided p, Holm-adjusted over the classes of each pair "
+                f"(those with at least {metrics.MIN_POSITIVES} positives).\n",
                 delong_table(comparison, reference, scope).to_markdown()]
     for metric in localization_metrics(comparison):
         out += [f"\n## {LOCALIZATION_TITLES[metric]}\n", "Classes by mean box size, smallest first. Best per row in bold.\n",
@@ -192,14 +224,15 @@ def comparison_files(comparison: Comparison, reference: PublishedReference | Non
                      ) -> tuple[dict[str, str], dict[str, pd.DataFrame]]:
     """The comparison's files by name: texts (Markdown, LaTeX) and tables (CSV). One home for what `write_comparison`
     writes and what `cxrres verify` recomputes."""
-    texts = {"compare.md": comparison_markdown(comparison), "auc_table.md": tables.markdown_table(comparison.auc),
-             "auc_table.tex": tables.latex_table(comparison.auc)}
-    frames = [("auc_table.csv", tables.csv_table(comparison.auc)), ("auc_long.csv", comparison.auc),
+    few = few_classes(comparison)
+    texts = {"compare.md": comparison_markdown(comparison), "auc_table.md": tables.markdown_table(comparison.auc, few=few),
+             "auc_table.tex": tables.latex_table(comparison.auc, few=few)}
+    frames = [("auc_table.csv", tables.csv_table(comparison.auc, few=few)), ("auc_long.csv", comparison.auc),
               ("delong_tests.csv", comparison.delong), ("bootstrap_tests.csv", comparison.bootstrap),
               ("best_resolution.csv", comparison.best), ("test_labels.csv", comparison.test_labels)]
     if comparison.several_seeds:
         frames += [("auc_seeds.csv", summarise_seeds(comparison.auc)), ("auc_ensemble_long.csv", comparison.ensemble_auc),
-                   ("auc_ensemble_table.csv", tables.csv_table(comparison.ensemble_auc))]
+                   ("auc_ensemble_table.csv", tables.csv_table(comparison.ensemble_auc, few=few))]
     for metric in localization_metrics(comparison):
         frames.append((f"localization_{metric}.csv", tables.csv_table(comparison.localization, metric, None, None)))
         if comparison.several_seeds:

@@ -43,7 +43,7 @@ from cxrres.report import external, plots, tables  # noqa: E402
 from cxrres.report.comparison import (LOCALIZATION_TITLES, auc_tables, best_resolution_table, best_scope,  # noqa: E402
                                       bootstrap_table, delong_table, localization_metrics, localization_table,
                                       reference_run, scope_list, scope_title, test_labels_table, write_comparison,
-                                      write_figures)
+                                      few_classes, write_figures)
 from cxrres.report.reference import (METRIC_TITLES, PublishedReference, detect_reference, published_long,  # noqa: E402
                                      published_table)
 from cxrres.seeds import format_mean_sd  # noqa: E402
@@ -292,7 +292,7 @@ def build_sections(study_dir: Path, comparison: Comparison, files: Path, source:
                        f"of {comparison.n_boot:,} paired {comparison.unit}-bootstrap replicates (the same resampled "
                        f"{comparison.unit}s for every resolution) in which each resolution has the highest AUC; exact ties "
                        "share a replicate."),
-            Block(table=best_resolution_table(best)),
+            Block(table=best_resolution_table(best, few_classes(comparison))),
             *_figure(figures, "best_resolution", "Share of bootstrap replicates in which each resolution is best")]))
     for scope in scope_list(comparison):
         reference_heading = reference_run(comparison, scope)

@@ -9,28 +9,36 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from cxrres.metrics import MIN_POSITIVES
 from cxrres.seeds import format_mean_sd
+
+FEW_MARK = "†"  # after the name of a class with fewer than MIN_POSITIVES positive test images
+FEW_NOTE = (f"{FEW_MARK} fewer than {MIN_POSITIVES} positive test images: the interval and the paired tests of this class "
+            "rest on too few cases to mean much.")
+FEW_P = f"n/a (<{MIN_POSITIVES} pos)"  # a paired p shown for such a class
 
 
 @dataclass
 class Table:
-    """A rendered table: header, rows of cell texts, and the (row, column) cells to mark bold."""
+    """A rendered table: header, rows of cell texts, the (row, column) cells to mark bold, and footnotes."""
 
     header: list[str]
     rows: list[list[str]]
     bold: set[tuple[int, int]] = field(default_factory=set)
+    notes: list[str] = field(default_factory=list)
 
     def to_markdown(self) -> str:
         lines = ["| " + " | ".join(self.header) + " |", "|" + "---|" * len(self.header)]
         for i, row in enumerate(self.rows):
             lines.append("| " + " | ".join(f"**{c}**" if (i, j) in self.bold else c for j, c in enumerate(row)) + " |")
-        return "\n".join(lines) + "\n"
+        return "\n".join(lines) + "\n" + "".join(f"\n{note}\n" for note in self.notes)
 
     def to_html(self) -> str:
         head = "".join(f"<th>{html.escape(h)}</th>" for h in self.header)
         body = "".join("<tr>" + "".join((f"<td><b>{html.escape(c)}</b></td>" if (i, j) in self.bold else f"<td>{html.escape(c)}</td>")
                                         for j, c in enumerate(row)) + "</tr>" for i, row in enumerate(self.rows))
-        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+        notes = "".join(f"<p><small>{html.escape(note)}</small></p>" for note in self.notes)
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{notes}"
 
     def to_latex(self) -> str:
         def esc(text: str) -> str:
@@ -39,7 +47,7 @@ class Table:
         lines = [r"\begin{tabular}{l" + "c" * (len(self.header) - 1) + "}", r"\toprule", " & ".join(map(esc, self.header)) + r" \\", r"\midrule"]
         for i, row in enumerate(self.rows):
             lines.append(" & ".join((r"\textbf{%s}" % esc(c)) if (i, j) in self.bold else esc(c) for j, c in enumerate(row)) + r" \\")
-        lines += [r"\bottomrule", r"\end{tabular}"]
+        lines += [r"\bottomrule", r"\end{tabular}"] + [r"\par{\footnotesize %s}" % esc(note) for note in self.notes]
         return "\n".join(lines) + "\n"
 
 
@@ -64,35 +72,42 @@ def _cell(value: float, low: float, high: float) -> str:
     return f"{value:.3f} [{low:.3f}, {high:.3f}]"
 
 
+def marked(name: str, few: set[str] | frozenset[str]) -> str:
+    """A class's name as the tables show it: with FEW_MARK when it has fewer than MIN_POSITIVES positives."""
+    return f"{name} {FEW_MARK}" if name in few else str(name)
+
+
 def comparison_table(long: pd.DataFrame, value: str = "auc", low: str | None = "ci_low", high: str | None = "ci_high",
-                     first: str = "Class", higher_is_better: bool = True) -> Table:
-    """Rows: classes (then mean); columns: runs; cells `value [low, high]`; the best per row bold."""
+                     first: str = "Class", higher_is_better: bool = True, few: set[str] | frozenset[str] = frozenset()) -> Table:
+    """Rows: classes (then mean); columns: runs; cells `value [low, high]`; the best per row bold; the classes in `few`
+    (fewer than MIN_POSITIVES positives) marked, with a footnote."""
     values = wide(long, value)
     lows = wide(long, low) if low else values * np.nan
     highs = wide(long, high) if high else values * np.nan
     best = best_mask(values, higher_is_better)
     rows, bold = [], set()
     for i, r in enumerate(values.index):
-        rows.append([str(r)] + [_cell(values.loc[r, c], lows.loc[r, c], highs.loc[r, c]) for c in values.columns])
+        rows.append([marked(r, few)] + [_cell(values.loc[r, c], lows.loc[r, c], highs.loc[r, c]) for c in values.columns])
         bold |= {(i, j + 1) for j, c in enumerate(values.columns) if best.loc[r, c]}
-    return Table([first, *map(str, values.columns)], rows, bold)
+    return Table([first, *map(str, values.columns)], rows, bold, [FEW_NOTE] if few & set(values.index) else [])
 
 
 def markdown_table(long: pd.DataFrame, value: str = "auc", low: str | None = "ci_low", high: str | None = "ci_high",
-                   first: str = "Class", higher_is_better: bool = True) -> str:
-    """A Markdown table (rows: classes, columns: runs) with the best value per row in bold."""
-    return comparison_table(long, value, low, high, first, higher_is_better).to_markdown()
+                   first: str = "Class", higher_is_better: bool = True, few: set[str] | frozenset[str] = frozenset()) -> str:
+    """A Markdown table (rows: classes, columns: runs) with the best value per row in bold and `few` marked."""
+    return comparison_table(long, value, low, high, first, higher_is_better, few).to_markdown()
 
 
 def latex_table(long: pd.DataFrame, value: str = "auc", low: str | None = "ci_low", high: str | None = "ci_high",
-                first: str = "Class", higher_is_better: bool = True) -> str:
-    """A LaTeX tabular (booktabs) with the best value per row in bold."""
-    return comparison_table(long, value, low, high, first, higher_is_better).to_latex()
+                first: str = "Class", higher_is_better: bool = True, few: set[str] | frozenset[str] = frozenset()) -> str:
+    """A LaTeX tabular (booktabs) with the best value per row in bold and `few` marked."""
+    return comparison_table(long, value, low, high, first, higher_is_better, few).to_latex()
 
 
 def csv_table(long: pd.DataFrame, value: str = "auc", low: str | None = "ci_low", high: str | None = "ci_high",
-              higher_is_better: bool = True) -> pd.DataFrame:
-    """Wide CSV frame: the row name, per run `<run>`, `<run> ci_low`, `<run> ci_high`, and `best` (the best run(s))."""
+              higher_is_better: bool = True, few: set[str] | frozenset[str] | None = None) -> pd.DataFrame:
+    """Wide CSV frame: the row name, per run `<run>`, `<run> ci_low`, `<run> ci_high`, and `best` (the best run(s));
+    with `few` given, a last column `few_positives` (True for the classes in it)."""
     values = wide(long, value)
     best = best_mask(values, higher_is_better)
     out = pd.DataFrame({"class": values.index})
@@ -102,12 +117,16 @@ def csv_table(long: pd.DataFrame, value: str = "auc", low: str | None = "ci_low"
             out[f"{c} {low}"] = wide(long, low)[c].to_numpy()
             out[f"{c} {high}"] = wide(long, high)[c].to_numpy()
     out["best"] = [" / ".join(values.columns[best.loc[r]]) for r in values.index]
+    if few is not None:
+        out["few_positives"] = [r in few for r in values.index]
     return out
 
 
-def seed_table(summary: pd.DataFrame, first: str = "Class", higher_is_better: bool = True, digits: int = 3) -> Table:
+def seed_table(summary: pd.DataFrame, first: str = "Class", higher_is_better: bool = True, digits: int = 3,
+               few: set[str] | frozenset[str] = frozenset()) -> Table:
     """Rows: classes; columns: groups (`<group> (n = k)` when every class has k seeds); cells `mean ± sd` over seeds
-    (`(n = j)` added where a class has fewer seeds); the best mean per row bold. `summary`: `compare.summarise_seeds`."""
+    (`(n = j)` added where a class has fewer seeds); the best mean per row bold; the classes in `few` marked, with a
+    footnote. `summary`: `compare.summarise_seeds`."""
     means, sds, ns = (wide(summary, v, column="group") for v in ("mean", "sd", "n"))
     best = best_mask(means, higher_is_better)
     header = [first]
@@ -116,7 +135,7 @@ def seed_table(summary: pd.DataFrame, first: str = "Class", higher_is_better: bo
         header.append(f"{g} (n = {counts.pop()})" if len(counts) == 1 else str(g))
     rows, bold = [], set()
     for i, r in enumerate(means.index):
-        cells = [str(r)]
+        cells = [marked(r, few)]
         for g in means.columns:
             n = 0 if math.isnan(ns.loc[r, g]) else int(ns.loc[r, g])
             text = format_mean_sd(means.loc[r, g], sds.loc[r, g], n, digits)
@@ -124,4 +143,4 @@ def seed_table(summary: pd.DataFrame, first: str = "Class", higher_is_better: bo
             cells.append(text + (f" (n = {n})" if len(full) > 1 and text != "–" else ""))
         rows.append(cells)
         bold |= {(i, j + 1) for j, g in enumerate(means.columns) if best.loc[r, g]}
-    return Table(header, rows, bold)
+    return Table(header, rows, bold, [FEW_NOTE] if few & set(means.index) else [])
