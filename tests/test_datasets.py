@@ -46,6 +46,39 @@ def write_chexpert(root: Path, n_patients: int = 20, valid: bool = True) -> Path
     return root
 
 
+@pytest.mark.parametrize("policy, train_val, test", [
+    # Edema over train+val (train.csv, frontal): 6 positive, 7 uncertain, 7 blank; test (valid.csv): 1 positive, 3 negative
+    ("ignore", (6, 7, 7), (1, 3, 0)), ("zeros", (6, 14, 0), (1, 3, 0)), ("ones", (13, 7, 0), (1, 3, 0)),
+])
+def test_describe_counts_what_a_run_trains_on_under_each_uncertain_policy(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                                          policy: str, train_val: tuple, test: tuple) -> None:
+    import json
+    import re
+
+    from cxrres.cli import main
+
+    root = write_chexpert(tmp_path / "cx")
+    assert main(["describe", "--data", str(root), "--uncertain", policy, "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["uncertain_policy"] == policy
+    edema = summary["classes"]["Edema"]
+    assert (edema["negative"]["test"], sum(edema["negative"].values())) == (3, 3)
+    trained = edema["trained"]
+    kinds = ("positive", "negative", "masked")
+    assert tuple(trained[k]["train"] + trained[k]["val"] for k in kinds) == train_val
+    assert tuple(trained[k]["test"] for k in kinds) == test
+    for part in ("train", "val", "test"):  # every image counts once: positive, negative or masked
+        assert sum(trained[k][part] for k in kinds) == summary["images"][part]
+    assert main(["describe", "--data", str(root), "--uncertain", policy]) == 0
+    text = capsys.readouterr().out
+    assert f"what a run trains and is scored on (--uncertain {policy};" in text
+    rows = [line.split() for line in text.splitlines() if line.startswith("Edema ")]
+    raw = [int(v.replace(",", "")) for v in rows[0][1:] if not v.endswith("%")]
+    assert raw == [edema[k][p] for p in ("train", "val", "test") for k in ("positive", "negative", "uncertain", "blank")]
+    assert [int(v) for v in rows[1][1:]] == [trained[k][p] for p in ("train", "val", "test") for k in kinds]
+    assert re.search(r"^class +train +% +neg +unc +blank", text, re.MULTILINE)
+
+
 def test_registry_detects_each_layout_and_names_what_it_expects(tmp_path: Path, mini: Path) -> None:
     assert set(ADAPTERS) == {"nih", "chexpert", "mimic", "padchest", "rsna", "vindr", "csv"}
     assert detect_dataset(write_chexpert(tmp_path / "cx")) == "chexpert"

@@ -30,7 +30,7 @@ def describe(args: argparse.Namespace) -> int:
         summary = describe_split(root, split)
         print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
         return 0
-    summary = describe_table(open_dataset(args.data, dataset, options))
+    summary = describe_table(open_dataset(args.data, dataset, options), args.uncertain)
     print(json.dumps(summary, indent=2) if args.json else format_table_summary(summary))
     return 0
 
