@@ -79,6 +79,27 @@ def test_describe_counts_what_a_run_trains_on_under_each_uncertain_policy(tmp_pa
     assert re.search(r"^class +train +% +neg +unc +blank", text, re.MULTILINE)
 
 
+def test_views_take_the_data_sets_own_word_and_refuse_an_unknown_code(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import json
+
+    from cxrres.cli import main
+
+    root = write_chexpert(tmp_path / "cx")
+    assert main(["describe", "--data", str(root), "--json"]) == 0
+    default = json.loads(capsys.readouterr().out)
+    assert main(["describe", "--data", str(root), "--views", "Frontal", "--json"]) == 0  # CheXpert's column value
+    assert json.loads(capsys.readouterr().out)["images"] == default["images"] == {"train": 18, "val": 2, "test": 4}
+    assert len(open_dataset(root, options=ReadOptions(views="ALL")).frame) == 44
+    everything = open_dataset(root, options=ReadOptions(views="all")).frame
+    codes = everything["view"].value_counts()
+    assert main(["describe", "--data", str(root), "--views", "PA,Frontl"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--views PA,Frontl: no image of this data set has the view 'Frontl'" in err
+    assert all(f"{code} {n:,}" in err for code, n in codes.items()) and "or frontal (any case), all" in err
+    assert main(["describe", "--data", str(root), "--views", "PA", "--json"]) == 0
+    assert sum(json.loads(capsys.readouterr().out)["images"].values()) == int(codes["PA"])
+
+
 def test_registry_detects_each_layout_and_names_what_it_expects(tmp_path: Path, mini: Path) -> None:
     assert set(ADAPTERS) == {"nih", "chexpert", "mimic", "padchest", "rsna", "vindr", "csv"}
     assert detect_dataset(write_chexpert(tmp_path / "cx")) == "chexpert"
