@@ -15,7 +15,7 @@ from cxrres.data.datasets import ADAPTERS, ReadOptions, apply_uncertain, detect_
 from cxrres.data.datasets import chexpert, padchest
 from cxrres.errors import CxrresError, DataFormatError, SplitError
 
-from conftest import SHARED_DATA
+from conftest import SHARED_DATA, write_chexpert_small
 
 SHARED = SHARED_DATA
 CHEXPERT_REAL = SHARED / "chexpert" / "train.csv.gz"
@@ -98,6 +98,39 @@ def test_views_take_the_data_sets_own_word_and_refuse_an_unknown_code(tmp_path: 
     assert all(f"{code} {n:,}" in err for code, n in codes.items()) and "or frontal (any case), all" in err
     assert main(["describe", "--data", str(root), "--views", "PA", "--json"]) == 0
     assert sum(json.loads(capsys.readouterr().out)["images"].values()) == int(codes["PA"])
+
+
+def test_a_root_one_or_two_folders_too_high_points_at_the_data_set(tmp_path: Path, mini: Path, capsys: pytest.CaptureFixture) -> None:
+    from cxrres.cli import main
+
+    write_chexpert_small(tmp_path / "up" / "CheXpert-v1.0-small")
+    assert main(["describe", "--data", str(tmp_path / "up")]) == 1
+    err = capsys.readouterr().err
+    assert err == (f"cxrres describe: error: {tmp_path / 'up'}: no data set here, but found CheXpert-v1.0-small/train.csv "
+                   f"below it (chexpert): use --data {tmp_path / 'up' / 'CheXpert-v1.0-small'}\n")
+    (tmp_path / "two" / "downloads").mkdir(parents=True)
+    mini.rename(tmp_path / "two" / "downloads" / "nih")  # two levels down; an empty folder beside it is passed over
+    (tmp_path / "two" / "aaa-empty").mkdir()
+    with pytest.raises(CxrresError) as info:
+        detect_dataset(tmp_path / "two")
+    assert str(info.value) == (f"{tmp_path / 'two'}: no data set here, but found downloads/nih/Data_Entry_2017.csv below "
+                               f"it (nih): use --data {tmp_path / 'two' / 'downloads' / 'nih'}")
+
+
+def test_a_file_given_as_data_is_named_a_file_and_its_folder_suggested(tmp_path: Path, mini: Path,
+                                                                       capsys: pytest.CaptureFixture) -> None:
+    from cxrres.cli import main
+
+    entry = mini / "Data_Entry_2017.csv"
+    for argv in (["describe", "--data", str(entry)], ["describe", "--data", str(entry), "--dataset", "nih"],
+                 ["prepare", "--data", str(entry), "--resolutions", "8"]):
+        assert main(argv) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1
+        assert f"{entry}: is a file, not a data directory; its folder holds a data set (nih): use --data {mini}" in err
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(CxrresError, match=r"notes.txt: is a file, not a data directory$"):
+        DataRoot.at(tmp_path / "notes.txt")
 
 
 def test_registry_detects_each_layout_and_names_what_it_expects(tmp_path: Path, mini: Path) -> None:
