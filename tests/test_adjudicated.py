@@ -72,11 +72,28 @@ def test_a_bad_row_is_one_line_naming_file_and_line(tmp_path: Path, row: str, li
         read_google2019(path)
 
 
-def write_run(run: Path, images: list[str], classes: list[str], dataset: str = "nih", seed: int = 0) -> pd.DataFrame:
-    """A run directory with config.yaml and a predictions_test.csv of random scores and 0/1 labels; returns the file."""
+def write_nih_root(root: Path, extra: list[str] = (), change: dict[str, dict[int, str]] | None = None) -> Path:
+    """A data root whose Data_Entry is Google's copy of NIH's record of its 4,376 images (the first 11 fields of each
+    row), plus `extra` NIH-style names; `change` {name: {field index: value}} alters some rows' fields."""
+    rows = [[r["Image Index"], *list(r.values())[1:11]] for r in google_rows()]
+    rows += [[name, "No Finding", "0", str(int(name[:8])), "40", "F", "PA", "2048", "2500", "0.143", "0.143"] for name in extra]
+    for row in rows:
+        for index, value in (change or {}).get(row[0], {}).items():
+            row[index] = value
+    root.mkdir(parents=True)
+    (root / "Data_Entry_2017_v2020.csv").write_text(HEADER.split(",Fracture")[0] + "\n" + "\n".join(map(",".join, rows)) + "\n")
+    return root
+
+
+def write_run(run: Path, images: list[str], classes: list[str], dataset: str = "nih", seed: int = 0,
+              data: Path | None = None) -> pd.DataFrame:
+    """A run directory with config.yaml and a predictions_test.csv of random scores and 0/1 labels; returns the file.
+    Its data root is `data`, else one beside it whose Data_Entry agrees with Google's record (`write_nih_root`)."""
     rng = np.random.default_rng(seed)
+    if data is None:
+        data = write_nih_root(run.parent / f"{run.name}-data", [n for n in images if n.startswith("9")])
     run.mkdir(parents=True)
-    (run / runs.CONFIG).write_text(yaml.safe_dump({"settings": {"data": "/nih", "resolution_px": 64, "dataset": dataset,
+    (run / runs.CONFIG).write_text(yaml.safe_dump({"settings": {"data": str(data), "resolution_px": 64, "dataset": dataset,
                                                                 "class_names": ",".join(classes)}}))
     runs.write_predictions(run / runs.PREDICTIONS, runs.Predictions(
         images, classes, rng.random((len(images), len(classes))), (rng.random((len(images), len(classes))) < 0.3).astype(np.int8)))
@@ -138,3 +155,52 @@ def test_refusals_are_one_line_and_write_nothing(tmp_path: Path, capsys, dataset
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "run" / runs.AUC_GOOGLE2019).exists()
+
+
+def test_the_real_nih_record_is_accepted(tmp_path: Path, capsys, real_root: Path) -> None:
+    names = [r["Image Index"] for r in google_rows()][::40]  # 110 images spread over the file (v2020: other ages)
+    write_run(tmp_path / "run", names, list(CLASSES), data=real_root)
+    assert main(["evaluate", str(tmp_path / "run"), "--reference", "google2019"]) == 0
+    assert pd.read_csv(tmp_path / "run" / runs.AUC_GOOGLE2019)["images"].tolist() == [len(names)] * 2
+
+
+def test_a_phantom_named_like_nih_is_refused(tmp_path: Path, capsys) -> None:
+    """An 80-image phantom names one image as Google's file does (00000032_002.png): same name, not the same image."""
+    assert main(["synth", "--out", str(tmp_path / "phantom"), "--images", "80", "--size", "64", "--workers", "1", "--quiet"]) == 0
+    entry = pd.read_csv(tmp_path / "phantom" / "Data_Entry_2017_v2020.csv")
+    google = {r["Image Index"] for r in google_rows()}
+    shared = [name for name in entry["Image Index"] if name in google]
+    assert shared == ["00000032_002.png"]
+    capsys.readouterr()
+    write_run(tmp_path / "run", [n for n in entry["Image Index"] if n not in google][-20:] + shared, ["Pneumothorax"], data=tmp_path / "phantom")
+    assert main(["evaluate", str(tmp_path / "run"), "--reference", "google2019"]) == 1
+    err = capsys.readouterr().err.strip()
+    phantom = entry.set_index("Image Index").loc["00000032_002.png"]
+    first = "sex" if phantom["Patient Gender"] != "F" else "width"
+    assert len(err.splitlines()) == 1
+    assert "1 of 1 images differ from Google's record of the NIH image (patient/sex/view/width/height; first: " \
+           "00000032_002.png: " + first in err
+    assert f"this run's data ({tmp_path / 'phantom'}) is not NIH ChestX-ray14" in err
+    assert not (tmp_path / "run" / runs.AUC_GOOGLE2019).exists()
+
+
+@pytest.mark.parametrize("change, shown", [
+    ({"00000032_002.png": {5: "M"}}, "00000032_002.png: sex M (Google: F)"),
+    ({"00000032_002.png": {7: "1024", 8: "1024"}}, "00000032_002.png: width 1024 (Google: 2500)"),
+    ({"00000032_009.png": {6: "PA"}}, "00000032_009.png: view PA (Google: AP)"),
+])
+def test_one_image_that_differs_from_googles_record_is_refused(tmp_path: Path, capsys, change, shown) -> None:
+    names = [r["Image Index"] for r in google_rows()[:30]]
+    data = write_nih_root(tmp_path / "data", change=change)
+    write_run(tmp_path / "run", names, ["Pneumothorax"], data=data)
+    assert main(["evaluate", str(tmp_path / "run"), "--reference", "google2019"]) == 1
+    err = capsys.readouterr().err
+    assert f"1 of 30 images differ from Google's record of the NIH image (patient/sex/view/width/height; first: {shown})" in err
+    assert not (tmp_path / "run" / runs.AUC_GOOGLE2019).exists()
+
+
+def test_a_run_whose_data_root_is_gone_is_refused(tmp_path: Path, capsys) -> None:
+    write_run(tmp_path / "run", [r["Image Index"] for r in google_rows()[:10]], ["Pneumothorax"], data=tmp_path / "moved")
+    assert main(["evaluate", str(tmp_path / "run"), "--reference", "google2019"]) == 1
+    err = capsys.readouterr().err
+    assert f"cannot check that the run's images are NIH's ({tmp_path / 'moved'}: data directory not found)" in err

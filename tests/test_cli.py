@@ -27,13 +27,23 @@ def test_describe_json_is_one_object_with_the_contract(capsys: pytest.CaptureFix
     assert main(["describe", "--data", str(MINI), "--split-dir", str(MINI / "splits"), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert set(summary) == {"split", "images", "classes", "boxes"}
-    assert summary["split"] == "chexnet"
+    assert summary["split"] == f"dir:{MINI / 'splits'}"  # named by its folder, not `chexnet` (issue 27)
     assert summary["images"] == {"train": 5, "val": 3, "test": 6}
     assert list(summary["classes"]) == list(CLASSES)
     assert summary["classes"]["Nodule"] == {"train": 1, "val": 1, "test": 1}
     assert list(summary["boxes"]) == list(BOX_CLASSES)
     assert summary["boxes"]["Nodule"] == {"count": 2, "mean_area_px2": pytest.approx(2512.0, abs=0.2)}  # 48-px boxes in the 1024 frame
     assert summary["boxes"]["Mass"] == {"count": 0, "mean_area_px2": None}
+
+
+def test_a_split_dir_is_labelled_by_its_folder_in_text_and_json(capsys: pytest.CaptureFixture) -> None:
+    folder = MINI / "splits"
+    assert main(["describe", "--data", str(MINI), "--split-dir", str(folder)]) == 0
+    assert capsys.readouterr().out.startswith(f"split dir:{folder}: train 5, val 3, test 6 images")
+    assert main(["describe", "--data", str(MINI), "--split-dir", str(folder), "--views", "all"]) == 0
+    assert f"  split: dir:{folder}\n" in capsys.readouterr().out
+    assert main(["describe", "--data", str(MINI), "--split-dir", str(folder), "--views", "all", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["notes"] == [f"split: dir:{folder}"]
 
 
 def test_describe_text(capsys: pytest.CaptureFixture) -> None:

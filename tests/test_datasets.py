@@ -15,7 +15,7 @@ from cxrres.data.datasets import ADAPTERS, ReadOptions, apply_uncertain, detect_
 from cxrres.data.datasets import chexpert, padchest
 from cxrres.errors import CxrresError, DataFormatError, SplitError
 
-from conftest import SHARED_DATA
+from conftest import SHARED_DATA, write_chexpert_small
 
 SHARED = SHARED_DATA
 CHEXPERT_REAL = SHARED / "chexpert" / "train.csv.gz"
@@ -44,6 +44,93 @@ def write_chexpert(root: Path, n_patients: int = 20, valid: bool = True) -> Path
         rows = [chexpert_row(64540 + p, 1, "AP", {"Edema": "1.0" if p == 1 else "0.0"}, "valid") for p in range(1, 5)]
         (root / "valid.csv").write_text(HEAD + "\n" + "\n".join(rows) + "\n")
     return root
+
+
+@pytest.mark.parametrize("policy, train_val, test", [
+    # Edema over train+val (train.csv, frontal): 6 positive, 7 uncertain, 7 blank; test (valid.csv): 1 positive, 3 negative
+    ("ignore", (6, 7, 7), (1, 3, 0)), ("zeros", (6, 14, 0), (1, 3, 0)), ("ones", (13, 7, 0), (1, 3, 0)),
+])
+def test_describe_counts_what_a_run_trains_on_under_each_uncertain_policy(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                                          policy: str, train_val: tuple, test: tuple) -> None:
+    import json
+    import re
+
+    from cxrres.cli import main
+
+    root = write_chexpert(tmp_path / "cx")
+    assert main(["describe", "--data", str(root), "--uncertain", policy, "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["uncertain_policy"] == policy
+    edema = summary["classes"]["Edema"]
+    assert (edema["negative"]["test"], sum(edema["negative"].values())) == (3, 3)
+    trained = edema["trained"]
+    kinds = ("positive", "negative", "masked")
+    assert tuple(trained[k]["train"] + trained[k]["val"] for k in kinds) == train_val
+    assert tuple(trained[k]["test"] for k in kinds) == test
+    for part in ("train", "val", "test"):  # every image counts once: positive, negative or masked
+        assert sum(trained[k][part] for k in kinds) == summary["images"][part]
+    assert main(["describe", "--data", str(root), "--uncertain", policy]) == 0
+    text = capsys.readouterr().out
+    assert f"what a run trains and is scored on (--uncertain {policy};" in text
+    rows = [line.split() for line in text.splitlines() if line.startswith("Edema ")]
+    raw = [int(v.replace(",", "")) for v in rows[0][1:] if not v.endswith("%")]
+    assert raw == [edema[k][p] for p in ("train", "val", "test") for k in ("positive", "negative", "uncertain", "blank")]
+    assert [int(v) for v in rows[1][1:]] == [trained[k][p] for p in ("train", "val", "test") for k in kinds]
+    assert re.search(r"^class +train +% +neg +unc +blank", text, re.MULTILINE)
+
+
+def test_views_take_the_data_sets_own_word_and_refuse_an_unknown_code(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import json
+
+    from cxrres.cli import main
+
+    root = write_chexpert(tmp_path / "cx")
+    assert main(["describe", "--data", str(root), "--json"]) == 0
+    default = json.loads(capsys.readouterr().out)
+    assert main(["describe", "--data", str(root), "--views", "Frontal", "--json"]) == 0  # CheXpert's column value
+    assert json.loads(capsys.readouterr().out)["images"] == default["images"] == {"train": 18, "val": 2, "test": 4}
+    assert len(open_dataset(root, options=ReadOptions(views="ALL")).frame) == 44
+    everything = open_dataset(root, options=ReadOptions(views="all")).frame
+    codes = everything["view"].value_counts()
+    assert main(["describe", "--data", str(root), "--views", "PA,Frontl"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--views PA,Frontl: no image of this data set has the view 'Frontl'" in err
+    assert all(f"{code} {n:,}" in err for code, n in codes.items()) and "or frontal (any case), all" in err
+    assert main(["describe", "--data", str(root), "--views", "PA", "--json"]) == 0
+    assert sum(json.loads(capsys.readouterr().out)["images"].values()) == int(codes["PA"])
+
+
+def test_a_root_one_or_two_folders_too_high_points_at_the_data_set(tmp_path: Path, mini: Path, capsys: pytest.CaptureFixture) -> None:
+    from cxrres.cli import main
+
+    write_chexpert_small(tmp_path / "up" / "CheXpert-v1.0-small")
+    assert main(["describe", "--data", str(tmp_path / "up")]) == 1
+    err = capsys.readouterr().err
+    assert err == (f"cxrres describe: error: {tmp_path / 'up'}: no data set here, but found CheXpert-v1.0-small/train.csv "
+                   f"below it (chexpert): use --data {tmp_path / 'up' / 'CheXpert-v1.0-small'}\n")
+    (tmp_path / "two" / "downloads").mkdir(parents=True)
+    mini.rename(tmp_path / "two" / "downloads" / "nih")  # two levels down; an empty folder beside it is passed over
+    (tmp_path / "two" / "aaa-empty").mkdir()
+    with pytest.raises(CxrresError) as info:
+        detect_dataset(tmp_path / "two")
+    assert str(info.value) == (f"{tmp_path / 'two'}: no data set here, but found downloads/nih/Data_Entry_2017.csv below "
+                               f"it (nih): use --data {tmp_path / 'two' / 'downloads' / 'nih'}")
+
+
+def test_a_file_given_as_data_is_named_a_file_and_its_folder_suggested(tmp_path: Path, mini: Path,
+                                                                       capsys: pytest.CaptureFixture) -> None:
+    from cxrres.cli import main
+
+    entry = mini / "Data_Entry_2017.csv"
+    for argv in (["describe", "--data", str(entry)], ["describe", "--data", str(entry), "--dataset", "nih"],
+                 ["prepare", "--data", str(entry), "--resolutions", "8"]):
+        assert main(argv) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1
+        assert f"{entry}: is a file, not a data directory; its folder holds a data set (nih): use --data {mini}" in err
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(CxrresError, match=r"notes.txt: is a file, not a data directory$"):
+        DataRoot.at(tmp_path / "notes.txt")
 
 
 def test_registry_detects_each_layout_and_names_what_it_expects(tmp_path: Path, mini: Path) -> None:

@@ -276,3 +276,14 @@ def test_torchscript_export_round_trip(run, tmp_path) -> None:
         assert torch.allclose(loaded(images), ExportWrapper(model.float().eval()).eval()(images), atol=1e-5)
     with pytest.raises(CxrresError, match="unknown export format"):
         export_run(run_dir, "tflite", tmp_path / "m.tflite")
+
+
+def test_export_tells_a_folder_that_is_not_a_run_from_an_unfinished_run(tmp_path: Path, capsys) -> None:
+    (tmp_path / "notes").mkdir()
+    assert main(["export", str(tmp_path / "notes"), "--out", str(tmp_path / "m.onnx")]) == 1
+    assert capsys.readouterr().err == f"cxrres export: error: {tmp_path / 'notes'}: not a run directory (no config.yaml)\n"
+    (tmp_path / "unfinished").mkdir()
+    (tmp_path / "unfinished" / runs.CONFIG).write_text("settings: {data: /nih, resolution_px: 64}\n")
+    assert main(["export", str(tmp_path / "unfinished"), "--out", str(tmp_path / "m.onnx")]) == 1
+    assert "unfinished/checkpoints/best.ckpt: missing; finish the run first" in capsys.readouterr().err
+    assert not (tmp_path / "m.onnx").exists()

@@ -220,6 +220,8 @@ def test_detect_reference_on_real_chestxray14(real_root):
     changed = detect_reference(Split("chexnet", frame))
     assert not changed.applies and "other labels on 1 " in changed.reason
     assert not detect_reference(Split("official", split.frame)).applies
+    # the CheXNet lists read from a folder (--split-dir; named dir:<folder>) are checked by their content, as before
+    assert detect_reference(SplitSpec("chexnet", str(real_root / "splits" / "chexnet")).build(DataRoot.at(real_root))).applies
 
 
 def test_detect_reference_refuses_phantom_with_own_chexnet_split(tmp_path):

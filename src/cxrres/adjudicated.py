@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from cxrres import runs
+from cxrres.data.layout import DataRoot
 from cxrres.data.metadata import GOOGLE2019_FINDINGS, read_google2019
 from cxrres.errors import CxrresError
 from cxrres.evaluate import auc_row
@@ -32,6 +33,11 @@ GOOGLE2019_NOT_SCORED: dict[str, str] = {
     "Airspace opacity": "no NIH class is airspace opacity: Consolidation, Pneumonia and Infiltration each cover only part of it",
     "Fracture": "NIH ChestX-ray14 has no fracture label",
 }
+#: Data_Entry fields of an image that must equal Google's record of it (its copy of NIH's Data_Entry) before the run is
+#: scored: names alone would match a phantom's or another data set's images named like NIH's. Not the age or follow-up
+#: number: Data_Entry_2017_v2020 corrected them (a third of Google's images differ by a year or more).
+IDENTITY_FIELDS: dict[str, str] = {"patient_id": "patient", "sex": "sex", "view": "view", "width_px": "width",
+                                   "height_px": "height"}
 #: Prefix of the columns of auc_google2019.csv that score the same images under the run's own (text-mined) labels.
 NIH_PREFIX = "nih_"
 
@@ -72,12 +78,50 @@ def reference_table(predictions: runs.Predictions, reference: pd.DataFrame, leve
     return pd.DataFrame(rows)
 
 
+def identity_differences(entry: pd.DataFrame, reference: pd.DataFrame, images: list[str]) -> list[str]:
+    """Per image of `images` whose Data_Entry row (`entry`, read_data_entry's frame) is absent or differs from Google's
+    (`reference`) in an IDENTITY_FIELDS field: 'NAME: FIELD A (Google: B)'; empty when all agree."""
+    fields = list(IDENTITY_FIELDS)
+    ours = dict(zip(entry.index, entry[fields].itertuples(index=False, name=None)))
+    theirs = dict(zip(reference.index, reference[fields].itertuples(index=False, name=None)))
+    out = []
+    for name in images:
+        if name not in ours:
+            out.append(f"{name}: not in the run's Data_Entry")
+            continue
+        differing = [(text, a, b) for text, a, b in zip(IDENTITY_FIELDS.values(), ours[name], theirs[name]) if a != b]
+        if differing:
+            text, a, b = differing[0]
+            out.append(f"{name}: {text} {a} (Google: {b})")
+    return out
+
+
+def check_nih_identity(run_dir: str | Path, data: str | None, reference: pd.DataFrame, images: list[str]) -> None:
+    """One-line CxrresError unless every image of `images` has the same patient, sex, view and original size in the
+    run's Data_Entry (at `data`, its data root) as in Google's record of the NIH image of that name."""
+    try:
+        entry = DataRoot.at(data).data_entry if data else None
+    except CxrresError as exc:
+        raise CxrresError(f"{run_dir}: cannot check that the run's images are NIH's ({exc}); --reference google2019 "
+                          "compares each image's Data_Entry row with Google's record of it") from None
+    if entry is None:
+        raise CxrresError(f"{run_dir}: config.yaml names no data root; --reference google2019 compares each image's "
+                          "Data_Entry row with Google's record of it")
+    differ = identity_differences(entry, reference, images)
+    if differ:
+        raise CxrresError(f"{run_dir}: {len(differ):,} of {len(images):,} images differ from Google's record of the NIH "
+                          f"image ({'/'.join(IDENTITY_FIELDS.values())}; first: {differ[0]}): this run's data ({data}) is "
+                          "not NIH ChestX-ray14")
+
+
 def evaluate_reference(run_dir: str | Path, reference: str = "google2019", level: float = 0.95) -> pd.DataFrame:
     """Score an NIH run's test predictions against `reference`, write `auc_google2019.csv` into the run, return it.
-    One-line CxrresError for a run of another data set, no labelled test image, or no scorable finding."""
+    One-line CxrresError for a run of another data set, images that are not NIH's (`check_nih_identity`), no labelled
+    test image, or no scorable finding."""
     if reference not in REFERENCES:
         raise CxrresError(f"unknown reference standard {reference!r}; choose one of {', '.join(REFERENCES)}")
-    dataset = runs.read_settings(run_dir).dataset
+    config = runs.read_settings(run_dir)
+    dataset = config.dataset
     if dataset not in ("nih", "auto"):  # `auto` in config.yaml: a run from before data sets other than NIH existed
         raise CxrresError(f"{run_dir}: the run was trained on {dataset}; --reference google2019 labels NIH ChestX-ray14 "
                           "images only")
@@ -88,6 +132,7 @@ def evaluate_reference(run_dir: str | Path, reference: str = "google2019", level
         raise CxrresError(f"{run_dir}: none of the run's {len(predictions.images):,} test images has a google2019 label "
                           f"(the labels cover {len(labels):,} NIH images: {counts.get('test', 0):,} of Google's test set, "
                           f"{counts.get('val', 0):,} of its validation set)")
+    check_nih_identity(run_dir, config.data, labels, [name for name in predictions.images if name in labels.index])
     table = reference_table(predictions, labels, level)
     if table.empty:
         needed = "; ".join(f"{f}: {' and '.join(c)}" for f, c in GOOGLE2019_SCORED_BY.items())

@@ -20,7 +20,9 @@ def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
     from cxrres.data.datasets import DATASETS
 
     parser.add_argument("--dataset", choices=DATASETS, default=None, help="read DIR as this data set (default: detected from its files)")
-    parser.add_argument("--views", default="frontal", metavar="VIEWS", help="frontal (default), all, or view codes such as PA,AP")
+    parser.add_argument("--views", default="frontal", metavar="VIEWS",
+                        help="frontal (default; any case, so CheXpert's Frontal too), all, or the data set's view codes "
+                             "such as PA,AP (an unknown code is refused, listing the data set's)")
 
 
 def enrichment(text: str) -> dict[str, float]:

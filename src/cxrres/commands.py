@@ -19,19 +19,20 @@ def describe(args: argparse.Namespace) -> int:
     from cxrres.data.summary import describe_split, format_summary
 
     from cxrres.data.datasets import ReadOptions, check_options, detect_dataset, open_dataset
+    from cxrres.data.datasets.common import view_keyword
     from cxrres.data.datasets.summary import describe_table, format_table_summary
 
     dataset = args.dataset or detect_dataset(args.data)
     options = ReadOptions(args.split, args.split_dir, args.val_fraction, args.split_seed, views=args.views,
                           labeler=args.labeler, readers=args.readers, skip_bad=args.skip_bad)
     check_options(dataset, options)
-    if dataset == "nih" and args.views == "frontal":  # ChestX-ray14 as before (all frontal): with its boxes
+    if dataset == "nih" and view_keyword(args.views) == "frontal":  # ChestX-ray14 as before (all frontal): with its boxes
         root = DataRoot.at(args.data)
         split = build_split(root, args.split, args.split_dir, args.val_fraction, args.split_seed)
         summary = describe_split(root, split)
         print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
         return 0
-    summary = describe_table(open_dataset(args.data, dataset, options))
+    summary = describe_table(open_dataset(args.data, dataset, options), args.uncertain)
     print(json.dumps(summary, indent=2) if args.json else format_table_summary(summary))
     return 0
 

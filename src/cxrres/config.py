@@ -163,9 +163,9 @@ def _default_text(f: dataclasses.Field) -> str:
     return "auto" if f.default is None else str(f.default)
 
 
-#: The settings that name a split (also flags of `cxrres describe`, with `readers` and `skip_bad`).
+#: The settings that name a split (also flags of `cxrres describe`, with the label settings and `skip_bad`).
 SPLIT_SETTINGS: tuple[str, ...] = ("split", "split_dir", "val_fraction", "split_seed")
-DESCRIBE_SETTINGS: tuple[str, ...] = SPLIT_SETTINGS + ("labeler", "readers", "skip_bad")
+DESCRIBE_SETTINGS: tuple[str, ...] = SPLIT_SETTINGS + ("uncertain", "labeler", "readers", "skip_bad")
 
 
 def add_arguments(parser: argparse.ArgumentParser, names: tuple[str, ...], with_defaults: bool = False) -> None:

@@ -52,6 +52,8 @@ def export_run(run_dir: str | Path, fmt: str, out: str | Path) -> Path:
         raise CxrresError(f"unknown export format {fmt!r}; choose from {', '.join(FORMATS)}")
     run_dir, out = Path(run_dir), Path(out)
     best = run_dir / runs.CHECKPOINTS / runs.BEST
+    if not (run_dir / runs.CONFIG).is_file():
+        raise CxrresError(f"{run_dir}: not a run directory (no {runs.CONFIG})")
     if not best.is_file():
         raise CxrresError(f"{best}: missing; finish the run first (rerun its `cxrres train` command)")
     model, config, classes = load_run_model(run_dir)

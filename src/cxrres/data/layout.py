@@ -53,6 +53,20 @@ def describe_missing(missing: list[str], total: int, show: int = 5) -> str:
     return f"{len(missing):,} of {total:,} listed images are missing on disk (first: {first})"
 
 
+def not_a_data_dir(path: Path) -> str:
+    """Why `path` is no data directory, one line: absent, or a file (its folder suggested when that folder is a known
+    data set, e.g. `--data .../Data_Entry_2017.csv`)."""
+    if not path.exists():
+        return f"{path}: data directory not found"
+    if not path.is_file():
+        return f"{path}: not a directory"
+    from cxrres.data.datasets import ADAPTERS  # the registry imports this module
+
+    found = next((name for name, adapter in ADAPTERS.items() if adapter.detect(path.parent)), None)
+    hint = f"; its folder holds a data set ({found}): use --data {path.parent}" if found else ""
+    return f"{path}: is a file, not a data directory{hint}"
+
+
 @dataclass(frozen=True)
 class DataRoot:
     """A ChestX-ray14-style data directory: metadata files at the top, images in either layout."""
@@ -61,7 +75,7 @@ class DataRoot:
 
     def __post_init__(self) -> None:
         if not self.root.is_dir():
-            raise CxrresError(f"{self.root}: data directory not found")
+            raise CxrresError(not_a_data_dir(self.root))
 
     @classmethod
     def at(cls, root: str | Path) -> "DataRoot":

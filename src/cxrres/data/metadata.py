@@ -295,8 +295,9 @@ def read_bbox_list(path: str | Path) -> pd.DataFrame:
 def read_google2019(path: str | Path) -> pd.DataFrame:
     """Read Google's adjudicated labels of NIH images (`google2019_nih-chest-xray-labels.csv[.gz]`).
 
-    Returns one row per image (an NIH name), indexed by name, with `patient_id` (checked against the name), `view`,
-    `set_id` (`test` or `val`) and one 0/1 uint8 column per GOOGLE2019_FINDINGS (YES = 1, NO = 0).
+    Returns one row per image (an NIH name), indexed by name, with `patient_id` (checked against the name), `sex`,
+    `view`, `width_px`, `height_px` (the original image's size), `set_id` (`test` or `val`) and one 0/1 uint8 column
+    per GOOGLE2019_FINDINGS (YES = 1, NO = 0).
     """
     path = Path(path)
     rows = _rows(path)
@@ -322,11 +323,13 @@ def read_google2019(path: str | Path) -> pd.DataFrame:
             raise DataFormatError(path, f"column 'Set Id': expected test or val, found {_show(fields[-1])}", line)
         names.append(fields[0])
         lines.append(line)
-        records.append((patient, fields[6], fields[-1], *findings))
+        size = (_int(path, line, "OriginalImage[Width", fields[7]), _int(path, line, "Height]", fields[8]))
+        records.append((patient, fields[5], fields[6], *size, fields[-1], *findings))
     if not names:
         raise DataFormatError(path, "no data rows")
     _check_unique(path, names, lines)
-    frame = pd.DataFrame.from_records(records, columns=["patient_id", "view", "set_id", *GOOGLE2019_FINDINGS],
+    frame = pd.DataFrame.from_records(records, columns=["patient_id", "sex", "view", "width_px", "height_px", "set_id",
+                                                              *GOOGLE2019_FINDINGS],
                                       index=pd.Index(names, name="image"))
     return frame.astype({name: np.uint8 for name in GOOGLE2019_FINDINGS})
 

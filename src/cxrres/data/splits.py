@@ -17,6 +17,8 @@ from cxrres.errors import CxrresError, SplitError
 
 PARTS: tuple[str, ...] = ("train", "val", "test")
 SPLIT_KINDS: tuple[str, ...] = ("chexnet", "official")
+#: Prefix of the name of a split read from --split-dir (`dir:<folder>`), whatever --split says.
+SPLIT_DIR_PREFIX = "dir:"
 #: File names tried, in order, for each part inside a split directory.
 PART_FILE_PATTERNS: tuple[str, ...] = ("{part}_list.txt", "{part}_official.txt", "{part}.txt")
 
@@ -154,6 +156,11 @@ def official_split(root: DataRoot, val_fraction: float = 0.1, seed: int = 0) -> 
     return Split("official", frame)
 
 
+def split_dir_name(split_dir: str | Path) -> str:
+    """The name of a split read from a folder given as --split-dir: `dir:<the folder as given>`."""
+    return f"{SPLIT_DIR_PREFIX}{split_dir}"
+
+
 def build_split(
     root: DataRoot,
     kind: str = "chexnet",
@@ -165,8 +172,8 @@ def build_split(
     else the bundled CheXNet files; for `official` else the carved official split."""
     if kind not in SPLIT_KINDS:
         raise CxrresError(f"unknown split {kind!r}; choose one of {', '.join(SPLIT_KINDS)}")
-    if split_dir is not None:
-        return split_from_files(root, split_dir, kind)
+    if split_dir is not None:  # named by its folder: its files, not `kind`, make it
+        return split_from_files(root, split_dir, split_dir_name(split_dir))
     if kind == "chexnet":
         own = root.root / "splits" / "chexnet"  # a data root may carry its own CheXNet-format split (the phantom does)
         return split_from_files(root, own if own.is_dir() else bundled_chexnet_dir(), kind)

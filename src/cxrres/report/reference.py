@@ -49,9 +49,9 @@ def chexnet_test_list() -> tuple[tuple[str, ...], np.ndarray]:
 
 
 def detect_reference(split: Split, n_scored: int | None = None) -> PublishedReference:
-    """Wollek et al. 2023 applies when `split` is `chexnet` and its test part has exactly the CheXNet test list's
-    images and labels; `n_scored`, the runs' number of test images, is mentioned when it is fewer."""
-    if split.name != "chexnet":
+    """Wollek et al. 2023 applies when `split` is `chexnet` (or read from a --split-dir) and its test part has exactly
+    the CheXNet test list's images and labels; `n_scored`, the runs' number of test images, is mentioned when it is fewer."""
+    if split.name == "official":  # a --split-dir split (dir:...) may hold the CheXNet lists: checked below
         return PublishedReference(False, f"The runs use the `{split.name}` split; the published results are for "
                                          "NIH ChestX-ray14 with the CheXNet split, so no published reference applies.")
     names, labels = chexnet_test_list()

@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from types import ModuleType
 
 from cxrres.data.datasets import chexpert, csvfile, mimic, nih, padchest, rsna, vindr
 from cxrres.data.datasets.common import LABELERS, UNCERTAIN_POLICIES, DatasetTable, ReadOptions, apply_uncertain
+from cxrres.data.layout import not_a_data_dir
 from cxrres.errors import CxrresError
 
 #: Adapters by name, in detection order (the most specific files first; NIH, which also takes a bare images/, last).
@@ -27,14 +29,61 @@ def check_readers(dataset: str, readers: str) -> None:
                           f"(data sets with readers: {having})")
 
 
+#: How deep below a data root without a known data set `detect_dataset` looks for one (folders), and how many entries of
+#: one folder it reads at most (an images folder holds 100,000 files).
+BELOW_DEPTH, BELOW_ENTRIES = 2, 4096
+
+
+def _subfolders(folder: Path) -> list[Path]:
+    """The visible subfolders of `folder`, sorted, from at most BELOW_ENTRIES of its entries."""
+    found = []
+    try:
+        with os.scandir(folder) as entries:
+            for count, entry in enumerate(entries):
+                if count >= BELOW_ENTRIES:
+                    break
+                if not entry.name.startswith(".") and entry.is_dir():
+                    found.append(Path(entry.path))
+    except OSError:
+        return []
+    return sorted(found)
+
+
+def found_below(root: Path) -> tuple[Path, str] | None:
+    """The first folder one or two levels below `root` (nearest first, then by name) that an adapter recognises, and
+    its data set; None if there is none."""
+    level = [root]
+    for _ in range(BELOW_DEPTH):
+        level = [sub for folder in level for sub in _subfolders(folder)]
+        for folder in level:
+            name = next((n for n, adapter in ADAPTERS.items() if adapter.detect(folder)), None)
+            if name:
+                return folder, name
+    return None
+
+
+def marker_file(folder: Path, dataset: str) -> str | None:
+    """The name of a file in `folder` that its data set's EXPECTS names (train.csv, Data_Entry_2017.csv...), if any."""
+    expects = ADAPTERS[dataset].EXPECTS.lower().replace("[_v2020]", "")
+    names = sorted(p.name for p in folder.iterdir() if p.is_file())
+    return next((n for n in names if n.lower() in expects or n.lower().replace("_v2020", "") in expects), None)
+
+
 def detect_dataset(root: str | Path) -> str:
-    """The name of the first adapter that recognises `root`; one line listing what each expects if none does."""
+    """The name of the first adapter that recognises `root`; one line pointing at a data set one or two folders below
+    it, else listing what each adapter expects."""
     root = Path(root).expanduser()
     if not root.is_dir():
-        raise CxrresError(f"{root}: data directory not found")
+        raise CxrresError(not_a_data_dir(root))
     for name, adapter in ADAPTERS.items():
         if adapter.detect(root):
             return name
+    below = found_below(root)
+    if below is not None:
+        folder, name = below
+        marker = marker_file(folder, name)
+        what = f"{folder.relative_to(root) / marker}" if marker else f"a {name} data set in {folder.relative_to(root)}/"
+        raise CxrresError(f"{root}: no data set here, but found {what} below it ({name}): use --data {folder}")
     expected = "; ".join(adapter.EXPECTS for adapter in ADAPTERS.values())
     raise CxrresError(f"{root}: no known data set found (expected {expected}); or name one with --dataset")
 
@@ -55,7 +104,7 @@ def open_dataset(root: str | Path, dataset: str | None = None, options: ReadOpti
     if name not in ADAPTERS:
         raise CxrresError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}")
     if not root.is_dir():
-        raise CxrresError(f"{root}: data directory not found")
+        raise CxrresError(not_a_data_dir(root))
     check_options(name, options)
     return ADAPTERS[name].read(root, options)
 

@@ -166,15 +166,29 @@ def parse_labels(path: Path, frame: pd.DataFrame, classes: Sequence[str]) -> np.
     return out
 
 
+def view_keyword(views: str) -> str | None:
+    """`frontal` or `all` when `views` is one of them in any case (CheXpert's own word `Frontal` too), else None."""
+    key = views.strip().lower()
+    return key if key in ("frontal", "all") else None
+
+
 def select_views(frame: pd.DataFrame, views: str) -> pd.DataFrame:
-    """Rows whose view is wanted: `frontal` (default), `all`, or a comma-separated list of view codes."""
-    if views == "all":
+    """Rows whose view is wanted: `frontal` (default), `all` (either in any case), or a comma-separated list of the
+    data set's view codes; one line listing this data set's codes when one is not among them."""
+    keyword = view_keyword(views)
+    if keyword == "all":
         return frame
-    if views == "frontal":
+    if keyword == "frontal":
         return frame[frame["frontal"].to_numpy(bool)]
     wanted = {v.strip() for v in views.split(",") if v.strip()}
     if not wanted:
         raise CxrresError(f"--views: give frontal, all or a comma-separated list of view codes, not {views!r}")
+    counts = frame["view"].astype(str).value_counts()
+    unknown = sorted(wanted - set(counts.index))
+    if unknown:
+        codes = ", ".join(f"{code or '(none)'} {n:,}" for code, n in counts.items())
+        raise CxrresError(f"--views {views}: no image of this data set has the view {unknown[0]!r}; its views (images): "
+                          f"{codes or 'none'}; or frontal (any case), all")
     return frame[frame["view"].isin(wanted)]
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cxrres.data.datasets.common import DatasetTable, ReadOptions, assemble, no_boxes, select_views
+from cxrres.data.datasets.common import DatasetTable, ReadOptions, assemble, no_boxes, select_views, view_keyword
 from cxrres.data.labels import CLASSES
 from cxrres.data.layout import BBOX_NAME, DATA_ENTRY_NAMES, DataRoot
 from cxrres.data.splits import Split, build_split
@@ -41,7 +41,7 @@ def table_of(data: DataRoot, split: Split, views: str = "frontal") -> DatasetTab
     columns = {"path": paths, "patient_id": split.frame["patient_id"].to_numpy(), "view": view,
                "frontal": np.ones(len(names), bool), "part": split.frame["part"].to_numpy(object)}
     frame = assemble(names, columns, CLASSES, split.frame[list(CLASSES)].to_numpy(np.float32))
-    if views not in ("frontal", "all"):
+    if view_keyword(views) is None:
         frame = select_views(frame, views)
     boxes = data.boxes if (data.root / BBOX_NAME).is_file() else no_boxes()
     return DatasetTable(NAME, data.root, CLASSES, frame, boxes, notes=(f"split: {split.name}",))

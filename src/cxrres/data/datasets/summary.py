@@ -1,12 +1,12 @@
-"""`cxrres describe` for any data set: images per part, and per class the positives, uncertain and blank labels
-per part; on box data sets the boxes of the test part per class, per image and their mean area (metadata only; no
-image is opened)."""
+"""`cxrres describe` for any data set: images per part, and per class the positive, negative, uncertain and blank
+labels per part and what a run trains on under an uncertain policy; on box data sets the boxes of the test part per
+class, per image and their mean area (metadata only; no image is opened)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from cxrres.data.datasets.common import DatasetTable
+from cxrres.data.datasets.common import DatasetTable, apply_uncertain
 from cxrres.data.splits import PARTS
 
 #: Skipped metadata rows `describe` prints one per line (the rest are counted; `--json` lists all).
@@ -44,25 +44,32 @@ def describe_boxes(table: DatasetTable, part: str = "test") -> dict | None:
             "source_px": list(table.source_px) if table.source_px else None}
 
 
-def describe_table(table: DatasetTable) -> dict:
-    """The `describe --json` object of a data set: images per part; per class and part positive/uncertain/blank counts."""
+def describe_table(table: DatasetTable, uncertain: str = "ignore") -> dict:
+    """The `describe --json` object of a data set: images per part; per class and part the raw label counts (positive,
+    negative, uncertain, blank) and, under the `uncertain` policy, what a run trains and is scored on (`trained`:
+    positive, negative, masked; `apply_uncertain`, as training reads them)."""
     frame = table.frame
-    images = {part: int((frame["part"] == part).sum()) for part in PARTS}
+    parts = frame["part"].to_numpy(object)
+    images = {part: int((parts == part).sum()) for part in PARTS}
     classes = {}
     for name in table.classes:
-        column = frame[name]
-        classes[name] = {kind: {part: int(test(column[frame["part"] == part]).sum()) for part in PARTS}
-                         for kind, test in (("positive", lambda c: c == 1), ("uncertain", lambda c: c == -1),
-                                            ("blank", lambda c: c.isna()))}
+        raw = frame[name].to_numpy(np.float32)
+        targets, mask = apply_uncertain(raw, uncertain)
+        kinds = {"positive": raw == 1, "negative": raw == 0, "uncertain": raw == -1, "blank": np.isnan(raw)}
+        trained = {"positive": mask & (targets == 1), "negative": mask & (targets == 0), "masked": ~mask}
+        count = lambda where: {part: int((where & (parts == part)).sum()) for part in PARTS}  # noqa: E731
+        classes[name] = {**{kind: count(where) for kind, where in kinds.items()},
+                         "trained": {kind: count(where) for kind, where in trained.items()}}
     return {"dataset": table.dataset, "root": str(table.root), "images": images,
-            "patients": {part: int(frame.loc[frame["part"] == part, "patient_id"].nunique()) for part in PARTS},
+            "patients": {part: int(frame.loc[parts == part, "patient_id"].nunique()) for part in PARTS},
             "views": {str(k): int(v) for k, v in frame["view"].value_counts().items()},
-            "classes": classes, "boxes": len(table.boxes), "box_summary": describe_boxes(table),
-            "notes": list(table.notes), "skipped_rows": list(table.skipped)}
+            "uncertain_policy": uncertain, "classes": classes, "boxes": len(table.boxes),
+            "box_summary": describe_boxes(table), "notes": list(table.notes), "skipped_rows": list(table.skipped)}
 
 
 def format_table_summary(summary: dict) -> str:
-    """Plain-text tables of a `describe_table` result: per class, positives (and uncertain) per part."""
+    """Plain-text tables of a `describe_table` result: per class and part the raw labels (positive, negative, uncertain,
+    blank), then what a run trains on under the uncertain policy (positive, negative, masked)."""
     images, patients = summary["images"], summary["patients"]
     lines = [f"data set {summary['dataset']}: " + ", ".join(f"{p} {images[p]:,} images / {patients[p]:,} patients" for p in PARTS)]
     lines += [f"  {note}" for note in summary["notes"]]
@@ -70,12 +77,21 @@ def format_table_summary(summary: dict) -> str:
     lines += [f"  skipped {row}" for row in skipped[:SHOWN_SKIPPED]]
     lines += [f"  ... and {len(skipped) - SHOWN_SKIPPED:,} more skipped rows (--json lists all)"] if len(skipped) > SHOWN_SKIPPED else []
     lines += ["  views: " + ", ".join(f"{k or '(none)'} {v:,}" for k, v in summary["views"].items()), ""]
-    lines.append(f"{'class':<28}" + "".join(f"{p + ' pos':>12}{'%':>7}{'uncertain':>11}" for p in PARTS))
+    lines.append("labels as the data set gives them (pos, neg, unc: uncertain, blank; pos % of the part's images):")
+    lines.append(f"{'class':<28}" + "".join(f"{p:>8}{'%':>7}{'neg':>7}{'unc':>6}{'blank':>7}" for p in PARTS))
     for name, counts in summary["classes"].items():
-        cells = "".join(f"{counts['positive'][p]:>12,}{100 * counts['positive'][p] / max(images[p], 1):>6.1f}%"
-                        f"{counts['uncertain'][p]:>11,}" for p in PARTS)
+        cells = "".join(f"{counts['positive'][p]:>8,}{100 * counts['positive'][p] / max(images[p], 1):>6.1f}%"
+                        f"{counts['negative'][p]:>7,}{counts['uncertain'][p]:>6,}{counts['blank'][p]:>7,}" for p in PARTS)
         lines.append(f"{name:<28}{cells}")
-    lines.append(f"\nblank labels count as negative; boxes: {summary['boxes']:,}")
+    policy = summary.get("uncertain_policy", "ignore")
+    lines += ["", f"what a run trains and is scored on (--uncertain {policy}; blank is negative; masked: left out of "
+                  "that class's loss and AUC):",
+              f"{'class':<28}" + "".join(f"{p + ' pos':>11}{'neg':>9}{'masked':>9}" for p in PARTS)]
+    for name, counts in summary["classes"].items():
+        trained = counts["trained"]
+        lines.append(f"{name:<28}" + "".join(f"{trained['positive'][p]:>11,}{trained['negative'][p]:>9,}"
+                                             f"{trained['masked'][p]:>9,}" for p in PARTS))
+    lines.append(f"\nboxes: {summary['boxes']:,}")
     if summary.get("box_summary"):
         lines += ["", format_box_summary(summary["box_summary"])]
     return "\n".join(lines)
