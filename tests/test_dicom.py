@@ -1,6 +1,7 @@
 """DICOM read as radiology software displays it: transfer syntaxes (decoded pixels compared with what was written),
-Modality LUT, VOI LUT / window / percentile window against values computed by hand, MONOCHROME1, signed pixels,
-`.dicom`, and the one-line refusals (several frames, colour, no decoder installed)."""
+Modality LUT, VOI LUT / window / the BitsStored range against values computed by hand, MONOCHROME1, signed pixels,
+`.dicom`, and the one-line refusals (several frames, colour, no decoder installed, non-finite values, a corrupt
+codestream with the decoder's own stderr captured)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ from pydicom.dataset import Dataset, FileDataset, FileMetaDataset  # noqa: E402
 from pydicom.sequence import Sequence  # noqa: E402
 from pydicom import uid as uids  # noqa: E402
 
-from cxrres.data.images import (ImageReadError, dicom_grey, image_size, load_resized, read_grey,  # noqa: E402
-                                voi_output_range)
+from cxrres.data.dicom_pixels import dicom_grey, modality_range, voi_output_range  # noqa: E402
+from cxrres.data.images import ImageReadError, image_size, load_resized, read_grey  # noqa: E402
 
 
 def _dataset(pixels: np.ndarray, bits_stored: int = 12, signed: bool = False, photometric: str = "MONOCHROME2",
@@ -101,24 +102,31 @@ def test_monochrome1_is_inverted_after_windowing() -> None:
     assert np.allclose(dicom_grey(stored, ds), [[255, 254.8725, 127.3725, 0]], atol=1e-4)
 
 
-def test_percentile_window_without_voi() -> None:
-    # 0..1000 (1001 values): the 0.5th and 99.5th percentiles are 5 and 995 -> (x - 5) / 990 * 255, clipped
-    stored = np.arange(1001, dtype=np.uint16).reshape(7, 143)
-    grey = dicom_grey(stored, _dataset(stored))
-    assert grey[0, 0] == 0 and grey.flat[5] == 0 and grey.flat[995] == 255 and grey.flat[1000] == 255
-    assert grey.flat[500] == pytest.approx(127.5, abs=1e-4) and grey.flat[104] == pytest.approx(99 / 990 * 255, abs=1e-4)
+def test_without_voi_the_bits_stored_range_maps_to_255() -> None:
+    # unsigned 12-bit, no rescale: value * 255 / 4095, never stretched by the image's own range
+    stored = np.array([[0, 5, 1000, 4095]], np.uint16)
+    assert np.array_equal(dicom_grey(stored, _dataset(stored)), (stored * 255.0 / 4095).astype(np.float32))
     flat = np.full((4, 4), 700, np.uint16)
-    assert dicom_grey(flat, _dataset(flat)).max() == 0  # nothing to window: black
+    assert np.allclose(dicom_grey(flat, _dataset(flat)), 700 * 255 / 4095)  # a flat image keeps its grey
+    # signed 16-bit with rescale 2 x - 1000: the range is [-66536, 64534]; 0 stored -> -1000
+    signed = np.array([[-32768, 0, 32767]], np.int16)
+    ds = _dataset(signed, bits_stored=16, signed=True, RescaleSlope=2, RescaleIntercept=-1000)
+    assert modality_range(ds) == (-66536.0, 64534.0)
+    assert np.allclose(dicom_grey(signed, ds), [[0, (-1000 + 66536) * 255 / 131070, 255]], atol=1e-4)
+    # a negative slope reverses the stored order; the lowest modality value is still black
+    ds = _dataset(stored, RescaleSlope=-1, RescaleIntercept=0)
+    assert modality_range(ds) == (-4095.0, 0.0)
+    assert np.allclose(dicom_grey(stored, ds), [[255, 255 - 5 * 255 / 4095, 255 - 1000 * 255 / 4095, 0]], atol=1e-4)
 
 
-def test_16_bit_png_and_dicom_without_voi_share_the_percentile_window(tmp_path: Path) -> None:
+def test_16_bit_png_and_dicom_without_voi_share_the_bit_depth_rule(tmp_path: Path) -> None:
     from PIL import Image
 
-    stored = _smooth()
+    stored = _smooth()  # 12-bit: its largest value 4095 needs 12 bits; the DICOM says BitsStored 12
     Image.fromarray(stored).save(tmp_path / "x.png")
     png, dicom = read_grey(tmp_path / "x.png"), read_grey(_save(_dataset(stored), tmp_path / "x.dcm"))
     assert png.dtype == dicom.dtype == np.float32 and png.tobytes() == dicom.tobytes()
-    assert png.min() == 0 and png.max() == 255
+    assert 2048 <= stored.max() < 4096 and np.array_equal(png, (stored * 255.0 / 4095).astype(np.float32))
 
 
 def test_eight_bit_without_voi_is_taken_as_is() -> None:

@@ -1,7 +1,10 @@
-"""Decoding to grey (8/16-bit, L/RGB/RGBA, DICOM, non-square) and area resizing."""
+"""Decoding to grey (8/16-bit by one bit-depth rule, sBIT, L/RGB/RGBA, DICOM, non-square), the bounds on what a
+decode allocates, area resizing, and the preprocessing rules a client reproduces."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import warnings
 from pathlib import Path
 
@@ -9,10 +12,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cxrres.data.images import (ImageReadError, _grey_from_sixteen_bit, area_resize, is_sixteen_bit, load_resized,
-                                pad_to_square, percentile_range, read_grey, window_grey)
+from cxrres.data.images import (MAX_SOURCE_PIXELS, SIXTEEN_BIT_RULE, ImageReadError, area_resize, grey_from_bits,
+                                image_size, is_sixteen_bit, load_resized, pad_to_square, png_significant_bits,
+                                preprocessing_rules, read_grey, stored_bits)
 
-from conftest import MINI, exact_area_resize
+from conftest import MINI, exact_area_resize, real_data_root
 
 
 @pytest.fixture(autouse=True)
@@ -38,58 +42,61 @@ def test_grey_rgb_rgba_agree_and_8_bit_is_not_windowed(tmp_path: Path) -> None:
     assert not is_sixteen_bit(tmp_path / "l.png") and not is_sixteen_bit(tmp_path / "rgb.png")
 
 
-def _own_window(values: np.ndarray) -> np.ndarray:
-    """The 16-bit rule computed independently: 0.5 and 99.5 percentiles -> 0 and 255, linear, clipped."""
-    low, high = np.percentile(values.astype(np.float64), [0.5, 99.5])
-    return np.clip((values.astype(np.float64) - low) / (high - low), 0, 1) * 255
-
-
-def test_12_bit_in_16_keeps_its_contrast(tmp_path: Path) -> None:
+def test_12_bit_in_16_keeps_its_grey_levels(tmp_path: Path) -> None:
+    # PadChest-like: 12-bit data (0..4095) in a 16-bit PNG without sBIT -> 12 bits -> value * 255 / 4095
     rng = np.random.default_rng(1)
-    yy, xx = np.mgrid[:64, :64]
-    values = np.clip(np.rint(200 + 3500 * (xx + 64 * yy) / 4095 + rng.normal(0, 30, (64, 64))), 0, 4095).astype(np.uint16)
+    ramp = np.arange(64 * 64).reshape(64, 64) * 4095 / (64 * 64 - 1)
+    values = np.clip(np.rint(ramp + rng.normal(0, 30, (64, 64))), 0, 4095).astype(np.uint16)
     path = _save(tmp_path / "12bit.png", values)
-    assert Image.open(path).mode.startswith("I") and is_sixteen_bit(path)
+    assert Image.open(path).mode.startswith("I") and is_sixteen_bit(path) and png_significant_bits(path) is None
     grey = read_grey(path)
-    np.testing.assert_allclose(grey, _own_window(values), atol=1e-4)
+    assert np.array_equal(grey, (values * 255.0 / 4095).astype(np.float32))
     assert len(np.unique(np.rint(grey))) >= 250  # value / 257 gave at most 4095 / 257 -> 17 grey levels
-    assert len(np.unique(np.rint(values / 257))) <= 17
-    order = np.argsort(values, axis=None, kind="stable")  # rank order kept: grey never decreases as the value grows
-    assert np.all(np.diff(grey.ravel()[order]) >= 0)
-    inside = (values > np.percentile(values, 0.5)) & (values < np.percentile(values, 99.5))
-    assert len(np.unique(grey[inside])) == len(np.unique(values[inside]))  # distinct values inside the window stay distinct
+    assert len(np.unique(area_resize(grey, 64))) >= 250
     assert grey.min() == 0 and grey.max() == 255
 
 
-def test_16_bit_full_range_uses_its_own_percentiles(tmp_path: Path) -> None:
-    values = np.arange(0, 65536, 16, dtype=np.uint16).reshape(64, 64)
-    grey = read_grey(_save(tmp_path / "full.png", values))
-    low, high = np.percentile(values, [0.5, 99.5])
-    assert (low, high) == pytest.approx((0.005 * 4095 * 16, 0.995 * 4095 * 16))
-    np.testing.assert_allclose(grey, _own_window(values), atol=1e-4)
-    assert np.count_nonzero(grey == 0) == np.count_nonzero(values <= low) == 21  # 0.5 % at each end clipped
-    assert np.count_nonzero(grey == 255) == np.count_nonzero(values >= high) == 21
+@pytest.mark.parametrize("largest, bits", [(0, 8), (255, 8), (256, 10), (1023, 10), (1024, 12), (4095, 12),
+                                           (4096, 14), (16383, 14), (16384, 16), (65535, 16), (70_000, 17)])
+def test_stored_bits_is_the_smallest_depth_that_holds_the_largest_value(largest: int, bits: int) -> None:
+    assert stored_bits(largest) == bits
 
 
-def test_16_bit_constant_and_nearly_constant_images(tmp_path: Path) -> None:
+def test_sbit_is_honoured_when_the_values_fit_in_it(tmp_path: Path) -> None:
+    from PIL.PngImagePlugin import PngInfo
+
+    values = np.array([[0, 100, 500, 1023]], np.uint16)  # fits in 10 bits; sBIT says 12
+    info = PngInfo()
+    info.add(b"sBIT", bytes([12]))
+    path = tmp_path / "sbit.png"
+    Image.fromarray(values).save(path, pnginfo=info)
+    assert png_significant_bits(path) == 12
+    assert np.array_equal(read_grey(path), (values * 255.0 / 4095).astype(np.float32))  # without sBIT: / 1023
+    assert np.array_equal(read_grey(_save(tmp_path / "plain.png", values)), (values * 255.0 / 1023).astype(np.float32))
+    scaled = np.array([[0, 2048 * 16, 65535]], np.uint16)  # samples scaled to 16 bits as the PNG standard asks
+    Image.fromarray(scaled).save(path, pnginfo=info)
+    assert stored_bits(65535, 12) == 16 and np.array_equal(read_grey(path), (scaled * 255.0 / 65535).astype(np.float32))
+
+
+def test_16_bit_constant_image_keeps_its_grey(tmp_path: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no division by zero
         flat = read_grey(_save(tmp_path / "flat.png", np.full((8, 8), 1234, np.uint16)))
-        spots = np.full((40, 40), 1000, np.uint16)
-        spots[0, :3] = (500, 1500, 3000)  # 3 of 1,600 pixels: both percentiles are 1000 -> minimum and maximum
-        nearly = read_grey(_save(tmp_path / "spots.png", spots))
-    assert flat.dtype == np.float32 and not flat.any()
-    np.testing.assert_allclose(nearly[0, :3], [0, 255 * 1000 / 2500, 255], atol=1e-4)
-    assert np.allclose(nearly[1:], 255 * 500 / 2500)
+    assert flat.dtype == np.float32 and np.all(flat == np.float32(1234 * 255 / 4095))
 
 
-def test_16_bit_table_equals_the_per_pixel_map() -> None:
+def test_bit_depth_table_equals_the_per_pixel_formula(tmp_path: Path) -> None:
     rng = np.random.default_rng(2)
-    stored = rng.integers(0, 65536, (30, 30)).astype(np.uint16)
-    shown = stored.astype(np.float64)
-    assert np.array_equal(_grey_from_sixteen_bit(stored), window_grey(shown, *percentile_range(shown)))
-    signed = rng.integers(-3000, 70000, (30, 30)).astype(np.int32)  # mode I beyond 16 bits: mapped per pixel
-    np.testing.assert_allclose(_grey_from_sixteen_bit(signed), _own_window(signed), atol=1e-4)
+    for bits in (10, 12, 16):
+        stored = rng.integers(0, 2**bits, (30, 30)).astype(np.uint16)
+        direct = (stored.astype(np.float64) * 255.0 / (2**bits - 1)).astype(np.float32)
+        assert np.array_equal(grey_from_bits(stored, bits), direct)
+    wide = np.array([[0, 70_000, 131_071]], np.int32)  # a 32-bit TIFF beyond 16 bits: its bit length, 17
+    Image.fromarray(wide).save(tmp_path / "wide.tif")
+    assert np.allclose(read_grey(tmp_path / "wide.tif"), wide * 255 / 131_071)
+    Image.fromarray(np.array([[-5, 100]], np.int32)).save(tmp_path / "negative.tif")
+    with pytest.raises(ImageReadError, match=r"negative\.tif: negative grey values \(down to -5\)"):
+        read_grey(tmp_path / "negative.tif")
 
 
 def test_rgb_to_grey_uses_itu_601_luma(tmp_path: Path) -> None:
