@@ -171,3 +171,129 @@ def test_corrupt_and_truncated_images_name_the_file(tmp_path: Path) -> None:
     cut.write_bytes(source[: len(source) // 2])
     with pytest.raises(ImageReadError, match=r"truncated.png: cannot decode image"):
         read_grey(cut)
+
+
+# ---- one picture, three encodings; 8-bit unchanged ----
+
+
+def _picture() -> np.ndarray:
+    """A real 8-bit grey radiograph (1024 px NIH, when the shared data is here), else the committed mini one (48 px)."""
+    root = real_data_root()
+    path = root / "images" / "00000150_002.png" if root else None
+    path = path if path and path.is_file() else MINI / "images" / "00000002_000.png"
+    grey = np.asarray(Image.open(path))
+    assert grey.dtype == np.uint8 and grey.ndim == 2
+    return grey
+
+
+def test_one_picture_in_three_encodings_gives_one_network_input(tmp_path: Path) -> None:
+    """8-bit PNG, 16-bit PNG (value x 257) and 16-bit DICOM with a full-range VOI: the same uint8 at every size."""
+    pytest.importorskip("pydicom")
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    from test_dicom import _dataset, _save as save_dicom
+
+    eight = _picture()
+    sixteen = eight.astype(np.uint16) * 257
+    files = {"png8": _save(tmp_path / "a8.png", eight), "png16": _save(tmp_path / "a16.png", sixteen)}
+    # LINEAR with WC 2^15, WW 2^16 is the identity on 0..65535 (PS3.3 C.11.2.1.2); so is LINEAR_EXACT 32767.5 / 65535
+    files["linear"] = save_dicom(_dataset(sixteen, 16, WindowCenter=32768, WindowWidth=65536), tmp_path / "w.dcm")
+    files["exact"] = save_dicom(_dataset(sixteen, 16, WindowCenter=32767.5, WindowWidth=65535,
+                                         VOILUTFunction="LINEAR_EXACT"), tmp_path / "e.dcm")
+    files["no-voi"] = save_dicom(_dataset(sixteen, 16), tmp_path / "n.dcm")  # BitsStored 16: value * 255 / 65535
+    lut = _dataset(sixteen, 16)
+    item = Dataset()
+    item.LUTDescriptor, item.LUTData = [0, 0, 16], np.arange(65536, dtype=np.uint16).tobytes()  # 65,536 entries
+    lut.VOILUTSequence = Sequence([item])
+    files["voi-lut"] = save_dicom(lut, tmp_path / "l.dcm")
+    resolutions = (16, 32, 37) if eight.shape[0] < 256 else (224, 256, 320, 512)
+    reference, _ = load_resized(files["png8"], resolutions)
+    for name, path in files.items():
+        assert np.array_equal(read_grey(path), eight.astype(np.float32)), name
+        arrays, _ = load_resized(path, resolutions)
+        assert all(np.array_equal(arrays[r], reference[r]) for r in resolutions), name
+    # WC 32767.5 / WW 65536 under LINEAR is half a stored value off the identity: grey + 1/512, so an area mean
+    # that lands exactly on a half rounds up instead of to even -- at most 1 grey level, never more
+    off = save_dicom(_dataset(sixteen, 16, WindowCenter=32767.5, WindowWidth=65536), tmp_path / "off.dcm")
+    assert np.allclose(read_grey(off), eight + 0.5 * 255 / 65535, atol=1e-4)
+    arrays, _ = load_resized(off, resolutions)
+    assert all(np.abs(arrays[r].astype(int) - reference[r]).max() <= 1 for r in resolutions)
+
+
+#: SHA-256 over load_resized's uint8 arrays (8, 16, 32, 48 px) of the 13 8-bit mini images, and over the 224-px arrays
+#: of 12 real NIH images, both computed with the code before the bit-depth rule (percentile window for 16-bit).
+MINI_EIGHT_BIT_SHA256 = "4ad942533dc166758ab8b8ebe679429740016515e108b4c93a9af1326d94e9e5"
+REAL_NAMES = ("00000100_000.png 00000150_002.png 00000193_019.png 00000211_000.png 00000211_013.png 00000211_018.png "
+              "00000218_000.png 00000218_001.png 00000284_000.png 00000353_000.png 00000398_002.png 00000468_040.png")
+REAL_224_SHA256 = "c2dbd7db2582163dcd81be2ec781544b3a389838c2e5710b7a4b17105a9603d9"
+
+
+def _old_eight_bit(path: Path, resolution_px: int) -> np.ndarray:
+    """The 8-bit path written out independently: Pillow grey (luma for RGBA), float32, bottom/right zero pad,
+    INTER_AREA, rint, uint8."""
+    import cv2
+
+    with Image.open(path) as image:
+        grey = np.asarray(image if image.mode == "L" else image.convert("L"), dtype=np.float32)
+    side = max(grey.shape)
+    square = np.zeros((side, side), np.float32)
+    square[: grey.shape[0], : grey.shape[1]] = grey
+    out = cv2.resize(square, (resolution_px, resolution_px), interpolation=cv2.INTER_AREA)
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def test_eight_bit_results_are_byte_identical_to_before() -> None:
+    digest, n = hashlib.sha256(), 0
+    for path in sorted((MINI / "images").glob("*.png")):
+        if is_sixteen_bit(path):
+            continue
+        arrays, _ = load_resized(path, (8, 16, 32, 48))
+        for r in (8, 16, 32, 48):
+            assert np.array_equal(arrays[r], _old_eight_bit(path, r)), (path.name, r)
+            digest.update(arrays[r].tobytes())
+        n += 1
+    assert n == 13 and digest.hexdigest() == MINI_EIGHT_BIT_SHA256
+
+
+def test_real_nih_eight_bit_results_are_byte_identical_to_before(real_root: Path) -> None:
+    paths = [real_root / "images" / name for name in REAL_NAMES.split()]
+    if not all(p.is_file() for p in paths):
+        pytest.skip("the 12 real NIH images are not all present")
+    digest = hashlib.sha256()
+    for path in paths:
+        array = load_resized(path, (224,))[0][224]
+        assert np.array_equal(array, _old_eight_bit(path, 224)), path.name
+        digest.update(array.tobytes())
+    assert digest.hexdigest() == REAL_224_SHA256
+
+
+def test_preprocessing_rules_name_every_step() -> None:
+    from cxrres.data.dataset import IMAGENET_MEAN, IMAGENET_STD
+
+    rules = preprocessing_rules()
+    assert all(isinstance(r, str) and r.strip() == r and "\n" not in r and r.endswith(".") for r in rules)
+    text = " ".join(rules)
+    for needed in ("0.299 R + 0.587 G + 0.114 B", "alpha is ignored", "value * 255 / (2^bits - 1)", "sBIT",
+                   "8, 10, 12, 14, 16", "MONOCHROME1", "Modality LUT", "RescaleSlope", "WindowCenter", "0..255",
+                   "padded with 0", "bottom or the right", "INTER_AREA", "float32", "halves to even",
+                   "repeated to 3 channels", str(tuple(IMAGENET_MEAN)), str(tuple(IMAGENET_STD))):
+        assert needed in text, needed
+
+
+def test_a_new_rule_rebuilds_caches_with_dicom_or_16_bit_sources_and_keeps_8_bit_ones(tmp_path: Path) -> None:
+    """Rules before this one counted only 16-bit PNGs; a cache of DICOMs recorded images 0 and must not be kept."""
+    from cxrres.data.cache_store import sixteen_bit_current
+
+    eight = [MINI / "images" / "00000002_000.png", MINI / "images" / "00000004_000.png"]
+    dicoms = [*eight, tmp_path / "x.dcm"]  # counted by suffix, never opened
+    old = {"rule": "own 0.5/99.5 percentiles -> 0/255, linear, clipped; min/max if equal; constant -> 0", "images": 0}
+    for paths, kept in ((eight, True), (dicoms, False), ([MINI / "images" / "00000003_000.png"], False)):
+        manifest_path = tmp_path / "manifest.json"
+        manifest = {"sixteen_bit": dict(old)}
+        manifest_path.write_text(json.dumps(manifest))
+        assert sixteen_bit_current(manifest_path, manifest, paths) is kept
+        written = json.loads(manifest_path.read_text())["sixteen_bit"]
+        assert written == ({"rule": SIXTEEN_BIT_RULE, "images": 0} if kept else old)
+    today = {"sixteen_bit": {"rule": SIXTEEN_BIT_RULE, "images": 1}}
+    assert sixteen_bit_current(tmp_path / "m.json", today, dicoms)
