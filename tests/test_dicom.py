@@ -5,6 +5,7 @@ codestream with the decoder's own stderr captured)."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -263,3 +264,61 @@ def test_a_syntax_without_decoder_names_file_syntax_and_package(tmp_path: Path, 
     assert "\n" not in message
     assert message == (f"{path}: transfer syntax JPEG-LS Lossless Image Compression (1.2.840.10008.1.2.4.80) has no "
                        "decoder installed; pip install pylibjpeg pylibjpeg-libjpeg, or pyjpegls (or python-gdcm)")
+
+
+# ---- hostile values and decoders (issue 24) ----
+
+
+def test_a_60000_x_1_dicom_is_refused_before_padding_to_a_square(tmp_path: Path) -> None:
+    """60,000 pixels pass the pixel limit, but the padded square would be 3.6 Gpx (14 GB in float32)."""
+    path = _save(_dataset(np.full((60_000, 1), 1000, np.uint16), WindowCenter=2048, WindowWidth=4096),
+                 tmp_path / "tall.dcm")
+    line = r"tall\.dcm: header claims 1 x 60,000 pixels, whose padded square 60,000 x 60,000 is more than the limit"
+    for read in (read_grey, image_size, lambda p: load_resized(p, (8,))):
+        with pytest.raises(ImageReadError, match=line):
+            read(path)
+
+
+@pytest.mark.parametrize("slope, problem", [
+    ("NaN", r"64 of 64 pixel values are not finite after the Modality LUT \(RescaleSlope NaN, RescaleIntercept 0"),
+    ("1e308", r"64 of 64 pixel values are not finite after the Modality LUT \(RescaleSlope 1e\+?308"),
+    ("1e36", r"pixel values reach 1e\+39 after the Modality LUT \(RescaleSlope 1e\+?36.*beyond float32"),
+])
+def test_non_finite_or_overflowing_modality_values_are_refused(tmp_path: Path, slope: str, problem: str,
+                                                               capfd: pytest.CaptureFixture) -> None:
+    """Before: NaN grey (a NaN slope) or all black (1e308: inf values, an inf window) decoded with ok=True."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns that 'NaN' is no valid DS while the test writes it
+        path = _save(_dataset(np.full((8, 8), 1000, np.uint16), RescaleSlope=slope, RescaleIntercept=0),
+                     tmp_path / "slope.dcm")
+    with pytest.raises(ImageReadError, match=r"slope\.dcm: " + problem):
+        read_grey(path)
+    assert capfd.readouterr().err == ""  # pydicom's 'Invalid value for VR DS' and NumPy's overflow are not printed
+
+
+def _jpeg_dicom(path: Path) -> bytearray:
+    """The bytes of a JPEG Baseline DICOM of an 8-bit picture (written with GDCM's transcoder)."""
+    _needs("gdcm")
+    _write_in(path, _dataset(_smooth(peak=255).astype(np.uint8), bits_stored=8), uids.JPEGBaseline8Bit)
+    return bytearray(path.read_bytes())
+
+
+def test_a_corrupt_jpeg_in_a_dicom_prints_only_cxrres_line(tmp_path: Path, capfd: pytest.CaptureFixture) -> None:
+    """libjpeg writes 'Unsupported JPEG data precision 13' to file descriptor 2; it is captured into the one line."""
+    data = _jpeg_dicom(tmp_path / "good.dcm")
+    data[data.find(b"\xff\xc0") + 4] = 13  # the frame header's sample precision: 8 -> 13
+    bad = tmp_path / "bad.dcm"
+    bad.write_bytes(bytes(data))
+    capfd.readouterr()
+    with pytest.raises(ImageReadError) as caught:
+        read_grey(bad)
+    message = str(caught.value)
+    assert message.startswith(f"{bad}: cannot decode image: ") and "\n" not in message
+    assert "Unsupported JPEG data precision 13" in message  # what the decoder printed, kept in the line
+    assert capfd.readouterr() == ("", "")
+    scan = _jpeg_dicom(tmp_path / "scan.dcm")
+    start = scan.find(b"\xff\xda")
+    scan[start + 20: start + 200] = bytes((k * 37) % 255 for k in range(180))  # libjpeg recovers, with a warning
+    (tmp_path / "scan.dcm").write_bytes(bytes(scan))
+    assert read_grey(tmp_path / "scan.dcm").shape == (48, 64)
+    assert capfd.readouterr() == ("", "")

@@ -297,3 +297,33 @@ def test_a_new_rule_rebuilds_caches_with_dicom_or_16_bit_sources_and_keeps_8_bit
         assert written == ({"rule": SIXTEEN_BIT_RULE, "images": 0} if kept else old)
     today = {"sixteen_bit": {"rule": SIXTEEN_BIT_RULE, "images": 1}}
     assert sixteen_bit_current(tmp_path / "m.json", today, dicoms)
+
+
+# ---- bounds on what a decode allocates (issue 24) ----
+
+
+@pytest.mark.parametrize("width, height", [(60_000, 1), (1, 60_000), (8193, 100)])
+def test_an_aspect_ratio_bomb_is_refused_before_padding(tmp_path: Path, width: int, height: int) -> None:
+    """width x height passes MAX_SOURCE_PIXELS, but the padded square max(w, h)^2 does not: refused in one line."""
+    path = tmp_path / "strip.png"
+    Image.new("L", (width, height), 100).save(path)
+    assert width * height <= MAX_SOURCE_PIXELS < max(width, height) ** 2
+    side = max(width, height)
+    line = (rf"strip\.png: header claims {width:,} x {height:,} pixels, whose padded square {side:,} x {side:,} is more "
+            r"than the limit of 67,108,864 pixels \(8,192 x 8,192\); refused before decoding$")
+    for read in (read_grey, image_size, lambda p: load_resized(p, (8,))):
+        with pytest.raises(ImageReadError, match=line):
+            read(path)
+    Image.new("L", (8192, 3), 100).save(path)  # the largest side allowed
+    assert load_resized(path, (8,))[1] == (3, 8192)
+
+
+def test_prepare_skip_bad_skips_an_aspect_ratio_bomb(mini: Path, tmp_path: Path) -> None:
+    from cxrres.data.cache import prepare_cache
+    from cxrres.errors import CacheError
+
+    Image.new("L", (1, 60_000), 100).save(mini / "images" / "00000004_001.png")
+    with pytest.raises(CacheError, match=r"00000004_001\.png: header claims 1 x 60,000 pixels, whose padded square"):
+        prepare_cache(mini, [16], tmp_path / "c", workers=1, progress=False)
+    report = prepare_cache(mini, [16], tmp_path / "c", workers=1, skip_bad=True, progress=False)
+    assert [s["image"] for s in report.skipped] == ["00000004_001.png"]

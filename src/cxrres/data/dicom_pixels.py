@@ -19,6 +19,7 @@ import os
 import sys
 import tempfile
 import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -227,9 +228,13 @@ def read_dicom(path: Path, max_pixels: int):
 
 
 def grey_from_dicom(path: Path, max_pixels: int) -> np.ndarray:
-    """Grey float32 array in [0, 255] from a DICOM file, its header checked before the pixel data is read."""
-    dataset = read_dicom(path, max_pixels)
-    stored = _pixel_array_quietly(path, dataset)
-    if stored.ndim != 2:
-        raise ImageReadError(f"{path}: expected one grey frame, found pixel array of shape {stored.shape}")
-    return dicom_grey(stored, dataset, path)
+    """Grey float32 array in [0, 255] from a DICOM file, its header checked before the pixel data is read. pydicom's
+    and NumPy's warnings (an invalid DS value, an overflow) are not printed: what they flag is refused in one line."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dataset = read_dicom(path, max_pixels)
+        stored = _pixel_array_quietly(path, dataset)
+        if stored.ndim != 2:
+            raise ImageReadError(f"{path}: expected one grey frame, found pixel array of shape {stored.shape}")
+        with np.errstate(over="ignore", invalid="ignore"):
+            return dicom_grey(stored, dataset, path)
