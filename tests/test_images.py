@@ -309,8 +309,8 @@ def test_an_aspect_ratio_bomb_is_refused_before_padding(tmp_path: Path, width: i
     Image.new("L", (width, height), 100).save(path)
     assert width * height <= MAX_SOURCE_PIXELS < max(width, height) ** 2
     side = max(width, height)
-    line = (rf"strip\.png: header claims {width:,} x {height:,} pixels, whose padded square {side:,} x {side:,} is more "
-            r"than the limit of 67,108,864 pixels \(8,192 x 8,192\); refused before decoding$")
+    line = (rf"strip\.png: header claims {width:,} x {height:,} pixels, whose padded square {side:,} x {side:,} is "
+            r"more than the limit of 67,108,864 pixels \(8,192 x 8,192\); refused before decoding$")
     for read in (read_grey, image_size, lambda p: load_resized(p, (8,))):
         with pytest.raises(ImageReadError, match=line):
             read(path)

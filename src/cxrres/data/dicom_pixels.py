@@ -93,7 +93,8 @@ def _has_window(dataset) -> bool:
 
 def _rescaled_stored_range(dataset) -> tuple[float, float]:
     """(y_min, y_max) of PS3.3 C.11.2.1.2 as pydicom computes a window's output range: a Modality LUT's
-    [0, 2**bits - 1], else the signed or unsigned BitsStored range through the rescale (reversed by a negative slope)."""
+    [0, 2**bits - 1], else the signed or unsigned BitsStored range through the rescale (reversed by a negative
+    slope)."""
     bits = int(dataset.BitsStored)
     if dataset.get("ModalityLUTSequence"):
         return 0.0, float(2 ** int(dataset.ModalityLUTSequence[0].LUTDescriptor[2]) - 1)

@@ -8,9 +8,9 @@ One rule for every stored bit depth (`preprocessing_rules()` lists the whole cha
   BIT_DEPTHS holding the image's largest value. So one picture stored as 8-bit or as 16-bit (value x 257) gives the
   same grey, and 12-bit data in a 16-bit PNG (PadChest, 0..4095) spans the whole grey range.
 - DICOM (.dcm or .dicom, needs `pydicom`; `dicom_pixels`, docs/dicom.md), read as radiology software displays it:
-  the stored values (signed when PixelRepresentation is 1) go through the Modality LUT (RescaleSlope/Intercept or a Modality
-  LUT Sequence), then the first VOI LUT or WindowCenter/Width (LINEAR, LINEAR_EXACT or SIGMOID), whose output range
-  maps to [0, 255]. Without either, the stored range (BitsStored, signed or not, through the Modality LUT) maps to
+  the stored values (signed when PixelRepresentation is 1) go through the Modality LUT (RescaleSlope/Intercept or a
+  Modality LUT Sequence), then the first VOI LUT or WindowCenter/Width (LINEAR, LINEAR_EXACT or SIGMOID), whose
+  output range maps to [0, 255]. Without either, the stored range (BitsStored, signed or not, through the Modality LUT) maps to
   [0, 255]: the bit-depth rule with bits = BitsStored. MONOCHROME1 is inverted after windowing (bone bright).
   Compressed transfer syntaxes decode through pydicom's plugins; a syntax without an installed decoder, several
   frames or colour samples are refused with one line naming the file, and a decoder's own messages (libjpeg writes
@@ -52,9 +52,9 @@ BIT_DEPTHS = (8, 10, 12, 14, 16)
 #: The rule for every image deeper than 8 bits (16-bit PNG/TIFF, DICOM), recorded in a cache's manifest: a cache
 #: holding such sources converted under another rule is rebuilt (cache_store.sixteen_bit_current). Change this string
 #: whenever their conversion changes.
-SIXTEEN_BIT_RULE = ("grey = value * 255 / (2^bits - 1); bits = PNG sBIT if the values fit, else smallest of 8/10/12/14/16 "
-                    "holding the largest value; DICOM: VOI/window output range, else BitsStored range after the "
-                    "Modality LUT, -> 0..255; non-finite DICOM values refused")
+SIXTEEN_BIT_RULE = ("grey = value * 255 / (2^bits - 1); bits = PNG sBIT if the values fit, else smallest of "
+                    "8/10/12/14/16 holding the largest value; DICOM: VOI/window output range, else BitsStored range "
+                    "after the Modality LUT, -> 0..255; non-finite DICOM values refused")
 #: Longest PNG chunk walk looking for sBIT before the first IDAT (chunks).
 _PNG_MAX_CHUNKS = 64
 
