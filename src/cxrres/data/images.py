@@ -10,8 +10,8 @@ One rule for every stored bit depth (`preprocessing_rules()` lists the whole cha
 - DICOM (.dcm or .dicom, needs `pydicom`; `dicom_pixels`, docs/dicom.md), read as radiology software displays it:
   the stored values (signed when PixelRepresentation is 1) go through the Modality LUT (RescaleSlope/Intercept or a
   Modality LUT Sequence), then the first VOI LUT or WindowCenter/Width (LINEAR, LINEAR_EXACT or SIGMOID), whose
-  output range maps to [0, 255]. Without either, the stored range (BitsStored, signed or not, through the Modality LUT) maps to
-  [0, 255]: the bit-depth rule with bits = BitsStored. MONOCHROME1 is inverted after windowing (bone bright).
+  output range maps to [0, 255]. Without either, the stored range (BitsStored, signed or not, through the Modality
+  LUT) maps to [0, 255]: the bit-depth rule with bits = BitsStored. MONOCHROME1 is inverted after windowing (bone bright).
   Compressed transfer syntaxes decode through pydicom's plugins; a syntax without an installed decoder, several
   frames or colour samples are refused with one line naming the file, and a decoder's own messages (libjpeg writes
   to the process's stderr) are captured, not printed.
