@@ -173,7 +173,10 @@ def _pixel_array_quietly(path: Path, dataset) -> np.ndarray:
     with _STDERR_LOCK, tempfile.TemporaryFile() as sink:
         if sys.stderr is not None:
             sys.stderr.flush()
-        saved = os.dup(2)
+        try:
+            saved = os.dup(2)
+        except OSError:  # no file descriptor 2 (a daemon): nothing can reach a terminal anyway
+            return dataset.pixel_array
         os.dup2(sink.fileno(), 2)
         try:
             stored, error = dataset.pixel_array, None

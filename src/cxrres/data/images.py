@@ -11,7 +11,8 @@ One rule for every stored bit depth (`preprocessing_rules()` lists the whole cha
   the stored values (signed when PixelRepresentation is 1) go through the Modality LUT (RescaleSlope/Intercept or a
   Modality LUT Sequence), then the first VOI LUT or WindowCenter/Width (LINEAR, LINEAR_EXACT or SIGMOID), whose
   output range maps to [0, 255]. Without either, the stored range (BitsStored, signed or not, through the Modality
-  LUT) maps to [0, 255]: the bit-depth rule with bits = BitsStored. MONOCHROME1 is inverted after windowing (bone bright).
+  LUT) maps to [0, 255]: the bit-depth rule with bits = BitsStored. MONOCHROME1 is inverted after windowing (bone
+  bright).
   Compressed transfer syntaxes decode through pydicom's plugins; a syntax without an installed decoder, several
   frames or colour samples are refused with one line naming the file, and a decoder's own messages (libjpeg writes
   to the process's stderr) are captured, not printed.
