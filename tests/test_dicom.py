@@ -1,9 +1,11 @@
 """DICOM read as radiology software displays it: transfer syntaxes (decoded pixels compared with what was written),
-Modality LUT, VOI LUT / window / percentile window against values computed by hand, MONOCHROME1, signed pixels,
-`.dicom`, and the one-line refusals (several frames, colour, no decoder installed)."""
+Modality LUT, VOI LUT / window / the BitsStored range against values computed by hand, MONOCHROME1, signed pixels,
+`.dicom`, and the one-line refusals (several frames, colour, no decoder installed, non-finite values, a corrupt
+codestream with the decoder's own stderr captured)."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +16,8 @@ from pydicom.dataset import Dataset, FileDataset, FileMetaDataset  # noqa: E402
 from pydicom.sequence import Sequence  # noqa: E402
 from pydicom import uid as uids  # noqa: E402
 
-from cxrres.data.images import (ImageReadError, dicom_grey, image_size, load_resized, read_grey,  # noqa: E402
-                                voi_output_range)
+from cxrres.data.dicom_pixels import dicom_grey, modality_range, voi_output_range  # noqa: E402
+from cxrres.data.images import ImageReadError, image_size, load_resized, read_grey  # noqa: E402
 
 
 def _dataset(pixels: np.ndarray, bits_stored: int = 12, signed: bool = False, photometric: str = "MONOCHROME2",
@@ -101,24 +103,31 @@ def test_monochrome1_is_inverted_after_windowing() -> None:
     assert np.allclose(dicom_grey(stored, ds), [[255, 254.8725, 127.3725, 0]], atol=1e-4)
 
 
-def test_percentile_window_without_voi() -> None:
-    # 0..1000 (1001 values): the 0.5th and 99.5th percentiles are 5 and 995 -> (x - 5) / 990 * 255, clipped
-    stored = np.arange(1001, dtype=np.uint16).reshape(7, 143)
-    grey = dicom_grey(stored, _dataset(stored))
-    assert grey[0, 0] == 0 and grey.flat[5] == 0 and grey.flat[995] == 255 and grey.flat[1000] == 255
-    assert grey.flat[500] == pytest.approx(127.5, abs=1e-4) and grey.flat[104] == pytest.approx(99 / 990 * 255, abs=1e-4)
+def test_without_voi_the_bits_stored_range_maps_to_255() -> None:
+    # unsigned 12-bit, no rescale: value * 255 / 4095, never stretched by the image's own range
+    stored = np.array([[0, 5, 1000, 4095]], np.uint16)
+    assert np.array_equal(dicom_grey(stored, _dataset(stored)), (stored * 255.0 / 4095).astype(np.float32))
     flat = np.full((4, 4), 700, np.uint16)
-    assert dicom_grey(flat, _dataset(flat)).max() == 0  # nothing to window: black
+    assert np.allclose(dicom_grey(flat, _dataset(flat)), 700 * 255 / 4095)  # a flat image keeps its grey
+    # signed 16-bit with rescale 2 x - 1000: the range is [-66536, 64534]; 0 stored -> -1000
+    signed = np.array([[-32768, 0, 32767]], np.int16)
+    ds = _dataset(signed, bits_stored=16, signed=True, RescaleSlope=2, RescaleIntercept=-1000)
+    assert modality_range(ds) == (-66536.0, 64534.0)
+    assert np.allclose(dicom_grey(signed, ds), [[0, (-1000 + 66536) * 255 / 131070, 255]], atol=1e-4)
+    # a negative slope reverses the stored order; the lowest modality value is still black
+    ds = _dataset(stored, RescaleSlope=-1, RescaleIntercept=0)
+    assert modality_range(ds) == (-4095.0, 0.0)
+    assert np.allclose(dicom_grey(stored, ds), [[255, 255 - 5 * 255 / 4095, 255 - 1000 * 255 / 4095, 0]], atol=1e-4)
 
 
-def test_16_bit_png_and_dicom_without_voi_share_the_percentile_window(tmp_path: Path) -> None:
+def test_16_bit_png_and_dicom_without_voi_share_the_bit_depth_rule(tmp_path: Path) -> None:
     from PIL import Image
 
-    stored = _smooth()
+    stored = _smooth()  # 12-bit: its largest value 4095 needs 12 bits; the DICOM says BitsStored 12
     Image.fromarray(stored).save(tmp_path / "x.png")
     png, dicom = read_grey(tmp_path / "x.png"), read_grey(_save(_dataset(stored), tmp_path / "x.dcm"))
     assert png.dtype == dicom.dtype == np.float32 and png.tobytes() == dicom.tobytes()
-    assert png.min() == 0 and png.max() == 255
+    assert 2048 <= stored.max() < 4096 and np.array_equal(png, (stored * 255.0 / 4095).astype(np.float32))
 
 
 def test_eight_bit_without_voi_is_taken_as_is() -> None:
@@ -255,3 +264,61 @@ def test_a_syntax_without_decoder_names_file_syntax_and_package(tmp_path: Path, 
     assert "\n" not in message
     assert message == (f"{path}: transfer syntax JPEG-LS Lossless Image Compression (1.2.840.10008.1.2.4.80) has no "
                        "decoder installed; pip install pylibjpeg pylibjpeg-libjpeg, or pyjpegls (or python-gdcm)")
+
+
+# ---- hostile values and decoders (issue 24) ----
+
+
+def test_a_60000_x_1_dicom_is_refused_before_padding_to_a_square(tmp_path: Path) -> None:
+    """60,000 pixels pass the pixel limit, but the padded square would be 3.6 Gpx (14 GB in float32)."""
+    path = _save(_dataset(np.full((60_000, 1), 1000, np.uint16), WindowCenter=2048, WindowWidth=4096),
+                 tmp_path / "tall.dcm")
+    line = r"tall\.dcm: header claims 1 x 60,000 pixels, whose padded square 60,000 x 60,000 is more than the limit"
+    for read in (read_grey, image_size, lambda p: load_resized(p, (8,))):
+        with pytest.raises(ImageReadError, match=line):
+            read(path)
+
+
+@pytest.mark.parametrize("slope, problem", [
+    ("NaN", r"64 of 64 pixel values are not finite after the Modality LUT \(RescaleSlope NaN, RescaleIntercept 0"),
+    ("1e308", r"64 of 64 pixel values are not finite after the Modality LUT \(RescaleSlope 1e\+?308"),
+    ("1e36", r"pixel values reach 1e\+39 after the Modality LUT \(RescaleSlope 1e\+?36.*beyond float32"),
+])
+def test_non_finite_or_overflowing_modality_values_are_refused(tmp_path: Path, slope: str, problem: str,
+                                                               capfd: pytest.CaptureFixture) -> None:
+    """Before: NaN grey (a NaN slope) or all black (1e308: inf values, an inf window) decoded with ok=True."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns that 'NaN' is no valid DS while the test writes it
+        path = _save(_dataset(np.full((8, 8), 1000, np.uint16), RescaleSlope=slope, RescaleIntercept=0),
+                     tmp_path / "slope.dcm")
+    with pytest.raises(ImageReadError, match=r"slope\.dcm: " + problem):
+        read_grey(path)
+    assert capfd.readouterr().err == ""  # pydicom's 'Invalid value for VR DS' and NumPy's overflow are not printed
+
+
+def _jpeg_dicom(path: Path) -> bytearray:
+    """The bytes of a JPEG Baseline DICOM of an 8-bit picture (written with GDCM's transcoder)."""
+    _needs("gdcm")
+    _write_in(path, _dataset(_smooth(peak=255).astype(np.uint8), bits_stored=8), uids.JPEGBaseline8Bit)
+    return bytearray(path.read_bytes())
+
+
+def test_a_corrupt_jpeg_in_a_dicom_prints_only_cxrres_line(tmp_path: Path, capfd: pytest.CaptureFixture) -> None:
+    """libjpeg writes 'Unsupported JPEG data precision 13' to file descriptor 2; it is captured into the one line."""
+    data = _jpeg_dicom(tmp_path / "good.dcm")
+    data[data.find(b"\xff\xc0") + 4] = 13  # the frame header's sample precision: 8 -> 13
+    bad = tmp_path / "bad.dcm"
+    bad.write_bytes(bytes(data))
+    capfd.readouterr()
+    with pytest.raises(ImageReadError) as caught:
+        read_grey(bad)
+    message = str(caught.value)
+    assert message.startswith(f"{bad}: cannot decode image: ") and "\n" not in message
+    assert "Unsupported JPEG data precision 13" in message  # what the decoder printed, kept in the line
+    assert capfd.readouterr() == ("", "")
+    scan = _jpeg_dicom(tmp_path / "scan.dcm")
+    start = scan.find(b"\xff\xda")
+    scan[start + 20: start + 200] = bytes((k * 37) % 255 for k in range(180))  # libjpeg recovers, with a warning
+    (tmp_path / "scan.dcm").write_bytes(bytes(scan))
+    assert read_grey(tmp_path / "scan.dcm").shape == (48, 64)
+    assert capfd.readouterr() == ("", "")

@@ -19,9 +19,10 @@ Every array's size and CRC-32 (and index.csv's) are recorded in the manifest and
 opened or reused: a truncated or altered array is refused by `ResolutionCache.open` and rebuilt by `prepare_cache`.
 
 Sources are fingerprinted by (name, size, mtime) of every image plus the method; a cache whose fingerprint
-differs from the current sources is rebuilt, never reused. The manifest also records how many sources are 16-bit
-and the rule that converted them (`images.SIXTEEN_BIT_RULE`): a cache with 16-bit sources made by another rule is
-rebuilt; one without (8-bit PNG/JPEG, DICOM) is kept when the rule changes (`cache_store.sixteen_bit_current`).
+differs from the current sources is rebuilt, never reused. The manifest also records how many sources are deeper
+than 8 bits (16-bit PNG/TIFF, DICOM) and the rule that converted them (`images.SIXTEEN_BIT_RULE`): a cache with such
+sources made by another rule is rebuilt; one without (8-bit PNG/JPEG) is kept when the rule changes
+(`cache_store.sixteen_bit_current`).
 """
 
 from __future__ import annotations

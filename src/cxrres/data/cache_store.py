@@ -17,7 +17,7 @@ from typing import Iterable, Iterator
 
 from tqdm import tqdm
 
-from cxrres.data.images import SIXTEEN_BIT_RULE, is_sixteen_bit
+from cxrres.data.images import SIXTEEN_BIT_RULE, follows_sixteen_bit_rule
 from cxrres.parallel import write_json_atomic
 
 LOCK = ".lock"
@@ -115,32 +115,37 @@ def damage(path: Path, entry: dict) -> str | None:
     return None
 
 
-#: Manifest key of the 16-bit record: {"rule": images.SIXTEEN_BIT_RULE when built, "images": 16-bit sources}.
+#: Manifest key of the 16-bit record: {"rule": images.SIXTEEN_BIT_RULE when built, "images": sources that rule
+#: converts (16-bit PNG/TIFF and, since the rule covers them, DICOM)}.
 SIXTEEN_BIT_KEY = "sixteen_bit"
 
 
 def sixteen_bit_entry(paths: Iterable[Path]) -> dict:
-    """The manifest's 16-bit record for sources `paths`: today's rule and how many of them are 16-bit (headers only:
-    35-75 µs a file on 405 real NIH PNGs, so ≈ 4-8 s for ChestX-ray14's 112,120)."""
-    return {"rule": SIXTEEN_BIT_RULE, "images": sum(is_sixteen_bit(p) for p in paths)}
+    """The manifest's 16-bit record for sources `paths`: today's rule and how many of them it converts (DICOM by
+    suffix, 16-bit by header only: 35-75 µs a file on 405 real NIH PNGs, so ≈ 4-8 s for ChestX-ray14's 112,120)."""
+    return {"rule": SIXTEEN_BIT_RULE, "images": sum(follows_sixteen_bit_rule(p) for p in paths)}
 
 
 def sixteen_bit_current(manifest_path: Path, manifest: dict, paths: Iterable[Path]) -> bool:
-    """Whether a manifest's arrays are what today's decoding gives: it has no 16-bit source, or they were converted by
-    today's rule; only then is the cache reused. A manifest from before the record (16-bit was value / 257) is checked
-    once by reading the sources' headers: with none 16-bit (NIH, CheXpert, MIMIC, the phantom), the record is added to
-    it in place and it is kept; else it is stale and the cache is rebuilt."""
+    """Whether a manifest's arrays are what today's decoding gives: made by today's rule, or with no source that the
+    rule converts; only then is the cache reused. A manifest made by another rule that counted none (or from before
+    the record, when 16-bit was value / 257) is checked once by reading the sources' headers, since older rules did
+    not count DICOM: with none (NIH, CheXpert, MIMIC, the phantom), today's record is written into it in place and it
+    is kept; else it is stale and the cache is rebuilt."""
     entry = manifest.get(SIXTEEN_BIT_KEY)
-    if entry is None:
-        entry = sixteen_bit_entry(paths)
-        if entry["images"]:
-            return False
-        manifest[SIXTEEN_BIT_KEY] = entry
-        try:
-            write_json(manifest_path, manifest)
-        except OSError:  # a read-only cache: the headers are read again next time
-            pass
-    return entry.get("images") == 0 or entry.get("rule") == SIXTEEN_BIT_RULE
+    if entry is not None and entry.get("rule") == SIXTEEN_BIT_RULE:
+        return True
+    if entry is not None and entry.get("images") != 0:
+        return False
+    entry = sixteen_bit_entry(paths)
+    if entry["images"]:
+        return False
+    manifest[SIXTEEN_BIT_KEY] = entry
+    try:
+        write_json(manifest_path, manifest)
+    except OSError:  # a read-only cache: the headers are read again next time
+        pass
+    return True
 
 
 def write_json(path: Path, payload: dict) -> None:

@@ -1,33 +1,37 @@
 """Decoding radiographs to one grey channel and area-resizing them to a training resolution.
 
-Conventions (documented in docs/data.md):
+One rule for every stored bit depth (`preprocessing_rules()` lists the whole chain; docs/data.md, docs/dicom.md):
 - 8-bit L is taken as is. RGB/RGBA/LA/P/1 are converted to grey with Pillow's ITU-R 601-2 luma
   (L = 0.299 R + 0.587 G + 0.114 B); alpha is ignored. The NIH RGBA files carry grey in R=G=B, so this is exact.
-- 16-bit (I;16*, I) images are mapped by their own stored range: the WINDOW_PERCENTILES (0.5 and 99.5) of the
-  image's pixel values map to 0 and 255, linear between, clipped outside (SIXTEEN_BIT_RULE). 16-bit PNGs such as
-  PadChest's use only part of 0-65535 (12-bit data: 4,096 values); value / 257 would leave them nearly black.
-- DICOM (.dcm or .dicom, needs `pydicom`; docs/dicom.md), read as radiology software displays it: the stored
-  values (signed when PixelRepresentation is 1) go through the Modality LUT (RescaleSlope/Intercept or a Modality
-  LUT Sequence, `apply_modality_lut`), then the first VOI LUT or WindowCenter/Width (`apply_voi_lut`; LINEAR,
-  LINEAR_EXACT or SIGMOID), whose output range maps to [0, 255]. Without either, the percentile window of 16-bit
-  images: the WINDOW_PERCENTILES of the modality values map to 0 and 255 (clipped), except that 8-bit unsigned values
-  with no rescale are taken as they are (like an 8-bit PNG). MONOCHROME1 is inverted after windowing (bone bright).
-  Compressed transfer syntaxes decode through pydicom's plugins (pylibjpeg and its plugins, pyjpegls, python-gdcm);
-  a syntax without an installed decoder, several frames or colour samples are refused with one line naming the file.
+- Deeper grey (PNG/TIFF modes I;16*, I): grey = value * 255 / (2**bits - 1) (BIT_DEPTH_RULE), bits = the PNG's sBIT
+  when its largest value fits in it (else 16: the PNG standard's samples scaled to 16 bits), else the smallest of
+  BIT_DEPTHS holding the image's largest value. So one picture stored as 8-bit or as 16-bit (value x 257) gives the
+  same grey, and 12-bit data in a 16-bit PNG (PadChest, 0..4095) spans the whole grey range.
+- DICOM (.dcm or .dicom, needs `pydicom`; `dicom_pixels`, docs/dicom.md), read as radiology software displays it:
+  the stored values (signed when PixelRepresentation is 1) go through the Modality LUT (RescaleSlope/Intercept or a
+  Modality LUT Sequence), then the first VOI LUT or WindowCenter/Width (LINEAR, LINEAR_EXACT or SIGMOID), whose
+  output range maps to [0, 255]. Without either, the stored range (BitsStored, signed or not, through the Modality
+  LUT) maps to [0, 255]: the bit-depth rule with bits = BitsStored. MONOCHROME1 is inverted after windowing (bone
+  bright).
+  Compressed transfer syntaxes decode through pydicom's plugins; a syntax without an installed decoder, several
+  frames or colour samples are refused with one line naming the file, and a decoder's own messages (libjpeg writes
+  to the process's stderr) are captured, not printed.
 - A non-square image is zero-padded at the bottom or the right to a square of side max(width, height), so
   that a box (x, y, w, h) in source pixels maps to resolution R by the single factor R / max(width, height).
 - Resizing is area interpolation (OpenCV INTER_AREA, the mean over each output pixel's footprint) in float32,
-  rounded to the nearest uint8.
+  rounded to the nearest uint8 (halves to even).
 
-Hostile files are refused with one line naming the file, before anything large is allocated: an empty file, a
-directory, a header claiming more than MAX_SOURCE_PIXELS pixels (PNG/JPEG header or DICOM Rows x Columns x frames,
-checked before any pixel data is read or decoded), a DICOM without pixel data or with less pixel data than its
-header implies (truncated).
+Hostile files are refused with one line naming the file (ImageReadError), before anything large is allocated: an
+empty file, a directory, a header whose width x height (x frames) exceeds MAX_SOURCE_PIXELS or whose padded square
+(max(width, height) squared) does, a DICOM without pixel data or with less pixel data than its header implies
+(truncated), and values that are not finite or exceed float32 after a DICOM's Modality LUT (a NaN or 1e308 slope).
 """
 
 from __future__ import annotations
 
 import math
+import os
+import struct
 import warnings
 from pathlib import Path
 
@@ -40,93 +44,127 @@ from cxrres.errors import CxrresError
 _GREY_MODES = {"L"}
 _TO_LUMA_MODES = {"RGB", "RGBA", "LA", "P", "1", "CMYK", "YCbCr", "RGBX", "PA", "La"}
 _SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
-#: Largest source image decoded, in pixels (8192 x 8192): decoding it takes ≈ 0.6 GB (8-bit plane, float32 grey and
-#: its padded square). Chest radiographs are at most ≈ 4,300 x 4,300.
+#: Largest source image decoded, in pixels (8192 x 8192), both as width x height and as its padded square
+#: max(width, height)**2: every array after the decode (float32 grey, its padded square, a DICOM's float64 values)
+#: is then at most 8 bytes x 2**26 pixels = 512 MiB. Chest radiographs are at most ≈ 4,300 x 4,300.
 MAX_SOURCE_PIXELS = 8192 * 8192
-#: DICOM elements larger than this (bytes) are read only when used, so a header is checked before its pixel data.
-_DICOM_DEFER_BYTES = 2**20
+#: Stored bit depths tried, smallest first, for grey deeper than 8 bits that declares none (no PNG sBIT).
+BIT_DEPTHS = (8, 10, 12, 14, 16)
+#: The rule for every image deeper than 8 bits (16-bit PNG/TIFF, DICOM), recorded in a cache's manifest: a cache
+#: holding such sources converted under another rule is rebuilt (cache_store.sixteen_bit_current). Change this string
+#: whenever their conversion changes.
+SIXTEEN_BIT_RULE = ("grey = value * 255 / (2^bits - 1); bits = PNG sBIT if the values fit, else smallest of "
+                    "8/10/12/14/16 holding the largest value; DICOM: VOI/window output range, else BitsStored range "
+                    "after the Modality LUT, -> 0..255; non-finite DICOM values refused")
+#: Longest PNG chunk walk looking for sBIT before the first IDAT (chunks).
+_PNG_MAX_CHUNKS = 64
 
 
 class ImageReadError(CxrresError):
     """An image file cannot be decoded (unreadable, truncated, unsupported)."""
 
 
-def _grey_from_pil(image: Image.Image) -> np.ndarray:
+def stored_bits(max_value: int, declared: int | None = None) -> int:
+    """Bit depth of grey values whose largest is `max_value`: `declared` (a PNG's sBIT) when every value fits in it,
+    else the smallest of BIT_DEPTHS that holds `max_value` (its bit length beyond 16 bits)."""
+    if declared is not None and 1 <= declared <= 16 and max_value < 2**declared:
+        return declared
+    for bits in BIT_DEPTHS:
+        if max_value < 2**bits:
+            return bits
+    return int(max_value).bit_length()
+
+
+def grey_from_bits(values: np.ndarray, bits: int) -> np.ndarray:
+    """Grey float32 value * 255 / (2**bits - 1) of non-negative integer `values` below 2**bits, computed in float64
+    (product first, so value x 257 at 16 bits gives value exactly); through a 2**bits-entry table up to 16 bits."""
+    top = 2**bits - 1
+    if bits <= 16:
+        table = (np.arange(top + 1, dtype=np.float64) * 255.0 / top).astype(np.float32)
+        return table[values]
+    return (values.astype(np.float64) * 255.0 / top).astype(np.float32)
+
+
+def png_significant_bits(path: str | Path) -> int | None:
+    """The grey sample's significant bits from a PNG's sBIT chunk (its first byte), read from the chunks before the
+    first IDAT; None for a file that is not a PNG or has none."""
+    with open(path, "rb") as handle:
+        if handle.read(8) != b"\x89PNG\r\n\x1a\n":
+            return None
+        for _ in range(_PNG_MAX_CHUNKS):
+            head = handle.read(8)
+            if len(head) < 8:
+                return None
+            length, kind = struct.unpack(">I4s", head)
+            if kind in (b"IDAT", b"IEND"):
+                return None
+            if kind == b"sBIT":
+                data = handle.read(min(length, 4))
+                return data[0] if data else None
+            handle.seek(length + 4, os.SEEK_CUR)
+    return None
+
+
+def _grey_from_deep(path: Path, values: np.ndarray, declared: int | None) -> np.ndarray:
+    """Grey float32 in [0, 255] from grey deeper than 8 bits by the bit-depth rule (stored_bits, grey_from_bits)."""
+    low, high = int(values.min()), int(values.max())
+    if low < 0:
+        raise ImageReadError(f"{path}: negative grey values (down to {low:,}); unsigned grey expected")
+    return grey_from_bits(values, stored_bits(high, declared))
+
+
+def _grey_from_pil(path: Path, image: Image.Image) -> np.ndarray:
     """Grey float32 array in [0, 255] from a loaded Pillow image (see the module docstring for the rules)."""
     if image.mode in _GREY_MODES:
         return np.asarray(image, dtype=np.float32)
     if image.mode in _TO_LUMA_MODES:
         return np.asarray(image.convert("L"), dtype=np.float32)
     if image.mode in _SIXTEEN_BIT_MODES:
-        return _grey_from_sixteen_bit(np.asarray(image))
+        declared = png_significant_bits(path) if image.format == "PNG" else None
+        return _grey_from_deep(path, np.asarray(image), declared)
     raise ValueError(f"unsupported image mode {image.mode}")
 
 
 def _check_pixels(path: Path, width: int, height: int, max_pixels: int, frames: int = 1) -> None:
-    """ImageReadError if a header's size (px) is empty or exceeds `max_pixels`: refused before decoding."""
+    """ImageReadError if a header's size (px) is empty, or its pixels or its padded square max(width, height)**2
+    exceed `max_pixels`: refused before decoding."""
     if width < 1 or height < 1:
         raise ImageReadError(f"{path}: header claims an empty image ({width} x {height} pixels)")
+    limit = math.isqrt(max_pixels)
     if width * height * frames > max_pixels:
-        side = math.isqrt(max_pixels)
         many = f" x {frames:,} frames" if frames > 1 else ""
         raise ImageReadError(f"{path}: header claims {width:,} x {height:,} pixels{many}, more than the limit of "
-                             f"{max_pixels:,} ({side:,} x {side:,}); refused before decoding")
+                             f"{max_pixels:,} ({limit:,} x {limit:,}); refused before decoding")
+    side = max(width, height)
+    if side * side > max_pixels:
+        raise ImageReadError(f"{path}: header claims {width:,} x {height:,} pixels, whose padded square "
+                             f"{side:,} x {side:,} is more than the limit of {max_pixels:,} pixels ({limit:,} x "
+                             f"{limit:,}); refused before decoding")
 
 
 #: File-name suffixes read as DICOM (compared in lower case).
 DICOM_SUFFIXES = (".dcm", ".dicom")
-#: The percentile window (in %): these percentiles of an image's own values map to grey 0 and 255, values outside
-#: are clipped. Used for every 16-bit PNG/TIFF and for a DICOM with neither a VOI LUT nor WindowCenter/Width.
-WINDOW_PERCENTILES = (0.5, 99.5)
-#: The 16-bit conversion rule, recorded in a cache's manifest: a cache holding 16-bit sources converted under another
-#: rule is rebuilt (cache_store.sixteen_bit_current). Change this string whenever the 16-bit conversion changes.
-SIXTEEN_BIT_RULE = "own 0.5/99.5 percentiles -> 0/255, linear, clipped; min/max if equal; constant -> 0"
-#: Transfer-syntax family -> what to install to decode it (pip names; pyproject extra `dicom` has the first).
-DECODER_PACKAGES = {
-    "jpeg": "pylibjpeg pylibjpeg-libjpeg (or python-gdcm)",
-    "jpegls": "pylibjpeg pylibjpeg-libjpeg, or pyjpegls (or python-gdcm)",
-    "jpeg2000": "pylibjpeg pylibjpeg-openjpeg (or python-gdcm)",
-    "rle": "pylibjpeg pylibjpeg-rle",
-    "other": "pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg pylibjpeg-rle (or python-gdcm)",
-}
-
 
 def is_dicom_path(path: str | Path) -> bool:
     """True when the file name ends in a DICOM suffix (DICOM_SUFFIXES, any case)."""
     return Path(path).suffix.lower() in DICOM_SUFFIXES
 
 
-def percentile_range(values: np.ndarray) -> tuple[float, float]:
-    """(low, high) of the percentile window of `values`: their WINDOW_PERCENTILES (NumPy's linear interpolation), or
-    their minimum and maximum where those two are equal (an image almost all one value)."""
-    low, high = (float(v) for v in np.percentile(values, WINDOW_PERCENTILES))
-    if not high > low:
-        low, high = float(values.min()), float(values.max())
-    return low, high
-
-
 def window_grey(values: np.ndarray, low: float, high: float) -> np.ndarray:
-    """Grey float32 in [0, 255] from float64 `values`: `low` -> 0, `high` -> 255, linear between, clipped outside; all
-    0 (black) when high == low (a constant image), never a division by zero."""
+    """Grey float32 in [0, 255] from float64 `values`: `low` -> 0, `high` -> 255 (either order), (value - low) * 255 /
+    (high - low) between (product first, like grey_from_bits), clipped outside; all 0 (black) when high == low."""
     if high == low:
         return np.zeros(values.shape, np.float32)
-    return (np.clip((values - low) / (high - low), 0.0, 1.0) * 255.0).astype(np.float32)
-
-
-def _grey_from_sixteen_bit(values: np.ndarray) -> np.ndarray:
-    """Grey float32 in [0, 255] from a 16-bit image's values by its own percentile window (SIXTEEN_BIT_RULE). Values
-    in [0, 65535] go through a 65,536-entry table of `window_grey` (the same numbers, ≈ 4x faster than mapping each
-    pixel in float64: 0.08 s for 2800 x 2800 px)."""
-    if 0 <= values.min() and values.max() <= 65535:
-        stored = values.astype(np.uint16, copy=False)
-        return window_grey(np.arange(65536, dtype=np.float64), *percentile_range(stored))[stored]
-    shown = values.astype(np.float64)
-    return window_grey(shown, *percentile_range(shown))
+    out = np.clip(values, min(low, high), max(low, high)).astype(np.float64, copy=False)
+    out -= low
+    out *= 255.0
+    out /= high - low
+    return out.astype(np.float32)
 
 
 def is_sixteen_bit(path: str | Path) -> bool:
-    """True when `path` is a PNG/TIFF/... whose header says 16-bit grey (Pillow mode I;16*, I): an image the
-    SIXTEEN_BIT_RULE applies to. Reads the header only; False for DICOM and for anything unreadable."""
+    """True when `path` is a PNG/TIFF/... whose header says 16-bit grey (Pillow mode I;16*, I). Reads the header only;
+    False for DICOM and for anything unreadable."""
     if is_dicom_path(path):
         return False
     try:
@@ -138,140 +176,9 @@ def is_sixteen_bit(path: str | Path) -> bool:
         return False
 
 
-def _decoder_packages(syntax: str) -> str:
-    """What to pip-install to decode pixel data in transfer syntax `syntax` (a UID string)."""
-    from pydicom import uid
-
-    for family, uids in (("jpegls", uid.JPEGLSTransferSyntaxes), ("jpeg2000", uid.JPEG2000TransferSyntaxes),
-                         ("jpeg", uid.JPEGTransferSyntaxes), ("rle", uid.RLETransferSyntaxes)):
-        if syntax in uids:
-            return DECODER_PACKAGES[family]
-    return DECODER_PACKAGES["other"]
-
-
-def _check_decoder(path: Path, syntax) -> None:
-    """ImageReadError naming the file, the transfer syntax and the packages to install when no installed plugin
-    decodes `syntax` (a pydicom UID); nothing for uncompressed syntaxes."""
-    if syntax is None or not syntax.is_compressed:
-        return
-    try:
-        from pydicom.pixels import get_decoder
-    except ImportError:  # pydicom < 3: no registry to ask; a failing decode still gives one line
-        return
-    try:
-        available = get_decoder(syntax).is_available
-    except NotImplementedError:
-        available = False
-    if not available:
-        raise ImageReadError(f"{path}: transfer syntax {syntax.name} ({syntax}) has no decoder installed; "
-                             f"pip install {_decoder_packages(str(syntax))}")
-
-
-def _lut_functions():
-    """(apply_modality_lut, apply_voi_lut) from pydicom 3 (pydicom.pixels) or 2.x (pixel_data_handlers.util)."""
-    try:
-        from pydicom.pixels import apply_modality_lut, apply_voi_lut
-    except ImportError:
-        from pydicom.pixel_data_handlers.util import apply_modality_lut, apply_voi_lut
-    return apply_modality_lut, apply_voi_lut
-
-
-def _has_voi_lut(dataset) -> bool:
-    """True when the first VOI LUT Sequence item has both LUTDescriptor and LUTData (as apply_voi_lut decides)."""
-    items = dataset.get("VOILUTSequence")
-    return bool(items) and None not in (items[0].get("LUTDescriptor"), items[0].get("LUTData"))
-
-
-def _has_window(dataset) -> bool:
-    """True when WindowCenter and WindowWidth are both present."""
-    return dataset.get("WindowCenter") is not None and dataset.get("WindowWidth") is not None
-
-
-def voi_output_range(dataset) -> tuple[float, float]:
-    """(value for black, value for white) of apply_voi_lut's output for `dataset`: [0, 2**bits - 1] of a VOI LUT
-    (bits = LUTDescriptor[2]); for a window, the stored range after the Modality LUT (PS3.3 C.11.2.1.2, as pydicom
-    computes it: a Modality LUT's [0, 2**bits - 1], else the signed or unsigned BitsStored range, rescaled)."""
-    if _has_voi_lut(dataset):
-        return 0.0, float(2 ** int(dataset.VOILUTSequence[0].LUTDescriptor[2]) - 1)
-    bits = int(dataset.BitsStored)
-    if dataset.get("ModalityLUTSequence"):
-        low, high = 0.0, float(2 ** int(dataset.ModalityLUTSequence[0].LUTDescriptor[2]) - 1)
-    elif int(dataset.get("PixelRepresentation", 0)) == 0:
-        low, high = 0.0, float(2**bits - 1)
-    else:
-        low, high = float(-(2 ** (bits - 1))), float(2 ** (bits - 1) - 1)
-    slope, intercept = dataset.get("RescaleSlope"), dataset.get("RescaleIntercept")
-    if slope is not None and intercept is not None:
-        low, high = low * float(slope) + float(intercept), high * float(slope) + float(intercept)
-    return low, high
-
-
-def dicom_grey(stored: np.ndarray, dataset) -> np.ndarray:
-    """Grey float32 (H, W) array in [0, 255] from a DICOM's stored pixel values (one frame, as `pixel_array` gives
-    them) and its header: Modality LUT, VOI LUT or window (else the percentile window), MONOCHROME1 inverted."""
-    apply_modality_lut, apply_voi_lut = _lut_functions()
-    values = apply_modality_lut(stored, dataset)
-    if _has_voi_lut(dataset) or _has_window(dataset):
-        if _has_voi_lut(dataset) and not np.issubdtype(values.dtype, np.integer):
-            values = np.rint(values).astype(np.int64)  # a VOI LUT is indexed by integer input values
-        shown = apply_voi_lut(values, dataset, index=0).astype(np.float64)
-        low, high = voi_output_range(dataset)
-    elif (int(dataset.get("BitsStored", 16)) == 8 and int(dataset.get("PixelRepresentation", 0)) == 0
-          and np.issubdtype(values.dtype, np.integer) and float(dataset.get("RescaleSlope", 1)) == 1
-          and float(dataset.get("RescaleIntercept", 0)) == 0):
-        shown, low, high = values.astype(np.float64), 0.0, 255.0
-    else:
-        shown = values.astype(np.float64)
-        low, high = percentile_range(shown)
-    grey = window_grey(shown, low, high)
-    if str(dataset.get("PhotometricInterpretation", "MONOCHROME2")).strip() == "MONOCHROME1":
-        grey = 255.0 - grey
-    return grey
-
-
-def _read_dicom(path: Path, max_pixels: int):
-    """A pydicom Dataset whose header passed the checks (pixel data present, one grey frame, size, truncation,
-    decoder installed), its large elements not yet read."""
-    try:
-        import pydicom
-        from pydicom.errors import InvalidDicomError
-    except ImportError:
-        raise ImageReadError(f"{path}: reading DICOM needs pydicom (pip install pydicom)") from None
-    try:
-        dataset = pydicom.dcmread(str(path), defer_size=_DICOM_DEFER_BYTES)
-    except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise ImageReadError(f"{path}: not a readable DICOM file ({' '.join(str(exc).split())})") from None
-    if not any(key in dataset for key in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
-        raise ImageReadError(f"{path}: DICOM file has no pixel data (not an image, or truncated before it)")
-    if "Rows" not in dataset or "Columns" not in dataset:
-        raise ImageReadError(f"{path}: DICOM file has pixel data but no Rows/Columns")
-    frames = int(getattr(dataset, "NumberOfFrames", 1) or 1)
-    _check_pixels(path, int(dataset.Columns), int(dataset.Rows), max_pixels, frames)
-    if frames > 1:
-        raise ImageReadError(f"{path}: DICOM file has {frames} frames; one frame (a single radiograph) expected")
-    samples = int(getattr(dataset, "SamplesPerPixel", 1) or 1)
-    photometric = str(getattr(dataset, "PhotometricInterpretation", "MONOCHROME2")).strip()
-    if samples != 1 or photometric not in ("MONOCHROME1", "MONOCHROME2"):
-        raise ImageReadError(f"{path}: DICOM file has colour samples ({photometric}, {samples} samples per pixel); "
-                             "a grey radiograph (MONOCHROME1 or MONOCHROME2) expected")
-    syntax = getattr(getattr(dataset, "file_meta", None), "TransferSyntaxUID", None)
-    if "PixelData" in dataset and syntax is not None and not syntax.is_compressed:
-        bits = int(getattr(dataset, "BitsAllocated", 16) or 16)
-        expected = math.ceil(int(dataset.Rows) * int(dataset.Columns) * bits / 8)
-        found = len(dataset.PixelData)
-        if found < expected:
-            raise ImageReadError(f"{path}: DICOM pixel data truncated: {found:,} of {expected:,} bytes")
-    _check_decoder(path, syntax)
-    return dataset
-
-
-def _grey_from_dicom(path: Path, max_pixels: int = MAX_SOURCE_PIXELS) -> np.ndarray:
-    """Grey float32 array in [0, 255] from a DICOM file, its header checked before the pixel data is read."""
-    dataset = _read_dicom(path, max_pixels)
-    stored = dataset.pixel_array
-    if stored.ndim != 2:
-        raise ImageReadError(f"{path}: expected one grey frame, found pixel array of shape {stored.shape}")
-    return dicom_grey(stored, dataset)
+def follows_sixteen_bit_rule(path: str | Path) -> bool:
+    """True for a source the SIXTEEN_BIT_RULE converts: a DICOM (by its suffix) or a 16-bit PNG/TIFF (its header)."""
+    return is_dicom_path(path) or is_sixteen_bit(path)
 
 
 def _check_file(path: Path) -> None:
@@ -328,15 +235,18 @@ def image_size(path: str | Path, max_pixels: int = MAX_SOURCE_PIXELS) -> tuple[i
 
 def read_grey(path: str | Path, max_pixels: int = MAX_SOURCE_PIXELS) -> np.ndarray:
     """Decode an image file to a 2-D float32 grey array in [0, 255]; ImageReadError naming the file if impossible
-    (see the module docstring for what is refused before decoding; `max_pixels` is width x height in pixels)."""
+    (see the module docstring for what is refused before decoding; `max_pixels` bounds width x height and the padded
+    square max(width, height)**2, in pixels)."""
     path = Path(path)
     _check_file(path)
     try:
         if is_dicom_path(path):
-            return _grey_from_dicom(path, max_pixels)
+            from cxrres.data.dicom_pixels import grey_from_dicom
+
+            return grey_from_dicom(path, max_pixels)
         with _open_checked(path, max_pixels) as image:
             image.load()
-            return _grey_from_pil(image)
+            return _grey_from_pil(path, image)
     except ImageReadError:
         raise
     except Exception as exc:  # Pillow raises many types for corrupt files; all mean "cannot read this image"
@@ -371,3 +281,33 @@ def load_resized(path: str | Path, resolutions_px: tuple[int, ...]) -> tuple[dic
         raise ImageReadError(f"{path}: expected a 2-D image, got shape {grey.shape}")
     square = pad_to_square(grey)
     return {r: area_resize(square, r) for r in resolutions_px}, (int(grey.shape[0]), int(grey.shape[1]))
+
+
+def preprocessing_rules() -> list[str]:
+    """Every rule a client needs to reproduce the network's input from an image file without cxrres, one short plain
+    sentence each, in the order they apply (the exported model's card prints them)."""
+    from cxrres.data.dataset import IMAGENET_MEAN, IMAGENET_STD  # imports torch: only when asked
+
+    return [
+        "Colour files (RGB, RGBA, LA, palette, 1-bit) become 8-bit grey by ITU-R 601-2 luma, "
+        "L = 0.299 R + 0.587 G + 0.114 B, as Pillow's convert('L') computes it; alpha is ignored.",
+        "8-bit grey is used as stored (0..255).",
+        "Grey deeper than 8 bits becomes value * 255 / (2^bits - 1), in float: bits is the PNG's sBIT when every "
+        f"value fits in it, else the smallest of {', '.join(map(str, BIT_DEPTHS))} bits that holds the image's largest "
+        "value; negative values are refused.",
+        "DICOM: stored values (signed when PixelRepresentation is 1) go through the Modality LUT, RescaleSlope x value "
+        "+ RescaleIntercept or the Modality LUT Sequence; values that are not finite or exceed float32 are refused.",
+        "DICOM with a VOI LUT Sequence (its first item) or WindowCenter/WindowWidth (the first pair; LINEAR, "
+        "LINEAR_EXACT or SIGMOID, DICOM PS3.3 C.11.2): its output range maps linearly to 0..255 (a VOI LUT's "
+        "0..2^n - 1, a window's stored range after the Modality LUT).",
+        "DICOM with neither: the range the Modality LUT can give (0..2^BitsStored - 1, or -2^(BitsStored - 1)..2^"
+        "(BitsStored - 1) - 1 when signed, through the rescale) maps linearly to 0..255.",
+        "MONOCHROME1 is inverted after windowing: grey = 255 - grey.",
+        "A non-square image is padded with 0 (black) at the bottom or the right to a square of side "
+        "max(width, height).",
+        "The square is resized to R x R by area interpolation (OpenCV INTER_AREA: the mean over each output pixel's "
+        "footprint) in float32.",
+        "The result is rounded to the nearest integer, halves to even (NumPy rint), and clipped to uint8 0..255.",
+        "The network sees grey / 255 repeated to 3 channels, normalised per channel with the ImageNet mean "
+        f"{tuple(IMAGENET_MEAN)} and std {tuple(IMAGENET_STD)}.",
+    ]
