@@ -167,7 +167,26 @@ def test_folder_input_dicom_and_jpeg(run, tmp_path) -> None:
     assert np.abs(table.loc[2, classes].to_numpy(float) - table.loc[0, classes].to_numpy(float)).max() <= 1e-6
 
 
-def _write_dicom(path: Path, grey: np.ndarray) -> None:
+def test_one_picture_three_encodings_same_probabilities(run, tmp_path) -> None:
+    """8-bit PNG, 16-bit PNG (values x 257) and a 16-bit DICOM with a full-range window: one rule maps every stored
+    bit depth to the network's input, so the three give the same probabilities (<= 1e-4)."""
+    run_dir, phantom = run
+    names = runs.read_predictions(run_dir).images[:3]
+    files = []
+    for name in names:
+        grey = np.asarray(Image.open(phantom / "images" / name).convert("L"))
+        stem = tmp_path / Path(name).stem
+        Image.fromarray(grey).save(f"{stem}_8.png")
+        Image.fromarray(grey.astype(np.uint16) * 257).save(f"{stem}_16.png")
+        _write_dicom(Path(f"{stem}_16.dcm"), grey.astype(np.uint16) * 257, window=(32768, 65536))
+        files += [Path(f"{stem}_8.png"), Path(f"{stem}_16.png"), Path(f"{stem}_16.dcm")]
+    predict_files(run_dir, files, tmp_path / "out", workers=0, progress=False)
+    table = pd.read_csv(tmp_path / "out" / "predictions.csv")
+    probs = table[runs.read_predictions(run_dir).classes].to_numpy().reshape(len(names), 3, -1)
+    assert np.abs(probs - probs[:, :1]).max() <= 1e-4
+
+
+def _write_dicom(path: Path, grey: np.ndarray, window: tuple[float, float] | None = None) -> None:
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"  # digital X-ray
     meta.MediaStorageSOPInstanceUID = generate_uid()
@@ -177,8 +196,11 @@ def _write_dicom(path: Path, grey: np.ndarray) -> None:
     ds.Modality, ds.PatientID = "DX", "P1"
     ds.Rows, ds.Columns = grey.shape
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
-    ds.PixelData = grey.astype(np.uint8).tobytes()
+    bits = 16 if grey.dtype == np.uint16 else 8
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = bits, bits, bits - 1, 0
+    if window is not None:
+        ds.WindowCenter, ds.WindowWidth = window
+    ds.PixelData = grey.astype(np.uint16 if bits == 16 else np.uint8).tobytes()
     ds.save_as(str(path), enforce_file_format=True)
     assert pydicom.dcmread(path).pixel_array.shape == grey.shape
 

@@ -21,6 +21,7 @@ from torch import nn
 from cxrres import __version__, runs
 from cxrres.config import TrainConfig
 from cxrres.data.dataset import IMAGENET_MEAN, IMAGENET_STD
+from cxrres.data.images import preprocessing_rules
 from cxrres.data.layout import is_phantom
 from cxrres.errors import CxrresError
 from cxrres.inference import SCORING_PRECISION, load_run_model
@@ -166,9 +167,9 @@ def model_card(run_dir: Path, config: TrainConfig, classes: list[str], exported:
     lines = [f"# Model card: {display_name(config.arch)}, {config.resolution_px} px, {', '.join(classes) if config.label else '14 findings'}",
              "", f"Exported by cxrres {__version__} from `{run_dir}` as {fmt.upper()} (`{exported.name}`).", "",
              "## Input and output", "",
-             f"- Input `image_uint8`: uint8, N × {config.resolution_px} × {config.resolution_px}, one grey radiograph per row: "
-             "decoded (8/16-bit, DICOM with rescale and window), padded bottom/right to a square, area-resized "
-             f"to {config.resolution_px} px (cxrres.data.images.load_resized). Normalisation happens inside the graph.",
+             f"- Input `image_uint8`: uint8, N × {config.resolution_px} × {config.resolution_px}, one grey radiograph per row, "
+             f"made from the file by these rules (the steps up to the resize are the client's; the graph does the last):",
+             *(f"  - {rule}" for rule in preprocessing_rules()),
              f"- Output `probabilities`: float32, N × {len(classes)}, columns {', '.join(classes)}.",
              f"- Scoring precision: float32 without autocast ({SCORING_PRECISION}), the precision of `cxrres predict` and "
              f"of the run's own test predictions: on the same pixels they agree with this file to within 1e-4 (the run "
