@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 import platform
+from importlib.metadata import version
 from dataclasses import dataclass
 
-import lightning
 import numpy as np
 import torch
 import torchvision
@@ -24,7 +24,7 @@ from cxrres.errors import CxrresError
 def versions() -> dict[str, str]:
     """Versions of the software a run used."""
     return {"cxrres": __version__, "python": platform.python_version(), "torch": str(torch.__version__),
-            "torchvision": torchvision.__version__, "lightning": lightning.__version__, "numpy": np.__version__}
+            "torchvision": torchvision.__version__, "lightning": version("lightning"), "numpy": np.__version__}
 
 
 # --- data -------------------------------------------------------------------------------------------------------
