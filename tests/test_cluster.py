@@ -240,3 +240,50 @@ def _reload(args: list[str]):
 
     flags = dict(zip(args[1::2], args[2::2]))
     return study_settings(flags["--config"], {name: flags.get(f"--{name}") for name in GRID_FLAGS})
+
+
+def _rsna_with_a_duplicated_box_row(tmp_path):
+    """An RSNA-layout phantom whose label file repeats one box row (a bad row that `skip_bad` leaves out), and a study
+    file that asks for `skip_bad`."""
+    from cxrres.synthetic import synthesize_layout
+
+    root = tmp_path / "rsna"
+    synthesize_layout("rsna", root, n_images=48, size_px=64, seed=3, workers=1, progress=False)
+    labels = root / "stage_2_train_labels.csv"
+    rows = labels.read_text().splitlines()
+    boxed = next(r for r in rows[1:] if r.endswith(",1"))
+    labels.write_text("\n".join(rows + [boxed]) + "\n")
+    config = tmp_path / "study.yaml"
+    config.write_text("train:\n  weights: none\n  max_epochs: 1\n  batch_size: 8\n  skip_bad: true\n"
+                      "localize:\n  examples: 0\nn_boot: 50\nslurm:\n  cpus_per_run: 1\n")
+    return root, config
+
+
+def test_the_slurm_prepare_job_carries_the_studys_data_settings(tmp_path, capsys):
+    """The cluster's prepare job is `cxrres study --step prepare` with the study's own file: `skip_bad` (and every
+    other data setting) reaches it through the function the local executor calls; a bare `cxrres prepare` fails."""
+    root, config = _rsna_with_a_duplicated_box_row(tmp_path)
+    args = ["study", "--data", str(root), "--resolutions", "32", "--out", str(tmp_path / "s"), "--config", str(config)]
+    study = _reload(args)
+    from cxrres.study import write_study_file
+
+    write_study_file(study)
+    script = cluster.prepare_script(study, cluster.slurm_options(study.slurm, {}))
+    command = next(line for line in script.splitlines() if "-m cxrres.cli" in line)
+    assert "study" in command.split() and "--step prepare" in command and str(tmp_path / "s" / "study.yaml") in command
+    assert main(["prepare", "--data", str(root), "--resolutions", "32", "--quiet"]) == 1  # the old job's command
+    assert "duplicate of an earlier row" in capsys.readouterr().err
+    assert main(args + ["--step", "prepare", "--quiet"]) == 0
+    assert "images at 32 px" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(_slurm_ready() is not None, reason=str(_slurm_ready()))
+def test_rsna_study_with_skip_bad_through_a_real_slurm(tmp_path, capsys):
+    root, config = _rsna_with_a_duplicated_box_row(tmp_path)
+    args = ["study", "--data", str(root), "--resolutions", "32", "--out", str(tmp_path / "s"), "--config", str(config),
+            "--executor", "slurm", "--wait"]
+    assert main(args) == 0
+    assert f"report: {tmp_path / 's' / 'report.html'}" in capsys.readouterr().out
+    run = tmp_path / "s" / "runs" / "densenet121_32px_seed0"
+    assert (tmp_path / "s" / "report.html").is_file() and (run / "localization.csv").is_file()
+    assert "duplicate of an earlier row" in (run / "skipped_rows.txt").read_text()

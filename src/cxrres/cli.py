@@ -187,6 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--config", metavar="FILE", help="YAML with study settings; its `train:` mapping holds training settings")
     study.add_argument("--dry-run", action="store_true", help="list what is done and what is left; change nothing")
     study.add_argument("--plan", action="store_true", help="print one `cxrres train` command per unfinished run (for a scheduler)")
+    study.add_argument("--step", choices=("prepare",), default=None,
+                       help="run one step of the study only: `prepare` builds the caches every run uses, with the study's "
+                            "data settings (the SLURM executor's first job)")
     _add_cluster_options(study)
     study.add_argument("--quiet", action="store_true", help="no progress bars")
     study.set_defaults(func=commands.study)

@@ -162,7 +162,8 @@ def print_key_table(key: Path, html: Path) -> None:
 def study(args: argparse.Namespace) -> int:
     """Run (or continue, list, or plan) a whole study."""
     from cxrres.runs import KEY_TABLE
-    from cxrres.study import GRID_FLAGS, describe_state, job_commands, run_study, study_settings, write_study_file
+    from cxrres.study import (GRID_FLAGS, describe_state, job_commands, prepare_source, run_study, study_settings,
+                              write_study_file)
 
     study = study_settings(args.config, {name: getattr(args, name) for name in GRID_FLAGS})
     if args.dry_run:
@@ -171,6 +172,10 @@ def study(args: argparse.Namespace) -> int:
     if args.plan:
         write_study_file(study)
         print(job_commands(study))
+        return 0
+    if args.step == "prepare":  # the same function the local executor starts with: one home for the data settings
+        source = prepare_source(study, progress=not args.quiet)
+        print(f"cache {source.cache_dir}: {source.prepared.n_images:,} images at {','.join(map(str, study.resolutions))} px")
         return 0
     if args.executor == "slurm":
         return study_on_slurm(study, args)

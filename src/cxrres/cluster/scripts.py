@@ -151,15 +151,15 @@ def _job_name(study: StudyConfig, step: str) -> str:
 
 def prepare_script(study: StudyConfig, options: SlurmOptions, python: str = sys.executable,
                    pythonpath: str | None = None, workdir: Path | None = None) -> str:
-    """The job that builds (or reuses) the resolution caches of every run before any run trains."""
+    """The job that builds (or reuses) the resolution caches of every run before any run trains: `cxrres study --step
+    prepare` with the study's own settings, so the data settings (data set, views, split, readers, --skip-bad, cache)
+    reach it through the function the local executor calls (`study.prepare_source`)."""
     logs = slurm_dir(study) / SLURM_LOGS
-    argv = ["prepare", "--data", study.data, "--resolutions", ",".join(map(str, study.resolutions)), "--quiet"]
-    if study.train.get("cache"):
-        argv += ["--cache", str(study.train["cache"])]
+    argv = ["study", *study_argv(study), "--step", "prepare", "--quiet"]
     lines = _header(_job_name(study, "prepare"), options, logs / "prepare_%j.out", workdir or Path.cwd(),
                     cpus=options.cpus_per_run)
     lines += _environment(python, pythonpath)
-    lines.append('"$PYTHON" -m cxrres.cli ' + " ".join(shlex.quote(a) for a in argv) + ' --workers "${SLURM_CPUS_PER_TASK:-1}"')
+    lines.append('"$PYTHON" -m cxrres.cli ' + " ".join(shlex.quote(a) for a in argv))
     return "\n".join(lines) + "\n"
 
 
