@@ -106,3 +106,32 @@ def test_export_best_run_per_resolution_in_one_command(study, tmp_path):
     exported = sorted(p.name for p in (tmp_path / "exp").glob("*.onnx"))
     assert [re.sub(r"seed\d+", "seed", name) for name in exported] == ["densenet121_32px_seed.onnx", "densenet121_48px_seed.onnx"]
     assert all((tmp_path / "exp" / f"{name}.md").is_file() for name in exported)
+
+
+@pytest.mark.parametrize("section, message", [
+    ("localize:\n  exampels: 1\n", "unknown localize setting 'exampels'"),
+    ("localize:\n  method: gradkam\n", "unknown method 'gradkam'"),
+    ("localize:\n  iou: 1.5\n", "iou must be a number in (0, 1]"),
+    ("localize:\n  examples: -1\n", "examples must be a whole number"),
+])
+def test_a_bad_localize_section_is_refused_before_training(tmp_path, capsys, section, message):
+    """Every key and value of a study file's `localize:` is checked at load: one line naming the file, nothing trained."""
+    synthesize(tmp_path / "phantom", n_images=40, size_px=64, seed=3, workers=1, progress=False)
+    config = tmp_path / "study.yaml"
+    config.write_text("train:\n  weights: none\n  max_epochs: 1\n" + section)
+    args = ["study", "--data", str(tmp_path / "phantom"), "--resolutions", "32", "--out", str(tmp_path / "s"),
+            "--config", str(config), "--quiet"]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and str(config) in err and message in err
+    assert not (tmp_path / "s" / "runs").exists()
+
+
+def test_localize_defaults_have_one_home():
+    from cxrres.cli import build_parser
+    from cxrres.config import LocalizeSettings
+    from cxrres.study import StudyConfig
+
+    parsed = build_parser().parse_args(["localize", "RUN"])
+    assert (parsed.method, parsed.threshold, parsed.iou, parsed.examples) == tuple(vars(LocalizeSettings()).values())
+    assert StudyConfig(data="x").localize == vars(LocalizeSettings())

@@ -10,9 +10,12 @@ import sys
 from typing import Callable, Sequence
 
 from cxrres import __version__, commands
-from cxrres.config import DESCRIBE_SETTINGS, add_arguments, add_train_arguments
+from cxrres.config import DESCRIBE_SETTINGS, LocalizeSettings, add_arguments, add_train_arguments
 from cxrres.errors import EXIT_TERMINATED, CxrresError, Terminated
 from cxrres.runs import COMPARISON
+
+#: The localization defaults (one home: config.LocalizeSettings, also a study's `localize:` defaults).
+LOCALIZE = LocalizeSettings()
 
 
 def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
@@ -163,11 +166,11 @@ def build_parser() -> argparse.ArgumentParser:
                                           "threshold. Writes localization.csv, localization_samples.csv and example figures.")
     localize.add_argument("run_dir", metavar="RUN_DIR")
     localize.add_argument("--data", metavar="DIR", help="data root (default: the run's)")
-    localize.add_argument("--method", default="gradcam", metavar="METHOD",
+    localize.add_argument("--method", default=LOCALIZE.method, metavar="METHOD",
                           help="saliency method (default: %(default)s)")
-    localize.add_argument("--threshold", type=float, default=0.5, help="threshold on the min-max normalised map (default: %(default)s)")
-    localize.add_argument("--iou", type=float, default=0.1, help="IoU at which a detection is positive (default: %(default)s)")
-    localize.add_argument("--examples", type=int, default=2, metavar="N", help="example figures per class (default: %(default)s)")
+    localize.add_argument("--threshold", type=float, default=LOCALIZE.threshold, help="threshold on the min-max normalised map (default: %(default)s)")
+    localize.add_argument("--iou", type=float, default=LOCALIZE.iou, help="IoU at which a detection is positive (default: %(default)s)")
+    localize.add_argument("--examples", type=int, default=LOCALIZE.examples, metavar="N", help="example figures per class (default: %(default)s)")
     localize.add_argument("--json", action="store_true", help='print {"classes": {...}, "mean": {"precision", "accuracy", "pointing"}}')
     localize.add_argument("--quiet", action="store_true", help="no progress bar")
     localize.set_defaults(func=commands.localize)

@@ -22,7 +22,7 @@ import torch
 from tqdm import tqdm
 
 from cxrres import runs, saliency
-from cxrres.config import TrainConfig
+from cxrres.config import LocalizeSettings, TrainConfig
 from cxrres.data.boxes import classes_by_box_size
 from cxrres.data.images import read_grey
 from cxrres.data.source import DataSource
@@ -112,8 +112,9 @@ def localization_source(run_dir: Path, config: TrainConfig, data: str | Path | N
     return DataSource.prepare(root, config.split_spec(), [config.resolution_px], recorded, progress)
 
 
-def localize_run(run_dir: str | Path, data: str | Path | None = None, method: str = "gradcam", threshold: float = 0.5,
-                 iou_threshold: float = 0.1, examples: int = 2, batch_size: int = 16, device: str | None = None,
+def localize_run(run_dir: str | Path, data: str | Path | None = None, method: str = LocalizeSettings.method,
+                 threshold: float = LocalizeSettings.threshold, iou_threshold: float = LocalizeSettings.iou,
+                 examples: int = LocalizeSettings.examples, batch_size: int = 16, device: str | None = None,
                  progress: bool = True, source: DataSource | None = None) -> Localization:
     """Score the run's maps against the ground-truth boxes of its split's test part; write the tables and figures."""
     run_dir = Path(run_dir)

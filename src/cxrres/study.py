@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from cxrres import runs
-from cxrres.config import PER_RUN, TrainConfig, default_run_dir, read_settings_yaml, train_argv
+from cxrres.config import PER_RUN, LocalizeSettings, TrainConfig, localize_settings, default_run_dir, read_settings_yaml, train_argv
 from cxrres.data.cache import parse_resolutions
 from cxrres.data.datasets import DatasetTable, detect_dataset, open_dataset
 from cxrres.data.labels import CLASSES, canonical_label
@@ -39,7 +39,7 @@ class StudyConfig:
     labels: tuple[str | None, ...] = (None,)  # None: one network over all the run's classes per (arch, R, seed)
     out: str = "study"
     train: dict[str, Any] = field(default_factory=dict)  # TrainConfig settings shared by all runs
-    localize: dict[str, Any] = field(default_factory=lambda: {"method": "gradcam", "threshold": 0.5, "iou": 0.1, "examples": 3})
+    localize: dict[str, Any] = field(default_factory=lambda: dataclasses.asdict(LocalizeSettings()))
     n_boot: int = 1000
     slurm: dict[str, Any] = field(default_factory=dict)  # `--executor slurm` settings (cxrres.cluster.SlurmOptions)
     external: tuple[str, ...] = ()  # other data roots every run is scored on once trained (cxrres evaluate --data)
@@ -50,6 +50,7 @@ def study_from_file(path: str | Path) -> dict[str, Any]:
     payload = read_settings_yaml(path, {f.name for f in dataclasses.fields(StudyConfig)})
     train_known = {f.name for f in dataclasses.fields(TrainConfig)} - set(PER_RUN)
     _check_train_mapping(path, payload.get("train") or {}, train_known)
+    localize_settings(payload.get("localize"), path)  # refused here, naming the file, before anything trains
     return payload
 
 
@@ -93,8 +94,7 @@ def make_study(settings: dict[str, Any]) -> StudyConfig:
         s["external"] = tuple(str(Path(r.strip()).expanduser().resolve()) for r in roots)
     s["data"] = str(Path(s["data"]).expanduser().resolve())
     s["out"] = str(Path(s.get("out", "study")).expanduser().resolve())
-    defaults = StudyConfig(data=s["data"])
-    s["localize"] = {**defaults.localize, **(s.get("localize") or {})}
+    s["localize"] = dataclasses.asdict(localize_settings(s.get("localize"), "the study's localize settings"))
     study = StudyConfig(**s)
     if any(study.labels) and Path(study.data).is_dir():
         check_labels(study.labels, study_classes(study), study.data)
