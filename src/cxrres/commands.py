@@ -167,7 +167,10 @@ def study(args: argparse.Namespace) -> int:
 
     study = study_settings(args.config, {name: getattr(args, name) for name in GRID_FLAGS})
     if args.dry_run:
-        print(describe_state(study))
+        from cxrres.cluster import describe_jobs  # where the study's SLURM jobs stand, if submitted
+
+        jobs = describe_jobs(study)
+        print("\n".join([describe_state(study)] + ([jobs] if jobs else [])))
         return 0
     if args.plan:
         write_study_file(study)

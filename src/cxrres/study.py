@@ -160,7 +160,8 @@ def needs_localization(config: TrainConfig, boxed: set[str]) -> bool:
 
 
 def describe_state(study: StudyConfig) -> str:
-    """`--dry-run`: one line per run saying what is done and what is left."""
+    """`--dry-run`: one line per run saying what is done and what is left (the command adds where the study's SLURM
+    jobs stand, `cluster.describe_jobs`: the executor imports the study, never the other way round)."""
     lines, boxed = [], None
     for config in run_configs(study):
         s = run_state(config, study.external)
@@ -173,10 +174,7 @@ def describe_state(study: StudyConfig) -> str:
         lines.append(f"{s.run:<40} {trained:<28} left: {', '.join(left) or 'nothing'}")
     report = Path(study.out) / runs.REPORT_HTML
     lines.append(f"report: {'written' if report.is_file() else 'not written'} ({report})")
-    from cxrres.cluster import describe_jobs  # the executor hook: where the study's SLURM jobs stand, if submitted
-
-    jobs = describe_jobs(study)
-    return "\n".join(lines + ([jobs] if jobs else []))
+    return "\n".join(lines)
 
 
 def study_argv(study: StudyConfig) -> list[str]:
