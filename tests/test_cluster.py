@@ -248,7 +248,7 @@ def _rsna_with_a_duplicated_box_row(tmp_path):
     from cxrres.synthetic import synthesize_layout
 
     root = tmp_path / "rsna"
-    synthesize_layout("rsna", root, n_images=48, size_px=64, seed=3, workers=1, progress=False)
+    synthesize_layout("rsna", root, n_images=120, size_px=64, seed=3, workers=1, progress=False)
     labels = root / "stage_2_train_labels.csv"
     rows = labels.read_text().splitlines()
     boxed = next(r for r in rows[1:] if r.endswith(",1"))
