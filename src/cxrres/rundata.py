@@ -98,5 +98,5 @@ def load_run_data(config: TrainConfig, source: DataSource | None = None) -> RunD
             images, labels = [n for n, p in zip(images, present) if p], labels[present]
         if not images:
             raise CxrresError(f"{config.data}: no image of the {part} part is in the cache")
-        parts[part] = CacheDataset(cache, images, labels)
+        parts[part] = CacheDataset(cache, images, labels, classes)
     return RunData(config, classes, parts, source, cache, dropped if config.allow_missing else {p: 0 for p in parts})

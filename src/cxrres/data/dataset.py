@@ -15,13 +15,15 @@ IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 
 class CacheDataset(Dataset):
-    """Images of one split part from a memory-mapped cache: item i = (uint8 tensor (1, R, R), float32 labels (C,)).
+    """Images of one split part from a memory-mapped cache: item i = (uint8 tensor (1, R, R), float32 labels (C,):
+    1 positive, 0 negative, -1 masked out of that class (uncertain under `uncertain: ignore`)).
 
     The memory map is opened lazily in each process (so DataLoader workers do not share file handles) and rows
     are copied out, so a batch never pins the map.
     """
 
-    def __init__(self, cache: ResolutionCache, images: list[str], labels: np.ndarray) -> None:
+    def __init__(self, cache: ResolutionCache, images: list[str], labels: np.ndarray,
+                 classes: list[str] | None = None) -> None:
         labels = np.asarray(labels)
         if labels.ndim != 2 or labels.shape[0] != len(images):
             raise CxrresError(f"labels of shape {labels.shape} do not match {len(images)} images")
@@ -29,6 +31,7 @@ class CacheDataset(Dataset):
         self.images = list(images)
         self.rows = cache.rows_of(self.images)
         self.labels = torch.tensor(labels, dtype=torch.float32)
+        self.classes = list(classes) if classes is not None else None  # the label columns' names, when known
         self._array: np.ndarray | None = None
 
     def __len__(self) -> int:
