@@ -11,7 +11,7 @@ from typing import Callable, Sequence
 
 from cxrres import __version__, commands
 from cxrres.config import DESCRIBE_SETTINGS, add_arguments, add_train_arguments
-from cxrres.errors import EXIT_TERMINATED, CxrresError, Terminated
+from cxrres.errors import EXIT_TERMINATED, CxrresError, Terminated, describe_os_error
 from cxrres.runs import COMPARISON
 
 
@@ -251,6 +251,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `cxrres describe | head`: the reader left; say nothing more (Python docs' recipe)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except OSError as exc:  # a full disk, a read-only --out, a file where a directory must go: one line, no traceback
+        fallback = getattr(args, "out", None) or getattr(args, "cache", None)
+        print(f"cxrres {args.command}: error: {describe_os_error(exc, fallback)}", file=sys.stderr)
+        return 1
     finally:
         signal.signal(signal.SIGTERM, previous)
 
