@@ -136,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
                                           "AUC (Mann-Whitney) and DeLong interval; the mean over classes with a bootstrap-by-patient "
                                           "interval. --reference and --data score against other labels or on another data set.")
     evaluate.add_argument("run_dir", metavar="RUN_DIR")
+    evaluate.add_argument("--out", metavar="DIR", help="write auc.csv here (default: the run directory; a read-only "
+                                                       "run is only printed)")
     evaluate.add_argument("--json", action="store_true", help='print {"auc": {class: {auc, ci_low, ci_high}, ..., "mean": {...}}}')
     evaluate.add_argument("--reference", choices=("google2019",), help="score an NIH run against Google's adjudicated labels (docs/data.md)")
     evaluate.add_argument("--data", metavar="OTHER_ROOT", help="score the run on another data set's test part, over the classes both have")
@@ -160,6 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
                                           "frame, thresholded, one detection per connected component; precision and hit at an IoU "
                                           "threshold. Writes localization.csv, localization_samples.csv and example figures.")
     localize.add_argument("run_dir", metavar="RUN_DIR")
+    localize.add_argument("--out", metavar="DIR", help="write the tables and figures here (default: the run directory; "
+                                                       "a read-only run is only printed)")
     localize.add_argument("--data", metavar="DIR", help="data root (default: the run's)")
     localize.add_argument("--method", default="gradcam", metavar="METHOD",
                           help="saliency method (default: %(default)s)")
