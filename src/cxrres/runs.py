@@ -19,7 +19,8 @@ A run directory holds
   the run on another data set's test part, over the classes both have;
 - `skipped_rows.txt` — only under `skip_bad`, when the data set had bad box/label rows: one `file:line: problem` per
   row whose image the run's data left out (written by train and localize);
-- `logs/` — CSV and TensorBoard logs from Lightning.
+- `logs/` — CSV and TensorBoard logs from Lightning;
+- `.lock` — flock'ed by the `cxrres train` process writing the run, naming its pid and host (`cxrres.run_io`).
 
 A study directory holds `study.yaml`, `runs/<run>/` (run directories), `comparison/` (cxrres compare),
 `key_results.md`, `report.html`, `report.md` and `report_files/`.
