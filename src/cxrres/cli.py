@@ -11,7 +11,7 @@ from typing import Callable, Sequence
 
 from cxrres import __version__, commands
 from cxrres.config import DESCRIBE_SETTINGS, LocalizeSettings, add_arguments, add_train_arguments
-from cxrres.errors import EXIT_TERMINATED, CxrresError, Terminated
+from cxrres.errors import EXIT_TERMINATED, CxrresError, Terminated, describe_os_error
 from cxrres.runs import COMPARISON
 
 #: The localization defaults (one home: config.LocalizeSettings, also a study's `localize:` defaults).
@@ -141,6 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
                                           "AUC (Mann-Whitney) and DeLong interval; the mean over classes with a bootstrap-by-patient "
                                           "interval. --reference and --data score against other labels or on another data set.")
     evaluate.add_argument("run_dir", metavar="RUN_DIR")
+    evaluate.add_argument("--out", metavar="DIR", help="write auc.csv here (default: the run directory; a read-only "
+                                                       "run is only printed)")
     evaluate.add_argument("--json", action="store_true", help='print {"auc": {class: {auc, ci_low, ci_high}, ..., "mean": {...}}}')
     evaluate.add_argument("--reference", choices=("google2019",), help="score an NIH run against Google's adjudicated labels (docs/data.md)")
     evaluate.add_argument("--data", metavar="OTHER_ROOT", help="score the run on another data set's test part, over the classes both have")
@@ -165,6 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
                                           "frame, thresholded, one detection per connected component; precision and hit at an IoU "
                                           "threshold. Writes localization.csv, localization_samples.csv and example figures.")
     localize.add_argument("run_dir", metavar="RUN_DIR")
+    localize.add_argument("--out", metavar="DIR", help="write the tables and figures here (default: the run directory; "
+                                                       "a read-only run is only printed)")
     localize.add_argument("--data", metavar="DIR", help="data root (default: the run's)")
     localize.add_argument("--method", default=LOCALIZE.method, metavar="METHOD",
                           help="saliency method (default: %(default)s)")
@@ -270,6 +274,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `cxrres describe | head`: the reader left; say nothing more (Python docs' recipe)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except OSError as exc:  # a full disk, a read-only --out, a file where a directory must go: one line, no traceback
+        fallback = getattr(args, "out", None) or getattr(args, "cache", None)
+        print(f"cxrres {args.command}: error: {describe_os_error(exc, fallback)}", file=sys.stderr)
+        return 1
     finally:
         signal.signal(signal.SIGTERM, previous)
 

@@ -99,8 +99,9 @@ def evaluate(args: argparse.Namespace) -> int:
                                    args.allow_missing, progress=not args.json)
         print(json.dumps(result.as_json()) if args.json else result.summary())
         return 0
-    table = evaluate_run(args.run_dir, args.level, args.n_boot)
-    print(json.dumps(table_as_json(table)) if args.json else f"{format_table(table)}\nwrote {args.run_dir}/{AUC}")
+    table = evaluate_run(args.run_dir, args.level, args.n_boot, args.out)
+    written = table.attrs["written"]
+    print(json.dumps(table_as_json(table)) if args.json else format_table(table) + (f"\nwrote {written}" if written else ""))
     return 0
 
 
@@ -124,7 +125,7 @@ def localize(args: argparse.Namespace) -> int:
     from cxrres.runs import LOCALIZATION, LOCALIZATION_SAMPLES, SKIPPED_ROWS
 
     result = localize_run(args.run_dir, args.data, args.method, args.threshold, args.iou, args.examples,
-                          progress=not (args.quiet or args.json))
+                          progress=not (args.quiet or args.json), out=args.out)
     if args.json:
         print(json.dumps(summary_as_json(result.summary)))
         return 0
@@ -134,8 +135,10 @@ def localize(args: argparse.Namespace) -> int:
     if result.skipped_not_in_cache:
         print(f"{result.skipped_not_in_cache} boxes skipped: their images are not on disk")
     if result.skipped_rows:
-        print(f"{len(result.skipped_rows)} bad metadata rows skipped, their images left out: {args.run_dir}/{SKIPPED_ROWS}")
-    print(f"wrote {args.run_dir}/{LOCALIZATION}, {LOCALIZATION_SAMPLES} and {len(result.figures)} example figures")
+        print(f"{len(result.skipped_rows)} bad metadata rows skipped, their images left out"
+              + (f": {result.written_to}/{SKIPPED_ROWS}" if result.written_to else ""))
+    if result.written_to:
+        print(f"wrote {result.written_to}/{LOCALIZATION}, {LOCALIZATION_SAMPLES} and {len(result.figures)} example figures")
     return 0
 
 

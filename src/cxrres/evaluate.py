@@ -88,10 +88,14 @@ def auc_table(predictions: runs.Predictions, level: float = 0.95, n_boot: int = 
     return pd.concat([table, pd.DataFrame([mean_row])], ignore_index=True)
 
 
-def evaluate_run(run_dir: str | Path, level: float = 0.95, n_boot: int = N_BOOT) -> pd.DataFrame:
-    """Read the run's predictions, write `auc.csv` into the run directory, return the table."""
+def evaluate_run(run_dir: str | Path, level: float = 0.95, n_boot: int = N_BOOT, out: str | Path | None = None) -> pd.DataFrame:
+    """Read the run's predictions, write `auc.csv` into `out` or the run directory (not at all, with a warning, when
+    that is read-only: see `runs.result_dir`), return the table; `table.attrs["written"]` is the file or None."""
     table = auc_table(runs.read_predictions(run_dir), level, n_boot)
-    runs.write_csv_atomic(Path(run_dir) / runs.AUC, table)
+    where = runs.result_dir(run_dir, out)
+    if where is not None:
+        runs.write_csv_atomic(where / runs.AUC, table)
+    table.attrs["written"] = where / runs.AUC if where is not None else None
     return table
 
 

@@ -48,7 +48,8 @@ class ExportWrapper(nn.Module):
 
 
 def export_run(run_dir: str | Path, fmt: str, out: str | Path) -> Path:
-    """Write the run's best network to `out` (written to a temporary name, then renamed) and `out`.md, its model card."""
+    """Write the run's best network to `out` (written to a temporary name, then renamed) and `out`.md, its model card;
+    if the card cannot be written the network is removed again (never one without the other)."""
     if fmt not in FORMATS:
         raise CxrresError(f"unknown export format {fmt!r}; choose from {', '.join(FORMATS)}")
     run_dir, out = Path(run_dir), Path(out)
@@ -57,6 +58,7 @@ def export_run(run_dir: str | Path, fmt: str, out: str | Path) -> Path:
         raise CxrresError(f"{run_dir}: not a run directory (no {runs.CONFIG})")
     if not best.is_file():
         raise CxrresError(f"{best}: missing; finish the run first (rerun its `cxrres train` command)")
+    runs.read_status(run_dir)  # a damaged run.json fails here, before anything is written
     model, config, classes = load_run_model(run_dir)
     wrapper = ExportWrapper(model.float().eval()).eval()
     example = torch.zeros((2, config.resolution_px, config.resolution_px), dtype=torch.uint8)
@@ -71,7 +73,11 @@ def export_run(run_dir: str | Path, fmt: str, out: str | Path) -> Path:
         else:
             torch.jit.save(torch.jit.trace(wrapper, example), str(tmp))
     tmp.replace(out)
-    write_text_atomic(out.with_name(out.name + ".md"), model_card(run_dir, config, classes, out, fmt))
+    try:  # the model and its card appear as a pair: no card, no model
+        write_text_atomic(out.with_name(out.name + ".md"), model_card(run_dir, config, classes, out, fmt))
+    except BaseException:
+        out.unlink(missing_ok=True)
+        raise
     return out
 
 

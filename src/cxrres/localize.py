@@ -42,6 +42,7 @@ class Localization:
     skipped_not_in_cache: int
     figures: list[Path] = field(default_factory=list)
     skipped_rows: tuple[str, ...] = ()  # bad metadata rows whose images the run's data leaves out (skip_bad)
+    written_to: Path | None = None  # where the tables went: --out, the run directory, or None (read-only run)
 
 
 def figure_name(label: str, image: str) -> str:
@@ -115,8 +116,9 @@ def localization_source(run_dir: Path, config: TrainConfig, data: str | Path | N
 def localize_run(run_dir: str | Path, data: str | Path | None = None, method: str = LocalizeSettings.method,
                  threshold: float = LocalizeSettings.threshold, iou_threshold: float = LocalizeSettings.iou,
                  examples: int = LocalizeSettings.examples, batch_size: int = 16, device: str | None = None,
-                 progress: bool = True, source: DataSource | None = None) -> Localization:
-    """Score the run's maps against the ground-truth boxes of its split's test part; write the tables and figures."""
+                 progress: bool = True, source: DataSource | None = None, out: str | Path | None = None) -> Localization:
+    """Score the run's maps against the ground-truth boxes of its split's test part; write the tables and figures
+    into `out` or the run directory (nothing, with a warning, when that is read-only: see `runs.result_dir`)."""
     run_dir = Path(run_dir)
     config = runs.read_settings(run_dir)
     classes = config.classes
@@ -159,12 +161,15 @@ def localize_run(run_dir: str | Path, data: str | Path | None = None, method: st
     samples = pd.DataFrame(rows)
     side = boxes["image"].map(lambda n: max(cache.source_hw[n]))
     summary = summarise(samples, classes_by_box_size(boxes, side))
+    where = runs.result_dir(run_dir, out)
+    result = Localization(samples, summary, skipped, skipped_rows=source.table.skipped, written_to=where)
+    if where is None:
+        return result
     for name, frame in ((runs.LOCALIZATION_SAMPLES, samples), (runs.LOCALIZATION, summary)):
-        runs.write_csv_atomic(run_dir / name, frame)
-    runs.write_skipped_rows(run_dir, source.table.skipped)
-    result = Localization(samples, summary, skipped, skipped_rows=source.table.skipped)
+        runs.write_csv_atomic(where / name, frame)
+    runs.write_skipped_rows(where, source.table.skipped)
     if keep:
-        out = run_dir / runs.LOCALIZATION_EXAMPLES
+        out = where / runs.LOCALIZATION_EXAMPLES
         out.mkdir(exist_ok=True)
         for (label, image), (frame, group_samples, blank) in keep.items():
             grey = read_grey(root.root / cache.sources[image])

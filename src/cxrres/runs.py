@@ -20,7 +20,8 @@ A run directory holds
   the run on another data set's test part, over the classes both have;
 - `skipped_rows.txt` — only under `skip_bad`, when the data set had bad box/label rows: one `file:line: problem` per
   row whose image the run's data left out (written by train and localize);
-- `logs/` — CSV and TensorBoard logs from Lightning.
+- `logs/` — CSV and TensorBoard logs from Lightning;
+- `.lock` — flock'ed by the `cxrres train` process writing the run, naming its pid and host (`cxrres.run_io`).
 
 A study directory holds `study.yaml`, `runs/<run>/` (run directories), `comparison/` (cxrres compare),
 `key_results.md`, `report.html`, `report.md` and `report_files/`.
@@ -31,6 +32,8 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -103,6 +106,21 @@ def read_external_aucs(run_dir: str | Path) -> list[pd.DataFrame]:
     return [pd.read_csv(path) for path in sorted((Path(run_dir) / EXTERNAL_TEST).glob(f"*/{AUC}"))]
 
 
+def result_dir(run_dir: str | Path, out: str | Path | None = None) -> Path | None:
+    """Where a command that reads a run writes its tables: `out` (created) when given, else the run directory when it
+    can be written; None, after one warning line suggesting --out, when it cannot (reading never needs writing)."""
+    if out is not None:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        return Path(out)
+    try:
+        with tempfile.TemporaryFile(dir=run_dir):
+            return Path(run_dir)
+    except OSError as error:
+        print(f"warning: {run_dir}: cannot write here ({error.strerror}); the results are printed, not saved; "
+              "add --out DIR to save them elsewhere", file=sys.stderr)
+        return None
+
+
 def write_yaml_atomic(path: Path, payload: dict) -> None:
     """Write `payload` as YAML via a temporary file and a rename."""
     write_text_atomic(path, yaml.safe_dump(payload, sort_keys=False))
@@ -166,13 +184,36 @@ class RunStatus:
 
 
 def read_status(run_dir: str | Path) -> RunStatus:
-    """The run's run.json (a `not started` status when it has none yet)."""
+    """The run's run.json (a `not started` status when it has none yet), validated field by field (DataFormatError
+    naming the file and the field)."""
     path = Path(run_dir) / STATUS
     if not path.is_file():
         return RunStatus()
-    payload = json.loads(path.read_text())
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise DataFormatError(path, f"not valid JSON ({str(error).splitlines()[0]}); delete it and rerun `cxrres train`") from None
+    if not isinstance(payload, dict):
+        raise DataFormatError(path, "not a JSON object; delete it and rerun `cxrres train`")
     known = {f.name for f in dataclasses.fields(RunStatus)}
-    return RunStatus(**{k: v for k, v in payload.items() if k in known})
+    fields = {k: v for k, v in payload.items() if k in known}
+    for name, value in fields.items():
+        kinds = _STATUS_TYPES[name]
+        if value is not None and (isinstance(value, bool) or not isinstance(value, kinds)):
+            raise DataFormatError(path, f"field `{name}` is {value!r}, expected {' or '.join(k.__name__ for k in kinds)}")
+        if name in ("epochs", "best_epoch", "world_size", "test_images") and value is not None and value < 0:
+            raise DataFormatError(path, f"field `{name}` is {value!r}, expected a count >= 0")
+    if fields.get("status", "not started") not in STATUS_VALUES:
+        raise DataFormatError(path, f"field `status` is {fields['status']!r}, expected one of {', '.join(STATUS_VALUES)}")
+    return RunStatus(**fields)
+
+
+#: The values run.json's `status` may take, and the JSON types of each of its fields (validated on read).
+STATUS_VALUES: tuple[str, ...] = ("not started", "running", "finished", "failed", "interrupted")
+_STATUS_TYPES: dict[str, tuple[type, ...]] = {
+    "status": (str,), "updated": (str,), "epochs": (int,), "best_epoch": (int,), "best_val_mean_auc": (int, float),
+    "wall_seconds": (int, float), "train_images_per_s": (int, float), "peak_memory_mb": (int, float), "device": (str,),
+    "world_size": (int,), "test_images": (int,), "error": (str,)}
 
 
 def write_status(run_dir: str | Path, status: RunStatus) -> None:

@@ -8,6 +8,7 @@ directory this writes, and docs/training.md.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
@@ -48,6 +49,7 @@ from cxrres.inference import ShardSampler, create_loader, load_checkpoint_into, 
 from cxrres.metrics import defined_classes
 from cxrres.models import create_model
 from cxrres.parallel import write_text_atomic
+from cxrres.run_io import LOCK, AtomicCheckpointIO, lock_run_dir, resume_checkpoint
 from cxrres.rundata import RunData, load_run_data, versions
 
 
@@ -251,7 +253,7 @@ def write_predictions(config: TrainConfig, data: RunData, model: nn.Module, devi
 def _check_run_dir(run_dir: Path, wanted: dict[str, Any]) -> dict | None:
     """The existing config of `run_dir` if it was made with the same identity; an error naming differences if not."""
     if not (run_dir / runs.CONFIG).is_file():
-        if run_dir.is_dir() and any(run_dir.iterdir()):
+        if run_dir.is_dir() and any(p.name != LOCK for p in run_dir.iterdir()):
             raise CxrresError(f"{run_dir}: exists and is not a cxrres run directory; choose another --out")
         return None
     existing = runs.read_config(run_dir)
@@ -318,6 +320,13 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = (), source: DataS
 
 def _train(config: TrainConfig, callbacks: Sequence[Callback], source: DataSource | None) -> Path:
     config = resolve(config)
+    # one writer per run directory (rank 0 holds it for all ranks; a study's runs each lock their own)
+    with lock_run_dir(Path(config.out)) if rank_zero_only.rank == 0 else contextlib.nullcontext():
+        return _train_locked(config, callbacks, source)
+
+
+def _train_locked(config: TrainConfig, callbacks: Sequence[Callback], source: DataSource | None) -> Path:
+    """`_train` once this process holds the run directory's lock."""
     run_dir = Path(config.out)
     seed_everything(config.seed, workers=True, verbose=False)
     data = load_run_data(config, source)
@@ -351,6 +360,7 @@ def _train(config: TrainConfig, callbacks: Sequence[Callback], source: DataSourc
     if rank_zero_only.rank == 0 and not (run_dir / runs.CHECKPOINTS / runs.LAST).is_file():
         check_free_space(run_dir, checkpoint_bytes_needed(sum(p.numel() for p in module.parameters())), "train")
     last = run_dir / runs.CHECKPOINTS / runs.LAST
+    resume = resume_checkpoint(run_dir)  # None, last.ckpt, or best.ckpt where last.ckpt is damaged
     checkpoint = ModelCheckpoint(dirpath=run_dir / runs.CHECKPOINTS, filename="best", monitor="val_mean_auc", mode="max",
                                  save_top_k=1, save_last=True, auto_insert_metric_name=False, enable_version_counter=False)
     stopper = EarlyStopping(monitor="val_loss", mode="min", patience=config.stop_patience, check_finite=True)
@@ -364,7 +374,7 @@ def _train(config: TrainConfig, callbacks: Sequence[Callback], source: DataSourc
     rank_zero_info(f"training {config.arch} at {config.resolution_px} px on {where}: {config.precision}, "
                    f"{'channels_last' if config.channels_last else 'NCHW'}, batch {config.batch_size}, "
                    f"{len(data.parts['train']):,} train / {len(data.parts['val']):,} val images"
-                   + (", resuming from last.ckpt" if last.is_file() else ""))
+                   + (f", resuming from {resume.name}" if resume else ""))
     trainer = Trainer(
         accelerator=config.accelerator, devices=config.devices, num_nodes=config.nodes,
         strategy="ddp" if world > 1 else "auto", precision=config.precision, max_epochs=config.max_epochs,
@@ -372,12 +382,13 @@ def _train(config: TrainConfig, callbacks: Sequence[Callback], source: DataSourc
         logger=[CSVLogger(run_dir / runs.LOGS, name="csv"), TensorBoardLogger(run_dir, name=runs.LOGS, version="tensorboard")],
         use_distributed_sampler=False, num_sanity_val_steps=0, enable_progress_bar=config.progress,
         enable_model_summary=False, log_every_n_steps=min(50, steps), default_root_dir=run_dir,
+        plugins=[AtomicCheckpointIO()],  # checkpoints appear whole under their names, or not at all
     )
     # During fit, SIGTERM goes to Lightning alone: it stops at the next batch boundary (never inside a checkpoint
     # write) by raising SIGTERMException, which becomes Terminated here; last.ckpt (end of the last epoch) resumes.
     outer = signal.signal(signal.SIGTERM, signal.SIG_DFL) if threading.current_thread() is threading.main_thread() else None
     try:
-        trainer.fit(module, datamodule=CacheDataModule(data, config), ckpt_path=last if last.is_file() else None)
+        trainer.fit(module, datamodule=CacheDataModule(data, config), ckpt_path=resume)
     except TrainingDiverged as error:
         if trainer.is_global_zero:
             runs.write_status(run_dir, _status(config, "failed", module, error=str(error)))

@@ -173,6 +173,20 @@ def _init_worker() -> None:
     cv2.setNumThreads(1)
 
 
+def _reserve(work: Path, paths: list[Path]) -> None:
+    """Allocate the disk blocks of the (sparse) pass arrays now: a full disk is then one error here, not a bus error
+    (SIGBUS) that kills a worker writing its memory-mapped rows half-way (another process filling the disk)."""
+    for path in paths:
+        size = path.stat().st_size
+        try:
+            with open(path, "r+b") as handle:
+                os.posix_fallocate(handle.fileno(), 0, size)
+        except OSError as error:
+            shutil.rmtree(work, ignore_errors=True)
+            raise CacheError(f"{path}: cannot reserve {size:,} bytes "
+                             f"({error.strerror}); free space or choose another --cache") from None
+
+
 def _start_or_resume(work: Path, sources: Sources, todo: tuple[int, ...]) -> dict:
     """The state of the pass in `work`: resumed if it matches sources and resolutions, else a fresh one."""
     state = read_json(work / STATE)
@@ -188,6 +202,7 @@ def _start_or_resume(work: Path, sources: Sources, todo: tuple[int, ...]) -> dic
     for r in todo:
         np.lib.format.open_memmap(work / array_name(r), mode="w+", dtype=np.uint8, shape=(n, r, r)).flush()
     np.lib.format.open_memmap(work / "source_hw.npy", mode="w+", dtype=np.int32, shape=(n, 2)).flush()
+    _reserve(work, [work / array_name(r) for r in todo] + [work / "source_hw.npy"])
     state = {**wanted, "done": 0, "skipped": [], "token": uuid.uuid4().hex}
     write_json(work / STATE, state)
     return state
