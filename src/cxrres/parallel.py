@@ -51,6 +51,18 @@ def _stop(executor: futures.ProcessPoolExecutor) -> None:
         process.join(timeout=5)
 
 
+def in_worker_bootstrap() -> bool:
+    """True while a spawned worker imports the parent's `__main__` (an unguarded script re-running at its start)."""
+    return bool(getattr(multiprocessing.current_process(), "_inheriting", False))
+
+
+def refuse_in_worker_bootstrap(what: str) -> None:
+    """End a spawned worker at once, quietly, when it re-runs an unguarded `__main__` that calls `what`: it would wait
+    for a lock its parent holds. The parent sees its pool broken and works in-process after one warning."""
+    if in_worker_bootstrap():
+        os._exit(3)
+
+
 def _start_pool(workers: int, initializer: Callable[[], None] | None) -> futures.ProcessPoolExecutor | None:
     """A spawn pool whose workers answered, or None (with one warning) where worker processes cannot run here:
     no /dev/shm or semaphores, a sandbox, or a `__main__` that is not import-guarded (the children die at start)."""
@@ -65,11 +77,17 @@ def _start_pool(workers: int, initializer: Callable[[], None] | None) -> futures
             if done and probe.exception() is None:
                 return executor
             reason = f"no worker answered within {STARTUP_TIMEOUT_S:.0f} s" if not done else str(probe.exception())
+            if done and isinstance(probe.exception(), BrokenProcessPool):
+                reason = ("a worker died at start-up, as it does when the main script has no `if __name__ == "
+                          "'__main__':` guard")
         except (OSError, BrokenProcessPool, RuntimeError) as error:
-            if getattr(multiprocessing.current_process(), "_inheriting", False):
+            if in_worker_bootstrap():
                 _stop(executor)  # a spawned child importing an unguarded __main__: die, and the parent falls back
                 raise
             reason = str(error) or type(error).__name__
+            if isinstance(error, BrokenProcessPool):
+                reason = ("a worker died at start-up, as it does when the main script has no `if __name__ == "
+                          "'__main__':` guard")
         except BaseException:
             _stop(executor)
             raise

@@ -49,7 +49,7 @@ from cxrres.data.cache_store import (SIXTEEN_BIT_KEY, cache_lock, damage, defaul
 from cxrres.data.datasets import detect_dataset, listed_images
 from cxrres.data.layout import DataRoot, describe_missing
 from cxrres.errors import CacheError
-from cxrres.parallel import ordered_map
+from cxrres.parallel import ordered_map, refuse_in_worker_bootstrap
 
 #: 2: the manifest records each array's size and CRC-32 and index.csv's CRC-32.
 FORMAT_VERSION = 2
@@ -219,6 +219,7 @@ def prepare_cache(
 ) -> PrepareReport:
     """Build (or resume, or reuse) the resolution caches of the images of `data_dir` (read as `dataset`, default
     detected); see the module docstring."""
+    refuse_in_worker_bootstrap("prepare_cache")  # else the worker would wait for the lock its parent holds
     started = time.perf_counter()
     data = data_dir if isinstance(data_dir, DataRoot) else DataRoot.at(data_dir)
     resolutions = parse_resolutions(resolutions_px)
