@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from cxrres.report.markdown import md_escape
 from cxrres.seeds import format_mean_sd
 
 
@@ -21,9 +22,10 @@ class Table:
     bold: set[tuple[int, int]] = field(default_factory=set)
 
     def to_markdown(self) -> str:
-        lines = ["| " + " | ".join(self.header) + " |", "|" + "---|" * len(self.header)]
+        lines = ["| " + " | ".join(map(md_escape, self.header)) + " |", "|" + "---|" * len(self.header)]
         for i, row in enumerate(self.rows):
-            lines.append("| " + " | ".join(f"**{c}**" if (i, j) in self.bold else c for j, c in enumerate(row)) + " |")
+            cells = (f"**{md_escape(c)}**" if (i, j) in self.bold else md_escape(c) for j, c in enumerate(row))
+            lines.append("| " + " | ".join(cells) + " |")
         return "\n".join(lines) + "\n"
 
     def to_html(self) -> str:
