@@ -135,4 +135,5 @@ def outside_line(entry: dict | None, show: int = 3) -> str:
         return ""
     first = ", ".join(f"{item['image']} -> {item['file']}" for item in entry["first"][:show])
     more = ", ..." if entry["count"] > show else ""
-    return f"{entry['count']:,} images are symlinks to files outside the data root (followed; first: {first}{more})"
+    are = "image is a symlink" if entry["count"] == 1 else "images are symlinks"
+    return f"{entry['count']:,} {are} to files outside the data root (followed; first: {first}{more})"
