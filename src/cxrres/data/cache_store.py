@@ -96,12 +96,15 @@ def source_fingerprint(path: Path) -> str:
     another of the same size with its mtime kept included). Not detected: a same-size edit confined to the middle of
     a file over 32 KiB (for a PNG, whose tail holds the Adler-32 of all its pixel data, only an Adler-32 collision)."""
     digest = hashlib.sha256()
-    with open(path, "rb", buffering=0) as handle:
-        size = os.fstat(handle.fileno()).st_size
-        digest.update(handle.read(FINGERPRINT_BLOCK_BYTES))
-        if size > FINGERPRINT_BLOCK_BYTES:
-            handle.seek(max(FINGERPRINT_BLOCK_BYTES, size - FINGERPRINT_BLOCK_BYTES))
+    try:
+        with open(path, "rb", buffering=0) as handle:
+            size = os.fstat(handle.fileno()).st_size
             digest.update(handle.read(FINGERPRINT_BLOCK_BYTES))
+            if size > FINGERPRINT_BLOCK_BYTES:
+                handle.seek(max(FINGERPRINT_BLOCK_BYTES, size - FINGERPRINT_BLOCK_BYTES))
+                digest.update(handle.read(FINGERPRINT_BLOCK_BYTES))
+    except OSError as exc:  # a folder named like an image, an unreadable file: decoding it names it (or skips it)
+        return f"unreadable:{exc.errno}"
     return f"{size}:{digest.hexdigest()}"
 
 

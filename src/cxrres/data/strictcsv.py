@@ -100,7 +100,7 @@ def header(path: Path) -> list[str]:
 def record_widths(data: bytes) -> tuple[np.ndarray, np.ndarray] | None:
     """(fields, first line) of each non-blank record of CSV bytes, header included, where commas and line ends inside
     double-quoted spans do not count; a blank line (nothing or a lone CR) is no record. None when the quotes do not
-    pair up (the csv module then decides). Vectorised: about 0.3 s for PadChest's 160,861 rows (1.1 GB/s)."""
+    pair up (the csv module then decides). Vectorised: 1.0 s for PadChest's 99 MB on a loaded 2-core machine."""
     raw = np.frombuffer(data, np.uint8)
     quotes = np.flatnonzero(raw == ord('"'))
     if len(quotes) % 2:
