@@ -13,7 +13,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from cxrres.data import rsna as labels_reader
 from cxrres.data.datasets.common import (DatasetTable, ReadOptions, assemble, finish_split, read_columns, select_views,

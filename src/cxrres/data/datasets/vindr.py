@@ -23,8 +23,8 @@ import pandas as pd
 
 from cxrres.data.datasets.common import (DatasetTable, ReadOptions, assemble, finish_split, header, read_columns,
                                          refuse_or_skip, select_views, skipped_note)
-from cxrres.data.paths import not_file_name
 from cxrres.data.dicom_headers import patients_from_headers, read_headers
+from cxrres.data.paths import not_file_name
 from cxrres.errors import CxrresError, DataFormatError
 
 NAME = "vindr"
