@@ -26,7 +26,8 @@ def test_every_command_has_help(capsys: pytest.CaptureFixture) -> None:
 def test_describe_json_is_one_object_with_the_contract(capsys: pytest.CaptureFixture) -> None:
     assert main(["describe", "--data", str(MINI), "--split-dir", str(MINI / "splits"), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
-    assert set(summary) == {"split", "images", "classes", "boxes"}
+    assert set(summary) == {"split", "images", "classes", "boxes", "symlinks_outside_root"}
+    assert summary["symlinks_outside_root"] == {"count": 0, "first": []}
     assert summary["split"] == f"dir:{MINI / 'splits'}"  # named by its folder, not `chexnet` (issue 27)
     assert summary["images"] == {"train": 5, "val": 3, "test": 6}
     assert list(summary["classes"]) == list(CLASSES)

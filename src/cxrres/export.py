@@ -28,6 +28,7 @@ from cxrres.inference import SCORING_PRECISION, load_run_model
 from cxrres.localize import SCORES
 from cxrres.models import display_name
 from cxrres.parallel import write_text_atomic
+from cxrres.report.markdown import md_escape
 
 FORMATS: tuple[str, ...] = ("onnx", "torchscript")
 ONNX_OPSET = 17
@@ -125,8 +126,8 @@ def _number(value: float, digits: int = 3) -> str:
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+    lines = ["| " + " | ".join(map(md_escape, header)) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(map(md_escape, r)) + " |" for r in rows])
 
 
 def _csv_section(path: Path, missing: str, render: Callable[[pd.DataFrame], str]) -> str:
@@ -170,13 +171,13 @@ def model_card(run_dir: Path, config: TrainConfig, classes: list[str], exported:
     status = runs.read_status(run_dir)
     weights = {"imagenet": "torchvision ImageNet weights", "none": "random initialisation"}.get(config.weights,
                                                                                               f"the file {config.weights}")
-    lines = [f"# Model card: {display_name(config.arch)}, {config.resolution_px} px, {', '.join(classes) if config.label else '14 findings'}",
+    lines = [f"# Model card: {display_name(config.arch)}, {config.resolution_px} px, {md_escape(', '.join(classes)) if config.label else '14 findings'}",
              "", f"Exported by cxrres {__version__} from `{run_dir}` as {fmt.upper()} (`{exported.name}`).", "",
              "## Input and output", "",
              f"- Input `image_uint8`: uint8, N × {config.resolution_px} × {config.resolution_px}, one grey radiograph per row, "
              f"made from the file by these rules (the steps up to the resize are the client's; the graph does the last):",
              *(f"  - {rule}" for rule in preprocessing_rules()),
-             f"- Output `probabilities`: float32, N × {len(classes)}, columns {', '.join(classes)}.",
+             f"- Output `probabilities`: float32, N × {len(classes)}, columns {md_escape(', '.join(classes))}.",
              f"- Scoring precision: float32 without autocast ({SCORING_PRECISION}), the precision of `cxrres predict` and "
              f"of the run's own test predictions: on the same pixels they agree with this file to within 1e-4 (the run "
              f"trained in {config.precision}).", "",

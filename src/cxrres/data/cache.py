@@ -18,8 +18,10 @@ resolved data root (`default_cache_dir`).
 Every array's size and CRC-32 (and index.csv's) are recorded in the manifest and checked whenever a resolution is
 opened or reused: a truncated or altered array is refused by `ResolutionCache.open` and rebuilt by `prepare_cache`.
 
-Sources are fingerprinted by (name, size, mtime) of every image plus the method; a cache whose fingerprint
-differs from the current sources is rebuilt, never reused. The manifest also records how many sources are deeper
+Sources are fingerprinted by every image's name, size in bytes and a hash of its first and last blocks
+(`cache_store.source_fingerprint`; not its times) plus the method; a cache whose fingerprint differs from the current
+sources is rebuilt, never reused. Images that are links to files outside the data root are followed and listed in
+the manifest (`symlinks_outside_root`; `paths.resolve_images`). The manifest also records how many sources are deeper
 than 8 bits (16-bit PNG/TIFF, DICOM) and the rule that converted them (`images.SIXTEEN_BIT_RULE`): a cache with such
 sources made by another rule is rebuilt; one without (8-bit PNG/JPEG) is kept when the rule changes
 (`cache_store.sixteen_bit_current`).
@@ -45,9 +47,10 @@ from cxrres import __version__
 from cxrres.data.images import SIXTEEN_BIT_RULE, ImageReadError, load_resized
 from cxrres.data.diskspace import cache_bytes_needed, check_free_space
 from cxrres.data.cache_store import (SIXTEEN_BIT_KEY, cache_lock, damage, default_cache_dir, file_crc32, read_json,
-                                     sixteen_bit_current, sixteen_bit_entry, write_json)
+                                     sixteen_bit_current, sixteen_bit_entry, source_fingerprint, write_json)
 from cxrres.data.datasets import detect_dataset, listed_images
 from cxrres.data.layout import DataRoot, describe_missing
+from cxrres.data.paths import outside_summary, resolve_images
 from cxrres.errors import CacheError
 from cxrres.parallel import ordered_map, refuse_in_worker_bootstrap
 
@@ -92,6 +95,7 @@ class Sources:
     missing: list[str]
     fingerprint: str
     skipped_rows: tuple[str, ...] = ()  # bad metadata rows left out under skip_bad ('file:line: problem')
+    outside: tuple[tuple[str, str], ...] = ()  # (name, real file) of images linked from outside the root
 
     @classmethod
     def scan(cls, data: DataRoot, dataset: str = "nih", skip_bad: bool = False) -> "Sources":
@@ -104,11 +108,11 @@ class Sources:
             names = [p.name for p in paths]
         else:
             names, paths, missing, skipped = listed_images(data.root, dataset, skip_bad)
-        digest = hashlib.sha256(f"format={FORMAT_VERSION};method={METHOD}\n".encode())
+        outside = tuple(resolve_images(data.root, names, paths).outside)
+        digest = hashlib.sha256(f"format={FORMAT_VERSION};method={METHOD};sources=size+head+tail\n".encode())
         for name, path in zip(names, paths):
-            stat = path.stat()
-            digest.update(f"{name}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
-        return cls(data.root, names, paths, missing, digest.hexdigest(), skipped)
+            digest.update(f"{name}\t{source_fingerprint(path)}\n".encode())
+        return cls(data.root, names, paths, missing, digest.hexdigest(), skipped, outside)
 
 
 @dataclass
@@ -377,6 +381,7 @@ def _finish(cache: Path, work: Path, sources: Sources, todo: tuple[int, ...], ma
         "n_missing": len(sources.missing),
         "resolutions_px": kept,
         "skipped": state["skipped"],
+        "symlinks_outside_root": outside_summary(list(sources.outside)),
         "index": INDEX,
         SIXTEEN_BIT_KEY: manifest[SIXTEEN_BIT_KEY] if manifest else sixteen_bit_entry(sources.paths),
     }

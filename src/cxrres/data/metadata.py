@@ -20,6 +20,7 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 
+from cxrres.data.strictcsv import check_header
 from cxrres.data.labels import CHEXNET_TO_CLASSES, CLASS_INDEX, CLASSES, NO_FINDING, canonical_label
 from cxrres.errors import DataFormatError
 
@@ -222,6 +223,7 @@ def _check_header(path: Path, rows: Iterator[tuple[int, list[str]]], expected: t
     dropped = 0
     while header and header[-1] == "" and (trailing_empty is None or dropped < trailing_empty):
         header, dropped = header[:-1], dropped + 1
+    check_header(path, header, line)  # a field without a name, or a name twice: said as such
     if tuple(h.strip() for h in header) != expected:
         raise DataFormatError(path, f"unexpected header {_show(','.join(header))}; expected {','.join(expected)!r}", line)
 

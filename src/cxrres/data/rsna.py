@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cxrres.data import strictcsv
+from cxrres.data.paths import not_file_name
 from cxrres.errors import CxrresError
 
 LABELS_FILE = "stage_2_train_labels.csv"
@@ -53,14 +55,11 @@ def find_file(root: str | Path, name: str) -> Path | None:
 
 def _read_table(path: Path, columns: list[str]) -> pd.DataFrame:
     """The CSV at `path` (or the single CSV in a zip) as strings, with `line` = its 1-based line number in the file."""
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (OSError, ValueError, pd.errors.ParserError) as exc:
-        raise CxrresError(f"{path}: cannot read as CSV ({' '.join(str(exc).split())})") from None
-    if list(frame.columns) != columns:
-        raise CxrresError(f"{path}: header is {','.join(frame.columns)}; expected {','.join(columns)}")
-    frame["line"] = np.arange(len(frame)) + 2
-    return frame
+    head, frame = strictcsv.read_table(path)  # UTF-8, distinct names, every row as wide as the header
+    if head != columns:
+        raise CxrresError(f"{path}: header is {','.join(head)}; expected {','.join(columns)}")
+    frame["line"] = frame.index.to_numpy()
+    return frame.reset_index(drop=True)
 
 
 def _label_problems(labels: pd.DataFrame, side_px: int) -> pd.Series:
@@ -82,6 +81,7 @@ def _label_problems(labels: pd.DataFrame, side_px: int) -> pd.Series:
     problem[outside] = f"box outside the {side_px} x {side_px} image"
     duplicated = labels.duplicated(_LABEL_COLUMNS, keep="first") & (problem == "")
     problem[duplicated] = "duplicate of an earlier row"
+    problem[(problem == "") & not_file_name(labels["patientId"])] = "patientId is not a file name (it names <patientId>.dcm)"
     mixed = labels["patientId"].map(labels.groupby("patientId")["Target"].nunique() > 1)
     problem[(problem == "") & mixed] = "patient has both Target 0 and Target 1 rows"
     return problem

@@ -8,6 +8,7 @@ from cxrres.data.boxes import mean_area_1024
 from cxrres.data.images import image_size, is_dicom_path
 from cxrres.data.labels import BOX_CLASSES, CLASSES
 from cxrres.data.layout import DataRoot
+from cxrres.data.paths import outside_line, outside_summary, resolve_images
 from cxrres.data.splits import PARTS, Split, boxes_in_part
 
 
@@ -20,7 +21,8 @@ def frame_scale_to_1024(root: DataRoot, image: str) -> float:
 
 
 def describe_split(root: DataRoot, split: Split) -> dict:
-    """The `cxrres describe --json` object: image and class counts per part, box count and mean area (px² at 1024).
+    """The `cxrres describe --json` object: image and class counts per part, box count and mean area (px² at 1024),
+    and the images on disk that are links to files outside the root (followed; `paths.resolve_images`).
 
     Box areas are brought to the 1024-px frame from each image's own pixel frame (the phantom can be smaller).
     """
@@ -33,13 +35,17 @@ def describe_split(root: DataRoot, split: Split) -> dict:
     for name in BOX_CLASSES:
         n = int((boxes["label"] == name).sum())
         box_summary[name] = {"count": n, "mean_area_px2": round(float(areas[name]), 1) if n else None}
-    return {"split": split.name, "images": images, "classes": classes, "boxes": box_summary}
+    listed = [name for name in split.frame.index if name in root.images]
+    outside = resolve_images(root.root, listed, [root.images[name] for name in listed]).outside
+    return {"split": split.name, "images": images, "classes": classes, "boxes": box_summary,
+            "symlinks_outside_root": outside_summary(outside)}
 
 
 def format_summary(summary: dict) -> str:
     """Plain-text tables of a `describe_split` result."""
     images = summary["images"]
-    lines = [f"split {summary['split']}: " + ", ".join(f"{part} {images[part]:,}" for part in PARTS) + " images", ""]
+    lines = [f"split {summary['split']}: " + ", ".join(f"{part} {images[part]:,}" for part in PARTS) + " images"]
+    lines += [line for line in [outside_line(summary.get("symlinks_outside_root"))] if line] + [""]
     lines.append(f"{'class':<20}" + "".join(f"{part:>9}{'%':>7}" for part in PARTS))
     for name, per_part in summary["classes"].items():
         cells = "".join(f"{per_part[p]:>9,}{100 * per_part[p] / max(images[p], 1):>6.1f}%" for p in PARTS)

@@ -13,6 +13,7 @@ from cxrres import metrics
 from cxrres.compare import ENSEMBLE, SINGLE, Comparison, summarise_seeds
 from cxrres.parallel import write_text_atomic
 from cxrres.report import plots, tables
+from cxrres.report.markdown import md_prose
 from cxrres.report.reference import PublishedReference, published_long
 from cxrres.runs import write_csv_atomic
 
@@ -181,18 +182,18 @@ def comparison_markdown(comparison: Comparison) -> str:
         out += ["Test images per class; masked-out labels (uncertain) are left out of their class.\n",
                 test_labels_table(comparison).to_markdown()]
     for caption, table in auc_tables(comparison):
-        out += [caption + "\n", table.to_markdown()]
+        out += [md_prose(caption) + "\n", table.to_markdown()]
     best = best_scope(comparison)
     if len(best):
-        out += ["\n## Best resolution per class\n", f"On the {scope_title(comparison.main_scope)}; shares of "
+        out += ["\n## Best resolution per class\n", f"On the {md_prose(scope_title(comparison.main_scope))}; shares of "
                 f"{comparison.n_boot} paired {comparison.unit}-bootstrap replicates (all scopes in best_resolution.csv).\n",
                 best_resolution_table(best, few_classes(comparison)).to_markdown()]
     for scope in scope_list(comparison):
         reference = reference_run(comparison, scope)
-        out += [f"\n## Mean AUC, paired differences: {scope_title(scope)}\n",
+        out += [f"\n## Mean AUC, paired differences: {md_prose(scope_title(scope))}\n",
                 f"Paired {comparison.unit} bootstrap over the classes both runs have.\n",
                 bootstrap_table(comparison, scope=scope).to_markdown(),
-                f"\n## Per-class DeLong tests against {reference}\n", "Two-sided p, Holm-adjusted over the classes of each pair "
+                f"\n## Per-class DeLong tests against {md_prose(reference)}\n", "Two-sided p, Holm-adjusted over the classes of each pair "
                 f"(those with at least {metrics.MIN_POSITIVES} positives).\n",
                 delong_table(comparison, reference, scope).to_markdown()]
     for metric in localization_metrics(comparison):

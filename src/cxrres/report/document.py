@@ -40,6 +40,7 @@ from cxrres.errors import CxrresError  # noqa: E402
 from cxrres.filenames import safe_filename  # noqa: E402
 from cxrres.parallel import write_text_atomic  # noqa: E402
 from cxrres.report import external, plots, tables  # noqa: E402
+from cxrres.report.markdown import md_escape, md_prose  # noqa: E402
 from cxrres.report.comparison import (LOCALIZATION_TITLES, auc_tables, best_resolution_table, best_scope,  # noqa: E402
                                       bootstrap_table, delong_table, localization_metrics, localization_table,
                                       reference_run, scope_list, scope_title, test_labels_table, write_comparison,
@@ -342,16 +343,16 @@ def use_blocks(study_dir: Path) -> list[Block]:
 
 
 def to_markdown(title: str, sections: list[tuple[str, list[Block]]], base: Path) -> str:
-    out = [f"# {title}\n"]
+    out = [f"# {md_prose(title)}\n"]
     for heading, blocks in sections:
-        out.append(f"## {heading}\n")
+        out.append(f"## {md_prose(heading)}\n")
         for b in blocks:
             if b.text:
-                out.append(b.text + "\n")
+                out.append(md_prose(b.text) + "\n")
             if b.table:
                 out.append(b.table.to_markdown())
             if b.image:
-                out.append(f"![{b.caption}]({b.image.relative_to(base).as_posix()})\n")
+                out.append(f"![{md_escape(b.caption)}]({b.image.relative_to(base).as_posix()})\n")
     return "\n".join(out)
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from cxrres.metrics import MIN_POSITIVES
+from cxrres.report.markdown import md_escape
 from cxrres.seeds import format_mean_sd
 
 FEW_MARK = "†"  # after the name of a class with fewer than MIN_POSITIVES positive test images
@@ -28,9 +29,10 @@ class Table:
     notes: list[str] = field(default_factory=list)
 
     def to_markdown(self) -> str:
-        lines = ["| " + " | ".join(self.header) + " |", "|" + "---|" * len(self.header)]
+        lines = ["| " + " | ".join(map(md_escape, self.header)) + " |", "|" + "---|" * len(self.header)]
         for i, row in enumerate(self.rows):
-            lines.append("| " + " | ".join(f"**{c}**" if (i, j) in self.bold else c for j, c in enumerate(row)) + " |")
+            cells = (f"**{md_escape(c)}**" if (i, j) in self.bold else md_escape(c) for j, c in enumerate(row))
+            lines.append("| " + " | ".join(cells) + " |")
         return "\n".join(lines) + "\n" + "".join(f"\n{note}\n" for note in self.notes)
 
     def to_html(self) -> str:

@@ -10,6 +10,7 @@ from types import ModuleType
 from cxrres.data.datasets import chexpert, csvfile, mimic, nih, padchest, rsna, vindr
 from cxrres.data.datasets.common import LABELERS, UNCERTAIN_POLICIES, DatasetTable, ReadOptions, apply_uncertain
 from cxrres.data.layout import not_a_data_dir
+from cxrres.data.paths import resolve_images
 from cxrres.errors import CxrresError
 
 #: Adapters by name, in detection order (the most specific files first; NIH, which also takes a bare images/, last).
@@ -117,8 +118,8 @@ def listed_images(root: str | Path, dataset: str, skip_bad: bool = False
     table = open_dataset(root, dataset, ReadOptions(views="all", skip_bad=skip_bad))
     order = table.frame.sort_index()
     paths = [table.root / p for p in order["path"].tolist()]
-    present = [p.is_file() for p in paths]
     names = order.index.tolist()
+    present = resolve_images(table.root, names, paths).present  # links followed; one file under two names refused
     return ([n for n, ok in zip(names, present) if ok], [p for p, ok in zip(paths, present) if ok],
             [n for n, ok in zip(names, present) if not ok], table.skipped)
 

@@ -12,9 +12,11 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from cxrres.data.datasets.common import (DatasetTable, ReadOptions, assemble, finish_split, header, parse_labels, read_columns,
                                          select_views)
+from cxrres.data.paths import refuse_duplicates, relpaths
 from cxrres.errors import DataFormatError
 
 NAME = "chexpert"
@@ -40,21 +42,19 @@ def detect(root: Path) -> bool:
     path = _first(root, TRAIN_NAMES)
     if path is None:
         return False
-    try:
-        return tuple(header(path)[:5]) == INFO
-    except DataFormatError:
-        return False
+    return tuple(header(path)[:5]) == INFO  # an unreadable train.csv is refused with its own error, not skipped
 
 
 def read_csv(path: str | Path, part: str = "") -> tuple[list[str], dict[str, object], np.ndarray]:
     """One CheXpert CSV: (image names relative to the root, info columns, (N, 14) labels 1/0/-1/NaN).
 
     Checks: the five info and 14 label columns present, label cells 1/0/-1/blank, `Path` of the form
-    `FOLDER/.../patientNNNNN/...`, `Frontal/Lateral` Frontal or Lateral; each error names file and line.
+    `FOLDER/.../patientNNNNN/...` (normalised: `a/./b` is `a/b`) and listed once, `Frontal/Lateral` Frontal or
+    Lateral; each error names file and line. `columns["line"]` holds each row's file line.
     """
     path = Path(path)
     frame = read_columns(path, INFO + CLASSES)
-    paths = frame["Path"]
+    paths = relpaths(path, frame["Path"], "Path")  # normalised: one file has one name (a/./b and a//b are a/b)
     slash = paths.str.find("/")
     patient = paths.str.extract(_PATIENT, expand=False)
     bad = (slash <= 0) | patient.isna()
@@ -68,10 +68,11 @@ def read_csv(path: str | Path, part: str = "") -> tuple[list[str], dict[str, obj
         raise DataFormatError(path, f"column 'Frontal/Lateral': {side[line]!r} is neither Frontal nor Lateral", line)
     labels = parse_labels(path, frame, CLASSES)
     names = [p[i + 1:] for p, i in zip(paths.tolist(), slash.tolist())]
+    refuse_duplicates(path, pd.Series(names, index=frame.index))
     frontal = (side == "Frontal").to_numpy()
     view = np.where(frame["AP/PA"].to_numpy(object) != "", frame["AP/PA"].to_numpy(object), side.to_numpy(object))
     columns = {"path": names, "patient_id": patient.astype(np.int64).to_numpy(), "view": view, "frontal": frontal,
-               "part": np.full(len(names), part, object)}
+               "part": np.full(len(names), part, object), "line": frame.index.to_numpy()}  # file lines (not a column)
     return names, columns, labels
 
 
@@ -85,6 +86,11 @@ def read(root: Path, options: ReadOptions = ReadOptions()) -> DatasetTable:
     if valid_path is not None:
         pieces.append(read_csv(valid_path, "test"))
     names = [n for names, _, _ in pieces for n in names]
+    if len(pieces) == 2:  # an image in train.csv and valid.csv: refused at its valid.csv line
+        again = pd.Series(pieces[1][0], index=pieces[1][1]["line"]).isin(set(pieces[0][0]))
+        if again.any():
+            line = int(again.idxmax())
+            raise DataFormatError(valid_path, f"image {pieces[1][0][int(again.argmax())]!r} is also in {train_path.name}", line)
     columns = {k: np.concatenate([np.asarray(c[k]) for _, c, _ in pieces]) for k in pieces[0][1]}
     frame = assemble(names, columns, CLASSES, np.concatenate([labels for _, _, labels in pieces]))
     frame = select_views(frame, options.views)

@@ -3,7 +3,6 @@ views, the patient-wise carve of missing split parts, and the uncertain-label po
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -11,6 +10,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from cxrres.data import strictcsv
 from cxrres.data.splits import PARTS, carve_validation, check_split
 from cxrres.errors import CxrresError, DataFormatError
 
@@ -122,30 +122,24 @@ def apply_uncertain(labels: np.ndarray, policy: str = "ignore") -> tuple[np.ndar
 
 
 def header(path: Path) -> list[str]:
-    """The header fields of a CSV file (gzip read transparently); DataFormatError naming the file if unreadable."""
-    try:
-        columns = pd.read_csv(path, nrows=0, dtype=str).columns
-    except (OSError, ValueError, UnicodeDecodeError, EOFError) as exc:
-        raise DataFormatError(path, f"cannot read the CSV header: {' '.join(str(exc).split())[:120]}") from None
-    return [str(c) for c in columns]
+    """The header fields of a CSV (gzip read transparently), checked by `strictcsv.header`: UTF-8, every field
+    named (but a first index column), no name twice; DataFormatError naming the file and line otherwise."""
+    return strictcsv.header(path)
 
 
 def read_columns(path: Path, required: Sequence[str], optional: Sequence[str] = ()) -> pd.DataFrame:
     """The `required` (and present `optional`) columns of a CSV as strings ('' for blank), indexed by file line.
 
-    A missing required column, or a file pandas cannot parse, is one DataFormatError naming the file (and column).
+    The file is read strictly (`strictcsv.read_table`: UTF-8, a header of distinct names, every row as many fields
+    as the header); a missing required column, or any breach, is one DataFormatError naming the file (and line).
     """
     present = header(path)
     missing = [c for c in required if c not in present]
     if missing:
         raise DataFormatError(path, f"missing column {missing[0]!r} (the header has {len(present)} columns: {', '.join(present[:8])}{', ...' if len(present) > 8 else ''})")
     wanted = list(required) + [c for c in optional if c in present]
-    try:
-        frame = pd.read_csv(path, usecols=wanted, dtype=str, keep_default_na=False, na_filter=False,
-                            skip_blank_lines=False, engine="c", quoting=csv.QUOTE_MINIMAL)
-    except (OSError, ValueError, UnicodeDecodeError, EOFError) as exc:
-        raise DataFormatError(path, f"malformed CSV: {' '.join(str(exc).split())[:120]}") from None
-    frame.index = frame.index + 2  # 1-based file line (the header is line 1)
+    _, frame = strictcsv.read_table(path, wanted)
+    frame = frame[wanted]
     blank = (frame == "").all(axis=1)
     return frame[~blank]
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from cxrres.data.datasets.common import DatasetTable, ReadOptions, assemble, finish_split, header, parse_labels, read_columns, select_views
+from cxrres.data.paths import refuse_duplicates, relpaths
 from cxrres.data.splits import PARTS
 from cxrres.errors import DataFormatError
 
@@ -27,12 +28,10 @@ def _file(root: Path) -> Path | None:
 
 
 def detect(root: Path) -> bool:
-    """Whether `root` holds a labels.csv whose header has an `image` column."""
+    """Whether `root` holds a labels.csv whose header has an `image` column. A labels.csv whose header cannot be read
+    (not UTF-8, a column named twice, ...) is refused with that problem, not passed over to the NIH layout."""
     path = _file(root)
-    try:
-        return path is not None and "image" in header(path)
-    except DataFormatError:
-        return False
+    return path is not None and "image" in header(path)
 
 
 def read(root: Path, options: ReadOptions = ReadOptions()) -> DatasetTable:
@@ -44,11 +43,8 @@ def read(root: Path, options: ReadOptions = ReadOptions()) -> DatasetTable:
     if not classes:
         raise DataFormatError(path, "no label columns (every column other than image, patient, split, view is a class)")
     frame = read_columns(path, ("image",) + classes, OPTIONAL)
-    images = frame["image"].str.strip()
-    bad = (images == "") | images.str.startswith("/") | images.str.contains(r"(?:^|/)\.\.(?:/|$)", regex=True)
-    if bad.any():
-        line = int(bad.idxmax())
-        raise DataFormatError(path, f"column 'image': not a path relative to the root: {images[line]!r}", line)
+    images = relpaths(path, frame["image"].str.strip(), "image")  # one file, one name: images/./a.png is images/a.png
+    refuse_duplicates(path, images)
     split = frame["split"].str.strip().replace({"valid": "val", "validate": "val"}) if "split" in frame else None
     if split is not None and not split.isin(("",) + PARTS).all():
         line = int((~split.isin(("",) + PARTS)).idxmax())
@@ -60,9 +56,6 @@ def read(root: Path, options: ReadOptions = ReadOptions()) -> DatasetTable:
     columns = {"path": images.to_numpy(object), "patient_id": patient.to_numpy(object), "view": view.to_numpy(object),
                "frontal": view.isin(FRONTAL_VIEWS).to_numpy(), "part": split.to_numpy(object) if split is not None else np.full(n, "", object)}
     table = assemble(images.tolist(), columns, classes, labels)
-    if table.index.duplicated().any():
-        line = int(frame.index[np.flatnonzero(table.index.duplicated())[0]])
-        raise DataFormatError(path, f"duplicate image {images[line]!r}", line)
     table = select_views(table, options.views)
     table, notes = finish_split(table, str(path), options)
     return DatasetTable(NAME, root, classes, table, notes=notes)

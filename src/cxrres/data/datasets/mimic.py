@@ -14,6 +14,7 @@ import pandas as pd
 
 from cxrres.data.datasets.common import (LABELERS, DatasetTable, ReadOptions, assemble, finish_split, parse_labels,
                                          read_columns, select_views)
+from cxrres.data.paths import file_names, refuse_duplicates
 from cxrres.errors import DataFormatError
 
 NAME = "mimic"
@@ -55,6 +56,8 @@ def read(root: Path, options: ReadOptions = ReadOptions()) -> DatasetTable:
         raise DataFormatError(label_path, f"label file not found (--labeler {options.labeler})")
     split = read_columns(split_path, ("dicom_id", "study_id", "subject_id", "split"))
     subject_text, study_text, dicom = (split[c].str.strip() for c in ("subject_id", "study_id", "dicom_id"))
+    dicom = file_names(split_path, dicom, "dicom_id")
+    refuse_duplicates(split_path, dicom, "dicom_id")
     subject, study = _ids(split_path, subject_text, "subject_id"), _ids(split_path, study_text, "study_id")
     part = split["split"].str.strip().map(PARTS)
     if part.isna().any():

@@ -16,6 +16,7 @@ import numpy as np
 
 from cxrres.data.datasets.common import DatasetTable, ReadOptions, assemble, finish_split, read_columns, select_views
 from cxrres.data.labels import CLASSES as NIH_CLASSES
+from cxrres.data.paths import file_names, refuse_duplicates, relpaths
 from cxrres.errors import DataFormatError
 
 NAME = "padchest"
@@ -94,13 +95,13 @@ def read(root: Path, options: ReadOptions = ReadOptions(), classes: tuple[str, .
     dropped = int((~keep).sum())
     frame, labels = frame[keep], labels[keep]
     projection = frame["Projection"].str.strip()
-    columns = {"path": (frame["ImageDir"].str.strip() + "/" + frame["ImageID"].str.strip()).to_numpy(object),
+    image_id = file_names(path, frame["ImageID"].str.strip(), "ImageID")
+    image_path = relpaths(path, frame["ImageDir"].str.strip() + "/" + image_id, "ImageDir")
+    columns = {"path": image_path.to_numpy(object),
                "patient_id": frame["PatientID"].str.strip().to_numpy(object), "view": projection.to_numpy(object),
                "frontal": projection.isin(FRONTAL_VIEWS).to_numpy(), "part": np.full(len(frame), "", object)}
-    table = assemble(frame["ImageID"].str.strip().tolist(), columns, tuple(terms), labels)
-    if table.index.duplicated().any():
-        line = int(frame.index[np.flatnonzero(table.index.duplicated())[0]])
-        raise DataFormatError(path, f"duplicate ImageID {table.index[table.index.duplicated()][0]!r}", line)
+    refuse_duplicates(path, image_id, "ImageID")
+    table = assemble(image_id.tolist(), columns, tuple(terms), labels)
     table = select_views(table, options.views)
     table, notes = finish_split(table, f"{root} (padchest)", options)
     return DatasetTable(NAME, root, tuple(terms), table, notes=(f"{dropped:,} unlabelled rows left out",) + notes)

@@ -13,10 +13,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from cxrres.data import rsna as labels_reader
-from cxrres.data.datasets.common import DatasetTable, ReadOptions, assemble, finish_split, select_views, skipped_note
+from cxrres.data.datasets.common import (DatasetTable, ReadOptions, assemble, finish_split, read_columns, select_views,
+                                         skipped_note)
 
 NAME = "rsna"
 EXPECTS = "rsna: stage_2_train_labels.csv[.zip] (patientId,x,y,width,height,Target)"
@@ -36,7 +36,7 @@ def _views(root: Path, patients: np.ndarray) -> np.ndarray:
     path = next((root / n for n in HEADERS_NAMES if (root / n).is_file()), None)
     if path is None:
         return np.full(len(patients), "", object)
-    headers = pd.read_csv(path, usecols=["PatientID", "ViewPosition"], dtype=str, keep_default_na=False)
+    headers = read_columns(path, ("PatientID", "ViewPosition"))
     view = headers.drop_duplicates("PatientID").set_index("PatientID")["ViewPosition"]
     return view.reindex(patients).fillna("").to_numpy(object)
 

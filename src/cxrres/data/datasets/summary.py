@@ -1,12 +1,14 @@
 """`cxrres describe` for any data set: images per part, and per class the positive, negative, uncertain and blank
 labels per part and what a run trains on under an uncertain policy; on box data sets the boxes of the test part per
-class, per image and their mean area (metadata only; no image is opened)."""
+class, per image and their mean area (metadata; no image is opened, each is only looked up on disk to list those that
+are links to files outside the root)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from cxrres.data.datasets.common import DatasetTable, apply_uncertain
+from cxrres.data.paths import outside_line, outside_summary, resolve_images
 from cxrres.data.splits import PARTS
 
 #: Skipped metadata rows `describe` prints one per line (the rest are counted; `--json` lists all).
@@ -64,7 +66,13 @@ def describe_table(table: DatasetTable, uncertain: str = "ignore") -> dict:
             "patients": {part: int(frame.loc[parts == part, "patient_id"].nunique()) for part in PARTS},
             "views": {str(k): int(v) for k, v in frame["view"].value_counts().items()},
             "uncertain_policy": uncertain, "classes": classes, "boxes": len(table.boxes),
-            "box_summary": describe_boxes(table), "notes": list(table.notes), "skipped_rows": list(table.skipped)}
+            "box_summary": describe_boxes(table), "notes": list(table.notes), "skipped_rows": list(table.skipped),
+            "symlinks_outside_root": outside_summary(table_outside(table))}
+
+
+def table_outside(table: DatasetTable) -> list[tuple[str, str]]:
+    """(image, real file) of the table's images on disk that are links to files outside its root (`paths`)."""
+    return resolve_images(table.root, table.frame.index.tolist(), [table.root / p for p in table.frame["path"]]).outside
 
 
 def format_table_summary(summary: dict) -> str:
@@ -73,6 +81,7 @@ def format_table_summary(summary: dict) -> str:
     images, patients = summary["images"], summary["patients"]
     lines = [f"data set {summary['dataset']}: " + ", ".join(f"{p} {images[p]:,} images / {patients[p]:,} patients" for p in PARTS)]
     lines += [f"  {note}" for note in summary["notes"]]
+    lines += [f"  {line}" for line in [outside_line(summary.get("symlinks_outside_root"))] if line]
     skipped = summary.get("skipped_rows") or []
     lines += [f"  skipped {row}" for row in skipped[:SHOWN_SKIPPED]]
     lines += [f"  ... and {len(skipped) - SHOWN_SKIPPED:,} more skipped rows (--json lists all)"] if len(skipped) > SHOWN_SKIPPED else []

@@ -24,6 +24,7 @@ import pandas as pd
 from cxrres.data.datasets.common import (DatasetTable, ReadOptions, assemble, finish_split, header, read_columns,
                                          refuse_or_skip, select_views, skipped_note)
 from cxrres.data.dicom_headers import patients_from_headers, read_headers
+from cxrres.data.paths import not_file_name
 from cxrres.errors import CxrresError, DataFormatError
 
 NAME = "vindr"
@@ -61,10 +62,7 @@ def detect(root: Path) -> bool:
     if all(p.is_file() for p in _physionet_files(root, "train")):
         return True
     path = _file(root)
-    try:
-        return path is not None and tuple(header(path)[:4]) == COLUMNS[:4]
-    except DataFormatError:
-        return False
+    return path is not None and tuple(header(path)[:4]) == COLUMNS[:4]  # an unreadable train.csv: its own error
 
 
 def _first_problem(problems: pd.Series, mask: pd.Series, message) -> None:
@@ -81,6 +79,8 @@ def row_problems(frame: pd.DataFrame, known_classes: set[str], sizes: pd.DataFra
     exactly on "No finding" rows, not numbers with x_max > x_min >= 0 and y_max > y_min >= 0, outside the image where
     `sizes` (image_id -> rows, columns px; 0 unknown) knows it, or a duplicate of an earlier row."""
     problems = pd.Series("", index=frame.index, dtype=object)
+    _first_problem(problems, not_file_name(frame["image_id"]),
+                   lambda i: f"column 'image_id': not a file name: {frame['image_id'][i]!r}")
     names = frame["class_name"]
     known = f"a label column of {label_file}" if label_file else "a VinDr-CXR class"
     _first_problem(problems, ~names.isin(known_classes | {NO_FINDING}),
