@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from cxrres.cli import main
+from cxrres.study import study_settings
 from cxrres.synthetic import synthesize
 
 
@@ -106,3 +107,25 @@ def test_export_best_run_per_resolution_in_one_command(study, tmp_path):
     exported = sorted(p.name for p in (tmp_path / "exp").glob("*.onnx"))
     assert [re.sub(r"seed\d+", "seed", name) for name in exported] == ["densenet121_32px_seed.onnx", "densenet121_48px_seed.onnx"]
     assert all((tmp_path / "exp" / f"{name}.md").is_file() for name in exported)
+
+
+def test_plan_on_a_partial_root_warns_and_carries_the_study_train_flags(tmp_path, capsys):
+    synthesize(tmp_path / "ph", n_images=40, size_px=64, seed=5, workers=1, progress=False)
+    for path in sorted((tmp_path / "ph" / "images").glob("*.png"))[:3]:
+        path.unlink()
+    config = tmp_path / "study.yaml"
+    config.write_text("train:\n  weights: imagenet\n  batch_size: 8\n")
+    args = ["study", "--data", str(tmp_path / "ph"), "--resolutions", "32,48", "--out", str(tmp_path / "s"),
+            "--config", str(config), "--plan"]
+    assert main(args) == 0
+    plan = capsys.readouterr().out.splitlines()
+    assert [line for line in plan if line.startswith("# warning: 3 of 40 listed images are missing on disk")]
+    assert "--allow-missing" in plan[1] and not any("--allow-missing" in line for line in plan if line.startswith("cxrres"))
+    assert main(args + ["--allow-missing", "--weights", "none", "--max-epochs", "2"]) == 0
+    plan = capsys.readouterr().out.splitlines()
+    trains = [line for line in plan if line.startswith("cxrres train")]
+    assert len(trains) == 2 and not [line for line in plan if "warning" in line]
+    for line in trains:  # the flags override the file's `train:` and every run's command carries them
+        assert "--allow-missing" in line and "--weights none" in line and "--max-epochs 2" in line and "--batch-size 8" in line
+    written = study_settings(tmp_path / "s" / "study.yaml", {})  # what the plan's last command reads back
+    assert written.train == {"weights": "none", "batch_size": 8, "allow_missing": True, "max_epochs": 2}
