@@ -293,7 +293,14 @@ def _status(config: TrainConfig, state: str, module: ChestClassifier | None = No
         status.peak_memory_mb = round(cost["peak_memory_mb"], 1)
     if module is not None:
         status.device, status.world_size = _device_name(config), config.devices * config.nodes
+        status.threads, status.cpu_kernels, status.onednn_max_cpu_isa = compute_environment()
     return status
+
+
+def compute_environment() -> tuple[int, str, str | None]:
+    """(torch threads, CPU kernel family e.g. 'AVX512', $ONEDNN_MAX_CPU_ISA or None): with the code, what fixes a CPU
+    run's bytes (bf16 and fp32 sums differ in their last bits between thread counts and kernel families)."""
+    return torch.get_num_threads(), torch.backends.cpu.get_cpu_capability(), os.environ.get("ONEDNN_MAX_CPU_ISA") or None
 
 
 #: Harmless messages from the libraries: undefined classes are masked out of the mean AUC by `defined_classes`; the
