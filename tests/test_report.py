@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
 from cxrres import metrics, runs
 from cxrres.compare import ENSEMBLE, SINGLE, compare_runs
@@ -15,7 +16,7 @@ from cxrres.data.splits import Split
 from cxrres.evaluate import patient_groups
 from cxrres.report import plots, tables
 from cxrres.report.comparison import best_resolution_table, comparison_markdown, write_comparison
-from cxrres.report.document import key_table, published_blocks
+from cxrres.report.document import cost_table, heatmap_blocks, key_table, published_blocks
 from cxrres.report.reference import PublishedReference, against_published, detect_reference, published_table
 
 CLASSES = ["Effusion", "Mass", "Nodule"]
@@ -280,3 +281,24 @@ def test_published_section_and_files_when_the_reference_applies(two_by_two, tmp_
     assert set(frame["metric"]) == {"auc"} and len(frame) == 4 * 2
     row = frame[(frame["class"] == "Nodule") & (frame["resolution_px"] == 128)].iloc[0]
     assert row["ours"] == pytest.approx(ours, abs=1e-6) and row["n"] == 2 and row["n_interval"] == 2
+
+
+def test_one_localized_class_gets_one_heatmap_grid_and_the_cost_table_shows_threads_and_kernels(tmp_path):
+    dirs = [make_run(tmp_path / f"r{r}", r, 1.0) for r in (64, 128)]
+    for d, threads in zip(dirs, (1, 2)):
+        pd.DataFrame({"class": ["Mass", "mean"], "n": [4, 4], "precision": [0.5, 0.5], "accuracy": [0.25, 0.25],
+                      "pointing": [0.5, 0.5]}).to_csv(d / runs.LOCALIZATION, index=False)
+        (d / runs.LOCALIZATION_EXAMPLES).mkdir()
+        Image.fromarray(np.full((32, 32, 3), 128, np.uint8)).save(d / runs.LOCALIZATION_EXAMPLES / "Mass_00000001_000.png")
+        runs.write_status(d, runs.RunStatus(status="finished", epochs=2, threads=threads, cpu_kernels="AVX512",
+                                            onednn_max_cpu_isa="AVX2" if threads == 2 else None))
+    comparison = compare_runs(dirs, n_boot=20)
+    files = tmp_path / "files"
+    files.mkdir()
+    blocks = heatmap_blocks(comparison, files)  # Mass is both the smallest and the largest boxed finding
+    assert len(blocks) == 1 and blocks[0].image == files / "heatmaps_Mass.png"
+    assert [row[0] for row in key_table(comparison).rows] == ["Mass AUC", "mean AUC", "Mass box accuracy",
+                                                             "mean box accuracy", "Mass pointing", "mean pointing"]
+    table = cost_table(comparison)
+    assert table.header[-2:] == ["Threads", "CPU kernels"]
+    assert [row[-2:] for row in table.rows] == [["1", "AVX512"], ["2", "AVX512 (ONEDNN_MAX_CPU_ISA=AVX2)"]]

@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from cxrres.cli import main
+from cxrres.study import study_settings
 from cxrres.synthetic import synthesize
 
 
@@ -135,3 +136,25 @@ def test_localize_defaults_have_one_home():
     parsed = build_parser().parse_args(["localize", "RUN"])
     assert (parsed.method, parsed.threshold, parsed.iou, parsed.examples) == tuple(vars(LocalizeSettings()).values())
     assert StudyConfig(data="x").localize == vars(LocalizeSettings())
+
+
+def test_plan_on_a_partial_root_warns_and_carries_the_study_train_flags(tmp_path, capsys):
+    synthesize(tmp_path / "ph", n_images=40, size_px=64, seed=5, workers=1, progress=False)
+    for path in sorted((tmp_path / "ph" / "images").glob("*.png"))[:3]:
+        path.unlink()
+    config = tmp_path / "study.yaml"
+    config.write_text("train:\n  weights: imagenet\n  batch_size: 8\n")
+    args = ["study", "--data", str(tmp_path / "ph"), "--resolutions", "32,48", "--out", str(tmp_path / "s"),
+            "--config", str(config), "--plan"]
+    assert main(args) == 0
+    plan = capsys.readouterr().out.splitlines()
+    assert [line for line in plan if line.startswith("# warning: 3 of 40 listed images are missing on disk")]
+    assert "--allow-missing" in plan[1] and not any("--allow-missing" in line for line in plan if line.startswith("cxrres"))
+    assert main(args + ["--allow-missing", "--weights", "none", "--max-epochs", "2"]) == 0
+    plan = capsys.readouterr().out.splitlines()
+    trains = [line for line in plan if line.startswith("cxrres train")]
+    assert len(trains) == 2 and not [line for line in plan if "warning" in line]
+    for line in trains:  # the flags override the file's `train:` and every run's command carries them
+        assert "--allow-missing" in line and "--weights none" in line and "--max-epochs 2" in line and "--batch-size 8" in line
+    written = study_settings(tmp_path / "s" / "study.yaml", {})  # what the plan's last command reads back
+    assert written.train == {"weights": "none", "batch_size": 8, "allow_missing": True, "max_epochs": 2}

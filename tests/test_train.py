@@ -128,6 +128,50 @@ def test_cli_refuses_run_dir_with_other_settings_and_skips_finished(phantom, tmp
     assert "made with other settings (lr: 0.0003 -> 0.01)" in capsys.readouterr().err
 
 
+def _offline(monkeypatch, tmp_path) -> Path:
+    """No ImageNet weights on disk (an empty TORCH_HOME) and no network: every download fails. Returns TORCH_HOME."""
+    import urllib.error
+
+    home = tmp_path / "torch-home"
+    home.mkdir()
+    monkeypatch.setenv("TORCH_HOME", str(home))
+
+    def no_network(url, *args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
+    return home
+
+
+def test_failed_first_run_does_not_block_its_retry_with_other_settings(phantom, tmp_path, capsys, monkeypatch):
+    home = _offline(monkeypatch, tmp_path)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "ALL")  # oneDNN's "no cap"
+    run = tmp_path / "r"
+    base = ["train", "--data", phantom, "--resolution", "32", "--out", str(run), "--cache", str(tmp_path / "c"),
+            "--max-epochs", "1", "--batch-size", "8", "--quiet"]
+    assert main(base) == 1  # ImageNet weights by default: offline, they cannot be had
+    err = capsys.readouterr().err
+    assert str(home / "hub" / "checkpoints" / "densenet121-a639ec97.pth") in err and "--weights none" in err
+    assert (run / runs.CONFIG).is_file()  # the failed run left its directory ...
+    assert main(base + ["--weights", "none"]) == 0  # ... which the retry the message suggests may reuse
+    assert runs.is_trained(run) and runs.read_config(run)["settings"]["weights"] == "none"
+    status = runs.read_status(run)  # what fixes a CPU run's last bits is recorded
+    assert status.threads == torch.get_num_threads() and status.cpu_kernels == torch.backends.cpu.get_cpu_capability()
+    assert status.onednn_max_cpu_isa == "ALL"
+    capsys.readouterr()
+    assert main(base + ["--weights", "none", "--lr", "0.01"]) == 1  # a run that trained keeps its identity
+    assert "made with other settings (lr: 0.0003 -> 0.01)" in capsys.readouterr().err
+
+
+def test_run_json_written_before_the_compute_fields_still_reads(tmp_path):
+    (tmp_path / runs.STATUS).write_text(json.dumps({"status": "finished", "epochs": 3, "device": "cpu (2 cores)",
+                                                    "a_later_field": 1}))
+    status = runs.read_status(tmp_path)
+    assert (status.status, status.epochs, status.threads, status.cpu_kernels) == ("finished", 3, None, None)
+    runs.write_status(tmp_path, status)
+    assert "threads" not in json.loads((tmp_path / runs.STATUS).read_text())  # unset fields stay out
+
+
 def test_config_file_and_bad_settings(phantom, tmp_path, capsys):
     config = tmp_path / "c.yaml"
     config.write_text("resolution_px: 32\nweights: none\nmax_epochs: 1\nbatch_size: 8\nlearning_rate: 0.1\n")

@@ -192,6 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--out", metavar="STUDY_DIR", help="study directory (default: study)")
     study.add_argument("--external", metavar="ROOT,ROOT", help="score every run on these data roots' test parts too (shared classes)")
     study.add_argument("--config", metavar="FILE", help="YAML with study settings; its `train:` mapping holds training settings")
+    from cxrres.study import TRAIN_FLAGS
+
+    add_arguments(study, TRAIN_FLAGS)  # training settings shared by all runs; each overrides the file's `train:`
     study.add_argument("--dry-run", action="store_true", help="list what is done and what is left; change nothing")
     study.add_argument("--plan", action="store_true", help="print one `cxrres train` command per unfinished run (for a scheduler)")
     study.add_argument("--step", choices=("prepare",), default=None,

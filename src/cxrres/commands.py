@@ -165,10 +165,10 @@ def print_key_table(key: Path, html: Path) -> None:
 def study(args: argparse.Namespace) -> int:
     """Run (or continue, list, or plan) a whole study."""
     from cxrres.runs import KEY_TABLE
-    from cxrres.study import (GRID_FLAGS, describe_state, job_commands, prepare_source, run_study, study_settings,
-                              write_study_file)
+    from cxrres.study import (GRID_FLAGS, TRAIN_FLAGS, describe_state, job_commands, prepare_source, run_study,
+                              study_settings, write_study_file)
 
-    study = study_settings(args.config, {name: getattr(args, name) for name in GRID_FLAGS})
+    study = study_settings(args.config, {name: getattr(args, name) for name in GRID_FLAGS + TRAIN_FLAGS})
     if args.dry_run:
         from cxrres.cluster import describe_jobs  # where the study's SLURM jobs stand, if submitted
 

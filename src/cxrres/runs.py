@@ -5,8 +5,8 @@ A run directory holds
   `data` (root, split, images per part), `cache`, `versions`;
 - `checkpoints/best.ckpt` (best validation mean AUC) and `checkpoints/last.ckpt` (end of the last epoch);
 - `metrics.csv` — one row per epoch: epoch, train_loss, val_loss, val_mean_auc, lr, val_auc_<class>...;
-- `run.json` — `RunStatus`: status (`running`, `finished`, `failed`), best epoch, and cost (wall time, images/s,
-  peak memory, device);
+- `run.json` — `RunStatus`: status (`running`, `finished`, `failed`), best epoch, cost (wall time, images/s,
+  peak memory, device), and the thread count and CPU kernel family the run computed with;
 - `predictions_test.csv` — `image`, `patient_id` (the image's patient, by which the bootstrap resamples; files
   written before it was recorded lack it), one probability column per class, one `label_<class>` column per class
   (1, 0, or -1 where the label is masked out of that class's metrics: uncertain under `uncertain: ignore`);
@@ -175,6 +175,10 @@ class RunStatus:
     peak_memory_mb: float | None = None
     device: str | None = None
     world_size: int | None = None
+    # What decides a CPU run's last bits (docs/training.md, reproducibility); absent in run.json written before them:
+    threads: int | None = None  # torch.get_num_threads() of the training process (rank 0)
+    cpu_kernels: str | None = None  # torch.backends.cpu.get_cpu_capability(): the kernel family (AVX2, AVX512, ...)
+    onednn_max_cpu_isa: str | None = None  # $ONEDNN_MAX_CPU_ISA when set (caps oneDNN's kernels, e.g. AVX512_CORE)
     test_images: int | None = None
     error: str | None = None
 

@@ -26,6 +26,9 @@ from cxrres.parallel import write_text_atomic
 
 #: The StudyConfig settings that `cxrres study` takes as flags (the rest come from --config).
 GRID_FLAGS: tuple[str, ...] = ("data", "resolutions", "archs", "seeds", "labels", "out", "external")
+#: The training settings shared by all runs that `cxrres study` also takes as flags (`cxrres train`'s spelling); each
+#: overrides the same key of the study file's `train:` mapping, and --plan's train commands carry it.
+TRAIN_FLAGS: tuple[str, ...] = ("weights", "allow_missing", "max_epochs", "precision", "cache")
 
 
 @dataclass
@@ -64,9 +67,14 @@ def _check_train_mapping(path: str | Path, mapping: Any, known: set[str]) -> Non
 
 
 def study_settings(config_file: str | Path | None, flags: dict[str, Any]) -> "StudyConfig":
-    """The study of a config file (if any) overridden by the grid flags that were given."""
+    """The study of a config file (if any) overridden by the flags that were given: grid flags, and `TRAIN_FLAGS`
+    (into its `train:` mapping)."""
     settings = study_from_file(config_file) if config_file else {}
-    settings.update({k: v for k, v in flags.items() if v is not None})
+    given = {k: v for k, v in flags.items() if v is not None}
+    train = {k: given.pop(k) for k in TRAIN_FLAGS if k in given}
+    settings.update(given)
+    if train:
+        settings["train"] = {**(settings.get("train") or {}), **train}
     return make_study(settings)
 
 
@@ -93,6 +101,11 @@ def make_study(settings: dict[str, Any]) -> StudyConfig:
             raise CxrresError(f"external: give a list of data roots (or --external ROOT,ROOT), not {value!r}")
         s["external"] = tuple(str(Path(r.strip()).expanduser().resolve()) for r in roots)
     s["data"] = str(Path(s["data"]).expanduser().resolve())
+    train = dict(s.get("train") or {})
+    for key in ("weights", "cache"):  # paths, as a run resolves them, so that --plan's commands work from any folder
+        if isinstance(train.get(key), str) and train[key] not in ("imagenet", "none"):
+            train[key] = str(Path(train[key]).expanduser().resolve())
+    s["train"] = train
     s["out"] = str(Path(s.get("out", "study")).expanduser().resolve())
     s["localize"] = dataclasses.asdict(localize_settings(s.get("localize"), "the study's localize settings"))
     study = StudyConfig(**s)
@@ -185,9 +198,27 @@ def study_argv(study: StudyConfig) -> list[str]:
             "--config", str(Path(study.out) / runs.STUDY_FILE)]
 
 
+def missing_warning(study: StudyConfig) -> str | None:
+    """A plan's comment when the data root lacks listed images and the study does not allow it (every train command
+    would then fail); None otherwise."""
+    if study.train.get("allow_missing") or not Path(study.data).is_dir():
+        return None
+    from cxrres.data import DataRoot
+    from cxrres.data.cache import Sources
+    from cxrres.data.layout import describe_missing
+
+    sources = Sources.scan(DataRoot.at(study.data), detect_dataset(study.data), bool(study.train.get("skip_bad")))
+    if not sources.missing:
+        return None
+    return (f"# warning: {describe_missing(sources.missing, len(sources.missing) + len(sources.names))}; these train "
+            f"commands stop there: plan with --allow-missing to train on the {len(sources.names):,} present")
+
+
 def job_commands(study: StudyConfig) -> str:
     """`--plan`: one `cxrres train` command per unfinished run, then the command that finishes the study."""
     lines = ["# one job per run (e.g. a SLURM array: sed -n \"${SLURM_ARRAY_TASK_ID}p\"); each resumes if restarted"]
+    warning = missing_warning(study) if any(not run_state(c).trained for c in run_configs(study)) else None
+    lines += [warning] if warning else []
     for config in run_configs(study):
         if not run_state(config).trained:
             lines.append("cxrres train " + " ".join(shlex.quote(a) for a in train_argv(config) + ["--quiet"]))

@@ -250,8 +250,16 @@ def write_predictions(config: TrainConfig, data: RunData, model: nn.Module, devi
 # --- the run ----------------------------------------------------------------------------------------------------
 
 
+def never_trained(run_dir: Path) -> bool:
+    """Whether `run_dir` holds no checkpoint and no finished epoch (a run that failed before training, e.g. offline)."""
+    checkpoints = run_dir / runs.CHECKPOINTS
+    return (not any(checkpoints.glob("*.ckpt")) and not (run_dir / runs.METRICS).is_file()
+            and runs.read_status(run_dir).epochs == 0)
+
+
 def _check_run_dir(run_dir: Path, wanted: dict[str, Any]) -> dict | None:
-    """The existing config of `run_dir` if it was made with the same identity; an error naming differences if not."""
+    """The existing config of `run_dir` if it was made with the same identity; an error naming differences if not.
+    A run directory that never trained an epoch (`never_trained`) is no identity to keep: it is reused (None)."""
     if not (run_dir / runs.CONFIG).is_file():
         if run_dir.is_dir() and any(p.name != LOCK for p in run_dir.iterdir()):
             raise CxrresError(f"{run_dir}: exists and is not a cxrres run directory; choose another --out")
@@ -259,6 +267,9 @@ def _check_run_dir(run_dir: Path, wanted: dict[str, Any]) -> dict | None:
     existing = runs.read_config(run_dir)
     before = existing.get("identity", {})
     changed = [f"{k}: {before.get(k)!r} -> {wanted.get(k)!r}" for k in sorted(set(before) | set(wanted)) if before.get(k) != wanted.get(k)]
+    if changed and never_trained(run_dir):
+        rank_zero_info(f"{run_dir}: never trained an epoch; starting it again with the new settings ({'; '.join(changed[:4])})")
+        return None
     if changed:
         raise CxrresError(f"{run_dir}: made with other settings ({'; '.join(changed[:4])}"
                           f"{'; ...' if len(changed) > 4 else ''}); choose another --out or delete it")
@@ -284,7 +295,14 @@ def _status(config: TrainConfig, state: str, module: ChestClassifier | None = No
         status.peak_memory_mb = round(cost["peak_memory_mb"], 1)
     if module is not None:
         status.device, status.world_size = _device_name(config), config.devices * config.nodes
+        status.threads, status.cpu_kernels, status.onednn_max_cpu_isa = compute_environment()
     return status
+
+
+def compute_environment() -> tuple[int, str, str | None]:
+    """(torch threads, CPU kernel family e.g. 'AVX512', $ONEDNN_MAX_CPU_ISA or None): with the code, what fixes a CPU
+    run's bytes (bf16 and fp32 sums differ in their last bits between thread counts and kernel families)."""
+    return torch.get_num_threads(), torch.backends.cpu.get_cpu_capability(), os.environ.get("ONEDNN_MAX_CPU_ISA") or None
 
 
 #: Harmless messages from the libraries: undefined classes are masked out of the mean AUC by `defined_classes`; the

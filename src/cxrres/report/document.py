@@ -174,16 +174,43 @@ def heatmap_grid(comparison: Comparison, label: str, path: Path, rows: int = 3) 
     return path
 
 
+def kernels_text(status: runs.RunStatus) -> str:
+    """The CPU kernel family a run computed with, e.g. 'AVX512' or 'AVX512 (ONEDNN_MAX_CPU_ISA=AVX2)'; '–' if unrecorded."""
+    if status.cpu_kernels is None:
+        return "–"
+    return status.cpu_kernels + (f" (ONEDNN_MAX_CPU_ISA={status.onednn_max_cpu_isa})" if status.onednn_max_cpu_isa else "")
+
+
+def extreme_classes(comparison: Comparison) -> list[str]:
+    """The smallest and the largest localized finding by mean box size; one class once when they are the same."""
+    order = localized_classes(comparison)
+    return list(dict.fromkeys((order[0], order[-1]))) if order else []
+
+
+def heatmap_blocks(comparison: Comparison, files: Path) -> list[Block]:
+    """A heat-map grid figure (written into `files`) for each of `extreme_classes` that the runs have examples of."""
+    blocks = []
+    for label in extreme_classes(comparison):
+        grid = heatmap_grid(comparison, label, files / f"heatmaps_{safe_filename(label)}.png")
+        if grid:
+            which = f", seed {min(i.seed for i in comparison.runs)}" if comparison.several_seeds else ""
+            blocks.append(Block(image=grid, caption=f"{label}: Grad-CAM by training resolution{which} (white: official "
+                                                    "box; green/red: positive/negative detections)"))
+    return blocks
+
+
 def cost_table(comparison: Comparison) -> tables.Table:
-    """Per run: epochs, best epoch, wall time, training images/s, peak memory, device."""
+    """Per run: epochs, best epoch, wall time, training images/s, peak memory, device, threads and CPU kernels."""
     rows = []
     for info in comparison.runs:
         s = runs.read_status(info.run_dir)
         text = lambda value: "–" if value is None else str(value)  # noqa: E731
         rows.append([info.heading, text(s.epochs), text(s.best_epoch),
                      "–" if s.wall_seconds is None else f"{s.wall_seconds / 60:.1f}", text(s.train_images_per_s),
-                     "–" if s.peak_memory_mb is None else f"{s.peak_memory_mb:,.0f}", text(s.device)])
-    return tables.Table(["Run", "Epochs", "Best epoch", "Wall time (min)", "Train img/s", "Peak memory (MB)", "Device"], rows)
+                     "–" if s.peak_memory_mb is None else f"{s.peak_memory_mb:,.0f}", text(s.device), text(s.threads),
+                     kernels_text(s)])
+    return tables.Table(["Run", "Epochs", "Best epoch", "Wall time (min)", "Train img/s", "Peak memory (MB)", "Device",
+                         "Threads", "CPU kernels"], rows)
 
 
 def localized_classes(comparison: Comparison) -> list[str]:
@@ -209,8 +236,7 @@ def key_table(comparison: Comparison) -> tables.Table:
     columns = list(groups) if several else [i.heading for i in comparison.runs]
     header = [f"{g} (n = {len(groups[g])})" if several else g for g in columns]
     rows: list[list[str]] = []
-    order = localized_classes(comparison)
-    picks = [order[0], order[-1]] if len(order) > 1 else order
+    picks = extreme_classes(comparison)
     auc = _cells(comparison, comparison.auc, "auc")
     for name in [*picks, "mean"]:
         if any((name, c) in auc for c in columns):
@@ -312,14 +338,7 @@ def build_sections(study_dir: Path, comparison: Comparison, files: Path, source:
             blocks += [Block(text=title + "; classes by mean box size, smallest first." + seeds_note),
                        Block(table=localization_table(comparison, metric)),
                        *_figure(figures, f"localization_{metric}_vs_resolution", title)]
-        order = localized_classes(comparison)
-        for label in (order[0], order[-1]) if order else ():
-            grid = heatmap_grid(comparison, label, files / f"heatmaps_{safe_filename(label)}.png")
-            if grid:
-                which = f", seed {min(i.seed for i in comparison.runs)}" if comparison.several_seeds else ""
-                blocks.append(Block(image=grid, caption=f"{label}: Grad-CAM by training resolution{which} (white: official "
-                                                        "box; green/red: positive/negative detections)"))
-        sections.append(("Localization", blocks))
+        sections.append(("Localization", blocks + heatmap_blocks(comparison, files)))
     curves = training_curves([i.run_dir for i in comparison.runs], [i.heading for i in comparison.runs], files / "training_curves.png")
     sections.append(("Training", [Block(image=curves, caption="Training curves"), Block(table=cost_table(comparison))]))
     sections.append(("Use the networks", use_blocks(study_dir)))
