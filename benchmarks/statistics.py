@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.common import REAL, record
-from cxrres import metrics, published, seeds
+from cxrres import bootstrap, metrics, published, seeds
 from cxrres.runs import Predictions
 
 CLASSES = ["Atelectasis", "Cardiomegaly", "Effusion", "Infiltration", "Mass", "Nodule", "Pneumonia", "Pneumothorax",
@@ -69,12 +69,12 @@ def main() -> None:
             {"arch": "densenet121", "resolution_px": r, "seed": s, "class": name,
              **dict(zip(("auc", "ci_low", "ci_high"), metrics.delong_ci(p.labels[:, c], p.scores[:, c])))}
             for (r, s), p in every.items() for c, name in enumerate(CLASSES)])
-        weights = timed(times, "patient bootstrap weights", lambda: metrics.patient_weights(patients, args.n_boot, 0))
+        weights = timed(times, "patient bootstrap weights", lambda: bootstrap.patient_weights(patients, args.n_boot, 0))
         defined = np.array([metrics.undefined_reason(labels[:, c]) is None for c in range(14)])
         replicates = timed(times, "bootstrap replicates per run and class", lambda: {
-            key: metrics.bootstrap_class_replicates(p.labels, p.scores, weights, defined) for key, p in every.items()})
+            key: bootstrap.bootstrap_class_replicates(p.labels, p.scores, weights, defined) for key, p in every.items()})
         timed(times, "mean-AUC percentile intervals", lambda: {
-            key: metrics.percentile_interval(metrics.replicate_means(rep, defined), 0.95) for key, rep in replicates.items()})
+            key: bootstrap.percentile_interval(bootstrap.replicate_means(rep, defined), 0.95) for key, rep in replicates.items()})
         groups = [*range(args.seeds), "ensemble"]
         pairs = list(itertools.combinations(resolutions, 2))
 
@@ -91,15 +91,15 @@ def main() -> None:
 
         timed(times, "paired DeLong tests between resolutions (per seed, ensemble) + Holm", delong_tests)
         timed(times, "paired bootstrap tests of the mean AUC", lambda: [
-            metrics.paired_bootstrap_p(metrics.replicate_means(replicates[a, g], defined) - metrics.replicate_means(replicates[b, g], defined))
+            bootstrap.paired_bootstrap_p(bootstrap.replicate_means(replicates[a, g], defined) - bootstrap.replicate_means(replicates[b, g], defined))
             for g in groups for a, b in pairs])
         auc = pd.DataFrame(rows)
 
-        def best() -> list[metrics.BestRuns]:
+        def best() -> list[bootstrap.BestRuns]:
             out = []
             for g in groups:
                 points = auc[auc["seed"] == g].pivot(index="resolution_px", columns="class", values="auc")[CLASSES].to_numpy()
-                out.append(metrics.best_run_shares(points, np.stack([replicates[r, g] for r in resolutions])))
+                out.append(bootstrap.best_run_shares(points, np.stack([replicates[r, g] for r in resolutions])))
             return out
 
         shares = timed(times, "best resolution per class", best)

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cxrres import metrics, runs
+from cxrres import bootstrap, runs
 from cxrres.cli import main
 from cxrres.compare import compare_runs
 from cxrres.data.datasets import chexpert
@@ -75,7 +75,7 @@ def test_compare_on_masked_labels_equals_the_unmasked_copy_on_the_kept_rows(tmp_
         assert [per_run[(f"DenseNet-121 {r} px", c)] for c in CLASSES] == pytest.approx(expected, abs=1e-12)
         assert per_run[(f"DenseNet-121 {r} px", "mean")] == pytest.approx(np.mean(expected), abs=1e-12)
     # the paired bootstrap of the mean and the best-resolution shares, replicate by replicate as repeated cases
-    weights = metrics.patient_weights(np.arange(len(images)), n_boot, 3)  # no patients recorded, no NIH names: images
+    weights = bootstrap.patient_weights(np.arange(len(images)), n_boot, 3)  # no patients recorded, no NIH names: images
     replicates = np.full((2, n_boot, 3), np.nan)
     for r, s in enumerate(scores.values()):
         for b in range(n_boot):
@@ -131,8 +131,8 @@ def test_the_bootstrap_resamples_the_recorded_patients(tmp_path: Path, capsys: p
     assert again.patient_ids == p.patient_ids and pd.read_csv(run / runs.PREDICTIONS).columns[1] == runs.PATIENT_COLUMN
     table = auc_table(again, n_boot=300).set_index("class")
     patients = [int(re.search(r"patient(\d+)/", name).group(1)) for name in p.images]  # independent of the column
-    by_patient = metrics.bootstrap_mean_auc(p.labels, p.scores, np.array(patients), 300, 0)
-    by_image = metrics.bootstrap_mean_auc(p.labels, p.scores, np.arange(len(p.images)), 300, 0)
+    by_patient = bootstrap.bootstrap_mean_auc(p.labels, p.scores, np.array(patients), 300, 0)
+    by_image = bootstrap.bootstrap_mean_auc(p.labels, p.scores, np.arange(len(p.images)), 300, 0)
     assert tuple(table.loc["mean", ["auc", "ci_low", "ci_high"]]) == pytest.approx(by_patient, abs=1e-12)
     assert table.loc["mean", "note"] == "mean of 2 classes; 300 bootstrap replicates by patient"
     assert by_patient[2] - by_patient[1] > 1.3 * (by_image[2] - by_image[1])  # 12 copies of one patient: a wider interval

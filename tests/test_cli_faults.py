@@ -3,7 +3,6 @@ reading a run never requires writing it (evaluate on a read-only run directory, 
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 from pathlib import Path

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cxrres import metrics, runs
+from cxrres import bootstrap, metrics, runs
 from cxrres.cli import main
 from cxrres.errors import CxrresError, DataFormatError
 from cxrres.compare import compare_runs
@@ -175,9 +175,9 @@ def test_masked_labels_are_left_out_of_their_class_auc(tmp_path):
     assert table.loc["Effusion", "auc"] == pytest.approx(_mann_whitney(labels[:, 0], p.scores[:, 0]), abs=1e-12)
     assert table.loc["mean", "auc"] == pytest.approx(table["auc"].iloc[:3].mean(), abs=1e-12)
     # a bootstrap of the kept cases alone gives the same replicates for the masked class
-    weights = metrics.patient_weights(np.arange(60), 20, 0)
-    full = metrics.bootstrap_class_replicates(labels, p.scores, weights, np.ones(3, bool))
-    alone = metrics.weighted_auc(labels[kept, 1], p.scores[kept, 1], weights[:, kept])
+    weights = bootstrap.patient_weights(np.arange(60), 20, 0)
+    full = bootstrap.bootstrap_class_replicates(labels, p.scores, weights, np.ones(3, bool))
+    alone = bootstrap.weighted_auc(labels[kept, 1], p.scores[kept, 1], weights[:, kept])
     assert np.allclose(full[:, 1], alone, equal_nan=True)
 
 

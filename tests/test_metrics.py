@@ -12,7 +12,7 @@ from scipy.optimize import brentq
 from scipy.stats import norm
 from sklearn.metrics import roc_auc_score
 
-from cxrres import metrics
+from cxrres import bootstrap, metrics
 from cxrres.metrics import MetricError, UndefinedMetricWarning
 
 
@@ -268,7 +268,7 @@ def test_best_run_shares_against_brute_force():
     points[1, 4] = np.nan  # run 1 has no score for class 4 (e.g. a per-label net): it does not compete
     reps[1, :, 4] = np.nan
     points[:, 5] = np.nan  # class 5 undefined everywhere
-    got = metrics.best_run_shares(points, reps)
+    got = bootstrap.best_run_shares(points, reps)
     best, shares = brute_force_best(points, reps)
     assert got.best.tolist() == best
     np.testing.assert_allclose(got.shares, shares, rtol=1e-12, equal_nan=True)
@@ -283,7 +283,7 @@ def test_best_run_shares_hand_made():
         [[0.80, 0.8], [0.80, 0.9], [0.60, 0.9], [np.nan, 0.9]],
         [[0.75, 0.1], [0.70, 0.1], [0.65, 0.1], [np.nan, 0.1]],
     ])
-    got = metrics.best_run_shares(points, reps)
+    got = bootstrap.best_run_shares(points, reps)
     assert got.best.tolist() == [1, 0]  # class 1: runs 0 and 1 tie at 0.9 -> the first
     # class 0: replicate 1 run 1, replicate 2 a tie of runs 0 and 1, replicate 3 run 0; replicate 4 undefined
     np.testing.assert_allclose(got.shares[:, 0], [1.5 / 3, 1.5 / 3, 0.0])
@@ -291,7 +291,7 @@ def test_best_run_shares_hand_made():
     np.testing.assert_allclose(got.shares[:, 1], [2.5 / 4, 1.5 / 4, np.nan])
     assert got.n_replicates.tolist() == [3, 4]
     with pytest.raises(MetricError, match="do not match"):
-        metrics.best_run_shares(points[:2], reps)
+        bootstrap.best_run_shares(points[:2], reps)
 
 
 def test_holm_known_values():
@@ -305,7 +305,7 @@ def test_weighted_auc_equals_auc_of_replicated_cases(cases):
     y, _, b = cases
     rng = np.random.default_rng(1)
     weights = rng.integers(0, 3, size=(4, y.size))
-    got = metrics.weighted_auc(y, b, weights)
+    got = bootstrap.weighted_auc(y, b, weights)
     for row, value in zip(weights, got):
         idx = np.repeat(np.arange(y.size), row)
         assert value == pytest.approx(metrics.auc(y[idx], b[idx]), abs=1e-12)
@@ -318,26 +318,26 @@ def test_weighted_auc_edge_rows_and_float32_weights(cases):
     weights[0] = 0  # nothing drawn
     weights[1] = np.where(y == 1, 0, weights[1])  # no positive drawn
     weights[2] = np.where(y == 0, 0, weights[2])  # no negative drawn
-    got = metrics.weighted_auc(y, b, weights)
+    got = bootstrap.weighted_auc(y, b, weights)
     assert np.isnan(got[:3]).all()
     for row, value in zip(weights[3:].astype(int), got[3:]):
         idx = np.repeat(np.arange(y.size), row)
         assert value == pytest.approx(roc_auc_score(y[idx], b[idx]), abs=1e-12)
     labels = np.stack([y, 1 - y, y], axis=1)
     scores = np.stack([a, b, -a], axis=1)
-    per_class = metrics.bootstrap_class_replicates(labels, scores, weights[3:], np.array([True, True, False]))
+    per_class = bootstrap.bootstrap_class_replicates(labels, scores, weights[3:], np.array([True, True, False]))
     for c in range(2):
-        np.testing.assert_array_equal(per_class[:, c], metrics.weighted_auc(labels[:, c], scores[:, c], weights[3:]))
+        np.testing.assert_array_equal(per_class[:, c], bootstrap.weighted_auc(labels[:, c], scores[:, c], weights[3:]))
     assert np.isnan(per_class[:, 2]).all()
 
 
 def test_patient_bootstrap_resamples_whole_patients():
     groups = np.array([5, 5, 9, 9, 9, 2])
-    w = metrics.patient_weights(groups, n_boot=50, seed=3)
+    w = bootstrap.patient_weights(groups, n_boot=50, seed=3)
     assert w.shape == (50, 6)
     assert (w[:, 0] == w[:, 1]).all() and (w[:, 2] == w[:, 4]).all()
     assert (w[:, [0, 2, 5]].sum(axis=1) == 3).all()  # three patients drawn per replicate
-    np.testing.assert_array_equal(w, metrics.patient_weights(groups, n_boot=50, seed=3))
+    np.testing.assert_array_equal(w, bootstrap.patient_weights(groups, n_boot=50, seed=3))
 
 
 def test_bootstrap_mean_auc_and_difference():
@@ -347,12 +347,12 @@ def test_bootstrap_mean_auc_and_difference():
     labels = (rng.random((n, c)) < 0.3).astype(int)
     good = labels * 1.5 + rng.normal(size=(n, c))
     bad = labels * 0.3 + rng.normal(size=(n, c))
-    point, low, high = metrics.bootstrap_mean_auc(labels, good, groups, n_boot=300)
+    point, low, high = bootstrap.bootstrap_mean_auc(labels, good, groups, n_boot=300)
     assert point == pytest.approx(np.mean([metrics.auc(labels[:, k], good[:, k]) for k in range(c)]))
     assert low < point < high and high - low < 0.15
-    diff, dlow, dhigh, p = metrics.bootstrap_mean_auc_difference(labels, good, bad, groups, n_boot=300)
+    diff, dlow, dhigh, p = bootstrap.bootstrap_mean_auc_difference(labels, good, bad, groups, n_boot=300)
     assert dlow > 0 and p < 0.01 and dlow < diff < dhigh
-    same = metrics.bootstrap_mean_auc_difference(labels, good, good, groups, n_boot=100)
+    same = bootstrap.bootstrap_mean_auc_difference(labels, good, good, groups, n_boot=100)
     assert same[0] == 0 and same[3] == 1.0
 
 
@@ -448,11 +448,11 @@ def test_paired_test_with_a_single_case_is_undefined():
 
 def test_bootstrap_p_counts_the_observed_replicate():
     """p = 2 (1 + count on the far side) / (B + 1): never 0, and 1 for identical runs."""
-    assert metrics.paired_bootstrap_p(np.ones(1000)) == pytest.approx(2 / 1001) == metrics.bootstrap_p_floor(1000)
+    assert bootstrap.paired_bootstrap_p(np.ones(1000)) == pytest.approx(2 / 1001) == bootstrap.bootstrap_p_floor(1000)
     d = np.array([-1, -1, 0, 1, 1, 1, 1, 1, 1, np.nan])  # B = 9: 3 at or below 0, 7 at or above
-    assert metrics.paired_bootstrap_p(d) == pytest.approx(2 * 4 / 10)
-    assert metrics.paired_bootstrap_p(np.zeros(50)) == 1.0
+    assert bootstrap.paired_bootstrap_p(d) == pytest.approx(2 * 4 / 10)
+    assert bootstrap.paired_bootstrap_p(np.zeros(50)) == 1.0
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert math.isnan(metrics.paired_bootstrap_p(np.full(5, np.nan)))
+        assert math.isnan(bootstrap.paired_bootstrap_p(np.full(5, np.nan)))
     assert metrics.few_positives(metrics.MIN_POSITIVES - 1) and not metrics.few_positives(metrics.MIN_POSITIVES)

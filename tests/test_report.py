@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from cxrres import metrics, runs
+from cxrres import bootstrap, runs
 from cxrres.compare import ENSEMBLE, SINGLE, compare_runs
 from cxrres.data import DataRoot
 from cxrres.data.source import SplitSpec
@@ -56,7 +56,7 @@ def test_best_resolution_shares_match_brute_force_count(tmp_path):
     preds = [runs.read_predictions(d) for d in dirs]
     order = np.argsort(preds[0].images)
     groups, _ = patient_groups(sorted(preds[0].images))
-    weights = metrics.patient_weights(groups, n_boot, 7)  # the same resampled patients compare_runs uses
+    weights = bootstrap.patient_weights(groups, n_boot, 7)  # the same resampled patients compare_runs uses
     for c, name in enumerate(CLASSES):
         y = preds[0].labels[order, c]
         wins, counted = np.zeros(3), 0
@@ -90,7 +90,7 @@ def test_seeds_mean_sd_ensemble_and_scoped_tests(two_by_two, tmp_path):
     assert {r.group for r in comparison.runs} == {"DenseNet-121 64 px", "DenseNet-121 128 px"}
     # the seed ensemble is scored on the mean of the seeds' probabilities
     preds = [runs.read_predictions(d) for d in two_by_two[2:]]
-    mean = (preds[0].scores + preds[1].scores) / 2
+    mean = (preds[0].scores.astype(np.float64) + preds[1].scores.astype(np.float64)) / 2  # as compare: in float64
     ens = comparison.ensemble_auc.set_index(["heading", "class"])
     for c, name in enumerate(CLASSES):
         assert ens.loc[("DenseNet-121 128 px seed ensemble", name), "auc"] == pytest.approx(brute_auc(preds[0].labels[:, c], mean[:, c]))

@@ -6,11 +6,9 @@ from __future__ import annotations
 import errno
 import io
 import os
-import pickle
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from cxrres.errors import CxrresError
-from cxrres.runs import AUC, AUC_GOOGLE2019
+from cxrres.runs import AUC_GOOGLE2019
 
 
 def describe(args: argparse.Namespace) -> int:

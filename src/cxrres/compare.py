@@ -23,7 +23,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from cxrres import metrics, runs, seeds
+from cxrres import bootstrap, metrics, runs, seeds
 from cxrres.errors import CxrresError
 from cxrres.evaluate import MEAN, N_BOOT, patient_groups
 from cxrres.models import display_name
@@ -228,9 +228,9 @@ def _score(scoring: Scoring, labels: np.ndarray, classes: list[str], defined: np
             scored = kept.any() and not np.isnan(s[:, c]).any()
             value = metrics.delong_ci(labels[kept, c], s[kept, c], level) if scored else (math.nan,) * 3
             rows.append({**meta, "class": name, "auc": value[0], "ci_low": value[1], "ci_high": value[2]})
-    replicates = metrics.bootstrap_class_replicates(labels, np.nan_to_num(s), weights, own)
+    replicates = bootstrap.bootstrap_class_replicates(labels, np.nan_to_num(s), weights, own)
     point = float(np.mean([rows[c]["auc"] for c in np.flatnonzero(own)])) if own.any() else math.nan
-    low, high = metrics.percentile_interval(metrics.replicate_means(replicates, own), level) if own.any() else (math.nan,) * 2
+    low, high = bootstrap.percentile_interval(bootstrap.replicate_means(replicates, own), level) if own.any() else (math.nan,) * 2
     rows.append({**meta, "class": MEAN, "auc": point, "ci_low": low, "ci_high": high})
     return rows, replicates
 
@@ -262,23 +262,23 @@ def _pair_tests(scope: str, a: Scoring, b: Scoring, labels: np.ndarray, classes:
         warnings.simplefilter("ignore", metrics.UndefinedMetricWarning)
         mean_a, mean_b = (float(np.mean([metrics.masked_auc(labels[:, c], s[:, c]) for c in np.flatnonzero(common)]))
                           for s in (sa, sb))
-    d = metrics.replicate_means(replicates[a.heading], common) - metrics.replicate_means(replicates[b.heading], common)
-    low, high = metrics.percentile_interval(d, level)
+    d = bootstrap.replicate_means(replicates[a.heading], common) - bootstrap.replicate_means(replicates[b.heading], common)
+    low, high = bootstrap.percentile_interval(d, level)
     return pair, {"scope": scope, "run_a": a.heading, "run_b": b.heading, "classes": int(common.sum()), "mean_a": mean_a,
                   "mean_b": mean_b, "difference": mean_a - mean_b, "ci_low": low, "ci_high": high,
-                  "p": metrics.paired_bootstrap_p(d), "n_replicates": int(np.count_nonzero(~np.isnan(d)))}
+                  "p": bootstrap.paired_bootstrap_p(d), "n_replicates": int(np.count_nonzero(~np.isnan(d)))}
 
 
 def best_resolution(scope: str, scorings: list[Scoring], points: pd.DataFrame, replicates: dict[str, np.ndarray],
                     classes: list[str]) -> pd.DataFrame:
     """Per series (arch, label) and class: each resolution's point AUC, share of paired replicates in which it is best
-    (`metrics.best_run_shares`), whether it has the highest point AUC, and the replicates counted."""
+    (`bootstrap.best_run_shares`), whether it has the highest point AUC, and the replicates counted."""
     rows = []
     for series in dict.fromkeys(s.series for s in scorings):
         members = sorted((s for s in scorings if s.series == series), key=lambda s: s.resolution_px)
         table = points[points["class"] != MEAN].pivot(index="heading", columns="class", values="auc")
         point = table.reindex(index=[m.heading for m in members], columns=classes).to_numpy(np.float64)
-        result = metrics.best_run_shares(point, np.stack([replicates[m.heading] for m in members]))
+        result = bootstrap.best_run_shares(point, np.stack([replicates[m.heading] for m in members]))
         for c, name in enumerate(classes):
             if result.best[c] < 0:
                 continue
@@ -319,7 +319,7 @@ def compare_runs(run_dirs: list[str | Path], level: float = 0.95, n_boot: int = 
             scorings[heading] = Scoring(heading, group, first.arch, first.resolution_px, first.label, None, len(members), own)
     defined = metrics.defined_classes(labels)
     groups, unit = patient_groups(images, patient_ids)
-    weights = metrics.patient_weights(groups, n_boot, seed)
+    weights = bootstrap.patient_weights(groups, n_boot, seed)
     rows, replicates = [], {}
     for heading, scoring in scorings.items():
         scored, replicates[heading] = _score(scoring, labels, classes, defined, weights, level)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cxrres import metrics, runs
+from cxrres import bootstrap, metrics, runs
 from cxrres.data.metadata import patient_from_name
 from cxrres.errors import CxrresError
 
@@ -77,7 +77,7 @@ def auc_table(predictions: runs.Predictions, level: float = 0.95, n_boot: int = 
         raise CxrresError("no class has positive and negative test images; AUC is undefined for all")
     groups, unit = patient_groups(predictions.images, predictions.patient_ids)
     if defined.sum() > 1 or len(predictions.classes) > 1:
-        point, low, high = metrics.bootstrap_mean_auc(predictions.labels, predictions.scores, groups, n_boot, seed, level)
+        point, low, high = bootstrap.bootstrap_mean_auc(predictions.labels, predictions.scores, groups, n_boot, seed, level)
     else:
         point, low, high = table.loc[defined, ["auc", "ci_low", "ci_high"]].iloc[0]
     note = f"mean of {int(defined.sum())} classes; {n_boot} bootstrap replicates by {unit}"

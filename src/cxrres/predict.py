@@ -39,7 +39,7 @@ from cxrres.overlay import Caption, heatmap_figure, save_overlay
 from cxrres.parallel import write_text_atomic
 
 PREDICTIONS_FILE = "predictions.csv"
-OPERATING_FILE = "operating_points.csv"  # the thresholds this prediction used, beside predictions.csv
+OPERATING_FILE = runs.OPERATING_POINTS  # the thresholds this prediction used, beside predictions.csv
 SKIPPED_FILE = "skipped.csv"
 HEATMAPS_DIR = "heatmaps"
 INPUT_SUFFIXES: tuple[str, ...] = IMAGE_SUFFIXES

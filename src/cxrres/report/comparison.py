@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cxrres import metrics
+from cxrres import bootstrap, metrics
 from cxrres.compare import ENSEMBLE, SINGLE, Comparison, summarise_seeds
 from cxrres.parallel import write_text_atomic
 from cxrres.report import plots, tables
@@ -31,7 +31,7 @@ def bootstrap_p_text(value: float, n_replicates: int) -> str:
     B = 1,000, since the estimate cannot go lower; else as `_p`."""
     if value is None or math.isnan(value):
         return "–"
-    floor = metrics.bootstrap_p_floor(n_replicates)
+    floor = bootstrap.bootstrap_p_floor(n_replicates)
     return f"≤{floor:.2g}" if value <= floor * (1 + 1e-9) else _p(value)
 
 
