@@ -223,13 +223,16 @@ def test_batch_size_from_the_memory_table():
     assert all(b > 0 for _, b in MEMORY_MIB.values())  # measured, not placeholders
 
 
-def test_export_of_a_convnext_run_to_onnx(runs_by_arch, tmp_path):
+@pytest.mark.parametrize("arch", [CONVNEXT, VIT])
+def test_export_to_onnx_gives_the_run_network_outputs(runs_by_arch, tmp_path, arch):
+    """ConvNeXt as is; the ViT with its position embeddings resampled once to the run's 4 x 4 grid (the per-call
+    antialiased resampling has no ONNX operator), compared with the dynamic-size network the run trained."""
     ort = pytest.importorskip("onnxruntime")
     from cxrres.export import ExportWrapper, export_run
     from cxrres.inference import load_run_model
 
-    run = runs_by_arch[CONVNEXT]
-    out = export_run(run, "onnx", tmp_path / "convnext.onnx")
+    run = runs_by_arch[arch]
+    out = export_run(run, "onnx", tmp_path / "model.onnx")
     images = np.random.default_rng(0).integers(0, 256, (3, 64, 64), dtype=np.uint8)
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     got = session.run(None, {"image_uint8": images})[0]
@@ -237,4 +240,4 @@ def test_export_of_a_convnext_run_to_onnx(runs_by_arch, tmp_path):
     with torch.no_grad():
         expected = ExportWrapper(model).eval()(torch.from_numpy(images)).numpy()
     assert got.shape == (3, 14) and np.abs(got - expected).max() <= 1e-4
-    assert "convnext_atto" in out.with_name(out.name + ".md").read_text()
+    assert display_name(arch) in out.with_name(out.name + ".md").read_text()

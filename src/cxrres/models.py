@@ -60,6 +60,11 @@ def _conv_grid(model: nn.Module, a: torch.Tensor, input_hw: tuple[int, int]) -> 
     return a
 
 
+def _same_network(model: nn.Module, resolution_px: int) -> nn.Module:
+    """A network that takes any resolution already has the graph of a fixed one: itself."""
+    return model
+
+
 @dataclass(frozen=True)
 class ArchSpec:
     """One family of networks: its display name, network class (by dotted name, imported when needed), the name of its
@@ -80,6 +85,8 @@ class ArchSpec:
     builder_name: str = ""  # torchvision only: function in torchvision.models
     weights_name: str = ""  # torchvision only: weights enum in torchvision.models (IMAGENET1K_V1 is used)
     create_kwargs: tuple[tuple[str, object], ...] = ()  # timm only: extra timm.create_model arguments
+    #: the same function at one fixed resolution, for export (a ViT's position embeddings resampled once)
+    at_resolution: Callable[[nn.Module, int], nn.Module] = _same_network
 
     @property
     def builder(self) -> Callable[..., nn.Module]:
@@ -161,6 +168,12 @@ def spec_of(model: nn.Module) -> ArchSpec:
     raise CxrresError(f"no features/head split for {type(model).__name__}; supported: "
                       f"{', '.join(s.model_type.__name__ for s in ARCHS.values())} and timm's ConvNeXt, EfficientNet, "
                       "VisionTransformer")
+
+
+def at_resolution(model: nn.Module, resolution_px: int) -> nn.Module:
+    """`model` as a graph for `resolution_px` inputs only (same outputs there), for export: ViTs get their position
+    embeddings resampled once instead of at every call (the antialiased bicubic resampling has no ONNX operator)."""
+    return spec_of(model).at_resolution(model, resolution_px)
 
 
 #: Old torchvision / CheXNet DenseNet names `denselayer1.norm.1.weight` -> `denselayer1.norm1.weight`.

@@ -63,6 +63,22 @@ def _vit_grid(model: nn.Module, a: torch.Tensor, input_hw: tuple[int, int]) -> t
     return patches.reshape(a.shape[0], h, w, a.shape[2]).permute(0, 3, 1, 2)
 
 
+def _vit_at_resolution(model: nn.Module, resolution_px: int) -> nn.Module:
+    """A fixed-size copy of a dynamic-size ViT for `resolution_px` inputs: timm's `set_input_size` resamples the
+    position embeddings with the function (and arguments) the dynamic forward pass uses at every call, loaded into a
+    network created at `img_size=resolution_px` without `dynamic_img_size`. Same outputs at that resolution."""
+    import copy
+
+    import timm
+
+    source = copy.deepcopy(model).cpu()
+    source.set_input_size(img_size=(resolution_px, resolution_px))
+    fixed = timm.create_model(model.pretrained_cfg["architecture"], pretrained=False, img_size=resolution_px,
+                              num_classes=model.num_classes)
+    fixed.load_state_dict(source.state_dict())
+    return fixed.to(next(model.parameters()).device).train(model.training)
+
+
 #: timm's model module -> the family's spec (head and stride are refined per model by `timm_spec`).
 FAMILIES: dict[str, ArchSpec] = {
     "convnext": ArchSpec("ConvNeXt", "timm.models.convnext.ConvNeXt", "head.fc", _features, _head, stride_px=32),
@@ -70,7 +86,7 @@ FAMILIES: dict[str, ArchSpec] = {
                              stride_px=32),
     "vision_transformer": ArchSpec("ViT", "timm.models.vision_transformer.VisionTransformer", "head", _vit_features,
                                    _vit_head, to_grid=_vit_grid, stride_px=16,
-                                   create_kwargs=(("dynamic_img_size", True),)),
+                                   create_kwargs=(("dynamic_img_size", True),), at_resolution=_vit_at_resolution),
 }
 
 #: Training memory per image, MiB, as a + b (R / 64 px)^2 for each family (and the recipe's DenseNet-121), fitted to
