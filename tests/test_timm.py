@@ -177,6 +177,9 @@ def test_imagenet_weights_offline_refusal_and_cache_hit(tmp_path, monkeypatch):
     with pytest.raises(WeightsError) as error:
         create_model(VIT, 3, weights="imagenet")
     message = str(error.value)
+    with pytest.raises(WeightsError, match="ImageNet weights not found offline"):  # before any run file is written
+        resolve(TrainConfig(data=str(tmp_path), resolution_px=64, arch=VIT, out=str(tmp_path / "run")))
+    assert not (tmp_path / "run").exists()
     assert "\n" not in message and f"model.safetensors of {repo}" in message and str(tmp_path / "hf") in message
     assert hf_cache_dir() == tmp_path / "hf"
     torch.manual_seed(4)
@@ -221,6 +224,13 @@ def test_batch_size_from_the_memory_table():
             assert default_batch_size(arch, resolution) == expected
             assert 1 <= expected <= recipe
     assert all(b > 0 for _, b in MEMORY_MIB.values())  # measured, not placeholders
+
+
+def test_a_family_heavier_than_densenet_gets_a_smaller_batch(monkeypatch):
+    a, b = MEMORY_MIB["DenseNet-121"]
+    monkeypatch.setitem(MEMORY_MIB, "ViT", (4 * a, 4 * b))  # four times DenseNet-121's memory per image
+    assert [default_batch_size(VIT, r) for r in (64, 256, 1024)] == [16, 4, 3]
+    assert default_batch_size(CONVNEXT, 256) == 16
 
 
 @pytest.mark.parametrize("arch", [CONVNEXT, VIT])

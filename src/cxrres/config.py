@@ -63,7 +63,8 @@ class TrainConfig:
     arch: str = setting("densenet121", f"network: {', '.join(ARCHS)} (torchvision, the recipe's), or timm:NAME, a timm "
                                        "ConvNeXt, EfficientNet or ViT (timm:convnext_tiny, timm:efficientnet_b0, "
                                        "timm:vit_small_patch16_224; docs/training.md)", metavar="ARCH")
-    weights: str = setting("imagenet", "initial weights: torchvision's ImageNet weights, none, or a local state dict/"
+    weights: str = setting("imagenet", "initial weights: ImageNet's (torchvision's, or timm's from the local Hugging "
+                                       "Face / torch hub cache), none, or a local state dict/"
                                        "checkpoint (CheXNet-style keys are remapped; loaded with weights_only=True)",
                            metavar="imagenet|none|PATH")
     split: str = setting("chexnet", "chexnet: the CheXNet train/val/test lists and labels (the study's default, bundled); "
@@ -318,6 +319,10 @@ def resolve(config: TrainConfig) -> TrainConfig:
     c.data = str(Path(c.data).expanduser().resolve())
     if c.weights not in ("imagenet", "none"):
         c.weights = str(Path(c.weights).expanduser().resolve())
+    elif c.weights == "imagenet" and is_timm(c.arch):  # refused offline before the run directory is written
+        from cxrres.timm_models import timm_imagenet_file
+
+        timm_imagenet_file(c.arch.split(":", 1)[1])
     c.out = str(Path(c.out or default_run_dir(c)).expanduser().resolve())
     return c
 
