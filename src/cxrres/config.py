@@ -23,7 +23,7 @@ from cxrres.data.datasets import DATASETS, LABELERS, READER_RULES, UNCERTAIN_POL
 from cxrres.data.labels import CLASSES, canonical_label
 from cxrres.data.source import SplitSpec
 from cxrres.errors import CxrresError, DataFormatError
-from cxrres.models import ARCHS
+from cxrres.models import ARCHS, check_arch, is_timm
 
 #: Batch sizes of the study's recipe by resolution (px); 16 for every other resolution.
 RECIPE_BATCH_SIZE: dict[int, int] = {64: 64, 1024: 12}
@@ -75,6 +75,16 @@ def recipe_batch_size(resolution_px: int) -> int:
     return RECIPE_BATCH_SIZE.get(resolution_px, 16)
 
 
+def default_batch_size(arch: str, resolution_px: int) -> int:
+    """The recipe's batch for densenet121/resnet34; for a timm model the largest batch up to the recipe's whose fitted
+    training memory (benchmarks/RESULTS.md) stays within DenseNet-121's at the recipe's batch."""
+    if not is_timm(arch):
+        return recipe_batch_size(resolution_px)
+    from cxrres.timm_models import default_batch_size as timm_batch
+
+    return timm_batch(arch.split(":", 1)[1], resolution_px, recipe_batch_size(resolution_px))
+
+
 def setting(default: Any, help: str, *, flag: str | None = None, metavar: str | None = None,
             choices: tuple[str, ...] | None = None, identity: bool = True) -> Any:
     """A TrainConfig field: its default, help text, flag spelling (default --field-name) and whether it defines the run."""
@@ -88,8 +98,11 @@ class TrainConfig:
 
     data: str = setting(None, "data root (as for describe)", metavar="DIR")
     resolution_px: int = setting(None, "training resolution in pixels (square)", flag="--resolution", metavar="PX")
-    arch: str = setting("densenet121", "network", choices=tuple(ARCHS))
-    weights: str = setting("imagenet", "initial weights: torchvision's ImageNet weights, none, or a local state dict/"
+    arch: str = setting("densenet121", f"network: {', '.join(ARCHS)} (torchvision, the recipe's), or timm:NAME, a timm "
+                                       "ConvNeXt, EfficientNet or ViT (timm:convnext_tiny, timm:efficientnet_b0, "
+                                       "timm:vit_small_patch16_224; docs/training.md)", metavar="ARCH")
+    weights: str = setting("imagenet", "initial weights: ImageNet's (torchvision's, or timm's from the local Hugging "
+                                       "Face / torch hub cache), none, or a local state dict/"
                                        "checkpoint (CheXNet-style keys are remapped; loaded with weights_only=True)",
                            metavar="imagenet|none|PATH")
     split: str = setting("chexnet", "chexnet: the CheXNet train/val/test lists and labels (the study's default, bundled); "
@@ -122,7 +135,8 @@ class TrainConfig:
     seed: int = setting(0, "random seed", metavar="S")
     max_epochs: int = setting(100, "upper bound on epochs (early stopping usually ends first)", metavar="N")
     batch_size: int | None = setting(None, "global batch size over all devices (auto: 64 at 64 px, 12 at 1024 px, "
-                                           "16 otherwise)", metavar="B")
+                                           "16 otherwise; timm archs: at most that, within the memory DenseNet-121 "
+                                           "needs there)", metavar="B")
     lr: float = setting(3e-4, "AdamW learning rate")
     weight_decay: float = setting(1e-4, "AdamW weight decay")
     lr_factor: float = setting(0.1, "factor the LR is multiplied by on a validation-loss plateau", metavar="F")
@@ -295,9 +309,9 @@ def merge_settings(*layers: dict[str, Any]) -> TrainConfig:
 
 
 def default_run_dir(config: TrainConfig) -> Path:
-    """runs/<arch>_<R>px_seed<S>[_<label>]."""
+    """runs/<arch>_<R>px_seed<S>[_<label>] (`timm:NAME` spelled timm-NAME: no colon in file names)."""
     label = f"_{config.label}" if config.label else ""
-    return Path("runs") / f"{config.arch}_{config.resolution_px}px_seed{config.seed}{label}"
+    return Path("runs") / f"{config.arch.replace(':', '-')}_{config.resolution_px}px_seed{config.seed}{label}"
 
 
 def cpu_has_native_bf16() -> bool:
@@ -314,10 +328,9 @@ def resolve(config: TrainConfig) -> TrainConfig:
     import torch
 
     c = dataclasses.replace(config)
-    if c.arch not in ARCHS:
-        raise CxrresError(f"unknown architecture {c.arch!r}; choose from {', '.join(ARCHS)}")
     if c.resolution_px < 16:
         raise CxrresError(f"resolution must be at least 16 px, got {c.resolution_px}")
+    check_arch(c.arch, c.resolution_px)
     if c.label is not None:  # NIH aliases resolved; checked against the data set's classes when it is read
         c.label = canonical_label(c.label) or c.label
     if c.precision not in PRECISIONS:
@@ -335,7 +348,7 @@ def resolve(config: TrainConfig) -> TrainConfig:
     c.precision = {"32": "32-true"}.get(c.precision, c.precision)
     c.channels_last = True if c.channels_last is None else c.channels_last
     c.deterministic = (not on_gpu) if c.deterministic is None else c.deterministic
-    c.batch_size = c.batch_size or recipe_batch_size(c.resolution_px)
+    c.batch_size = c.batch_size or default_batch_size(c.arch, c.resolution_px)
     world = c.devices * c.nodes
     if c.batch_size % world:
         raise CxrresError(f"batch size {c.batch_size} is not divisible by {world} devices")
@@ -344,6 +357,10 @@ def resolve(config: TrainConfig) -> TrainConfig:
     c.data = str(Path(c.data).expanduser().resolve())
     if c.weights not in ("imagenet", "none"):
         c.weights = str(Path(c.weights).expanduser().resolve())
+    elif c.weights == "imagenet" and is_timm(c.arch):  # refused offline before the run directory is written
+        from cxrres.timm_models import timm_imagenet_file
+
+        timm_imagenet_file(c.arch.split(":", 1)[1])
     c.out = str(Path(c.out or default_run_dir(c)).expanduser().resolve())
     return c
 

@@ -26,7 +26,7 @@ from cxrres.data.layout import is_phantom
 from cxrres.errors import CxrresError
 from cxrres.inference import SCORING_PRECISION, load_run_model
 from cxrres.localize import SCORES
-from cxrres.models import display_name
+from cxrres.models import at_resolution, display_name
 from cxrres.parallel import write_text_atomic
 from cxrres.report.markdown import md_escape
 
@@ -61,7 +61,7 @@ def export_run(run_dir: str | Path, fmt: str, out: str | Path) -> Path:
         raise CxrresError(f"{best}: missing; finish the run first (rerun its `cxrres train` command)")
     runs.read_status(run_dir)  # a damaged run.json fails here, before anything is written
     model, config, classes = load_run_model(run_dir)
-    wrapper = ExportWrapper(model.float().eval()).eval()
+    wrapper = ExportWrapper(at_resolution(model, config.resolution_px).float().eval()).eval()
     example = torch.zeros((2, config.resolution_px, config.resolution_px), dtype=torch.uint8)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")

@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from cxrres import runs
 from cxrres.config import TrainConfig
 from cxrres.data.dataset import CacheDataset, to_network_input
-from cxrres.models import ARCHS, create_model, load_into, load_weights_file
+from cxrres.models import arch_spec, create_model, load_into, load_weights_file
 
 
 class ShardSampler(Sampler[int]):
@@ -85,7 +85,7 @@ def predict(model: nn.Module, dataset: CacheDataset, config: TrainConfig, device
 
 def load_checkpoint_into(model: nn.Module, config: TrainConfig, checkpoint: Path) -> nn.Module:
     """Load a run's checkpoint (weights_only) into a network of the run's architecture; returns the network."""
-    load_into(model, load_weights_file(checkpoint), ARCHS[config.arch].head, str(checkpoint))
+    load_into(model, load_weights_file(checkpoint), arch_spec(config.arch).head, str(checkpoint))
     return model
 
 

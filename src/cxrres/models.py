@@ -1,4 +1,5 @@
-"""`create_model(arch, num_classes, weights)`: torchvision classifiers with ImageNet, local or foreign weights.
+"""`create_model(arch, num_classes, weights)`: torchvision's DenseNet-121 / ResNet-34 and timm's ConvNeXt,
+EfficientNet and ViT models (`timm:NAME`, see `cxrres.timm_models`) with ImageNet, local or foreign weights.
 
 Every file is read with ``torch.load(..., weights_only=True)``: tensors and plain containers only, never code.
 Foreign checkpoints (CheXNet's ``module.densenet121.features...`` with ``norm.1``-style names, Lightning's
@@ -54,19 +55,38 @@ def _resnet_head(model: nn.Module, a: torch.Tensor) -> torch.Tensor:
     return model.fc(torch.flatten(model.avgpool(a), 1))
 
 
+def _conv_grid(model: nn.Module, a: torch.Tensor, input_hw: tuple[int, int]) -> torch.Tensor:
+    """A convolutional feature map is its own grid: (B, K, h, w) unchanged."""
+    return a
+
+
+def _same_network(model: nn.Module, resolution_px: int) -> nn.Module:
+    """A network that takes any resolution already has the graph of a fixed one: itself."""
+    return model
+
+
 @dataclass(frozen=True)
 class ArchSpec:
-    """One architecture: its display name, torchvision builder, ImageNet weights and network class (by name, resolved
-    when needed), the name of its final linear layer, and its split into features (ending with the last block's ReLU,
-    not in place) and head, as timm's `forward_features` / `forward_head`: head(features(x)) == model(x)."""
+    """One family of networks: its display name, network class (by dotted name, imported when needed), the name of its
+    final linear layer, its split into features and head as timm's `forward_features` / `forward_head`
+    (head(features(x)) == model(x); features end with the last block's activation, not in place), how the features
+    become a (B, K, h, w) grid for class activation maps, and the input pixels per grid cell.
+
+    torchvision's two architectures also name their builder and ImageNet weights; timm's families are built by
+    `timm.create_model` with `create_kwargs` (see `cxrres.timm_models`)."""
 
     display_name: str
-    builder_name: str  # function in torchvision.models
-    weights_name: str  # weights enum in torchvision.models (IMAGENET1K_V1 is used)
-    type_name: str  # network class in torchvision.models
-    head: str  # attribute holding the final nn.Linear
+    type_name: str  # dotted path of the network class, e.g. torchvision.models.DenseNet
+    head: str  # attribute path of the final nn.Linear (timm: the model's pretrained_cfg `classifier`)
     forward_features: Callable[[nn.Module, torch.Tensor], torch.Tensor]
     forward_head: Callable[[nn.Module, torch.Tensor], torch.Tensor]
+    to_grid: Callable[[nn.Module, torch.Tensor, tuple[int, int]], torch.Tensor] = _conv_grid
+    stride_px: int = 32  # input pixels per map cell
+    builder_name: str = ""  # torchvision only: function in torchvision.models
+    weights_name: str = ""  # torchvision only: weights enum in torchvision.models (IMAGENET1K_V1 is used)
+    create_kwargs: tuple[tuple[str, object], ...] = ()  # timm only: extra timm.create_model arguments
+    #: the same function at one fixed resolution, for export (a ViT's position embeddings resampled once)
+    at_resolution: Callable[[nn.Module, int], nn.Module] = _same_network
 
     @property
     def builder(self) -> Callable[..., nn.Module]:
@@ -84,21 +104,55 @@ class ArchSpec:
 
     @property
     def model_type(self) -> type[nn.Module]:
-        """torchvision's network class."""
-        import torchvision
+        """The network class (imported on first use)."""
+        import importlib
 
-        return getattr(torchvision.models, self.type_name)
+        module, _, name = self.type_name.rpartition(".")
+        return getattr(importlib.import_module(module), name)
 
 
+#: The recipe's architectures, built by torchvision (`timm:NAME` names any model of a family in
+#: `cxrres.timm_models.FAMILIES`).
 ARCHS: dict[str, ArchSpec] = {
-    "densenet121": ArchSpec("DenseNet-121", "densenet121", "DenseNet121_Weights", "DenseNet", "classifier",
-                            _densenet_features, _densenet_head),
-    "resnet34": ArchSpec("ResNet-34", "resnet34", "ResNet34_Weights", "ResNet", "fc", _resnet_features, _resnet_head),
+    "densenet121": ArchSpec("DenseNet-121", "torchvision.models.DenseNet", "classifier", _densenet_features,
+                            _densenet_head, builder_name="densenet121", weights_name="DenseNet121_Weights"),
+    "resnet34": ArchSpec("ResNet-34", "torchvision.models.ResNet", "fc", _resnet_features, _resnet_head,
+                         builder_name="resnet34", weights_name="ResNet34_Weights"),
 }
+TIMM_PREFIX = "timm:"
+
+
+def is_timm(arch: str) -> bool:
+    """Whether `arch` names a timm model (`timm:NAME`)."""
+    return arch.startswith(TIMM_PREFIX)
+
+
+def arch_spec(arch: str) -> ArchSpec:
+    """The ArchSpec of a built-in architecture or of `timm:NAME` (its family's, with the model's head name);
+    CxrresError naming the choices for anything else."""
+    if is_timm(arch):
+        from cxrres.timm_models import timm_spec
+
+        return timm_spec(arch[len(TIMM_PREFIX):])
+    if arch not in ARCHS:
+        raise CxrresError(f"unknown architecture {arch!r}; choose from {', '.join(ARCHS)} or timm:NAME "
+                          "(a timm ConvNeXt, EfficientNet or ViT, e.g. timm:convnext_tiny)")
+    return ARCHS[arch]
+
+
+def check_arch(arch: str, resolution_px: int | None = None) -> None:
+    """CxrresError (one line) for an unknown architecture, or a resolution its network cannot take."""
+    arch_spec(arch)
+    if is_timm(arch) and resolution_px is not None:
+        from cxrres.timm_models import check_resolution
+
+        check_resolution(arch[len(TIMM_PREFIX):], resolution_px)
 
 
 def display_name(arch: str) -> str:
-    """'DenseNet-121' for 'densenet121'; the key itself for an unknown architecture."""
+    """'DenseNet-121' for 'densenet121', the timm name for 'timm:NAME'; the key itself for an unknown architecture."""
+    if is_timm(arch):
+        return arch[len(TIMM_PREFIX):]
     return ARCHS[arch].display_name if arch in ARCHS else arch
 
 
@@ -107,8 +161,19 @@ def spec_of(model: nn.Module) -> ArchSpec:
     for spec in ARCHS.values():
         if isinstance(model, spec.model_type):
             return spec
+    if type(model).__module__.startswith("timm."):
+        from cxrres.timm_models import spec_of_timm
+
+        return spec_of_timm(model)
     raise CxrresError(f"no features/head split for {type(model).__name__}; supported: "
-                      f"{', '.join(s.model_type.__name__ for s in ARCHS.values())}")
+                      f"{', '.join(s.model_type.__name__ for s in ARCHS.values())} and timm's ConvNeXt, EfficientNet, "
+                      "VisionTransformer")
+
+
+def at_resolution(model: nn.Module, resolution_px: int) -> nn.Module:
+    """`model` as a graph for `resolution_px` inputs only (same outputs there), for export: ViTs get their position
+    embeddings resampled once instead of at every call (the antialiased bicubic resampling has no ONNX operator)."""
+    return spec_of(model).at_resolution(model, resolution_px)
 
 
 #: Old torchvision / CheXNet DenseNet names `denselayer1.norm.1.weight` -> `denselayer1.norm1.weight`.
@@ -142,6 +207,13 @@ def load_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"{path}: weights file not found")
+    if path.suffix == ".safetensors":  # tensors only by construction (Hugging Face's format)
+        try:
+            from safetensors.torch import load_file
+
+            return load_file(str(path), device="cpu")
+        except Exception as error:  # safetensors raises its own SafetensorError, OSError, ValueError
+            raise WeightsError(f"{path}: not a readable safetensors file ({str(error).splitlines()[0] if str(error) else type(error).__name__})") from None
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
@@ -164,7 +236,7 @@ def imagenet_file(arch: str) -> Path:
     """Where torchvision keeps `arch`'s ImageNet weights: $TORCH_HOME/hub/checkpoints/<file> (see torch.hub.get_dir)."""
     import torch
 
-    url = ARCHS[arch].imagenet.url
+    url = arch_spec(arch).imagenet.url
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(url).path)
 
 
@@ -221,22 +293,26 @@ def load_into(model: nn.Module, state_dict: dict[str, torch.Tensor], head: str, 
 
 
 def create_model(arch: str, num_classes: int, weights: str | Path | None = "imagenet", progress: bool = True) -> nn.Module:
-    """A torchvision `arch` with a `num_classes`-way linear head; weights 'imagenet', 'none'/None, or a file path.
+    """A torchvision `arch` or a timm `timm:NAME` with a `num_classes`-way linear head; weights 'imagenet', 'none'/None,
+    or a file path.
 
     With ImageNet weights (or a checkpoint with another number of classes) the backbone is loaded and the head is
     newly initialised; a checkpoint with a matching head (e.g. CheXNet's 14 classes) loads completely.
     """
-    if arch not in ARCHS:
-        raise CxrresError(f"unknown architecture {arch!r}; choose from {', '.join(ARCHS)}")
+    spec = arch_spec(arch)
     if num_classes < 1:
         raise CxrresError(f"num_classes must be >= 1, got {num_classes}")
-    spec = ARCHS[arch]
-    model = spec.builder(weights=None, num_classes=num_classes)
+    if is_timm(arch):
+        from cxrres.timm_models import build_timm, timm_imagenet_file
+
+        name = arch[len(TIMM_PREFIX):]
+        model = build_timm(name, num_classes)
+        imagenet = (lambda: timm_imagenet_file(name))
+    else:
+        model = spec.builder(weights=None, num_classes=num_classes)
+        imagenet = (lambda: fetch_imagenet(arch, progress))
     if weights is None or str(weights) == "none":
         return model
-    if str(weights) == "imagenet":
-        path = fetch_imagenet(arch, progress)
-    else:
-        path = Path(weights)
+    path = imagenet() if str(weights) == "imagenet" else Path(weights)
     load_into(model, load_weights_file(path), spec.head, str(path))
     return model

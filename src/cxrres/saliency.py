@@ -1,4 +1,5 @@
-"""Class activation maps from the last convolutional block (after its final ReLU), and the box geometry of the
+"""Class activation maps from the last convolutional block (after its final ReLU; for timm's ConvNeXt and EfficientNet
+its `forward_features`; for a ViT the patch tokens entering the last block on the patch grid), and the box geometry of the
 study's localization protocol: threshold, connected components, IoU, one-to-one matching of detections to one or
 several ground-truth boxes, precision, hit and pointing.
 
@@ -11,7 +12,8 @@ Maps: for class c with logit y_c and activations A (K, h, w) of the last block, 
 - `layercam`  (Jiang et al. 2021): ReLU(Σ_k ReLU(g_k) ⊙ A_k).
 They match pytorch-grad-cam's methods of the same names (checked in the tests) but are computed here so that
 the activations are taken *after* the block's ReLU: torchvision's DenseNet applies that ReLU in place inside
-`forward`, so a hook on `features.norm5` sees the pre-ReLU map. `split_network` makes that step explicit.
+`forward`, so a hook on `features.norm5` sees the pre-ReLU map. `split_network` makes that step explicit; each
+family's `ArchSpec.to_grid` turns its features into the (B, K, h, w) grid the formulas above take.
 """
 
 from __future__ import annotations
@@ -71,11 +73,14 @@ def class_activation_maps(model: nn.Module, x: torch.Tensor, class_index: torch.
                           ) -> torch.Tensor:
     """(B, h, w) ReLU'd maps at the last block's resolution for a batch `x` (B, 3, R, R), one class per image.
 
+    Convolutional networks: the last feature map (R/32 cells a side). ViTs: the tokens entering the last block,
+    class and register tokens dropped, reshaped to the patch grid (R/16 a side for ViT/16).
     The model is put in eval mode; gradients flow only to the activations (parameters are untouched).
     """
     if method not in METHODS:
         raise CxrresError(f"unknown saliency method {method!r}; choose from {', '.join(METHODS)}")
     model.eval()
+    spec = spec_of(model)
     backbone, head = split_network(model)
     with torch.enable_grad():
         activations = backbone(x).detach().requires_grad_(True)
@@ -83,7 +88,9 @@ def class_activation_maps(model: nn.Module, x: torch.Tensor, class_index: torch.
         target = logits.gather(1, class_index.view(-1, 1).to(logits.device)).sum()
         (gradients,) = torch.autograd.grad(target, activations)
     with torch.no_grad():
-        return torch.relu(METHODS[method](activations.float(), gradients.float()))
+        hw = (int(x.shape[-2]), int(x.shape[-1]))
+        a, g = (spec.to_grid(model, t, hw).float() for t in (activations, gradients))
+        return torch.relu(METHODS[method](a, g))
 
 
 def normalise(saliency: np.ndarray) -> np.ndarray | None:
