@@ -78,7 +78,10 @@ def resume_checkpoint(run_dir: Path) -> Path | None:
 def lock_run_dir(run_dir: Path) -> Iterator[None]:
     """Hold RUN/.lock (flock, exclusive) while the block runs; RunLocked naming the holder if another process has it.
 
-    The kernel drops the lock when its holder ends however it ends, so a crash never leaves a stale lock."""
+    The kernel drops the lock when its holder ends however it ends, so a crash never leaves a stale lock. A directory
+    this call created is removed again when the block leaves nothing in it but the lock (a run refused before it
+    wrote anything leaves no trace)."""
+    created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / LOCK
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -94,4 +97,7 @@ def lock_run_dir(run_dir: Path) -> Iterator[None]:
         os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
         yield
     finally:
+        if created and [p.name for p in run_dir.iterdir()] == [LOCK]:
+            path.unlink(missing_ok=True)
+            run_dir.rmdir()
         os.close(fd)
