@@ -148,3 +148,33 @@ def format_table(table: pd.DataFrame) -> str:
         lines.append(f"{row['class']:<{width}} {row['average_precision']:.3f} [{row['ap_low']:.3f}, {row['ap_high']:.3f}]"
                      f"  {row['brier']:.4f}  {row['ece']:.4f}")
     return "\n".join(lines)
+
+
+def comparison_tables(runs_px: list[tuple[str, int]], labels: np.ndarray, scores: dict[str, np.ndarray],
+                      classes: list[str], n_bins: int = N_BINS) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """For runs (heading, resolution px) scored on the same images (`labels` (N, C), `scores` by heading (N, C), NaN for
+    classes a run lacks): the long table heading, resolution_px, class, average_precision, brier, ece (classes, then
+    `mean` over the run's defined classes), and the pooled reliability bins of each run (heading, resolution_px, bin,
+    low, high, n, mean_prob, frequency)."""
+    rows, bins = [], []
+    for heading, resolution in runs_px:
+        own = scores[heading]
+        values = []
+        for c, name in enumerate(classes):
+            keep = (labels[:, c] >= 0) & ~np.isnan(own[:, c])
+            y, p = labels[keep, c], own[keep, c]
+            defined = bool(y.sum()) and bool((y == 0).sum())
+            value = ((average_precision(y, p), brier_score(y, p), expected_calibration_error(y, p)) if defined
+                     else (math.nan,) * 3)
+            values.append(value)
+            rows.append({"heading": heading, "resolution_px": resolution, "class": name,
+                         **dict(zip(("average_precision", "brier", "ece"), value))})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean = np.nanmean(np.array(values, dtype=np.float64).reshape(-1, 3), axis=0)
+        rows.append({"heading": heading, "resolution_px": resolution, "class": MEAN,
+                     **dict(zip(("average_precision", "brier", "ece"), mean))})
+        bins.append(pooled_reliability(labels, own, n_bins).assign(heading=heading, resolution_px=resolution))
+    reliability = pd.concat(bins, ignore_index=True) if bins else pd.DataFrame()
+    front = ["heading", "resolution_px"]
+    return pd.DataFrame(rows), reliability[front + [c for c in reliability.columns if c not in front]]
