@@ -84,3 +84,60 @@ def test_table_masks_and_undefined_classes() -> None:
     assert table.loc["A", "ap_low"] <= table.loc["A", "average_precision"] <= table.loc["A", "ap_high"]
     for column in ("average_precision", "brier", "ece"):
         assert table.loc["mean", column] == pytest.approx(table.loc[["A", "C"], column].mean())
+
+
+def _run_dir(tmp_path: Path) -> tuple[Path, runs.Predictions]:
+    """A run directory holding only predictions_test.csv: 90 images of 30 patients, three classes (one never positive)."""
+    rng = np.random.default_rng(7)
+    n = 90
+    labels = np.stack([(rng.random(n) < 0.3), np.zeros(n, bool), (rng.random(n) < 0.6)], 1).astype(np.int8)
+    labels[5:9, 2] = -1
+    scores = np.clip(0.5 * labels + 0.6 * rng.random((n, 3)), 0, 1).astype(np.float32)
+    predictions = runs.Predictions([f"{k:03d}.png" for k in range(n)], ["A", "B", "C"], scores, labels,
+                                   [str(k // 3) for k in range(n)])
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    runs.write_predictions(tmp_path / runs.PREDICTIONS, predictions)
+    return tmp_path, runs.read_predictions(tmp_path)
+
+
+def test_evaluate_writes_calibration_csv(tmp_path: Path, capsys) -> None:
+    from cxrres.cli import main
+
+    run_dir, predictions = _run_dir(tmp_path / "run")
+    assert main(["evaluate", str(run_dir), "--n-boot", "40"]) == 0
+    out = capsys.readouterr().out
+    assert f"wrote {run_dir / runs.AUC} and {run_dir / runs.CALIBRATION}" in out and "Brier" in out
+    table = pd.read_csv(run_dir / runs.CALIBRATION)
+    assert table.columns.tolist() == list(calibration.COLUMNS) and table["class"].tolist() == ["A", "B", "C", "mean"]
+    keep = predictions.labels[:, 2] >= 0
+    y, p = predictions.labels[keep, 2], predictions.scores[keep, 2].astype(np.float64)
+    row = table.set_index("class").loc["C"]
+    assert (row["n_pos"], row["n_neg"]) == (y.sum(), (y == 0).sum()) and keep.sum() == 86
+    assert row["average_precision"] == pytest.approx(average_precision_score(y, p), abs=1e-9)
+    assert row["brier"] == pytest.approx(brier_score_loss(y, p), abs=1e-9)
+    assert row["ece"] == pytest.approx(_ece_loop(y, p), abs=1e-9)
+    assert row["ap_low"] < row["average_precision"] < row["ap_high"]
+    assert table.set_index("class").loc["B", ["average_precision", "brier", "ece"]].isna().all()
+    # the interval is the patient bootstrap's: the same weights give the same replicates
+    weights = bootstrap.patient_weights(np.arange(90) // 3, 40, 0)
+    reps = calibration.weighted_average_precision(y, p, weights[:, keep])
+    assert (row["ap_low"], row["ap_high"]) == pytest.approx(bootstrap.percentile_interval(reps, 0.95))
+
+
+def test_comparison_and_report_show_calibration(tmp_path: Path) -> None:
+    from cxrres.report.calibration import calibration_table, reliability_figure
+
+    run_dir, predictions = _run_dir(tmp_path / "run")
+    long, bins = calibration.comparison_tables([("r32", 32)], predictions.labels, {"r32": predictions.scores.astype(float)},
+                                               predictions.classes)
+    assert long.columns.tolist() == ["heading", "resolution_px", "class", "average_precision", "brier", "ece"]
+    table = calibration.calibration_table(predictions, np.arange(90) // 3, n_boot=10)
+    assert np.allclose(long[["average_precision", "brier", "ece"]].to_numpy(dtype=float),
+                       table[["average_precision", "brier", "ece"]].to_numpy(dtype=float), equal_nan=True)
+    kept = (predictions.labels >= 0)
+    assert bins["n"].sum() == kept.sum() and len(bins) == calibration.N_BINS
+    pooled = calibration.reliability_bins(predictions.labels[kept], predictions.scores[kept])
+    assert np.allclose(bins["frequency"], pooled["frequency"], equal_nan=True)
+    assert reliability_figure(bins, tmp_path / "rel.png").stat().st_size > 1000
+    shown = calibration_table(long)
+    assert shown.rows == [["r32", *(f"{v:.3f}" for v in long.iloc[-1][["average_precision", "brier", "ece"]])]]
