@@ -220,7 +220,8 @@ STATUS_VALUES: tuple[str, ...] = ("not started", "running", "finished", "failed"
 _STATUS_TYPES: dict[str, tuple[type, ...]] = {
     "status": (str,), "updated": (str,), "epochs": (int,), "best_epoch": (int,), "best_val_mean_auc": (int, float),
     "wall_seconds": (int, float), "train_images_per_s": (int, float), "peak_memory_mb": (int, float), "device": (str,),
-    "world_size": (int,), "test_images": (int,), "error": (str,)}
+    "world_size": (int,), "threads": (int,), "cpu_kernels": (str,), "onednn_max_cpu_isa": (str,), "test_images": (int,),
+    "error": (str,)}
 
 
 def write_status(run_dir: str | Path, status: RunStatus) -> None:
