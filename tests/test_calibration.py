@@ -106,7 +106,7 @@ def test_evaluate_writes_calibration_csv(tmp_path: Path, capsys) -> None:
     run_dir, predictions = _run_dir(tmp_path / "run")
     assert main(["evaluate", str(run_dir), "--n-boot", "40"]) == 0
     out = capsys.readouterr().out
-    assert f"wrote {run_dir / runs.AUC} and {run_dir / runs.CALIBRATION}" in out and "Brier" in out
+    assert f"wrote {run_dir / runs.AUC} and {run_dir / runs.CALIBRATION}" in out and "calibration: mean average precision" in out
     table = pd.read_csv(run_dir / runs.CALIBRATION)
     assert table.columns.tolist() == list(calibration.COLUMNS) and table["class"].tolist() == ["A", "B", "C", "mean"]
     keep = predictions.labels[:, 2] >= 0

@@ -137,17 +137,13 @@ def pooled_reliability(labels: np.ndarray, scores: np.ndarray, n_bins: int = N_B
     return reliability_bins(np.asarray(labels)[keep], np.asarray(scores, dtype=np.float64)[keep], n_bins)
 
 
-def format_table(table: pd.DataFrame) -> str:
-    """The calibration table as `cxrres evaluate` prints it: class, AP [interval], Brier, ECE; `undefined` for NaN."""
-    width = max(19, *map(len, table["class"].astype(str)))
-    lines = [f"{'class':<{width}} AP [interval]            Brier   ECE"]
-    for _, row in table.iterrows():
-        if pd.isna(row["average_precision"]):
-            lines.append(f"{row['class']:<{width}} undefined")
-            continue
-        lines.append(f"{row['class']:<{width}} {row['average_precision']:.3f} [{row['ap_low']:.3f}, {row['ap_high']:.3f}]"
-                     f"  {row['brier']:.4f}  {row['ece']:.4f}")
-    return "\n".join(lines)
+def summary_line(table: pd.DataFrame) -> str:
+    """The line `cxrres evaluate` prints under the AUC table: the mean row's AP [interval], Brier and ECE."""
+    mean = table[table["class"] == MEAN].iloc[0]
+    if pd.isna(mean["average_precision"]):
+        return "calibration: undefined (no class has positive and negative test images)"
+    return (f"calibration: mean average precision {mean['average_precision']:.3f} [{mean['ap_low']:.3f}, "
+            f"{mean['ap_high']:.3f}], Brier {mean['brier']:.4f}, ECE {mean['ece']:.4f} (per class in {runs.CALIBRATION})")
 
 
 def comparison_tables(runs_px: list[tuple[str, int]], labels: np.ndarray, scores: dict[str, np.ndarray],

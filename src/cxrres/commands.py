@@ -116,9 +116,9 @@ def evaluate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(table_as_json(table)))
     else:
-        from cxrres.calibration import format_table as format_calibration
+        from cxrres.calibration import summary_line
 
-        print(format_table(table) + "\n\n" + format_calibration(table.attrs["calibration"])
+        print(format_table(table) + "\n" + summary_line(table.attrs["calibration"])
               + (f"\nwrote {written} and {written.with_name(CALIBRATION)}" if written else ""))
     return 0
 
