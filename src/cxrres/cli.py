@@ -139,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser("evaluate", help="per-class test AUC with DeLong 95%% intervals of one run",
                               description="Read RUN_DIR/predictions_test.csv and write RUN_DIR/auc.csv: per class n_pos, n_neg, "
                                           "AUC (Mann-Whitney) and DeLong interval; the mean over classes with a bootstrap-by-patient "
-                                          "interval. --reference and --data score against other labels or on another data set.")
+                                          "interval; and RUN_DIR/calibration.csv: average precision, Brier score, ECE. --reference and --data score against other labels or on another data set.")
     evaluate.add_argument("run_dir", metavar="RUN_DIR")
     evaluate.add_argument("--out", metavar="DIR", help="write auc.csv here (default: the run directory; a read-only "
                                                        "run is only printed)")
@@ -148,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data", metavar="OTHER_ROOT", help="score the run on another data set's test part, over the classes both have")
     add_dataset_arguments(evaluate)
     evaluate.add_argument("--allow-missing", action="store_true", help="--data: score the test images that are cached, leaving out missing ones")
+    evaluate.add_argument("--test-resolution", metavar="PX,PX", help="score the run's test images at these input sizes "
+                          "(e.g. 64,128,256; the train size is always added) into RUN_DIR/auc_by_test_resolution.csv")
     _add_statistics_options(evaluate)
     evaluate.set_defaults(func=commands.evaluate)
 

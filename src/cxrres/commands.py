@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from cxrres.errors import CxrresError
-from cxrres.runs import AUC_GOOGLE2019
+from cxrres.runs import AUC_GOOGLE2019, CALIBRATION
 
 
 def describe(args: argparse.Namespace) -> int:
@@ -84,6 +84,8 @@ def evaluate(args: argparse.Namespace) -> int:
     (--reference), or on another data set's test part (--data)."""
     from cxrres.evaluate import evaluate_run, format_table, table_as_json
 
+    if getattr(args, "test_resolution", None) and (args.reference or args.data):
+        raise CxrresError("--test-resolution scores the run's own test images; it cannot be combined with --reference or --data")
     if args.reference and args.data:
         raise CxrresError("--reference scores the run's own test images; it cannot be combined with --data")
     if args.reference:
@@ -99,9 +101,25 @@ def evaluate(args: argparse.Namespace) -> int:
                                    args.allow_missing, progress=not args.json)
         print(json.dumps(result.as_json()) if args.json else result.summary())
         return 0
+    if getattr(args, "test_resolution", None):
+        from cxrres import cross_resolution
+
+        resolutions = cross_resolution.parse_test_resolutions(args.test_resolution)
+        table = cross_resolution.evaluate_test_resolutions(args.run_dir, resolutions, args.level, args.n_boot, args.out,
+                                                           progress=not args.json)
+        written = table.attrs["written"]
+        print(table.to_json(orient="records") if args.json
+              else cross_resolution.format_table(table) + (f"\nwrote {written}" if written else ""))
+        return 0
     table = evaluate_run(args.run_dir, args.level, args.n_boot, args.out)
     written = table.attrs["written"]
-    print(json.dumps(table_as_json(table)) if args.json else format_table(table) + (f"\nwrote {written}" if written else ""))
+    if args.json:
+        print(json.dumps(table_as_json(table)))
+    else:
+        from cxrres.calibration import summary_line
+
+        print(format_table(table) + "\n" + summary_line(table.attrs["calibration"])
+              + (f"\nwrote {written} and {written.with_name(CALIBRATION)}" if written else ""))
     return 0
 
 

@@ -23,8 +23,9 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from cxrres import bootstrap, metrics, runs, seeds
+from cxrres import bootstrap, calibration, metrics, runs, seeds
 from cxrres.errors import CxrresError
+from cxrres.cross_resolution import train_test_long
 from cxrres.evaluate import MEAN, N_BOOT, patient_groups
 from cxrres.models import display_name
 
@@ -180,6 +181,9 @@ class Comparison:
     level: float = 0.95
     unit: str = "patient"  # what the bootstrap resamples: patient, or image where no patient is known
     test_labels: pd.DataFrame = field(default_factory=pd.DataFrame)  # class, n_pos, n_neg, n_masked (`label_counts`)
+    calibration: pd.DataFrame = field(default_factory=pd.DataFrame)  # heading, resolution_px, class, average_precision, brier, ece
+    reliability: pd.DataFrame = field(default_factory=pd.DataFrame)  # heading, resolution_px, bin, low, high, n, mean_prob, frequency
+    test_resolution: pd.DataFrame = field(default_factory=pd.DataFrame)  # heading, resolution_px, test_resolution_px, auc (mean)
 
     @property
     def several_seeds(self) -> bool:
@@ -334,6 +338,8 @@ def compare_runs(run_dirs: list[str | Path], level: float = 0.95, n_boot: int = 
             delong_rows += pair
             boot_rows += [boot] if boot else []
         best.append(best_resolution(scope, members, every, replicates, classes))
+    calibrated, reliability = calibration.comparison_tables([(i.heading, i.resolution_px) for i in infos], labels, scores, classes)
+    test_resolution = train_test_long([i.run_dir for i in infos], [i.heading for i in infos], [i.resolution_px for i in infos])
     return Comparison(infos, runs_auc, pd.DataFrame(delong_rows), pd.DataFrame(boot_rows), len(images), n_boot,
                       localization_long(infos), ensemble_auc, pd.concat(best, ignore_index=True), level, unit,
-                      label_counts(labels, classes))
+                      label_counts(labels, classes), calibrated, reliability, test_resolution)

@@ -1,6 +1,7 @@
 """Test-set evaluation of one run: per-class AUC with DeLong intervals and the mean with a patient-bootstrap interval.
 
-`evaluate_run` writes `auc.csv` into a run directory. Comparisons between runs are in `cxrres.compare`.
+`evaluate_run` writes `auc.csv` and `calibration.csv` (average precision, Brier, ECE: `cxrres.calibration`) into a run
+directory. Comparisons between runs are in `cxrres.compare`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cxrres import bootstrap, metrics, runs
+from cxrres import bootstrap, calibration, metrics, runs
 from cxrres.data.metadata import patient_from_name
 from cxrres.errors import CxrresError
 
@@ -89,13 +90,19 @@ def auc_table(predictions: runs.Predictions, level: float = 0.95, n_boot: int = 
 
 
 def evaluate_run(run_dir: str | Path, level: float = 0.95, n_boot: int = N_BOOT, out: str | Path | None = None) -> pd.DataFrame:
-    """Read the run's predictions, write `auc.csv` into `out` or the run directory (not at all, with a warning, when
-    that is read-only: see `runs.result_dir`), return the table; `table.attrs["written"]` is the file or None."""
-    table = auc_table(runs.read_predictions(run_dir), level, n_boot)
+    """Read the run's predictions, write `calibration.csv` then `auc.csv` into `out` or the run directory (not at all,
+    with a warning, when that is read-only: see `runs.result_dir`), return the AUC table; `table.attrs["written"]` is
+    auc.csv or None, `table.attrs["calibration"]` the calibration table."""
+    predictions = runs.read_predictions(run_dir)
+    table = auc_table(predictions, level, n_boot)
+    groups, _ = patient_groups(predictions.images, predictions.patient_ids)
+    calibrated = calibration.calibration_table(predictions, groups, level, n_boot)
     where = runs.result_dir(run_dir, out)
-    if where is not None:
+    if where is not None:  # auc.csv last: a study takes its presence to mean the run is evaluated
+        runs.write_csv_atomic(where / runs.CALIBRATION, calibrated)
         runs.write_csv_atomic(where / runs.AUC, table)
     table.attrs["written"] = where / runs.AUC if where is not None else None
+    table.attrs["calibration"] = calibrated
     return table
 
 

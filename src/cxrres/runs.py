@@ -14,7 +14,8 @@ A run directory holds
 - `operating_points.csv` — per class the threshold of a positive call (positive when probability >= threshold) and
   its validation sensitivity/specificity, chosen once when the run is trained (Youden's J on `predictions_val.csv`);
   `cxrres predict`, the model card and `cxrres verify` read it, nothing rewrites it;
-- `auc.csv` (cxrres evaluate), `auc_google2019.csv` (cxrres evaluate --reference google2019), `localization.csv`,
+- `auc.csv` and `calibration.csv` (cxrres evaluate: AUC; average precision, Brier score, ECE),
+  `auc_by_test_resolution.csv` (cxrres evaluate --test-resolution), `auc_google2019.csv` (cxrres evaluate --reference google2019), `localization.csv`,
   `localization_samples.csv`, `localization_examples/` (cxrres localize);
 - `external_test/<dataset>-<root hash>/` (cxrres evaluate --data OTHER_ROOT): `predictions_test.csv` and `auc.csv` of
   the run on another data set's test part, over the classes both have;
@@ -60,6 +61,8 @@ BEST = "best.ckpt"
 LAST = "last.ckpt"
 LOGS = "logs"
 AUC = "auc.csv"
+CALIBRATION = "calibration.csv"  # cxrres evaluate: per class average precision, Brier score, ECE
+AUC_BY_TEST_RESOLUTION = "auc_by_test_resolution.csv"  # cxrres evaluate --test-resolution
 LOCALIZATION = "localization.csv"
 LOCALIZATION_SAMPLES = "localization_samples.csv"
 LOCALIZATION_EXAMPLES = "localization_examples"
@@ -217,7 +220,8 @@ STATUS_VALUES: tuple[str, ...] = ("not started", "running", "finished", "failed"
 _STATUS_TYPES: dict[str, tuple[type, ...]] = {
     "status": (str,), "updated": (str,), "epochs": (int,), "best_epoch": (int,), "best_val_mean_auc": (int, float),
     "wall_seconds": (int, float), "train_images_per_s": (int, float), "peak_memory_mb": (int, float), "device": (str,),
-    "world_size": (int,), "test_images": (int,), "error": (str,)}
+    "world_size": (int,), "threads": (int,), "cpu_kernels": (str,), "onednn_max_cpu_isa": (str,), "test_images": (int,),
+    "error": (str,)}
 
 
 def write_status(run_dir: str | Path, status: RunStatus) -> None:

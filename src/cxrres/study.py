@@ -46,6 +46,7 @@ class StudyConfig:
     n_boot: int = 1000
     slurm: dict[str, Any] = field(default_factory=dict)  # `--executor slurm` settings (cxrres.cluster.SlurmOptions)
     external: tuple[str, ...] = ()  # other data roots every run is scored on once trained (cxrres evaluate --data)
+    test_resolutions: tuple[int, ...] = ()  # test sizes (px) every run is scored at (cxrres evaluate --test-resolution)
 
 
 def study_from_file(path: str | Path) -> dict[str, Any]:
@@ -54,6 +55,13 @@ def study_from_file(path: str | Path) -> dict[str, Any]:
     train_known = {f.name for f in dataclasses.fields(TrainConfig)} - set(PER_RUN)
     _check_train_mapping(path, payload.get("train") or {}, train_known)
     localize_settings(payload.get("localize"), path)  # refused here, naming the file, before anything trains
+    if payload.get("test_resolutions") not in (None, [], ()):
+        from cxrres.cross_resolution import parse_test_resolutions
+
+        try:
+            parse_test_resolutions(payload["test_resolutions"], "test_resolutions")
+        except CxrresError as error:
+            raise DataFormatError(Path(path), str(error)) from None
     return payload
 
 
@@ -100,6 +108,11 @@ def make_study(settings: dict[str, Any]) -> StudyConfig:
         if not isinstance(roots, (list, tuple)) or not all(isinstance(r, str) and r.strip() for r in roots):
             raise CxrresError(f"external: give a list of data roots (or --external ROOT,ROOT), not {value!r}")
         s["external"] = tuple(str(Path(r.strip()).expanduser().resolve()) for r in roots)
+    if "test_resolutions" in s:
+        from cxrres.cross_resolution import parse_test_resolutions
+
+        value = s["test_resolutions"]
+        s["test_resolutions"] = parse_test_resolutions(value, "test_resolutions") if value not in ((), [], "") else ()
     s["data"] = str(Path(s["data"]).expanduser().resolve())
     train = dict(s.get("train") or {})
     for key in ("weights", "cache"):  # paths, as a run resolves them, so that --plan's commands work from any folder
@@ -237,14 +250,15 @@ def write_study_file(study: StudyConfig) -> Path:
     path = Path(study.out) / runs.STUDY_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     settings = dataclasses.asdict(study)
-    settings.update({k: list(settings[k]) for k in ("resolutions", "archs", "seeds", "labels", "external")})
+    settings.update({k: list(settings[k]) for k in ("resolutions", "archs", "seeds", "labels", "external", "test_resolutions")})
     runs.write_yaml_atomic(path, settings)
     return path
 
 
 def prepare_source(study: StudyConfig, progress: bool = True) -> DataSource:
     """The study's data root, split and cache at every resolution, built once for all runs."""
-    return DataSource.prepare(study.data, run_configs(study)[0].split_spec(), study.resolutions, study.train.get("cache"), progress)
+    resolutions = sorted(set(study.resolutions) | set(study.test_resolutions))
+    return DataSource.prepare(study.data, run_configs(study)[0].split_spec(), resolutions, study.train.get("cache"), progress)
 
 
 #: How `cxrres study` does the work: `local` runs `run_study` here, one run after another; `slurm` submits the same
@@ -255,6 +269,7 @@ EXECUTORS: tuple[str, ...] = ("local", "slurm")
 def run_study(study: StudyConfig, progress: bool = True, log=print) -> Path:
     """Do everything that is left: caches, training, evaluation, localization, comparison, report. Returns report.html."""
     from cxrres.compare import compare_runs
+    from cxrres.cross_resolution import evaluate_test_resolutions, scored_resolutions
     from cxrres.evaluate import evaluate_run
     from cxrres.external import evaluate_external, prepare_external
     from cxrres.localize import localize_run
@@ -265,7 +280,7 @@ def run_study(study: StudyConfig, progress: bool = True, log=print) -> Path:
     write_study_file(study)
     started = time.perf_counter()
     source = prepare_source(study, progress)  # one scan, one decode for every resolution
-    log(f"cache {source.cache_dir}: {source.prepared.n_images:,} images at {','.join(map(str, study.resolutions))} px")
+    log(f"cache {source.cache_dir}: {source.prepared.n_images:,} images at {','.join(map(str, source.prepared.resolutions_px))} px")
     configs = run_configs(study)
     external: dict[str, DataSource] = {}
     boxed = boxed_classes(source.table)
@@ -276,8 +291,11 @@ def run_study(study: StudyConfig, progress: bool = True, log=print) -> Path:
             log(f"[{i}/{len(configs)}] train {name}" + (f" (resuming after {state.epochs} epochs)" if state.epochs else ""))
             config.progress = progress
             train(config, source=source)
-        if not state.evaluated:
+        if not state.evaluated or not (Path(config.out) / runs.CALIBRATION).is_file():  # runs evaluated before calibration.csv
             evaluate_run(config.out, n_boot=study.n_boot)
+        if not set(study.test_resolutions) <= scored_resolutions(config.out):
+            log(f"[{i}/{len(configs)}] score {name} at test resolutions {','.join(map(str, study.test_resolutions))} px")
+            evaluate_test_resolutions(config.out, study.test_resolutions, n_boot=study.n_boot, source=source, progress=progress)
         for root in run_state(config, study.external).external_left:  # each other root read and cached once
             log(f"[{i}/{len(configs)}] score {name} on {root}")
             if root not in external:

@@ -231,6 +231,10 @@ def comparison_files(comparison: Comparison, reference: PublishedReference | Non
     frames = [("auc_table.csv", tables.csv_table(comparison.auc, few=few)), ("auc_long.csv", comparison.auc),
               ("delong_tests.csv", comparison.delong), ("bootstrap_tests.csv", comparison.bootstrap),
               ("best_resolution.csv", comparison.best), ("test_labels.csv", comparison.test_labels)]
+    if len(comparison.calibration):
+        frames.append(("calibration_long.csv", comparison.calibration))
+    if len(comparison.test_resolution):
+        frames.append(("test_resolution_long.csv", comparison.test_resolution))
     if comparison.several_seeds:
         frames += [("auc_seeds.csv", summarise_seeds(comparison.auc)), ("auc_ensemble_long.csv", comparison.ensemble_auc),
                    ("auc_ensemble_table.csv", tables.csv_table(comparison.ensemble_auc, few=few))]

@@ -45,6 +45,7 @@ from cxrres.report.comparison import (LOCALIZATION_TITLES, auc_tables, best_reso
                                       bootstrap_table, delong_table, localization_metrics, localization_table,
                                       reference_run, scope_list, scope_title, test_labels_table, write_comparison,
                                       few_classes, write_figures)
+from cxrres.report.calibration import sections as calibration_sections  # noqa: E402
 from cxrres.report.reference import (METRIC_TITLES, PublishedReference, detect_reference, published_long,  # noqa: E402
                                      published_table)
 from cxrres.seeds import format_mean_sd  # noqa: E402
@@ -312,6 +313,7 @@ def build_sections(study_dir: Path, comparison: Comparison, files: Path, source:
         sections.append((external.TITLE, [Block(text=external.INTRO), Block(table=external.external_table(elsewhere)),
                                           Block(image=figure, caption="Mean AUC over the shared classes against training "
                                                                       "resolution: own test part and the other data set's")]))
+    sections += calibration_sections(comparison, files)
     best = best_scope(comparison)
     if len(best):
         sections.append(("Best resolution per class", [
