@@ -11,9 +11,7 @@ from __future__ import annotations
 import os
 import pickle
 import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 from urllib.parse import urlparse
 
 from typing import TYPE_CHECKING
@@ -22,11 +20,8 @@ if TYPE_CHECKING:  # torch is imported where a network is built or weights are r
     import torch
     from torch import nn
 
+from cxrres.archspec import ArchSpec, WeightsError
 from cxrres.errors import CxrresError
-
-
-class WeightsError(CxrresError):
-    """Weights cannot be found, trusted, or matched to the model."""
 
 
 def _densenet_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -35,80 +30,21 @@ def _densenet_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
     return F.relu(model.features(x))
 
-
 def _densenet_head(model: nn.Module, a: torch.Tensor) -> torch.Tensor:
     import torch
     import torch.nn.functional as F
 
     return model.classifier(torch.flatten(F.adaptive_avg_pool2d(a, (1, 1)), 1))
 
-
 def _resnet_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """ResNet's layer4 output (each BasicBlock ends with its ReLU)."""
     x = model.maxpool(model.relu(model.bn1(model.conv1(x))))
     return model.layer4(model.layer3(model.layer2(model.layer1(x))))
 
-
 def _resnet_head(model: nn.Module, a: torch.Tensor) -> torch.Tensor:
     import torch
 
     return model.fc(torch.flatten(model.avgpool(a), 1))
-
-
-def _conv_grid(model: nn.Module, a: torch.Tensor, input_hw: tuple[int, int]) -> torch.Tensor:
-    """A convolutional feature map is its own grid: (B, K, h, w) unchanged."""
-    return a
-
-
-def _same_network(model: nn.Module, resolution_px: int) -> nn.Module:
-    """A network that takes any resolution already has the graph of a fixed one: itself."""
-    return model
-
-
-@dataclass(frozen=True)
-class ArchSpec:
-    """One family of networks: its display name, network class (by dotted name, imported when needed), the name of its
-    final linear layer, its split into features and head as timm's `forward_features` / `forward_head`
-    (head(features(x)) == model(x); features end with the last block's activation, not in place), how the features
-    become a (B, K, h, w) grid for class activation maps, and the input pixels per grid cell.
-
-    torchvision's two architectures also name their builder and ImageNet weights; timm's families are built by
-    `timm.create_model` with `create_kwargs` (see `cxrres.timm_models`)."""
-
-    display_name: str
-    type_name: str  # dotted path of the network class, e.g. torchvision.models.DenseNet
-    head: str  # attribute path of the final nn.Linear (timm: the model's pretrained_cfg `classifier`)
-    forward_features: Callable[[nn.Module, torch.Tensor], torch.Tensor]
-    forward_head: Callable[[nn.Module, torch.Tensor], torch.Tensor]
-    to_grid: Callable[[nn.Module, torch.Tensor, tuple[int, int]], torch.Tensor] = _conv_grid
-    stride_px: int = 32  # input pixels per map cell
-    builder_name: str = ""  # torchvision only: function in torchvision.models
-    weights_name: str = ""  # torchvision only: weights enum in torchvision.models (IMAGENET1K_V1 is used)
-    create_kwargs: tuple[tuple[str, object], ...] = ()  # timm only: extra timm.create_model arguments
-    #: the same function at one fixed resolution, for export (a ViT's position embeddings resampled once)
-    at_resolution: Callable[[nn.Module, int], nn.Module] = _same_network
-
-    @property
-    def builder(self) -> Callable[..., nn.Module]:
-        """torchvision's builder function."""
-        import torchvision
-
-        return getattr(torchvision.models, self.builder_name)
-
-    @property
-    def imagenet(self):  # -> torchvision.models.WeightsEnum
-        """torchvision's ImageNet weights of this architecture."""
-        import torchvision
-
-        return getattr(torchvision.models, self.weights_name).IMAGENET1K_V1
-
-    @property
-    def model_type(self) -> type[nn.Module]:
-        """The network class (imported on first use)."""
-        import importlib
-
-        module, _, name = self.type_name.rpartition(".")
-        return getattr(importlib.import_module(module), name)
 
 
 #: The recipe's architectures, built by torchvision (`timm:NAME` names any model of a family in

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from torch import nn
 
 from cxrres.errors import CxrresError
-from cxrres.models import ArchSpec, WeightsError
+from cxrres.archspec import ArchSpec, WeightsError
 
 
 def _features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
