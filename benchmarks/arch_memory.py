@@ -3,7 +3,7 @@ CPU (float32, NCHW, one thread), at two batch sizes and two resolutions, each in
 
 Per image = (peak at the larger batch - peak at the smaller) / (difference of the batch sizes): the model, its gradients
 and the libraries cancel out. The peak is the child's `resource.getrusage(RUSAGE_SELF).ru_maxrss`. The fit per family
-is m(R) = a + b (R / 64 px)^2 MiB per image (activations grow with the pixel count); `cxrres.timm_models.MEMORY_MIB`
+is m(R) = a + b (R / 64 px)^2 MiB per image (activations grow with the pixel count); `cxrres.models.timm_backbones.MEMORY_MIB`
 holds the fitted (a, b) and `config.resolve` turns them into the default batch size of timm architectures.
 """
 
@@ -17,7 +17,7 @@ import sys
 CHILD = """
 import json, resource, sys, torch
 torch.set_num_threads(1)
-from cxrres.models import create_model
+from cxrres.models.registry import create_model
 arch, resolution, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 model = create_model(arch, 14, weights="none").train()
 x = torch.randn(batch, 3, resolution, resolution)

@@ -13,8 +13,8 @@ import torch
 from benchmarks.common import record, source_images
 from cxrres.config import recipe_batch_size
 from cxrres.data.cache import ResolutionCache, prepare_cache
-from cxrres.data.dataset import CacheDataset
-from cxrres.inference import create_loader
+from cxrres.data.torch_dataset import CacheDataset
+from cxrres.inference.network import create_loader
 
 
 class PerSampleDataset(CacheDataset):

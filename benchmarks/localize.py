@@ -9,9 +9,9 @@ import numpy as np
 import torch
 
 from benchmarks.common import record
-from cxrres import saliency
-from cxrres.models import create_model
-from cxrres.inference import prepare_input
+from cxrres.localization import saliency
+from cxrres.models.registry import create_model
+from cxrres.inference.network import prepare_input
 
 
 def main() -> None:

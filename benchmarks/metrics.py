@@ -9,7 +9,8 @@ import time
 import numpy as np
 
 from benchmarks.common import best_of, record
-from cxrres import bootstrap, metrics
+from cxrres.evaluation import bootstrap
+from cxrres.evaluation import metrics
 
 
 def main() -> None:

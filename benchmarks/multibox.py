@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.common import record
-from cxrres import saliency
-from cxrres.localize import summarise
+from cxrres.localization import saliency
+from cxrres.localization.localize import summarise
 
 
 def random_groups(n_boxes: int, seed: int = 0) -> list[tuple[str, list[tuple], list[tuple]]]:

@@ -17,10 +17,10 @@ import torch
 from benchmarks.common import record, source_images
 from cxrres.config import TrainConfig
 from cxrres.data.images import load_resized
-from cxrres.inference import for_inference, load_run_model, probabilities
-from cxrres.predict import predict_files
+from cxrres.inference.network import for_inference, load_run_model, probabilities
+from cxrres.deploy.predict import predict_files
 from cxrres.synthetic import synthesize
-from cxrres.train import train
+from cxrres.training.train import train
 
 
 def naive(run_dir: Path, paths: list[Path]) -> float:

@@ -9,7 +9,7 @@ import tempfile
 from benchmarks.common import best_of, record, source_images
 from cxrres.data.cache import prepare_cache
 from cxrres.data.images import read_grey
-from cxrres.parallel import ordered_map
+from cxrres.util.parallel import ordered_map
 
 
 def _decode(path: str) -> int:

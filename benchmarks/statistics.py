@@ -19,7 +19,10 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.common import REAL, record
-from cxrres import bootstrap, metrics, published, seeds
+from cxrres.evaluation import bootstrap
+from cxrres.evaluation import metrics
+from cxrres.evaluation import published
+from cxrres.evaluation import seeds
 from cxrres.runs import Predictions
 
 CLASSES = ["Atelectasis", "Cardiomegaly", "Effusion", "Infiltration", "Mass", "Nodule", "Pneumonia", "Pneumothorax",

@@ -12,10 +12,10 @@ import torch
 
 from benchmarks.common import record, source_images
 from cxrres.data.cache import ResolutionCache, prepare_cache
-from cxrres.data.dataset import CacheDataset
-from cxrres.models import create_model
+from cxrres.data.torch_dataset import CacheDataset
+from cxrres.models.registry import create_model
 from cxrres.config import cpu_has_native_bf16, recipe_batch_size
-from cxrres.inference import create_loader, prepare_input
+from cxrres.inference.network import create_loader, prepare_input
 
 
 def step_rate(model, optimizer, batches, device, steps: int, bf16: bool, channels_last: bool) -> float:

@@ -117,7 +117,7 @@ def write_chexpert_small(root: Path) -> Path:
 def real_rsna_label_rows() -> list[dict[str, str]]:
     """The rows of the real RSNA stage-2 label file (.csv or Kaggle's .csv.zip), read with the csv module alone as an
     independent reference; skips the test when the file is absent."""
-    from cxrres.data.rsna import LABELS_FILE, find_file
+    from cxrres.data.rsna_labels import LABELS_FILE, find_file
 
     root = SHARED_DATA / "rsna-pneumonia"
     path = find_file(root, LABELS_FILE)

@@ -15,7 +15,7 @@ import yaml
 from sklearn.metrics import roc_auc_score
 
 from cxrres import runs
-from cxrres.adjudicated import google2019_file
+from cxrres.evaluation.adjudicated import google2019_file
 from cxrres.cli import main
 from cxrres.data.labels import CLASSES
 from cxrres.data.metadata import GOOGLE2019_FINDINGS, read_google2019

@@ -16,7 +16,7 @@ import yaml
 from cxrres import runs
 from cxrres.cli import main
 from cxrres.data.datasets import chexpert
-from cxrres.inference import load_run_model
+from cxrres.inference.network import load_run_model
 
 from conftest import MINI, write_chexpert_small
 
@@ -62,7 +62,7 @@ def test_chexpert_small_prepare_train_evaluate_predict(tmp_path: Path, capsys: p
 
 
 def test_operating_points_leave_masked_labels_out() -> None:
-    from cxrres.operating import OperatingRule, operating_points
+    from cxrres.evaluation.operating import OperatingRule, operating_points
 
     labels = np.array([[1], [0], [-1], [1], [0]])
     scores = np.array([[0.9], [0.2], [0.95], [0.6], [0.4]])

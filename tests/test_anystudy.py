@@ -12,14 +12,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cxrres import bootstrap, runs
+from cxrres import runs
+from cxrres.evaluation import bootstrap
 from cxrres.cli import main
-from cxrres.compare import compare_runs
+from cxrres.evaluation.compare import compare_runs
 from cxrres.data.datasets import chexpert
 from cxrres.errors import CxrresError, DataFormatError
-from cxrres.evaluate import auc_table
+from cxrres.evaluation.evaluate import auc_table
 from cxrres.report.document import runs_data, runs_reference
-from cxrres.study import make_study
+from cxrres.study.grid import make_study
 
 from conftest import MINI, write_chexpert_small
 

@@ -67,8 +67,8 @@ def test_open_dataset_parts_labels_and_masks(phantom, tmp_path) -> None:
 
 
 def test_load_run_reproduces_the_runs_predictions_and_calls(phantom, tmp_path) -> None:
-    from cxrres.predict import predict_files
-    from cxrres.train import train
+    from cxrres.deploy.predict import predict_files
+    from cxrres.training.train import train
     from cxrres.config import TrainConfig
 
     run_dir = train(TrainConfig(data=str(phantom), resolution_px=32, weights="none", out=str(tmp_path / "run"),

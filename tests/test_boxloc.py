@@ -21,11 +21,11 @@ import torch  # noqa: E402
 from cxrres import runs  # noqa: E402
 from cxrres.config import TrainConfig, resolve  # noqa: E402
 from cxrres.data.datasets import open_dataset  # noqa: E402
-from cxrres.filenames import safe_filename  # noqa: E402
-from cxrres.localize import figure_name, localize_run  # noqa: E402
-from cxrres.models import create_model  # noqa: E402
-from cxrres.study import boxed_classes, make_study, needs_localization, describe_state  # noqa: E402
-from cxrres.train import train  # noqa: E402
+from cxrres.util.filenames import safe_filename  # noqa: E402
+from cxrres.localization.localize import figure_name, localize_run  # noqa: E402
+from cxrres.models.registry import create_model  # noqa: E402
+from cxrres.study.grid import boxed_classes, make_study, needs_localization, describe_state  # noqa: E402
+from cxrres.training.train import train  # noqa: E402
 
 from conftest import write_dicom  # noqa: E402
 from test_rsna_dataset import write_fixture as write_rsna  # noqa: E402

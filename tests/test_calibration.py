@@ -1,4 +1,4 @@
-"""Average precision, Brier score and ECE (cxrres.calibration) against scikit-learn and a loop from the definition;
+"""Average precision, Brier score and ECE (cxrres.evaluation.calibration) against scikit-learn and a loop from the definition;
 RUN/calibration.csv written by evaluate; the comparison's long table and the report's reliability diagram."""
 
 from __future__ import annotations
@@ -11,11 +11,13 @@ import pandas as pd
 import pytest
 from sklearn.metrics import average_precision_score, brier_score_loss
 
-from cxrres import bootstrap, calibration, runs
+from cxrres import runs
+from cxrres.evaluation import calibration
+from cxrres.evaluation import bootstrap
 from cxrres.config import TrainConfig
-from cxrres.evaluate import evaluate_run
+from cxrres.evaluation.evaluate import evaluate_run
 from cxrres.synthetic import synthesize
-from cxrres.train import train
+from cxrres.training.train import train
 
 
 def _ece_loop(y: np.ndarray, p: np.ndarray, n_bins: int = 15) -> float:

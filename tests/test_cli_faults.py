@@ -68,7 +68,7 @@ def test_damaged_run_json_is_named_in_one_line(finished, tmp_path: Path, capsys,
 
 
 def test_export_card_failure_removes_the_network(finished, tmp_path: Path, monkeypatch) -> None:
-    from cxrres import export
+    from cxrres.deploy import export
 
     def broken(*args, **kwargs) -> str:
         raise OSError(28, "No space left on device")

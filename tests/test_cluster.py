@@ -13,11 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from cxrres import cluster, runs
+from cxrres import runs
+from cxrres.study.grid import slurm as cluster
 from cxrres.cli import main
-from cxrres.cluster import SlurmOptions, Submission, queue, slurm_options
+from cxrres.study.slurm import SlurmOptions, Submission, slurm_options
+from cxrres.study.slurm import queue
 from cxrres.errors import CxrresError
-from cxrres.study import make_study
+from cxrres.study.grid import make_study
 
 
 def _study(tmp_path: Path, **train):
@@ -236,7 +238,7 @@ def test_tiny_study_through_a_real_slurm(tmp_path, capsys):
 
 def _reload(args: list[str]):
     """The StudyConfig of `cxrres study` arguments."""
-    from cxrres.study import GRID_FLAGS, study_settings
+    from cxrres.study.grid import GRID_FLAGS, study_settings
 
     flags = dict(zip(args[1::2], args[2::2]))
     return study_settings(flags["--config"], {name: flags.get(f"--{name}") for name in GRID_FLAGS})
@@ -265,7 +267,7 @@ def test_the_slurm_prepare_job_carries_the_studys_data_settings(tmp_path, capsys
     root, config = _rsna_with_a_duplicated_box_row(tmp_path)
     args = ["study", "--data", str(root), "--resolutions", "32", "--out", str(tmp_path / "s"), "--config", str(config)]
     study = _reload(args)
-    from cxrres.study import write_study_file
+    from cxrres.study.grid import write_study_file
 
     write_study_file(study)
     script = cluster.prepare_script(study, cluster.slurm_options(study.slurm, {}))

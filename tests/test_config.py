@@ -15,7 +15,7 @@ from cxrres import runs
 from cxrres.cli import build_parser
 from cxrres.data.labels import CLASSES
 from cxrres.config import NOT_IDENTITY, TrainConfig, add_train_arguments, flag_of, merge_settings, settings_from_args, train_argv
-from cxrres.study import GRID_FLAGS, job_commands, make_study, study_settings, write_study_file
+from cxrres.study.grid import GRID_FLAGS, job_commands, make_study, study_settings, write_study_file
 
 from conftest import MINI
 

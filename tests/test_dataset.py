@@ -12,7 +12,7 @@ from torchvision.transforms import Normalize
 
 from cxrres.data import DataRoot, build_split
 from cxrres.data.cache import ResolutionCache, prepare_cache
-from cxrres.data.dataset import IMAGENET_MEAN, IMAGENET_STD, CacheDataset, to_network_input
+from cxrres.data.torch_dataset import IMAGENET_MEAN, IMAGENET_STD, CacheDataset, to_network_input
 from cxrres.errors import CxrresError
 
 from conftest import MINI

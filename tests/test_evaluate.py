@@ -8,11 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cxrres import bootstrap, metrics, runs
+from cxrres import runs
+from cxrres.evaluation import bootstrap
+from cxrres.evaluation import metrics
 from cxrres.cli import main
 from cxrres.errors import CxrresError, DataFormatError
-from cxrres.compare import compare_runs
-from cxrres.evaluate import TIED, evaluate_run, format_table
+from cxrres.evaluation.compare import compare_runs
+from cxrres.evaluation.evaluate import TIED, evaluate_run, format_table
 
 CLASSES3 = ["Effusion", "Mass", "Nodule"]
 
@@ -152,7 +154,7 @@ def test_compare_adds_localization_tables_when_every_run_has_them(tmp_path):
 
 
 def _mann_whitney(y: np.ndarray, s: np.ndarray) -> float:
-    """AUC by counting every positive-negative pair (ties 1/2), independent of cxrres.metrics."""
+    """AUC by counting every positive-negative pair (ties 1/2), independent of cxrres.evaluation.metrics."""
     pos, neg = s[y == 1], s[y == 0]
     return float(((pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])).mean())
 

@@ -166,7 +166,7 @@ def test_study_with_an_external_root_to_the_report(study, capsys) -> None:
 
 def test_external_setting_from_a_list_or_the_flag_round_trips(tmp_path) -> None:
     from cxrres.errors import CxrresError
-    from cxrres.study import make_study, study_settings, write_study_file
+    from cxrres.study.grid import make_study, study_settings, write_study_file
 
     study = make_study({"data": str(tmp_path), "out": str(tmp_path / "s"), "external": "a, ~/b"})
     assert study.external == (str(Path("a").resolve()), str(Path("~/b").expanduser().resolve()))

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cxrres import parallel
+from cxrres.util import parallel
 from cxrres.synthetic import synthesize
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -104,7 +104,7 @@ def test_ordered_map_matches_map_and_raises_on_worker_death() -> None:
 def test_unguarded_main_with_spawn_falls_back_in_process(tmp_path: Path) -> None:
     script = tmp_path / "unguarded.py"
     script.write_text(textwrap.dedent("""
-        from cxrres.parallel import ordered_map
+        from cxrres.util.parallel import ordered_map
         print(sum(ordered_map(abs, list(range(-10, 10)), 2)))
     """))
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,

@@ -269,7 +269,7 @@ def test_real_nih_eight_bit_results_are_byte_identical_to_before(real_root: Path
 
 
 def test_preprocessing_rules_name_every_step() -> None:
-    from cxrres.data.dataset import IMAGENET_MEAN, IMAGENET_STD
+    from cxrres.data.torch_dataset import IMAGENET_MEAN, IMAGENET_STD
 
     rules = preprocessing_rules()
     assert all(isinstance(r, str) and r.strip() == r and "\n" not in r and r.endswith(".") for r in rules)

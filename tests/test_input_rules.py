@@ -20,7 +20,7 @@ from cxrres.data.cache_store import FINGERPRINT_BLOCK_BYTES, source_fingerprint
 from cxrres.data.datasets import ReadOptions, chexpert, detect_dataset, listed_images, open_dataset
 from cxrres.data.datasets.summary import describe_table, format_table_summary
 from cxrres.data.paths import normal_relpath
-from cxrres.data.summary import describe_split, format_summary
+from cxrres.data.split_summary import describe_split, format_summary
 from cxrres.errors import DataFormatError, SplitError
 
 
@@ -197,7 +197,7 @@ def test_fingerprint_reads_head_and_tail_not_times(tmp_path: Path) -> None:
 
 
 def test_markdown_tables_and_prose_escape_data_strings(tmp_path: Path) -> None:
-    from cxrres.export import _table
+    from cxrres.deploy.export import _table
     from cxrres.report.document import Block, to_markdown
     from cxrres.report.tables import Table
 

@@ -1,4 +1,4 @@
-"""cxrres.metrics: AUC, DeLong (fast vs an independent O(n^2) form), intervals, paired tests, bootstrap, Holm."""
+"""cxrres.evaluation.metrics: AUC, DeLong (fast vs an independent O(n^2) form), intervals, paired tests, bootstrap, Holm."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from scipy.optimize import brentq
 from scipy.stats import norm
 from sklearn.metrics import roc_auc_score
 
-from cxrres import bootstrap, metrics
-from cxrres.metrics import MetricError, UndefinedMetricWarning
+from cxrres.evaluation import bootstrap
+from cxrres.evaluation import metrics
+from cxrres.evaluation.metrics import MetricError, UndefinedMetricWarning
 
 
 def slow_delong(y: np.ndarray, scores: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

@@ -1,4 +1,4 @@
-"""cxrres.models: the factory, ImageNet file handling offline, CheXNet key remapping, weights_only refusal."""
+"""cxrres.models.registry: the factory, ImageNet file handling offline, CheXNet key remapping, weights_only refusal."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections import OrderedDict
 import pytest
 import torch
 
-from cxrres.models import ARCHS, WeightsError, create_model, imagenet_file, remap_keys
+from cxrres.models.registry import ARCHS, WeightsError, create_model, imagenet_file, remap_keys
 
 
 class _Payload:

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cxrres.localize import format_boxes, group_rows, parse_boxes, summarise
-from cxrres.overlay import Caption, gt_boxes, heatmap_figure
-from cxrres.saliency import (iou, iou_matrix, match_boxes, pointing_hit, pointing_hits, score_boxes,
+from cxrres.localization.localize import format_boxes, group_rows, parse_boxes, summarise
+from cxrres.localization.overlay import Caption, gt_boxes, heatmap_figure
+from cxrres.localization.saliency import (iou, iou_matrix, match_boxes, pointing_hit, pointing_hits, score_boxes,
                              score_detections)
 
 A, B = (0, 0, 10, 10), (6, 0, 10, 10)

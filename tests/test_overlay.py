@@ -12,13 +12,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from cxrres import saliency
+from cxrres.localization import saliency
 from cxrres.config import TrainConfig
-from cxrres.filenames import MAX_CHARS, safe_filename
-from cxrres.localize import figure_name
-from cxrres.models import create_model
-from cxrres.overlay import Caption, figure_px, heatmap_figure, save_overlay
-from cxrres.predict import write_heatmaps
+from cxrres.util.filenames import MAX_CHARS, safe_filename
+from cxrres.localization.localize import figure_name
+from cxrres.models.registry import create_model
+from cxrres.localization.overlay import Caption, figure_px, heatmap_figure, save_overlay
+from cxrres.deploy.predict import write_heatmaps
 
 
 def _map_with_a_peak() -> np.ndarray:
@@ -97,7 +97,7 @@ def test_write_heatmaps_slash_class_shared_stems_and_blank_warnings(tmp_path: Pa
     model = create_model("resnet34", 2, weights="none", progress=False)
     config = TrainConfig(data=str(tmp_path), resolution_px=32)
     out = tmp_path / "out" / "heatmaps"
-    with caplog.at_level(logging.WARNING, logger="cxrres.predict"):
+    with caplog.at_level(logging.WARNING, logger="cxrres.deploy.predict"):
         written = write_heatmaps(model, config, ["A/B", "C"], images, np.array([[0.7, 0.2], [0.1, 0.9]]), "all",
                                  "gradcam", 0.5, out, torch.device("cpu"),
                                  thresholds=np.array([0.5, np.nan]))

@@ -23,12 +23,12 @@ from cxrres.cli import main
 from cxrres.config import TrainConfig
 from cxrres.data.images import load_resized
 from cxrres.errors import CxrresError
-from cxrres.export import export_run
-from cxrres.overlay import figure_px
-from cxrres.operating import OperatingRule, choose_threshold, operating_points, positive_calls
-from cxrres.predict import predict_files
+from cxrres.deploy.export import export_run
+from cxrres.localization.overlay import figure_px
+from cxrres.evaluation.operating import OperatingRule, choose_threshold, operating_points, positive_calls
+from cxrres.deploy.predict import predict_files
 from cxrres.synthetic import synthesize
-from cxrres.train import train
+from cxrres.training.train import train
 
 
 @pytest.fixture(scope="module")
@@ -256,15 +256,15 @@ def test_onnx_export_matches_pytorch_and_has_a_model_card(run, tmp_path) -> None
     images = np.stack([load_resized(phantom / "images" / n, (32,))[0][32] for n in runs.read_predictions(run_dir).images[:3]])
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     got = session.run(None, {"image_uint8": images})[0]
-    from cxrres.export import ExportWrapper
-    from cxrres.inference import load_run_model
+    from cxrres.deploy.export import ExportWrapper
+    from cxrres.inference.network import load_run_model
 
     model, _, _ = load_run_model(run_dir)
     with torch.no_grad():
         want = ExportWrapper(model.float().eval()).eval()(torch.from_numpy(images)).numpy()
     assert got.shape == (3, 14) and np.abs(got - want).max() <= 1e-4  # batch 3: the batch axis is dynamic
     # the graph's probabilities are the run's own fp32 forward: prepare_input + sigmoid
-    from cxrres.inference import prepare_input
+    from cxrres.inference.network import prepare_input
 
     with torch.no_grad():
         direct = torch.sigmoid(model(prepare_input(torch.from_numpy(images)[:, None], False))).numpy()
@@ -290,8 +290,8 @@ def test_torchscript_export_round_trip(run, tmp_path) -> None:
     path = export_run(run_dir, "torchscript", tmp_path / "model.pt")
     loaded = torch.jit.load(str(path))
     images = torch.randint(0, 256, (4, 32, 32), dtype=torch.uint8)
-    from cxrres.export import ExportWrapper
-    from cxrres.inference import load_run_model
+    from cxrres.deploy.export import ExportWrapper
+    from cxrres.inference.network import load_run_model
 
     model, _, _ = load_run_model(run_dir)
     with torch.no_grad():

@@ -1,4 +1,4 @@
-"""cxrres.published: the package CSV against the shared transcription, the reference rule, the comparison table."""
+"""cxrres.evaluation.published: the package CSV against the shared transcription, the reference rule, the comparison table."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cxrres import published
+from cxrres.evaluation import published
 from cxrres.errors import CxrresError
 
 from conftest import SHARED_DATA

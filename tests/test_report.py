@@ -8,12 +8,13 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from cxrres import bootstrap, runs
-from cxrres.compare import ENSEMBLE, SINGLE, compare_runs
+from cxrres import runs
+from cxrres.evaluation import bootstrap
+from cxrres.evaluation.compare import ENSEMBLE, SINGLE, compare_runs
 from cxrres.data import DataRoot
 from cxrres.data.source import SplitSpec
 from cxrres.data.splits import Split
-from cxrres.evaluate import patient_groups
+from cxrres.evaluation.evaluate import patient_groups
 from cxrres.report import plots, tables
 from cxrres.report.comparison import best_resolution_table, comparison_markdown, write_comparison
 from cxrres.report.document import cost_table, heatmap_blocks, key_table, published_blocks
@@ -264,7 +265,7 @@ def test_seed_band_spans_the_seeds():
 
 
 def test_published_section_and_files_when_the_reference_applies(two_by_two, tmp_path):
-    from cxrres import published
+    from cxrres.evaluation import published
 
     comparison = compare_runs(two_by_two, n_boot=20)
     reference = PublishedReference(True, "NIH ChestX-ray14 with the CheXNet split.", published.reference_for("chestxray14", "chexnet"))

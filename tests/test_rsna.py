@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cxrres.data.rsna import (CLASS_INFO_FILE, FINDING, LABELS_FILE, find_file, read_rsna_labels, read_rsna_root)
+from cxrres.data.rsna_labels import (CLASS_INFO_FILE, FINDING, LABELS_FILE, find_file, read_rsna_labels, read_rsna_root)
 from cxrres.errors import CxrresError
 
 from conftest import SHARED_DATA, real_rsna_label_rows

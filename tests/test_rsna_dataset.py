@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from cxrres.data.datasets import ReadOptions, detect_dataset, open_dataset
-from cxrres.data.rsna import FINDING, LABELS_FILE, find_file
+from cxrres.data.rsna_labels import FINDING, LABELS_FILE, find_file
 
 from conftest import SHARED_DATA, real_rsna_label_rows
 

@@ -16,12 +16,13 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from cxrres import parallel, runs
+from cxrres import runs
+from cxrres.util import parallel
 from cxrres.cli import main
 from cxrres.config import TrainConfig
-from cxrres.run_io import AtomicCheckpointIO, checkpoint_problem
+from cxrres.training.checkpoints import AtomicCheckpointIO, checkpoint_problem
 from cxrres.synthetic import synthesize
-from cxrres.train import train
+from cxrres.training.train import train
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -145,7 +146,7 @@ def test_unsafe_last_checkpoint_is_refused_in_one_line(phantom: str, tmp_path: P
 def test_second_writer_of_a_run_directory_is_refused(phantom: str, tmp_path: Path, capsys) -> None:
     run = tmp_path / "run"
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
-                               "from cxrres.run_io import lock_run_dir\nwith lock_run_dir(Path(sys.argv[1])):\n"
+                               "from cxrres.training.checkpoints import lock_run_dir\nwith lock_run_dir(Path(sys.argv[1])):\n"
                                "    print('locked', flush=True); time.sleep(60)", str(run)],
                               stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(SRC)})
     try:

@@ -1,4 +1,4 @@
-"""cxrres.saliency and cxrres localize: geometry on hand-made arrays, the post-ReLU split, agreement with
+"""cxrres.localization.saliency and cxrres localize: geometry on hand-made arrays, the post-ReLU split, agreement with
 pytorch-grad-cam, and an end-to-end run on a phantom."""
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from torch import nn
 
 from cxrres.cli import main
 from cxrres.data import read_bbox_list
-from cxrres.models import create_model
-from cxrres.saliency import (METHODS, boxes_from_saliency, class_activation_maps, iou, pointing_hit, score_detections,
+from cxrres.models.registry import create_model
+from cxrres.localization.saliency import (METHODS, boxes_from_saliency, class_activation_maps, iou, pointing_hit, score_detections,
                              split_network, to_box_frame)
 
 
@@ -149,7 +149,7 @@ def test_agrees_with_pytorch_grad_cam(method):
 def trained_run(tmp_path_factory) -> tuple[str, str]:
     from cxrres.synthetic import synthesize
     from cxrres.config import TrainConfig
-    from cxrres.train import train
+    from cxrres.training.train import train
 
     base = tmp_path_factory.mktemp("loc")
     synthesize(base / "phantom", n_images=80, size_px=128, seed=5, workers=1, progress=False)

@@ -1,4 +1,4 @@
-"""cxrres.seeds: mean ± sd over seeds with the per-seed values kept, and the seed ensemble."""
+"""cxrres.evaluation.seeds: mean ± sd over seeds with the per-seed values kept, and the seed ensemble."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cxrres import seeds
+from cxrres.evaluation import seeds
 from cxrres.errors import CxrresError
 from cxrres.runs import Predictions
 

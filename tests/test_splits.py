@@ -11,7 +11,7 @@ import pytest
 from cxrres.data import CLASSES, DataRoot, boxes_in_part, build_split
 from cxrres.data.layout import find_images
 from cxrres.data.splits import carve_validation
-from cxrres.data.summary import describe_split
+from cxrres.data.split_summary import describe_split
 from cxrres.errors import CxrresError, MissingImagesError, SplitError
 
 from conftest import MINI

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from cxrres.cli import main
-from cxrres.study import study_settings
+from cxrres.study.grid import study_settings
 from cxrres.synthetic import synthesize
 
 
@@ -131,7 +131,7 @@ def test_a_bad_localize_section_is_refused_before_training(tmp_path, capsys, sec
 def test_localize_defaults_have_one_home():
     from cxrres.cli import build_parser
     from cxrres.config import LocalizeSettings
-    from cxrres.study import StudyConfig
+    from cxrres.study.grid import StudyConfig
 
     parsed = build_parser().parse_args(["localize", "RUN"])
     assert (parsed.method, parsed.threshold, parsed.iou, parsed.examples) == tuple(vars(LocalizeSettings()).values())

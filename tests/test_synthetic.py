@@ -133,7 +133,7 @@ def test_bad_arguments() -> None:
 
 
 def test_describe_reports_box_areas_in_the_1024_frame(phantom: Path) -> None:
-    from cxrres.data.summary import describe_split
+    from cxrres.data.split_summary import describe_split
 
     root = DataRoot.at(phantom)
     summary = describe_split(root, build_split(root, "chexnet"))

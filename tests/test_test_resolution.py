@@ -13,7 +13,7 @@ import yaml
 
 from cxrres import runs
 from cxrres.cli import main
-from cxrres.cross_resolution import COLUMNS, parse_test_resolutions, score_at_resolutions
+from cxrres.evaluation.cross_resolution import COLUMNS, parse_test_resolutions, score_at_resolutions
 from cxrres.errors import CxrresError
 from cxrres.report.calibration import auc_matrix, best_test_sentences
 from cxrres.synthetic import synthesize

@@ -1,4 +1,4 @@
-"""timm backbones (`--arch timm:NAME`): training each family through `cxrres.train.train`, the ViT's maps scored on
+"""timm backbones (`--arch timm:NAME`): training each family through `cxrres.training.train.train`, the ViT's maps scored on
 every test box, class activation maps against pytorch-grad-cam, offline ImageNet weights, local files, resolutions,
 batch sizes and ONNX export. Tiny variants (convnext_atto, efficientnet_b0, vit_tiny_patch16_224) keep them fast."""
 
@@ -16,9 +16,9 @@ timm = pytest.importorskip("timm")
 
 from cxrres.config import TrainConfig, default_batch_size, default_run_dir, recipe_batch_size, resolve  # noqa: E402
 from cxrres.errors import CxrresError  # noqa: E402
-from cxrres.models import WeightsError, arch_spec, create_model, display_name, spec_of  # noqa: E402
-from cxrres.saliency import class_activation_maps, split_network  # noqa: E402
-from cxrres.timm_models import MEMORY_MIB, hf_cache_dir, memory_per_image_mib  # noqa: E402
+from cxrres.models.registry import WeightsError, arch_spec, create_model, display_name, spec_of  # noqa: E402
+from cxrres.localization.saliency import class_activation_maps, split_network  # noqa: E402
+from cxrres.models.timm_backbones import MEMORY_MIB, hf_cache_dir, memory_per_image_mib  # noqa: E402
 
 CONVNEXT, EFFICIENTNET, VIT = "timm:convnext_atto", "timm:efficientnet_b0", "timm:vit_tiny_patch16_224"
 
@@ -36,7 +36,7 @@ def phantom(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def runs_by_arch(phantom) -> dict[str, Path]:
     """One epoch at 64 px, batch 8, random initial weights, of each family: {arch: run directory}."""
-    from cxrres.train import train
+    from cxrres.training.train import train
 
     out = {}
     for arch in (CONVNEXT, EFFICIENTNET, VIT):
@@ -49,7 +49,7 @@ def runs_by_arch(phantom) -> dict[str, Path]:
 @pytest.mark.parametrize("arch,family", [(CONVNEXT, "ConvNeXt"), (EFFICIENTNET, "EfficientNet"), (VIT, "ViT")])
 def test_each_family_trains_one_epoch_and_reloads(runs_by_arch, arch, family):
     from cxrres import runs
-    from cxrres.inference import load_run_model
+    from cxrres.inference.network import load_run_model
 
     run = runs_by_arch[arch]
     model, config, classes = load_run_model(run)
@@ -65,7 +65,7 @@ def test_each_family_trains_one_epoch_and_reloads(runs_by_arch, arch, family):
 def test_vit_run_localizes_every_test_box(runs_by_arch, phantom):
     from cxrres import runs
     from cxrres.data import read_bbox_list
-    from cxrres.localize import localize_run
+    from cxrres.localization.localize import localize_run
 
     run = runs_by_arch[VIT]
     config = runs.read_settings(run)
@@ -238,8 +238,8 @@ def test_export_to_onnx_gives_the_run_network_outputs(runs_by_arch, tmp_path, ar
     """ConvNeXt as is; the ViT with its position embeddings resampled once to the run's 4 x 4 grid (the per-call
     antialiased resampling has no ONNX operator), compared with the dynamic-size network the run trained."""
     ort = pytest.importorskip("onnxruntime")
-    from cxrres.export import ExportWrapper, export_run
-    from cxrres.inference import load_run_model
+    from cxrres.deploy.export import ExportWrapper, export_run
+    from cxrres.inference.network import load_run_model
 
     run = runs_by_arch[arch]
     out = export_run(run, "onnx", tmp_path / "model.onnx")

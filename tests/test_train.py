@@ -1,4 +1,4 @@
-"""cxrres.train on a tiny phantom at 32 px: end to end, resume == uninterrupted, single label, NaN stop, DDP metrics."""
+"""cxrres.training.train on a tiny phantom at 32 px: end to end, resume == uninterrupted, single label, NaN stop, DDP metrics."""
 
 from __future__ import annotations
 
@@ -21,14 +21,15 @@ from lightning.pytorch.callbacks import Callback
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MultilabelAUROC
 
-from cxrres import metrics, runs
+from cxrres import runs
+from cxrres.evaluation import metrics
 from cxrres.cli import main
 from cxrres.data.labels import CLASSES
 from cxrres.errors import CxrresError
 from cxrres.synthetic import synthesize
 from cxrres.config import TrainConfig, cpu_has_native_bf16, resolve
-from cxrres.inference import ShardSampler, load_run_model
-from cxrres.train import ChestClassifier, TrainingDiverged, train
+from cxrres.inference.network import ShardSampler, load_run_model
+from cxrres.training.train import ChestClassifier, TrainingDiverged, train
 
 
 @pytest.fixture(scope="module")
@@ -235,9 +236,9 @@ def test_ddp_validation_metrics_match_single_process(tmp_path):
 def test_ddp_two_cpu_processes_end_to_end(phantom, tmp_path):
     """`cxrres train --devices 2` on the CPU (gloo): the val mean AUC in metrics.csv equals the single-process one."""
     from cxrres.config import resolve
-    from cxrres.inference import predict
-    from cxrres.metrics import defined_classes
-    from cxrres.rundata import load_run_data
+    from cxrres.inference.network import predict
+    from cxrres.evaluation.metrics import defined_classes
+    from cxrres.inference.rundata import load_run_data
 
     cli = Path(sys.executable).parent / "cxrres"
     run = tmp_path / "ddp"
@@ -258,7 +259,7 @@ def test_ddp_two_cpu_processes_end_to_end(phantom, tmp_path):
 
 
 def test_masked_bce_is_the_bce_of_the_kept_labels():
-    from cxrres.train import masked_bce
+    from cxrres.training.train import masked_bce
 
     generator = torch.Generator().manual_seed(0)
     logits = torch.randn(6, 3, generator=generator)

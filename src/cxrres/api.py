@@ -15,12 +15,12 @@ from torch import nn
 
 from cxrres import runs
 from cxrres.config import DESCRIBE_SETTINGS, TrainConfig
-from cxrres.data.dataset import CacheDataset
+from cxrres.data.torch_dataset import CacheDataset
 from cxrres.data.images import load_resized
 from cxrres.errors import CxrresError
-from cxrres.inference import for_inference, load_run_model, probabilities
-from cxrres.models import create_model as _create_model
-from cxrres.operating import DEFAULT_RULE, OperatingRule, positive_calls, thresholds_for
+from cxrres.inference.network import for_inference, load_run_model, probabilities
+from cxrres.models.registry import create_model as _create_model
+from cxrres.evaluation.operating import DEFAULT_RULE, OperatingRule, positive_calls, thresholds_for
 
 #: The data settings `open_dataset` takes (the same as `cxrres describe`/`train` flags of those names).
 DATA_SETTINGS: tuple[str, ...] = tuple(dict.fromkeys(
@@ -34,7 +34,7 @@ def open_dataset(root: str | Path, part: str = "train", resolution: int = 224, *
     of (uint8 image (1, R, R), float32 labels (C,): 1, 0, or -1 where masked out). Its cache is prepared on first use
     (under `cache`, default $CXRRES_CACHE_DIR or ~/.cache/cxrres). `settings`: DATA_SETTINGS (split, uncertain, views,
     skip_bad, ...). `dataset.classes` names the label columns, `dataset.images` the images."""
-    from cxrres.rundata import load_run_data
+    from cxrres.inference.rundata import load_run_data
 
     if part not in PARTS:
         raise CxrresError(f"unknown part {part!r}; choose one of {', '.join(PARTS)}")
@@ -95,7 +95,7 @@ class LoadedRun:
 def load_run(run_dir: str | Path, rule: str | OperatingRule = DEFAULT_RULE, device: str | None = None) -> LoadedRun:
     """A trained run (its best checkpoint, loaded with weights_only=True) with its preprocessing and the thresholds of
     `rule` (the run's stored Youden points by default; another rule is chosen on its written validation predictions)."""
-    from cxrres.predict import run_operating_points
+    from cxrres.deploy.predict import run_operating_points
 
     run_dir = Path(run_dir)
     rule = OperatingRule.parse(rule) if isinstance(rule, str) else rule

@@ -42,8 +42,8 @@ def enrichment(text: str) -> dict[str, float]:
 
 def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
     """--executor and the SLURM settings of `cxrres study` (flags override the study file's `slurm:` mapping)."""
-    from cxrres.cluster.scripts import add_slurm_arguments
-    from cxrres.study import EXECUTORS
+    from cxrres.study.slurm.scripts import add_slurm_arguments
+    from cxrres.study.grid import EXECUTORS
 
     parser.add_argument("--executor", choices=EXECUTORS, default="local",
                         help="local: train here, one run after another; slurm: submit sbatch jobs (docs/cluster.md) "
@@ -194,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--out", metavar="STUDY_DIR", help="study directory (default: study)")
     study.add_argument("--external", metavar="ROOT,ROOT", help="score every run on these data roots' test parts too (shared classes)")
     study.add_argument("--config", metavar="FILE", help="YAML with study settings; its `train:` mapping holds training settings")
-    from cxrres.study import TRAIN_FLAGS
+    from cxrres.study.grid import TRAIN_FLAGS
 
     add_arguments(study, TRAIN_FLAGS)  # training settings shared by all runs; each overrides the file's `train:`
     study.add_argument("--dry-run", action="store_true", help="list what is done and what is left; change nothing")

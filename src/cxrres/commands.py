@@ -16,7 +16,7 @@ from cxrres.runs import AUC_GOOGLE2019, CALIBRATION
 def describe(args: argparse.Namespace) -> int:
     """Print class counts per split part and the official boxes of the test part."""
     from cxrres.data import DataRoot, build_split
-    from cxrres.data.summary import describe_split, format_summary
+    from cxrres.data.split_summary import describe_split, format_summary
 
     from cxrres.data.datasets import ReadOptions, check_options, detect_dataset, open_dataset
     from cxrres.data.datasets.common import view_keyword
@@ -70,7 +70,7 @@ def synth(args: argparse.Namespace) -> int:
 def train(args: argparse.Namespace) -> int:
     """Train one run (or resume it, or report that it is finished)."""
     from cxrres.config import config_from_file, merge_settings, settings_from_args
-    from cxrres.train import train
+    from cxrres.training.train import train
 
     config = merge_settings(config_from_file(args.config) if args.config else {}, settings_from_args(args))
     run_dir = train(config)
@@ -82,27 +82,27 @@ def train(args: argparse.Namespace) -> int:
 def evaluate(args: argparse.Namespace) -> int:
     """Per-class test AUC with DeLong intervals of one run: on its own test part, against adjudicated labels
     (--reference), or on another data set's test part (--data)."""
-    from cxrres.evaluate import evaluate_run, format_table, table_as_json
+    from cxrres.evaluation.evaluate import evaluate_run, format_table, table_as_json
 
     if getattr(args, "test_resolution", None) and (args.reference or args.data):
         raise CxrresError("--test-resolution scores the run's own test images; it cannot be combined with --reference or --data")
     if args.reference and args.data:
         raise CxrresError("--reference scores the run's own test images; it cannot be combined with --data")
     if args.reference:
-        from cxrres.adjudicated import evaluate_reference, format_reference_table
+        from cxrres.evaluation.adjudicated import evaluate_reference, format_reference_table
 
         table = evaluate_reference(args.run_dir, args.reference, args.level)
         print(table.to_json(orient="records") if args.json else f"{format_reference_table(table)}\nwrote {args.run_dir}/{AUC_GOOGLE2019}")
         return 0
     if args.data:
-        from cxrres.external import evaluate_external
+        from cxrres.evaluation.external import evaluate_external
 
         result = evaluate_external(args.run_dir, args.data, args.dataset, args.views, args.level, args.n_boot,
                                    args.allow_missing, progress=not args.json)
         print(json.dumps(result.as_json()) if args.json else result.summary())
         return 0
     if getattr(args, "test_resolution", None):
-        from cxrres import cross_resolution
+        from cxrres.evaluation import cross_resolution
 
         resolutions = cross_resolution.parse_test_resolutions(args.test_resolution)
         table = cross_resolution.evaluate_test_resolutions(args.run_dir, resolutions, args.level, args.n_boot, args.out,
@@ -116,7 +116,7 @@ def evaluate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(table_as_json(table)))
     else:
-        from cxrres.calibration import summary_line
+        from cxrres.evaluation.calibration import summary_line
 
         print(format_table(table) + "\n" + summary_line(table.attrs["calibration"])
               + (f"\nwrote {written} and {written.with_name(CALIBRATION)}" if written else ""))
@@ -125,7 +125,7 @@ def evaluate(args: argparse.Namespace) -> int:
 
 def compare(args: argparse.Namespace) -> int:
     """Compare runs on the same test images: AUC table, paired DeLong and bootstrap tests, figure."""
-    from cxrres.compare import compare_runs
+    from cxrres.evaluation.compare import compare_runs
     from cxrres.report.comparison import write_comparison
     from cxrres.report.document import study_reference
     from cxrres.report.tables import markdown_table
@@ -139,7 +139,7 @@ def compare(args: argparse.Namespace) -> int:
 
 def localize(args: argparse.Namespace) -> int:
     """Grad-CAM boxes of one run scored against the ground-truth boxes of its test part."""
-    from cxrres.localize import localize_run, summary_as_json
+    from cxrres.localization.localize import localize_run, summary_as_json
     from cxrres.runs import LOCALIZATION, LOCALIZATION_SAMPLES, SKIPPED_ROWS
 
     result = localize_run(args.run_dir, args.data, args.method, args.threshold, args.iou, args.examples,
@@ -162,7 +162,7 @@ def localize(args: argparse.Namespace) -> int:
 
 def study_on_slurm(study, args: argparse.Namespace) -> int:
     """Submit the study's jobs to SLURM; with --wait, block until the report job ends and fail if any job failed."""
-    from cxrres.cluster import SlurmOptions, slurm_options, submit_study, wait_for
+    from cxrres.study.slurm import SlurmOptions, slurm_options, submit_study, wait_for
     from cxrres.runs import KEY_TABLE, REPORT_HTML
 
     flags = {name: getattr(args, name) for name in SlurmOptions.__dataclass_fields__}
@@ -183,12 +183,12 @@ def print_key_table(key: Path, html: Path) -> None:
 def study(args: argparse.Namespace) -> int:
     """Run (or continue, list, or plan) a whole study."""
     from cxrres.runs import KEY_TABLE
-    from cxrres.study import (GRID_FLAGS, TRAIN_FLAGS, describe_state, job_commands, prepare_source, run_study,
+    from cxrres.study.grid import (GRID_FLAGS, TRAIN_FLAGS, describe_state, job_commands, prepare_source, run_study,
                               study_settings, write_study_file)
 
     study = study_settings(args.config, {name: getattr(args, name) for name in GRID_FLAGS + TRAIN_FLAGS})
     if args.dry_run:
-        from cxrres.cluster import describe_jobs  # where the study's SLURM jobs stand, if submitted
+        from cxrres.study.slurm import describe_jobs  # where the study's SLURM jobs stand, if submitted
 
         jobs = describe_jobs(study)
         print("\n".join([describe_state(study)] + ([jobs] if jobs else [])))
@@ -209,8 +209,8 @@ def study(args: argparse.Namespace) -> int:
 
 def predict(args: argparse.Namespace) -> int:
     """Score new radiographs with a run: probabilities, positive calls, heat maps."""
-    from cxrres.operating import OperatingRule
-    from cxrres.predict import PREDICTIONS_FILE, SKIPPED_FILE, predict_files
+    from cxrres.evaluation.operating import OperatingRule
+    from cxrres.deploy.predict import PREDICTIONS_FILE, SKIPPED_FILE, predict_files
 
     result = predict_files(args.run_dir, args.inputs, args.out, args.heatmaps, args.method,
                            OperatingRule.parse(args.operating_point), args.skip_bad, args.workers, args.batch_size,
@@ -224,7 +224,7 @@ def predict(args: argparse.Namespace) -> int:
 
 def export(args: argparse.Namespace) -> int:
     """Export a run's best network (ONNX or TorchScript) with a model card."""
-    from cxrres.export import export_run, export_study
+    from cxrres.deploy.export import export_run, export_study
     from cxrres.runs import STUDY_FILE
 
     if (Path(args.run_dir) / STUDY_FILE).is_file():

@@ -23,7 +23,7 @@ from cxrres.data.datasets import DATASETS, LABELERS, READER_RULES, UNCERTAIN_POL
 from cxrres.data.labels import CLASSES, canonical_label
 from cxrres.data.source import SplitSpec
 from cxrres.errors import CxrresError, DataFormatError
-from cxrres.models import ARCHS, check_arch, is_timm
+from cxrres.models.registry import ARCHS, check_arch, is_timm
 
 #: Batch sizes of the study's recipe by resolution (px); 16 for every other resolution.
 RECIPE_BATCH_SIZE: dict[int, int] = {64: 64, 1024: 12}
@@ -43,11 +43,10 @@ class LocalizeSettings:
     examples: int = 3
 
 
-def localize_settings(mapping: Any, where: str | Path) -> LocalizeSettings:
-    """LocalizeSettings from a study file's `localize:` mapping, every key and value checked: an unknown key, a wrong
-    type or a value out of range is one DataFormatError naming `where`, before anything trains."""
-    from cxrres.saliency import METHODS  # imports torch: only when a study is loaded
-
+def localize_settings(mapping: Any, where: str | Path, methods: tuple[str, ...]) -> LocalizeSettings:
+    """LocalizeSettings from a study file's `localize:` mapping, every key and value checked (`methods`: the CAM
+    methods there are, `saliency.METHODS`): an unknown key, a wrong type or a value out of range is one DataFormatError
+    naming `where`, before anything trains."""
     path = Path(where)
     if mapping is None:
         return LocalizeSettings()
@@ -58,8 +57,8 @@ def localize_settings(mapping: Any, where: str | Path) -> LocalizeSettings:
     if unknown:
         raise DataFormatError(path, f"unknown localize setting {unknown[0]!r} (known: {', '.join(known)})")
     values = {**dataclasses.asdict(LocalizeSettings()), **mapping}
-    if values["method"] not in METHODS:
-        raise DataFormatError(path, f"localize: unknown method {values['method']!r}; choose from {', '.join(METHODS)}")
+    if values["method"] not in methods:
+        raise DataFormatError(path, f"localize: unknown method {values['method']!r}; choose from {', '.join(methods)}")
     for name, low, high in (("threshold", 0.0, 1.0), ("iou", 0.0, 1.0)):
         value = values[name]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not low < value <= high:
@@ -80,7 +79,7 @@ def default_batch_size(arch: str, resolution_px: int) -> int:
     training memory (benchmarks/RESULTS.md) stays within DenseNet-121's at the recipe's batch."""
     if not is_timm(arch):
         return recipe_batch_size(resolution_px)
-    from cxrres.timm_models import default_batch_size as timm_batch
+    from cxrres.models.timm_backbones import default_batch_size as timm_batch
 
     return timm_batch(arch.split(":", 1)[1], resolution_px, recipe_batch_size(resolution_px))
 
@@ -358,7 +357,7 @@ def resolve(config: TrainConfig) -> TrainConfig:
     if c.weights not in ("imagenet", "none"):
         c.weights = str(Path(c.weights).expanduser().resolve())
     elif c.weights == "imagenet" and is_timm(c.arch):  # refused offline before the run directory is written
-        from cxrres.timm_models import timm_imagenet_file
+        from cxrres.models.timm_backbones import timm_imagenet_file
 
         timm_imagenet_file(c.arch.split(":", 1)[1])
     c.out = str(Path(c.out or default_run_dir(c)).expanduser().resolve())

@@ -22,7 +22,7 @@ A run directory holds
 - `skipped_rows.txt` — only under `skip_bad`, when the data set had bad box/label rows: one `file:line: problem` per
   row whose image the run's data left out (written by train and localize);
 - `logs/` — CSV and TensorBoard logs from Lightning;
-- `.lock` — flock'ed by the `cxrres train` process writing the run, naming its pid and host (`cxrres.run_io`).
+- `.lock` — flock'ed by the `cxrres train` process writing the run, naming its pid and host (`cxrres.training.checkpoints`).
 
 A study directory holds `study.yaml`, `runs/<run>/` (run directories), `comparison/` (cxrres compare),
 `key_results.md`, `report.html`, `report.md` and `report_files/`.
@@ -47,7 +47,7 @@ from cxrres.config import TrainConfig
 from cxrres.data.cache_store import root_hash
 from cxrres.data.datasets import detect_dataset
 from cxrres.errors import CxrresError, DataFormatError
-from cxrres.parallel import write_json_atomic, write_text_atomic
+from cxrres.util.parallel import write_json_atomic, write_text_atomic
 
 # -- a run directory --
 CONFIG = "config.yaml"

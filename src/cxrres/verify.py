@@ -113,14 +113,14 @@ def _check_table(result: Verification, path: Path, expected: pd.DataFrame, key: 
 
 
 def _check_aucs(result: Verification, folder: Path, n_boot: int) -> None:
-    from cxrres.evaluate import auc_table
+    from cxrres.evaluation.evaluate import auc_table
 
     if (folder / runs.AUC).is_file():
         _check_table(result, folder / runs.AUC, auc_table(runs.read_predictions(folder), n_boot=n_boot))
 
 
 def _check_operating_points(result: Verification, run_dir: Path) -> None:
-    from cxrres.operating import OperatingRule, operating_points
+    from cxrres.evaluation.operating import OperatingRule, operating_points
 
     path = run_dir / runs.OPERATING_POINTS
     if not path.is_file() or not (run_dir / runs.PREDICTIONS_VAL).is_file():
@@ -140,8 +140,8 @@ def _check_operating_points(result: Verification, run_dir: Path) -> None:
 
 
 def _check_localization(result: Verification, run_dir: Path, iou_threshold: float) -> None:
-    from cxrres.localize import parse_boxes, summarise
-    from cxrres.saliency import score_boxes
+    from cxrres.localization.localize import parse_boxes, summarise
+    from cxrres.localization.saliency import score_boxes
 
     samples_path, summary_path = run_dir / runs.LOCALIZATION_SAMPLES, run_dir / runs.LOCALIZATION
     if not samples_path.is_file():
@@ -166,7 +166,7 @@ def _check_localization(result: Verification, run_dir: Path, iou_threshold: floa
 def verify_run(run_dir: str | Path, n_boot: int | None = None, iou_threshold: float = 0.1,
                result: Verification | None = None) -> Verification:
     """Recompute a run's tables from its predictions and boxes and compare them with the written files."""
-    from cxrres.evaluate import N_BOOT
+    from cxrres.evaluation.evaluate import N_BOOT
 
     run_dir, result = Path(run_dir), result or Verification()
     runs.read_config(run_dir)  # one line when this is not a run directory
@@ -187,7 +187,7 @@ def verify_run(run_dir: str | Path, n_boot: int | None = None, iou_threshold: fl
 
 def verify_card(card: str | Path, result: Verification | None = None) -> Verification:
     """Re-render a model card from its run (named on its 'Exported by ... from `RUN`' line) and its exported file."""
-    from cxrres.export import model_card, run_of_card
+    from cxrres.deploy.export import model_card, run_of_card
 
     card, result = Path(card), result or Verification()
     exported = card.with_name(card.name[: -len(".md")])
@@ -203,8 +203,8 @@ def verify_card(card: str | Path, result: Verification | None = None) -> Verific
 
 def verify_predictions(folder: str | Path, result: Verification | None = None) -> Verification:
     """A `cxrres predict` output: every call equals (written probability >= written threshold), as float32."""
-    from cxrres.operating import read_table
-    from cxrres.predict import OPERATING_FILE, POSITIVE_PREFIX, PREDICTIONS_FILE
+    from cxrres.evaluation.operating import read_table
+    from cxrres.deploy.predict import OPERATING_FILE, POSITIVE_PREFIX, PREDICTIONS_FILE
 
     folder, result = Path(folder), result or Verification()
     table = pd.read_csv(folder / PREDICTIONS_FILE)
@@ -227,10 +227,10 @@ def verify_predictions(folder: str | Path, result: Verification | None = None) -
 
 def verify_study(study_dir: str | Path, result: Verification | None = None) -> Verification:
     """Every run of a study, its comparison/, key_results.md, the key table in report.md and model cards below it."""
-    from cxrres.compare import compare_runs
+    from cxrres.evaluation.compare import compare_runs
     from cxrres.report.comparison import comparison_files
     from cxrres.report.document import key_table
-    from cxrres.study import make_study, study_from_file
+    from cxrres.study.grid import make_study, study_from_file
 
     study_dir, result = Path(study_dir), result or Verification()
     study = make_study({**study_from_file(study_dir / runs.STUDY_FILE), "out": str(study_dir)})
@@ -260,7 +260,7 @@ def verify_study(study_dir: str | Path, result: Verification | None = None) -> V
 
 def verify(path: str | Path, n_boot: int | None = None, iou_threshold: float = 0.1) -> Verification:
     """Verify whatever `path` is: a study, a run, a model card or a `cxrres predict` output folder."""
-    from cxrres.predict import PREDICTIONS_FILE
+    from cxrres.deploy.predict import PREDICTIONS_FILE
 
     path = Path(path)
     if path.is_file() and path.name.endswith((".onnx.md", ".pt.md")):

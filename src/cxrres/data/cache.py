@@ -52,7 +52,7 @@ from cxrres.data.datasets import detect_dataset, listed_images
 from cxrres.data.layout import DataRoot, describe_missing
 from cxrres.data.paths import outside_summary, resolve_images
 from cxrres.errors import CacheError
-from cxrres.parallel import ordered_map, refuse_in_worker_bootstrap
+from cxrres.util.parallel import ordered_map, refuse_in_worker_bootstrap
 
 #: 2: the manifest records each array's size and CRC-32 and index.csv's CRC-32.
 FORMAT_VERSION = 2

@@ -18,7 +18,7 @@ from typing import Iterable, Iterator
 from tqdm import tqdm
 
 from cxrres.data.images import SIXTEEN_BIT_RULE, follows_sixteen_bit_rule
-from cxrres.parallel import write_json_atomic
+from cxrres.util.parallel import write_json_atomic
 
 LOCK = ".lock"
 #: Environment variable: the directory holding the default caches, one subdirectory per data root.

@@ -286,7 +286,7 @@ def load_resized(path: str | Path, resolutions_px: tuple[int, ...]) -> tuple[dic
 def preprocessing_rules() -> list[str]:
     """Every rule a client needs to reproduce the network's input from an image file without cxrres, one short plain
     sentence each, in the order they apply (the exported model's card prints them)."""
-    from cxrres.data.dataset import IMAGENET_MEAN, IMAGENET_STD  # imports torch: only when asked
+    from cxrres.data.torch_dataset import IMAGENET_MEAN, IMAGENET_STD  # imports torch: only when asked
 
     return [
         "Colour files (RGB, RGBA, LA, palette, 1-bit) become 8-bit grey by ITU-R 601-2 luma, "

@@ -12,8 +12,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from cxrres.calibration import MEAN, N_BINS  # noqa: E402
-from cxrres.compare import Comparison  # noqa: E402
+from cxrres.evaluation.calibration import MEAN, N_BINS  # noqa: E402
+from cxrres.evaluation.compare import Comparison  # noqa: E402
 from cxrres.report import tables  # noqa: E402
 
 CALIBRATION_TITLE = "Precision and calibration"

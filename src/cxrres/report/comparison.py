@@ -9,11 +9,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cxrres import bootstrap, metrics
-from cxrres.compare import ENSEMBLE, SINGLE, Comparison, summarise_seeds
-from cxrres.parallel import write_text_atomic
+from cxrres.evaluation import bootstrap
+from cxrres.evaluation import metrics
+from cxrres.evaluation.compare import ENSEMBLE, SINGLE, Comparison, summarise_seeds
+from cxrres.util.parallel import write_text_atomic
 from cxrres.report import plots, tables
-from cxrres.report.markdown import md_prose
+from cxrres.util.markdown import md_prose
 from cxrres.report.reference import PublishedReference, published_long
 from cxrres.runs import write_csv_atomic
 

@@ -28,19 +28,19 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from cxrres import __version__, runs  # noqa: E402
-from cxrres.compare import SINGLE, Comparison, compare_runs, seed_groups, summarise_seeds  # noqa: E402
+from cxrres.evaluation.compare import SINGLE, Comparison, compare_runs, seed_groups, summarise_seeds  # noqa: E402
 from cxrres.config import TrainConfig  # noqa: E402
 from cxrres.data import DataRoot  # noqa: E402
 from cxrres.data.datasets import DatasetTable  # noqa: E402
 from cxrres.data.datasets.summary import describe_boxes, describe_table  # noqa: E402
 from cxrres.data.source import DataSource, SplitSpec, read_split  # noqa: E402
 from cxrres.data.splits import PARTS, Split  # noqa: E402
-from cxrres.data.summary import describe_split  # noqa: E402
+from cxrres.data.split_summary import describe_split  # noqa: E402
 from cxrres.errors import CxrresError  # noqa: E402
-from cxrres.filenames import safe_filename  # noqa: E402
-from cxrres.parallel import write_text_atomic  # noqa: E402
+from cxrres.util.filenames import safe_filename  # noqa: E402
+from cxrres.util.parallel import write_text_atomic  # noqa: E402
 from cxrres.report import external, plots, tables  # noqa: E402
-from cxrres.report.markdown import md_escape, md_prose  # noqa: E402
+from cxrres.util.markdown import md_escape, md_prose  # noqa: E402
 from cxrres.report.comparison import (LOCALIZATION_TITLES, auc_tables, best_resolution_table, best_scope,  # noqa: E402
                                       bootstrap_table, delong_table, localization_metrics, localization_table,
                                       reference_run, scope_list, scope_title, test_labels_table, write_comparison,
@@ -48,7 +48,7 @@ from cxrres.report.comparison import (LOCALIZATION_TITLES, auc_tables, best_reso
 from cxrres.report.calibration import sections as calibration_sections  # noqa: E402
 from cxrres.report.reference import (METRIC_TITLES, PublishedReference, detect_reference, published_long,  # noqa: E402
                                      published_table)
-from cxrres.seeds import format_mean_sd  # noqa: E402
+from cxrres.evaluation.seeds import format_mean_sd  # noqa: E402
 
 
 @dataclass
@@ -349,7 +349,7 @@ def build_sections(study_dir: Path, comparison: Comparison, files: Path, source:
 
 def use_blocks(study_dir: Path) -> list[Block]:
     """The best run per resolution (highest test mean AUC over seeds) and the commands that export and apply it."""
-    from cxrres.export import best_runs
+    from cxrres.deploy.export import best_runs
 
     try:
         chosen = best_runs(study_dir)

@@ -1,5 +1,5 @@
 """Internal against external test AUC by training resolution (a study with `external:` roots): for every run and every
-other data root it was scored on (`RUN/external_test/*/auc.csv`, `cxrres.external`), the mean AUC over the classes
+other data root it was scored on (`RUN/external_test/*/auc.csv`, `cxrres.evaluation.external`), the mean AUC over the classes
 both data sets have, internal (the run's own test part) and external, on the same classes: those whose AUC is defined
 in both. Recomputed from the run directories; the report shows it as a table and a plot."""
 
@@ -10,9 +10,9 @@ from pathlib import Path
 import pandas as pd
 
 from cxrres import runs
-from cxrres.compare import Comparison
-from cxrres.evaluate import MEAN
-from cxrres.models import display_name
+from cxrres.evaluation.compare import Comparison
+from cxrres.evaluation.evaluate import MEAN
+from cxrres.models.registry import display_name
 from cxrres.report import plots, tables
 
 INTERNAL, EXTERNAL = "internal", "external"

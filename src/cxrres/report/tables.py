@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from cxrres.metrics import MIN_POSITIVES
-from cxrres.report.markdown import md_escape
-from cxrres.seeds import format_mean_sd
+from cxrres.evaluation.metrics import MIN_POSITIVES
+from cxrres.util.markdown import md_escape
+from cxrres.evaluation.seeds import format_mean_sd
 
 FEW_MARK = "†"  # after the name of a class with fewer than MIN_POSITIVES positive test images
 FEW_NOTE = (f"{FEW_MARK} fewer than {MIN_POSITIVES} positive test images: the interval and the paired tests of this class "

@@ -12,7 +12,7 @@ The package: `anatomy` (body), `lesions` (one drawer per finding), `images` (one
 
 from cxrres.synthetic.anatomy import Anatomy
 from cxrres.synthetic.contrast import lesion_cnr, measure_cnr
-from cxrres.synthetic.dataset import FINDING_WEIGHTS, finding_weights, plan, synthesize
+from cxrres.synthetic.nih_layout import FINDING_WEIGHTS, finding_weights, plan, synthesize
 from cxrres.synthetic.images import ImageSpec, render, to_uint8
 from cxrres.synthetic.layouts import LAYOUTS, synthesize_layout
 

@@ -26,8 +26,8 @@ from typing import Callable
 from cxrres.data.datasets import chexpert, csvfile, mimic
 from cxrres.data.labels import CLASSES
 from cxrres.errors import CxrresError
-from cxrres.parallel import write_bytes_atomic, write_text_atomic
-from cxrres.synthetic.dataset import checked_plan, image_meta, synthesize
+from cxrres.util.parallel import write_bytes_atomic, write_text_atomic
+from cxrres.synthetic.nih_layout import checked_plan, image_meta, synthesize
 from cxrres.synthetic.images import ImageSpec
 from cxrres.synthetic.padchest_layout import write_padchest
 from cxrres.synthetic.rsna_layout import write_rsna

@@ -18,8 +18,8 @@ import cv2
 import numpy as np
 
 from cxrres.data.datasets import padchest
-from cxrres.parallel import write_text_atomic
-from cxrres.synthetic.dataset import checked_plan, image_meta
+from cxrres.util.parallel import write_text_atomic
+from cxrres.synthetic.nih_layout import checked_plan, image_meta
 from cxrres.synthetic.images import ImageSpec
 from cxrres.synthetic.writing import ImageJob, csv_text, has_lateral, write_images
 

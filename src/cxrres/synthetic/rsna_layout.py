@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from cxrres.data import rsna as rsna_files
+from cxrres.data import rsna_labels as rsna_files
 from cxrres.errors import CxrresError
-from cxrres.parallel import write_text_atomic
-from cxrres.synthetic.dataset import checked_plan, image_meta
+from cxrres.util.parallel import write_text_atomic
+from cxrres.synthetic.nih_layout import checked_plan, image_meta
 from cxrres.synthetic.images import ImageSpec
 from cxrres.synthetic.writing import OPACITY_FINDINGS, ImageJob, csv_text, encode_jpeg, write_images
 

@@ -20,7 +20,7 @@ import numpy as np
 from cxrres.data.datasets.names import FINDINGS, finding_of
 from cxrres.data.labels import BOX_CLASSES
 from cxrres.data.layout import PHANTOM_MARKER
-from cxrres.parallel import ordered_map, write_bytes_atomic, write_text_atomic
+from cxrres.util.parallel import ordered_map, write_bytes_atomic, write_text_atomic
 from cxrres.synthetic.images import ImageSpec, render, to_uint8
 from cxrres.synthetic.lateral import render_lateral
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cxrres.data import rsna as labels_reader
+from cxrres.data import rsna_labels as labels_reader
 from cxrres.data.datasets.common import (DatasetTable, ReadOptions, assemble, finish_split, read_columns, select_views,
                                          skipped_note)
 

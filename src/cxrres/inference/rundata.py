@@ -1,0 +1,102 @@
+"""What one run trains on: its data set, split, cache and one Dataset per part with the run's classes (masked labels -1).
+No Lightning: used by train, and by predict for runs that predate predictions_val.csv."""
+
+from __future__ import annotations
+
+import dataclasses
+import platform
+from importlib.metadata import version
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torchvision
+
+from cxrres import __version__
+from cxrres.config import TrainConfig
+from cxrres.data.cache import ResolutionCache
+from cxrres.data.torch_dataset import CacheDataset
+from cxrres.data.datasets import DatasetTable, apply_uncertain
+from cxrres.data.source import DataSource
+from cxrres.errors import CxrresError
+
+
+def versions() -> dict[str, str]:
+    """Versions of the software a run used."""
+    return {"cxrres": __version__, "python": platform.python_version(), "torch": str(torch.__version__),
+            "torchvision": torchvision.__version__, "lightning": version("lightning"), "numpy": np.__version__}
+
+
+# --- data -------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RunData:
+    """The datasets of a run, the run's config with its data set and classes filled in, and what identifies them.
+    Labels are 1/0, or -1 where masked out (uncertain under `uncertain: ignore`)."""
+
+    config: TrainConfig
+    classes: list[str]
+    parts: dict[str, CacheDataset]
+    source: DataSource
+    cache: ResolutionCache
+    dropped: dict[str, int]
+
+    def patient_ids(self, part: str) -> list[str]:
+        """The patient of each image of `part` (the data set's `patient_id`, as text), in the part's image order."""
+        return self.source.table.frame["patient_id"].reindex(self.parts[part].images).astype(str).tolist()
+
+
+def data_source(config: TrainConfig, source: DataSource | None = None) -> DataSource:
+    """`source` when it serves the run (a study's, built once), else one prepared for the run's resolution alone."""
+    if source is not None and source.serves(config.data, config.split_spec(), config.resolution_px):
+        return source
+    return DataSource.prepare(config.data, config.split_spec(), [config.resolution_px], config.cache, config.progress)
+
+
+def with_dataset(config: TrainConfig, table: DatasetTable) -> TrainConfig:
+    """`config` naming the data set it reads and, beyond NIH, its classes (the table's unless given); checks that the
+    run's classes (or label) are the data set's."""
+    c = dataclasses.replace(config, dataset=table.dataset)
+    if c.class_names is None and table.dataset != "nih":
+        if any("," in name for name in table.classes):
+            raise CxrresError(f"{config.data}: a class name contains a comma ({', '.join(table.classes)}); rename it")
+        c.class_names = ",".join(table.classes)
+    unknown = [name for name in c.classes if name not in table.classes]
+    if unknown:
+        what = "label" if c.label else "class"
+        raise CxrresError(f"unknown {what} {unknown[0]!r}; choose one of {', '.join(table.classes)}")
+    return c
+
+
+def masked_labels(raw: np.ndarray, policy: str) -> np.ndarray:
+    """(N, C) float32 training labels from raw 1/0/-1/NaN ones: 1/0, or -1 where `policy` masks the label out."""
+    targets, mask = apply_uncertain(raw, policy)
+    return np.where(mask, targets, -1.0).astype(np.float32)
+
+
+def load_run_data(config: TrainConfig, source: DataSource | None = None) -> RunData:
+    """Split, cache (prepared when needed) and one CacheDataset per part, labels restricted to the run's classes."""
+    source = data_source(config, source)
+    table, cache = source.table_for(config.classes), source.cache(config.resolution_px)
+    config = with_dataset(config, table)
+    classes = config.classes
+    columns = [table.classes.index(c) for c in classes]
+    split = {part: table.images(part) for part in ("train", "val", "test")}
+    absent = [name for names in split.values() for name in names if name not in cache.rows]
+    if absent and not config.allow_missing:
+        total = sum(map(len, split.values()))
+        first = ", ".join(absent[:5]) + (", ..." if len(absent) > 5 else "")
+        raise CxrresError(f"{config.data}: {len(absent):,} of the run's {total:,} images are not in the cache, missing on "
+                          f"disk or unreadable (first: {first}); --allow-missing trains on the {total - len(absent):,} present")
+    parts, dropped = {}, {}
+    for part, images in split.items():
+        labels = masked_labels(table.labels(part)[:, columns], config.uncertain)
+        present = np.array([name in cache.rows for name in images], dtype=bool)
+        dropped[part] = int((~present).sum())
+        if dropped[part] and config.allow_missing:
+            images, labels = [n for n, p in zip(images, present) if p], labels[present]
+        if not images:
+            raise CxrresError(f"{config.data}: no image of the {part} part is in the cache")
+        parts[part] = CacheDataset(cache, images, labels, classes)
+    return RunData(config, classes, parts, source, cache, dropped if config.allow_missing else {p: 0 for p in parts})

@@ -1,0 +1,1 @@
+"""Where a network looks: CAMs, boxes, IoU, matching, localization of a run, overlays."""

@@ -1,0 +1,1 @@
+"""Networks by name: the architecture registry, `create_model`, safe weight loading."""

@@ -1,0 +1,1 @@
+"""Training one run with the study's recipe (Lightning loop, callbacks, checkpoints)."""
