@@ -26,14 +26,20 @@ print(json.dumps({"peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 """
 
 #: One representative model per family (the per-image memory of other sizes of a family scales with their width).
-FAMILIES: dict[str, str] = {"DenseNet-121": "densenet121", "ResNet-34": "resnet34", "ConvNeXt": "timm:convnext_tiny",
-                            "EfficientNet": "timm:efficientnet_b0", "ViT": "timm:vit_small_patch16_224"}
+FAMILIES: dict[str, str] = {
+    "DenseNet-121": "densenet121",
+    "ResNet-34": "resnet34",
+    "ConvNeXt": "timm:convnext_tiny",
+    "EfficientNet": "timm:efficientnet_b0",
+    "ViT": "timm:vit_small_patch16_224",
+}
 
 
 def peak_mib(arch: str, resolution: int, batch: int) -> float:
     """Peak resident memory (MiB) of a fresh process that builds `arch` and runs one forward + backward pass."""
-    result = subprocess.run([sys.executable, "-c", CHILD, arch, str(resolution), str(batch)], capture_output=True,
-                            text=True, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", CHILD, arch, str(resolution), str(batch)], capture_output=True, text=True, check=False
+    )
     if result.returncode:
         raise SystemExit(f"{arch} at {resolution} px, batch {batch} failed: {result.stderr[-2000:]}")
     return float(json.loads(result.stdout.strip().splitlines()[-1])["peak_mib"])
@@ -46,10 +52,14 @@ def main() -> None:
     parser.add_argument("--families", default=",".join(FAMILIES), help="families to measure (default: all)")
     parser.add_argument("--no-record", action="store_true", help="print the table without appending it to RESULTS.md")
     args = parser.parse_args()
-    (r1, r2), (b1, b2) = (tuple(int(v) for v in args.resolutions.split(",")),
-                          tuple(int(v) for v in args.batches.split(",")))
-    rows = [f"| Family (model) | MiB/image at {r1} px | MiB/image at {r2} px | fit a (MiB) | fit b (MiB per (R/64)^2) |",
-            "|---|---|---|---|---|"]
+    (r1, r2), (b1, b2) = (
+        tuple(int(v) for v in args.resolutions.split(",")),
+        tuple(int(v) for v in args.batches.split(",")),
+    )
+    rows = [
+        f"| Family (model) | MiB/image at {r1} px | MiB/image at {r2} px | fit a (MiB) | fit b (MiB per (R/64)^2) |",
+        "|---|---|---|---|---|",
+    ]
     fits = {}
     for family in args.families.split(","):
         arch = FAMILIES[family]
@@ -61,8 +71,10 @@ def main() -> None:
         rows.append(f"| {family} ({arch}) | {per_image[0]:.1f} | {per_image[1]:.1f} | {a:.2f} | {b:.2f} |")
         print(rows[-1], flush=True)
     table = "\n".join(rows)
-    notes = (f"Batches {b1} and {b2}, one forward + backward pass, float32 NCHW, 1 thread, 14 outputs. Fitted (a, b): "
-             f"{json.dumps(fits)}.")
+    notes = (
+        f"Batches {b1} and {b2}, one forward + backward pass, float32 NCHW, 1 thread, 14 outputs. Fitted (a, b): "
+        f"{json.dumps(fits)}."
+    )
     if args.no_record:
         print(table + "\n\n" + notes)
     else:

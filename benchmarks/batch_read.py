@@ -25,8 +25,9 @@ class PerSampleDataset(CacheDataset):
 
 def rate(dataset: CacheDataset, batch: int, workers: int, epochs: int) -> float:
     """Batches' images/s over `epochs` shuffled passes (after one warm-up pass)."""
-    loader = create_loader(dataset, batch, torch.utils.data.RandomSampler(dataset, generator=torch.Generator().manual_seed(0)),
-                           workers)
+    loader = create_loader(
+        dataset, batch, torch.utils.data.RandomSampler(dataset, generator=torch.Generator().manual_seed(0)), workers
+    )
     for _ in loader:
         pass
     seen, start = 0, time.perf_counter()
@@ -44,7 +45,10 @@ def main() -> None:
     args = parser.parse_args()
     paths, what = source_images(400)
     resolutions = [int(r) for r in args.resolutions.split(",")]
-    rows = ["| Resolution | Batch | one row per sample (img/s) | one read per batch (img/s) | ratio |", "|---|---|---|---|---|"]
+    rows = [
+        "| Resolution | Batch | one row per sample (img/s) | one read per batch (img/s) | ratio |",
+        "|---|---|---|---|---|",
+    ]
     with tempfile.TemporaryDirectory() as tmp:
         report = prepare_cache(paths[0].parent.parent, resolutions, f"{tmp}/cache", progress=False)
         names = [p.name for p in paths]
@@ -55,9 +59,12 @@ def main() -> None:
             new = rate(CacheDataset(cache, names, labels), batch, args.workers, args.epochs)
             rows.append(f"| {r} px | {batch} | {old:,.0f} | {new:,.0f} | {new / old:.2f} |")
             print(rows[-1], flush=True)
-    record("Loader: one read per batch vs one row per sample", "\n".join(rows),
-           f"{what} in the cache (page cache warm); {args.workers} DataLoader workers; {args.epochs} shuffled epochs timed "
-           "after one warm-up. The same batches either way (tests/test_dataset.py).")
+    record(
+        "Loader: one read per batch vs one row per sample",
+        "\n".join(rows),
+        f"{what} in the cache (page cache warm); {args.workers} DataLoader workers; {args.epochs} shuffled epochs timed "
+        "after one warm-up. The same batches either way (tests/test_dataset.py).",
+    )
 
 
 if __name__ == "__main__":

@@ -19,12 +19,24 @@ def machine() -> str:
     import numpy
     import torch
 
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
+    cpu = (
+        next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            platform.processor(),
+        )
+        if Path("/proc/cpuinfo").exists()
+        else platform.processor()
+    )
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return (f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB, {gpu}; Python {platform.python_version()}, "
-            f"torch {torch.__version__}, numpy {numpy.__version__}")
+    return (
+        f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB, {gpu}; Python {platform.python_version()}, "
+        f"torch {torch.__version__}, numpy {numpy.__version__}"
+    )
 
 
 def source_images(limit: int = 400) -> tuple[list[Path], str]:
@@ -52,9 +64,13 @@ def best_of(func: Callable[[], object], repeats: int = 3) -> float:
 
 def record(title: str, table: str, notes: str = "") -> None:
     """Print the table and append it to RESULTS.md with the machine and the exact command."""
-    command = "python -m " + shlex.join([Path(sys.argv[0]).stem and f"benchmarks.{Path(sys.argv[0]).stem}", *sys.argv[1:]])
-    block = (f"\n## {title} — {time.strftime('%Y-%m-%d')}\n\nMachine: {machine()}  \nCommand: `{command}`\n\n{table}\n"
-             + (f"\n{notes}\n" if notes else ""))
+    command = "python -m " + shlex.join(
+        [Path(sys.argv[0]).stem and f"benchmarks.{Path(sys.argv[0]).stem}", *sys.argv[1:]]
+    )
+    block = (
+        f"\n## {title} — {time.strftime('%Y-%m-%d')}\n\nMachine: {machine()}  \nCommand: `{command}`\n\n{table}\n"
+        + (f"\n{notes}\n" if notes else "")
+    )
     print(block)
     with open(RESULTS, "a", encoding="utf-8") as handle:
         handle.write(block)

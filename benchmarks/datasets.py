@@ -23,7 +23,10 @@ MIMIC_FILES_VERSION = 1
 
 def mimic_root(n_images: int, n_studies: int, n_labelled: int, n_subjects: int) -> Path:
     """A folder under the temp directory holding the synthetic MIMIC files of these sizes (written if absent)."""
-    root = Path(tempfile.gettempdir()) / f"cxrres-bench-mimic-v{MIMIC_FILES_VERSION}-{n_images}-{n_studies}-{n_labelled}-{n_subjects}"
+    root = (
+        Path(tempfile.gettempdir())
+        / f"cxrres-bench-mimic-v{MIMIC_FILES_VERSION}-{n_images}-{n_studies}-{n_labelled}-{n_subjects}"
+    )
     files = (mimic.SPLIT_FILE, mimic.METADATA_FILE, mimic.LABEL_FILES["chexpert"])
     if not all((root / name).is_file() for name in files):
         write_mimic_files(root, n_images, n_studies, n_labelled, n_subjects)
@@ -55,27 +58,51 @@ def main() -> None:
     rows = []
     train = SHARED / "chexpert" / "train.csv.gz"
     if args.only in ("all", "chexpert") and train.is_file():
-        rows.append(("CheXpert train.csv.gz: `chexpert.read_csv` (223,414 rows, checks, labels)",
-                     timings(lambda: chexpert.read_csv(train, "train"), args.repeats)))
-        rows.append(("CheXpert root: `open_dataset` (read + frontal + patient-wise carve + leakage check)",
-                     timings(lambda: open_dataset(train.parent), args.repeats)))
+        rows.append(
+            (
+                "CheXpert train.csv.gz: `chexpert.read_csv` (223,414 rows, checks, labels)",
+                timings(lambda: chexpert.read_csv(train, "train"), args.repeats),
+            )
+        )
+        rows.append(
+            (
+                "CheXpert root: `open_dataset` (read + frontal + patient-wise carve + leakage check)",
+                timings(lambda: open_dataset(train.parent), args.repeats),
+            )
+        )
     pad = SHARED / "padchest" / PADCHEST_FILES[1]
     if args.only in ("all", "padchest") and pad.is_file():
-        rows.append(("PadChest CSV.gz: `open_dataset` (160,861 rows, all views, carve + check)",
-                     timings(lambda: open_dataset(pad.parent, options=ReadOptions(views="all")), args.repeats)))
+        rows.append(
+            (
+                "PadChest CSV.gz: `open_dataset` (160,861 rows, all views, carve + check)",
+                timings(lambda: open_dataset(pad.parent, options=ReadOptions(views="all")), args.repeats),
+            )
+        )
     if args.only in ("all", "mimic"):
         root = mimic_root(args.mimic_images, args.mimic_studies, args.mimic_labelled, args.mimic_subjects)
         sizes = f"{args.mimic_images:,} image rows, {args.mimic_labelled:,} label rows"
-        rows.append((f"MIMIC-CXR-JPG (synthetic): `open_dataset` ({sizes}; frontal, official split + check)",
-                     timings(lambda: open_dataset(root), args.repeats)))
-        rows.append((f"MIMIC-CXR-JPG (synthetic): `open_dataset`, `--views all` ({sizes})",
-                     timings(lambda: open_dataset(root, options=ReadOptions(views="all")), args.repeats)))
-    table = (f"| What | Seconds, fastest of {args.repeats} | Seconds, median of {args.repeats} |\n|---|---|---|\n"
-             + "\n".join(f"| {what} | {fast:.2f} | {median:.2f} |" for what, (fast, median) in rows))
-    notes = ("Targets (issue 14): CheXpert ≤ 3 s, PadChest ≤ 5 s, MIMIC ≤ 5 s. CheXpert and PadChest: gzipped copies from "
-             "../shared/data; MIMIC: gzipped synthetic files of the published sizes (benchmarks/mimic_files.py); "
-             f"decompression included. Machine shared with other jobs; load average (1, 5, 15 min) at the start: "
-             f"{load[0]:.2f}, {load[1]:.2f}, {load[2]:.2f}.")
+        rows.append(
+            (
+                f"MIMIC-CXR-JPG (synthetic): `open_dataset` ({sizes}; frontal, official split + check)",
+                timings(lambda: open_dataset(root), args.repeats),
+            )
+        )
+        rows.append(
+            (
+                f"MIMIC-CXR-JPG (synthetic): `open_dataset`, `--views all` ({sizes})",
+                timings(lambda: open_dataset(root, options=ReadOptions(views="all")), args.repeats),
+            )
+        )
+    table = (
+        f"| What | Seconds, fastest of {args.repeats} | Seconds, median of {args.repeats} |\n|---|---|---|\n"
+        + "\n".join(f"| {what} | {fast:.2f} | {median:.2f} |" for what, (fast, median) in rows)
+    )
+    notes = (
+        "Targets (issue 14): CheXpert ≤ 3 s, PadChest ≤ 5 s, MIMIC ≤ 5 s. CheXpert and PadChest: gzipped copies from "
+        "../shared/data; MIMIC: gzipped synthetic files of the published sizes (benchmarks/mimic_files.py); "
+        f"decompression included. Machine shared with other jobs; load average (1, 5, 15 min) at the start: "
+        f"{load[0]:.2f}, {load[1]:.2f}, {load[2]:.2f}."
+    )
     if args.no_record:
         print(table + "\n\n" + notes)
     else:

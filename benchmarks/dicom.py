@@ -92,12 +92,19 @@ def main() -> None:
     args = parser.parse_args()
     resolutions = tuple(int(r) for r in args.resolutions.split(","))
     paths, what = source_images(args.images)
-    syntaxes = [("Explicit VR Little Endian (uncompressed)", uids.ExplicitVRLittleEndian, True),
-                ("same, no window (percentile window)", uids.ExplicitVRLittleEndian, False),
-                ("RLE Lossless", uids.RLELossless, True), ("JPEG-LS Lossless", uids.JPEGLSLossless, True),
-                ("JPEG 2000 Lossless", uids.JPEG2000Lossless, True), ("JPEG Lossless SV1", uids.JPEGLosslessSV1, True)]
-    rows = ["| Source | Format | MB per image | images/s (1 worker) | PNG / this (time ratio) | max abs diff vs PNG at "
-            f"{max(resolutions)} px (grey levels) |", "|---|---|---|---|---|---|"]
+    syntaxes = [
+        ("Explicit VR Little Endian (uncompressed)", uids.ExplicitVRLittleEndian, True),
+        ("same, no window (percentile window)", uids.ExplicitVRLittleEndian, False),
+        ("RLE Lossless", uids.RLELossless, True),
+        ("JPEG-LS Lossless", uids.JPEGLSLossless, True),
+        ("JPEG 2000 Lossless", uids.JPEG2000Lossless, True),
+        ("JPEG Lossless SV1", uids.JPEGLosslessSV1, True),
+    ]
+    rows = [
+        "| Source | Format | MB per image | images/s (1 worker) | PNG / this (time ratio) | max abs diff vs PNG at "
+        f"{max(resolutions)} px (grey levels) |",
+        "|---|---|---|---|---|---|",
+    ]
     with tempfile.TemporaryDirectory() as tmp:
         tmpdir = Path(tmp)
         for side in (1024, 2048):
@@ -120,26 +127,33 @@ def main() -> None:
             print(rows[-1], flush=True)
             compressed = [(f"{n}, pylibjpeg only (as `cxrres[dicom]` installs)", s, w) for n, s, w in syntaxes[3:]]
             for name, syntax, window in syntaxes + compressed:
-                files = [write_dicom(tmpdir / f"{i}_{side}_{syntax}_{window}.dcm", s, syntax, 12, window)
-                         for i, s in enumerate(stored)]
+                files = [
+                    write_dicom(tmpdir / f"{i}_{side}_{syntax}_{window}.dcm", s, syntax, 12, window)
+                    for i, s in enumerate(stored)
+                ]
                 with only_pylibjpeg(syntax) if "pylibjpeg only" in name else contextlib.nullcontext():
                     r = rate(files, resolutions)
-                diff = max(int(np.abs(load_resized(f, resolutions)[0][max(resolutions)].astype(int) - ref).max())
-                           for f, ref in zip(files, reference))
+                diff = max(
+                    int(np.abs(load_resized(f, resolutions)[0][max(resolutions)].astype(int) - ref).max())
+                    for f, ref in zip(files, reference)
+                )
                 mb = np.mean([f.stat().st_size for f in files]) / 1e6
                 rows.append(f"| {side}² | DICOM 12-bit, {name} | {mb:.2f} | {r:.1f} | {png_rate / r:.2f} | {diff} |")
                 print(rows[-1], flush=True)
-    record("DICOM decode + window + all resolutions vs PNG of the same pixels (issue 15)", "\n".join(rows),
-           f"{what}; each image decoded, windowed and area-resized to {args.resolutions} px by `load_resized`, one "
-           "process, best of 2 passes. DICOMs hold the PNG's grey g as 12-bit round(g · 4095 / 255) with a full-range "
-           "window (WindowCenter 2048, WindowWidth 4096), so they decode to the same pixels up to 12-bit rounding "
-           "(last column: the 1024-px uint8 outputs compared). 2048² rows: the same images upsampled (bicubic), PNG "
-           "at 16 bits. Decoders: pydicom's first available plugin (python-gdcm for the JPEG family and JPEG 2000, "
-           "pylibjpeg-rle for RLE, in pydicom's order of preference); the 'pylibjpeg only' rows set the other plugins "
-           "aside. The 'no window' row takes the percentile window, so at 1024² it differs from the 8-bit PNG by design; "
-           "at 2048² the 16-bit PNG is itself mapped by its own percentile window (docs/data.md), so there the 'no "
-           "window' row matches it (within 1 grey level: the PNG holds round-down(s · 65535 / 4095)) and the windowed rows "
-           "differ by design. Machine shared with other jobs.")
+    record(
+        "DICOM decode + window + all resolutions vs PNG of the same pixels (issue 15)",
+        "\n".join(rows),
+        f"{what}; each image decoded, windowed and area-resized to {args.resolutions} px by `load_resized`, one "
+        "process, best of 2 passes. DICOMs hold the PNG's grey g as 12-bit round(g · 4095 / 255) with a full-range "
+        "window (WindowCenter 2048, WindowWidth 4096), so they decode to the same pixels up to 12-bit rounding "
+        "(last column: the 1024-px uint8 outputs compared). 2048² rows: the same images upsampled (bicubic), PNG "
+        "at 16 bits. Decoders: pydicom's first available plugin (python-gdcm for the JPEG family and JPEG 2000, "
+        "pylibjpeg-rle for RLE, in pydicom's order of preference); the 'pylibjpeg only' rows set the other plugins "
+        "aside. The 'no window' row takes the percentile window, so at 1024² it differs from the 8-bit PNG by design; "
+        "at 2048² the 16-bit PNG is itself mapped by its own percentile window (docs/data.md), so there the 'no "
+        "window' row matches it (within 1 grey level: the PNG holds round-down(s · 65535 / 4095)) and the windowed rows "
+        "differ by design. Machine shared with other jobs.",
+    )
 
 
 if __name__ == "__main__":

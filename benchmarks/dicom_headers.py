@@ -29,7 +29,11 @@ def write_files(root: Path, n: int) -> list[Path]:
         meta.MediaStorageSOPInstanceUID = uid.generate_uid()
         ds = FileDataset("x", {}, file_meta=meta, preamble=b"\0" * 128)
         ds.SOPClassUID, ds.SOPInstanceUID, ds.StudyInstanceUID, ds.SeriesInstanceUID = (
-            meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID, uid.generate_uid(), uid.generate_uid())
+            meta.MediaStorageSOPClassUID,
+            meta.MediaStorageSOPInstanceUID,
+            uid.generate_uid(),
+            uid.generate_uid(),
+        )
         ds.PatientID, ds.PatientName, ds.PatientSex, ds.PatientAge = f"P{i // 3:06d}", "Anon", "F", "061Y"
         ds.Modality, ds.BodyPartExamined, ds.ViewPosition, ds.Manufacturer = "DX", "CHEST", "PA", "Vendor"
         ds.StudyDate, ds.StudyTime, ds.InstitutionName, ds.PixelSpacing = "20200101", "120000", "Hospital", [0.15, 0.15]
@@ -71,15 +75,20 @@ def main() -> None:
     assert table.frame["patient_id"].nunique() == (args.images + 2) // 3
     first = min(seconds for _, seconds in rows)
     n = args.images
-    table_md = ("| What | Seconds | ms per file |\n|---|---|---|\n"
-                f"| `read_headers`, first read (best of 3) | {first:.2f} | {1e3 * first / n:.3f} |\n"
-                f"| `read_headers` again in the same process (remembered) | {again:.2f} | {1e3 * again / n:.3f} |\n"
-                f"| `open_dataset` of the VinBigData root (headers + train.csv + patient-wise carve) | {whole:.2f} | "
-                f"{1e3 * whole / n:.3f} |")
-    record(f"VinDr-CXR patient ids from DICOM headers: {n:,} files", table_md,
-           f"Files in the page cache (written just before). At {1e3 * first / n:.2f} ms per file the 15,000 VinDr-CXR "
-           f"images take ≈ {15 * first / n * 1e3:.0f} s per first read; a command that reads the table twice (train: "
-           "the split, then the cache's image list) opens them once. Machine shared with other jobs.")
+    table_md = (
+        "| What | Seconds | ms per file |\n|---|---|---|\n"
+        f"| `read_headers`, first read (best of 3) | {first:.2f} | {1e3 * first / n:.3f} |\n"
+        f"| `read_headers` again in the same process (remembered) | {again:.2f} | {1e3 * again / n:.3f} |\n"
+        f"| `open_dataset` of the VinBigData root (headers + train.csv + patient-wise carve) | {whole:.2f} | "
+        f"{1e3 * whole / n:.3f} |"
+    )
+    record(
+        f"VinDr-CXR patient ids from DICOM headers: {n:,} files",
+        table_md,
+        f"Files in the page cache (written just before). At {1e3 * first / n:.2f} ms per file the 15,000 VinDr-CXR "
+        f"images take ≈ {15 * first / n * 1e3:.0f} s per first read; a command that reads the table twice (train: "
+        "the split, then the cache's image list) opens them once. Machine shared with other jobs.",
+    )
 
 
 if __name__ == "__main__":

@@ -43,18 +43,49 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         wall, rss, out = timed([*cxrres, "describe", "--data", str(REAL)])
         rows.append(f"| `cxrres describe --data NIH` | {wall:.1f} | {rss:,.0f} | {out.splitlines()[0]} |")
-        wall, rss, out = timed([*cxrres, "prepare", "--data", str(REAL), "--resolutions", args.resolutions, "--dry-run",
-                                "--cache", str(Path(tmp) / "cache")])
+        wall, rss, out = timed(
+            [
+                *cxrres,
+                "prepare",
+                "--data",
+                str(REAL),
+                "--resolutions",
+                args.resolutions,
+                "--dry-run",
+                "--cache",
+                str(Path(tmp) / "cache"),
+            ]
+        )
         total = next(line for line in out.splitlines() if line.strip().startswith("total"))
-        rows.append(f"| `cxrres prepare --dry-run` ({args.resolutions} px) | {wall:.1f} | {rss:,.0f} | "
-                    f"{re.sub(r' +', ' ', total.strip())} |")
-        wall, rss, out = timed([*cxrres, "study", "--data", str(REAL), "--resolutions", args.resolutions,
-                                "--seeds", ",".join(map(str, range(args.seeds))), "--out", str(Path(tmp) / "study"), "--plan"])
+        rows.append(
+            f"| `cxrres prepare --dry-run` ({args.resolutions} px) | {wall:.1f} | {rss:,.0f} | "
+            f"{re.sub(r' +', ' ', total.strip())} |"
+        )
+        wall, rss, out = timed(
+            [
+                *cxrres,
+                "study",
+                "--data",
+                str(REAL),
+                "--resolutions",
+                args.resolutions,
+                "--seeds",
+                ",".join(map(str, range(args.seeds))),
+                "--out",
+                str(Path(tmp) / "study"),
+                "--plan",
+            ]
+        )
         jobs = sum(line.startswith("cxrres train") for line in out.splitlines())
-        rows.append(f"| `cxrres study --plan` ({len(resolutions)} resolutions × {args.seeds} seeds) | {wall:.1f} | {rss:,.0f} | "
-                    f"{jobs} train commands |")
-    projection = ["| Resolution | cache (GB) | train+val GFLOP per epoch (est.) | epoch on one GPU (est., min) | "
-                  f"{args.epochs} epochs × {args.seeds} seeds (GPU h, est.) |", "|---|---|---|---|---|"]
+        rows.append(
+            f"| `cxrres study --plan` ({len(resolutions)} resolutions × {args.seeds} seeds) | {wall:.1f} | {rss:,.0f} | "
+            f"{jobs} train commands |"
+        )
+    projection = [
+        "| Resolution | cache (GB) | train+val GFLOP per epoch (est.) | epoch on one GPU (est., min) | "
+        f"{args.epochs} epochs × {args.seeds} seeds (GPU h, est.) |",
+        "|---|---|---|---|---|",
+    ]
     total_hours = 0.0
     for r in resolutions:
         forward = 2 * GMACS_224 * (r / 224) ** 2  # GFLOP per image forward
@@ -62,13 +93,20 @@ def main() -> None:
         minutes = epoch_gflop / (args.tflops * 1e3) / 60
         hours = minutes * args.epochs * args.seeds / 60
         total_hours += hours
-        projection.append(f"| {r} px | {cache_bytes_needed(ALL_IMAGES, [r]) / 1e9:,.2f} | {epoch_gflop:,.0f} | {minutes:,.1f} | {hours:,.1f} |")
+        projection.append(
+            f"| {r} px | {cache_bytes_needed(ALL_IMAGES, [r]) / 1e9:,.2f} | {epoch_gflop:,.0f} | {minutes:,.1f} | {hours:,.1f} |"
+        )
     projection.append(f"| all | {cache_bytes_needed(ALL_IMAGES, resolutions) / 1e9:,.2f} | | | {total_hours:,.1f} |")
-    notes = (f"GPU columns are a FLOP ESTIMATE, not a measurement: {GMACS_224} GMACs per 224-px forward (torchvision), "
-             f"training = 3 × forward, cost ∝ R², an assumed {args.tflops:g} TFLOP/s achieved in bf16 and {args.epochs} epochs "
-             "per run; the loader is assumed not to limit. Replace them with `make bench-gpu` figures once measured.")
-    record(f"The full count: {ALL_IMAGES:,} images listed (real NIH metadata, images absent)",
-           "\n".join(rows) + "\n\nProjection of the real study:\n\n" + "\n".join(projection), notes)
+    notes = (
+        f"GPU columns are a FLOP ESTIMATE, not a measurement: {GMACS_224} GMACs per 224-px forward (torchvision), "
+        f"training = 3 × forward, cost ∝ R², an assumed {args.tflops:g} TFLOP/s achieved in bf16 and {args.epochs} epochs "
+        "per run; the loader is assumed not to limit. Replace them with `make bench-gpu` figures once measured."
+    )
+    record(
+        f"The full count: {ALL_IMAGES:,} images listed (real NIH metadata, images absent)",
+        "\n".join(rows) + "\n\nProjection of the real study:\n\n" + "\n".join(projection),
+        notes,
+    )
 
 
 if __name__ == "__main__":

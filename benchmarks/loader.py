@@ -23,8 +23,9 @@ class NaiveDataset(Dataset):
 
     def __init__(self, paths, resolution_px: int) -> None:
         self.paths = paths
-        self.transform = transforms.Compose([transforms.Resize(resolution_px), transforms.ToTensor(),
-                                             transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+        self.transform = transforms.Compose(
+            [transforms.Resize(resolution_px), transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+        )
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -53,7 +54,10 @@ def main() -> None:
     args = parser.parse_args()
     paths, what = source_images(args.images)
     resolutions = [int(r) for r in args.resolutions.split(",")]
-    rows = ["| Resolution | Batch | cxrres cache (img/s) | naive PIL pipeline (img/s) | ratio |", "|---|---|---|---|---|"]
+    rows = [
+        "| Resolution | Batch | cxrres cache (img/s) | naive PIL pipeline (img/s) | ratio |",
+        "|---|---|---|---|---|",
+    ]
     with tempfile.TemporaryDirectory() as tmp:
         data = paths[0].parent.parent
         report = prepare_cache(data, resolutions, f"{tmp}/cache", workers=args.workers, progress=False)
@@ -62,16 +66,25 @@ def main() -> None:
             batch = recipe_batch_size(r)
             cache = CacheDataset(ResolutionCache.open(report.cache_dir, r), names, torch.zeros(len(names), 14).numpy())
             fast = DataLoader(cache, batch_size=batch, shuffle=True, num_workers=args.workers, persistent_workers=True)
-            naive = DataLoader(NaiveDataset(paths, r), batch_size=batch, shuffle=True, num_workers=args.workers, persistent_workers=True)
+            naive = DataLoader(
+                NaiveDataset(paths, r),
+                batch_size=batch,
+                shuffle=True,
+                num_workers=args.workers,
+                persistent_workers=True,
+            )
             images_per_second(fast, to_network_input, batch * 2)  # warm up workers and page cache
             images_per_second(naive, lambda x: x, batch * 2)
             ours = images_per_second(fast, to_network_input, max(4 * len(names), 2000))
             theirs = images_per_second(naive, lambda x: x, len(names))
             rows.append(f"| {r} px | {batch} | {ours:,.0f} | {theirs:,.1f} | {ours / theirs:,.0f}× |")
             print(rows[-1], flush=True)
-    record("Loader: ready-to-train batches", "\n".join(rows),
-           f"{what}; {args.workers} DataLoader workers for both; shuffled; normalised float32 3-channel batches on the CPU. "
-           "The naive pipeline decodes a 1024-px PNG per sample; the cache reads the resized uint8 rows from a memory map.")
+    record(
+        "Loader: ready-to-train batches",
+        "\n".join(rows),
+        f"{what}; {args.workers} DataLoader workers for both; shuffled; normalised float32 3-channel batches on the CPU. "
+        "The naive pipeline decodes a 1024-px PNG per sample; the cache reads the resized uint8 rows from a memory map.",
+    )
 
 
 if __name__ == "__main__":

@@ -29,17 +29,20 @@ def main() -> None:
         classes = torch.from_numpy(rng.integers(0, 14, n))
         start = time.perf_counter()
         for i in range(0, n, args.batch):
-            x = prepare_input(images[i:i + args.batch].to(device), False)
-            maps = saliency.class_activation_maps(model, x, classes[i:i + args.batch].to(device)).cpu().numpy()
+            x = prepare_input(images[i : i + args.batch].to(device), False)
+            maps = saliency.class_activation_maps(model, x, classes[i : i + args.batch].to(device)).cpu().numpy()
             for cam in maps:
                 frame = saliency.to_box_frame(cam, (1024, 1024))
                 saliency.score_detections(saliency.boxes_from_saliency(frame), (400, 400, 80, 80))
         seconds = time.perf_counter() - start
         rows.append(f"| {r} px | {n} | {100 * seconds / n:.1f} |")
         print(rows[-1], flush=True)
-    record("Localize: Grad-CAM + boxes", "\n".join(rows),
-           f"device {device}; batch {args.batch}; maps brought to the 1024-px box frame, thresholded, components, scored. "
-           "Seconds per 100 images are scaled from the images timed (stated per row).")
+    record(
+        "Localize: Grad-CAM + boxes",
+        "\n".join(rows),
+        f"device {device}; batch {args.batch}; maps brought to the 1024-px box frame, thresholded, components, scored. "
+        "Seconds per 100 images are scaled from the images timed (stated per row).",
+    )
 
 
 if __name__ == "__main__":

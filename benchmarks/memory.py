@@ -50,30 +50,64 @@ def peak_memory(command: list[str]) -> tuple[dict[str, int], float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", default="500,6000", help="numbers of phantom images (default: %(default)s)")
-    parser.add_argument("--resolution", type=int, default=128, help="training resolution and phantom size, px (default: %(default)s)")
+    parser.add_argument(
+        "--resolution", type=int, default=128, help="training resolution and phantom size, px (default: %(default)s)"
+    )
     args = parser.parse_args()
     cxrres = str(Path(sys.executable).with_name("cxrres"))
-    rows = ["| Images (train/val/test) | Cache (MiB) | peak RssAnon (MiB) | peak RssFile (MiB) | peak RSS, VmHWM (MiB) | wall (s) |",
-            "|---|---|---|---|---|---|"]
+    rows = [
+        "| Images (train/val/test) | Cache (MiB) | peak RssAnon (MiB) | peak RssFile (MiB) | peak RSS, VmHWM (MiB) | wall (s) |",
+        "|---|---|---|---|---|---|",
+    ]
     with tempfile.TemporaryDirectory() as tmp:
         for n in (int(s) for s in args.sizes.split(",")):
             data = Path(tmp) / f"phantom{n}"
-            subprocess.run([cxrres, "synth", "--out", str(data), "--images", str(n), "--size", str(args.resolution), "--quiet"], check=True,
-                           stdout=subprocess.DEVNULL)
-            subprocess.run([cxrres, "prepare", "--data", str(data), "--resolutions", str(args.resolution), "--quiet"], check=True,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            parts = [len((data / "splits" / "chexnet" / f"{p}_list.txt").read_text().split("\n")) - 1 for p in ("train", "val", "test")]
-            peaks, wall = peak_memory([cxrres, "train", "--data", str(data), "--resolution", str(args.resolution), "--weights", "none",
-                                       "--max-epochs", "1", "--out", str(Path(tmp) / f"run{n}"), "--quiet"])
+            subprocess.run(
+                [cxrres, "synth", "--out", str(data), "--images", str(n), "--size", str(args.resolution), "--quiet"],
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
+            subprocess.run(
+                [cxrres, "prepare", "--data", str(data), "--resolutions", str(args.resolution), "--quiet"],
+                check=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            parts = [
+                len((data / "splits" / "chexnet" / f"{p}_list.txt").read_text().split("\n")) - 1
+                for p in ("train", "val", "test")
+            ]
+            peaks, wall = peak_memory(
+                [
+                    cxrres,
+                    "train",
+                    "--data",
+                    str(data),
+                    "--resolution",
+                    str(args.resolution),
+                    "--weights",
+                    "none",
+                    "--max-epochs",
+                    "1",
+                    "--out",
+                    str(Path(tmp) / f"run{n}"),
+                    "--quiet",
+                ]
+            )
             cache_mib = sum(f.stat().st_size for f in default_cache_dir(data).glob("*.npy")) / 2**20
             mib = {k: v / 1024 for k, v in peaks.items()}
-            rows.append(f"| {n:,} ({'/'.join(map(str, parts))}) | {cache_mib:.1f} | {mib['RssAnon']:,.0f} | {mib['RssFile']:,.0f} | "
-                        f"{mib['VmHWM']:,.0f} | {wall:.0f} |")
+            rows.append(
+                f"| {n:,} ({'/'.join(map(str, parts))}) | {cache_mib:.1f} | {mib['RssAnon']:,.0f} | {mib['RssFile']:,.0f} | "
+                f"{mib['VmHWM']:,.0f} | {wall:.0f} |"
+            )
             print(rows[-1], flush=True)
-    record("Memory: peak of `cxrres train` against the data set size", "\n".join(rows),
-           f"DenseNet-121 from scratch, one epoch at {args.resolution} px, defaults otherwise (CPU: 0 loader workers); "
-           f"phantoms of {args.resolution}-px images. RssAnon = private memory; RssFile = resident pages of mapped files (the cache, "
-           "shared libraries); sampled every 50 ms.")
+    record(
+        "Memory: peak of `cxrres train` against the data set size",
+        "\n".join(rows),
+        f"DenseNet-121 from scratch, one epoch at {args.resolution} px, defaults otherwise (CPU: 0 loader workers); "
+        f"phantoms of {args.resolution}-px images. RssAnon = private memory; RssFile = resident pages of mapped files (the cache, "
+        "shared libraries); sampled every 50 ms.",
+    )
 
 
 if __name__ == "__main__":

@@ -21,11 +21,35 @@ from cxrres.data.datasets import mimic
 
 FULL_IMAGES, FULL_STUDIES, FULL_LABELLED, FULL_SUBJECTS = 377_110, 227_835, 227_827, 65_379
 #: View codes and their weights (the published mix, roughly; the rare codes share the rest).
-VIEWS = {"AP": 147_173, "PA": 96_161, "LATERAL": 82_852, "LL": 35_133, "": 15_769, "AP AXIAL": 6, "PA LLD": 4,
-         "XTABLE LATERAL": 4, "LAO": 3, "RAO": 2, "SWIMMERS": 1, "LPO": 1, "AP LLD": 1}
-META_HEADER = ("dicom_id", "subject_id", "study_id", "PerformedProcedureDescription", "ViewPosition", "Rows", "Columns",
-               "StudyDate", "StudyTime", "ProcedureCodeSequence_CodeMeaning", "ViewCodeSequence_CodeMeaning",
-               "PatientOrientationCodeSequence_CodeMeaning")
+VIEWS = {
+    "AP": 147_173,
+    "PA": 96_161,
+    "LATERAL": 82_852,
+    "LL": 35_133,
+    "": 15_769,
+    "AP AXIAL": 6,
+    "PA LLD": 4,
+    "XTABLE LATERAL": 4,
+    "LAO": 3,
+    "RAO": 2,
+    "SWIMMERS": 1,
+    "LPO": 1,
+    "AP LLD": 1,
+}
+META_HEADER = (
+    "dicom_id",
+    "subject_id",
+    "study_id",
+    "PerformedProcedureDescription",
+    "ViewPosition",
+    "Rows",
+    "Columns",
+    "StudyDate",
+    "StudyTime",
+    "ProcedureCodeSequence_CodeMeaning",
+    "ViewCodeSequence_CodeMeaning",
+    "PatientOrientationCodeSequence_CodeMeaning",
+)
 
 
 def _spread(rng: np.random.Generator, n_items: int, n_groups: int) -> np.ndarray:
@@ -41,8 +65,14 @@ def _write(path: Path, frame: pd.DataFrame) -> None:
     tmp.replace(path)
 
 
-def write_mimic_files(root: Path, n_images: int = FULL_IMAGES, n_studies: int = FULL_STUDIES,
-                      n_labelled: int = FULL_LABELLED, n_subjects: int = FULL_SUBJECTS, seed: int = 0) -> Path:
+def write_mimic_files(
+    root: Path,
+    n_images: int = FULL_IMAGES,
+    n_studies: int = FULL_STUDIES,
+    n_labelled: int = FULL_LABELLED,
+    n_subjects: int = FULL_SUBJECTS,
+    seed: int = 0,
+) -> Path:
     """Write the three gzipped MIMIC-CXR-JPG metadata files under `root` (made if needed); returns `root`."""
     if not n_subjects <= n_studies <= n_images or n_labelled > n_studies:
         raise ValueError("need subjects <= studies <= images and labelled studies <= studies")
@@ -58,18 +88,33 @@ def write_mimic_files(root: Path, n_images: int = FULL_IMAGES, n_studies: int = 
     draw = rng.random(n_subjects)  # official parts by subject
     subject_part = np.where(draw < 0.008, "validate", np.where(draw < 0.022, "test", "train"))
     part = subject_part[np.searchsorted(subjects, image_subject)]
-    _write(root / mimic.SPLIT_FILE, pd.DataFrame({"dicom_id": dicom, "study_id": image_study_id,
-                                                  "subject_id": image_subject, "split": part}))
+    _write(
+        root / mimic.SPLIT_FILE,
+        pd.DataFrame({"dicom_id": dicom, "study_id": image_study_id, "subject_id": image_subject, "split": part}),
+    )
     codes, weights = list(VIEWS), np.array(list(VIEWS.values()), float)
     view = np.asarray(codes, object)[rng.choice(len(codes), n_images, p=weights / weights.sum())]
-    date = rng.integers(2110, 2210, n_images) * 10_000 + rng.integers(1, 13, n_images) * 100 + rng.integers(1, 29, n_images)
-    meta = pd.DataFrame({
-        "dicom_id": dicom, "subject_id": image_subject, "study_id": image_study_id,
-        "PerformedProcedureDescription": "CHEST (PA AND LAT)", "ViewPosition": view,
-        "Rows": rng.choice([3056, 2544, 2021, 2539], n_images), "Columns": rng.choice([2544, 3056, 2021, 3050], n_images),
-        "StudyDate": date, "StudyTime": np.round(rng.random(n_images) * 235_959, 3),
-        "ProcedureCodeSequence_CodeMeaning": "CHEST (PA AND LAT)", "ViewCodeSequence_CodeMeaning": "postero-anterior",
-        "PatientOrientationCodeSequence_CodeMeaning": "Erect"})
+    date = (
+        rng.integers(2110, 2210, n_images) * 10_000
+        + rng.integers(1, 13, n_images) * 100
+        + rng.integers(1, 29, n_images)
+    )
+    meta = pd.DataFrame(
+        {
+            "dicom_id": dicom,
+            "subject_id": image_subject,
+            "study_id": image_study_id,
+            "PerformedProcedureDescription": "CHEST (PA AND LAT)",
+            "ViewPosition": view,
+            "Rows": rng.choice([3056, 2544, 2021, 2539], n_images),
+            "Columns": rng.choice([2544, 3056, 2021, 3050], n_images),
+            "StudyDate": date,
+            "StudyTime": np.round(rng.random(n_images) * 235_959, 3),
+            "ProcedureCodeSequence_CodeMeaning": "CHEST (PA AND LAT)",
+            "ViewCodeSequence_CodeMeaning": "postero-anterior",
+            "PatientOrientationCodeSequence_CodeMeaning": "Erect",
+        }
+    )
     _write(root / mimic.METADATA_FILE, meta[list(META_HEADER)])
     labelled = np.sort(rng.choice(n_studies, n_labelled, replace=False))
     cells = np.asarray(["", "1.0", "0.0", "-1.0"], object)

@@ -44,18 +44,33 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
         synthesize(base / "phantom", n_images=40, size_px=256, seed=1, workers=1, progress=False)
-        run_dir = train(TrainConfig(data=str(base / "phantom"), resolution_px=256, weights="none", out=str(base / "run"),
-                                    cache=str(base / "cache"), max_epochs=1, progress=False))
+        run_dir = train(
+            TrainConfig(
+                data=str(base / "phantom"),
+                resolution_px=256,
+                weights="none",
+                out=str(base / "run"),
+                cache=str(base / "cache"),
+                max_epochs=1,
+                progress=False,
+            )
+        )
         naive_rate = naive(run_dir, paths)
         result = predict_files(run_dir, paths, base / "out", workers=args.workers, progress=False)
         batch = load_run_model(run_dir)[1].batch_size
-    rows = ["| Method | images/s | ratio |", "|---|---|---|",
-            f"| naive loop (open, resize, forward; batch 1, one process) | {naive_rate:.2f} | 1.00 |",
-            f"| `cxrres predict` ({args.workers} decoding workers, batch {batch}) | {result.images_per_s:.2f} | "
-            f"{result.images_per_s / naive_rate:.2f} |"]
-    record(f"predict at 256 px: {what}", "\n".join(rows),
-           "Same run, precision and preprocessing for both; predict's figure counts decode, batching and forward (the "
-           "operating points and CSV writing are outside the timed loop).")
+    rows = [
+        "| Method | images/s | ratio |",
+        "|---|---|---|",
+        f"| naive loop (open, resize, forward; batch 1, one process) | {naive_rate:.2f} | 1.00 |",
+        f"| `cxrres predict` ({args.workers} decoding workers, batch {batch}) | {result.images_per_s:.2f} | "
+        f"{result.images_per_s / naive_rate:.2f} |",
+    ]
+    record(
+        f"predict at 256 px: {what}",
+        "\n".join(rows),
+        "Same run, precision and preprocessing for both; predict's figure counts decode, batching and forward (the "
+        "operating points and CSV writing are outside the timed loop).",
+    )
 
 
 if __name__ == "__main__":

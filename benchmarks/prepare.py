@@ -24,7 +24,10 @@ def main() -> None:
     paths, what = source_images(args.images)
     data = paths[0].parent.parent
     n = len(paths)
-    rows = ["| Workers | decode only (img/s) | decode + all resolutions written (img/s) | full / decode time |", "|---|---|---|---|"]
+    rows = [
+        "| Workers | decode only (img/s) | decode + all resolutions written (img/s) | full / decode time |",
+        "|---|---|---|---|",
+    ]
     for workers in sorted({1, os.cpu_count() or 1}):
         decode = best_of(lambda: list(ordered_map(_decode, [str(p) for p in paths], workers)), 2)
 
@@ -35,9 +38,12 @@ def main() -> None:
         total = best_of(full, 2)
         rows.append(f"| {workers} | {n / decode:,.1f} | {n / total:,.1f} | {total / decode:.2f} |")
         print(rows[-1], flush=True)
-    record("Prepare: decode vs decode + resize + write", "\n".join(rows),
-           f"{what}; resolutions {args.resolutions} px; `full` includes scanning the data root, fingerprinting and the "
-           "manifest. Missing listed images (the real data root lists 112,120) are only counted.")
+    record(
+        "Prepare: decode vs decode + resize + write",
+        "\n".join(rows),
+        f"{what}; resolutions {args.resolutions} px; `full` includes scanning the data root, fingerprinting and the "
+        "manifest. Missing listed images (the real data root lists 112,120) are only counted.",
+    )
 
 
 if __name__ == "__main__":

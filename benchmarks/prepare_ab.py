@@ -22,9 +22,13 @@ def main() -> None:
     for _ in range(args.repeats):
         with tempfile.TemporaryDirectory() as tmp:
             start = time.perf_counter()
-            report = prepare_cache(paths[0].parent.parent, (32, 64, 128, 256, 512, 1024), f"{tmp}/c", workers=args.workers, progress=False)
+            report = prepare_cache(
+                paths[0].parent.parent, (32, 64, 128, 256, 512, 1024), f"{tmp}/c", workers=args.workers, progress=False
+            )
             rates.append(report.n_images / (time.perf_counter() - start))
-    print(f"{args.label}: {', '.join(f'{r:.1f}' for r in rates)} img/s ({report.n_images} images of the data root of {what}, {args.workers} workers)")
+    print(
+        f"{args.label}: {', '.join(f'{r:.1f}' for r in rates)} img/s ({report.n_images} images of the data root of {what}, {args.workers} workers)"
+    )
 
 
 if __name__ == "__main__":

@@ -57,20 +57,28 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if args.require_gpu and device.type != "cuda":
-        raise SystemExit("bench-gpu: no CUDA device here; run it on a GPU machine (the CPU figures come from `make bench`)")
-    modes = [(False, False, False), (False, True, False)] + ([(True, True, False)] if device.type == "cuda" or cpu_has_native_bf16() else [])
+        raise SystemExit(
+            "bench-gpu: no CUDA device here; run it on a GPU machine (the CPU figures come from `make bench`)"
+        )
+    modes = [(False, False, False), (False, True, False)] + (
+        [(True, True, False)] if device.type == "cuda" or cpu_has_native_bf16() else []
+    )
     if args.compile:
         modes.append((*modes[-1][:2], True))
     paths, what = source_images(args.images)
     resolutions = [int(r) for r in args.resolutions.split(",")]
-    rows = ["| Resolution | Batch | Precision | model only (img/s) | real loader (img/s) | loader / ceiling | real vs fp32 NCHW | peak GPU memory (MiB) |",
-            "|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| Resolution | Batch | Precision | model only (img/s) | real loader (img/s) | loader / ceiling | real vs fp32 NCHW | peak GPU memory (MiB) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     with tempfile.TemporaryDirectory() as tmp:
         report = prepare_cache(paths[0].parent.parent, resolutions, f"{tmp}/cache", progress=False)
         names = [p.name for p in paths]
         for r in resolutions:
             batch = recipe_batch_size(r)
-            dataset = CacheDataset(ResolutionCache.open(report.cache_dir, r), names, torch.zeros(len(names), 14).numpy())
+            dataset = CacheDataset(
+                ResolutionCache.open(report.cache_dir, r), names, torch.zeros(len(names), 14).numpy()
+            )
             loader = create_loader(dataset, batch, torch.utils.data.RandomSampler(dataset), args.workers)
             baseline = float("nan")  # the fp32 NCHW real-loader rate, measured first
             for bf16, channels_last, compiled in modes:
@@ -82,19 +90,33 @@ def main() -> None:
                     model = model.to(memory_format=torch.channels_last)
                 optimizer = torch.optim.AdamW(model.parameters(), lr=3e-4, weight_decay=1e-4)
                 model = torch.compile(model) if compiled else model
-                fixed = (torch.randint(0, 256, (batch, 1, r, r), dtype=torch.uint8, device=device), torch.zeros(batch, 14, device=device))
-                ceiling = step_rate(model, optimizer, iter(lambda: fixed, None), device, args.steps, bf16, channels_last)
+                fixed = (
+                    torch.randint(0, 256, (batch, 1, r, r), dtype=torch.uint8, device=device),
+                    torch.zeros(batch, 14, device=device),
+                )
+                ceiling = step_rate(
+                    model, optimizer, iter(lambda: fixed, None), device, args.steps, bf16, channels_last
+                )
                 real = step_rate(model, optimizer, forever(loader), device, args.steps, bf16, channels_last)
-                name = ("bf16" if bf16 else "fp32") + (" + channels_last" if channels_last else "") + (" + compile" if compiled else "")
+                name = (
+                    ("bf16" if bf16 else "fp32")
+                    + (" + channels_last" if channels_last else "")
+                    + (" + compile" if compiled else "")
+                )
                 baseline = real if not (bf16 or channels_last) else baseline
                 peak = f"{torch.cuda.max_memory_allocated(device) / 2**20:,.0f}" if device.type == "cuda" else "–"
-                rows.append(f"| {r} px | {batch} | {name} | {ceiling:,.1f} | {real:,.1f} | {real / ceiling:.2f} | {real / baseline:.2f}x | {peak} |")
+                rows.append(
+                    f"| {r} px | {batch} | {name} | {ceiling:,.1f} | {real:,.1f} | {real / ceiling:.2f} | {real / baseline:.2f}x | {peak} |"
+                )
                 print(rows[-1], flush=True)
     if args.no_record:
         return
-    record("Train step: DenseNet-121, model-only ceiling vs real loader", "\n".join(rows),
-           f"{what} in the cache; {args.steps} timed steps after 2 warm-up steps; {args.workers} DataLoader workers; "
-           f"device {device}. The ceiling feeds the same uint8 batch already on the device (normalisation included).")
+    record(
+        "Train step: DenseNet-121, model-only ceiling vs real loader",
+        "\n".join(rows),
+        f"{what} in the cache; {args.steps} timed steps after 2 warm-up steps; {args.workers} DataLoader workers; "
+        f"device {device}. The ceiling feeds the same uint8 batch already on the device (normalisation included).",
+    )
 
 
 if __name__ == "__main__":

@@ -68,9 +68,11 @@ def exact_area_resize(grey: np.ndarray, resolution_px: int) -> np.ndarray:
 
 
 #: The published CheXpert header: five info columns and the 14 observations.
-CHEXPERT_HEADER = ("Path,Sex,Age,Frontal/Lateral,AP/PA,No Finding,Enlarged Cardiomediastinum,Cardiomegaly,Lung Opacity,"
-                   "Lung Lesion,Edema,Consolidation,Pneumonia,Atelectasis,Pneumothorax,Pleural Effusion,Pleural Other,"
-                   "Fracture,Support Devices")
+CHEXPERT_HEADER = (
+    "Path,Sex,Age,Frontal/Lateral,AP/PA,No Finding,Enlarged Cardiomediastinum,Cardiomegaly,Lung Opacity,"
+    "Lung Lesion,Edema,Consolidation,Pneumonia,Atelectasis,Pneumothorax,Pleural Effusion,Pleural Other,"
+    "Fracture,Support Devices"
+)
 
 
 def _chexpert_labels(patient: int) -> list[str]:
@@ -97,7 +99,9 @@ def write_chexpert_small(root: Path) -> Path:
         path = f"{folder}/patient{patient:05d}/study{study}/{view}.jpg"
         (root / path).parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(rng.integers(0, 256, (48, 40), dtype=np.uint8), "L").save(root / path, quality=90)
-        rows[folder].append(",".join([f"CheXpert-v1.0-small/{path}", "Female", "60", side, ap_pa, *_chexpert_labels(patient)]))
+        rows[folder].append(
+            ",".join([f"CheXpert-v1.0-small/{path}", "Female", "60", side, ap_pa, *_chexpert_labels(patient)])
+        )
 
     for p in range(1, 17):
         add("train", p, 1, "view1_frontal", "Frontal", "AP" if p % 2 else "PA")
@@ -129,7 +133,6 @@ def real_rsna_label_rows() -> list[dict[str, str]]:
     else:
         text = path.read_text()
     return list(csv.DictReader(io.StringIO(text)))
-
 
 
 def write_dicom(path: Path, pixels: np.ndarray, patient_id: str | None = None) -> Path:

@@ -38,8 +38,10 @@ def brute_auc(y: np.ndarray, s: np.ndarray) -> float:
 def write_run(path: Path, resolution_px: int, predictions: runs.Predictions) -> Path:
     """A run directory holding config.yaml and the given test predictions."""
     path.mkdir(parents=True)
-    runs.write_yaml_atomic(path / runs.CONFIG, {"settings": {"arch": "densenet121", "resolution_px": resolution_px,
-                                                             "seed": 0, "label": None}})
+    runs.write_yaml_atomic(
+        path / runs.CONFIG,
+        {"settings": {"arch": "densenet121", "resolution_px": resolution_px, "seed": 0, "label": None}},
+    )
     runs.write_predictions(path / runs.PREDICTIONS, predictions)
     return path
 
@@ -59,11 +61,17 @@ def test_compare_on_masked_labels_equals_the_unmasked_copy_on_the_kept_rows(tmp_
     scores = {64: synthetic(signal=0.5, seed=1)[2], 128: synthetic(signal=1.5, seed=2)[2]}
     dirs = [write_run(tmp_path / f"m{r}", r, runs.Predictions(images, CLASSES, s, masked)) for r, s in scores.items()]
     rows = np.flatnonzero(kept)  # the unmasked copy restricted to B's kept rows
-    copies = [write_run(tmp_path / f"c{r}", r, runs.Predictions([images[i] for i in rows], CLASSES, s[rows], labels[rows]))
-              for r, s in scores.items()]
+    copies = [
+        write_run(tmp_path / f"c{r}", r, runs.Predictions([images[i] for i in rows], CLASSES, s[rows], labels[rows]))
+        for r, s in scores.items()
+    ]
     n_boot = 40
     got, ref = compare_runs(dirs, n_boot=n_boot, seed=3), compare_runs(copies, n_boot=n_boot, seed=3)
-    assert got.test_labels.set_index("class").loc["B"].tolist() == [int(labels[kept, 1].sum()), int((labels[kept, 1] == 0).sum()), 15]
+    assert got.test_labels.set_index("class").loc["B"].tolist() == [
+        int(labels[kept, 1].sum()),
+        int((labels[kept, 1] == 0).sum()),
+        15,
+    ]
     columns = ["auc", "ci_low", "ci_high"]
     for frame_got, frame_ref in ((got.auc, ref.auc), (got.delong, ref.delong)):
         b_got, b_ref = frame_got[frame_got["class"] == "B"], frame_ref[frame_ref["class"] == "B"]
@@ -72,7 +80,11 @@ def test_compare_on_masked_labels_equals_the_unmasked_copy_on_the_kept_rows(tmp_
         assert b_got[cols].to_numpy() == pytest.approx(b_ref[cols].to_numpy(), abs=1e-12)
     per_run = got.auc.set_index(["heading", "class"])["auc"]
     for r, s in scores.items():  # every class against brute force: B on its kept rows, A and C on all
-        expected = [brute_auc(labels[:, 0], s[:, 0]), brute_auc(labels[kept, 1], s[kept, 1]), brute_auc(labels[:, 2], s[:, 2])]
+        expected = [
+            brute_auc(labels[:, 0], s[:, 0]),
+            brute_auc(labels[kept, 1], s[kept, 1]),
+            brute_auc(labels[:, 2], s[:, 2]),
+        ]
         assert [per_run[(f"DenseNet-121 {r} px", c)] for c in CLASSES] == pytest.approx(expected, abs=1e-12)
         assert per_run[(f"DenseNet-121 {r} px", "mean")] == pytest.approx(np.mean(expected), abs=1e-12)
     # the paired bootstrap of the mean and the best-resolution shares, replicate by replicate as repeated cases
@@ -120,7 +132,10 @@ def chexpert_like(n_patients: int = 30, copies: int = 12) -> runs.Predictions:
     labels = (rng.random((n_patients, 2)) < 0.5).astype(np.int8)
     labels[0] = [1, 0]
     scores = np.clip(0.3 * labels + rng.random((n_patients, 2)) * 0.7, 0, 1)
-    labels, scores = labels[[0] * (copies - 1) + list(range(n_patients))], scores[[0] * (copies - 1) + list(range(n_patients))]
+    labels, scores = (
+        labels[[0] * (copies - 1) + list(range(n_patients))],
+        scores[[0] * (copies - 1) + list(range(n_patients))],
+    )
     scores[:copies, 0] = 0.05  # patient 1, positive for A, scored lowest: its weight moves the mean AUC a lot
     return runs.Predictions(images, ["A", "B"], scores, labels, [str(p) for p in patients])
 
@@ -136,7 +151,9 @@ def test_the_bootstrap_resamples_the_recorded_patients(tmp_path: Path, capsys: p
     by_image = bootstrap.bootstrap_mean_auc(p.labels, p.scores, np.arange(len(p.images)), 300, 0)
     assert tuple(table.loc["mean", ["auc", "ci_low", "ci_high"]]) == pytest.approx(by_patient, abs=1e-12)
     assert table.loc["mean", "note"] == "mean of 2 classes; 300 bootstrap replicates by patient"
-    assert by_patient[2] - by_patient[1] > 1.3 * (by_image[2] - by_image[1])  # 12 copies of one patient: a wider interval
+    assert by_patient[2] - by_patient[1] > 1.3 * (
+        by_image[2] - by_image[1]
+    )  # 12 copies of one patient: a wider interval
     old = runs.Predictions(p.images, p.classes, p.scores, p.labels)  # a file from before patients were recorded
     table_old = auc_table(old, n_boot=300).set_index("class")
     assert tuple(table_old.loc["mean", ["ci_low", "ci_high"]]) == pytest.approx(by_image[1:], abs=1e-12)
@@ -146,7 +163,9 @@ def test_the_bootstrap_resamples_the_recorded_patients(tmp_path: Path, capsys: p
     assert "(mean of 2 classes; 300 bootstrap replicates by patient)" in capsys.readouterr().out
     comparison = compare_runs([run], n_boot=300)  # the same patients, so the same interval in compare
     mean = comparison.auc.set_index("class").loc["mean"]
-    assert comparison.unit == "patient" and (mean["ci_low"], mean["ci_high"]) == pytest.approx(by_patient[1:], abs=1e-12)
+    assert comparison.unit == "patient" and (mean["ci_low"], mean["ci_high"]) == pytest.approx(
+        by_patient[1:], abs=1e-12
+    )
 
 
 def test_nih_patients_recorded_as_text_draw_the_same_replicates(tmp_path: Path) -> None:
@@ -171,15 +190,40 @@ def test_predictions_patient_column_must_not_be_blank(tmp_path: Path) -> None:
 
 def test_study_labels_are_the_data_sets_own_names(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     root = write_chexpert_small(tmp_path / "CheXpert-v1.0-small")
-    study = make_study({"data": str(root), "labels": "Pleural Effusion,all", "resolutions": "32", "out": str(tmp_path / "s")})
+    study = make_study(
+        {"data": str(root), "labels": "Pleural Effusion,all", "resolutions": "32", "out": str(tmp_path / "s")}
+    )
     assert study.labels == ("Pleural Effusion", None)
-    with pytest.raises(CxrresError, match=r"unknown label 'Effusion'; choose from all, No Finding, Enlarged Cardiomediastinum, .*, Support Devices$"):
+    with pytest.raises(
+        CxrresError,
+        match=r"unknown label 'Effusion'; choose from all, No Finding, Enlarged Cardiomediastinum, .*, Support Devices$",
+    ):
         make_study({"data": str(root), "labels": "Effusion"})
-    assert make_study({"data": str(MINI), "labels": "Infiltrate,Nodule"}).labels == ("Infiltration", "Nodule")  # NIH alias
-    with pytest.raises(CxrresError, match=r"unknown label 'Pleural Effusion'; choose from all, Atelectasis, .*, Pneumothorax$"):
+    assert make_study({"data": str(MINI), "labels": "Infiltrate,Nodule"}).labels == (
+        "Infiltration",
+        "Nodule",
+    )  # NIH alias
+    with pytest.raises(
+        CxrresError, match=r"unknown label 'Pleural Effusion'; choose from all, Atelectasis, .*, Pneumothorax$"
+    ):
         make_study({"data": str(MINI), "labels": "Pleural Effusion"})
-    assert main(["study", "--data", str(root), "--labels", "Pleural Effusion", "--resolutions", "32", "--out",
-                 str(tmp_path / "s"), "--dry-run"]) == 0
+    assert (
+        main(
+            [
+                "study",
+                "--data",
+                str(root),
+                "--labels",
+                "Pleural Effusion",
+                "--resolutions",
+                "32",
+                "--out",
+                str(tmp_path / "s"),
+                "--dry-run",
+            ]
+        )
+        == 0
+    )
     assert "densenet121_32px_seed0_Pleural Effusion" in capsys.readouterr().out
     assert main(["study", "--data", str(root), "--labels", "Effusion", "--out", str(tmp_path / "s"), "--dry-run"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
@@ -195,16 +239,40 @@ def chexpert_study(tmp_path_factory) -> Path:
     config.write_text("train:\n  weights: none\n  max_epochs: 1\n  batch_size: 8\n  precision: 32-true\nn_boot: 20\n")
     # the study's default cache, built in this process (no worker start-up) and then reused by the study
     assert main(["prepare", "--data", str(root), "--resolutions", "32,48", "--workers", "1", "--quiet"]) == 0
-    assert main(["study", "--data", str(root), "--resolutions", "32,48", "--out", str(base / "s"), "--config", str(config),
-                 "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "study",
+                "--data",
+                str(root),
+                "--resolutions",
+                "32,48",
+                "--out",
+                str(base / "s"),
+                "--config",
+                str(config),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     return base
 
 
 def test_chexpert_study_runs_through_to_the_report(chexpert_study: Path) -> None:
     s = chexpert_study / "s"
-    for name in ("report.html", "report.md", "key_results.md", "comparison/compare.md", "comparison/auc_table.csv",
-                 "comparison/test_labels.csv", "comparison/bootstrap_tests.csv", "comparison/delong_tests.csv",
-                 "report_files/auc_vs_resolution.png", "runs/densenet121_48px_seed0/auc.csv"):
+    for name in (
+        "report.html",
+        "report.md",
+        "key_results.md",
+        "comparison/compare.md",
+        "comparison/auc_table.csv",
+        "comparison/test_labels.csv",
+        "comparison/bootstrap_tests.csv",
+        "comparison/delong_tests.csv",
+        "report_files/auc_vs_resolution.png",
+        "runs/densenet121_48px_seed0/auc.csv",
+    ):
         assert (s / name).is_file(), name
     assert not list(s.glob("runs/*/localization.csv"))  # CheXpert has no boxes: not localized
     table = pd.read_csv(s / "comparison" / "auc_table.csv")
@@ -222,9 +290,18 @@ def test_chexpert_study_runs_through_to_the_report(chexpert_study: Path) -> None
     assert predictions.patient_ids == [re.search(r"patient(\d+)/", n).group(1).lstrip("0") for n in predictions.images]
     assert pd.read_csv(s / "runs/densenet121_32px_seed0/auc.csv").iloc[-1]["note"].endswith("by patient")
     html = (s / "report.html").read_text()
-    for text in ("<h2>Key results</h2>", "<h2>Test AUC</h2>", "<h2>Best resolution per class</h2>", "Paired tests against",
-                 "data set chexpert", "The runs are on the chexpert data set", "no published reference applies",
-                 "<td>Edema</td><td>2</td><td>4</td><td>2</td>", "<td>Pleural Effusion</td>", "patient-bootstrap"):
+    for text in (
+        "<h2>Key results</h2>",
+        "<h2>Test AUC</h2>",
+        "<h2>Best resolution per class</h2>",
+        "Paired tests against",
+        "data set chexpert",
+        "The runs are on the chexpert data set",
+        "no published reference applies",
+        "<td>Edema</td><td>2</td><td>4</td><td>2</td>",
+        "<td>Pleural Effusion</td>",
+        "patient-bootstrap",
+    ):
         assert text in html, text
     assert "<h2>Localization</h2>" not in html and not (s / "comparison" / "published_comparison.csv").exists()
     root, split, table = runs_data(runs.read_settings(s / "runs/densenet121_32px_seed0"))  # as `cxrres report` reads it

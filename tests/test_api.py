@@ -31,12 +31,14 @@ def test_a_script_without_main_guard_opens_a_part_in_a_minute(phantom, tmp_path)
     """The README's kind of script, run as `python script.py` with no `if __name__ == "__main__":` guard: the cache is
     prepared on first use and a sample comes back; nothing hangs."""
     script = tmp_path / "lib.py"
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(
+        textwrap.dedent(f"""
         import cxrres
-        train = cxrres.open_dataset({str(phantom)!r}, part="train", resolution=32, cache={str(tmp_path / 'cache')!r})
+        train = cxrres.open_dataset({str(phantom)!r}, part="train", resolution=32, cache={str(tmp_path / "cache")!r})
         image, labels = train[0]
         print(len(train), tuple(image.shape), str(image.dtype), tuple(labels.shape), len(train.classes))
-    """))
+    """)
+    )
     started = time.perf_counter()
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     seconds = time.perf_counter() - started
@@ -47,11 +49,14 @@ def test_a_script_without_main_guard_opens_a_part_in_a_minute(phantom, tmp_path)
 
 
 def test_open_dataset_parts_labels_and_masks(phantom, tmp_path) -> None:
-    parts = {p: cxrres.open_dataset(phantom, part=p, resolution=32, cache=tmp_path / "c") for p in ("train", "val", "test")}
+    parts = {
+        p: cxrres.open_dataset(phantom, part=p, resolution=32, cache=tmp_path / "c") for p in ("train", "val", "test")
+    }
     names = set((phantom / "splits" / "chexnet" / "train_list.txt").read_text().split())
     assert set(parts["train"].images) <= names and len(parts["train"]) == len(names & set(parts["train"].images))
-    assert sum(map(len, parts.values())) == 60 and parts["test"].classes == list(cxrres.open_dataset(
-        phantom, part="test", resolution=32, cache=tmp_path / "c").classes)
+    assert sum(map(len, parts.values())) == 60 and parts["test"].classes == list(
+        cxrres.open_dataset(phantom, part="test", resolution=32, cache=tmp_path / "c").classes
+    )
     image, labels = parts["val"][0]
     assert image.dtype == torch.uint8 and image.shape == (1, 32, 32) and set(labels.tolist()) <= {0.0, 1.0}
     chexpert = tmp_path / "chexpert"
@@ -71,8 +76,18 @@ def test_load_run_reproduces_the_runs_predictions_and_calls(phantom, tmp_path) -
     from cxrres.training.train import train
     from cxrres.config import TrainConfig
 
-    run_dir = train(TrainConfig(data=str(phantom), resolution_px=32, weights="none", out=str(tmp_path / "run"),
-                                cache=str(tmp_path / "cache"), max_epochs=1, batch_size=8, progress=False))
+    run_dir = train(
+        TrainConfig(
+            data=str(phantom),
+            resolution_px=32,
+            weights="none",
+            out=str(tmp_path / "run"),
+            cache=str(tmp_path / "cache"),
+            max_epochs=1,
+            batch_size=8,
+            progress=False,
+        )
+    )
     run = cxrres.load_run(run_dir)
     expected = runs.read_predictions(run_dir)
     files = [phantom / "images" / n for n in expected.images[:5]]

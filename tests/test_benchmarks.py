@@ -15,9 +15,26 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_train_step_benchmark_runs_on_the_cpu() -> None:
     """`make bench-gpu`'s script, on the CPU at 32 px with one timed step, prints its table without recording it
     (torch.compile is left out here: compiling DenseNet-121 on 2 cores takes minutes)."""
-    result = subprocess.run([sys.executable, "-m", "benchmarks.train_step", "--resolutions", "32", "--steps", "1",
-                             "--workers", "0", "--images", "20", "--no-record"],
-                            cwd=ROOT, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.train_step",
+            "--resolutions",
+            "32",
+            "--steps",
+            "1",
+            "--workers",
+            "0",
+            "--images",
+            "20",
+            "--no-record",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     rows = [line for line in result.stdout.splitlines() if line.startswith("| 32 px")]
     assert len(rows) >= 2 and rows[0].split("|")[3].strip() == "fp32"
@@ -25,17 +42,27 @@ def test_train_step_benchmark_runs_on_the_cpu() -> None:
 
 
 def test_bench_gpu_refuses_without_a_gpu() -> None:
-    result = subprocess.run([sys.executable, "-m", "benchmarks.train_step", "--require-gpu", "--no-record"],
-                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.train_step", "--require-gpu", "--no-record"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 1 and "no CUDA device" in result.stderr
 
 
 def test_datasets_benchmark_times_synthetic_mimic(tmp_path: Path) -> None:
     """benchmarks/datasets.py on small synthetic MIMIC files (written under TMPDIR), printing without recording."""
     sizes = ["--mimic-images", "3000", "--mimic-studies", "1800", "--mimic-labelled", "1790", "--mimic-subjects", "500"]
-    result = subprocess.run([sys.executable, "-m", "benchmarks.datasets", "--only", "mimic", "--repeats", "2", *sizes,
-                             "--no-record"], cwd=ROOT, capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "TMPDIR": str(tmp_path)})
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.datasets", "--only", "mimic", "--repeats", "2", *sizes, "--no-record"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     rows = [line for line in result.stdout.splitlines() if line.startswith("| MIMIC")]
     assert len(rows) == 2 and "3,000 image rows, 1,790 label rows" in rows[0]

@@ -70,8 +70,17 @@ def vindr_kaggle(root: Path, n_images: int = 36) -> tuple[list[Box], dict[str, t
 
 
 def _config(root: Path, out: Path, **settings) -> TrainConfig:
-    return TrainConfig(data=str(root), resolution_px=32, weights="none", out=str(out), cache=str(out) + "-cache",
-                       max_epochs=1, batch_size=16, progress=False, **settings)
+    return TrainConfig(
+        data=str(root),
+        resolution_px=32,
+        weights="none",
+        out=str(out),
+        cache=str(out) + "-cache",
+        max_epochs=1,
+        batch_size=16,
+        progress=False,
+        **settings,
+    )
 
 
 def untrained_run(root: Path, out: Path, class_names: str, **settings) -> Path:
@@ -87,7 +96,9 @@ def untrained_run(root: Path, out: Path, class_names: str, **settings) -> Path:
 def _check_samples(run: Path, expected: list[Box]) -> pd.DataFrame:
     """Every expected box is exactly one row of localization_samples.csv; the per-class n of localization.csv."""
     samples = pd.read_csv(run / runs.LOCALIZATION_SAMPLES)
-    got = Counter(zip(samples["image"], samples["class"], samples["gt_x"], samples["gt_y"], samples["gt_w"], samples["gt_h"]))
+    got = Counter(
+        zip(samples["image"], samples["class"], samples["gt_x"], samples["gt_y"], samples["gt_w"], samples["gt_h"])
+    )
     assert got == Counter(expected)
     summary = pd.read_csv(run / runs.LOCALIZATION).set_index("class")
     assert summary["n"].drop("mean").to_dict() == dict(Counter(b[1] for b in expected))
@@ -105,8 +116,10 @@ def test_vindr_kaggle_localizes_every_test_box(tmp_path: Path) -> None:
     assert table.frame.groupby("patient_id")["part"].nunique().max() == 1  # each patient in one part
     assert len(table.skipped) == 1 and "img005.dicom" not in table.frame.index
     run = train(config)
-    assert (run / runs.SKIPPED_ROWS).read_text() == f"{root / 'train.csv'}:{len(pd.read_csv(root / 'train.csv')) + 1}: " \
-                                                   f"duplicate of line {_first_line(root, 'img005,')}\n"
+    assert (
+        (run / runs.SKIPPED_ROWS).read_text() == f"{root / 'train.csv'}:{len(pd.read_csv(root / 'train.csv')) + 1}: "
+        f"duplicate of line {_first_line(root, 'img005,')}\n"
+    )
     result = localize_run(run, examples=1, progress=False)
     test = set(table.images("test"))
     expected = [b for b in boxes if b[0] in test]
@@ -136,12 +149,20 @@ def test_physionet_localizes_the_official_test_boxes(tmp_path: Path) -> None:
         card = i % 2 == 0
         for reader in ("R1", "R2", "R3"):
             labels.append(f"t{i},{reader},{int(card and reader != 'R3')},0,0,{int(not card or reader == 'R3')}")
-            boxes.append(f"t{i},{reader},Cardiomegaly,5,6,30,28" if card and reader != "R3" else f"t{i},{reader},No finding,,,,")
+            boxes.append(
+                f"t{i},{reader},Cardiomegaly,5,6,30,28" if card and reader != "R3" else f"t{i},{reader},No finding,,,,"
+            )
     for i in range(6):  # the consensus test part: Nodule/Mass boxes on s0, s2, s4 (two on s0), Cardiomegaly on s1
         test_labels.append(f"s{i},R_consensus,{int(i == 1)},{int(i % 2 == 0)},0,{int(i % 2 == 1 and i != 1)}")
         test_boxes += [f"s{i},R_consensus,Nodule/Mass,{2 + i},4,{9 + i},12"] if i % 2 == 0 else []
         test_boxes += ["s0,R_consensus,Nodule/Mass,20,20,28,30"] if i == 0 else []
-        test_boxes += ["s1,R_consensus,Cardiomegaly,4,4,40,30"] if i == 1 else [f"s{i},R_consensus,No finding,,,,"] if i % 2 else []
+        test_boxes += (
+            ["s1,R_consensus,Cardiomegaly,4,4,40,30"]
+            if i == 1
+            else [f"s{i},R_consensus,No finding,,,,"]
+            if i % 2
+            else []
+        )
     root = write_physionet(tmp_path / "p", boxes, labels, test_boxes, test_labels)
     for i in range(24):
         write_dicom(root / "train" / f"t{i}.dicom", _noise((48, 40), i, np.uint8))
@@ -150,7 +171,9 @@ def test_physionet_localizes_the_official_test_boxes(tmp_path: Path) -> None:
     run = untrained_run(root, tmp_path / "run", "Cardiomegaly,Nodule/Mass,Other diseases")
     localize_run(run, examples=0, progress=False)
     expected = [(f"s{i}.dicom", "Nodule/Mass", 2.0 + i, 4.0, 7.0, 8.0) for i in (0, 2, 4)] + [
-        ("s0.dicom", "Nodule/Mass", 20.0, 20.0, 8.0, 10.0), ("s1.dicom", "Cardiomegaly", 4.0, 4.0, 36.0, 26.0)]
+        ("s0.dicom", "Nodule/Mass", 20.0, 20.0, 8.0, 10.0),
+        ("s1.dicom", "Cardiomegaly", 4.0, 4.0, 36.0, 26.0),
+    ]
     _check_samples(run, expected)
     nodules = untrained_run(root, tmp_path / "nodules", "Nodule/Mass")  # boxes of classes it does not predict: left out
     localize_run(nodules, examples=0, progress=False)
@@ -161,7 +184,9 @@ def test_rsna_localizes_every_test_box_in_the_1024_frame(tmp_path: Path) -> None
     rows = []
     for i in range(30):
         n = (0, 1, 2, 3)[i % 4]
-        rows += [f"q{i:02d},{100 + 200 * k},{150 + 100 * k},{80 + 10 * i},{120},1" for k in range(n)] or [f"q{i:02d},,,,,0"]
+        rows += [f"q{i:02d},{100 + 200 * k},{150 + 100 * k},{80 + 10 * i},{120},1" for k in range(n)] or [
+            f"q{i:02d},,,,,0"
+        ]
     root = write_rsna(tmp_path / "rsna", rows)
     for i in range(30):
         write_dicom(root / "stage_2_train_images" / f"q{i:02d}.dcm", _noise((1024, 1024), i, np.uint8))
@@ -169,12 +194,17 @@ def test_rsna_localizes_every_test_box_in_the_1024_frame(tmp_path: Path) -> None
     table = runs.read_settings(run).split_spec().open(root)
     localize_run(run, examples=1, progress=False)
     test = set(table.images("test"))
-    expected = [(f"q{i:02d}.dcm", "Lung Opacity", 100.0 + 200 * k, 150.0 + 100 * k, 80.0 + 10 * i, 120.0)
-                for i in range(30) for k in range((0, 1, 2, 3)[i % 4]) if f"q{i:02d}.dcm" in test]
+    expected = [
+        (f"q{i:02d}.dcm", "Lung Opacity", 100.0 + 200 * k, 150.0 + 100 * k, 80.0 + 10 * i, 120.0)
+        for i in range(30)
+        for k in range((0, 1, 2, 3)[i % 4])
+        if f"q{i:02d}.dcm" in test
+    ]
     assert len(expected) >= 3
     _check_samples(run, expected)
     assert [p.name for p in (run / runs.LOCALIZATION_EXAMPLES).iterdir()] == [
-        figure_name("Lung Opacity", pd.read_csv(run / runs.LOCALIZATION_SAMPLES)["image"].iloc[0])]
+        figure_name("Lung Opacity", pd.read_csv(run / runs.LOCALIZATION_SAMPLES)["image"].iloc[0])
+    ]
 
 
 def test_a_data_set_without_boxes_is_refused_in_one_line(tmp_path: Path) -> None:
@@ -183,7 +213,9 @@ def test_a_data_set_without_boxes_is_refused_in_one_line(tmp_path: Path) -> None
 
     root = write_chexpert_small(tmp_path / "CheXpert-v1.0-small")
     run = untrained_run(root, tmp_path / "run", "Cardiomegaly,Edema")
-    with pytest.raises(CxrresError, match=r"localization needs ground-truth boxes; the chexpert data set has none") as caught:
+    with pytest.raises(
+        CxrresError, match=r"localization needs ground-truth boxes; the chexpert data set has none"
+    ) as caught:
         localize_run(run, progress=False)
     assert "\n" not in str(caught.value)
 
@@ -198,6 +230,11 @@ def test_needs_localization_asks_the_data_set(tmp_path: Path) -> None:
     root = tmp_path / "vindr"
     write_vindr(root, [f"i{k},Nodule/Mass,8,R1,1,1,5,5" for k in range(20)])
     assert boxed_classes(open_dataset(root)) == {"Nodule/Mass"}
-    for train_settings, left in (({}, "left: train, evaluate, localize"), ({"class_names": "Other lesion"}, "left: train, evaluate\n")):
-        study = make_study({"data": str(root), "out": str(tmp_path / "s"), "resolutions": [32], "train": train_settings})
+    for train_settings, left in (
+        ({}, "left: train, evaluate, localize"),
+        ({"class_names": "Other lesion"}, "left: train, evaluate\n"),
+    ):
+        study = make_study(
+            {"data": str(root), "out": str(tmp_path / "s"), "resolutions": [32], "train": train_settings}
+        )
         assert left in describe_state(study) + "\n"

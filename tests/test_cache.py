@@ -41,7 +41,11 @@ def _assert_round_trip(data_dir: Path, cache_dir: Path, resolution: int, names: 
     cache = ResolutionCache.open(cache_dir, resolution)
     array = cache.array()
     for name in names or list(cache.rows):
-        path = next(data_dir.glob(f"images*/**/{name}")) if not (data_dir / "images" / name).exists() else data_dir / "images" / name
+        path = (
+            next(data_dir.glob(f"images*/**/{name}"))
+            if not (data_dir / "images" / name).exists()
+            else data_dir / "images" / name
+        )
         reference = exact_area_resize(pad_to_square(read_grey(path)), resolution)
         assert np.abs(array[cache.rows[name]].astype(float) - reference).max() <= 1.0, name
 
@@ -91,7 +95,9 @@ def test_changed_source_invalidates_the_cache(mini: Path, tmp_path: Path) -> Non
         ResolutionCache.open(tmp_path / "c", 24)
 
 
-def test_interrupted_then_resumed_is_byte_identical(mini: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_interrupted_then_resumed_is_byte_identical(
+    mini: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     prepare_cache(mini, [16, 32], tmp_path / "clean", workers=1, progress=False)
     real_decode = cache_module._decode
 
@@ -118,7 +124,9 @@ def test_interrupted_then_resumed_is_byte_identical(mini: Path, tmp_path: Path, 
 def test_different_resolutions_restart_the_pass(mini: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     real_decode = cache_module._decode
     monkeypatch.setattr(cache_module, "CHECKPOINT_EVERY_S", 0.0)
-    monkeypatch.setattr(cache_module, "_decode", lambda t: (_ for _ in ()).throw(KeyboardInterrupt) if t[0] == 3 else real_decode(t))
+    monkeypatch.setattr(
+        cache_module, "_decode", lambda t: (_ for _ in ()).throw(KeyboardInterrupt) if t[0] == 3 else real_decode(t)
+    )
     with pytest.raises(KeyboardInterrupt):
         prepare_cache(mini, [16], tmp_path / "c", workers=1, progress=False)
     monkeypatch.setattr(cache_module, "_decode", real_decode)
@@ -181,8 +189,19 @@ def test_real_images_round_trip(real_root: Path, tmp_path: Path) -> None:
 
 def test_killed_prepare_resumes_byte_identical(real_root: Path, tmp_path: Path) -> None:
     """A real SIGKILL mid-run: nothing looks complete, and the rerun continues to the same bytes."""
-    command = [sys.executable, "-m", "cxrres.cli", "prepare", "--data", str(real_root), "--resolutions", "32",
-               "--workers", "1", "--quiet"]
+    command = [
+        sys.executable,
+        "-m",
+        "cxrres.cli",
+        "prepare",
+        "--data",
+        str(real_root),
+        "--resolutions",
+        "32",
+        "--workers",
+        "1",
+        "--quiet",
+    ]
     killed = tmp_path / "killed"
     process = subprocess.Popen(command + ["--cache", str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
@@ -199,7 +218,6 @@ def test_killed_prepare_resumes_byte_identical(real_root: Path, tmp_path: Path) 
     assert "resumed at image" in resumed.stdout
     subprocess.run(command + ["--cache", str(tmp_path / "clean"), "--workers", "2"], capture_output=True, check=True)
     assert _files(killed) == _files(tmp_path / "clean") and array_name(32) in _files(killed)
-
 
 
 # ---- concurrent prepare on one cache ----
@@ -228,17 +246,31 @@ def test_three_concurrent_prepares_agree_with_a_lone_build(mini: Path, tmp_path:
     go = tmp_path / "go"
     shared = tmp_path / "shared-cache"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    processes = [subprocess.Popen([sys.executable, "-c", _SLOW_PREPARE, str(go), *args, "--cache", str(shared)], env=env,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", _SLOW_PREPARE, str(go), *args, "--cache", str(shared)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
     time.sleep(3.0)  # let all three import cxrres and wait at the start line
     go.touch()
     results = [(p.wait(timeout=120), p.stdout.read(), p.stderr.read()) for p in processes]  # type: ignore[union-attr]
     assert [rc for rc, _, _ in results] == [0, 0, 0], results
     outputs = [out for _, out, _ in results]
-    assert sum("built 16,32 px" in out for out in outputs) == 1 and sum("reused 16,32 px" in out for out in outputs) == 2
+    assert (
+        sum("built 16,32 px" in out for out in outputs) == 1 and sum("reused 16,32 px" in out for out in outputs) == 2
+    )
     assert sum("waiting for it" in err for _, _, err in results) >= 1  # they really overlapped
-    lone = subprocess.run([sys.executable, "-m", "cxrres.cli", *args, "--cache", str(tmp_path / "lone")], env=env,
-                          capture_output=True, text=True)
+    lone = subprocess.run(
+        [sys.executable, "-m", "cxrres.cli", *args, "--cache", str(tmp_path / "lone")],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert lone.returncode == 0, lone.stderr
     assert _files(shared) == _files(tmp_path / "lone") and set(_files(shared)) == {"r16.npy", "r32.npy"}
     assert (shared / "index.csv").read_bytes() == (tmp_path / "lone" / "index.csv").read_bytes()
@@ -250,7 +282,10 @@ def test_three_concurrent_prepares_agree_with_a_lone_build(mini: Path, tmp_path:
 
 def _snapshot(root: Path) -> dict[str, tuple[int, int, int]]:
     """Every path under `root` with its (mode, size, mtime ns): any write under the root changes it."""
-    return {str(p.relative_to(root)): (p.lstat().st_mode, p.lstat().st_size, p.lstat().st_mtime_ns) for p in [root, *root.rglob("*")]}
+    return {
+        str(p.relative_to(root)): (p.lstat().st_mode, p.lstat().st_size, p.lstat().st_mtime_ns)
+        for p in [root, *root.rglob("*")]
+    }
 
 
 def _set_writable(root: Path, writable: bool) -> None:
@@ -266,7 +301,10 @@ def test_default_cache_dir_is_keyed_by_the_data_root(tmp_path: Path, monkeypatch
     assert user_cache_home() == (tmp_path / "user-cache").resolve()
     first, second = default_cache_dir(tmp_path / "a" / "chestxray14"), default_cache_dir(tmp_path / "b" / "chestxray14")
     assert first.parent == second.parent == user_cache_home() and first != second
-    assert first.name.startswith("chestxray14-") and default_cache_dir(tmp_path / "a" / "x" / ".." / "chestxray14") == first
+    assert (
+        first.name.startswith("chestxray14-")
+        and default_cache_dir(tmp_path / "a" / "x" / ".." / "chestxray14") == first
+    )
     monkeypatch.delenv("CXRRES_CACHE_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert user_cache_home() == (tmp_path / "xdg" / "cxrres").resolve()
@@ -305,18 +343,23 @@ def _flip_byte(path: Path, offset_from_end: int) -> None:
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip"])
-def test_damaged_array_is_refused_by_open_and_rebuilt_by_prepare(mini: Path, tmp_path: Path, damage: str,
-                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_damaged_array_is_refused_by_open_and_rebuilt_by_prepare(
+    mini: Path, tmp_path: Path, damage: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     cache_dir = tmp_path / "c"
     prepare_cache(mini, [16, 32], cache_dir, workers=1, progress=False)
     good = _files(cache_dir)
     array = cache_dir / array_name(16)
     if damage == "truncate":
         os.truncate(array, array.stat().st_size - 256)
-        expected = r"r16\.npy: damaged cache file \(3,\d+ bytes, expected 3,\d+ \(truncated or overwritten\)\); not used"
+        expected = (
+            r"r16\.npy: damaged cache file \(3,\d+ bytes, expected 3,\d+ \(truncated or overwritten\)\); not used"
+        )
     else:
         _flip_byte(array, 1000)
-        expected = r"r16\.npy: damaged cache file \(CRC-32 [0-9a-f]{8}, expected [0-9a-f]{8} \(bytes changed after prepare\)\)"
+        expected = (
+            r"r16\.npy: damaged cache file \(CRC-32 [0-9a-f]{8}, expected [0-9a-f]{8} \(bytes changed after prepare\)\)"
+        )
     with pytest.raises(CacheError, match=expected):
         ResolutionCache.open(cache_dir, 16)
     ResolutionCache.open(cache_dir, 32)  # the intact resolution still opens
@@ -335,7 +378,9 @@ def test_damaged_index_is_refused(mini: Path, tmp_path: Path) -> None:
         ResolutionCache.open(tmp_path / "c", 16)
 
 
-def test_a_remembered_check_does_not_hide_a_later_change(mini: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_remembered_check_does_not_hide_a_later_change(
+    mini: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A passed check is remembered per (inode, size, mtime, ctime); restoring the mtime after a change does not
     restore the ctime, so the change is still seen."""
     monkeypatch.setattr(cache_store, "VERIFIED_MIN_AGE_S", 0.0)
@@ -392,8 +437,9 @@ def test_16_bit_rule_change_rebuilds_only_caches_with_16_bit_sources(mini: Path,
     (mini / "images" / "00000003_000.png").unlink()  # now every source is 8-bit: another rule does not matter
     prepare_cache(mini, [16], tmp_path / "eight", workers=1, progress=False)
     assert _manifest(tmp_path / "eight")["sixteen_bit"]["images"] == 0
-    (tmp_path / "eight" / "manifest.json").write_text(json.dumps({**_manifest(tmp_path / "eight"),
-                                                                  "sixteen_bit": {"rule": "value / 257", "images": 0}}))
+    (tmp_path / "eight" / "manifest.json").write_text(
+        json.dumps({**_manifest(tmp_path / "eight"), "sixteen_bit": {"rule": "value / 257", "images": 0}})
+    )
     assert prepare_cache(mini, [16], tmp_path / "eight", workers=1, progress=False).reused_px == (16,)
 
 

@@ -14,10 +14,6 @@ from sklearn.metrics import average_precision_score, brier_score_loss
 from cxrres import runs
 from cxrres.evaluation import calibration
 from cxrres.evaluation import bootstrap
-from cxrres.config import TrainConfig
-from cxrres.evaluation.evaluate import evaluate_run
-from cxrres.synthetic import synthesize
-from cxrres.training.train import train
 
 
 def _ece_loop(y: np.ndarray, p: np.ndarray, n_bins: int = 15) -> float:
@@ -52,7 +48,10 @@ def test_known_values() -> None:
     # bins: 0.9 -> 13, 0.8 -> 12, 0.3 -> 4, 0.1 -> 1; each bin alone: ECE = mean |y - p|
     assert calibration.expected_calibration_error(y, p) == pytest.approx((0.1 + 0.8 + 0.7 + 0.1) / 4)
     perfect = calibration.reliability_bins(np.array([1, 0, 1, 1]), np.array([1.0, 0.0, 1.0, 1.0]))
-    assert perfect["n"].tolist() == [1] + [0] * 13 + [3] and calibration.expected_calibration_error([1, 0, 1, 1], [1, 0, 1, 1]) == 0
+    assert (
+        perfect["n"].tolist() == [1] + [0] * 13 + [3]
+        and calibration.expected_calibration_error([1, 0, 1, 1], [1, 0, 1, 1]) == 0
+    )
 
 
 def test_weighted_ap_is_ap_of_the_resampled_cases() -> None:
@@ -65,13 +64,17 @@ def test_weighted_ap_is_ap_of_the_resampled_cases() -> None:
     for w, value in zip(weights, got):
         repeat = w.astype(int)
         yy, pp = np.repeat(y, repeat), np.repeat(p, repeat)
-        assert (math.isnan(value) and yy.sum() == 0) or value == pytest.approx(average_precision_score(yy, pp), abs=1e-9)
+        assert (math.isnan(value) and yy.sum() == 0) or value == pytest.approx(
+            average_precision_score(yy, pp), abs=1e-9
+        )
 
 
 def test_table_masks_and_undefined_classes() -> None:
     rng = np.random.default_rng(5)
     n = 80
-    labels = np.stack([(rng.random(n) < 0.4).astype(np.int8), np.zeros(n, np.int8), (rng.random(n) < 0.5).astype(np.int8)], 1)
+    labels = np.stack(
+        [(rng.random(n) < 0.4).astype(np.int8), np.zeros(n, np.int8), (rng.random(n) < 0.5).astype(np.int8)], 1
+    )
     labels[:10, 0] = -1
     labels[0, 0], labels[10, 0], labels[11, 0] = -1, 1, 0
     scores = rng.random((n, 3))
@@ -80,7 +83,9 @@ def test_table_masks_and_undefined_classes() -> None:
     assert list(table.reset_index().columns) == list(calibration.COLUMNS)
     kept = labels[:, 0] >= 0
     assert table.loc["A", "n_pos"] + table.loc["A", "n_neg"] == kept.sum() == n - 10
-    assert table.loc["A", "average_precision"] == pytest.approx(average_precision_score(labels[kept, 0], scores[kept, 0]))
+    assert table.loc["A", "average_precision"] == pytest.approx(
+        average_precision_score(labels[kept, 0], scores[kept, 0])
+    )
     assert table.loc["A", "brier"] == pytest.approx(brier_score_loss(labels[kept, 0], scores[kept, 0]))
     assert table.loc["B"][["average_precision", "ap_low", "ap_high", "brier", "ece"]].isna().all()
     assert table.loc["A", "ap_low"] <= table.loc["A", "average_precision"] <= table.loc["A", "ap_high"]
@@ -95,8 +100,9 @@ def _run_dir(tmp_path: Path) -> tuple[Path, runs.Predictions]:
     labels = np.stack([(rng.random(n) < 0.3), np.zeros(n, bool), (rng.random(n) < 0.6)], 1).astype(np.int8)
     labels[5:9, 2] = -1
     scores = np.clip(0.5 * labels + 0.6 * rng.random((n, 3)), 0, 1).astype(np.float32)
-    predictions = runs.Predictions([f"{k:03d}.png" for k in range(n)], ["A", "B", "C"], scores, labels,
-                                   [str(k // 3) for k in range(n)])
+    predictions = runs.Predictions(
+        [f"{k:03d}.png" for k in range(n)], ["A", "B", "C"], scores, labels, [str(k // 3) for k in range(n)]
+    )
     tmp_path.mkdir(parents=True, exist_ok=True)
     runs.write_predictions(tmp_path / runs.PREDICTIONS, predictions)
     return tmp_path, runs.read_predictions(tmp_path)
@@ -108,7 +114,10 @@ def test_evaluate_writes_calibration_csv(tmp_path: Path, capsys) -> None:
     run_dir, predictions = _run_dir(tmp_path / "run")
     assert main(["evaluate", str(run_dir), "--n-boot", "40"]) == 0
     out = capsys.readouterr().out
-    assert f"wrote {run_dir / runs.AUC} and {run_dir / runs.CALIBRATION}" in out and "calibration: mean average precision" in out
+    assert (
+        f"wrote {run_dir / runs.AUC} and {run_dir / runs.CALIBRATION}" in out
+        and "calibration: mean average precision" in out
+    )
     table = pd.read_csv(run_dir / runs.CALIBRATION)
     assert table.columns.tolist() == list(calibration.COLUMNS) and table["class"].tolist() == ["A", "B", "C", "mean"]
     keep = predictions.labels[:, 2] >= 0
@@ -130,13 +139,17 @@ def test_comparison_and_report_show_calibration(tmp_path: Path) -> None:
     from cxrres.report.calibration import calibration_table, reliability_figure
 
     run_dir, predictions = _run_dir(tmp_path / "run")
-    long, bins = calibration.comparison_tables([("r32", 32)], predictions.labels, {"r32": predictions.scores.astype(float)},
-                                               predictions.classes)
+    long, bins = calibration.comparison_tables(
+        [("r32", 32)], predictions.labels, {"r32": predictions.scores.astype(float)}, predictions.classes
+    )
     assert long.columns.tolist() == ["heading", "resolution_px", "class", "average_precision", "brier", "ece"]
     table = calibration.calibration_table(predictions, np.arange(90) // 3, n_boot=10)
-    assert np.allclose(long[["average_precision", "brier", "ece"]].to_numpy(dtype=float),
-                       table[["average_precision", "brier", "ece"]].to_numpy(dtype=float), equal_nan=True)
-    kept = (predictions.labels >= 0)
+    assert np.allclose(
+        long[["average_precision", "brier", "ece"]].to_numpy(dtype=float),
+        table[["average_precision", "brier", "ece"]].to_numpy(dtype=float),
+        equal_nan=True,
+    )
+    kept = predictions.labels >= 0
     assert bins["n"].sum() == kept.sum() and len(bins) == calibration.N_BINS
     pooled = calibration.reliability_bins(predictions.labels[kept], predictions.scores[kept])
     assert np.allclose(bins["frequency"], pooled["frequency"], equal_nan=True)

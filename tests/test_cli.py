@@ -33,7 +33,10 @@ def test_describe_json_is_one_object_with_the_contract(capsys: pytest.CaptureFix
     assert list(summary["classes"]) == list(CLASSES)
     assert summary["classes"]["Nodule"] == {"train": 1, "val": 1, "test": 1}
     assert list(summary["boxes"]) == list(BOX_CLASSES)
-    assert summary["boxes"]["Nodule"] == {"count": 2, "mean_area_px2": pytest.approx(2512.0, abs=0.2)}  # 48-px boxes in the 1024 frame
+    assert summary["boxes"]["Nodule"] == {
+        "count": 2,
+        "mean_area_px2": pytest.approx(2512.0, abs=0.2),
+    }  # 48-px boxes in the 1024 frame
     assert summary["boxes"]["Mass"] == {"count": 0, "mean_area_px2": None}
 
 
@@ -56,8 +59,11 @@ def test_describe_text(capsys: pytest.CaptureFixture) -> None:
 
 def test_a_reader_that_leaves_early_gets_no_traceback() -> None:
     """`cxrres describe | head -1`: the pipe closes before cxrres flushes; exit 141 (as a shell reports SIGPIPE)."""
-    proc = subprocess.Popen([sys.executable, "-m", "cxrres.cli", "describe", "--data", str(MINI), "--split", "official"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cxrres.cli", "describe", "--data", str(MINI), "--split", "official"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     proc.stdout.close()  # the reader is gone before the first line
     stderr = proc.stderr.read().decode()
     assert proc.wait() == 141
@@ -67,8 +73,11 @@ def test_a_reader_that_leaves_early_gets_no_traceback() -> None:
 def test_bad_input_is_one_line_and_non_zero(mini: Path) -> None:
     entry = mini / "Data_Entry_2017.csv"
     entry.write_text(entry.read_text()[:-40])
-    result = subprocess.run([sys.executable, "-m", "cxrres.cli", "describe", "--data", str(mini), "--split", "official"],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "cxrres.cli", "describe", "--data", str(mini), "--split", "official"],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 1 and result.stdout == ""
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1
@@ -76,7 +85,18 @@ def test_bad_input_is_one_line_and_non_zero(mini: Path) -> None:
 
 
 def test_prepare_command(mini: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    argv = ["prepare", "--data", str(mini), "--cache", str(tmp_path / "c"), "--resolutions", "8,16", "--workers", "1", "--quiet"]
+    argv = [
+        "prepare",
+        "--data",
+        str(mini),
+        "--cache",
+        str(tmp_path / "c"),
+        "--resolutions",
+        "8,16",
+        "--workers",
+        "1",
+        "--quiet",
+    ]
     assert main(argv) == 0
     assert "14 images; built 8,16 px, reused none px" in capsys.readouterr().out
     assert main(argv) == 0

@@ -22,8 +22,31 @@ def finished(tmp_path_factory) -> tuple[str, Path]:
     data = root / "data"
     synthesize(data, n_images=40, size_px=64, seed=4, workers=1, progress=False)
     run = root / "run"
-    assert main(["train", "--data", str(data), "--resolution", "32", "--weights", "none", "--arch", "resnet34",
-                 "--max-epochs", "1", "--batch-size", "8", "--out", str(run), "--cache", str(root / "cache"), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(data),
+                "--resolution",
+                "32",
+                "--weights",
+                "none",
+                "--arch",
+                "resnet34",
+                "--max-epochs",
+                "1",
+                "--batch-size",
+                "8",
+                "--out",
+                str(run),
+                "--cache",
+                str(root / "cache"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     return str(data), run
 
 
@@ -41,8 +64,27 @@ def test_out_in_the_way_is_one_line(finished, tmp_path: Path, capsys) -> None:
     capsys.readouterr()
     assert main(["synth", "--out", str(blocker), "--images", "10", "--size", "64", "--workers", "1"]) == 1
     assert str(blocker) in _one_line(capsys, "synth")
-    assert main(["train", "--data", data, "--resolution", "32", "--weights", "none", "--max-epochs", "1",
-                 "--out", str(blocker), "--cache", str(tmp_path / "c"), "--quiet"]) == 1
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                data,
+                "--resolution",
+                "32",
+                "--weights",
+                "none",
+                "--max-epochs",
+                "1",
+                "--out",
+                str(blocker),
+                "--cache",
+                str(tmp_path / "c"),
+                "--quiet",
+            ]
+        )
+        == 1
+    )
     assert str(blocker) in _one_line(capsys, "train")
     assert main(["export", str(run), "--out", str(blocker / "model.onnx")]) == 1
     assert str(blocker) in _one_line(capsys, "export")
@@ -51,8 +93,15 @@ def test_out_in_the_way_is_one_line(finished, tmp_path: Path, capsys) -> None:
     assert blocker.read_text() == "not a directory\n"
 
 
-@pytest.mark.parametrize("content, field", [("{not json", "not valid JSON"), ('{"status": "finished", "epochs": "lots"}', "`epochs`"),
-                                            ('["finished"]', "not a JSON object"), ('{"status": "done"}', "`status`")])
+@pytest.mark.parametrize(
+    "content, field",
+    [
+        ("{not json", "not valid JSON"),
+        ('{"status": "finished", "epochs": "lots"}', "`epochs`"),
+        ('["finished"]', "not a JSON object"),
+        ('{"status": "done"}', "`status`"),
+    ],
+)
 def test_damaged_run_json_is_named_in_one_line(finished, tmp_path: Path, capsys, content: str, field: str) -> None:
     _, run = finished
     copy = tmp_path / "run"
@@ -84,7 +133,9 @@ def test_evaluate_read_only_run_prints_and_writes_elsewhere(finished, tmp_path: 
     copy = tmp_path / "ro"
     shutil.copytree(run, copy, ignore=shutil.ignore_patterns(".lock", runs.AUC))
     mounted = subprocess.run(["mount", "--bind", str(copy), str(copy)], capture_output=True).returncode == 0
-    mounted = mounted and subprocess.run(["mount", "-o", "remount,bind,ro", str(copy)], capture_output=True).returncode == 0
+    mounted = (
+        mounted and subprocess.run(["mount", "-o", "remount,bind,ro", str(copy)], capture_output=True).returncode == 0
+    )
     if not mounted:
         subprocess.run(["umount", str(copy)], capture_output=True)
         pytest.skip("cannot make a read-only bind mount here (needs root)")

@@ -24,8 +24,14 @@ from cxrres.study.grid import make_study
 
 def _study(tmp_path: Path, **train):
     """A 2-run study (32 and 48 px) on a data root that need not exist."""
-    return make_study({"data": str(tmp_path / "phantom"), "out": str(tmp_path / "s"), "resolutions": "32,48",
-                       "train": {"weights": "none", "max_epochs": 1, **train}})
+    return make_study(
+        {
+            "data": str(tmp_path / "phantom"),
+            "out": str(tmp_path / "s"),
+            "resolutions": "32,48",
+            "train": {"weights": "none", "max_epochs": 1, **train},
+        }
+    )
 
 
 def _header(script: str) -> list[str]:
@@ -43,12 +49,24 @@ def _mark_trained(study, name: str) -> None:
 
 
 def test_options_flags_override_the_study_file_and_extra_lines_get_the_sbatch_prefix():
-    options = slurm_options({"partition": "cpu", "mem": "8G", "sbatch_extra": "--qos=long"},
-                            {"partition": "gpu", "gpus_per_run": 2, "mem": None, "sbatch_extra": ["#SBATCH --constraint=a100", "--exclusive"]})
-    assert options == SlurmOptions(partition="gpu", gpus_per_run=2, mem="8G",
-                                   sbatch_extra=("#SBATCH --constraint=a100", "#SBATCH --exclusive"))
-    assert cluster.options_mapping(options) == {"partition": "gpu", "gpus_per_run": 2, "mem": "8G",
-                                                "sbatch_extra": ["#SBATCH --constraint=a100", "#SBATCH --exclusive"]}
+    options = slurm_options(
+        {"partition": "cpu", "mem": "8G", "sbatch_extra": "--qos=long"},
+        {
+            "partition": "gpu",
+            "gpus_per_run": 2,
+            "mem": None,
+            "sbatch_extra": ["#SBATCH --constraint=a100", "--exclusive"],
+        },
+    )
+    assert options == SlurmOptions(
+        partition="gpu", gpus_per_run=2, mem="8G", sbatch_extra=("#SBATCH --constraint=a100", "#SBATCH --exclusive")
+    )
+    assert cluster.options_mapping(options) == {
+        "partition": "gpu",
+        "gpus_per_run": 2,
+        "mem": "8G",
+        "sbatch_extra": ["#SBATCH --constraint=a100", "#SBATCH --exclusive"],
+    }
     with pytest.raises(CxrresError, match="unknown slurm setting 'gpus'"):
         slurm_options({"gpus": 1})
     with pytest.raises(CxrresError, match="gpus_per_run must be >= 0"):
@@ -60,19 +78,45 @@ def test_options_flags_override_the_study_file_and_extra_lines_get_the_sbatch_pr
 
 def test_train_script_one_task_per_unfinished_run_with_exact_sbatch_lines(tmp_path):
     study = _study(tmp_path)
-    options = SlurmOptions(partition="gpu", gpus_per_run=2, cpus_per_run=16, mem="32G", time="24:00:00", account="lab",
-                           sbatch_extra=("#SBATCH --qos=long",))
+    options = SlurmOptions(
+        partition="gpu",
+        gpus_per_run=2,
+        cpus_per_run=16,
+        mem="32G",
+        time="24:00:00",
+        account="lab",
+        sbatch_extra=("#SBATCH --qos=long",),
+    )
     logs = Path(study.out) / "slurm" / "logs"
-    script, names = cluster.train_script(study, options, dependency="afterok:41", python="/venv/bin/python",
-                                         pythonpath="/src", workdir=tmp_path)
+    script, names = cluster.train_script(
+        study, options, dependency="afterok:41", python="/venv/bin/python", pythonpath="/src", workdir=tmp_path
+    )
     assert names == ["densenet121_32px_seed0", "densenet121_48px_seed0"]
     assert _header(script) == [
-        "#SBATCH --job-name=cxrres-train-s", f"#SBATCH --output={logs}/train_%A_%a.out", "#SBATCH --open-mode=append",
-        f"#SBATCH --chdir={tmp_path}", "#SBATCH --nodes=1", "#SBATCH --ntasks-per-node=2", "#SBATCH --array=0-1",
-        "#SBATCH --gpus-per-node=2", "#SBATCH --cpus-per-task=8", "#SBATCH --mem=32G", "#SBATCH --time=24:00:00",
-        "#SBATCH --partition=gpu", "#SBATCH --account=lab", "#SBATCH --dependency=afterok:41",
-        "#SBATCH --kill-on-invalid-dep=yes", "#SBATCH --requeue", "#SBATCH --signal=USR1@90", "#SBATCH --qos=long"]
-    assert script.startswith("#!/bin/bash\n") and "export PYTHONPATH=/src" in script and "PYTHON=/venv/bin/python" in script
+        "#SBATCH --job-name=cxrres-train-s",
+        f"#SBATCH --output={logs}/train_%A_%a.out",
+        "#SBATCH --open-mode=append",
+        f"#SBATCH --chdir={tmp_path}",
+        "#SBATCH --nodes=1",
+        "#SBATCH --ntasks-per-node=2",
+        "#SBATCH --array=0-1",
+        "#SBATCH --gpus-per-node=2",
+        "#SBATCH --cpus-per-task=8",
+        "#SBATCH --mem=32G",
+        "#SBATCH --time=24:00:00",
+        "#SBATCH --partition=gpu",
+        "#SBATCH --account=lab",
+        "#SBATCH --dependency=afterok:41",
+        "#SBATCH --kill-on-invalid-dep=yes",
+        "#SBATCH --requeue",
+        "#SBATCH --signal=USR1@90",
+        "#SBATCH --qos=long",
+    ]
+    assert (
+        script.startswith("#!/bin/bash\n")
+        and "export PYTHONPATH=/src" in script
+        and "PYTHON=/venv/bin/python" in script
+    )
     tasks = [line for line in script.splitlines() if line.lstrip().startswith(("0)", "1)"))]
     assert len(tasks) == 2
     assert "--resolution 48" in tasks[1] and "--devices 2" in tasks[1] and "--weights none" in tasks[1]
@@ -98,8 +142,13 @@ def test_trained_runs_are_left_out_and_cpu_runs_ask_for_no_gpu(tmp_path):
 
 def test_report_script_runs_the_study_after_the_array_on_one_gpu(tmp_path):
     study = _study(tmp_path)
-    script = cluster.report_script(study, SlurmOptions(gpus_per_run=4, time="2:00:00"), dependency="afterok:42",
-                                   python="/venv/bin/python", workdir=tmp_path)
+    script = cluster.report_script(
+        study,
+        SlurmOptions(gpus_per_run=4, time="2:00:00"),
+        dependency="afterok:42",
+        python="/venv/bin/python",
+        workdir=tmp_path,
+    )
     header = _header(script)
     assert "#SBATCH --gpus-per-node=1" in header and "#SBATCH --dependency=afterok:42" in header
     assert "#SBATCH --kill-on-invalid-dep=yes" in header and "#SBATCH --time=2:00:00" in header
@@ -150,8 +199,15 @@ def test_submit_chains_prepare_train_report_and_records_the_ids(tmp_path, monkey
     assert "slurm:\n  cpus_per_run: 2\n" in (Path(study.out) / "study.yaml").read_text()  # the options are kept
 
     # a second submission while jobs are queued is refused; --dry-run shows each run's state with its job id
-    _fake_slurm(tmp_path, monkeypatch, COUNTING_SBATCH, squeue_out="100|COMPLETING\n101_0|RUNNING\n101_[1]|PENDING\n102|PENDING\n")
-    with pytest.raises(CxrresError, match="jobs 100, 101_0, 101_1, 102 of the last submission are still queued or running"):
+    _fake_slurm(
+        tmp_path,
+        monkeypatch,
+        COUNTING_SBATCH,
+        squeue_out="100|COMPLETING\n101_0|RUNNING\n101_[1]|PENDING\n102|PENDING\n",
+    )
+    with pytest.raises(
+        CxrresError, match="jobs 100, 101_0, 101_1, 102 of the last submission are still queued or running"
+    ):
         cluster.submit_study(study, SlurmOptions())
     text = cluster.describe_jobs(study)
     assert "densenet121_32px_seed0                 running  job 101_0" in text
@@ -177,19 +233,33 @@ def test_states_queued_running_done_failed_and_the_verdict_of_wait(tmp_path, mon
     submission = Submission(0.0, "100", "101", "102", ["densenet121_32px_seed0", "densenet121_48px_seed0"])
     assert queue._expand("101_[0-2,5%2]") == ["101_0", "101_1", "101_2", "101_5"]
     assert queue._parse_pairs("101_0|CANCELLED by 0\n101_[1-2]|PENDING\n99|RUNNING\n", {"101"}) == {
-        "101_0": "CANCELLED", "101_1": "PENDING", "101_2": "PENDING"}
+        "101_0": "CANCELLED",
+        "101_1": "PENDING",
+        "101_2": "PENDING",
+    }
     _mark_trained(study, "densenet121_32px_seed0")
-    rows = cluster.submission_lines(study, submission, {"100": "COMPLETED", "101_0": "COMPLETED", "101_1": "FAILED",
-                                                        "102": "CANCELLED"})
+    rows = cluster.submission_lines(
+        study, submission, {"100": "COMPLETED", "101_0": "COMPLETED", "101_1": "FAILED", "102": "CANCELLED"}
+    )
     assert [(what, word) for what, word, _ in rows] == [
-        ("prepare", "done"), ("densenet121_32px_seed0", "done"), ("densenet121_48px_seed0", "failed"), ("report", "failed")]
+        ("prepare", "done"),
+        ("densenet121_32px_seed0", "done"),
+        ("densenet121_48px_seed0", "failed"),
+        ("report", "failed"),
+    ]
     # SLURM forgot every job (no sacct): a run without run.json `finished` failed, whatever its job said
     rows = cluster.submission_lines(study, submission, {})
     assert rows[2][1] == "failed" and "run.json: not started, 0 epochs" in rows[2][2]
-    monkeypatch.setattr(queue, "job_states", lambda ids: {"100": "COMPLETED", "101_0": "COMPLETED", "101_1": "FAILED",
-                                                            "102": "CANCELLED"})
-    with pytest.raises(CxrresError, match=r"slurm jobs failed: densenet121_48px_seed0 job 101_1 \(FAILED\); "
-                                          r"report job 102 \(afterok:101\) \(CANCELLED\)"):
+    monkeypatch.setattr(
+        queue,
+        "job_states",
+        lambda ids: {"100": "COMPLETED", "101_0": "COMPLETED", "101_1": "FAILED", "102": "CANCELLED"},
+    )
+    with pytest.raises(
+        CxrresError,
+        match=r"slurm jobs failed: densenet121_48px_seed0 job 101_1 \(FAILED\); "
+        r"report job 102 \(afterok:101\) \(CANCELLED\)",
+    ):
         cluster.wait_for(study, submission, poll_s=0, log=lambda line: None)
 
 
@@ -215,10 +285,23 @@ def test_tiny_study_through_a_real_slurm(tmp_path, capsys):
 
     synthesize(tmp_path / "phantom", n_images=48, size_px=64, seed=3, workers=1, progress=False)
     config = tmp_path / "study.yaml"
-    config.write_text("train:\n  weights: none\n  max_epochs: 1\n  batch_size: 8\n  lr_patience: 1\n"
-                      "localize:\n  examples: 1\nn_boot: 100\nslurm:\n  cpus_per_run: 1\n")
-    args = ["study", "--data", str(tmp_path / "phantom"), "--resolutions", "32,48", "--out", str(tmp_path / "s"),
-            "--config", str(config), "--executor", "slurm"]
+    config.write_text(
+        "train:\n  weights: none\n  max_epochs: 1\n  batch_size: 8\n  lr_patience: 1\n"
+        "localize:\n  examples: 1\nn_boot: 100\nslurm:\n  cpus_per_run: 1\n"
+    )
+    args = [
+        "study",
+        "--data",
+        str(tmp_path / "phantom"),
+        "--resolutions",
+        "32,48",
+        "--out",
+        str(tmp_path / "s"),
+        "--config",
+        str(config),
+        "--executor",
+        "slurm",
+    ]
     assert main(args + ["--partition", "no-such-partition"]) == 1  # refused by the real sbatch: nothing submitted
     assert "sbatch refused" in capsys.readouterr().err and not (tmp_path / "s" / "slurm" / "jobs.json").exists()
     assert main(args + ["--wait"]) == 0
@@ -232,7 +315,10 @@ def test_tiny_study_through_a_real_slurm(tmp_path, capsys):
     assert f"train_{submission.train}_0.out" in logs and f"report_{submission.report}.out" in logs
     assert main(args[:-2] + ["--dry-run"]) == 0
     dry = capsys.readouterr().out
-    assert dry.count("left: nothing") == 2 and f"report                                 done     job {submission.report}" in dry
+    assert (
+        dry.count("left: nothing") == 2
+        and f"report                                 done     job {submission.report}" in dry
+    )
     assert os.environ.get("PYTHONPATH", "") in (s / "slurm" / "train.sbatch").read_text()
 
 
@@ -256,8 +342,10 @@ def _rsna_with_a_duplicated_box_row(tmp_path):
     boxed = next(r for r in rows[1:] if r.endswith(",1"))
     labels.write_text("\n".join(rows + [boxed]) + "\n")
     config = tmp_path / "study.yaml"
-    config.write_text("train:\n  weights: none\n  max_epochs: 1\n  batch_size: 8\n  skip_bad: true\n"
-                      "localize:\n  examples: 0\nn_boot: 50\nslurm:\n  cpus_per_run: 1\n")
+    config.write_text(
+        "train:\n  weights: none\n  max_epochs: 1\n  batch_size: 8\n  skip_bad: true\n"
+        "localize:\n  examples: 0\nn_boot: 50\nslurm:\n  cpus_per_run: 1\n"
+    )
     return root, config
 
 
@@ -282,8 +370,20 @@ def test_the_slurm_prepare_job_carries_the_studys_data_settings(tmp_path, capsys
 @pytest.mark.skipif(_slurm_ready() is not None, reason=str(_slurm_ready()))
 def test_rsna_study_with_skip_bad_through_a_real_slurm(tmp_path, capsys):
     root, config = _rsna_with_a_duplicated_box_row(tmp_path)
-    args = ["study", "--data", str(root), "--resolutions", "32", "--out", str(tmp_path / "s"), "--config", str(config),
-            "--executor", "slurm", "--wait"]
+    args = [
+        "study",
+        "--data",
+        str(root),
+        "--resolutions",
+        "32",
+        "--out",
+        str(tmp_path / "s"),
+        "--config",
+        str(config),
+        "--executor",
+        "slurm",
+        "--wait",
+    ]
     assert main(args) == 0
     assert f"report: {tmp_path / 's' / 'report.html'}" in capsys.readouterr().out
     run = tmp_path / "s" / "runs" / "densenet121_32px_seed0"

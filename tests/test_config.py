@@ -14,7 +14,15 @@ import cxrres
 from cxrres import runs
 from cxrres.cli import build_parser
 from cxrres.data.labels import CLASSES
-from cxrres.config import NOT_IDENTITY, TrainConfig, add_train_arguments, flag_of, merge_settings, settings_from_args, train_argv
+from cxrres.config import (
+    NOT_IDENTITY,
+    TrainConfig,
+    add_train_arguments,
+    flag_of,
+    merge_settings,
+    settings_from_args,
+    train_argv,
+)
 from cxrres.study.grid import GRID_FLAGS, job_commands, make_study, study_settings, write_study_file
 
 from conftest import MINI
@@ -40,13 +48,43 @@ def test_every_setting_is_a_flag_with_help() -> None:
 
 def test_train_flags_round_trip_every_setting() -> None:
     """A config with every field away from its default comes back identical from its own command line."""
-    config = TrainConfig(data="/data/x", resolution_px=96, arch="resnet34", weights="/w/chexnet.pth", split="official",
-                         split_dir="/splits", val_fraction=0.2, split_seed=3, dataset="chexpert", views="all",
-                         uncertain="zeros", labeler="negbio", class_names="Edema,Pleural Effusion", label="Nodule",
-                         seed=7, max_epochs=5, batch_size=24, lr=1e-3, weight_decay=0.0, lr_factor=0.5, lr_patience=1, stop_patience=4,
-                         accelerator="cpu", devices=2, nodes=1, precision="32", channels_last=False, deterministic=True,
-                         allow_missing=True, out="/runs/a", cache="/cache", num_workers=3, progress=False,
-                         readers="majority", skip_bad=True)
+    config = TrainConfig(
+        data="/data/x",
+        resolution_px=96,
+        arch="resnet34",
+        weights="/w/chexnet.pth",
+        split="official",
+        split_dir="/splits",
+        val_fraction=0.2,
+        split_seed=3,
+        dataset="chexpert",
+        views="all",
+        uncertain="zeros",
+        labeler="negbio",
+        class_names="Edema,Pleural Effusion",
+        label="Nodule",
+        seed=7,
+        max_epochs=5,
+        batch_size=24,
+        lr=1e-3,
+        weight_decay=0.0,
+        lr_factor=0.5,
+        lr_patience=1,
+        stop_patience=4,
+        accelerator="cpu",
+        devices=2,
+        nodes=1,
+        precision="32",
+        channels_last=False,
+        deterministic=True,
+        allow_missing=True,
+        out="/runs/a",
+        cache="/cache",
+        num_workers=3,
+        progress=False,
+        readers="majority",
+        skip_bad=True,
+    )
     changed = [f.name for f in dataclasses.fields(TrainConfig) if getattr(config, f.name) != f.default]
     assert set(changed) == {f.name for f in dataclasses.fields(TrainConfig)} - {"nodes"}
     assert _parse_train(train_argv(config)) == config
@@ -65,10 +103,21 @@ def test_tri_state_flags() -> None:
 def test_plan_final_command_keeps_every_study_option(tmp_path: Path) -> None:
     """The plan's last line, parsed as the CLI parses it, is the same study: labels, grid, train and localize settings."""
     config = tmp_path / "in.yaml"
-    config.write_text("train:\n  weights: none\n  lr_patience: 1\n  max_epochs: 3\nlocalize:\n  method: hirescam\n  iou: 0.3\n"
-                      "n_boot: 200\n")
-    study = study_settings(config, {"data": str(MINI), "resolutions": "32,48", "archs": "densenet121,resnet34",
-                                    "seeds": "0,2", "labels": "Nodule,all,Mass", "out": str(tmp_path / "s")})
+    config.write_text(
+        "train:\n  weights: none\n  lr_patience: 1\n  max_epochs: 3\nlocalize:\n  method: hirescam\n  iou: 0.3\n"
+        "n_boot: 200\n"
+    )
+    study = study_settings(
+        config,
+        {
+            "data": str(MINI),
+            "resolutions": "32,48",
+            "archs": "densenet121,resnet34",
+            "seeds": "0,2",
+            "labels": "Nodule,all,Mass",
+            "out": str(tmp_path / "s"),
+        },
+    )
     assert study.labels == ("Nodule", None, "Mass")
     write_study_file(study)
     lines = job_commands(study).splitlines()
@@ -93,18 +142,45 @@ def test_study_file_round_trip(tmp_path: Path) -> None:
 
 
 #: Every file and folder name of the run- and study-directory schema.
-SCHEMA = {name: getattr(runs, name) for name in ("CONFIG", "STATUS", "METRICS", "PREDICTIONS", "PREDICTIONS_VAL", "OPERATING_POINTS", "CHECKPOINTS", "BEST", "LAST",
-                                                 "AUC", "LOCALIZATION", "LOCALIZATION_SAMPLES", "LOCALIZATION_EXAMPLES", "SKIPPED_ROWS",
-                                                 "STUDY_FILE", "KEY_TABLE", "REPORT_HTML", "REPORT_MD", "REPORT_FILES", "SLURM_JOBS",
-                                                 "COMPARISON", "AUC_GOOGLE2019", "EXTERNAL_TEST")}
+SCHEMA = {
+    name: getattr(runs, name)
+    for name in (
+        "CONFIG",
+        "STATUS",
+        "METRICS",
+        "PREDICTIONS",
+        "PREDICTIONS_VAL",
+        "OPERATING_POINTS",
+        "CHECKPOINTS",
+        "BEST",
+        "LAST",
+        "AUC",
+        "LOCALIZATION",
+        "LOCALIZATION_SAMPLES",
+        "LOCALIZATION_EXAMPLES",
+        "SKIPPED_ROWS",
+        "STUDY_FILE",
+        "KEY_TABLE",
+        "REPORT_HTML",
+        "REPORT_MD",
+        "REPORT_FILES",
+        "SLURM_JOBS",
+        "COMPARISON",
+        "AUC_GOOGLE2019",
+        "EXTERNAL_TEST",
+    )
+}
 
 
 @pytest.mark.parametrize("name", sorted(SCHEMA))
 def test_each_file_name_is_spelled_once(name: str) -> None:
     literal = re.compile(r"""["']""" + re.escape(SCHEMA[name]) + r"""["']""")
-    hits = [f"{path.relative_to(PACKAGE)}:{i}" for path in PACKAGE.rglob("*.py")
-            for i, line in enumerate(path.read_text().splitlines(), 1)
-            if literal.search(line) and "torch.hub" not in line]  # torch hub's own `checkpoints` folder is another fact
+    hits = [
+        f"{path.relative_to(PACKAGE)}:{i}"
+        for path in PACKAGE.rglob("*.py")
+        for i, line in enumerate(path.read_text().splitlines(), 1)
+        if literal.search(line) and "torch.hub" not in line
+    ]  # torch hub's own `checkpoints` folder is another fact
     assert hits == [f"runs.py:{_line_of(name)}"], hits
 
 
@@ -114,7 +190,9 @@ def _line_of(name: str) -> int:
 
 
 def test_no_module_over_450_lines() -> None:
-    long = {str(p.relative_to(PACKAGE)): n for p in PACKAGE.rglob("*.py") if (n := len(p.read_text().splitlines())) > 450}
+    long = {
+        str(p.relative_to(PACKAGE)): n for p in PACKAGE.rglob("*.py") if (n := len(p.read_text().splitlines())) > 450
+    }
     assert long == {}
 
 
@@ -143,8 +221,15 @@ def test_new_data_set_settings_keep_an_nih_run_identity() -> None:
     assert not {"dataset", "views", "uncertain", "class_names", "readers", "skip_bad"} & set(identity(nih))
     assert identity(TrainConfig(data="/d", resolution_px=64, skip_bad=True))["skip_bad"] is True
     assert nih.classes == list(CLASSES) and nih.split_spec().dataset == "nih"
-    chexpert = TrainConfig(data="/d", resolution_px=64, dataset="chexpert", uncertain="ones", class_names="Edema,Pleural Effusion")
+    chexpert = TrainConfig(
+        data="/d", resolution_px=64, dataset="chexpert", uncertain="ones", class_names="Edema,Pleural Effusion"
+    )
     assert {k: identity(chexpert)[k] for k in ("dataset", "uncertain", "class_names")} == {
-        "dataset": "chexpert", "uncertain": "ones", "class_names": "Edema,Pleural Effusion"}
+        "dataset": "chexpert",
+        "uncertain": "ones",
+        "class_names": "Edema,Pleural Effusion",
+    }
     assert chexpert.classes == ["Edema", "Pleural Effusion"]
-    assert _parse_train(["--data", "d", "--resolution", "32", "--classes", "Edema", "--uncertain", "zeros"]).classes == ["Edema"]
+    assert _parse_train(
+        ["--data", "d", "--resolution", "32", "--classes", "Edema", "--uncertain", "zeros"]
+    ).classes == ["Edema"]

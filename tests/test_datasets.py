@@ -28,7 +28,10 @@ def chexpert_row(patient: int, study: int, view: str, labels: dict[str, str], fo
     side, ap = ("Lateral", "") if view == "lateral" else ("Frontal", view)
     cells = [labels.get(c, "") for c in chexpert.CLASSES]
     name = "view2_lateral" if view == "lateral" else "view1_frontal"
-    return f"CheXpert-v1.0-small/{folder}/patient{patient:05d}/study{study}/{name}.jpg,Female,60,{side},{ap}," + ",".join(cells)
+    return (
+        f"CheXpert-v1.0-small/{folder}/patient{patient:05d}/study{study}/{name}.jpg,Female,60,{side},{ap},"
+        + ",".join(cells)
+    )
 
 
 def write_chexpert(root: Path, n_patients: int = 20, valid: bool = True) -> Path:
@@ -36,8 +39,17 @@ def write_chexpert(root: Path, n_patients: int = 20, valid: bool = True) -> Path
     root.mkdir(parents=True, exist_ok=True)
     rows = []
     for p in range(1, n_patients + 1):
-        rows.append(chexpert_row(p, 1, "AP" if p % 2 else "PA", {"Edema": "1.0" if p % 3 == 0 else "-1.0" if p % 3 == 1 else "",
-                                                               "Pleural Effusion": "0.0" if p % 2 else "1.0"}))
+        rows.append(
+            chexpert_row(
+                p,
+                1,
+                "AP" if p % 2 else "PA",
+                {
+                    "Edema": "1.0" if p % 3 == 0 else "-1.0" if p % 3 == 1 else "",
+                    "Pleural Effusion": "0.0" if p % 2 else "1.0",
+                },
+            )
+        )
         rows.append(chexpert_row(p, 1, "lateral", {"Edema": "1.0"}))
     (root / "train.csv").write_text(HEAD + "\n" + "\n".join(rows) + "\n")
     if valid:
@@ -46,12 +58,18 @@ def write_chexpert(root: Path, n_patients: int = 20, valid: bool = True) -> Path
     return root
 
 
-@pytest.mark.parametrize("policy, train_val, test", [
-    # Edema over train+val (train.csv, frontal): 6 positive, 7 uncertain, 7 blank; test (valid.csv): 1 positive, 3 negative
-    ("ignore", (6, 7, 7), (1, 3, 0)), ("zeros", (6, 14, 0), (1, 3, 0)), ("ones", (13, 7, 0), (1, 3, 0)),
-])
-def test_describe_counts_what_a_run_trains_on_under_each_uncertain_policy(tmp_path: Path, capsys: pytest.CaptureFixture,
-                                                                          policy: str, train_val: tuple, test: tuple) -> None:
+@pytest.mark.parametrize(
+    "policy, train_val, test",
+    [
+        # Edema over train+val (train.csv, frontal): 6 positive, 7 uncertain, 7 blank; test (valid.csv): 1 positive, 3 negative
+        ("ignore", (6, 7, 7), (1, 3, 0)),
+        ("zeros", (6, 14, 0), (1, 3, 0)),
+        ("ones", (13, 7, 0), (1, 3, 0)),
+    ],
+)
+def test_describe_counts_what_a_run_trains_on_under_each_uncertain_policy(
+    tmp_path: Path, capsys: pytest.CaptureFixture, policy: str, train_val: tuple, test: tuple
+) -> None:
     import json
     import re
 
@@ -74,12 +92,16 @@ def test_describe_counts_what_a_run_trains_on_under_each_uncertain_policy(tmp_pa
     assert f"what a run trains and is scored on (--uncertain {policy};" in text
     rows = [line.split() for line in text.splitlines() if line.startswith("Edema ")]
     raw = [int(v.replace(",", "")) for v in rows[0][1:] if not v.endswith("%")]
-    assert raw == [edema[k][p] for p in ("train", "val", "test") for k in ("positive", "negative", "uncertain", "blank")]
+    assert raw == [
+        edema[k][p] for p in ("train", "val", "test") for k in ("positive", "negative", "uncertain", "blank")
+    ]
     assert [int(v) for v in rows[1][1:]] == [trained[k][p] for p in ("train", "val", "test") for k in kinds]
     assert re.search(r"^class +train +% +neg +unc +blank", text, re.MULTILINE)
 
 
-def test_views_take_the_data_sets_own_word_and_refuse_an_unknown_code(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_views_take_the_data_sets_own_word_and_refuse_an_unknown_code(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     import json
 
     from cxrres.cli import main
@@ -100,30 +122,40 @@ def test_views_take_the_data_sets_own_word_and_refuse_an_unknown_code(tmp_path: 
     assert sum(json.loads(capsys.readouterr().out)["images"].values()) == int(codes["PA"])
 
 
-def test_a_root_one_or_two_folders_too_high_points_at_the_data_set(tmp_path: Path, mini: Path, capsys: pytest.CaptureFixture) -> None:
+def test_a_root_one_or_two_folders_too_high_points_at_the_data_set(
+    tmp_path: Path, mini: Path, capsys: pytest.CaptureFixture
+) -> None:
     from cxrres.cli import main
 
     write_chexpert_small(tmp_path / "up" / "CheXpert-v1.0-small")
     assert main(["describe", "--data", str(tmp_path / "up")]) == 1
     err = capsys.readouterr().err
-    assert err == (f"cxrres describe: error: {tmp_path / 'up'}: no data set here, but found CheXpert-v1.0-small/train.csv "
-                   f"below it (chexpert): use --data {tmp_path / 'up' / 'CheXpert-v1.0-small'}\n")
+    assert err == (
+        f"cxrres describe: error: {tmp_path / 'up'}: no data set here, but found CheXpert-v1.0-small/train.csv "
+        f"below it (chexpert): use --data {tmp_path / 'up' / 'CheXpert-v1.0-small'}\n"
+    )
     (tmp_path / "two" / "downloads").mkdir(parents=True)
     mini.rename(tmp_path / "two" / "downloads" / "nih")  # two levels down; an empty folder beside it is passed over
     (tmp_path / "two" / "aaa-empty").mkdir()
     with pytest.raises(CxrresError) as info:
         detect_dataset(tmp_path / "two")
-    assert str(info.value) == (f"{tmp_path / 'two'}: no data set here, but found downloads/nih/Data_Entry_2017.csv below "
-                               f"it (nih): use --data {tmp_path / 'two' / 'downloads' / 'nih'}")
+    assert str(info.value) == (
+        f"{tmp_path / 'two'}: no data set here, but found downloads/nih/Data_Entry_2017.csv below "
+        f"it (nih): use --data {tmp_path / 'two' / 'downloads' / 'nih'}"
+    )
 
 
-def test_a_file_given_as_data_is_named_a_file_and_its_folder_suggested(tmp_path: Path, mini: Path,
-                                                                       capsys: pytest.CaptureFixture) -> None:
+def test_a_file_given_as_data_is_named_a_file_and_its_folder_suggested(
+    tmp_path: Path, mini: Path, capsys: pytest.CaptureFixture
+) -> None:
     from cxrres.cli import main
 
     entry = mini / "Data_Entry_2017.csv"
-    for argv in (["describe", "--data", str(entry)], ["describe", "--data", str(entry), "--dataset", "nih"],
-                 ["prepare", "--data", str(entry), "--resolutions", "8"]):
+    for argv in (
+        ["describe", "--data", str(entry)],
+        ["describe", "--data", str(entry), "--dataset", "nih"],
+        ["prepare", "--data", str(entry), "--resolutions", "8"],
+    ):
         assert main(argv) == 1
         err = capsys.readouterr().err
         assert err.count("\n") == 1
@@ -151,13 +183,17 @@ def test_registry_detects_each_layout_and_names_what_it_expects(tmp_path: Path, 
 
 @pytest.mark.parametrize("kind", ["chexnet", "official"])
 def test_nih_adapter_is_build_split_unchanged(request: pytest.FixtureRequest, kind: str) -> None:
-    root = request.getfixturevalue("real_root" if kind == "chexnet" else "mini")  # the bundled CheXNet lists need real names
+    root = request.getfixturevalue(
+        "real_root" if kind == "chexnet" else "mini"
+    )  # the bundled CheXNet lists need real names
     table = open_dataset(root, options=ReadOptions(split=kind))
     split = build_split(DataRoot.at(root), kind)
     assert table.dataset == "nih" and table.frame.index.equals(split.frame.index)
     assert (table.frame["part"] == split.frame["part"]).all()
     assert (table.frame["patient_id"].to_numpy() == split.frame["patient_id"].to_numpy()).all()
-    assert np.array_equal(table.frame[list(table.classes)].to_numpy(np.uint8), split.frame[list(table.classes)].to_numpy(np.uint8))
+    assert np.array_equal(
+        table.frame[list(table.classes)].to_numpy(np.uint8), split.frame[list(table.classes)].to_numpy(np.uint8)
+    )
     assert table.frame["path"].iloc[0].startswith("images/") and table.frame["frontal"].all()
     assert len(table.boxes) == len(DataRoot.at(root).boxes)
 
@@ -169,8 +205,15 @@ def test_chexpert_fixture_counts_views_and_split(tmp_path: Path) -> None:
     frame = table.frame
     assert len(frame) == 24 and frame["frontal"].all()  # 20 frontal train + 4 valid; laterals dropped
     assert frame.index[0] == "train/patient00001/study1/view1_frontal.jpg" == frame["path"].iloc[0]
-    assert (frame["part"] == "test").sum() == 4 and set(frame.loc[frame["part"] == "test", "patient_id"]) == {64541, 64542, 64543, 64544}
-    assert (frame["part"] == "val").sum() == 2 and (frame["part"] == "train").sum() == 18  # >= 10% of 20, whole patients
+    assert (frame["part"] == "test").sum() == 4 and set(frame.loc[frame["part"] == "test", "patient_id"]) == {
+        64541,
+        64542,
+        64543,
+        64544,
+    }
+    assert (frame["part"] == "val").sum() == 2 and (
+        frame["part"] == "train"
+    ).sum() == 18  # >= 10% of 20, whole patients
     edema = frame["Edema"]
     assert ((edema == 1).sum(), (edema == -1).sum(), edema.isna().sum(), (edema == 0).sum()) == (6 + 1, 7, 7, 3)
     assert set(frame["view"]) == {"AP", "PA"}
@@ -190,12 +233,15 @@ def test_chexpert_without_valid_carves_test_too(tmp_path: Path) -> None:
     assert parts == {"train": 36, "val": 4, "test": 10} and any("test: 0.2" in n for n in table.notes)
 
 
-@pytest.mark.parametrize("mutate, where, message", [
-    (lambda t: t.replace("Pleural Effusion", "Effusion"), ":", "missing column 'Pleural Effusion'"),
-    (lambda t: t.replace(",-1.0,", ",2.0,", 1), ":2:", "column 'Edema': label '2.0' is not 1, 0, -1 or blank"),
-    (lambda t: t.replace("patient00003", "pat3", 1), ":6:", "column 'Path'"),
-    (lambda t: t.replace(",Lateral,", ",Side,", 1), ":3:", "column 'Frontal/Lateral'"),
-])
+@pytest.mark.parametrize(
+    "mutate, where, message",
+    [
+        (lambda t: t.replace("Pleural Effusion", "Effusion"), ":", "missing column 'Pleural Effusion'"),
+        (lambda t: t.replace(",-1.0,", ",2.0,", 1), ":2:", "column 'Edema': label '2.0' is not 1, 0, -1 or blank"),
+        (lambda t: t.replace("patient00003", "pat3", 1), ":6:", "column 'Path'"),
+        (lambda t: t.replace(",Lateral,", ",Side,", 1), ":3:", "column 'Frontal/Lateral'"),
+    ],
+)
 def test_chexpert_bad_input_names_file_and_line(tmp_path: Path, mutate, where: str, message: str) -> None:
     root = write_chexpert(tmp_path / "cx")
     (root / "train.csv").write_text(mutate((root / "train.csv").read_text()))
@@ -229,7 +275,10 @@ def write_csv_root(root: Path, text: str) -> Path:
 
 def test_plain_csv_with_split_and_patients(tmp_path: Path) -> None:
     lines = ["image,patient,split,Opacity,Nodule"]
-    lines += [f"img/{i}.png,p{i // 2},{'test' if i >= 16 else 'val' if i >= 12 else 'train'},{i % 2},{'-1' if i == 3 else ''}" for i in range(20)]
+    lines += [
+        f"img/{i}.png,p{i // 2},{'test' if i >= 16 else 'val' if i >= 12 else 'train'},{i % 2},{'-1' if i == 3 else ''}"
+        for i in range(20)
+    ]
     table = open_dataset(write_csv_root(tmp_path / "plain", "\n".join(lines) + "\n"))
     assert table.classes == ("Opacity", "Nodule") and table.notes == ()
     assert table.frame["part"].value_counts().to_dict() == {"train": 12, "val": 4, "test": 4}
@@ -253,7 +302,10 @@ def test_plain_csv_without_split_carves_and_catches_leakage(tmp_path: Path) -> N
 def test_uncertain_policies() -> None:
     raw = np.array([[1, 0, -1, np.nan], [-1, -1, 1, 0]], np.float32)
     targets, mask = apply_uncertain(raw, "ignore")
-    assert targets.tolist() == [[1, 0, 0, 0], [0, 0, 1, 0]] and mask.tolist() == [[True, True, False, True], [False, False, True, True]]
+    assert targets.tolist() == [[1, 0, 0, 0], [0, 0, 1, 0]] and mask.tolist() == [
+        [True, True, False, True],
+        [False, False, True, True],
+    ]
     targets, mask = apply_uncertain(raw, "zeros")
     assert targets.tolist() == [[1, 0, 0, 0], [0, 0, 1, 0]] and mask.all()
     targets, mask = apply_uncertain(raw, "ones")
@@ -265,8 +317,14 @@ def test_uncertain_policies() -> None:
 def write_padchest(root: Path, index_column: bool) -> Path:
     """A PadChest root: 6 patients x (PA, L) images, list-string labels (items with spaces), one unlabelled row."""
     root.mkdir(parents=True, exist_ok=True)
-    labels = ["['normal']", "['pleural effusion', ' cardiomegaly']", "['loculated pleural effusion']", "['nodule', 'pseudonodule']",
-              "['hydropneumothorax']", "nan"]
+    labels = [
+        "['normal']",
+        "['pleural effusion', ' cardiomegaly']",
+        "['loculated pleural effusion']",
+        "['nodule', 'pseudonodule']",
+        "['hydropneumothorax']",
+        "nan",
+    ]
     rows = [["ImageID", "ImageDir", "PatientID", "Projection", "Labels", "Report"]]
     for p in range(6):
         rows.append([f"{p}_pa.png", str(p % 3), f"pat{p}", "PA", labels[p], "texto , con comas"])
@@ -280,7 +338,9 @@ def write_padchest(root: Path, index_column: bool) -> Path:
 
 @pytest.mark.parametrize("index_column", [False, True])
 def test_padchest_fixture_maps_terms_to_nih_names(tmp_path: Path, index_column: bool) -> None:
-    table = open_dataset(write_padchest(tmp_path / "pc", index_column), options=ReadOptions(test_fraction=0.2, val_fraction=0.25))
+    table = open_dataset(
+        write_padchest(tmp_path / "pc", index_column), options=ReadOptions(test_fraction=0.2, val_fraction=0.25)
+    )
     frame = table.frame
     assert table.dataset == "padchest" and len(frame) == 5 and set(frame["view"]) == {"PA"}  # unlabelled + laterals out
     assert frame["Effusion"].sum() == 2 and frame["Cardiomegaly"].sum() == 1 and frame["Nodule"].sum() == 1
@@ -301,14 +361,20 @@ def test_padchest_real_csv_exact_counts() -> None:
     frontal = [r for r in labelled if r["Projection"] in ("PA", "AP", "AP_horizontal")]
     assert len(rows) == 160_861 and len(labelled) == 160_861 - 103
     table = open_dataset(PADCHEST_REAL.parent, options=ReadOptions(views="all"))
-    assert len(table.frame) == len(labelled) and table.frame["patient_id"].nunique() == len({r["PatientID"] for r in labelled})
-    assert table.frame["view"].value_counts().to_dict() == {k: sum(r["Projection"] == k for r in labelled) for k in set(r["Projection"] for r in labelled)}
+    assert len(table.frame) == len(labelled) and table.frame["patient_id"].nunique() == len(
+        {r["PatientID"] for r in labelled}
+    )
+    assert table.frame["view"].value_counts().to_dict() == {
+        k: sum(r["Projection"] == k for r in labelled) for k in set(r["Projection"] for r in labelled)
+    }
     for name, terms in padchest.NIH_TERMS.items():
         expected = sum(bool({t.strip() for t in ast.literal_eval(r["Labels"])} & set(terms)) for r in labelled)
         assert int(table.frame[name].sum()) == expected, name
     assert len(open_dataset(PADCHEST_REAL.parent).frame) == len(frontal)
     # --classes with PadChest's own terms beside an NIH name: the same images and parts, each term counted by itself
-    terms = open_dataset(PADCHEST_REAL.parent, options=ReadOptions(views="all", classes=("normal", "Effusion", "pseudonodule")))
+    terms = open_dataset(
+        PADCHEST_REAL.parent, options=ReadOptions(views="all", classes=("normal", "Effusion", "pseudonodule"))
+    )
     assert terms.frame.index.equals(table.frame.index) and terms.frame["part"].equals(table.frame["part"])
     listed = [{t.strip() for t in ast.literal_eval(r["Labels"])} for r in labelled]
     assert int(terms.frame["normal"].sum()) == sum("normal" in t for t in listed)
@@ -331,7 +397,11 @@ def write_mimic(root: Path, negbio: bool = False, images: bool = False, n_subjec
     rng = np.random.default_rng(0)
     for s in range(n_subjects):
         subject, study = 10000000 + s, 50000000 + s
-        part = ["train", "train", "train", "validate", "test", "test"][s] if s < 6 else ("test", "train", "train", "validate")[s % 4 - 2]
+        part = (
+            ["train", "train", "train", "validate", "test", "test"][s]
+            if s < 6
+            else ("test", "train", "train", "validate")[s % 4 - 2]
+        )
         for view in ("PA", "LATERAL"):
             dicom = f"d{s}{view[0].lower()}"
             split.append(f"{dicom},{study},{subject},{part}")
@@ -351,7 +421,9 @@ def write_mimic(root: Path, negbio: bool = False, images: bool = False, n_subjec
         labels["chexpert"].append(f"{subject},{study}," + ",".join(cells.get(c, "") for c in mimic_classes()))
         if negbio:
             edema = ("0.0" if s < 2 else "1.0") if s < 6 else ("1.0" if (s // 4) % 2 else "0.0")
-            labels["negbio"].append(f"{subject},{study}," + ",".join(edema if c == "Edema" else "" for c in mimic_classes()))
+            labels["negbio"].append(
+                f"{subject},{study}," + ",".join(edema if c == "Edema" else "" for c in mimic_classes())
+            )
     for name, lines in (("split", split), ("metadata", meta), *labels.items()):
         with gzip.open(root / f"mimic-cxr-2.0.0-{name}.csv.gz", "wt") as handle:
             handle.write("\n".join(lines) + "\n")
@@ -375,12 +447,14 @@ def test_mimic_synthetic_official_split_study_labels_and_views(tmp_path: Path) -
     assert frame.loc["files/p10/p10000005/s50000005/d5p.jpg", list(table.classes)].isna().all()  # no label row
     everything = open_dataset(root, options=ReadOptions(views="all"))
     assert len(everything.frame) == 12 and (everything.frame["Edema"] == 1).sum() == 4  # study labels on each image
-    text = (root / "mimic-cxr-2.0.0-split.csv.gz")
+    text = root / "mimic-cxr-2.0.0-split.csv.gz"
     with gzip.open(text, "rt") as handle:
         body = handle.read().replace(",validate", ",valid", 1)
     with gzip.open(text, "wt") as handle:
         handle.write(body)
-    with pytest.raises(DataFormatError, match=r"split.csv.gz:8: column 'split': 'valid' is not train, validate or test"):
+    with pytest.raises(
+        DataFormatError, match=r"split.csv.gz:8: column 'split': 'valid' is not train, validate or test"
+    ):
         open_dataset(root)
 
 
@@ -394,10 +468,19 @@ def test_describe_any_data_set_from_metadata(tmp_path: Path, capsys: pytest.Capt
     summary = json.loads(capsys.readouterr().out)
     assert summary["dataset"] == "chexpert" and summary["images"] == {"train": 18, "val": 2, "test": 4}
     edema = summary["classes"]["Edema"]
-    assert sum(edema["positive"].values()) == 7 and sum(edema["uncertain"].values()) == 7 and sum(edema["blank"].values()) == 7
+    assert (
+        sum(edema["positive"].values()) == 7
+        and sum(edema["uncertain"].values()) == 7
+        and sum(edema["blank"].values()) == 7
+    )
     assert main(["describe", "--data", str(write_mimic(tmp_path / "m")), "--views", "all"]) == 0
-    assert "data set mimic: train 6 images / 3 patients, val 2 images / 1 patients, test 4 images / 2 patients" in capsys.readouterr().out
-    assert main(["describe", "--data", str(write_padchest(tmp_path / "p", True)), "--dataset", "padchest", "--json"]) == 0
+    assert (
+        "data set mimic: train 6 images / 3 patients, val 2 images / 1 patients, test 4 images / 2 patients"
+        in capsys.readouterr().out
+    )
+    assert (
+        main(["describe", "--data", str(write_padchest(tmp_path / "p", True)), "--dataset", "padchest", "--json"]) == 0
+    )
     assert json.loads(capsys.readouterr().out)["classes"]["Effusion"]["positive"]["train"] >= 0
     (tmp_path / "none").mkdir()
     assert main(["describe", "--data", str(tmp_path / "none")]) != 0

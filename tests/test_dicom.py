@@ -20,8 +20,14 @@ from cxrres.data.dicom_pixels import dicom_grey, modality_range, voi_output_rang
 from cxrres.data.images import ImageReadError, image_size, load_resized, read_grey  # noqa: E402
 
 
-def _dataset(pixels: np.ndarray, bits_stored: int = 12, signed: bool = False, photometric: str = "MONOCHROME2",
-             syntax: str = uids.ExplicitVRLittleEndian, **elements) -> FileDataset:
+def _dataset(
+    pixels: np.ndarray,
+    bits_stored: int = 12,
+    signed: bool = False,
+    photometric: str = "MONOCHROME2",
+    syntax: str = uids.ExplicitVRLittleEndian,
+    **elements,
+) -> FileDataset:
     """A single-frame grey DICOM dataset holding `pixels` (uint16 / int16 / uint8) uncompressed, plus `elements`."""
     meta = FileMetaDataset()
     meta.TransferSyntaxUID = syntax
@@ -33,7 +39,12 @@ def _dataset(pixels: np.ndarray, bits_stored: int = 12, signed: bool = False, ph
     ds.Rows, ds.Columns = pixels.shape
     allocated = 8 if pixels.dtype == np.uint8 else 16
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, photometric
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = allocated, bits_stored, bits_stored - 1, int(signed)
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = (
+        allocated,
+        bits_stored,
+        bits_stored - 1,
+        int(signed),
+    )
     ds.PixelData = pixels.tobytes()
     for key, value in elements.items():
         setattr(ds, key, value)
@@ -68,8 +79,9 @@ def test_rescale_then_window_on_signed_pixels() -> None:
     # stored int16 -> 2 x - 1000: [-2200, -1000, 0, 500, 1000]; WC 0, WW 2001 -> c = -0.5, w = 2000:
     # -2200 <= -1000.5 -> black; -1000 -> (-999.5 / 2000 + 0.5) = 0.00025; 0 -> 0.50025; 500 -> 0.75025; 1000 -> white.
     stored = np.array([[-600, 0, 500, 750, 1000]], np.int16)
-    ds = _dataset(stored, bits_stored=16, signed=True, RescaleSlope=2, RescaleIntercept=-1000, WindowCenter=0,
-                  WindowWidth=2001)
+    ds = _dataset(
+        stored, bits_stored=16, signed=True, RescaleSlope=2, RescaleIntercept=-1000, WindowCenter=0, WindowWidth=2001
+    )
     assert voi_output_range(ds) == (2 * -32768 - 1000, 2 * 32767 - 1000)
     assert np.allclose(dicom_grey(stored, ds), [[0, 0.06375, 127.56375, 191.31375, 255]], atol=1e-4)
 
@@ -207,8 +219,9 @@ LOSSY = [
 
 
 @pytest.mark.parametrize("name, syntax, modules, bits, tolerance", LOSSY, ids=[n for n, *_ in LOSSY])
-def test_lossy_syntaxes_decode_close_to_the_written_pixels(tmp_path: Path, name: str, syntax: str, modules, bits: int,
-                                                          tolerance: float) -> None:
+def test_lossy_syntaxes_decode_close_to_the_written_pixels(
+    tmp_path: Path, name: str, syntax: str, modules, bits: int, tolerance: float
+) -> None:
     _needs(*modules)
     pixels = _smooth(peak=2**bits - 1).astype(np.uint8 if bits == 8 else np.uint16)
     window = {"WindowCenter": 2 ** (bits - 1), "WindowWidth": 2**bits}
@@ -248,7 +261,9 @@ def test_colour_samples_are_refused(tmp_path: Path) -> None:
     ds.SamplesPerPixel, ds.PlanarConfiguration = 3, 0
     ds.PixelData = rgb.tobytes()
     path = _save(ds, tmp_path / "photo.dicom")
-    with pytest.raises(ImageReadError, match=r"photo\.dicom: DICOM file has colour samples \(RGB, 3 samples per pixel\)"):
+    with pytest.raises(
+        ImageReadError, match=r"photo\.dicom: DICOM file has colour samples \(RGB, 3 samples per pixel\)"
+    ):
         read_grey(path)
 
 
@@ -262,8 +277,10 @@ def test_a_syntax_without_decoder_names_file_syntax_and_package(tmp_path: Path, 
         read_grey(path)
     message = str(caught.value)
     assert "\n" not in message
-    assert message == (f"{path}: transfer syntax JPEG-LS Lossless Image Compression (1.2.840.10008.1.2.4.80) has no "
-                       "decoder installed; pip install pylibjpeg pylibjpeg-libjpeg, or pyjpegls (or python-gdcm)")
+    assert message == (
+        f"{path}: transfer syntax JPEG-LS Lossless Image Compression (1.2.840.10008.1.2.4.80) has no "
+        "decoder installed; pip install pylibjpeg pylibjpeg-libjpeg, or pyjpegls (or python-gdcm)"
+    )
 
 
 # ---- hostile values and decoders (issue 24) ----
@@ -271,26 +288,32 @@ def test_a_syntax_without_decoder_names_file_syntax_and_package(tmp_path: Path, 
 
 def test_a_60000_x_1_dicom_is_refused_before_padding_to_a_square(tmp_path: Path) -> None:
     """60,000 pixels pass the pixel limit, but the padded square would be 3.6 Gpx (14 GB in float32)."""
-    path = _save(_dataset(np.full((60_000, 1), 1000, np.uint16), WindowCenter=2048, WindowWidth=4096),
-                 tmp_path / "tall.dcm")
+    path = _save(
+        _dataset(np.full((60_000, 1), 1000, np.uint16), WindowCenter=2048, WindowWidth=4096), tmp_path / "tall.dcm"
+    )
     line = r"tall\.dcm: header claims 1 x 60,000 pixels, whose padded square 60,000 x 60,000 is more than the limit"
     for read in (read_grey, image_size, lambda p: load_resized(p, (8,))):
         with pytest.raises(ImageReadError, match=line):
             read(path)
 
 
-@pytest.mark.parametrize("slope, problem", [
-    ("NaN", r"64 of 64 pixel values are not finite after the Modality LUT \(RescaleSlope NaN, RescaleIntercept 0"),
-    ("1e308", r"64 of 64 pixel values are not finite after the Modality LUT \(RescaleSlope 1e\+?308"),
-    ("1e36", r"pixel values reach 1e\+39 after the Modality LUT \(RescaleSlope 1e\+?36.*beyond float32"),
-])
-def test_non_finite_or_overflowing_modality_values_are_refused(tmp_path: Path, slope: str, problem: str,
-                                                               capfd: pytest.CaptureFixture) -> None:
+@pytest.mark.parametrize(
+    "slope, problem",
+    [
+        ("NaN", r"64 of 64 pixel values are not finite after the Modality LUT \(RescaleSlope NaN, RescaleIntercept 0"),
+        ("1e308", r"64 of 64 pixel values are not finite after the Modality LUT \(RescaleSlope 1e\+?308"),
+        ("1e36", r"pixel values reach 1e\+39 after the Modality LUT \(RescaleSlope 1e\+?36.*beyond float32"),
+    ],
+)
+def test_non_finite_or_overflowing_modality_values_are_refused(
+    tmp_path: Path, slope: str, problem: str, capfd: pytest.CaptureFixture
+) -> None:
     """Before: NaN grey (a NaN slope) or all black (1e308: inf values, an inf window) decoded with ok=True."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pydicom warns that 'NaN' is no valid DS while the test writes it
-        path = _save(_dataset(np.full((8, 8), 1000, np.uint16), RescaleSlope=slope, RescaleIntercept=0),
-                     tmp_path / "slope.dcm")
+        path = _save(
+            _dataset(np.full((8, 8), 1000, np.uint16), RescaleSlope=slope, RescaleIntercept=0), tmp_path / "slope.dcm"
+        )
     with pytest.raises(ImageReadError, match=r"slope\.dcm: " + problem):
         read_grey(path)
     assert capfd.readouterr().err == ""  # pydicom's 'Invalid value for VR DS' and NumPy's overflow are not printed
@@ -318,7 +341,7 @@ def test_a_corrupt_jpeg_in_a_dicom_prints_only_cxrres_line(tmp_path: Path, capfd
     assert capfd.readouterr() == ("", "")
     scan = _jpeg_dicom(tmp_path / "scan.dcm")
     start = scan.find(b"\xff\xda")
-    scan[start + 20: start + 200] = bytes((k * 37) % 255 for k in range(180))  # libjpeg recovers, with a warning
+    scan[start + 20 : start + 200] = bytes((k * 37) % 255 for k in range(180))  # libjpeg recovers, with a warning
     (tmp_path / "scan.dcm").write_bytes(bytes(scan))
     assert read_grey(tmp_path / "scan.dcm").shape == (48, 64)
     assert capfd.readouterr() == ("", "")

@@ -16,13 +16,19 @@ Usage = namedtuple("Usage", "total used free")
 
 
 def test_cache_bytes_are_images_times_the_sum_of_squared_resolutions_plus_index():
-    assert cache_bytes_needed(10, [32, 64]) == 10 * (32 * 32 + 64 * 64) + 10 * diskspace.INDEX_ROW_BYTES + 2 * diskspace.ARRAY_OVERHEAD_BYTES
+    assert (
+        cache_bytes_needed(10, [32, 64])
+        == 10 * (32 * 32 + 64 * 64) + 10 * diskspace.INDEX_ROW_BYTES + 2 * diskspace.ARRAY_OVERHEAD_BYTES
+    )
     assert cache_bytes_needed(0, []) == 0
     # the full NIH count at the study's five resolutions: 1024² alone is 117.6 GB; all five 156.6 GB
     full = cache_bytes_needed(112_120, [64, 128, 256, 512, 1024])
     assert 156.5e9 < full < 156.7e9
     # it is exactly what the arrays take: a uint8 (N, R, R) array's bytes
-    assert cache_bytes_needed(7, [48]) - 7 * diskspace.INDEX_ROW_BYTES - diskspace.ARRAY_OVERHEAD_BYTES == np.zeros((7, 48, 48), np.uint8).nbytes
+    assert (
+        cache_bytes_needed(7, [48]) - 7 * diskspace.INDEX_ROW_BYTES - diskspace.ARRAY_OVERHEAD_BYTES
+        == np.zeros((7, 48, 48), np.uint8).nbytes
+    )
     with pytest.raises(ValueError):
         cache_bytes_needed(5, [0])
 
@@ -34,7 +40,9 @@ def test_checkpoint_bytes_are_two_checkpoints_of_weights_and_adamw_moments():
 
 def test_refuses_in_one_line_naming_path_needed_and_free(tmp_path, monkeypatch):
     seen = []
-    monkeypatch.setattr(shutil, "disk_usage", lambda p: seen.append(p) or Usage(10**12, 10**12 - 4_500_000_000, 4_500_000_000))
+    monkeypatch.setattr(
+        shutil, "disk_usage", lambda p: seen.append(p) or Usage(10**12, 10**12 - 4_500_000_000, 4_500_000_000)
+    )
     target = tmp_path / "not" / "yet" / "cache"
     with pytest.raises(DiskSpaceError) as caught:
         check_free_space(target, 156_600_000_000, "prepare")

@@ -27,8 +27,10 @@ def make_run(path, resolution_px: int, signal: float, n: int = 300, seed: int = 
     labels = (label_rng.random((len(images), len(classes))) < 0.3).astype(np.uint8)
     scores = 1 / (1 + np.exp(-(signal * labels + rng.normal(size=labels.shape))))
     path.mkdir(parents=True)
-    runs.write_yaml_atomic(path / runs.CONFIG, {"settings": {"arch": "densenet121", "resolution_px": resolution_px,
-                                                             "seed": 0, "label": None}})
+    runs.write_yaml_atomic(
+        path / runs.CONFIG,
+        {"settings": {"arch": "densenet121", "resolution_px": resolution_px, "seed": 0, "label": None}},
+    )
     runs.write_predictions(path / runs.PREDICTIONS, runs.Predictions(images, classes, scores, labels))
     return path
 
@@ -59,7 +61,9 @@ def test_evaluate_json_and_undefined_class(tmp_path, capsys):
     payload = json.loads(capsys.readouterr().out)
     assert set(payload["auc"]) == set(CLASSES3) | {"mean"}
     assert payload["auc"]["Mass"] == {"auc": None, "ci_low": None, "ci_high": None}
-    assert payload["auc"]["mean"]["auc"] == pytest.approx((payload["auc"]["Effusion"]["auc"] + payload["auc"]["Nodule"]["auc"]) / 2, abs=1e-6)
+    assert payload["auc"]["mean"]["auc"] == pytest.approx(
+        (payload["auc"]["Effusion"]["auc"] + payload["auc"]["Nodule"]["auc"]) / 2, abs=1e-6
+    )
     assert "undefined: no positive cases" in pd.read_csv(run / "auc.csv").set_index("class").loc["Mass", "note"]
 
 
@@ -139,13 +143,25 @@ def test_compare_refuses_different_test_images(tmp_path):
 def test_compare_adds_localization_tables_when_every_run_has_them(tmp_path):
     dirs = [make_run(tmp_path / f"r{r}", r, 1.0, seed=i) for i, r in enumerate((64, 256))]
     for d, acc in zip(dirs, (0.2, 0.6)):
-        pd.DataFrame({"class": ["Nodule", "Mass", "mean"], "n": [4, 6, 10], "precision": [acc / 2, acc, 0.75 * acc],
-                      "accuracy": [acc, acc, acc]}).to_csv(d / "localization.csv", index=False)
+        pd.DataFrame(
+            {
+                "class": ["Nodule", "Mass", "mean"],
+                "n": [4, 6, 10],
+                "precision": [acc / 2, acc, 0.75 * acc],
+                "accuracy": [acc, acc, acc],
+            }
+        ).to_csv(d / "localization.csv", index=False)
     out = tmp_path / "cmp"
     comparison = compare_runs(dirs, n_boot=50)
     from cxrres.report.comparison import write_comparison
+
     names = {p.name for p in write_comparison(comparison, out)}
-    assert {"localization_accuracy.csv", "localization_precision.csv", "localization_accuracy_vs_resolution.png", "localization_precision_vs_resolution.png"} <= names
+    assert {
+        "localization_accuracy.csv",
+        "localization_precision.csv",
+        "localization_accuracy_vs_resolution.png",
+        "localization_precision_vs_resolution.png",
+    } <= names
     text = (out / "compare.md").read_text()
     assert "| Nodule | 0.200 | **0.600** |" in text and "Localization precision" in text
     # one run without localization: no tables
@@ -173,7 +189,8 @@ def test_masked_labels_are_left_out_of_their_class_auc(tmp_path):
     assert table.loc["Mass", "auc"] == pytest.approx(_mann_whitney(labels[kept, 1], p.scores[kept, 1]), abs=1e-12)
     assert table.loc["Mass", "n_pos"] + table.loc["Mass", "n_neg"] == 45
     assert table.loc["Mass", ["auc", "ci_low", "ci_high"]].tolist() == pytest.approx(
-        metrics.delong_ci(labels[kept, 1], p.scores[kept, 1]))
+        metrics.delong_ci(labels[kept, 1], p.scores[kept, 1])
+    )
     assert table.loc["Effusion", "auc"] == pytest.approx(_mann_whitney(labels[:, 0], p.scores[:, 0]), abs=1e-12)
     assert table.loc["mean", "auc"] == pytest.approx(table["auc"].iloc[:3].mean(), abs=1e-12)
     # a bootstrap of the kept cases alone gives the same replicates for the masked class

@@ -26,8 +26,15 @@ from conftest import write_chexpert_small
 
 TRAIN = ["--resolution", "32", "--max-epochs", "1", "--weights", "none", "--batch-size", "8", "--quiet"]
 #: NIH class -> CheXpert class: the findings the two data sets share (data/datasets/names.py).
-SHARED = {"Atelectasis": "Atelectasis", "Cardiomegaly": "Cardiomegaly", "Consolidation": "Consolidation",
-          "Edema": "Edema", "Effusion": "Pleural Effusion", "Pneumonia": "Pneumonia", "Pneumothorax": "Pneumothorax"}
+SHARED = {
+    "Atelectasis": "Atelectasis",
+    "Cardiomegaly": "Cardiomegaly",
+    "Consolidation": "Consolidation",
+    "Edema": "Edema",
+    "Effusion": "Pleural Effusion",
+    "Pneumonia": "Pneumonia",
+    "Pneumothorax": "Pneumothorax",
+}
 
 
 @pytest.fixture(scope="module")
@@ -38,9 +45,21 @@ def study(tmp_path_factory) -> SimpleNamespace:
     synthesize(base / "phantom", n_images=60, size_px=64, seed=3, workers=1, progress=False)
     chexpert = write_chexpert_small(base / "CheXpert-v1.0-small")
     config = base / "study.yaml"
-    config.write_text(f"external: [{chexpert}]\ntrain:\n  weights: none\n  max_epochs: 1\n  batch_size: 8\n"
-                      "localize:\n  examples: 1\nn_boot: 50\n")
-    args = ["study", "--data", str(base / "phantom"), "--resolutions", "32", "--out", str(base / "s"), "--config", str(config)]
+    config.write_text(
+        f"external: [{chexpert}]\ntrain:\n  weights: none\n  max_epochs: 1\n  batch_size: 8\n"
+        "localize:\n  examples: 1\nn_boot: 50\n"
+    )
+    args = [
+        "study",
+        "--data",
+        str(base / "phantom"),
+        "--resolutions",
+        "32",
+        "--out",
+        str(base / "s"),
+        "--config",
+        str(config),
+    ]
     before = {}
     for flag in ("--dry-run", "--plan"):
         with contextlib.redirect_stdout(io.StringIO()) as out:
@@ -49,7 +68,9 @@ def study(tmp_path_factory) -> SimpleNamespace:
     with contextlib.redirect_stdout(io.StringIO()):
         assert main(args + ["--quiet"]) == 0
     (run,) = (base / "s" / runs.STUDY_RUNS).iterdir()
-    return SimpleNamespace(phantom=base / "phantom", chexpert=chexpert, args=args, out=base / "s", run=run, before=before)
+    return SimpleNamespace(
+        phantom=base / "phantom", chexpert=chexpert, args=args, out=base / "s", run=run, before=before
+    )
 
 
 def expected_test_labels(chexpert: Path) -> tuple[list[str], dict[str, list[int]]]:
@@ -76,11 +97,14 @@ def test_run_scored_on_chexpert_over_the_shared_classes(study, capsys) -> None:
     predictions = pd.read_csv(out / runs.PREDICTIONS)
     assert predictions["image"].tolist() == images and len(images) == 8
     # the other data set's patients travel with the predictions, and the mean's bootstrap resamples them
-    assert predictions[runs.PATIENT_COLUMN].astype(str).tolist() == [p.split("/")[1][len("patient"):].lstrip("0") or "0"
-                                                                      for p in images]
+    assert predictions[runs.PATIENT_COLUMN].astype(str).tolist() == [
+        p.split("/")[1][len("patient") :].lstrip("0") or "0" for p in images
+    ]
     table = pd.read_csv(out / runs.AUC, keep_default_na=False)
     assert table.columns[:4].tolist() == [runs.EXTERNAL_DATASET, runs.EXTERNAL_ROOT, "class", runs.EXTERNAL_CLASS]
-    assert (table[runs.EXTERNAL_DATASET] == "chexpert").all() and (table[runs.EXTERNAL_ROOT] == str(chexpert.resolve())).all()
+    assert (table[runs.EXTERNAL_DATASET] == "chexpert").all() and (
+        table[runs.EXTERNAL_ROOT] == str(chexpert.resolve())
+    ).all()
     assert table["class"].tolist() == [*SHARED, "mean"]
     assert table[runs.EXTERNAL_CLASS].tolist() == [*SHARED.values(), ""]
     defined = []
@@ -102,7 +126,11 @@ def test_run_scored_on_chexpert_over_the_shared_classes(study, capsys) -> None:
     assert float(mean) == pytest.approx(payload["auc"]["mean"]["auc"], abs=1e-5)
     assert main(["evaluate", str(run), "--data", str(chexpert), "--n-boot", "20"]) == 0  # the text form
     text = capsys.readouterr().out
-    assert "chexpert at" in text and "7 shared classes" in text and re.search(r"^Effusion \(Pleural Effusion\)\s+4 pos", text, re.M)
+    assert (
+        "chexpert at" in text
+        and "7 shared classes" in text
+        and re.search(r"^Effusion \(Pleural Effusion\)\s+4 pos", text, re.M)
+    )
     assert f"wrote {out / runs.AUC}" in text
 
 
@@ -110,11 +138,15 @@ def test_refusals_are_one_line(study, tmp_path, capsys) -> None:
     phantom, chexpert, run = study.phantom, study.chexpert, study.run
     other = tmp_path / "tb"
     other.mkdir()
-    (other / "labels.csv").write_text("image,patient,split,Tuberculosis\n" + "".join(
-        f"i{i}.png,p{i},{'test' if i < 3 else 'train'},{i % 2}\n" for i in range(12)))
-    cases = [(["--data", str(other)], "no class in common between the run (nih: Atelectasis, Cardiomegaly"),
-             (["--data", str(phantom)], "this is the run's own data root"),
-             (["--data", str(chexpert), "--reference", "google2019"], "cannot be combined with --data")]
+    (other / "labels.csv").write_text(
+        "image,patient,split,Tuberculosis\n"
+        + "".join(f"i{i}.png,p{i},{'test' if i < 3 else 'train'},{i % 2}\n" for i in range(12))
+    )
+    cases = [
+        (["--data", str(other)], "no class in common between the run (nih: Atelectasis, Cardiomegaly"),
+        (["--data", str(phantom)], "this is the run's own data root"),
+        (["--data", str(chexpert), "--reference", "google2019"], "cannot be combined with --data"),
+    ]
     for extra, message in cases:
         capsys.readouterr()
         assert main(["evaluate", str(run), *extra]) == 1
@@ -130,8 +162,10 @@ def test_missing_test_images_refused_or_left_out_when_allowed(study, tmp_path, c
     capsys.readouterr()
     assert main(["evaluate", str(study.run), "--data", str(root), "--n-boot", "20"]) == 1
     err = capsys.readouterr().err.strip()
-    assert err.endswith("1 of 8 test images are not in the cache (missing or unreadable; first: "
-                        "valid/patient64543/study1/view1_frontal.jpg); --allow-missing scores the others")
+    assert err.endswith(
+        "1 of 8 test images are not in the cache (missing or unreadable; first: "
+        "valid/patient64543/study1/view1_frontal.jpg); --allow-missing scores the others"
+    )
     assert not (runs.external_dir(study.run, "chexpert", root) / runs.AUC).exists()
     assert main(["evaluate", str(study.run), "--data", str(root), "--n-boot", "20", "--allow-missing"]) == 0
     assert "7 shared classes; 1 test images not cached, left out" in capsys.readouterr().out
@@ -141,7 +175,10 @@ def test_missing_test_images_refused_or_left_out_when_allowed(study, tmp_path, c
 
 def test_study_with_an_external_root_to_the_report(study, capsys) -> None:
     chexpert, args = study.chexpert, study.args
-    assert re.search(r"densenet121_32px_seed0\s+not started\s+left: train, evaluate, localize, external 1/1", study.before["--dry-run"])
+    assert re.search(
+        r"densenet121_32px_seed0\s+not started\s+left: train, evaluate, localize, external 1/1",
+        study.before["--dry-run"],
+    )
     scoring = [line for line in study.before["--plan"].splitlines() if line.startswith("cxrres evaluate")]
     assert scoring == [f"cxrres evaluate {study.run} --data {chexpert.resolve()} --n-boot 50"]
     assert yaml.safe_load((study.out / runs.STUDY_FILE).read_text())["external"] == [str(chexpert.resolve())]
@@ -152,11 +189,20 @@ def test_study_with_an_external_root_to_the_report(study, capsys) -> None:
     assert main(args + ["--plan"]) == 0
     assert not [line for line in capsys.readouterr().out.splitlines() if line.startswith("cxrres evaluate")]
     report = (study.out / runs.REPORT_MD).read_text()
-    assert "## Internal and external test AUC" in report and (study.out / runs.REPORT_FILES / "external_vs_resolution.png").is_file()
+    assert (
+        "## Internal and external test AUC" in report
+        and (study.out / runs.REPORT_FILES / "external_vs_resolution.png").is_file()
+    )
     section = report.split("## Internal and external test AUC")[1].split("\n## ")[0]
     (row,) = [line for line in section.splitlines() if line.startswith("| DenseNet-121")]
-    own = pd.read_csv(study.run / runs.AUC).set_index("class")["auc"]  # the table's means, recomputed from the two files
-    other = pd.read_csv(runs.external_dir(study.run, "chexpert", chexpert) / runs.AUC).set_index("class")["auc"].drop("mean")
+    own = pd.read_csv(study.run / runs.AUC).set_index("class")[
+        "auc"
+    ]  # the table's means, recomputed from the two files
+    other = (
+        pd.read_csv(runs.external_dir(study.run, "chexpert", chexpert) / runs.AUC)
+        .set_index("class")["auc"]
+        .drop("mean")
+    )
     classes = [c for c in other.index if pd.notna(other[c]) and pd.notna(own[c])]
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[1] == "chexpert (CheXpert-v1.0-small)" and cells[2] == f"{len(classes)}: {', '.join(classes)}"
@@ -172,5 +218,7 @@ def test_external_setting_from_a_list_or_the_flag_round_trips(tmp_path) -> None:
     assert study.external == (str(Path("a").resolve()), str(Path("~/b").expanduser().resolve()))
     assert study_settings(write_study_file(study), {}) == study
     assert make_study({"data": str(tmp_path), "external": ["a"]}).external == (str(Path("a").resolve()),)
-    with pytest.raises(CxrresError, match=r"^external: give a list of data roots \(or --external ROOT,ROOT\), not \{'a': 1\}$"):
+    with pytest.raises(
+        CxrresError, match=r"^external: give a list of data roots \(or --external ROOT,ROOT\), not \{'a': 1\}$"
+    ):
         make_study({"data": str(tmp_path), "external": {"a": 1}})

@@ -48,8 +48,21 @@ def _env(hook_dir: Path, fault: str, row: int) -> dict[str, str]:
 
 
 def _prepare(phantom: Path, cache: Path) -> list[str]:
-    return [sys.executable, "-m", "cxrres.cli", "prepare", "--data", str(phantom), "--resolutions", "32",
-            "--cache", str(cache), "--workers", "2", "--quiet"]
+    return [
+        sys.executable,
+        "-m",
+        "cxrres.cli",
+        "prepare",
+        "--data",
+        str(phantom),
+        "--resolutions",
+        "32",
+        "--cache",
+        str(cache),
+        "--workers",
+        "2",
+        "--quiet",
+    ]
 
 
 def test_prepare_worker_killed_midway_ends_in_seconds_with_one_line(phantom: Path, tmp_path: Path) -> None:
@@ -64,15 +77,23 @@ def test_prepare_worker_killed_midway_ends_in_seconds_with_one_line(phantom: Pat
     assert time.monotonic() - started < 60
     # the rerun (no fault) resumes and finishes the cache
     clean = {**os.environ, "PYTHONPATH": str(SRC)}
-    again = subprocess.run(_prepare(phantom, tmp_path / "cache"), capture_output=True, text=True, env=clean, timeout=120)
+    again = subprocess.run(
+        _prepare(phantom, tmp_path / "cache"), capture_output=True, text=True, env=clean, timeout=120
+    )
     assert again.returncode == 0, again.stderr
     assert np.load(tmp_path / "cache" / "r32.npy", mmap_mode="r").shape == (40, 32, 32)
 
 
 def test_prepare_sigterm_while_a_worker_is_stuck_ends_in_seconds(phantom: Path, tmp_path: Path) -> None:
     env = _env(tmp_path, "sleep", 21)
-    process = subprocess.Popen(_prepare(phantom, tmp_path / "cache"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, env=env, start_new_session=True)
+    process = subprocess.Popen(
+        _prepare(phantom, tmp_path / "cache"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
     work = tmp_path / "cache" / ".work" / "state.json"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and process.poll() is None and not work.is_file():
@@ -103,12 +124,20 @@ def test_ordered_map_matches_map_and_raises_on_worker_death() -> None:
 
 def test_unguarded_main_with_spawn_falls_back_in_process(tmp_path: Path) -> None:
     script = tmp_path / "unguarded.py"
-    script.write_text(textwrap.dedent("""
+    script.write_text(
+        textwrap.dedent("""
         from cxrres.util.parallel import ordered_map
         print(sum(ordered_map(abs, list(range(-10, 10)), 2)))
-    """))
-    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
-                            env={**os.environ, "PYTHONPATH": str(SRC)}, cwd=tmp_path)
+    """)
+    )
+    result = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(SRC)},
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "100"
     assert "working in this process instead" in result.stderr

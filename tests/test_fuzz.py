@@ -26,10 +26,43 @@ WHOLE_FILE_PROBLEMS = ("file is empty", "no data rows", "no image names")
 MAX_MESSAGE_CHARS = 400
 
 HOSTILE_TOKENS: tuple[bytes, ...] = (
-    b"", b" ", b"-1", b"0", b"1e999", b"-1e999", b"nan", b"inf", b"9" * 40, b"0x1F", b"1_000", "\uff11\uff12".encode(),
-    b'"', b'"abc', b'a"b', b"a,b", b"\t", b"\x00", b"\xff\xfe", "\u00e9".encode("latin-1"), "\ufeff".encode(),
-    b"No Finding|Mass", b"|", b"Mass|Mass", b"Infiltrate", b"no finding", b"00000001_000.png", b"../x.png",
-    b"a b.png", b"x.PNG", b"999Y", b"-3Y", b"058Y", b"12M", b"\r", b"\n", b"1" * 5000,
+    b"",
+    b" ",
+    b"-1",
+    b"0",
+    b"1e999",
+    b"-1e999",
+    b"nan",
+    b"inf",
+    b"9" * 40,
+    b"0x1F",
+    b"1_000",
+    "\uff11\uff12".encode(),
+    b'"',
+    b'"abc',
+    b'a"b',
+    b"a,b",
+    b"\t",
+    b"\x00",
+    b"\xff\xfe",
+    "\u00e9".encode("latin-1"),
+    "\ufeff".encode(),
+    b"No Finding|Mass",
+    b"|",
+    b"Mass|Mass",
+    b"Infiltrate",
+    b"no finding",
+    b"00000001_000.png",
+    b"../x.png",
+    b"a b.png",
+    b"x.PNG",
+    b"999Y",
+    b"-3Y",
+    b"058Y",
+    b"12M",
+    b"\r",
+    b"\n",
+    b"1" * 5000,
 )
 
 
@@ -62,8 +95,24 @@ def mutate(lines: list[bytes], rng: random.Random, delimiter: bytes | None) -> t
     done: list[str] = []
     join = delimiter or b" "
     for _ in range(rng.randint(1, 3)):
-        kind = rng.choice(("bit", "delete", "duplicate", "truncate", "field", "insert", "swap-fields", "add-field",
-                           "drop-field", "line-end", "swap-lines", "header-only", "bom", "long-line"))
+        kind = rng.choice(
+            (
+                "bit",
+                "delete",
+                "duplicate",
+                "truncate",
+                "field",
+                "insert",
+                "swap-fields",
+                "add-field",
+                "drop-field",
+                "line-end",
+                "swap-lines",
+                "header-only",
+                "bom",
+                "long-line",
+            )
+        )
         i = rng.randrange(len(lines)) if lines else 0
         if not lines and kind not in ("bom",):
             kind = "bom"
@@ -124,7 +173,10 @@ def _check_parsed(reader: str, result: object) -> None:
         assert set(np.unique(result[list(CLASSES)].to_numpy())) <= {0, 1}
     elif reader == "bbox":
         assert isinstance(result, pd.DataFrame)
-        assert np.isfinite(result[["x", "y", "w", "h"]].to_numpy(np.float64)).all() and (result[["w", "h"]] > 0).all().all()
+        assert (
+            np.isfinite(result[["x", "y", "w", "h"]].to_numpy(np.float64)).all()
+            and (result[["w", "h"]] > 0).all().all()
+        )
     elif reader == "image_list":
         assert isinstance(result, list) and len(set(result)) == len(result) and all(isinstance(n, str) for n in result)
     else:
@@ -133,8 +185,15 @@ def _check_parsed(reader: str, result: object) -> None:
         assert labels is None or (labels.shape == (len(names), len(CLASSES)) and set(np.unique(labels)) <= {0, 1})
 
 
-def _fuzz(reader: str, read: Callable[[Path], object], lines: list[bytes], path: Path, n: int, seed: int,
-          delimiter: bytes | None) -> tuple[int, int]:
+def _fuzz(
+    reader: str,
+    read: Callable[[Path], object],
+    lines: list[bytes],
+    path: Path,
+    n: int,
+    seed: int,
+    delimiter: bytes | None,
+) -> tuple[int, int]:
     """Run `n` mutated inputs through `read`; returns (parsed, refused). Fails on any other outcome."""
     rng = random.Random(seed)
     parsed = refused = 0
@@ -147,7 +206,9 @@ def _fuzz(reader: str, read: Callable[[Path], object], lines: list[bytes], path:
         except CxrresError as exc:
             message = str(exc)
             assert str(path) in message, f"{where}: error does not name the file: {message[:200]}"
-            assert "\n" not in message and len(message) - len(str(path)) <= MAX_MESSAGE_CHARS, f"{where}: not one short line: {message[:300]!r}"
+            assert "\n" not in message and len(message) - len(str(path)) <= MAX_MESSAGE_CHARS, (
+                f"{where}: not one short line: {message[:300]!r}"
+            )
             if isinstance(exc, DataFormatError) and exc.line is None:
                 assert exc.problem.startswith(WHOLE_FILE_PROBLEMS), f"{where}: no line number in {message!r}"
             refused += 1
@@ -159,19 +220,44 @@ def _fuzz(reader: str, read: Callable[[Path], object], lines: list[bytes], path:
     return parsed, refused
 
 
-def test_fuzz_metadata_readers(real_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                               record_property: Callable[[str, object], None]) -> None:
+def test_fuzz_metadata_readers(
+    real_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], record_property: Callable[[str, object], None]
+) -> None:
     rng = random.Random(19)
     split_dir = real_root / "splits" / "chexnet"
     cases = [
-        ("data_entry", read_data_entry, _sample(real_root / "Data_Entry_2017_v2020.csv", 1, SAMPLE_LINES, rng),
-         tmp_path / "Data_Entry_2017_v2020.csv", N_DATA_ENTRY, b","),
-        ("bbox", read_bbox_list, _sample(real_root / "BBox_List_2017.csv", 1, SAMPLE_LINES, rng),
-         tmp_path / "BBox_List_2017.csv", N_BBOX, b","),
-        ("image_list", read_image_list, _sample(real_root / "test_list.txt", 0, SAMPLE_LINES, rng),
-         tmp_path / "test_list.txt", N_IMAGE_LIST, None),
-        ("split", read_split_file, _sample(split_dir / "val_list.txt", 0, SAMPLE_LINES, rng),
-         tmp_path / "val_list.txt", N_SPLIT, None),
+        (
+            "data_entry",
+            read_data_entry,
+            _sample(real_root / "Data_Entry_2017_v2020.csv", 1, SAMPLE_LINES, rng),
+            tmp_path / "Data_Entry_2017_v2020.csv",
+            N_DATA_ENTRY,
+            b",",
+        ),
+        (
+            "bbox",
+            read_bbox_list,
+            _sample(real_root / "BBox_List_2017.csv", 1, SAMPLE_LINES, rng),
+            tmp_path / "BBox_List_2017.csv",
+            N_BBOX,
+            b",",
+        ),
+        (
+            "image_list",
+            read_image_list,
+            _sample(real_root / "test_list.txt", 0, SAMPLE_LINES, rng),
+            tmp_path / "test_list.txt",
+            N_IMAGE_LIST,
+            None,
+        ),
+        (
+            "split",
+            read_split_file,
+            _sample(split_dir / "val_list.txt", 0, SAMPLE_LINES, rng),
+            tmp_path / "val_list.txt",
+            N_SPLIT,
+            None,
+        ),
     ]
     totals: dict[str, tuple[int, int]] = {}
     for seed, (reader, read, lines, path, n, delimiter) in enumerate(cases):
@@ -179,7 +265,9 @@ def test_fuzz_metadata_readers(real_root: Path, tmp_path: Path, capsys: pytest.C
         _check_parsed(reader, read(path))  # the unmutated sample parses
         totals[reader] = _fuzz(reader, read, lines, path, n, seed, delimiter)
     tried = sum(p + r for p, r in totals.values())
-    summary = f"fuzzed {tried:,} mutated metadata inputs: " + ", ".join(f"{k} {p} parsed / {r} refused" for k, (p, r) in totals.items())
+    summary = f"fuzzed {tried:,} mutated metadata inputs: " + ", ".join(
+        f"{k} {p} parsed / {r} refused" for k, (p, r) in totals.items()
+    )
     record_property("fuzzed_inputs", tried)
     with capsys.disabled():
         print(f"\n{summary}")

@@ -107,7 +107,9 @@ def _measured(*argv: str) -> tuple[int, float, str, str]:
     """(exit code, peak RSS in MB, stdout without the measurement line, stderr) of `_MEASURED argv`."""
     if not Path("/proc/self/status").is_file():
         pytest.skip("peak memory is read from /proc (Linux)")
-    done = subprocess.run([sys.executable, "-c", _MEASURED, *argv], capture_output=True, text=True, env=ENV, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", _MEASURED, *argv], capture_output=True, text=True, env=ENV, timeout=300
+    )
     *out, last = done.stdout.strip().splitlines() or [""]
     result = json.loads(last)
     return result["rc"], result["peak_mb"], "\n".join(out), done.stderr
@@ -124,8 +126,9 @@ def _one_line(stderr: str) -> str:
 
 
 @pytest.mark.parametrize("width_px, height_px", [(100_000, 100_000), (12_000, 12_000)])
-def test_png_bomb_is_refused_before_decoding_in_bounded_memory(tmp_path: Path, width_px: int, height_px: int,
-                                                               record_property) -> None:
+def test_png_bomb_is_refused_before_decoding_in_bounded_memory(
+    tmp_path: Path, width_px: int, height_px: int, record_property
+) -> None:
     """100,000² is over Pillow's own limit; 12,000² (144 Mpx) is under it, so Pillow alone would decode it (≈ 940 MB)."""
     bomb = png_bomb(tmp_path / "bomb.png", width_px, height_px, rows=None if width_px <= 12_000 else 50)
     assert bomb.stat().st_size < 1_000_000
@@ -133,23 +136,50 @@ def test_png_bomb_is_refused_before_decoding_in_bounded_memory(tmp_path: Path, w
     record_property(f"bomb_{width_px}_peak_mb", round(peak_mb, 1))
     assert rc == 1 and peak_mb < BOMB_PEAK_LIMIT_MB, (peak_mb, stderr)
     line = _one_line(stderr)
-    assert str(bomb) in line and "refused before decoding" in line and f"{width_px:,}" in line.replace("pixels", f"{width_px:,}")
+    assert (
+        str(bomb) in line
+        and "refused before decoding" in line
+        and f"{width_px:,}" in line.replace("pixels", f"{width_px:,}")
+    )
     with pytest.raises(ImageReadError, match="refused before decoding"):
         image_size(bomb)
 
 
 def test_png_bomb_in_a_data_root_stops_prepare_in_bounded_memory(mini: Path, tmp_path: Path, record_property) -> None:
     # the same command on the intact data root: what the CLI costs by itself (it loads torch for the train flags)
-    _, baseline_mb, _, _ = _measured("prepare", "--data", str(mini), "--resolutions", "16", "--workers", "1", "--quiet",
-                                     "--cache", str(tmp_path / "intact"))
+    _, baseline_mb, _, _ = _measured(
+        "prepare",
+        "--data",
+        str(mini),
+        "--resolutions",
+        "16",
+        "--workers",
+        "1",
+        "--quiet",
+        "--cache",
+        str(tmp_path / "intact"),
+    )
     png_bomb(mini / "images" / "00000004_001.png", 100_000, 100_000, rows=50)
-    argv = ["prepare", "--data", str(mini), "--resolutions", "16", "--workers", "1", "--quiet", "--cache", str(tmp_path / "c")]
+    argv = [
+        "prepare",
+        "--data",
+        str(mini),
+        "--resolutions",
+        "16",
+        "--workers",
+        "1",
+        "--quiet",
+        "--cache",
+        str(tmp_path / "c"),
+    ]
     rc, peak_mb, _, stderr = _measured(*argv)
     record_property("bomb_prepare_peak_mb", round(peak_mb, 1))
     record_property("intact_prepare_peak_mb", round(baseline_mb, 1))
     assert rc == 1 and peak_mb < baseline_mb + BOMB_EXTRA_LIMIT_MB, (peak_mb, baseline_mb, stderr)
     line = _one_line(stderr)
-    assert line.startswith("cxrres prepare: error: ") and "00000004_001.png" in line and "refused before decoding" in line
+    assert (
+        line.startswith("cxrres prepare: error: ") and "00000004_001.png" in line and "refused before decoding" in line
+    )
     rc, peak_mb, stdout, _ = _measured(*argv, "--skip-bad")
     assert rc == 0 and "skipped 00000004_001.png: " in stdout and peak_mb < baseline_mb + BOMB_EXTRA_LIMIT_MB
     assert "00000004_001.png" not in ResolutionCache.open(tmp_path / "c", 16).rows
@@ -190,7 +220,9 @@ def test_dicom_bomb_is_refused_before_its_pixels_are_read(tmp_path: Path) -> Non
     ds = pydicom.dcmread(path)
     ds.Rows = ds.Columns = 60_000  # header claims 3.6 Gpx; the pixel data stays 8 kB
     ds.save_as(path)
-    with pytest.raises(ImageReadError, match=r"huge\.dcm: header claims 60,000 x 60,000 pixels.*refused before decoding"):
+    with pytest.raises(
+        ImageReadError, match=r"huge\.dcm: header claims 60,000 x 60,000 pixels.*refused before decoding"
+    ):
         read_grey(path)
     assert 60_000 * 60_000 > MAX_SOURCE_PIXELS
 
@@ -218,8 +250,21 @@ def test_hostile_images_stop_prepare_with_one_line_or_are_skipped(tmp_path: Path
             target.write_bytes((root / "images" / "b_good.dcm").read_bytes()[:-3000])
         else:
             dicom(target, with_pixels=False)
-    base = [sys.executable, "-m", "cxrres.cli", "prepare", "--data", str(root), "--resolutions", "16", "--workers", "1",
-            "--quiet", "--cache", str(tmp_path / "c")]
+    base = [
+        sys.executable,
+        "-m",
+        "cxrres.cli",
+        "prepare",
+        "--data",
+        str(root),
+        "--resolutions",
+        "16",
+        "--workers",
+        "1",
+        "--quiet",
+        "--cache",
+        str(tmp_path / "c"),
+    ]
     for name, problem in hostile.items():
         done = subprocess.run(base, capture_output=True, text=True, env=ENV, timeout=120)
         line = _one_line(done.stderr)
@@ -230,8 +275,9 @@ def test_hostile_images_stop_prepare_with_one_line_or_are_skipped(tmp_path: Path
         (tmp_path / name).rename(root / "images" / name)
     done = subprocess.run(base + ["--skip-bad"], capture_output=True, text=True, env=ENV, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert [line.split(":")[0].strip() for line in done.stdout.splitlines() if line.startswith("  skipped")] == \
-        [f"skipped {name}" for name in hostile]
+    assert [line.split(":")[0].strip() for line in done.stdout.splitlines() if line.startswith("  skipped")] == [
+        f"skipped {name}" for name in hostile
+    ]
     assert set(ResolutionCache.open(tmp_path / "c", 16).rows) == {"a_good.png", "b_good.dcm"}
 
 
@@ -253,14 +299,21 @@ def test_csv_that_is_not_utf8_names_line_and_byte(tmp_path: Path) -> None:
     lines[4] = lines[4].replace(b",F,", b",F\xfc,")  # a Latin-1 byte (\xfc, u-umlaut) in line 5
     path = tmp_path / "Data_Entry_2017.csv"
     path.write_bytes(b"".join(lines))
-    with pytest.raises(DataFormatError, match=r"Data_Entry_2017\.csv:5: not UTF-8 text: byte 0xfc at column 33$") as info:
+    with pytest.raises(
+        DataFormatError, match=r"Data_Entry_2017\.csv:5: not UTF-8 text: byte 0xfc at column 33$"
+    ) as info:
         read_data_entry(path)
     assert info.value.line == 5
     data = tmp_path / "data"
     shutil.copytree(MINI, data)
     shutil.copy(path, data / "Data_Entry_2017.csv")
-    done = subprocess.run([sys.executable, "-m", "cxrres.cli", "describe", "--data", str(data), "--split-dir", str(data / "splits")],
-                          capture_output=True, text=True, env=ENV, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "cxrres.cli", "describe", "--data", str(data), "--split-dir", str(data / "splits")],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=120,
+    )
     line = _one_line(done.stderr)
     assert done.returncode == 1 and "Data_Entry_2017.csv:5: not UTF-8 text" in line
 
@@ -285,7 +338,9 @@ def test_csv_line_with_a_million_fields_is_refused_in_bounded_memory(tmp_path: P
         tracemalloc.stop()
     record_property("million_fields_peak_bytes", peak)
     assert len(str(info.value)) < 200
-    assert peak < 4 * MAX_LINE_BYTES + 2**20, peak  # a few copies of one 64 KiB line, not the 2 MB line's million fields
+    assert peak < 4 * MAX_LINE_BYTES + 2**20, (
+        peak
+    )  # a few copies of one 64 KiB line, not the 2 MB line's million fields
     list_path = tmp_path / "test_list.txt"
     list_path.write_text("00000001_000.png\n" + " ".join(["00000002_000.png"] * 1_000_000) + "\n")
     with pytest.raises(DataFormatError, match=r"test_list\.txt:2: line longer than"):
@@ -299,11 +354,32 @@ def test_yaml_config_with_python_tags_is_refused_by_safe_loading(mini: Path, tmp
     marker = tmp_path / "pwned"
     config = tmp_path / "evil.yaml"
     config.write_text(f"max_epochs: !!python/object/apply:os.system ['touch {marker}']\nresolution_px: 32\n")
-    done = subprocess.run([sys.executable, "-m", "cxrres.cli", "train", "--config", str(config), "--data", str(mini),
-                           "--resolution", "32", "--weights", "none", "--out", str(tmp_path / "run")],
-                          capture_output=True, text=True, env=ENV, timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cxrres.cli",
+            "train",
+            "--config",
+            str(config),
+            "--data",
+            str(mini),
+            "--resolution",
+            "32",
+            "--weights",
+            "none",
+            "--out",
+            str(tmp_path / "run"),
+        ],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=120,
+    )
     line = _one_line(done.stderr)
-    assert done.returncode == 1 and line.startswith("cxrres train: error: ") and f"{config}: not valid YAML" in line, line
+    assert done.returncode == 1 and line.startswith("cxrres train: error: ") and f"{config}: not valid YAML" in line, (
+        line
+    )
     assert not marker.exists() and not (tmp_path / "run").exists()
 
 
@@ -323,9 +399,33 @@ def test_checkpoint_carrying_code_is_refused_through_the_cli(mini: Path, tmp_pat
     marker = tmp_path / "pwned"
     weights = tmp_path / "evil.pt"
     torch.save({"state_dict": {"x": torch.zeros(1)}, "extra": _RunsCode(str(marker))}, weights)
-    done = subprocess.run([sys.executable, "-m", "cxrres.cli", "train", "--data", str(mini), "--split-dir", str(mini / "splits"),
-                           "--resolution", "32", "--weights", str(weights), "--max-epochs", "1", "--out", str(tmp_path / "run"), "--quiet",
-                           "--cache", str(tmp_path / "c")], capture_output=True, text=True, env=ENV, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cxrres.cli",
+            "train",
+            "--data",
+            str(mini),
+            "--split-dir",
+            str(mini / "splits"),
+            "--resolution",
+            "32",
+            "--weights",
+            str(weights),
+            "--max-epochs",
+            "1",
+            "--out",
+            str(tmp_path / "run"),
+            "--quiet",
+            "--cache",
+            str(tmp_path / "c"),
+        ],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=300,
+    )
     line = _one_line(done.stderr)
     assert done.returncode == 1 and "evil.pt: refused to load" in line, line
     assert not marker.exists()

@@ -12,9 +12,21 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cxrres.data.images import (MAX_SOURCE_PIXELS, SIXTEEN_BIT_RULE, ImageReadError, area_resize, grey_from_bits,
-                                image_size, is_sixteen_bit, load_resized, pad_to_square, png_significant_bits,
-                                preprocessing_rules, read_grey, stored_bits)
+from cxrres.data.images import (
+    MAX_SOURCE_PIXELS,
+    SIXTEEN_BIT_RULE,
+    ImageReadError,
+    area_resize,
+    grey_from_bits,
+    image_size,
+    is_sixteen_bit,
+    load_resized,
+    pad_to_square,
+    png_significant_bits,
+    preprocessing_rules,
+    read_grey,
+    stored_bits,
+)
 
 from conftest import MINI, exact_area_resize, real_data_root
 
@@ -56,8 +68,22 @@ def test_12_bit_in_16_keeps_its_grey_levels(tmp_path: Path) -> None:
     assert grey.min() == 0 and grey.max() == 255
 
 
-@pytest.mark.parametrize("largest, bits", [(0, 8), (255, 8), (256, 10), (1023, 10), (1024, 12), (4095, 12),
-                                           (4096, 14), (16383, 14), (16384, 16), (65535, 16), (70_000, 17)])
+@pytest.mark.parametrize(
+    "largest, bits",
+    [
+        (0, 8),
+        (255, 8),
+        (256, 10),
+        (1023, 10),
+        (1024, 12),
+        (4095, 12),
+        (4096, 14),
+        (16383, 14),
+        (16384, 16),
+        (65535, 16),
+        (70_000, 17),
+    ],
+)
 def test_stored_bits_is_the_smallest_depth_that_holds_the_largest_value(largest: int, bits: int) -> None:
     assert stored_bits(largest) == bits
 
@@ -199,8 +225,10 @@ def test_one_picture_in_three_encodings_gives_one_network_input(tmp_path: Path) 
     files = {"png8": _save(tmp_path / "a8.png", eight), "png16": _save(tmp_path / "a16.png", sixteen)}
     # LINEAR with WC 2^15, WW 2^16 is the identity on 0..65535 (PS3.3 C.11.2.1.2); so is LINEAR_EXACT 32767.5 / 65535
     files["linear"] = save_dicom(_dataset(sixteen, 16, WindowCenter=32768, WindowWidth=65536), tmp_path / "w.dcm")
-    files["exact"] = save_dicom(_dataset(sixteen, 16, WindowCenter=32767.5, WindowWidth=65535,
-                                         VOILUTFunction="LINEAR_EXACT"), tmp_path / "e.dcm")
+    files["exact"] = save_dicom(
+        _dataset(sixteen, 16, WindowCenter=32767.5, WindowWidth=65535, VOILUTFunction="LINEAR_EXACT"),
+        tmp_path / "e.dcm",
+    )
     files["no-voi"] = save_dicom(_dataset(sixteen, 16), tmp_path / "n.dcm")  # BitsStored 16: value * 255 / 65535
     lut = _dataset(sixteen, 16)
     item = Dataset()
@@ -224,8 +252,10 @@ def test_one_picture_in_three_encodings_gives_one_network_input(tmp_path: Path) 
 #: SHA-256 over load_resized's uint8 arrays (8, 16, 32, 48 px) of the 13 8-bit mini images, and over the 224-px arrays
 #: of 12 real NIH images, both computed with the code before the bit-depth rule (percentile window for 16-bit).
 MINI_EIGHT_BIT_SHA256 = "4ad942533dc166758ab8b8ebe679429740016515e108b4c93a9af1326d94e9e5"
-REAL_NAMES = ("00000100_000.png 00000150_002.png 00000193_019.png 00000211_000.png 00000211_013.png 00000211_018.png "
-              "00000218_000.png 00000218_001.png 00000284_000.png 00000353_000.png 00000398_002.png 00000468_040.png")
+REAL_NAMES = (
+    "00000100_000.png 00000150_002.png 00000193_019.png 00000211_000.png 00000211_013.png 00000211_018.png "
+    "00000218_000.png 00000218_001.png 00000284_000.png 00000353_000.png 00000398_002.png 00000468_040.png"
+)
 REAL_224_SHA256 = "c2dbd7db2582163dcd81be2ec781544b3a389838c2e5710b7a4b17105a9603d9"
 
 
@@ -274,10 +304,26 @@ def test_preprocessing_rules_name_every_step() -> None:
     rules = preprocessing_rules()
     assert all(isinstance(r, str) and r.strip() == r and "\n" not in r and r.endswith(".") for r in rules)
     text = " ".join(rules)
-    for needed in ("0.299 R + 0.587 G + 0.114 B", "alpha is ignored", "value * 255 / (2^bits - 1)", "sBIT",
-                   "8, 10, 12, 14, 16", "MONOCHROME1", "Modality LUT", "RescaleSlope", "WindowCenter", "0..255",
-                   "padded with 0", "bottom or the right", "INTER_AREA", "float32", "halves to even",
-                   "repeated to 3 channels", str(tuple(IMAGENET_MEAN)), str(tuple(IMAGENET_STD))):
+    for needed in (
+        "0.299 R + 0.587 G + 0.114 B",
+        "alpha is ignored",
+        "value * 255 / (2^bits - 1)",
+        "sBIT",
+        "8, 10, 12, 14, 16",
+        "MONOCHROME1",
+        "Modality LUT",
+        "RescaleSlope",
+        "WindowCenter",
+        "0..255",
+        "padded with 0",
+        "bottom or the right",
+        "INTER_AREA",
+        "float32",
+        "halves to even",
+        "repeated to 3 channels",
+        str(tuple(IMAGENET_MEAN)),
+        str(tuple(IMAGENET_STD)),
+    ):
         assert needed in text, needed
 
 
@@ -309,8 +355,10 @@ def test_an_aspect_ratio_bomb_is_refused_before_padding(tmp_path: Path, width: i
     Image.new("L", (width, height), 100).save(path)
     assert width * height <= MAX_SOURCE_PIXELS < max(width, height) ** 2
     side = max(width, height)
-    line = (rf"strip\.png: header claims {width:,} x {height:,} pixels, whose padded square {side:,} x {side:,} is "
-            r"more than the limit of 67,108,864 pixels \(8,192 x 8,192\); refused before decoding$")
+    line = (
+        rf"strip\.png: header claims {width:,} x {height:,} pixels, whose padded square {side:,} x {side:,} is "
+        r"more than the limit of 67,108,864 pixels \(8,192 x 8,192\); refused before decoding$"
+    )
     for read in (read_grey, image_size, lambda p: load_resized(p, (8,))):
         with pytest.raises(ImageReadError, match=line):
             read(path)

@@ -34,7 +34,9 @@ def _plain_root(root: Path, rows: list[str], header: str = "image,patient,split,
 
 
 #: Six images of six patients, two per part.
-GOOD = [f"images/{i}.png,p{i},{part},{i % 2},0" for i, part in enumerate(["train", "train", "val", "val", "test", "test"])]
+GOOD = [
+    f"images/{i}.png,p{i},{part},{i % 2},0" for i, part in enumerate(["train", "train", "val", "val", "test", "test"])
+]
 
 
 # ---- 9: one file, one name ----
@@ -54,7 +56,9 @@ def test_chexpert_path_spelled_two_ways_is_a_duplicate(tmp_path: Path) -> None:
     root = tmp_path / "chexpert"
     root.mkdir()
     (root / "train.csv").write_text("\n".join(lines) + "\n")
-    with pytest.raises(DataFormatError, match=r"train\.csv:10: duplicate image 'train/patient00001/study1/view1_frontal"):
+    with pytest.raises(
+        DataFormatError, match=r"train\.csv:10: duplicate image 'train/patient00001/study1/view1_frontal"
+    ):
         open_dataset(root)
 
 
@@ -74,16 +78,28 @@ def test_two_names_linked_to_one_file_are_refused(tmp_path: Path) -> None:
 # ---- 10: a published CSV is read strictly ----
 
 
-@pytest.mark.parametrize("header,rows,where,problem", [
-    ("image,patient,split,Nodule,Mass,Nodule", [r + ",1" for r in GOOD], 1, "header names column 'Nodule' twice"),
-    ("image,patient,split,Nodule,,Mass", [r + ",1" for r in GOOD], 1, "header field 5 of 6 has no name"),
-    ("image,patient,split,Nodule,Mass", GOOD[:3] + ["images/3.png,p3,val"] + GOOD[4:], 5,
-     "expected 5 fields as in the header, found 3"),
-    ("image,patient,split,Nodule,Mass", GOOD[:3] + ["images/3.png,p3,val,1,0,1"] + GOOD[4:], 5,
-     "expected 5 fields as in the header, found 6"),
-])
-def test_csv_header_and_width_breaches_are_refused_at_their_line(tmp_path: Path, header: str, rows: list[str],
-                                                                   where: int, problem: str) -> None:
+@pytest.mark.parametrize(
+    "header,rows,where,problem",
+    [
+        ("image,patient,split,Nodule,Mass,Nodule", [r + ",1" for r in GOOD], 1, "header names column 'Nodule' twice"),
+        ("image,patient,split,Nodule,,Mass", [r + ",1" for r in GOOD], 1, "header field 5 of 6 has no name"),
+        (
+            "image,patient,split,Nodule,Mass",
+            GOOD[:3] + ["images/3.png,p3,val"] + GOOD[4:],
+            5,
+            "expected 5 fields as in the header, found 3",
+        ),
+        (
+            "image,patient,split,Nodule,Mass",
+            GOOD[:3] + ["images/3.png,p3,val,1,0,1"] + GOOD[4:],
+            5,
+            "expected 5 fields as in the header, found 6",
+        ),
+    ],
+)
+def test_csv_header_and_width_breaches_are_refused_at_their_line(
+    tmp_path: Path, header: str, rows: list[str], where: int, problem: str
+) -> None:
     root = _plain_root(tmp_path / "r", rows, header)
     with pytest.raises(DataFormatError) as caught:
         open_dataset(root, "csv")
@@ -107,7 +123,9 @@ def test_latin1_labels_csv_is_named_not_passed_to_nih(tmp_path: Path) -> None:
     with pytest.raises(DataFormatError) as caught:
         detect_dataset(root)  # images/ is there too: NIH would otherwise take the root and ask for BBox_List
     assert data.index(b"\xc9") == 27
-    assert str(caught.value).startswith(f"{root / 'labels.csv'}:1: not UTF-8 text: byte 0xc9 at byte offset 27, column 28")
+    assert str(caught.value).startswith(
+        f"{root / 'labels.csv'}:1: not UTF-8 text: byte 0xc9 at byte offset 27, column 28"
+    )
 
 
 def test_latin1_row_names_its_line_and_byte_offset(tmp_path: Path) -> None:
@@ -119,8 +137,9 @@ def test_latin1_row_names_its_line_and_byte_offset(tmp_path: Path) -> None:
     with pytest.raises(DataFormatError) as caught:
         open_dataset(root)
     offset = data.index(b"\xe9")
-    assert str(caught.value).startswith(f"{root / 'labels.csv'}:5: not UTF-8 text: byte 0xe9 at byte offset {offset:,}, "
-                                        "column 17")
+    assert str(caught.value).startswith(
+        f"{root / 'labels.csv'}:5: not UTF-8 text: byte 0xe9 at byte offset {offset:,}, column 17"
+    )
 
 
 # ---- 14: links out of the root are followed and listed ----
@@ -139,9 +158,14 @@ def test_link_out_of_the_root_is_listed_by_describe_and_the_manifest(mini: Path,
     outside = _outside_copy(mini, tmp_path)
     root = DataRoot.at(mini)
     summary = describe_split(root, build_split(root, "official"))
-    assert summary["symlinks_outside_root"] == {"count": 1, "first": [{"image": "00000002_000.png", "file": str(outside)}]}
-    assert f"1 image is a symlink to files outside the data root (followed; first: 00000002_000.png -> {outside})" \
+    assert summary["symlinks_outside_root"] == {
+        "count": 1,
+        "first": [{"image": "00000002_000.png", "file": str(outside)}],
+    }
+    assert (
+        f"1 image is a symlink to files outside the data root (followed; first: 00000002_000.png -> {outside})"
         in format_summary(summary)
+    )
     prepare_cache(mini, [16], tmp_path / "c", workers=1, progress=False)
     manifest = json.loads((tmp_path / "c" / MANIFEST).read_text())
     assert manifest["symlinks_outside_root"]["count"] == 1
@@ -203,8 +227,9 @@ def test_markdown_tables_and_prose_escape_data_strings(tmp_path: Path) -> None:
 
     hostile = "<script>alert(1)</script>"
     table = Table(["class", "AUC"], [[hostile, "0.5"], ["a|b", "0.6"], ["Pleural_Thickening", "0.7"]], bold={(1, 1)})
-    text = to_markdown(f"study {hostile}", [("Data", [Block(text=f"data set `csv`: class {hostile}"),
-                                                       Block(table=table)])], tmp_path)
+    text = to_markdown(
+        f"study {hostile}", [("Data", [Block(text=f"data set `csv`: class {hostile}"), Block(table=table)])], tmp_path
+    )
     card = _table(["Class", "AUC"], [[hostile, "0.5"], ["a|b", "0.6"]])
     for markdown in (text, card, table.to_markdown()):
         assert "<script>" not in markdown and "alert(1)" in markdown
@@ -218,8 +243,13 @@ def test_real_csv_files_keep_parsing_with_file_lines() -> None:
     """PadChest's quoted multi-line cells: rows keep their file lines (the last of 160,861 records is on line 166,738)."""
     from cxrres.data.datasets.common import read_columns
 
-    path = Path(__file__).resolve().parents[2] / "shared" / "data" / "padchest" / \
-        "PADCHEST_chest_x_ray_images_labels_160K_01.02.19.csv.gz"
+    path = (
+        Path(__file__).resolve().parents[2]
+        / "shared"
+        / "data"
+        / "padchest"
+        / "PADCHEST_chest_x_ray_images_labels_160K_01.02.19.csv.gz"
+    )
     if not path.is_file():
         pytest.skip("../shared PadChest CSV absent")
     frame = read_columns(path, ("ImageID", "Labels"))

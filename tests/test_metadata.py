@@ -54,8 +54,16 @@ def test_data_entry_v2020_format_without_trailing_column(tmp_path: Path) -> None
         (lambda t: t.replace(",1,31,", ",x,31,"), 2, "Patient ID"),
         (lambda t: t.replace("2500,2048,0.143,0.143", "2500,2048,nan,0.143", 1), 2, "not a finite number: 'nan'"),
         (lambda t: t.replace("2500,2048,0.143,0.143", "2500,2048,0.143,0,143", 1), 2, "expected 11 fields"),
-        (lambda t: t.replace("2500,2048,0.143,0.143", "2500,2048.0,0.143,0.143", 1), 2, "column 'Height]': not an integer"),
-        (lambda t: t + "00000001_000.png,No Finding,0,1,31,F,PA,2500,2048,0.143,0.143,\n", 16, "duplicate image 00000001_000.png"),
+        (
+            lambda t: t.replace("2500,2048,0.143,0.143", "2500,2048.0,0.143,0.143", 1),
+            2,
+            "column 'Height]': not an integer",
+        ),
+        (
+            lambda t: t + "00000001_000.png,No Finding,0,1,31,F,PA,2500,2048,0.143,0.143,\n",
+            16,
+            "duplicate image 00000001_000.png",
+        ),
         (lambda t: "", None, "empty"),
     ],
 )
@@ -139,7 +147,9 @@ def test_small_helpers() -> None:
     assert patient_from_name("case13.png") is None
 
 
-def test_data_entry_parse_is_reused_only_for_an_unchanged_old_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_data_entry_parse_is_reused_only_for_an_unchanged_old_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from cxrres.data import metadata
 
     path = tmp_path / "Data_Entry_2017.csv"

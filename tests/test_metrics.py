@@ -30,8 +30,12 @@ def slow_delong(y: np.ndarray, scores: list[np.ndarray]) -> tuple[np.ndarray, np
     v10, v01 = np.array(comps10), np.array(comps01)
     m, n = v10.shape[1], v01.shape[1]
     k = len(scores)
-    s10 = np.array([[np.sum((v10[i] - v10[i].mean()) * (v10[j] - v10[j].mean())) / (m - 1) for j in range(k)] for i in range(k)])
-    s01 = np.array([[np.sum((v01[i] - v01[i].mean()) * (v01[j] - v01[j].mean())) / (n - 1) for j in range(k)] for i in range(k)])
+    s10 = np.array(
+        [[np.sum((v10[i] - v10[i].mean()) * (v10[j] - v10[j].mean())) / (m - 1) for j in range(k)] for i in range(k)]
+    )
+    s01 = np.array(
+        [[np.sum((v01[i] - v01[i].mean()) * (v01[j] - v01[j].mean())) / (n - 1) for j in range(k)] for i in range(k)]
+    )
     return np.array(aucs), s10 / m + s01 / n
 
 
@@ -151,7 +155,7 @@ def test_edge_interval_small_case_by_hand():
     # m = 2, n = 3, AUC = 1: N = 2, low = 2 / (2 + z²) with z = 1.959964, z² = 3.841459 -> 0.342380
     value, low, high = metrics.delong_ci([1, 1, 0, 0, 0], [5, 4, 3, 2, 1])
     assert (value, high) == (1.0, 1.0)
-    assert low == pytest.approx(2 / (2 + 1.959963984540054 ** 2), rel=1e-12)
+    assert low == pytest.approx(2 / (2 + 1.959963984540054**2), rel=1e-12)
     assert low == pytest.approx(0.342380, abs=1e-6)
 
 
@@ -205,12 +209,15 @@ def test_constant_scores():
     assert (a, b) == (0.5, 0.5) and math.isnan(z) and math.isnan(p)
 
 
-@pytest.mark.parametrize("y,s,message", [
-    ([0, 1, 1], [0.1, 0.2], "2 scores for 3 labels"),
-    ([0, 1], [0.1, float("nan")], "1 scores are NaN"),
-    ([0, 2], [0.1, 0.2], "labels must be 0 or 1"),
-    ([], [], "non-empty"),
-])
+@pytest.mark.parametrize(
+    "y,s,message",
+    [
+        ([0, 1, 1], [0.1, 0.2], "2 scores for 3 labels"),
+        ([0, 1], [0.1, float("nan")], "1 scores are NaN"),
+        ([0, 2], [0.1, 0.2], "labels must be 0 or 1"),
+        ([], [], "non-empty"),
+    ],
+)
 def test_malformed_input_raises(y, s, message):
     with pytest.raises(MetricError, match=message):
         metrics.auc(y, s)
@@ -279,11 +286,13 @@ def test_best_run_shares_against_brute_force():
 
 def test_best_run_shares_hand_made():
     points = np.array([[0.70, 0.9], [0.80, 0.9], [0.75, np.nan]])
-    reps = np.array([  # 3 runs x 4 replicates x 2 classes
-        [[0.70, 0.9], [0.80, 0.9], [0.70, 0.9], [np.nan, 0.9]],
-        [[0.80, 0.8], [0.80, 0.9], [0.60, 0.9], [np.nan, 0.9]],
-        [[0.75, 0.1], [0.70, 0.1], [0.65, 0.1], [np.nan, 0.1]],
-    ])
+    reps = np.array(
+        [  # 3 runs x 4 replicates x 2 classes
+            [[0.70, 0.9], [0.80, 0.9], [0.70, 0.9], [np.nan, 0.9]],
+            [[0.80, 0.8], [0.80, 0.9], [0.60, 0.9], [np.nan, 0.9]],
+            [[0.75, 0.1], [0.70, 0.1], [0.65, 0.1], [np.nan, 0.1]],
+        ]
+    )
     got = bootstrap.best_run_shares(points, reps)
     assert got.best.tolist() == [1, 0]  # class 1: runs 0 and 1 tie at 0.9 -> the first
     # class 0: replicate 1 run 1, replicate 2 a tie of runs 0 and 1, replicate 3 run 0; replicate 4 undefined

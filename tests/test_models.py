@@ -59,8 +59,14 @@ def test_chexnet_checkpoint_remaps_and_loads_completely(tmp_path):
 
 def test_remap_keys_examples():
     t = torch.zeros(1)
-    got = remap_keys({"module.densenet121.features.denseblock1.denselayer1.norm.1.weight": t,
-                      "module.densenet121.classifier.0.bias": t, "model.features.conv0.weight": t}, "classifier")
+    got = remap_keys(
+        {
+            "module.densenet121.features.denseblock1.denselayer1.norm.1.weight": t,
+            "module.densenet121.classifier.0.bias": t,
+            "model.features.conv0.weight": t,
+        },
+        "classifier",
+    )
     assert set(got) == {"features.denseblock1.denselayer1.norm1.weight", "classifier.bias", "features.conv0.weight"}
 
 
@@ -96,8 +102,13 @@ def test_imagenet_offline_message_and_local_file(tmp_path, monkeypatch):
     torch.manual_seed(1)
     imagenet = create_model("densenet121", 1000, weights="none")
     target.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({re.sub(r"(denselayer\d+\.(?:norm|conv))([12])\.", r"\1.\2.", k): v for k, v in imagenet.state_dict().items()}, target)
+    torch.save(
+        {re.sub(r"(denselayer\d+\.(?:norm|conv))([12])\.", r"\1.\2.", k): v for k, v in imagenet.state_dict().items()},
+        target,
+    )
     model = create_model("densenet121", 14, weights="imagenet")
-    assert torch.equal(model.features.denseblock4.denselayer16.norm2.weight, imagenet.features.denseblock4.denselayer16.norm2.weight)
+    assert torch.equal(
+        model.features.denseblock4.denselayer16.norm2.weight, imagenet.features.denseblock4.denselayer16.norm2.weight
+    )
     assert model.classifier.out_features == 14
     assert set(ARCHS) == {"densenet121", "resnet34"}

@@ -10,8 +10,15 @@ import pytest
 
 from cxrres.localization.localize import format_boxes, group_rows, parse_boxes, summarise
 from cxrres.localization.overlay import Caption, gt_boxes, heatmap_figure
-from cxrres.localization.saliency import (iou, iou_matrix, match_boxes, pointing_hit, pointing_hits, score_boxes,
-                             score_detections)
+from cxrres.localization.saliency import (
+    iou,
+    iou_matrix,
+    match_boxes,
+    pointing_hit,
+    pointing_hits,
+    score_boxes,
+    score_detections,
+)
 
 A, B = (0, 0, 10, 10), (6, 0, 10, 10)
 
@@ -54,8 +61,10 @@ def test_one_box_reduces_exactly_to_the_single_box_scores() -> None:
     rng = np.random.default_rng(7)
     for _ in range(3000):
         gt = tuple(int(v) for v in (*rng.integers(0, 20, 2), *rng.integers(1, 12, 2)))
-        detections = [tuple(int(v) for v in (*rng.integers(0, 25, 2), *rng.integers(1, 12, 2)))
-                      for _ in range(int(rng.integers(0, 6)))]
+        detections = [
+            tuple(int(v) for v in (*rng.integers(0, 25, 2), *rng.integers(1, 12, 2)))
+            for _ in range(int(rng.integers(0, 6)))
+        ]
         threshold = float(rng.choice([0.1, 0.25, 0.5]))
         precision, hits, _ = score_boxes(detections, [gt], threshold)
         assert (precision, hits[0]) == score_detections(detections, gt, threshold)
@@ -72,12 +81,16 @@ def test_pointing_per_box() -> None:
 
 def test_group_rows_one_per_box_with_shared_detections() -> None:
     frame = np.zeros((40, 60), np.float32)
-    frame[2:8, 1:9] = 1.0    # detection (1, 2, 8, 6)
+    frame[2:8, 1:9] = 1.0  # detection (1, 2, 8, 6)
     frame[20:30, 40:50] = 0.8  # detection (40, 20, 10, 10)
     group = pd.DataFrame({"x": [0, 40, 10], "y": [0, 22, 30], "w": [10, 10, 5], "h": [10, 10, 5]})
     rows = group_rows(frame, "im.png", "Nodule", group, 0.5, 0.1)
     assert [r["hit"] for r in rows] == [1, 1, 0] and [r["pointing"] for r in rows] == [1, 0, 0]
-    assert {r["precision"] for r in rows} == {1.0} and {r["n_boxes"] for r in rows} == {3} and {r["tp"] for r in rows} == {2}
+    assert (
+        {r["precision"] for r in rows} == {1.0}
+        and {r["n_boxes"] for r in rows} == {3}
+        and {r["tp"] for r in rows} == {2}
+    )
     assert rows[0]["detections"] == "1 2 8 6; 40 20 10 10"
     assert [r["matched_iou"] for r in rows] == [round(48 / 100, 6), round(80 / 120, 6), 0.0]
     assert parse_boxes(rows[0]["detections"]) == [(1, 2, 8, 6), (40, 20, 10, 10)] and parse_boxes("") == []
@@ -85,12 +98,23 @@ def test_group_rows_one_per_box_with_shared_detections() -> None:
 
 
 def test_summary_precision_per_group_accuracy_and_pointing_per_box() -> None:
-    samples = pd.DataFrame({
-        "image": ["a", "a", "b", "c"], "class": ["Mass", "Mass", "Mass", "Nodule"],
-        "precision": [0.5, 0.5, 1.0, 0.0], "hit": [1, 0, 1, 0], "pointing": [1, 1, 0, 1], "n_boxes": [2, 2, 1, 1]})
+    samples = pd.DataFrame(
+        {
+            "image": ["a", "a", "b", "c"],
+            "class": ["Mass", "Mass", "Mass", "Nodule"],
+            "precision": [0.5, 0.5, 1.0, 0.0],
+            "hit": [1, 0, 1, 0],
+            "pointing": [1, 1, 0, 1],
+            "n_boxes": [2, 2, 1, 1],
+        }
+    )
     summary = summarise(samples, ["Nodule", "Mass"]).set_index("class")
-    assert summary.loc["Mass"].to_dict() == {"n": 3, "precision": 0.75, "accuracy": pytest.approx(2 / 3),
-                                             "pointing": pytest.approx(2 / 3)}
+    assert summary.loc["Mass"].to_dict() == {
+        "n": 3,
+        "precision": 0.75,
+        "accuracy": pytest.approx(2 / 3),
+        "pointing": pytest.approx(2 / 3),
+    }
     assert summary.loc["Nodule", "n"] == 1 and summary.loc["mean", "precision"] == pytest.approx(0.375)
     assert list(summary.index) == ["Nodule", "Mass", "mean"]
 
@@ -100,16 +124,19 @@ def test_overlay_draws_every_box() -> None:
     assert gt_boxes([(1, 2, 3, 4), (5, 6, 7, 8)]) == [(1, 2, 3, 4), (5, 6, 7, 8)]
     grey = np.full((512, 512), 0.0)
     frame = np.zeros((512, 512), np.float32)
-    picture = heatmap_figure(grey, frame, [(100, 100, 50, 50), (300, 300, 60, 40)], [], 0.1,
-                             Caption("x.png", "Mass", 0.5)).panel
+    picture = heatmap_figure(
+        grey, frame, [(100, 100, 50, 50), (300, 300, 60, 40)], [], 0.1, Caption("x.png", "Mass", 0.5)
+    ).panel
     assert (picture[100, 120] == 255).all() and (picture[300, 330] == 255).all()
     assert not (picture[200, 200] == 255).all()
 
 
 def _reference_greedy(detections: list[tuple], gts: list[tuple], threshold: float) -> list:
     """Greedy one-to-one matching written out plainly: all pairs by IoU (highest first, then box, then detection)."""
-    pairs = sorted(((iou(d, g), gi, di) for gi, g in enumerate(gts) for di, d in enumerate(detections)),
-                   key=lambda t: (-t[0], t[1], t[2]))
+    pairs = sorted(
+        ((iou(d, g), gi, di) for gi, g in enumerate(gts) for di, d in enumerate(detections)),
+        key=lambda t: (-t[0], t[1], t[2]),
+    )
     matches, used = [None] * len(gts), set()
     for value, gi, di in pairs:
         if value >= threshold and matches[gi] is None and di not in used:

@@ -6,8 +6,14 @@ from cxrres.data.labels import CLASSES as NIH_CLASSES
 
 
 def test_every_name_in_the_table_is_a_class_of_its_data_set():
-    classes = {"nih": NIH_CLASSES, "chexpert": chexpert.CLASSES, "mimic": mimic.CLASSES, "padchest": NIH_CLASSES,
-               "rsna": rsna.CLASSES, "vindr": vindr.CLASSES}
+    classes = {
+        "nih": NIH_CLASSES,
+        "chexpert": chexpert.CLASSES,
+        "mimic": mimic.CLASSES,
+        "padchest": NIH_CLASSES,
+        "rsna": rsna.CLASSES,
+        "vindr": vindr.CLASSES,
+    }
     for finding, names in FINDINGS.items():
         for dataset, name in names.items():
             assert name in classes[dataset], (finding, dataset, name)
@@ -17,9 +23,15 @@ def test_every_name_in_the_table_is_a_class_of_its_data_set():
 
 def test_nih_against_chexpert_shares_exactly_the_seven_common_findings():
     pairs = shared_classes("nih", NIH_CLASSES, "chexpert", chexpert.CLASSES)
-    assert pairs == [("Atelectasis", "Atelectasis"), ("Cardiomegaly", "Cardiomegaly"),
-                     ("Consolidation", "Consolidation"), ("Edema", "Edema"), ("Effusion", "Pleural Effusion"),
-                     ("Pneumonia", "Pneumonia"), ("Pneumothorax", "Pneumothorax")]
+    assert pairs == [
+        ("Atelectasis", "Atelectasis"),
+        ("Cardiomegaly", "Cardiomegaly"),
+        ("Consolidation", "Consolidation"),
+        ("Edema", "Edema"),
+        ("Effusion", "Pleural Effusion"),
+        ("Pneumonia", "Pneumonia"),
+        ("Pneumothorax", "Pneumothorax"),
+    ]
     # symmetric, and Lung Lesion is not Nodule or Mass
     back = shared_classes("chexpert", chexpert.CLASSES, "nih", NIH_CLASSES)
     assert sorted((b, a) for a, b in back) == sorted(pairs)
@@ -31,7 +43,9 @@ def test_a_plain_csv_matches_by_any_spelling_and_nothing_else():
     assert finding_of("csv", "Pleural_Thickening") == "Pleural_Thickening"
     assert finding_of("csv", "pleural thickening") == "Pleural_Thickening"
     assert finding_of("csv", "Tuberculosis") is None
-    assert shared_classes("csv", ["Effusion", "Tuberculosis"], "vindr", vindr.CLASSES) == [("Effusion", "Pleural effusion")]
+    assert shared_classes("csv", ["Effusion", "Tuberculosis"], "vindr", vindr.CLASSES) == [
+        ("Effusion", "Pleural effusion")
+    ]
     # a known data set does not match loosely: VinDr's own spelling only
     assert finding_of("vindr", "Effusion") is None
 

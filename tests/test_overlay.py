@@ -66,8 +66,14 @@ def test_a_zero_map_is_drawn_blank_with_its_reason() -> None:
     grey = np.full((64, 64), 100.0)
     cam = np.zeros((2, 2))
     reason = saliency.blank_reason(cam, 64)
-    overlay = heatmap_figure(grey, saliency.to_box_frame(cam, (64, 64)), None, [], 0.0,
-                             Caption("x.png", "Nodule", 0.5, 0.2, 0.1, blank=reason))
+    overlay = heatmap_figure(
+        grey,
+        saliency.to_box_frame(cam, (64, 64)),
+        None,
+        [],
+        0.0,
+        Caption("x.png", "Nodule", 0.5, 0.2, 0.1, blank=reason),
+    )
     assert overlay.blank == reason
     text = _all_text(overlay)
     assert "blank map\nmap is zero everywhere" in text and "2 x 2 at 64 px" in text.replace("\n", " ")
@@ -82,8 +88,12 @@ def test_safe_filename_keeps_names_inside_their_folder_and_unique() -> None:
         name = safe_filename(text)
         assert name and "/" not in name and "\\" not in name and not name.startswith(".") and len(name) <= MAX_CHARS + 9
         assert safe_filename(text) == name  # stable
-    assert safe_filename("Pleural_Thickening") == "Pleural_Thickening" and safe_filename("00000003_000") == "00000003_000"
-    assert safe_filename("A/B").startswith("A_B-") and len({safe_filename(t) for t in ("A/B", "A_B", "A B", "A:B")}) == 4
+    assert (
+        safe_filename("Pleural_Thickening") == "Pleural_Thickening" and safe_filename("00000003_000") == "00000003_000"
+    )
+    assert (
+        safe_filename("A/B").startswith("A_B-") and len({safe_filename(t) for t in ("A/B", "A_B", "A B", "A:B")}) == 4
+    )
     assert len({safe_filename("x" * 300), safe_filename("x" * 301)}) == 2
     assert figure_name("Nodule/Mass", "img003.dicom") == safe_filename("Nodule/Mass") + "_img003.png"
 
@@ -98,9 +108,19 @@ def test_write_heatmaps_slash_class_shared_stems_and_blank_warnings(tmp_path: Pa
     config = TrainConfig(data=str(tmp_path), resolution_px=32)
     out = tmp_path / "out" / "heatmaps"
     with caplog.at_level(logging.WARNING, logger="cxrres.deploy.predict"):
-        written = write_heatmaps(model, config, ["A/B", "C"], images, np.array([[0.7, 0.2], [0.1, 0.9]]), "all",
-                                 "gradcam", 0.5, out, torch.device("cpu"),
-                                 thresholds=np.array([0.5, np.nan]))
+        written = write_heatmaps(
+            model,
+            config,
+            ["A/B", "C"],
+            images,
+            np.array([[0.7, 0.2], [0.1, 0.9]]),
+            "all",
+            "gradcam",
+            0.5,
+            out,
+            torch.device("cpu"),
+            thresholds=np.array([0.5, np.nan]),
+        )
     assert len(written) == 4 == len(set(written)) and all(p.parent == out and p.is_file() for p in written)
     assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in written)  # no temporary left
     assert sum(safe_filename("A/B") in p.name for p in written) == 2

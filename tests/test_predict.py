@@ -36,8 +36,18 @@ def run(tmp_path_factory) -> tuple[Path, Path]:
     """A 1-epoch 32-px run on a 60-image phantom, and the phantom's root."""
     base = tmp_path_factory.mktemp("predict")
     synthesize(base / "phantom", n_images=60, size_px=64, seed=3, workers=1, progress=False)
-    run_dir = train(TrainConfig(data=str(base / "phantom"), resolution_px=32, weights="none", out=str(base / "run"),
-                                cache=str(base / "cache"), max_epochs=1, batch_size=8, progress=False))
+    run_dir = train(
+        TrainConfig(
+            data=str(base / "phantom"),
+            resolution_px=32,
+            weights="none",
+            out=str(base / "run"),
+            cache=str(base / "cache"),
+            max_epochs=1,
+            batch_size=8,
+            progress=False,
+        )
+    )
     return run_dir, base / "phantom"
 
 
@@ -49,7 +59,9 @@ def _brute_force(labels: np.ndarray, scores: np.ndarray) -> list[tuple[float, fl
     out = []
     for t in sorted(set(scores.tolist()), reverse=True):
         call = scores >= t
-        out.append((t, (call & (labels == 1)).sum() / (labels == 1).sum(), (~call & (labels == 0)).sum() / (labels == 0).sum()))
+        out.append(
+            (t, (call & (labels == 1)).sum() / (labels == 1).sum(), (~call & (labels == 0)).sum() / (labels == 0).sum())
+        )
     return out
 
 
@@ -72,7 +84,11 @@ def test_operating_points_edge_cases() -> None:
     labels = np.array([[1, 0], [0, 0], [1, 0], [0, 0]])
     scores = np.array([[0.9, 0.1], [0.2, 0.3], [0.8, 0.5], [0.1, 0.2]])
     table = operating_points(labels, scores, ["A", "B"], OperatingRule.parse("youden"))
-    assert table["threshold"].iloc[0] == 0.8 and table["sensitivity"].iloc[0] == 1.0 and table["specificity"].iloc[0] == 1.0
+    assert (
+        table["threshold"].iloc[0] == 0.8
+        and table["sensitivity"].iloc[0] == 1.0
+        and table["specificity"].iloc[0] == 1.0
+    )
     assert np.isnan(table["threshold"].iloc[1])  # no positives: no threshold, no calls
     calls = positive_calls(scores, table["threshold"].to_numpy())
     assert calls[:, 0].tolist() == [1, 0, 1, 0] and np.isnan(calls[:, 1]).all()
@@ -87,7 +103,9 @@ def test_operating_points_edge_cases() -> None:
 
 def _tree(folder: Path) -> dict[str, tuple[int, int]]:
     """Every file under `folder` with its size and mtime (ns)."""
-    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*") if p.is_file()}
+    return {
+        str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*") if p.is_file()
+    }
 
 
 def test_predict_reproduces_the_runs_test_predictions(run, tmp_path) -> None:
@@ -159,7 +177,9 @@ def test_folder_input_dicom_and_jpeg(run, tmp_path) -> None:
     Image.fromarray(grey).save(folder / "a.jpg", quality=95)
     _write_dicom(folder / "b.dcm", grey)
     (folder / "notes.txt").write_text("not an image")
-    assert main(["predict", str(run_dir), str(png), str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    assert (
+        main(["predict", str(run_dir), str(png), str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    )
     table = pd.read_csv(tmp_path / "out" / "predictions.csv")
     assert [Path(p).name for p in table["path"]] == [name, "a.jpg", "b.dcm"]
     classes = runs.read_predictions(run_dir).classes
@@ -212,8 +232,12 @@ def test_heatmaps_top3_and_named(run, tmp_path) -> None:
     assert len(result.heatmaps) == 6 and all(p.is_file() and p.stat().st_size > 1000 for p in result.heatmaps)
     picture = np.asarray(Image.open(result.heatmaps[0]))  # a 512-px panel, caption lines above, colour bar beside
     assert picture.shape[1] == figure_px((512, 512), 2)[1] and picture.shape[0] > 512
-    named = predict_files(run_dir, files, tmp_path / "b", heatmaps="Nodule,Cardiomegaly", method="hirescam", progress=False)
-    assert sorted(p.name for p in named.heatmaps) == sorted(f"{f.stem}_{c}.png" for f in files for c in ("Nodule", "Cardiomegaly"))
+    named = predict_files(
+        run_dir, files, tmp_path / "b", heatmaps="Nodule,Cardiomegaly", method="hirescam", progress=False
+    )
+    assert sorted(p.name for p in named.heatmaps) == sorted(
+        f"{f.stem}_{c}.png" for f in files for c in ("Nodule", "Cardiomegaly")
+    )
     with pytest.raises(CxrresError, match="unknown class 'Nodules'"):
         predict_files(run_dir, files, tmp_path / "c", heatmaps="Nodules", progress=False)
 
@@ -224,8 +248,24 @@ def test_bad_files_one_line_or_skipped(run, tmp_path) -> None:
     empty, fake = tmp_path / "empty.png", tmp_path / "fake.png"
     empty.write_bytes(b"")
     fake.write_text("hello")
-    result = subprocess.run([sys.executable, "-m", "cxrres.cli", "predict", str(run_dir), str(good), str(empty),
-                             "--out", str(tmp_path / "o1"), "--quiet", "--workers", "0"], capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cxrres.cli",
+            "predict",
+            str(run_dir),
+            str(good),
+            str(empty),
+            "--out",
+            str(tmp_path / "o1"),
+            "--quiet",
+            "--workers",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 1 and "empty.png" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "o1" / "predictions.csv").exists()
     out = predict_files(run_dir, [good, empty, fake], tmp_path / "o2", skip_bad=True, workers=0, progress=False)
@@ -253,7 +293,9 @@ def test_onnx_export_matches_pytorch_and_has_a_model_card(run, tmp_path) -> None
     assert main(["evaluate", str(run_dir), "--n-boot", "50"]) == 0
     path = export_run(run_dir, "onnx", tmp_path / "model.onnx")
     config = runs.read_settings(run_dir)
-    images = np.stack([load_resized(phantom / "images" / n, (32,))[0][32] for n in runs.read_predictions(run_dir).images[:3]])
+    images = np.stack(
+        [load_resized(phantom / "images" / n, (32,))[0][32] for n in runs.read_predictions(run_dir).images[:3]]
+    )
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     got = session.run(None, {"image_uint8": images})[0]
     from cxrres.deploy.export import ExportWrapper
@@ -281,7 +323,9 @@ def test_onnx_export_matches_pytorch_and_has_a_model_card(run, tmp_path) -> None
     assert "synthetic phantom" in card and "report" not in card.split("## Intended use")[1]
     ops = pd.read_csv(run_dir / runs.OPERATING_POINTS)
     defined = ops.dropna(subset=["threshold"])
-    assert len(defined) >= 1 and all(f"| {r['class']} | youden | {r['threshold']:.9g} |" in card for _, r in defined.iterrows())
+    assert len(defined) >= 1 and all(
+        f"| {r['class']} | youden | {r['threshold']:.9g} |" in card for _, r in defined.iterrows()
+    )
     assert f"{config.resolution_px} px" in card and "not a medical device" in card and "| mean |" in card
 
 
@@ -303,7 +347,9 @@ def test_torchscript_export_round_trip(run, tmp_path) -> None:
 def test_export_tells_a_folder_that_is_not_a_run_from_an_unfinished_run(tmp_path: Path, capsys) -> None:
     (tmp_path / "notes").mkdir()
     assert main(["export", str(tmp_path / "notes"), "--out", str(tmp_path / "m.onnx")]) == 1
-    assert capsys.readouterr().err == f"cxrres export: error: {tmp_path / 'notes'}: not a run directory (no config.yaml)\n"
+    assert (
+        capsys.readouterr().err == f"cxrres export: error: {tmp_path / 'notes'}: not a run directory (no config.yaml)\n"
+    )
     (tmp_path / "unfinished").mkdir()
     (tmp_path / "unfinished" / runs.CONFIG).write_text("settings: {data: /nih, resolution_px: 64}\n")
     assert main(["export", str(tmp_path / "unfinished"), "--out", str(tmp_path / "m.onnx")]) == 1

@@ -15,8 +15,11 @@ from cxrres.errors import CxrresError
 
 from conftest import SHARED_DATA
 
-TABLES = {"3": ("auc", "wollek2023_table3_auc.csv"), "4": ("precision", "wollek2023_table4_precision.csv"),
-          "5": ("accuracy", "wollek2023_table5_accuracy.csv")}
+TABLES = {
+    "3": ("auc", "wollek2023_table3_auc.csv"),
+    "4": ("precision", "wollek2023_table4_precision.csv"),
+    "5": ("accuracy", "wollek2023_table5_accuracy.csv"),
+}
 
 
 def shared_published_dir() -> Path | None:
@@ -58,7 +61,12 @@ def test_package_csv_equals_the_shared_tables_exactly(shared_dir):
 
 def test_sabottke_rows_are_the_abstract_figures():
     rows = {(r["class"], r["resolution_px"]): r["value"] for r in package_rows() if r["source"] == "sabottke2020"}
-    assert rows == {("Nodule", "64"): "0.689", ("Nodule", "320"): "0.854", ("Mass", "64"): "0.767", ("Mass", "320"): "0.886"}
+    assert rows == {
+        ("Nodule", "64"): "0.689",
+        ("Nodule", "320"): "0.854",
+        ("Mass", "64"): "0.767",
+        ("Mass", "320"): "0.886",
+    }
 
 
 def test_published_results_types_and_filters():
@@ -68,7 +76,15 @@ def test_published_results_types_and_filters():
     row = auc[(auc["class"] == "Nodule") & (auc["resolution_px"] == 1024)]
     assert row["value"].tolist() == [0.803]
     assert set(published.published_results("accuracy")["class"]) == {
-        "Nodule", "Atelectasis", "Mass", "Pneumothorax", "Effusion", "Infiltration", "Pneumonia", "Cardiomegaly"}
+        "Nodule",
+        "Atelectasis",
+        "Mass",
+        "Pneumothorax",
+        "Effusion",
+        "Infiltration",
+        "Pneumonia",
+        "Cardiomegaly",
+    }
     assert len(published.published_results()) == 164
     with pytest.raises(CxrresError, match="unknown published metric"):
         published.published_results("f1")
@@ -76,10 +92,17 @@ def test_published_results_types_and_filters():
         published.published_results(source="wang2017")
 
 
-@pytest.mark.parametrize("dataset,split,expected", [
-    ("chestxray14", "chexnet", True), ("ChestX-ray14", "CheXNet", True), ("nih", "chexnet", True),
-    ("chestxray14", "official", False), ("chexpert", "chexnet", False), ("padchest", "official", False),
-])
+@pytest.mark.parametrize(
+    "dataset,split,expected",
+    [
+        ("chestxray14", "chexnet", True),
+        ("ChestX-ray14", "CheXNet", True),
+        ("nih", "chexnet", True),
+        ("chestxray14", "official", False),
+        ("chexpert", "chexnet", False),
+        ("padchest", "official", False),
+    ],
+)
 def test_reference_only_for_chestxray14_with_the_chexnet_split(dataset, split, expected):
     reference = published.reference_for(dataset, split)
     assert (reference is not None) == expected
@@ -88,13 +111,23 @@ def test_reference_only_for_chestxray14_with_the_chexnet_split(dataset, split, e
 
 
 def test_compare_with_published_on_a_hand_made_table():
-    reference = pd.DataFrame({"metric": "auc", "class": ["Nodule", "Nodule", "Mass", "Mean"],
-                              "resolution_px": [256, 1024, 256, 256], "value": [0.761, 0.803, 0.830, 0.827]})
-    ours = pd.DataFrame({"class": ["mean", "Nodule", "Nodule", "Mass", "Hernia"],
-                         "resolution_px": [256, 1024, 256, 256, 256],
-                         "auc": [0.820, 0.790, 0.700, 0.835, 0.9],
-                         "ci_low": [0.810, 0.770, 0.680, 0.830, 0.8],
-                         "ci_high": [0.830, 0.810, 0.720, 0.840, 1.0]})
+    reference = pd.DataFrame(
+        {
+            "metric": "auc",
+            "class": ["Nodule", "Nodule", "Mass", "Mean"],
+            "resolution_px": [256, 1024, 256, 256],
+            "value": [0.761, 0.803, 0.830, 0.827],
+        }
+    )
+    ours = pd.DataFrame(
+        {
+            "class": ["mean", "Nodule", "Nodule", "Mass", "Hernia"],
+            "resolution_px": [256, 1024, 256, 256, 256],
+            "auc": [0.820, 0.790, 0.700, 0.835, 0.9],
+            "ci_low": [0.810, 0.770, 0.680, 0.830, 0.8],
+            "ci_high": [0.830, 0.810, 0.720, 0.840, 1.0],
+        }
+    )
     got = published.compare_with_published(ours, reference)
     assert got["class"].tolist() == ["Nodule", "Nodule", "Mass", "mean"]  # published order, our spelling
     assert got["resolution_px"].tolist() == [256, 1024, 256, 256]

@@ -32,7 +32,10 @@ def _user_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def _snapshot(root: Path) -> dict[str, tuple[int, int, int]]:
     """Every path under `root` (links not followed) with its (mode, size, mtime ns)."""
-    return {str(p.relative_to(root)): (p.lstat().st_mode, p.lstat().st_size, p.lstat().st_mtime_ns) for p in [root, *root.rglob("*")]}
+    return {
+        str(p.relative_to(root)): (p.lstat().st_mode, p.lstat().st_size, p.lstat().st_mtime_ns)
+        for p in [root, *root.rglob("*")]
+    }
 
 
 def _read_only_copy(real_root: Path, target: Path) -> Path:
@@ -54,7 +57,9 @@ def _read_only_copy(real_root: Path, target: Path) -> Path:
 def _cli(*args: str) -> subprocess.CompletedProcess:
     """`python -m cxrres.cli ARGS` with this test's environment; fails with its stderr if it does not exit 0."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    done = subprocess.run([sys.executable, "-m", "cxrres.cli", *args], capture_output=True, text=True, env=env, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "cxrres.cli", *args], capture_output=True, text=True, env=env, timeout=300
+    )
     assert done.returncode == 0, f"cxrres {' '.join(args)}:\n{done.stderr[-3000:]}"
     return done
 
@@ -65,8 +70,25 @@ def test_train_localize_evaluate_on_the_real_images(real_root: Path, tmp_path: P
     run = tmp_path / "run"
     started = time.perf_counter()
     try:
-        _cli("train", "--data", str(root), "--allow-missing", "--weights", "none", "--max-epochs", "1", "--resolution", "32",
-             "--out", str(run), "--workers", "0", "--precision", "32", "--quiet")  # bf16-mixed on a CPU: 31 s for the 11 steps
+        _cli(
+            "train",
+            "--data",
+            str(root),
+            "--allow-missing",
+            "--weights",
+            "none",
+            "--max-epochs",
+            "1",
+            "--resolution",
+            "32",
+            "--out",
+            str(run),
+            "--workers",
+            "0",
+            "--precision",
+            "32",
+            "--quiet",
+        )  # bf16-mixed on a CPU: 31 s for the 11 steps
         trained = time.perf_counter()
         localized = _cli("localize", str(run), "--data", str(root), "--quiet")
         evaluated = _cli("evaluate", str(run), "--n-boot", "50")

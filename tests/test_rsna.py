@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cxrres.data.rsna_labels import (CLASS_INFO_FILE, FINDING, LABELS_FILE, find_file, read_rsna_labels, read_rsna_root)
+from cxrres.data.rsna_labels import CLASS_INFO_FILE, FINDING, LABELS_FILE, find_file, read_rsna_labels, read_rsna_root
 from cxrres.errors import CxrresError
 
 from conftest import SHARED_DATA, real_rsna_label_rows
@@ -31,9 +31,14 @@ def test_real_label_file_counts() -> None:
     assert (result.images["image"] == result.images["patient_id"] + ".dcm").all()
     assert result.images["patient_id"].is_unique and set(result.images["detailed_class"]) == {""}
     first = positive_rows[0]
-    assert result.boxes.iloc[0].to_dict() == {"image": first["patientId"] + ".dcm", "label": FINDING,
-                                              "x": float(first["x"]), "y": float(first["y"]),
-                                              "w": float(first["width"]), "h": float(first["height"])}
+    assert result.boxes.iloc[0].to_dict() == {
+        "image": first["patientId"] + ".dcm",
+        "label": FINDING,
+        "x": float(first["x"]),
+        "y": float(first["y"]),
+        "w": float(first["width"]),
+        "h": float(first["height"]),
+    }
     assert list(result.boxes.columns) == ["image", "label", "x", "y", "w", "h"]
 
 
@@ -66,16 +71,19 @@ def test_small_file_two_boxes_one_image(tmp_path: Path) -> None:
     assert result.boxes[["x", "y", "w", "h"]].values.tolist() == [[10, 20, 30, 40], [100, 200, 50, 60]]
 
 
-@pytest.mark.parametrize("row, message", [
-    ("c,1,2,3,x,1", "5: box fields are not numbers"),
-    ("c,,,,,2", "5: Target is not 0 or 1"),
-    ("c,,,,,1", "5: Target 1 without a box"),
-    ("c,1,2,3,4,0", "5: Target 0 with a box"),
-    ("c,1000,2,30,4,1", "5: box outside the 1024 x 1024 image"),
-    ("c,1,2,0,4,1", r"5: empty box \(width or height <= 0\)"),
-    ("a,10,20,30,40,1", "5: duplicate of an earlier row"),
-    ("b,1,2,3,4,1", "4: patient has both Target 0 and Target 1 rows"),
-])
+@pytest.mark.parametrize(
+    "row, message",
+    [
+        ("c,1,2,3,x,1", "5: box fields are not numbers"),
+        ("c,,,,,2", "5: Target is not 0 or 1"),
+        ("c,,,,,1", "5: Target 1 without a box"),
+        ("c,1,2,3,4,0", "5: Target 0 with a box"),
+        ("c,1000,2,30,4,1", "5: box outside the 1024 x 1024 image"),
+        ("c,1,2,0,4,1", r"5: empty box \(width or height <= 0\)"),
+        ("a,10,20,30,40,1", "5: duplicate of an earlier row"),
+        ("b,1,2,3,4,1", "4: patient has both Target 0 and Target 1 rows"),
+    ],
+)
 def test_bad_rows_one_line_or_skipped(tmp_path: Path, row: str, message: str) -> None:
     path = _write(tmp_path / "l.csv", GOOD + row + "\n")
     with pytest.raises(CxrresError, match=rf"^{path}:{message}"):

@@ -24,8 +24,14 @@ HEADERS = REAL / "stage_2_train_images_dicom_headers.csv.gz"
 
 #: Fixture label rows: p1 two boxes, p2 none, p3 one box, p4 three boxes, p5 none.
 FIXTURE_ROWS = [
-    "p1,100,200,50,40,1", "p1,600,300,100,200,1", "p2,,,,,0", "p3,0,0,1024,1024,1",
-    "p4,10,10,10,10,1", "p4,20,20,20,30,1", "p4,500,500,100,100,1", "p5,,,,,0",
+    "p1,100,200,50,40,1",
+    "p1,600,300,100,200,1",
+    "p2,,,,,0",
+    "p3,0,0,1024,1024,1",
+    "p4,10,10,10,10,1",
+    "p4,20,20,20,30,1",
+    "p4,500,500,100,100,1",
+    "p5,,,,,0",
 ]
 
 
@@ -39,7 +45,7 @@ def write_fixture(root: Path, rows: list[str] = FIXTURE_ROWS) -> Path:
 def _carved(patients: list[str], fraction: float, seed: int) -> set[str]:
     """Patients (one image each) taken first in sha256(f"{seed}:{p}") order until >= fraction of them."""
     order = sorted(patients, key=lambda p: hashlib.sha256(f"{seed}:{p}".encode()).hexdigest())
-    return set(order[:math.ceil(fraction * len(patients))])
+    return set(order[: math.ceil(fraction * len(patients))])
 
 
 def test_fixture_table(tmp_path: Path) -> None:
@@ -67,8 +73,10 @@ def test_fixture_table(tmp_path: Path) -> None:
 
 def test_fixture_seed_changes_carve_deterministically(tmp_path: Path) -> None:
     root = write_fixture(tmp_path / "rsna")
-    parts = {seed: open_dataset(root, "rsna", ReadOptions(split_seed=seed)).frame["part"].sort_index().tolist()
-             for seed in range(6)}
+    parts = {
+        seed: open_dataset(root, "rsna", ReadOptions(split_seed=seed)).frame["part"].sort_index().tolist()
+        for seed in range(6)
+    }
     assert parts[0] == open_dataset(root, "rsna", ReadOptions(split_seed=0)).frame["part"].sort_index().tolist()
     assert len({tuple(p) for p in parts.values()}) > 1
 
@@ -130,9 +138,30 @@ def test_skip_bad_through_the_adapter_describe_and_prepare(tmp_path: Path, capsy
     out = capsys.readouterr().out
     assert f"  skipped {bad[0]}\n  skipped {bad[1]}\n" in out
     cache = tmp_path / "cache"
-    assert main(["prepare", "--data", str(root), "--cache", str(cache), "--resolutions", "16", "--workers", "1", "--quiet"]) == 1
+    assert (
+        main(
+            ["prepare", "--data", str(root), "--cache", str(cache), "--resolutions", "16", "--workers", "1", "--quiet"]
+        )
+        == 1
+    )
     assert capsys.readouterr().err.count("\n") == 1
-    assert main(["prepare", "--data", str(root), "--cache", str(cache), "--resolutions", "16", "--workers", "1", "--quiet",
-                 "--skip-bad"]) == 0
+    assert (
+        main(
+            [
+                "prepare",
+                "--data",
+                str(root),
+                "--cache",
+                str(cache),
+                "--resolutions",
+                "16",
+                "--workers",
+                "1",
+                "--quiet",
+                "--skip-bad",
+            ]
+        )
+        == 0
+    )
     assert capsys.readouterr().out.endswith(f"  skipped {bad[0]}\n  skipped {bad[1]}\n")
     assert sorted(pd.read_csv(cache / INDEX)["image"]) == ["p2.dcm", "p3.dcm", "p4.dcm", "p5.dcm"]

@@ -35,14 +35,41 @@ def phantom(tmp_path_factory) -> str:
 
 
 def _config(phantom: str, out: Path, cache: Path, **overrides) -> TrainConfig:
-    settings = dict(data=phantom, resolution_px=32, weights="none", out=str(out), cache=str(cache), arch="resnet34",
-                    max_epochs=2, batch_size=8, progress=False)
+    settings = dict(
+        data=phantom,
+        resolution_px=32,
+        weights="none",
+        out=str(out),
+        cache=str(cache),
+        arch="resnet34",
+        max_epochs=2,
+        batch_size=8,
+        progress=False,
+    )
     return TrainConfig(**(settings | overrides))
 
 
 def _argv(phantom: str, out: Path, cache: Path) -> list[str]:
-    return ["train", "--data", phantom, "--resolution", "32", "--weights", "none", "--arch", "resnet34",
-            "--max-epochs", "2", "--batch-size", "8", "--out", str(out), "--cache", str(cache), "--quiet"]
+    return [
+        "train",
+        "--data",
+        phantom,
+        "--resolution",
+        "32",
+        "--weights",
+        "none",
+        "--arch",
+        "resnet34",
+        "--max-epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--out",
+        str(out),
+        "--cache",
+        str(cache),
+        "--quiet",
+    ]
 
 
 class _Crash(Callback):
@@ -145,16 +172,27 @@ def test_unsafe_last_checkpoint_is_refused_in_one_line(phantom: str, tmp_path: P
 
 def test_second_writer_of_a_run_directory_is_refused(phantom: str, tmp_path: Path, capsys) -> None:
     run = tmp_path / "run"
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
-                               "from cxrres.training.checkpoints import lock_run_dir\nwith lock_run_dir(Path(sys.argv[1])):\n"
-                               "    print('locked', flush=True); time.sleep(60)", str(run)],
-                              stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(SRC)})
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; "
+            "from cxrres.training.checkpoints import lock_run_dir\nwith lock_run_dir(Path(sys.argv[1])):\n"
+            "    print('locked', flush=True); time.sleep(60)",
+            str(run),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(SRC)},
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         capsys.readouterr()
         assert main(_argv(phantom, run, tmp_path / "cache")) == 1
         err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and f"pid {holder.pid} on " in err[0] and "another cxrres process is writing" in err[0], err
+        assert len(err) == 1 and f"pid {holder.pid} on " in err[0] and "another cxrres process is writing" in err[0], (
+            err
+        )
         assert not (run / runs.CONFIG).exists()
     finally:
         holder.kill()

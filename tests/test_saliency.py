@@ -17,16 +17,24 @@ from torch import nn
 from cxrres.cli import main
 from cxrres.data import read_bbox_list
 from cxrres.models.registry import create_model
-from cxrres.localization.saliency import (METHODS, boxes_from_saliency, class_activation_maps, iou, pointing_hit, score_detections,
-                             split_network, to_box_frame)
+from cxrres.localization.saliency import (
+    METHODS,
+    boxes_from_saliency,
+    class_activation_maps,
+    iou,
+    pointing_hit,
+    score_detections,
+    split_network,
+    to_box_frame,
+)
 
 
 def test_components_touching_diagonal_and_border():
     s = np.zeros((6, 8))
     s[0:2, 0:2] = 1.0  # at the border (top-left)
-    s[2, 2] = 1.0      # touches the first block only diagonally
+    s[2, 2] = 1.0  # touches the first block only diagonally
     s[4:6, 5:8] = 1.0  # bottom-right border
-    s[3, 5:7] = 1.0    # shares an edge with the block below: same component
+    s[3, 5:7] = 1.0  # shares an edge with the block below: same component
     assert boxes_from_saliency(s, connectivity=8) == [(0, 0, 3, 3), (5, 3, 3, 3)]
     assert boxes_from_saliency(s, connectivity=4) == [(0, 0, 2, 2), (2, 2, 1, 1), (5, 3, 3, 3)]
 
@@ -127,8 +135,13 @@ def test_agrees_with_pytorch_grad_cam(method):
     cams = pytest.importorskip("pytorch_grad_cam")
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-    library = {"gradcam": cams.GradCAM, "hirescam": cams.HiResCAM, "gradcam++": cams.GradCAMPlusPlus,
-               "xgradcam": cams.XGradCAM, "layercam": cams.LayerCAM}[method]
+    library = {
+        "gradcam": cams.GradCAM,
+        "hirescam": cams.HiResCAM,
+        "gradcam++": cams.GradCAMPlusPlus,
+        "xgradcam": cams.XGradCAM,
+        "layercam": cams.LayerCAM,
+    }[method]
     torch.manual_seed(1)
     model = create_model("densenet121", 4, weights="none").eval()
     x = torch.randn(3, 3, 96, 96)
@@ -137,6 +150,7 @@ def test_agrees_with_pytorch_grad_cam(method):
     with library(model=wrapped, target_layers=[wrapped.relu]) as cam:
         expected = cam(input_tensor=x, targets=[ClassifierOutputTarget(c) for c in classes])
     ours = class_activation_maps(model, x, torch.tensor(classes), method).numpy()
+
     def scale(img: np.ndarray) -> np.ndarray:
         img = img - img.min()
         return img / (1e-7 + img.max())
@@ -153,8 +167,17 @@ def trained_run(tmp_path_factory) -> tuple[str, str]:
 
     base = tmp_path_factory.mktemp("loc")
     synthesize(base / "phantom", n_images=80, size_px=128, seed=5, workers=1, progress=False)
-    run = train(TrainConfig(data=str(base / "phantom"), resolution_px=32, weights="none", out=str(base / "run"),
-                            max_epochs=1, batch_size=16, progress=False))
+    run = train(
+        TrainConfig(
+            data=str(base / "phantom"),
+            resolution_px=32,
+            weights="none",
+            out=str(base / "run"),
+            max_epochs=1,
+            batch_size=16,
+            progress=False,
+        )
+    )
     return str(base / "phantom"), str(run)
 
 
@@ -173,9 +196,12 @@ def test_localize_end_to_end_on_phantom(trained_run, capsys):
     assert set(payload["classes"]) == set(order)
     for c in order:
         row = summary.set_index("class").loc[c]
-        assert payload["classes"][c] == {"n": int(row["n"]), "precision": pytest.approx(row["precision"], abs=1e-6),
-                                         "accuracy": pytest.approx(row["accuracy"], abs=1e-6),
-                                         "pointing": pytest.approx(row["pointing"], abs=1e-6)}
+        assert payload["classes"][c] == {
+            "n": int(row["n"]),
+            "precision": pytest.approx(row["precision"], abs=1e-6),
+            "accuracy": pytest.approx(row["accuracy"], abs=1e-6),
+            "pointing": pytest.approx(row["pointing"], abs=1e-6),
+        }
         part = samples[samples["class"] == c]
         assert row["accuracy"] == pytest.approx(part["hit"].mean())
         assert row["pointing"] == pytest.approx(part["pointing"].mean())

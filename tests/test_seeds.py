@@ -30,7 +30,10 @@ def per_run_table() -> pd.DataFrame:
 def test_seed_summary_hand_computed():
     got = seeds.seed_summary(per_run_table())
     assert got[["arch", "resolution_px", "class"]].values.tolist() == [
-        ["densenet121", 256, "Nodule"], ["densenet121", 256, "Mass"], ["densenet121", 1024, "Nodule"]]
+        ["densenet121", 256, "Nodule"],
+        ["densenet121", 256, "Mass"],
+        ["densenet121", 1024, "Nodule"],
+    ]
     assert got["n"].tolist() == [3, 2, 1]
     # Nodule 256: mean 0.74, deviations ±0.04 and 0 -> sd = sqrt((0.0016 + 0 + 0.0016) / 2) = 0.04
     # Mass 256: mean 0.81, sd = sqrt((0.0001 + 0.0001) / 1) = 0.0141421...
@@ -38,8 +41,16 @@ def test_seed_summary_hand_computed():
     assert got["sd"].iloc[:2].tolist() == pytest.approx([0.04, math.sqrt(0.0002)])
     assert math.isnan(got["sd"].iloc[2])  # n = 1
     assert [c for c in got.columns if "seed" in c] == [
-        "auc_seed0", "auc_seed1", "auc_seed2", "ci_low_seed0", "ci_low_seed1", "ci_low_seed2",
-        "ci_high_seed0", "ci_high_seed1", "ci_high_seed2"]
+        "auc_seed0",
+        "auc_seed1",
+        "auc_seed2",
+        "ci_low_seed0",
+        "ci_low_seed1",
+        "ci_low_seed2",
+        "ci_high_seed0",
+        "ci_high_seed1",
+        "ci_high_seed2",
+    ]
     assert got.loc[0, ["auc_seed0", "auc_seed1", "auc_seed2"]].tolist() == [0.70, 0.74, 0.78]
     assert got.loc[0, "ci_high_seed2"] == 0.83
     assert math.isnan(got.loc[1, "auc_seed2"]) and math.isnan(got.loc[2, "auc_seed1"])
@@ -62,10 +73,18 @@ def test_format_mean_sd():
 
 
 def test_seed_ensemble_hand_computed():
-    a = Predictions(["i1", "i2", "i3"], ["A", "B"], np.array([[0.1, 0.2], [0.3, 0.4], [0.5, 0.6]]),
-                    np.array([[0, 1], [1, 0], [1, 1]], np.uint8))
-    b = Predictions(["i3", "i1", "i4"], ["A", "B"], np.array([[0.7, 0.2], [0.3, 0.0], [0.9, 0.9]]),
-                    np.array([[1, 1], [0, 1], [0, 0]], np.uint8))
+    a = Predictions(
+        ["i1", "i2", "i3"],
+        ["A", "B"],
+        np.array([[0.1, 0.2], [0.3, 0.4], [0.5, 0.6]]),
+        np.array([[0, 1], [1, 0], [1, 1]], np.uint8),
+    )
+    b = Predictions(
+        ["i3", "i1", "i4"],
+        ["A", "B"],
+        np.array([[0.7, 0.2], [0.3, 0.0], [0.9, 0.9]]),
+        np.array([[1, 1], [0, 1], [0, 0]], np.uint8),
+    )
     got = seeds.seed_ensemble([a, b])
     assert got.images == ["i1", "i3"] and got.classes == ["A", "B"]  # shared images, first run's order
     np.testing.assert_allclose(got.scores, [[0.2, 0.1], [0.6, 0.4]])

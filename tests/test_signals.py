@@ -26,8 +26,27 @@ def phantom(tmp_path_factory) -> Path:
 
 
 def _command(phantom: Path, out: Path, cache: Path) -> list[str]:
-    return [sys.executable, "-m", "cxrres.cli", "train", "--data", str(phantom), "--resolution", "32", "--weights", "none",
-            "--max-epochs", "3", "--batch-size", "8", "--out", str(out), "--cache", str(cache), "--quiet"]
+    return [
+        sys.executable,
+        "-m",
+        "cxrres.cli",
+        "train",
+        "--data",
+        str(phantom),
+        "--resolution",
+        "32",
+        "--weights",
+        "none",
+        "--max-epochs",
+        "3",
+        "--batch-size",
+        "8",
+        "--out",
+        str(out),
+        "--cache",
+        str(cache),
+        "--quiet",
+    ]
 
 
 def test_sigterm_mid_training_resumes_to_identical_metrics(phantom: Path, tmp_path: Path) -> None:
@@ -47,7 +66,9 @@ def test_sigterm_mid_training_resumes_to_identical_metrics(phantom: Path, tmp_pa
     _, stderr = process.communicate(timeout=300)
     assert process.returncode == EXIT_TERMINATED == 143
     last = stderr.strip().splitlines()[-1]  # before it: the run's progress lines
-    assert "Traceback" not in stderr and last.startswith("cxrres train: ") and "stopped by SIGTERM during epoch" in last, stderr
+    assert (
+        "Traceback" not in stderr and last.startswith("cxrres train: ") and "stopped by SIGTERM during epoch" in last
+    ), stderr
     assert "resume from checkpoints/last.ckpt" in last
     status = json.loads((run / "run.json").read_text())
     assert status["status"] == "interrupted" and status["epochs"] < 3

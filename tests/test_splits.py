@@ -50,7 +50,9 @@ def test_missing_images_reported_with_count_and_names(mini: Path) -> None:
     names = sorted(root.data_entry.index)
     _, missing = root.locate(names)
     assert missing == ["00000002_000.png"]
-    with pytest.raises(MissingImagesError, match=r"1 of 14 listed images are missing on disk \(first: 00000002_000.png\)"):
+    with pytest.raises(
+        MissingImagesError, match=r"1 of 14 listed images are missing on disk \(first: 00000002_000.png\)"
+    ):
         root.require_images(names)
 
 
@@ -72,7 +74,10 @@ def test_patient_leakage_is_an_error(mini: Path) -> None:
     (splits / "train_list.txt").write_text(train + test_line.replace("00000006_001", "00000006_002") + "\n")
     with open(mini / "Data_Entry_2017.csv", "a") as entry:
         entry.write("00000006_002.png,Infiltration,2,6,36,M,PA,2500,2048,0.143,0.143,\n")
-    with pytest.raises(SplitError, match=r"patient leakage: 1 patients have images in more than one part \(e.g. patient 6 in test and train\)"):
+    with pytest.raises(
+        SplitError,
+        match=r"patient leakage: 1 patients have images in more than one part \(e.g. patient 6 in test and train\)",
+    ):
         build_split(DataRoot.at(mini), "chexnet", splits)
 
 
@@ -122,8 +127,14 @@ def test_real_metadata_counts(real_root: Path) -> None:
     boxes = root.boxes
     assert len(boxes) == 984 and boxes["image"].nunique() == 880
     assert boxes["label"].value_counts().to_dict() == {
-        "Atelectasis": 180, "Effusion": 153, "Cardiomegaly": 146, "Infiltration": 123,
-        "Pneumonia": 120, "Pneumothorax": 98, "Mass": 85, "Nodule": 79,
+        "Atelectasis": 180,
+        "Effusion": 153,
+        "Cardiomegaly": 146,
+        "Infiltration": 123,
+        "Pneumonia": 120,
+        "Pneumothorax": 98,
+        "Mass": 85,
+        "Nodule": 79,
     }
     assert len(root.train_val_list) == 86_524 and len(root.test_list) == 25_596
     assert set(boxes["image"]) <= set(root.test_list)

@@ -35,8 +35,16 @@ NIH_DIGEST = "1716fb44ae899e9ea5e225f171fc7eb227f48be9ecb59a0a0189db912419d47c"
 
 
 def _write(layout: str, out: Path, workers: int = 1) -> dict:
-    return synthesize_layout(layout, out, n_images=N_IMAGES, n_patients=None if layout == "rsna" else N_PATIENTS,
-                             size_px=SIZE_PX, seed=SEED, workers=workers, progress=False)
+    return synthesize_layout(
+        layout,
+        out,
+        n_images=N_IMAGES,
+        n_patients=None if layout == "rsna" else N_PATIENTS,
+        size_px=SIZE_PX,
+        seed=SEED,
+        workers=workers,
+        progress=False,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -70,12 +78,14 @@ def _digest(root: Path) -> str:
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
-    with (gzip.open(path, "rt") if path.suffix == ".gz" else open(path, newline="")) as handle:
+    with gzip.open(path, "rt") if path.suffix == ".gz" else open(path, newline="") as handle:
         return list(csv.DictReader(handle))
 
 
 def test_nih_layout_is_byte_for_byte_the_old_phantom(tmp_path: Path) -> None:
-    synthesize_layout("nih", tmp_path / "new", n_images=40, n_patients=16, size_px=96, seed=5, workers=1, progress=False)
+    synthesize_layout(
+        "nih", tmp_path / "new", n_images=40, n_patients=16, size_px=96, seed=5, workers=1, progress=False
+    )
     assert _digest(tmp_path / "new") == NIH_DIGEST
     synthesize(tmp_path / "direct", n_images=40, n_patients=16, size_px=96, seed=5, workers=1, progress=False)
     assert _files(tmp_path / "direct") == _files(tmp_path / "new")
@@ -86,7 +96,9 @@ def test_every_layout_is_detected_as_its_data_set(roots: dict[str, Path]) -> Non
 
 
 @pytest.mark.parametrize("layout", ["chexpert", "mimic", "csv", "rsna", "padchest"])
-def test_same_arguments_give_identical_bytes_for_any_worker_count(roots: dict[str, Path], tmp_path: Path, layout: str) -> None:
+def test_same_arguments_give_identical_bytes_for_any_worker_count(
+    roots: dict[str, Path], tmp_path: Path, layout: str
+) -> None:
     _write(layout, tmp_path / layout, workers=2)
     assert _files(tmp_path / layout) == _files(roots[layout])
 
@@ -106,8 +118,15 @@ def test_csv_layout_is_the_plan_over_the_nih_pngs(roots: dict[str, Path], planne
 
 def _chexpert_expected(spec, name: str) -> bool | None:
     """Whether CheXpert class `name` is present in `spec` (None: no NIH counterpart), by the names table's pairs."""
-    pairs = {"Cardiomegaly": "Cardiomegaly", "Edema": "Edema", "Consolidation": "Consolidation", "Pneumonia": "Pneumonia",
-             "Atelectasis": "Atelectasis", "Pneumothorax": "Pneumothorax", "Pleural Effusion": "Effusion"}
+    pairs = {
+        "Cardiomegaly": "Cardiomegaly",
+        "Edema": "Edema",
+        "Consolidation": "Consolidation",
+        "Pneumonia": "Pneumonia",
+        "Atelectasis": "Atelectasis",
+        "Pneumothorax": "Pneumothorax",
+        "Pleural Effusion": "Effusion",
+    }
     if name == "Lung Opacity":
         return any(f in spec.findings for f in ("Consolidation", "Infiltration", "Pneumonia"))
     return pairs[name] in spec.findings if name in pairs else None
@@ -117,15 +136,20 @@ def test_chexpert_layout_counts_views_and_labels(roots: dict[str, Path], planned
     specs, parts = planned
     root = roots["chexpert"]
     table = open_dataset(root)
-    by_path = {f"{'valid' if parts[s.patient_id] == 'test' else 'train'}/patient{s.patient_id:05d}/study{s.follow_up + 1}"
-               f"/view1_frontal.jpg": s for s in specs}
+    by_path = {
+        f"{'valid' if parts[s.patient_id] == 'test' else 'train'}/patient{s.patient_id:05d}/study{s.follow_up + 1}"
+        f"/view1_frontal.jpg": s
+        for s in specs
+    }
     assert sorted(table.frame.index) == sorted(by_path)  # frontal only by default: one per planned image
     assert sorted(table.images("test")) == sorted(p for p, s in by_path.items() if parts[s.patient_id] == "test")
     assert len(table.images("train")) + len(table.images("val")) == sum(parts[s.patient_id] != "test" for s in specs)
     laterals = sorted(str(p.relative_to(root)) for p in root.glob("*/*/*/view2_lateral.jpg"))
     assert 0 < len(laterals) < N_IMAGES
     everything = open_dataset(root, options=ReadOptions(views="all"))
-    assert len(everything.frame) == N_IMAGES + len(laterals) and set(everything.frame.index) - set(by_path) == set(laterals)
+    assert len(everything.frame) == N_IMAGES + len(laterals) and set(everything.frame.index) - set(by_path) == set(
+        laterals
+    )
     assert (everything.frame.loc[laterals, "view"] == "Lateral").all()
     rows = {r["Path"].split("/", 1)[1]: r for r in _rows(root / "train.csv") + _rows(root / "valid.csv")}
     assert all(r["Path"].startswith("CheXpert-v1.0-small/") for r in rows.values())
@@ -210,7 +234,9 @@ def test_padchest_layout_has_the_plan_in_twelve_bit_pngs(roots: dict[str, Path],
     assert len({row["PatientID"] for row in rows}) == N_PATIENTS
     expected = [sum(c in s.findings for s in specs) for c in CLASSES]
     assert np.nansum(table.frame[list(CLASSES)].to_numpy(), axis=0).astype(int).tolist() == expected
-    assert sum(r["Labels"] == "['normal']" for r in rows if r["Projection"] != "L") == sum(not s.findings for s in specs)
+    assert sum(r["Labels"] == "['normal']" for r in rows if r["Projection"] != "L") == sum(
+        not s.findings for s in specs
+    )
     for path in everything.frame["path"]:
         pixels = cv2.imread(str(root / path), cv2.IMREAD_UNCHANGED)
         assert pixels.dtype == np.uint16 and pixels.shape == (SIZE_PX, SIZE_PX) and 255 < pixels.max() <= STORED_MAX
@@ -239,16 +265,20 @@ def test_rsna_layout_has_every_true_lesion_as_a_box(roots: dict[str, Path]) -> N
             lesion = np.abs(image - render(spec, SIZE_PX, with_lesions=False)[0])
             inside = np.zeros(lesion.shape, bool)
             for _, (x, y, w, h) in truth:
-                inside[y:y + h, x:x + w] = True
-            assert all(lesion[y:y + h, x:x + w].mean() > 1.3 * lesion[~inside].mean() for _, (x, y, w, h) in truth)
+                inside[y : y + h, x : x + w] = True
+            assert all(lesion[y : y + h, x : x + w].mean() > 1.3 * lesion[~inside].mean() for _, (x, y, w, h) in truth)
     per_image = table.boxes.groupby("image").size()
     assert len(table.boxes) == n_boxes and (per_image >= 2).sum() >= 2
     for _, group in table.boxes.groupby("image"):  # several lesions of one image never touch
         b = group[["x", "y", "w", "h"]].to_numpy()
         for i in range(len(b)):
             for j in range(i):
-                assert not (b[i, 0] < b[j, 0] + b[j, 2] and b[j, 0] < b[i, 0] + b[i, 2]
-                            and b[i, 1] < b[j, 1] + b[j, 3] and b[j, 1] < b[i, 1] + b[i, 3])
+                assert not (
+                    b[i, 0] < b[j, 0] + b[j, 2]
+                    and b[j, 0] < b[i, 0] + b[i, 2]
+                    and b[i, 1] < b[j, 1] + b[j, 3]
+                    and b[j, 1] < b[i, 1] + b[i, 3]
+                )
     classes = _rows(root / "stage_2_detailed_class_info.csv")
     assert len(classes) == len(_rows(root / "stage_2_train_labels.csv")) == N_IMAGES - len(per_image) + n_boxes
 
@@ -261,8 +291,23 @@ def test_describe_runs_on_every_layout(roots: dict[str, Path], layout: str, caps
 
 
 def test_prepare_caches_every_rsna_image(roots: dict[str, Path], tmp_path: Path) -> None:
-    assert main(["prepare", "--data", str(roots["rsna"]), "--resolutions", "32", "--cache", str(tmp_path / "cache"),
-                 "--workers", "1", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "prepare",
+                "--data",
+                str(roots["rsna"]),
+                "--resolutions",
+                "32",
+                "--cache",
+                str(tmp_path / "cache"),
+                "--workers",
+                "1",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     index = pd.read_csv(tmp_path / "cache" / "index.csv")
     assert len(index) == N_IMAGES and index["ok"].all() and (index["source_height_px"] == SIZE_PX).all()
 
@@ -291,13 +336,59 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def test_rsna_phantom_trains_and_localizes_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture, one_thread) -> None:
+def test_rsna_phantom_trains_and_localizes_end_to_end(
+    tmp_path: Path, capsys: pytest.CaptureFixture, one_thread
+) -> None:
     root, run = tmp_path / "rsna", tmp_path / "run"
-    assert main(["synth", "--layout", "rsna", "--out", str(root), "--images", "48", "--size", "64", "--seed", "4",
-                 "--enrich", "Pneumonia=3,Consolidation=3", "--workers", "1", "--quiet"]) == 0  # val has positives
+    assert (
+        main(
+            [
+                "synth",
+                "--layout",
+                "rsna",
+                "--out",
+                str(root),
+                "--images",
+                "48",
+                "--size",
+                "64",
+                "--seed",
+                "4",
+                "--enrich",
+                "Pneumonia=3,Consolidation=3",
+                "--workers",
+                "1",
+                "--quiet",
+            ]
+        )
+        == 0
+    )  # val has positives
     assert "48 images of 64 px from 48 patients" in capsys.readouterr().out
-    assert main(["train", "--data", str(root), "--cache", str(tmp_path / "cache"), "--out", str(run), "--resolution", "32",
-                 "--max-epochs", "1", "--weights", "none", "--batch-size", "8", "--arch", "resnet34", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(root),
+                "--cache",
+                str(tmp_path / "cache"),
+                "--out",
+                str(run),
+                "--resolution",
+                "32",
+                "--max-epochs",
+                "1",
+                "--weights",
+                "none",
+                "--batch-size",
+                "8",
+                "--arch",
+                "resnet34",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     table = open_dataset(root)
     n_test, n_positive = len(table.images("test")), int(table.labels("test").sum())
     config = yaml.safe_load((run / runs.CONFIG).read_text())
@@ -325,10 +416,45 @@ def test_padchest_classes_may_be_its_own_terms(tmp_path: Path, capsys: pytest.Ca
     import ast
 
     root, run = tmp_path / "pc", tmp_path / "run"
-    assert main(["synth", "--layout", "padchest", "--out", str(root), "--images", "40", "--size", "64", "--seed", "2",
-                 "--workers", "1", "--quiet"]) == 0
-    base = ["train", "--data", str(root), "--cache", str(tmp_path / "cache"), "--resolution", "32", "--max-epochs", "1",
-            "--weights", "none", "--batch-size", "8", "--arch", "resnet34", "--quiet"]
+    assert (
+        main(
+            [
+                "synth",
+                "--layout",
+                "padchest",
+                "--out",
+                str(root),
+                "--images",
+                "40",
+                "--size",
+                "64",
+                "--seed",
+                "2",
+                "--workers",
+                "1",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    base = [
+        "train",
+        "--data",
+        str(root),
+        "--cache",
+        str(tmp_path / "cache"),
+        "--resolution",
+        "32",
+        "--max-epochs",
+        "1",
+        "--weights",
+        "none",
+        "--batch-size",
+        "8",
+        "--arch",
+        "resnet34",
+        "--quiet",
+    ]
     assert main(base + ["--out", str(run), "--classes", "normal,Effusion"]) == 0
     predictions = runs.read_predictions(run)
     assert predictions.classes == ["normal", "Effusion"]
@@ -336,8 +462,10 @@ def test_padchest_classes_may_be_its_own_terms(tmp_path: Path, capsys: pytest.Ca
     assert predictions.images == default.images("test")
     with open(root / padchest.FILE_NAMES[0], newline="") as handle:
         listed = {r["ImageID"]: ast.literal_eval(r["Labels"]) for r in csv.DictReader(handle)}
-    expected = [[int(listed[i] == ["normal"]), int(any(t in padchest.NIH_TERMS["Effusion"] for t in listed[i]))]
-                for i in predictions.images]
+    expected = [
+        [int(listed[i] == ["normal"]), int(any(t in padchest.NIH_TERMS["Effusion"] for t in listed[i]))]
+        for i in predictions.images
+    ]
     assert predictions.labels.tolist() == expected and 0 < sum(e[0] for e in expected) < len(expected)
     capsys.readouterr()
     assert main(base + ["--out", str(tmp_path / "bad"), "--classes", "pleural efusion"]) == 1

@@ -14,8 +14,16 @@ from cxrres.errors import CxrresError
 from cxrres.synthetic import Anatomy, ImageSpec, measure_cnr, plan, render, synthesize
 
 #: Mean box areas (px² at 1024) of the real official boxes (DESIGN.md).
-REAL_MEAN_AREA = {"Nodule": 5.5e3, "Atelectasis": 34e3, "Mass": 50e3, "Pneumothorax": 55e3, "Effusion": 62e3,
-                  "Infiltration": 120e3, "Pneumonia": 159e3, "Cardiomegaly": 184e3}
+REAL_MEAN_AREA = {
+    "Nodule": 5.5e3,
+    "Atelectasis": 34e3,
+    "Mass": 50e3,
+    "Pneumothorax": 55e3,
+    "Effusion": 62e3,
+    "Infiltration": 120e3,
+    "Pneumonia": 159e3,
+    "Cardiomegaly": 184e3,
+}
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +123,14 @@ def test_lesion_boxes_have_realistic_relative_sizes() -> None:
             values += [w * h * 16 for name, (x, y, w, h) in boxes if name == label]  # px² at 1024
         areas[label] = float(np.mean(values))
         assert 0.6 < areas[label] / REAL_MEAN_AREA[label] < 1.5, (label, areas[label])
-    assert areas["Nodule"] < areas["Atelectasis"] < areas["Mass"] < areas["Infiltration"] < areas["Pneumonia"] < areas["Cardiomegaly"]
+    assert (
+        areas["Nodule"]
+        < areas["Atelectasis"]
+        < areas["Mass"]
+        < areas["Infiltration"]
+        < areas["Pneumonia"]
+        < areas["Cardiomegaly"]
+    )
 
 
 def test_nodules_fade_at_low_resolution_while_cardiomegaly_stays_visible() -> None:

@@ -27,10 +27,27 @@ def study(tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("testres")
     synthesize(base / "phantom", n_images=60, size_px=64, seed=3, workers=1, progress=False)
     config = base / "study.yaml"
-    config.write_text("train:\n  weights: none\n  max_epochs: 1\n  batch_size: 8\nlocalize:\n  examples: 1\nn_boot: 50\n"
-                      "test_resolutions: [48, 32]\n")
-    assert main(["study", "--data", str(base / "phantom"), "--resolutions", "32", "--out", str(base / "s"),
-                 "--config", str(config), "--quiet"]) == 0
+    config.write_text(
+        "train:\n  weights: none\n  max_epochs: 1\n  batch_size: 8\nlocalize:\n  examples: 1\nn_boot: 50\n"
+        "test_resolutions: [48, 32]\n"
+    )
+    assert (
+        main(
+            [
+                "study",
+                "--data",
+                str(base / "phantom"),
+                "--resolutions",
+                "32",
+                "--out",
+                str(base / "s"),
+                "--config",
+                str(config),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     return base / "s"
 
 
@@ -47,8 +64,23 @@ def test_study_scores_every_run_at_its_test_resolutions(study: Path) -> None:
     assert "best tested at" in html
     assert yaml.safe_load((study / runs.STUDY_FILE).read_text())["test_resolutions"] == [32, 48]
     stamp = (run / runs.AUC_BY_TEST_RESOLUTION).stat().st_mtime_ns
-    assert main(["study", "--config", str(study / runs.STUDY_FILE), "--data", str(study.parent / "phantom"),
-                 "--resolutions", "32", "--out", str(study), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "study",
+                "--config",
+                str(study / runs.STUDY_FILE),
+                "--data",
+                str(study.parent / "phantom"),
+                "--resolutions",
+                "32",
+                "--out",
+                str(study),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert (run / runs.AUC_BY_TEST_RESOLUTION).stat().st_mtime_ns == stamp  # a rerun skips what is done
 
 
@@ -69,9 +101,13 @@ def test_train_resolution_rows_equal_auc_csv(study: Path, tmp_path: Path, capsys
     assert not np.allclose(other["auc"], own["auc"].to_numpy(), equal_nan=True)  # 64 px is a different input
 
 
-@pytest.mark.parametrize("value, message", [("16", "16 px out of range [32, 1024]"), ("64,abc", "'abc' is not a whole"),
-                                            ("2048", "2048 px out of range")])
-def test_bad_test_resolutions_are_refused_in_one_line(study: Path, tmp_path: Path, capsys, value: str, message: str) -> None:
+@pytest.mark.parametrize(
+    "value, message",
+    [("16", "16 px out of range [32, 1024]"), ("64,abc", "'abc' is not a whole"), ("2048", "2048 px out of range")],
+)
+def test_bad_test_resolutions_are_refused_in_one_line(
+    study: Path, tmp_path: Path, capsys, value: str, message: str
+) -> None:
     assert main(["evaluate", str(study / RUN), "--test-resolution", value, "--out", str(tmp_path)]) != 0
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
@@ -101,12 +137,20 @@ def test_study_file_test_resolutions_checked_at_load(tmp_path: Path, capsys) -> 
 
 
 def test_best_test_size_sentences() -> None:
-    long = pd.DataFrame({"heading": ["A 64 px"] * 3 + ["A 128 px"] * 3, "resolution_px": [64] * 3 + [128] * 3,
-                         "test_resolution_px": [64, 128, 256] * 2, "auc": [0.70, 0.72, 0.65, 0.60, 0.75, 0.75]})
+    long = pd.DataFrame(
+        {
+            "heading": ["A 64 px"] * 3 + ["A 128 px"] * 3,
+            "resolution_px": [64] * 3 + [128] * 3,
+            "test_resolution_px": [64, 128, 256] * 2,
+            "auc": [0.70, 0.72, 0.65, 0.60, 0.75, 0.75],
+        }
+    )
     matrix = auc_matrix(long)
     assert matrix.index.tolist() == ["A 64 px", "A 128 px"] and matrix.columns.tolist() == [64, 128, 256]
-    assert best_test_sentences(long) == ["A 64 px: best tested at 128 px, mean AUC 0.720 (at its train size 64 px: 0.700).",
-                                         "A 128 px: best tested at 128 px, mean AUC 0.750 (its train size)."]
+    assert best_test_sentences(long) == [
+        "A 64 px: best tested at 128 px, mean AUC 0.720 (at its train size 64 px: 0.700).",
+        "A 128 px: best tested at 128 px, mean AUC 0.750 (its train size).",
+    ]
 
 
 def test_run_status_with_threads_and_kernels_reads_back(tmp_path: Path) -> None:

@@ -40,8 +40,16 @@ def runs_by_arch(phantom) -> dict[str, Path]:
 
     out = {}
     for arch in (CONVNEXT, EFFICIENTNET, VIT):
-        config = TrainConfig(data=str(phantom), resolution_px=64, arch=arch, weights="none", max_epochs=1,
-                             batch_size=8, progress=False, out=str(phantom.parent / arch.replace(":", "-")))
+        config = TrainConfig(
+            data=str(phantom),
+            resolution_px=64,
+            arch=arch,
+            weights="none",
+            max_epochs=1,
+            batch_size=8,
+            progress=False,
+            out=str(phantom.parent / arch.replace(":", "-")),
+        )
         out[arch] = train(config)
     return out
 
@@ -54,7 +62,10 @@ def test_each_family_trains_one_epoch_and_reloads(runs_by_arch, arch, family):
     run = runs_by_arch[arch]
     model, config, classes = load_run_model(run)
     assert config.arch == arch and config.batch_size == 8
-    assert type(model).__name__ == {"ConvNeXt": "ConvNeXt", "EfficientNet": "EfficientNet", "ViT": "VisionTransformer"}[family]
+    assert (
+        type(model).__name__
+        == {"ConvNeXt": "ConvNeXt", "EfficientNet": "EfficientNet", "ViT": "VisionTransformer"}[family]
+    )
     assert model.get_classifier().out_features == len(classes) == 14
     history = pd.read_csv(run / runs.METRICS)
     assert len(history) == 1 and np.isfinite(history.iloc[0]["val_loss"])
@@ -92,14 +103,19 @@ def test_vit_maps_on_the_patch_grid_at_any_multiple_of_16():
 
 
 def test_resolutions_a_network_cannot_take_are_refused_in_one_line(tmp_path):
-    for arch, side, words in ((VIT, 40, "not a multiple of its 16-px patches; use 32 or 48 px"),
-                              (VIT, 16, "below its minimum of 32 px"), (CONVNEXT, 24, "below its minimum of 32 px")):
+    for arch, side, words in (
+        (VIT, 40, "not a multiple of its 16-px patches; use 32 or 48 px"),
+        (VIT, 16, "below its minimum of 32 px"),
+        (CONVNEXT, 24, "below its minimum of 32 px"),
+    ):
         with pytest.raises(CxrresError, match=words) as error:
             resolve(TrainConfig(data=str(tmp_path), resolution_px=side, arch=arch, out=str(tmp_path / "r")))
         assert "\n" not in str(error.value)
-    for arch, words in (("timm:no_such_net", "unknown timm model 'no_such_net'"),
-                        ("timm:resnet18", "is a resnet network; supported families: ConvNeXt"),
-                        ("vgg16", "unknown architecture 'vgg16'")):
+    for arch, words in (
+        ("timm:no_such_net", "unknown timm model 'no_such_net'"),
+        ("timm:resnet18", "is a resnet network; supported families: ConvNeXt"),
+        ("vgg16", "unknown architecture 'vgg16'"),
+    ):
         with pytest.raises(CxrresError, match=words):
             resolve(TrainConfig(data=str(tmp_path), resolution_px=64, arch=arch, out=str(tmp_path / "r")))
 
@@ -147,7 +163,7 @@ def test_maps_agree_with_pytorch_grad_cam_for_convnext_and_vit():
     x = torch.randn(3, 3, 64, 64)
 
     def reshape(tokens: torch.Tensor) -> torch.Tensor:  # pytorch-grad-cam's ViT recipe: drop the class token
-        patches = tokens[:, vit.num_prefix_tokens:, :]
+        patches = tokens[:, vit.num_prefix_tokens :, :]
         return patches.reshape(tokens.shape[0], 4, 4, tokens.shape[2]).permute(0, 3, 1, 2)
 
     expected = _library_raw_map(cams, vit, vit.blocks[-2], x, classes, reshape)  # the tokens entering the last block
@@ -186,8 +202,9 @@ def test_imagenet_weights_offline_refusal_and_cache_hit(tmp_path, monkeypatch):
     source = timm.create_model("vit_tiny_patch16_224", num_classes=1000)  # as timm publishes it: 1000 classes
     _fake_hf_cache(tmp_path / "hf", repo, source.state_dict())
     model = create_model(VIT, 3, weights="imagenet")
-    assert torch.equal(model.pos_embed, source.pos_embed) and torch.equal(model.blocks[5].mlp.fc2.weight,
-                                                                          source.blocks[5].mlp.fc2.weight)
+    assert torch.equal(model.pos_embed, source.pos_embed) and torch.equal(
+        model.blocks[5].mlp.fc2.weight, source.blocks[5].mlp.fc2.weight
+    )
     assert model.head.out_features == 3  # a fresh 3-way head
 
 

@@ -40,8 +40,16 @@ def phantom(tmp_path_factory) -> str:
 
 
 def _config(phantom: str, out, **overrides) -> TrainConfig:
-    settings = dict(data=phantom, resolution_px=32, weights="none", out=str(out), cache=str(out) + "-cache",
-                    max_epochs=1, batch_size=8, progress=False)
+    settings = dict(
+        data=phantom,
+        resolution_px=32,
+        weights="none",
+        out=str(out),
+        cache=str(out) + "-cache",
+        max_epochs=1,
+        batch_size=8,
+        progress=False,
+    )
     settings.update(overrides)
     return TrainConfig(**settings)
 
@@ -53,7 +61,9 @@ def test_one_epoch_end_to_end(phantom, tmp_path):
     assert history.columns[:5].tolist() == ["epoch", "train_loss", "val_loss", "val_mean_auc", "lr"]
     assert history["epoch"].tolist() == [1] and history["lr"].iloc[0] == pytest.approx(3e-4)
     config = yaml.safe_load((run / "config.yaml").read_text())
-    assert config["settings"]["batch_size"] == 8 and config["settings"]["precision"] == ("bf16-mixed" if cpu_has_native_bf16() else "32-true")
+    assert config["settings"]["batch_size"] == 8 and config["settings"]["precision"] == (
+        "bf16-mixed" if cpu_has_native_bf16() else "32-true"
+    )
     assert config["identity"]["split_digest"] and config["versions"]["torch"]
     assert sum(config["data"]["images"].values()) == 60
     predictions = runs.read_predictions(run)
@@ -109,7 +119,9 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(phantom, tmp_path, monkey
         return (losses * math.nan if self.training and self.current_epoch == 1 else losses), counts
 
     monkeypatch.setattr(ChestClassifier, "_losses", poisoned)
-    with pytest.raises(TrainingDiverged, match=r"training loss became nan at epoch 2, step 1; the last good checkpoint is .*last\.ckpt"):
+    with pytest.raises(
+        TrainingDiverged, match=r"training loss became nan at epoch 2, step 1; the last good checkpoint is .*last\.ckpt"
+    ):
         train(_config(phantom, tmp_path / "nan", max_epochs=3))
     run = tmp_path / "nan"
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 0  # saved after epoch 1
@@ -117,8 +129,24 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(phantom, tmp_path, monkey
 
 
 def test_cli_refuses_run_dir_with_other_settings_and_skips_finished(phantom, tmp_path, capsys):
-    base = ["train", "--data", phantom, "--resolution", "32", "--weights", "none", "--out", str(tmp_path / "r"),
-            "--cache", str(tmp_path / "c"), "--max-epochs", "1", "--batch-size", "8", "--quiet"]
+    base = [
+        "train",
+        "--data",
+        phantom,
+        "--resolution",
+        "32",
+        "--weights",
+        "none",
+        "--out",
+        str(tmp_path / "r"),
+        "--cache",
+        str(tmp_path / "c"),
+        "--max-epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--quiet",
+    ]
     assert main(base) == 0
     best = tmp_path / "r" / "checkpoints" / "best.ckpt"
     stamp = best.stat().st_mtime_ns
@@ -148,8 +176,22 @@ def test_failed_first_run_does_not_block_its_retry_with_other_settings(phantom, 
     home = _offline(monkeypatch, tmp_path)
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "ALL")  # oneDNN's "no cap"
     run = tmp_path / "r"
-    base = ["train", "--data", phantom, "--resolution", "32", "--out", str(run), "--cache", str(tmp_path / "c"),
-            "--max-epochs", "1", "--batch-size", "8", "--quiet"]
+    base = [
+        "train",
+        "--data",
+        phantom,
+        "--resolution",
+        "32",
+        "--out",
+        str(run),
+        "--cache",
+        str(tmp_path / "c"),
+        "--max-epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--quiet",
+    ]
     assert main(base) == 1  # ImageNet weights by default: offline, they cannot be had
     err = capsys.readouterr().err
     assert str(home / "hub" / "checkpoints" / "densenet121-a639ec97.pth") in err and "--weights none" in err
@@ -165,8 +207,9 @@ def test_failed_first_run_does_not_block_its_retry_with_other_settings(phantom, 
 
 
 def test_run_json_written_before_the_compute_fields_still_reads(tmp_path):
-    (tmp_path / runs.STATUS).write_text(json.dumps({"status": "finished", "epochs": 3, "device": "cpu (2 cores)",
-                                                    "a_later_field": 1}))
+    (tmp_path / runs.STATUS).write_text(
+        json.dumps({"status": "finished", "epochs": 3, "device": "cpu (2 cores)", "a_later_field": 1})
+    )
     status = runs.read_status(tmp_path)
     assert (status.status, status.epochs, status.threads, status.cpu_kernels) == ("finished", 3, None, None)
     runs.write_status(tmp_path, status)
@@ -209,7 +252,7 @@ def _ddp_worker(rank: int, world: int, port: int, probs: torch.Tensor, labels: t
     auc_metric, loss_metric = MultilabelAUROC(probs.shape[1], average="none"), MeanMetric()
     shard = list(ShardSampler(len(probs), rank, world))
     for start in range(0, len(shard), 4):  # batches of 4 per rank, uneven shards
-        idx = shard[start:start + 4]
+        idx = shard[start : start + 4]
         auc_metric.update(probs[idx], labels[idx].int())
         loss_metric.update(probs[idx, 0])
     aucs, mean = auc_metric.compute(), loss_metric.compute()
@@ -242,9 +285,29 @@ def test_ddp_two_cpu_processes_end_to_end(phantom, tmp_path):
 
     cli = Path(sys.executable).parent / "cxrres"
     run = tmp_path / "ddp"
-    command = [str(cli), "train", "--data", phantom, "--resolution", "32", "--weights", "none", "--out", str(run),
-               "--cache", str(tmp_path / "cache"), "--max-epochs", "1", "--batch-size", "8", "--devices", "2",
-               "--accelerator", "cpu", "--quiet"]
+    command = [
+        str(cli),
+        "train",
+        "--data",
+        phantom,
+        "--resolution",
+        "32",
+        "--weights",
+        "none",
+        "--out",
+        str(run),
+        "--cache",
+        str(tmp_path / "cache"),
+        "--max-epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--devices",
+        "2",
+        "--accelerator",
+        "cpu",
+        "--quiet",
+    ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads((run / "run.json").read_text())["world_size"] == 2

@@ -20,9 +20,26 @@ def study(tmp_path_factory):
     base = tmp_path_factory.mktemp("verify")
     synthesize(base / "phantom", n_images=60, size_px=64, seed=3, workers=1, progress=False)
     config = base / "study.yaml"
-    config.write_text("train:\n  weights: none\n  max_epochs: 1\n  batch_size: 8\nlocalize:\n  examples: 0\nn_boot: 50\n")
-    assert main(["study", "--data", str(base / "phantom"), "--resolutions", "32,48", "--out", str(base / "s"),
-                 "--config", str(config), "--quiet"]) == 0
+    config.write_text(
+        "train:\n  weights: none\n  max_epochs: 1\n  batch_size: 8\nlocalize:\n  examples: 0\nn_boot: 50\n"
+    )
+    assert (
+        main(
+            [
+                "study",
+                "--data",
+                str(base / "phantom"),
+                "--resolutions",
+                "32,48",
+                "--out",
+                str(base / "s"),
+                "--config",
+                str(config),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     run = base / "s" / "runs" / "densenet121_32px_seed0"
     assert main(["export", str(run), "--out", str(base / "s" / "export" / "model.onnx")]) == 0
     images = [base / "phantom" / "images" / n for n in runs.read_predictions(run).images[:6]]

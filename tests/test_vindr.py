@@ -24,9 +24,16 @@ HEAD = ",".join(vindr.COLUMNS)
 #: a: three readers, two mark Cardiomegaly (one with two boxes), one says No finding; b: No finding by all three;
 #: c: one reader marks Nodule/Mass and Pneumothorax, two say No finding.
 ROWS = [
-    "a,Cardiomegaly,3,R1,10,20,110,70", "a,Cardiomegaly,3,R2,12,22,100,60", "a,Cardiomegaly,3,R2,200,200,210,230",
-    "a,No finding,14,R3,,,,", "b,No finding,14,R1,,,,", "b,No finding,14,R2,,,,", "b,No finding,14,R4,,,,",
-    "c,Nodule/Mass,8,R5,0,0,5,5", "c,Pneumothorax,12,R5,1.5,2.5,11.5,22.5", "c,No finding,14,R1,,,,",
+    "a,Cardiomegaly,3,R1,10,20,110,70",
+    "a,Cardiomegaly,3,R2,12,22,100,60",
+    "a,Cardiomegaly,3,R2,200,200,210,230",
+    "a,No finding,14,R3,,,,",
+    "b,No finding,14,R1,,,,",
+    "b,No finding,14,R2,,,,",
+    "b,No finding,14,R4,,,,",
+    "c,Nodule/Mass,8,R5,0,0,5,5",
+    "c,Pneumothorax,12,R5,1.5,2.5,11.5,22.5",
+    "c,No finding,14,R1,,,,",
     "c,No finding,14,R2,,,,",
 ] + [f"d{i},No finding,14,R1,,,," for i in range(7)]
 
@@ -48,7 +55,11 @@ def test_fixture_table(tmp_path: Path) -> None:
     assert Counter(frame["part"]) == {"train": 7, "val": 1, "test": 2}
     positive = {c: sorted(frame.index[frame[c] == 1]) for c in vindr.CLASSES if (frame[c] == 1).any()}
     assert positive == {"Cardiomegaly": ["a.dicom"], "Nodule/Mass": ["c.dicom"], "Pneumothorax": ["c.dicom"]}
-    assert len(table.boxes) == 5 and Counter(table.boxes["label"]) == {"Cardiomegaly": 3, "Nodule/Mass": 1, "Pneumothorax": 1}
+    assert len(table.boxes) == 5 and Counter(table.boxes["label"]) == {
+        "Cardiomegaly": 3,
+        "Nodule/Mass": 1,
+        "Pneumothorax": 1,
+    }
     last = table.boxes.iloc[4]
     assert (last["image"], last["x"], last["y"], last["w"], last["h"]) == ("c.dicom", 1.5, 2.5, 10.0, 20.0)
     assert any("5 readers" in n for n in table.notes) and any("image-wise" in n for n in table.notes)
@@ -63,11 +74,17 @@ def test_fixture_majority_of_readers(tmp_path: Path) -> None:
     assert int(table.frame[list(vindr.CLASSES)].to_numpy().sum()) == 1 and len(table.boxes) == 5
 
 
-@pytest.mark.parametrize("row, line, words", [
-    ("e,Cardiomegaly,3,R1,,,,", 2, "blank on exactly"), ("e,No finding,14,R1,1,2,3,4", 2, "blank on exactly"),
-    ("e,Cardiomegaly,4,R1,1,2,3,4", 2, "does not match"), ("e,Heart,3,R1,1,2,3,4", 2, "not a VinDr-CXR class"),
-    ("e,Cardiomegaly,3,R1,5,2,3,4", 2, "x_max > x_min"), ("e,Cardiomegaly,3,R1,a,2,3,4", 2, "x_max > x_min"),
-])
+@pytest.mark.parametrize(
+    "row, line, words",
+    [
+        ("e,Cardiomegaly,3,R1,,,,", 2, "blank on exactly"),
+        ("e,No finding,14,R1,1,2,3,4", 2, "blank on exactly"),
+        ("e,Cardiomegaly,4,R1,1,2,3,4", 2, "does not match"),
+        ("e,Heart,3,R1,1,2,3,4", 2, "not a VinDr-CXR class"),
+        ("e,Cardiomegaly,3,R1,5,2,3,4", 2, "x_max > x_min"),
+        ("e,Cardiomegaly,3,R1,a,2,3,4", 2, "x_max > x_min"),
+    ],
+)
 def test_bad_rows_name_file_and_line(tmp_path: Path, row: str, line: int, words: str) -> None:
     root = write_fixture(tmp_path / "v", [row] + ROWS)
     with pytest.raises(DataFormatError) as caught:
@@ -98,17 +115,38 @@ def test_real_train_csv() -> None:
 
 
 LABEL_HEAD = "image_id,rad_id,Cardiomegaly,Nodule/Mass,Other diseases,No finding"
-TRAIN_LABELS = ["t1,R1,1,0,0,0", "t1,R2,1,0,0,0", "t1,R3,0,0,0,1", "t2,R1,0,1,0,0", "t2,R2,0,0,0,1", "t2,R3,0,0,0,1"] + [
-    f"n{i},R{r},0,0,0,1" for i in range(8) for r in (1, 2, 3)]
-TRAIN_BOXES = ["t1,R1,Cardiomegaly,10,20,110,70", "t1,R2,Cardiomegaly,12,22,100,60", "t1,R3,No finding,,,,",
-               "t2,R1,Nodule/Mass,5,5,15,25", "t2,R2,No finding,,,,", "t2,R3,No finding,,,,"]
+TRAIN_LABELS = [
+    "t1,R1,1,0,0,0",
+    "t1,R2,1,0,0,0",
+    "t1,R3,0,0,0,1",
+    "t2,R1,0,1,0,0",
+    "t2,R2,0,0,0,1",
+    "t2,R3,0,0,0,1",
+] + [f"n{i},R{r},0,0,0,1" for i in range(8) for r in (1, 2, 3)]
+TRAIN_BOXES = [
+    "t1,R1,Cardiomegaly,10,20,110,70",
+    "t1,R2,Cardiomegaly,12,22,100,60",
+    "t1,R3,No finding,,,,",
+    "t2,R1,Nodule/Mass,5,5,15,25",
+    "t2,R2,No finding,,,,",
+    "t2,R3,No finding,,,,",
+]
 TEST_LABELS = ["s1,R_consensus,1,1,0,0", "s2,R_consensus,0,0,1,0", "s3,R_consensus,0,0,0,1"]
-TEST_BOXES = ["s1,R_consensus,Cardiomegaly,0,0,50,40", "s1,R_consensus,Nodule/Mass,1,1,3,3",
-              "s1,R_consensus,Nodule/Mass,7,7,9,10", "s3,R_consensus,No finding,,,,"]
+TEST_BOXES = [
+    "s1,R_consensus,Cardiomegaly,0,0,50,40",
+    "s1,R_consensus,Nodule/Mass,1,1,3,3",
+    "s1,R_consensus,Nodule/Mass,7,7,9,10",
+    "s3,R_consensus,No finding,,,,",
+]
 
 
-def write_physionet(root: Path, train_boxes: list[str] = TRAIN_BOXES, train_labels: list[str] = TRAIN_LABELS,
-                    test_boxes: list[str] = TEST_BOXES, test_labels: list[str] = TEST_LABELS) -> Path:
+def write_physionet(
+    root: Path,
+    train_boxes: list[str] = TRAIN_BOXES,
+    train_labels: list[str] = TRAIN_LABELS,
+    test_boxes: list[str] = TEST_BOXES,
+    test_labels: list[str] = TEST_LABELS,
+) -> Path:
     """A PhysioNet VinDr-CXR 1.0.0 root (annotations/ only); the test label file says 'Other disease'."""
     folder = root / "annotations"
     folder.mkdir(parents=True, exist_ok=True)
@@ -146,12 +184,14 @@ def test_physionet_box_of_unknown_image_is_refused(tmp_path: Path) -> None:
 
 
 #: One bad row of each kind after ROWS (file lines 20-25), and a box reaching exactly to the edge of j's 40 x 40 image.
-BAD_ROWS = [("e,Heart,3,R1,1,2,3,4", "column 'class_name': 'Heart' is not a VinDr-CXR class"),
-            ("f,Cardiomegaly,4,R1,1,2,3,4", "class_id '4' does not match class_name 'Cardiomegaly'"),
-            ("g,Cardiomegaly,3,R1,,,,", "box fields must be blank on exactly the 'No finding' rows"),
-            ("h,Cardiomegaly,3,R1,5,2,3,4", "box 5,2,3,4 is not numbers with x_max > x_min >= 0 and y_max > y_min >= 0"),
-            ("a,Cardiomegaly,3,R1,10,20,110,70", "duplicate of line 2"),
-            ("i,Cardiomegaly,3,R1,1,1,50,30", "box 1,1,50,30 is outside the 40 x 40 image (DICOM Columns x Rows)")]
+BAD_ROWS = [
+    ("e,Heart,3,R1,1,2,3,4", "column 'class_name': 'Heart' is not a VinDr-CXR class"),
+    ("f,Cardiomegaly,4,R1,1,2,3,4", "class_id '4' does not match class_name 'Cardiomegaly'"),
+    ("g,Cardiomegaly,3,R1,,,,", "box fields must be blank on exactly the 'No finding' rows"),
+    ("h,Cardiomegaly,3,R1,5,2,3,4", "box 5,2,3,4 is not numbers with x_max > x_min >= 0 and y_max > y_min >= 0"),
+    ("a,Cardiomegaly,3,R1,10,20,110,70", "duplicate of line 2"),
+    ("i,Cardiomegaly,3,R1,1,1,50,30", "box 1,1,50,30 is outside the 40 x 40 image (DICOM Columns x Rows)"),
+]
 
 
 def test_skip_bad_lists_exactly_the_bad_rows_and_leaves_their_images_out(tmp_path: Path) -> None:
@@ -164,7 +204,9 @@ def test_skip_bad_lists_exactly_the_bad_rows_and_leaves_their_images_out(tmp_pat
     path = root.resolve() / "train.csv"
     with pytest.raises(DataFormatError) as caught:
         open_dataset(root)
-    assert caught.value.line == 20 and "(and 5 more bad rows)" in str(caught.value) and "--skip-bad" in str(caught.value)
+    assert (
+        caught.value.line == 20 and "(and 5 more bad rows)" in str(caught.value) and "--skip-bad" in str(caught.value)
+    )
     table = open_dataset(root, options=ReadOptions(skip_bad=True))
     assert table.skipped == tuple(f"{path}:{line}: {problem}" for line, (_, problem) in enumerate(BAD_ROWS, 20))
     assert sorted(table.frame.index) == sorted(["b.dicom", "c.dicom", "j.dicom"] + [f"d{i}.dicom" for i in range(7)])
@@ -177,8 +219,11 @@ def test_physionet_skip_bad(tmp_path: Path) -> None:
     root = write_physionet(tmp_path / "p", TRAIN_BOXES + extra)
     path = root.resolve() / "annotations" / "annotations_train.csv"
     table = open_dataset(root, options=ReadOptions(skip_bad=True))
-    assert table.skipped == (f"{path}:8: image 'zz' is not in image_labels_train.csv", f"{path}:9: duplicate of line 5",
-                             f"{path}:10: column 'class_name': 'Pneumonia' is not a label column of image_labels_train.csv")
+    assert table.skipped == (
+        f"{path}:8: image 'zz' is not in image_labels_train.csv",
+        f"{path}:9: duplicate of line 5",
+        f"{path}:10: column 'class_name': 'Pneumonia' is not a label column of image_labels_train.csv",
+    )
     assert not {"t1.dicom", "t2.dicom"} & set(table.frame.index) and len(table.frame) == 11
     assert Counter(table.boxes["image"]) == {"s1.dicom": 3}
 
@@ -194,9 +239,14 @@ def test_readers_any_or_majority_from_describe_and_train_settings(tmp_path: Path
         classes = json.loads(capsys.readouterr().out)["classes"]
         positives[rule] = {c: sum(v["positive"].values()) for c, v in classes.items() if sum(v["positive"].values())}
     # by hand: a is marked Cardiomegaly by R1 and R2 of its 3 readers; c Nodule/Mass and Pneumothorax by 1 of 3
-    assert positives == {"any": {"Cardiomegaly": 1, "Nodule/Mass": 1, "Pneumothorax": 1}, "majority": {"Cardiomegaly": 1}}
+    assert positives == {
+        "any": {"Cardiomegaly": 1, "Nodule/Mass": 1, "Pneumothorax": 1},
+        "majority": {"Cardiomegaly": 1},
+    }
     config = TrainConfig(data=str(root), resolution_px=32, readers="majority")
-    assert identity(config)["readers"] == "majority" and "readers" not in identity(TrainConfig(data="d", resolution_px=32))
+    assert identity(config)["readers"] == "majority" and "readers" not in identity(
+        TrainConfig(data="d", resolution_px=32)
+    )
     assert train_argv(config)[-2:] == ["--readers", "majority"]
     majority = config.split_spec().open(root)
     assert int(majority.frame[list(vindr.CLASSES)].to_numpy().sum()) == 1

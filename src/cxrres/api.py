@@ -23,13 +23,21 @@ from cxrres.models.registry import create_model as _create_model
 from cxrres.evaluation.operating import DEFAULT_RULE, OperatingRule, positive_calls, thresholds_for
 
 #: The data settings `open_dataset` takes (the same as `cxrres describe`/`train` flags of those names).
-DATA_SETTINGS: tuple[str, ...] = tuple(dict.fromkeys(
-    ("dataset", "views", "class_names", "label", "allow_missing", *DESCRIBE_SETTINGS)))
+DATA_SETTINGS: tuple[str, ...] = tuple(
+    dict.fromkeys(("dataset", "views", "class_names", "label", "allow_missing", *DESCRIBE_SETTINGS))
+)
 PARTS: tuple[str, ...] = ("train", "val", "test")
 
 
-def open_dataset(root: str | Path, part: str = "train", resolution: int = 224, *, cache: str | Path | None = None,
-                 progress: bool = False, **settings) -> CacheDataset:
+def open_dataset(
+    root: str | Path,
+    part: str = "train",
+    resolution: int = 224,
+    *,
+    cache: str | Path | None = None,
+    progress: bool = False,
+    **settings,
+) -> CacheDataset:
     """One part (`train`, `val`, `test`) of any supported data set under `root` at `resolution` px, as a torch Dataset
     of (uint8 image (1, R, R), float32 labels (C,): 1, 0, or -1 where masked out). Its cache is prepared on first use
     (under `cache`, default $CXRRES_CACHE_DIR or ~/.cache/cxrres). `settings`: DATA_SETTINGS (split, uncertain, views,
@@ -41,8 +49,14 @@ def open_dataset(root: str | Path, part: str = "train", resolution: int = 224, *
     unknown = sorted(set(settings) - set(DATA_SETTINGS))
     if unknown:
         raise CxrresError(f"open_dataset: unknown data setting {unknown[0]!r}; known: {', '.join(DATA_SETTINGS)}")
-    config = TrainConfig(data=str(Path(root).expanduser().resolve()), resolution_px=int(resolution),
-                         cache=None if cache is None else str(cache), progress=progress, weights="none", **settings)
+    config = TrainConfig(
+        data=str(Path(root).expanduser().resolve()),
+        resolution_px=int(resolution),
+        cache=None if cache is None else str(cache),
+        progress=progress,
+        weights="none",
+        **settings,
+    )
     return load_run_data(config).parts[part]
 
 
@@ -106,5 +120,7 @@ def load_run(run_dir: str | Path, rule: str | OperatingRule = DEFAULT_RULE, devi
     model, config, classes = load_run_model(run_dir)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model = for_inference(model, dataclasses.replace(config, channels_last=False), dev)
-    thresholds = thresholds_for(run_operating_points(run_dir, rule), classes, rule, str(run_dir / runs.OPERATING_POINTS))
+    thresholds = thresholds_for(
+        run_operating_points(run_dir, rule), classes, rule, str(run_dir / runs.OPERATING_POINTS)
+    )
     return LoadedRun(model, classes, int(config.resolution_px), config, thresholds, dev)

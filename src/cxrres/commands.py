@@ -23,10 +23,20 @@ def describe(args: argparse.Namespace) -> int:
     from cxrres.data.datasets.summary import describe_table, format_table_summary
 
     dataset = args.dataset or detect_dataset(args.data)
-    options = ReadOptions(args.split, args.split_dir, args.val_fraction, args.split_seed, views=args.views,
-                          labeler=args.labeler, readers=args.readers, skip_bad=args.skip_bad)
+    options = ReadOptions(
+        args.split,
+        args.split_dir,
+        args.val_fraction,
+        args.split_seed,
+        views=args.views,
+        labeler=args.labeler,
+        readers=args.readers,
+        skip_bad=args.skip_bad,
+    )
     check_options(dataset, options)
-    if dataset == "nih" and view_keyword(args.views) == "frontal":  # ChestX-ray14 as before (all frontal): with its boxes
+    if (
+        dataset == "nih" and view_keyword(args.views) == "frontal"
+    ):  # ChestX-ray14 as before (all frontal): with its boxes
         root = DataRoot.at(args.data)
         split = build_split(root, args.split, args.split_dir, args.val_fraction, args.split_seed)
         summary = describe_split(root, split)
@@ -44,13 +54,22 @@ def prepare(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(plan_prepare(args.data, args.resolutions, args.cache, args.dataset, args.skip_bad).to_text())
         return 0
-    report = prepare_cache(args.data, args.resolutions, args.cache, args.workers, args.skip_bad, progress=not args.quiet,
-                           dataset=args.dataset)
+    report = prepare_cache(
+        args.data,
+        args.resolutions,
+        args.cache,
+        args.workers,
+        args.skip_bad,
+        progress=not args.quiet,
+        dataset=args.dataset,
+    )
     built = ",".join(map(str, report.built_px)) or "none"
     reused = ",".join(map(str, report.reused_px)) or "none"
     resumed = f", resumed at image {report.resumed_from:,}" if report.resumed_from else ""
-    print(f"cache {report.cache_dir}: {report.n_images:,} images; built {built} px, reused {reused} px{resumed}; "
-          f"{len(report.skipped)} skipped, {len(report.missing):,} missing; {report.seconds:.1f} s")
+    print(
+        f"cache {report.cache_dir}: {report.n_images:,} images; built {built} px, reused {reused} px{resumed}; "
+        f"{len(report.skipped)} skipped, {len(report.missing):,} missing; {report.seconds:.1f} s"
+    )
     for item in report.skipped:
         print(f"  skipped {item['image']}: {item['error']}")
     print("".join(f"  skipped {row}\n" for row in report.skipped_rows), end="")  # bad metadata rows: images not cached
@@ -61,8 +80,17 @@ def synth(args: argparse.Namespace) -> int:
     """Write a phantom data set in one published layout (NIH by default)."""
     from cxrres.synthetic.layouts import summary_line, synthesize_layout
 
-    counts = synthesize_layout(args.layout, args.out, n_images=args.images, n_patients=args.patients, size_px=args.size,
-                               seed=args.seed, workers=args.workers, progress=not args.quiet, enrich=args.enrich)
+    counts = synthesize_layout(
+        args.layout,
+        args.out,
+        n_images=args.images,
+        n_patients=args.patients,
+        size_px=args.size,
+        seed=args.seed,
+        workers=args.workers,
+        progress=not args.quiet,
+        enrich=args.enrich,
+    )
     print(summary_line(args.layout, args.out, counts))
     return 0
 
@@ -85,31 +113,49 @@ def evaluate(args: argparse.Namespace) -> int:
     from cxrres.evaluation.evaluate import evaluate_run, format_table, table_as_json
 
     if getattr(args, "test_resolution", None) and (args.reference or args.data):
-        raise CxrresError("--test-resolution scores the run's own test images; it cannot be combined with --reference or --data")
+        raise CxrresError(
+            "--test-resolution scores the run's own test images; it cannot be combined with --reference or --data"
+        )
     if args.reference and args.data:
         raise CxrresError("--reference scores the run's own test images; it cannot be combined with --data")
     if args.reference:
         from cxrres.evaluation.adjudicated import evaluate_reference, format_reference_table
 
         table = evaluate_reference(args.run_dir, args.reference, args.level)
-        print(table.to_json(orient="records") if args.json else f"{format_reference_table(table)}\nwrote {args.run_dir}/{AUC_GOOGLE2019}")
+        print(
+            table.to_json(orient="records")
+            if args.json
+            else f"{format_reference_table(table)}\nwrote {args.run_dir}/{AUC_GOOGLE2019}"
+        )
         return 0
     if args.data:
         from cxrres.evaluation.external import evaluate_external
 
-        result = evaluate_external(args.run_dir, args.data, args.dataset, args.views, args.level, args.n_boot,
-                                   args.allow_missing, progress=not args.json)
+        result = evaluate_external(
+            args.run_dir,
+            args.data,
+            args.dataset,
+            args.views,
+            args.level,
+            args.n_boot,
+            args.allow_missing,
+            progress=not args.json,
+        )
         print(json.dumps(result.as_json()) if args.json else result.summary())
         return 0
     if getattr(args, "test_resolution", None):
         from cxrres.evaluation import cross_resolution
 
         resolutions = cross_resolution.parse_test_resolutions(args.test_resolution)
-        table = cross_resolution.evaluate_test_resolutions(args.run_dir, resolutions, args.level, args.n_boot, args.out,
-                                                           progress=not args.json)
+        table = cross_resolution.evaluate_test_resolutions(
+            args.run_dir, resolutions, args.level, args.n_boot, args.out, progress=not args.json
+        )
         written = table.attrs["written"]
-        print(table.to_json(orient="records") if args.json
-              else cross_resolution.format_table(table) + (f"\nwrote {written}" if written else ""))
+        print(
+            table.to_json(orient="records")
+            if args.json
+            else cross_resolution.format_table(table) + (f"\nwrote {written}" if written else "")
+        )
         return 0
     table = evaluate_run(args.run_dir, args.level, args.n_boot, args.out)
     written = table.attrs["written"]
@@ -118,8 +164,12 @@ def evaluate(args: argparse.Namespace) -> int:
     else:
         from cxrres.evaluation.calibration import summary_line
 
-        print(format_table(table) + "\n" + summary_line(table.attrs["calibration"])
-              + (f"\nwrote {written} and {written.with_name(CALIBRATION)}" if written else ""))
+        print(
+            format_table(table)
+            + "\n"
+            + summary_line(table.attrs["calibration"])
+            + (f"\nwrote {written} and {written.with_name(CALIBRATION)}" if written else "")
+        )
     return 0
 
 
@@ -142,21 +192,35 @@ def localize(args: argparse.Namespace) -> int:
     from cxrres.localization.localize import localize_run, summary_as_json
     from cxrres.runs import LOCALIZATION, LOCALIZATION_SAMPLES, SKIPPED_ROWS
 
-    result = localize_run(args.run_dir, args.data, args.method, args.threshold, args.iou, args.examples,
-                          progress=not (args.quiet or args.json), out=args.out)
+    result = localize_run(
+        args.run_dir,
+        args.data,
+        args.method,
+        args.threshold,
+        args.iou,
+        args.examples,
+        progress=not (args.quiet or args.json),
+        out=args.out,
+    )
     if args.json:
         print(json.dumps(summary_as_json(result.summary)))
         return 0
     print(f"{'class':<20} {'n':>4} {'precision':>9} {'accuracy':>8} {'pointing':>8}")
     for _, row in result.summary.iterrows():
-        print(f"{row['class']:<20} {int(row['n']):>4} {row['precision']:>9.3f} {row['accuracy']:>8.3f} {row['pointing']:>8.3f}")
+        print(
+            f"{row['class']:<20} {int(row['n']):>4} {row['precision']:>9.3f} {row['accuracy']:>8.3f} {row['pointing']:>8.3f}"
+        )
     if result.skipped_not_in_cache:
         print(f"{result.skipped_not_in_cache} boxes skipped: their images are not on disk")
     if result.skipped_rows:
-        print(f"{len(result.skipped_rows)} bad metadata rows skipped, their images left out"
-              + (f": {result.written_to}/{SKIPPED_ROWS}" if result.written_to else ""))
+        print(
+            f"{len(result.skipped_rows)} bad metadata rows skipped, their images left out"
+            + (f": {result.written_to}/{SKIPPED_ROWS}" if result.written_to else "")
+        )
     if result.written_to:
-        print(f"wrote {result.written_to}/{LOCALIZATION}, {LOCALIZATION_SAMPLES} and {len(result.figures)} example figures")
+        print(
+            f"wrote {result.written_to}/{LOCALIZATION}, {LOCALIZATION_SAMPLES} and {len(result.figures)} example figures"
+        )
     return 0
 
 
@@ -183,8 +247,16 @@ def print_key_table(key: Path, html: Path) -> None:
 def study(args: argparse.Namespace) -> int:
     """Run (or continue, list, or plan) a whole study."""
     from cxrres.runs import KEY_TABLE
-    from cxrres.study.grid import (GRID_FLAGS, TRAIN_FLAGS, describe_state, job_commands, prepare_source, run_study,
-                              study_settings, write_study_file)
+    from cxrres.study.grid import (
+        GRID_FLAGS,
+        TRAIN_FLAGS,
+        describe_state,
+        job_commands,
+        prepare_source,
+        run_study,
+        study_settings,
+        write_study_file,
+    )
 
     study = study_settings(args.config, {name: getattr(args, name) for name in GRID_FLAGS + TRAIN_FLAGS})
     if args.dry_run:
@@ -199,7 +271,9 @@ def study(args: argparse.Namespace) -> int:
         return 0
     if args.step == "prepare":  # the same function the local executor starts with: one home for the data settings
         source = prepare_source(study, progress=not args.quiet)
-        print(f"cache {source.cache_dir}: {source.prepared.n_images:,} images at {','.join(map(str, study.resolutions))} px")
+        print(
+            f"cache {source.cache_dir}: {source.prepared.n_images:,} images at {','.join(map(str, study.resolutions))} px"
+        )
         return 0
     if args.executor == "slurm":
         return study_on_slurm(study, args)
@@ -212,11 +286,22 @@ def predict(args: argparse.Namespace) -> int:
     from cxrres.evaluation.operating import OperatingRule
     from cxrres.deploy.predict import PREDICTIONS_FILE, SKIPPED_FILE, predict_files
 
-    result = predict_files(args.run_dir, args.inputs, args.out, args.heatmaps, args.method,
-                           OperatingRule.parse(args.operating_point), args.skip_bad, args.workers, args.batch_size,
-                           progress=not args.quiet)
-    print(f"{len(result.predictions):,} images scored ({result.images_per_s:.1f} img/s); wrote {Path(args.out) / PREDICTIONS_FILE}"
-          + (f", {len(result.heatmaps)} heat maps" if result.heatmaps else ""))
+    result = predict_files(
+        args.run_dir,
+        args.inputs,
+        args.out,
+        args.heatmaps,
+        args.method,
+        OperatingRule.parse(args.operating_point),
+        args.skip_bad,
+        args.workers,
+        args.batch_size,
+        progress=not args.quiet,
+    )
+    print(
+        f"{len(result.predictions):,} images scored ({result.images_per_s:.1f} img/s); wrote {Path(args.out) / PREDICTIONS_FILE}"
+        + (f", {len(result.heatmaps)} heat maps" if result.heatmaps else "")
+    )
     if args.skip_bad:
         print(f"{len(result.skipped)} skipped, listed in {Path(args.out) / SKIPPED_FILE}")
     return 0

@@ -84,11 +84,20 @@ def default_batch_size(arch: str, resolution_px: int) -> int:
     return timm_batch(arch.split(":", 1)[1], resolution_px, recipe_batch_size(resolution_px))
 
 
-def setting(default: Any, help: str, *, flag: str | None = None, metavar: str | None = None,
-            choices: tuple[str, ...] | None = None, identity: bool = True) -> Any:
+def setting(
+    default: Any,
+    help: str,
+    *,
+    flag: str | None = None,
+    metavar: str | None = None,
+    choices: tuple[str, ...] | None = None,
+    identity: bool = True,
+) -> Any:
     """A TrainConfig field: its default, help text, flag spelling (default --field-name) and whether it defines the run."""
-    return field(default=default, metadata={"help": help, "flag": flag, "metavar": metavar, "choices": choices,
-                                            "identity": identity})
+    return field(
+        default=default,
+        metadata={"help": help, "flag": flag, "metavar": metavar, "choices": choices, "identity": identity},
+    )
 
 
 @dataclass
@@ -97,45 +106,92 @@ class TrainConfig:
 
     data: str = setting(None, "data root (as for describe)", metavar="DIR")
     resolution_px: int = setting(None, "training resolution in pixels (square)", flag="--resolution", metavar="PX")
-    arch: str = setting("densenet121", f"network: {', '.join(ARCHS)} (torchvision, the recipe's), or timm:NAME, a timm "
-                                       "ConvNeXt, EfficientNet or ViT (timm:convnext_tiny, timm:efficientnet_b0, "
-                                       "timm:vit_small_patch16_224; docs/training.md)", metavar="ARCH")
-    weights: str = setting("imagenet", "initial weights: ImageNet's (torchvision's, or timm's from the local Hugging "
-                                       "Face / torch hub cache), none, or a local state dict/"
-                                       "checkpoint (CheXNet-style keys are remapped; loaded with weights_only=True)",
-                           metavar="imagenet|none|PATH")
-    split: str = setting("chexnet", "chexnet: the CheXNet train/val/test lists and labels (the study's default, bundled); "
-                                    "official: the NIH test list, validation carved patient-wise from train_val", choices=SPLITS)
-    split_dir: str | None = setting(None, "read the split from train/val/test files in DIR instead (train_list.txt or "
-                                          "train_official.txt etc.; each line a name plus 14 labels in CheXNet order, or a "
-                                          "name only for Data_Entry labels)", metavar="DIR")
-    val_fraction: float = setting(0.1, "official split: fraction of train_val images carved out as validation, whole "
-                                       "patients", metavar="F")
-    split_seed: int = setting(0, "official split: seed of the deterministic patient order for carving validation", metavar="S")
-    dataset: str = setting("auto", "read the data root as this data set (auto: detected from its files; docs/data.md)",
-                           choices=("auto", *DATASETS))
-    views: str = setting("frontal", "views trained and scored on: frontal, all, or the data set's view codes (PA,AP)",
-                         metavar="frontal|all|V,V")
-    uncertain: str = setting("ignore", "uncertain labels (-1): ignore (masked out of that class's loss and AUC), zeros "
-                                       "or ones (CheXpert's U-Ignore/U-Zeros/U-Ones); blank labels are negative",
-                             choices=UNCERTAIN_POLICIES)
-    labeler: str = setting(LABELERS[0], "MIMIC-CXR-JPG only: the labels of mimic-cxr-2.0.0-chexpert.csv.gz or of "
-                                        "-negbio.csv.gz (refused on other data sets)", choices=LABELERS)
-    readers: str = setting("any", "data sets with several readers per image (VinDr-CXR): a finding is positive when any "
-                                  "reader marks it, or when most do (more than half of the image's readers)",
-                           choices=READER_RULES)
-    skip_bad: bool = setting(False, "leave out and list the images of bad box/label rows (RSNA, VinDr: outside the image, "
-                                    "empty, duplicated, unknown image) and unreadable images, instead of stopping at the "
-                                    "first")
-    class_names: str | None = setting(None, "the network's classes, comma-separated, in the data set's names (auto: all "
-                                            "of the data set's; recorded in config.yaml)", flag="--classes", metavar="A,B,...")
-    label: str | None = setting(None, "train a single-label binary network for this finding (Sabottke & Spieler)",
-                                metavar="NAME")
+    arch: str = setting(
+        "densenet121",
+        f"network: {', '.join(ARCHS)} (torchvision, the recipe's), or timm:NAME, a timm "
+        "ConvNeXt, EfficientNet or ViT (timm:convnext_tiny, timm:efficientnet_b0, "
+        "timm:vit_small_patch16_224; docs/training.md)",
+        metavar="ARCH",
+    )
+    weights: str = setting(
+        "imagenet",
+        "initial weights: ImageNet's (torchvision's, or timm's from the local Hugging "
+        "Face / torch hub cache), none, or a local state dict/"
+        "checkpoint (CheXNet-style keys are remapped; loaded with weights_only=True)",
+        metavar="imagenet|none|PATH",
+    )
+    split: str = setting(
+        "chexnet",
+        "chexnet: the CheXNet train/val/test lists and labels (the study's default, bundled); "
+        "official: the NIH test list, validation carved patient-wise from train_val",
+        choices=SPLITS,
+    )
+    split_dir: str | None = setting(
+        None,
+        "read the split from train/val/test files in DIR instead (train_list.txt or "
+        "train_official.txt etc.; each line a name plus 14 labels in CheXNet order, or a "
+        "name only for Data_Entry labels)",
+        metavar="DIR",
+    )
+    val_fraction: float = setting(
+        0.1, "official split: fraction of train_val images carved out as validation, whole patients", metavar="F"
+    )
+    split_seed: int = setting(
+        0, "official split: seed of the deterministic patient order for carving validation", metavar="S"
+    )
+    dataset: str = setting(
+        "auto",
+        "read the data root as this data set (auto: detected from its files; docs/data.md)",
+        choices=("auto", *DATASETS),
+    )
+    views: str = setting(
+        "frontal",
+        "views trained and scored on: frontal, all, or the data set's view codes (PA,AP)",
+        metavar="frontal|all|V,V",
+    )
+    uncertain: str = setting(
+        "ignore",
+        "uncertain labels (-1): ignore (masked out of that class's loss and AUC), zeros "
+        "or ones (CheXpert's U-Ignore/U-Zeros/U-Ones); blank labels are negative",
+        choices=UNCERTAIN_POLICIES,
+    )
+    labeler: str = setting(
+        LABELERS[0],
+        "MIMIC-CXR-JPG only: the labels of mimic-cxr-2.0.0-chexpert.csv.gz or of "
+        "-negbio.csv.gz (refused on other data sets)",
+        choices=LABELERS,
+    )
+    readers: str = setting(
+        "any",
+        "data sets with several readers per image (VinDr-CXR): a finding is positive when any "
+        "reader marks it, or when most do (more than half of the image's readers)",
+        choices=READER_RULES,
+    )
+    skip_bad: bool = setting(
+        False,
+        "leave out and list the images of bad box/label rows (RSNA, VinDr: outside the image, "
+        "empty, duplicated, unknown image) and unreadable images, instead of stopping at the "
+        "first",
+    )
+    class_names: str | None = setting(
+        None,
+        "the network's classes, comma-separated, in the data set's names (auto: all "
+        "of the data set's; recorded in config.yaml)",
+        flag="--classes",
+        metavar="A,B,...",
+    )
+    label: str | None = setting(
+        None, "train a single-label binary network for this finding (Sabottke & Spieler)", metavar="NAME"
+    )
     seed: int = setting(0, "random seed", metavar="S")
     max_epochs: int = setting(100, "upper bound on epochs (early stopping usually ends first)", metavar="N")
-    batch_size: int | None = setting(None, "global batch size over all devices (auto: 64 at 64 px, 12 at 1024 px, "
-                                           "16 otherwise; timm archs: at most that, within the memory DenseNet-121 "
-                                           "needs there)", metavar="B")
+    batch_size: int | None = setting(
+        None,
+        "global batch size over all devices (auto: 64 at 64 px, 12 at 1024 px, "
+        "16 otherwise; timm archs: at most that, within the memory DenseNet-121 "
+        "needs there)",
+        metavar="B",
+    )
     lr: float = setting(3e-4, "AdamW learning rate")
     weight_decay: float = setting(1e-4, "AdamW weight decay")
     lr_factor: float = setting(0.1, "factor the LR is multiplied by on a validation-loss plateau", metavar="F")
@@ -144,27 +200,52 @@ class TrainConfig:
     accelerator: str = setting("auto", "where to train", choices=ACCELERATORS)
     devices: int = setting(1, "devices per node; N > 1 trains with DDP", metavar="N")
     nodes: int = setting(1, "machines (under torchrun or SLURM)", metavar="N")
-    precision: str = setting("auto", "auto: bf16-mixed on a GPU with bf16 (else 16-mixed) and on CPUs with native bf16 "
-                                     "(AMX/AVX512-BF16), else 32-true", choices=PRECISIONS)
-    channels_last: bool | None = setting(None, "channels_last memory format (auto: on; 1.4x faster than NCHW for "
-                                               "DenseNet-121 on a CPU too)")
+    precision: str = setting(
+        "auto",
+        "auto: bf16-mixed on a GPU with bf16 (else 16-mixed) and on CPUs with native bf16 "
+        "(AMX/AVX512-BF16), else 32-true",
+        choices=PRECISIONS,
+    )
+    channels_last: bool | None = setting(
+        None, "channels_last memory format (auto: on; 1.4x faster than NCHW for DenseNet-121 on a CPU too)"
+    )
     deterministic: bool | None = setting(None, "deterministic algorithms (auto: on on CPU, off on GPU)")
-    allow_missing: bool = setting(False, "train on the split's images present in the cache, dropping the others "
-                                         "(counts go to config.yaml)")
+    allow_missing: bool = setting(
+        False, "train on the split's images present in the cache, dropping the others (counts go to config.yaml)"
+    )
     # -- not part of the run's identity --
-    out: str | None = setting(None, "run directory (default: runs/<arch>_<R>px_seed<S>[_<label>])", metavar="RUN_DIR",
-                              identity=False)
-    cache: str | None = setting(None, "resolution cache, prepared if needed (default: a folder per data root under "
-                                      "$CXRRES_CACHE_DIR, $XDG_CACHE_HOME/cxrres or ~/.cache/cxrres; docs/data.md)", metavar="DIR",
-                                identity=False)
-    num_workers: int | None = setting(None, "DataLoader workers per device (auto: 0 on CPU, up to 8 on GPU)",
-                                      flag="--workers", metavar="N", identity=False)
+    out: str | None = setting(
+        None, "run directory (default: runs/<arch>_<R>px_seed<S>[_<label>])", metavar="RUN_DIR", identity=False
+    )
+    cache: str | None = setting(
+        None,
+        "resolution cache, prepared if needed (default: a folder per data root under "
+        "$CXRRES_CACHE_DIR, $XDG_CACHE_HOME/cxrres or ~/.cache/cxrres; docs/data.md)",
+        metavar="DIR",
+        identity=False,
+    )
+    num_workers: int | None = setting(
+        None,
+        "DataLoader workers per device (auto: 0 on CPU, up to 8 on GPU)",
+        flag="--workers",
+        metavar="N",
+        identity=False,
+    )
     progress: bool = setting(True, "progress bars (--quiet turns them off)", flag="--quiet", identity=False)
 
     def split_spec(self) -> SplitSpec:
         """The data set, views and split this run trains and is scored on."""
-        return SplitSpec(self.split, self.split_dir, self.val_fraction, self.split_seed, self.dataset, self.views,
-                         labeler=self.labeler, readers=self.readers, skip_bad=self.skip_bad)
+        return SplitSpec(
+            self.split,
+            self.split_dir,
+            self.val_fraction,
+            self.split_seed,
+            self.dataset,
+            self.views,
+            labeler=self.labeler,
+            readers=self.readers,
+            skip_bad=self.skip_bad,
+        )
 
     @property
     def classes(self) -> list[str]:
@@ -176,8 +257,15 @@ class TrainConfig:
 
 #: Settings added after runs existed, at the values those runs implied: left out of `identity` at these values, so
 #: older run directories resume (an NIH run at the defaults keeps its identity).
-IMPLIED_BEFORE: dict[str, Any] = {"dataset": "nih", "views": "frontal", "uncertain": "ignore", "class_names": None,
-                                  "labeler": LABELERS[0], "readers": "any", "skip_bad": False}
+IMPLIED_BEFORE: dict[str, Any] = {
+    "dataset": "nih",
+    "views": "frontal",
+    "uncertain": "ignore",
+    "class_names": None,
+    "labeler": LABELERS[0],
+    "readers": "any",
+    "skip_bad": False,
+}
 
 
 #: Settings that do not change what a run computes; a run directory may be resumed with other values.
@@ -226,23 +314,41 @@ def add_arguments(parser: argparse.ArgumentParser, names: tuple[str, ...], with_
         flag = flag_of(f.name)
         default = f.default if with_defaults else None
         if f.name == "progress":
-            parser.add_argument(flag, dest=f.name, action="store_const", const=False, default=None, help="no progress bar")
+            parser.add_argument(
+                flag, dest=f.name, action="store_const", const=False, default=None, help="no progress bar"
+            )
         elif kind is bool and f.default is False:
             parser.add_argument(flag, dest=f.name, action="store_const", const=True, default=default, help=meta["help"])
         elif kind is bool:
-            parser.add_argument(flag, dest=f.name, type=_on_off, metavar="on|off|auto", default=default,
-                                help=f"{meta['help']} (default: auto)")
+            parser.add_argument(
+                flag,
+                dest=f.name,
+                type=_on_off,
+                metavar="on|off|auto",
+                default=default,
+                help=f"{meta['help']} (default: auto)",
+            )
         else:
             shown = "" if f.name in ("data", "resolution_px") else f" (default: {_default_text(f)})"
-            parser.add_argument(flag, dest=f.name, type=kind, choices=meta["choices"], metavar=meta["metavar"],
-                                default=default, help=meta["help"] + shown)
+            parser.add_argument(
+                flag,
+                dest=f.name,
+                type=kind,
+                choices=meta["choices"],
+                metavar=meta["metavar"],
+                default=default,
+                help=meta["help"] + shown,
+            )
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field, each defaulting to None so that a config file and the recipe can fill it."""
     add_arguments(parser, tuple(f.name for f in fields(TrainConfig)))
-    parser.add_argument("--config", metavar="FILE",
-                        help="YAML file of settings (keys as in config.yaml's `settings`); flags override it")
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="YAML file of settings (keys as in config.yaml's `settings`); flags override it",
+    )
 
 
 def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
@@ -300,7 +406,9 @@ def merge_settings(*layers: dict[str, Any]) -> TrainConfig:
         merged.update({k: v for k, v in layer.items() if v is not None})
     missing = [k for k in ("data", "resolution_px") if merged.get(k) is None]
     if missing:
-        raise CxrresError(f"missing setting(s): {', '.join(missing)} (give --data DIR and --resolution R, or put them in --config)")
+        raise CxrresError(
+            f"missing setting(s): {', '.join(missing)} (give --data DIR and --resolution R, or put them in --config)"
+        )
     return TrainConfig(**merged)
 
 
@@ -366,5 +474,8 @@ def resolve(config: TrainConfig) -> TrainConfig:
 
 def identity(config: TrainConfig) -> dict[str, Any]:
     """The settings that define what a run computes (newer settings at their `IMPLIED_BEFORE` values left out)."""
-    return {k: v for k, v in dataclasses.asdict(config).items()
-            if k not in NOT_IDENTITY and not (k in IMPLIED_BEFORE and IMPLIED_BEFORE[k] == v)}
+    return {
+        k: v
+        for k, v in dataclasses.asdict(config).items()
+        if k not in NOT_IDENTITY and not (k in IMPLIED_BEFORE and IMPLIED_BEFORE[k] == v)
+    }

@@ -119,8 +119,11 @@ def result_dir(run_dir: str | Path, out: str | Path | None = None) -> Path | Non
         with tempfile.TemporaryFile(dir=run_dir):
             return Path(run_dir)
     except OSError as error:
-        print(f"warning: {run_dir}: cannot write here ({error.strerror}); the results are printed, not saved; "
-              "add --out DIR to save them elsewhere", file=sys.stderr)
+        print(
+            f"warning: {run_dir}: cannot write here ({error.strerror}); the results are printed, not saved; "
+            "add --out DIR to save them elsewhere",
+            file=sys.stderr,
+        )
         return None
 
 
@@ -199,7 +202,9 @@ def read_status(run_dir: str | Path) -> RunStatus:
     try:
         payload = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise DataFormatError(path, f"not valid JSON ({str(error).splitlines()[0]}); delete it and rerun `cxrres train`") from None
+        raise DataFormatError(
+            path, f"not valid JSON ({str(error).splitlines()[0]}); delete it and rerun `cxrres train`"
+        ) from None
     if not isinstance(payload, dict):
         raise DataFormatError(path, "not a JSON object; delete it and rerun `cxrres train`")
     known = {f.name for f in dataclasses.fields(RunStatus)}
@@ -207,21 +212,37 @@ def read_status(run_dir: str | Path) -> RunStatus:
     for name, value in fields.items():
         kinds = _STATUS_TYPES[name]
         if value is not None and (isinstance(value, bool) or not isinstance(value, kinds)):
-            raise DataFormatError(path, f"field `{name}` is {value!r}, expected {' or '.join(k.__name__ for k in kinds)}")
+            raise DataFormatError(
+                path, f"field `{name}` is {value!r}, expected {' or '.join(k.__name__ for k in kinds)}"
+            )
         if name in ("epochs", "best_epoch", "world_size", "test_images") and value is not None and value < 0:
             raise DataFormatError(path, f"field `{name}` is {value!r}, expected a count >= 0")
     if fields.get("status", "not started") not in STATUS_VALUES:
-        raise DataFormatError(path, f"field `status` is {fields['status']!r}, expected one of {', '.join(STATUS_VALUES)}")
+        raise DataFormatError(
+            path, f"field `status` is {fields['status']!r}, expected one of {', '.join(STATUS_VALUES)}"
+        )
     return RunStatus(**fields)
 
 
 #: The values run.json's `status` may take, and the JSON types of each of its fields (validated on read).
 STATUS_VALUES: tuple[str, ...] = ("not started", "running", "finished", "failed", "interrupted")
 _STATUS_TYPES: dict[str, tuple[type, ...]] = {
-    "status": (str,), "updated": (str,), "epochs": (int,), "best_epoch": (int,), "best_val_mean_auc": (int, float),
-    "wall_seconds": (int, float), "train_images_per_s": (int, float), "peak_memory_mb": (int, float), "device": (str,),
-    "world_size": (int,), "threads": (int,), "cpu_kernels": (str,), "onednn_max_cpu_isa": (str,), "test_images": (int,),
-    "error": (str,)}
+    "status": (str,),
+    "updated": (str,),
+    "epochs": (int,),
+    "best_epoch": (int,),
+    "best_val_mean_auc": (int, float),
+    "wall_seconds": (int, float),
+    "train_images_per_s": (int, float),
+    "peak_memory_mb": (int, float),
+    "device": (str,),
+    "world_size": (int,),
+    "threads": (int,),
+    "cpu_kernels": (str,),
+    "onednn_max_cpu_isa": (str,),
+    "test_images": (int,),
+    "error": (str,),
+}
 
 
 def write_status(run_dir: str | Path, status: RunStatus) -> None:
@@ -288,7 +309,9 @@ def read_predictions(run_dir: str | Path, name: str = PREDICTIONS) -> Prediction
     if not path.is_file() and not (Path(run_dir) / CONFIG).is_file():
         raise CxrresError(f"{run_dir}: not a run directory (no {CONFIG}, no {name})")
     if not path.is_file():
-        raise CxrresError(f"{run_dir}: no {name}; the run has not finished (rerun `cxrres train` with the same settings)")
+        raise CxrresError(
+            f"{run_dir}: no {name}; the run has not finished (rerun `cxrres train` with the same settings)"
+        )
     try:
         frame = pd.read_csv(path, dtype={PATIENT_COLUMN: str})
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
@@ -297,10 +320,14 @@ def read_predictions(run_dir: str | Path, name: str = PREDICTIONS) -> Prediction
         raise DataFormatError(path, "first column must be `image`", 1)
     classes = [c for c in frame.columns[1:] if not c.startswith(LABEL_PREFIX) and c != PATIENT_COLUMN]
     missing = [c for c in classes if LABEL_PREFIX + c not in frame.columns]
-    extra = [c for c in frame.columns if c.startswith(LABEL_PREFIX) and c[len(LABEL_PREFIX):] not in classes]
+    extra = [c for c in frame.columns if c.startswith(LABEL_PREFIX) and c[len(LABEL_PREFIX) :] not in classes]
     if not classes or missing or extra:
-        raise DataFormatError(path, f"score and label columns do not pair up (classes {classes}; no label for {missing}; "
-                                    f"labels without scores {extra})", 1)
+        raise DataFormatError(
+            path,
+            f"score and label columns do not pair up (classes {classes}; no label for {missing}; "
+            f"labels without scores {extra})",
+            1,
+        )
     scores = as_float32(frame[classes].to_numpy(np.float64))
     labels = frame[[LABEL_PREFIX + c for c in classes]].to_numpy()
     bad = ~np.isfinite(scores)

@@ -135,7 +135,9 @@ def _check_operating_points(result: Verification, run_dir: Path) -> None:
         recomputed = expected["threshold"].to_numpy(np.float64).astype(np.float32)
         for name, a, b in zip(rows["class"], exact, recomputed):
             if not (a == b or (np.isnan(a) and np.isnan(b))):
-                problems.append(f"class {name}, threshold: written {a!r} is not the validation probability {b!r} (float32)")
+                problems.append(
+                    f"class {name}, threshold: written {a!r} is not the validation probability {b!r} (float32)"
+                )
     result.add(path, list(dict.fromkeys(problems)))
 
 
@@ -154,8 +156,16 @@ def _check_localization(result: Verification, run_dir: Path, iou_threshold: floa
         detections = parse_boxes("" if pd.isna(first) else first)
         precision, hits, matches = score_boxes(detections, gts, iou_threshold)
         for (_, row), hit, match in zip(group.iterrows(), hits, matches):
-            recomputed.append({**row.to_dict(), "n_detections": len(detections), "precision": precision, "hit": int(hit),
-                               "tp": sum(hits), "matched_iou": round(match[1], 6) if match else 0.0})
+            recomputed.append(
+                {
+                    **row.to_dict(),
+                    "n_detections": len(detections),
+                    "precision": precision,
+                    "hit": int(hit),
+                    "tp": sum(hits),
+                    "matched_iou": round(match[1], 6) if match else 0.0,
+                }
+            )
     expected = pd.DataFrame(recomputed)[samples.columns]
     result.add(samples_path, frame_differences(samples, expected, None))
     if summary_path.is_file():
@@ -163,8 +173,9 @@ def _check_localization(result: Verification, run_dir: Path, iou_threshold: floa
         _check_table(result, summary_path, summarise(samples, order))
 
 
-def verify_run(run_dir: str | Path, n_boot: int | None = None, iou_threshold: float = 0.1,
-               result: Verification | None = None) -> Verification:
+def verify_run(
+    run_dir: str | Path, n_boot: int | None = None, iou_threshold: float = 0.1, result: Verification | None = None
+) -> Verification:
     """Recompute a run's tables from its predictions and boxes and compare them with the written files."""
     from cxrres.evaluation.evaluate import N_BOOT
 
@@ -213,14 +224,16 @@ def verify_predictions(folder: str | Path, result: Verification | None = None) -
     if ops is None:
         problems.append(f"no {OPERATING_FILE} beside it: the thresholds of its calls are not recorded")
     for column in [c for c in table.columns if c.startswith(POSITIVE_PREFIX)] if ops is not None else []:
-        name = column[len(POSITIVE_PREFIX):]
+        name = column[len(POSITIVE_PREFIX) :]
         threshold = np.float32(ops.loc[name, "threshold"])
         written = table[name].to_numpy(np.float64).astype(np.float32)
         expected = np.where(np.isnan(threshold), np.nan, (written >= threshold).astype(float))
         got = table[column].to_numpy(np.float64)
         for i in np.flatnonzero(~((got == expected) | (np.isnan(got) & np.isnan(expected)))):
-            problems.append(f"line {i + 2}, {column}: written {_cell(got[i])} but {name} {written[i]!r} vs threshold "
-                            f"{threshold!r} gives {_cell(expected[i])}")
+            problems.append(
+                f"line {i + 2}, {column}: written {_cell(got[i])} but {name} {written[i]!r} vs threshold "
+                f"{threshold!r} gives {_cell(expected[i])}"
+            )
     result.add(folder / PREDICTIONS_FILE, problems)
     return result
 
@@ -248,11 +261,16 @@ def verify_study(study_dir: str | Path, result: Verification | None = None) -> V
             _check_table(result, folder / name, frame, "class" if "class" in frame.columns else None)
         key = key_table(comparison).to_markdown()
         if (study_dir / runs.KEY_TABLE).is_file():
-            result.add(study_dir / runs.KEY_TABLE, text_differences((study_dir / runs.KEY_TABLE).read_text(encoding="utf-8"), key))
+            result.add(
+                study_dir / runs.KEY_TABLE,
+                text_differences((study_dir / runs.KEY_TABLE).read_text(encoding="utf-8"), key),
+            )
         if (study_dir / runs.REPORT_MD).is_file():
             report = (study_dir / runs.REPORT_MD).read_text(encoding="utf-8")
-            result.add(study_dir / runs.REPORT_MD, [] if key.strip() in report else ["its key table differs from the "
-                                                                                       "one recomputed from the runs"])
+            result.add(
+                study_dir / runs.REPORT_MD,
+                [] if key.strip() in report else ["its key table differs from the one recomputed from the runs"],
+            )
     for card in sorted([*study_dir.rglob("*.onnx.md"), *study_dir.rglob("*.pt.md")]):
         verify_card(card, result)
     return result

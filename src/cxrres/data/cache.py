@@ -46,8 +46,18 @@ from tqdm import tqdm
 from cxrres import __version__
 from cxrres.data.images import SIXTEEN_BIT_RULE, ImageReadError, load_resized
 from cxrres.data.diskspace import cache_bytes_needed, check_free_space
-from cxrres.data.cache_store import (SIXTEEN_BIT_KEY, cache_lock, damage, default_cache_dir, file_crc32, read_json,
-                                     sixteen_bit_current, sixteen_bit_entry, source_fingerprint, write_json)
+from cxrres.data.cache_store import (
+    SIXTEEN_BIT_KEY,
+    cache_lock,
+    damage,
+    default_cache_dir,
+    file_crc32,
+    read_json,
+    sixteen_bit_current,
+    sixteen_bit_entry,
+    source_fingerprint,
+    write_json,
+)
 from cxrres.data.datasets import detect_dataset, listed_images
 from cxrres.data.layout import DataRoot, describe_missing
 from cxrres.data.paths import outside_summary, resolve_images
@@ -187,15 +197,20 @@ def _reserve(work: Path, paths: list[Path]) -> None:
                 os.posix_fallocate(handle.fileno(), 0, size)
         except OSError as error:
             shutil.rmtree(work, ignore_errors=True)
-            raise CacheError(f"{path}: cannot reserve {size:,} bytes "
-                             f"({error.strerror}); free space or choose another --cache") from None
+            raise CacheError(
+                f"{path}: cannot reserve {size:,} bytes ({error.strerror}); free space or choose another --cache"
+            ) from None
 
 
 def _start_or_resume(work: Path, sources: Sources, todo: tuple[int, ...]) -> dict:
     """The state of the pass in `work`: resumed if it matches sources and resolutions, else a fresh one."""
     state = read_json(work / STATE)
-    wanted = {"fingerprint": sources.fingerprint, "resolutions_px": list(todo), "n_images": len(sources.names),
-              "sixteen_bit_rule": SIXTEEN_BIT_RULE}
+    wanted = {
+        "fingerprint": sources.fingerprint,
+        "resolutions_px": list(todo),
+        "n_images": len(sources.names),
+        "sixteen_bit_rule": SIXTEEN_BIT_RULE,
+    }
     arrays_ok = state is not None and all((work / array_name(r)).is_file() for r in todo)
     if state is not None and arrays_ok and all(state.get(k) == v for k, v in wanted.items()):
         return state
@@ -230,14 +245,21 @@ def prepare_cache(
     cache = Path(cache_dir).expanduser().resolve() if cache_dir else default_cache_dir(data.root)
     sources = Sources.scan(data, dataset or detect_dataset(data.root), skip_bad)
     if not sources.names:
-        raise CacheError(f"{data.root}: no images found (looked in images/ and images_*/images/, or the data set's listed paths)")
+        raise CacheError(
+            f"{data.root}: no images found (looked in images/ and images_*/images/, or the data set's listed paths)"
+        )
     if sources.missing:
-        tqdm.write(f"warning: {describe_missing(sources.missing, len(sources.missing) + len(sources.names))}; caching "
-                   f"the {len(sources.names):,} present (train on them with --allow-missing)", file=sys.stderr)
+        tqdm.write(
+            f"warning: {describe_missing(sources.missing, len(sources.missing) + len(sources.names))}; caching "
+            f"the {len(sources.names):,} present (train on them with --allow-missing)",
+            file=sys.stderr,
+        )
     try:
         cache.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise CacheError(f"{cache}: cannot create cache directory ({exc.strerror}); choose another with --cache") from None
+        raise CacheError(
+            f"{cache}: cannot create cache directory ({exc.strerror}); choose another with --cache"
+        ) from None
     with cache_lock(cache):
         return _prepare_locked(cache, sources, resolutions, workers, skip_bad, progress, started)
 
@@ -256,8 +278,11 @@ class PreparePlan:
     def to_text(self) -> str:
         """One line per resolution and a total, in GB (10^9 bytes)."""
         gb = lambda n: f"{n / 1e9:,.2f} GB"  # noqa: E731
-        lines = [f"cache {self.cache_dir}: {self.present:,} of {self.listed:,} listed images present; "
-                 f"{gb(self.free_bytes)} free there", f"{'resolution':>10} {'present':>12} {'all listed':>12}"]
+        lines = [
+            f"cache {self.cache_dir}: {self.present:,} of {self.listed:,} listed images present; "
+            f"{gb(self.free_bytes)} free there",
+            f"{'resolution':>10} {'present':>12} {'all listed':>12}",
+        ]
         for r in self.bytes_present:
             lines.append(f"{r:>7} px {gb(self.bytes_present[r]):>12} {gb(self.bytes_listed[r]):>12}")
         total_present = cache_bytes_needed(self.present, self.bytes_present)
@@ -268,8 +293,13 @@ class PreparePlan:
         return "\n".join(lines)
 
 
-def plan_prepare(data_dir: str | Path | DataRoot, resolutions_px: Iterable[int], cache_dir: str | Path | None = None,
-                 dataset: str | None = None, skip_bad: bool = False) -> PreparePlan:
+def plan_prepare(
+    data_dir: str | Path | DataRoot,
+    resolutions_px: Iterable[int],
+    cache_dir: str | Path | None = None,
+    dataset: str | None = None,
+    skip_bad: bool = False,
+) -> PreparePlan:
     """The bytes a cache would take at each resolution for the present and for all listed images; writes nothing."""
     data = data_dir if isinstance(data_dir, DataRoot) else DataRoot.at(data_dir)
     resolutions = parse_resolutions(resolutions_px)
@@ -279,8 +309,14 @@ def plan_prepare(data_dir: str | Path | DataRoot, resolutions_px: Iterable[int],
     probe = cache
     while not probe.exists():
         probe = probe.parent
-    return PreparePlan(cache, listed, present, {r: present * r * r for r in resolutions},
-                       {r: listed * r * r for r in resolutions}, shutil.disk_usage(probe).free)
+    return PreparePlan(
+        cache,
+        listed,
+        present,
+        {r: present * r * r for r in resolutions},
+        {r: listed * r * r for r in resolutions},
+        shutil.disk_usage(probe).free,
+    )
 
 
 def _complete_resolutions(cache: Path, manifest: dict, wanted: tuple[int, ...]) -> set[int]:
@@ -297,26 +333,47 @@ def _complete_resolutions(cache: Path, manifest: dict, wanted: tuple[int, ...]) 
     return complete
 
 
-def _prepare_locked(cache: Path, sources: Sources, resolutions: tuple[int, ...], workers: int | None, skip_bad: bool,
-                    progress: bool, started: float) -> PrepareReport:
+def _prepare_locked(
+    cache: Path,
+    sources: Sources,
+    resolutions: tuple[int, ...],
+    workers: int | None,
+    skip_bad: bool,
+    progress: bool,
+    started: float,
+) -> PrepareReport:
     """`prepare_cache` once the cache directory exists and this process holds its lock."""
     manifest = read_json(cache / MANIFEST)
-    if (manifest and manifest.get("fingerprint") == sources.fingerprint and manifest.get("format") == FORMAT_VERSION
-            and sixteen_bit_current(cache / MANIFEST, manifest, sources.paths)):
+    if (
+        manifest
+        and manifest.get("fingerprint") == sources.fingerprint
+        and manifest.get("format") == FORMAT_VERSION
+        and sixteen_bit_current(cache / MANIFEST, manifest, sources.paths)
+    ):
         complete = _complete_resolutions(cache, manifest, resolutions)
     else:
         manifest, complete = None, set()
     todo = tuple(r for r in resolutions if r not in complete)
     reused = tuple(r for r in resolutions if r in complete)
-    report = PrepareReport(cache, len(sources.names), resolutions, todo, reused, 0, missing=sources.missing,
-                           skipped_rows=sources.skipped_rows)
+    report = PrepareReport(
+        cache,
+        len(sources.names),
+        resolutions,
+        todo,
+        reused,
+        0,
+        missing=sources.missing,
+        skipped_rows=sources.skipped_rows,
+    )
     if not todo:
         report.skipped = manifest.get("skipped", []) if manifest else []
         report.seconds = time.perf_counter() - started
         return report
 
     if not os.access(cache, os.W_OK):
-        raise CacheError(f"{cache}: cache directory is not writable and lacks {','.join(map(str, todo))} px; choose another with --cache")
+        raise CacheError(
+            f"{cache}: cache directory is not writable and lacks {','.join(map(str, todo))} px; choose another with --cache"
+        )
     work = cache / WORK
     if not (work / STATE).is_file():  # a resumed build already holds its arrays
         check_free_space(cache, cache_bytes_needed(len(sources.names), todo), "prepare")
@@ -339,7 +396,9 @@ def _prepare_locked(cache: Path, sources: Sources, resolutions: tuple[int, ...],
         write_json(work / STATE, state)
 
     last = time.monotonic()
-    bar = tqdm(total=n, initial=state["done"], unit="img", desc=f"prepare {','.join(map(str, todo))} px", disable=not progress)
+    bar = tqdm(
+        total=n, initial=state["done"], unit="img", desc=f"prepare {','.join(map(str, todo))} px", disable=not progress
+    )
     try:
         for row, ok, shape, error in ordered_map(_decode_task, tasks, n_workers, initializer=_init_worker):
             if not ok:
@@ -366,7 +425,15 @@ def _prepare_locked(cache: Path, sources: Sources, resolutions: tuple[int, ...],
     return report
 
 
-def _finish(cache: Path, work: Path, sources: Sources, todo: tuple[int, ...], manifest: dict | None, state: dict, source_hw: np.ndarray) -> None:
+def _finish(
+    cache: Path,
+    work: Path,
+    sources: Sources,
+    todo: tuple[int, ...],
+    manifest: dict | None,
+    state: dict,
+    source_hw: np.ndarray,
+) -> None:
     """Move the finished arrays into place and publish the manifest (invalidate first, then rename, then publish)."""
     kept = dict(manifest["resolutions_px"]) if manifest else {}
     for r in todo:
@@ -405,8 +472,13 @@ def _finish(cache: Path, work: Path, sources: Sources, todo: tuple[int, ...], ma
     for r in todo:
         size, crc = file_crc32(work / array_name(r))
         os.replace(work / array_name(r), cache / array_name(r))
-        payload["resolutions_px"][str(r)] = {"file": array_name(r), "shape": [len(sources.names), r, r], "dtype": "uint8",
-                                             "bytes": size, "crc32": crc}
+        payload["resolutions_px"][str(r)] = {
+            "file": array_name(r),
+            "shape": [len(sources.names), r, r],
+            "dtype": "uint8",
+            "bytes": size,
+            "crc32": crc,
+        }
     if manifest is None:  # sources changed: arrays of resolutions not rebuilt now are stale
         for stale in cache.glob("r*.npy"):
             if stale.name not in {array_name(r) for r in todo}:
@@ -437,13 +509,19 @@ class ResolutionCache:
             raise CacheError(f"{cache_dir}: no complete cache here (manifest.json missing); run `cxrres prepare`")
         if str(resolution_px) not in manifest.get("resolutions_px", {}):
             have = ", ".join(sorted(manifest.get("resolutions_px", {}), key=int)) or "none"
-            raise CacheError(f"{cache_dir}: resolution {resolution_px} px not prepared (complete: {have}); run `cxrres prepare --resolutions {resolution_px}`")
+            raise CacheError(
+                f"{cache_dir}: resolution {resolution_px} px not prepared (complete: {have}); run `cxrres prepare --resolutions {resolution_px}`"
+            )
         rebuild = f"run `cxrres prepare --data {manifest.get('data_root', 'DIR')} --resolutions {resolution_px} --cache {cache_dir}` to rebuild it"
         if manifest.get("format") != FORMAT_VERSION:
-            raise CacheError(f"{cache_dir}: cache format {manifest.get('format')} was written by another cxrres version "
-                             f"(this one reads format {FORMAT_VERSION}); {rebuild}")
-        for path, entry in ((cache_dir / INDEX, manifest.get("index_file", {})),
-                            (cache_dir / array_name(resolution_px), manifest["resolutions_px"][str(resolution_px)])):
+            raise CacheError(
+                f"{cache_dir}: cache format {manifest.get('format')} was written by another cxrres version "
+                f"(this one reads format {FORMAT_VERSION}); {rebuild}"
+            )
+        for path, entry in (
+            (cache_dir / INDEX, manifest.get("index_file", {})),
+            (cache_dir / array_name(resolution_px), manifest["resolutions_px"][str(resolution_px)]),
+        ):
             problem = damage(path, entry)
             if problem:
                 raise CacheError(f"{path}: damaged cache file ({problem}); not used; {rebuild}")
@@ -451,8 +529,14 @@ class ResolutionCache:
         ok = index[index["ok"]]
         side = np.maximum(ok["source_height_px"], ok["source_width_px"]).astype(int)
         hw = zip(ok["source_height_px"].astype(int), ok["source_width_px"].astype(int))
-        return cls(cache_dir, resolution_px, dict(zip(ok["image"], ok["row"].astype(int))), dict(zip(ok["image"], side)),
-                   dict(zip(ok["image"], hw)), dict(zip(ok["image"], ok["source"].astype(str))))
+        return cls(
+            cache_dir,
+            resolution_px,
+            dict(zip(ok["image"], ok["row"].astype(int))),
+            dict(zip(ok["image"], side)),
+            dict(zip(ok["image"], hw)),
+            dict(zip(ok["image"], ok["source"].astype(str))),
+        )
 
     def array(self) -> np.ndarray:
         """The (N, R, R) uint8 array, memory-mapped read-only (cheap; call once per process)."""
@@ -462,5 +546,7 @@ class ResolutionCache:
         """Cache rows of `names`; CacheError listing those not in the cache (missing or skipped)."""
         absent = [n for n in names if n not in self.rows]
         if absent:
-            raise CacheError(f"{self.cache_dir}: {len(absent):,} images not in the cache (missing or skipped; first: {', '.join(absent[:5])})")
+            raise CacheError(
+                f"{self.cache_dir}: {len(absent):,} images not in the cache (missing or skipped; first: {', '.join(absent[:5])})"
+            )
         return np.asarray([self.rows[n] for n in names], np.int64)

@@ -65,7 +65,10 @@ def cache_lock(cache: Path) -> Iterator[None]:
             tqdm.write(f"{cache}: another process is preparing this cache; waiting for it", file=sys.stderr)
             fcntl.flock(fd, fcntl.LOCK_EX)
         except OSError as exc:
-            tqdm.write(f"{cache}: file locks unavailable here ({exc.strerror}); do not prepare it from two processes at once", file=sys.stderr)
+            tqdm.write(
+                f"{cache}: file locks unavailable here ({exc.strerror}); do not prepare it from two processes at once",
+                file=sys.stderr,
+            )
         yield
     finally:
         os.close(fd)

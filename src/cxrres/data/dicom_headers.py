@@ -45,8 +45,11 @@ def _read_one(path: Path) -> tuple[str, int, int]:
 
         try:
             ds = pydicom.dcmread(str(path), stop_before_pixels=True, specific_tags=list(TAGS))
-            fields = (str(ds.get("PatientID", "") or "").strip(), int(ds.get("Rows", 0) or 0),
-                      int(ds.get("Columns", 0) or 0))
+            fields = (
+                str(ds.get("PatientID", "") or "").strip(),
+                int(ds.get("Rows", 0) or 0),
+                int(ds.get("Columns", 0) or 0),
+            )
         except Exception:  # noqa: BLE001 - any unreadable header means "unknown" here, never a failed read
             fields = ("", 0, 0)
         _SEEN[key] = fields
@@ -56,8 +59,10 @@ def _read_one(path: Path) -> tuple[str, int, int]:
 def read_headers(paths: Sequence[Path], index: Sequence[str]) -> pd.DataFrame:
     """`patient_id` ('' when unknown), `rows` and `columns` (px, 0 when unknown) of each file, indexed by `index`."""
     values = [_read_one(Path(p)) for p in paths]
-    return pd.DataFrame({"patient_id": [v[0] for v in values], "rows": [v[1] for v in values],
-                         "columns": [v[2] for v in values]}, index=pd.Index(list(index)))
+    return pd.DataFrame(
+        {"patient_id": [v[0] for v in values], "rows": [v[1] for v in values], "columns": [v[2] for v in values]},
+        index=pd.Index(list(index)),
+    )
 
 
 def patients_from_headers(images: Sequence[str], header_ids: Sequence[str]) -> tuple[np.ndarray | None, str]:
@@ -71,12 +76,16 @@ def patients_from_headers(images: Sequence[str], header_ids: Sequence[str]) -> t
     if n_with == 0:
         return None, "no PatientID in the DICOM headers (images absent or ids blank)"
     if n_with < math.ceil(MIN_SHARE_WITH_ID * n):
-        return None, (f"only {n_with:,} of {n:,} images have a DICOM PatientID (a patient-wise carve needs "
-                               f"{MIN_SHARE_WITH_ID:.0%})")
+        return None, (
+            f"only {n_with:,} of {n:,} images have a DICOM PatientID (a patient-wise carve needs "
+            f"{MIN_SHARE_WITH_ID:.0%})"
+        )
     counts = pd.Series(ids[has]).value_counts()
     if counts.iloc[0] > max(PLACEHOLDER_MIN, PLACEHOLDER_SHARE * n):
-        return None, (f"DICOM PatientID {counts.index[0]!r} is on {int(counts.iloc[0]):,} of {n:,} images "
-                               "(a placeholder, not a patient)")
+        return None, (
+            f"DICOM PatientID {counts.index[0]!r} is on {int(counts.iloc[0]):,} of {n:,} images "
+            "(a placeholder, not a patient)"
+        )
     patients = np.where(has, ids, images)
     alone = f"; {n - n_with:,} without one are each their own patient" if n_with < n else ""
     return patients, f"patients from DICOM PatientID ({n_with:,} of {n:,} images{alone})"

@@ -41,13 +41,16 @@ DECODER_PACKAGES = {
 }
 
 
-
 def _decoder_packages(syntax: str) -> str:
     """What to pip-install to decode pixel data in transfer syntax `syntax` (a UID string)."""
     from pydicom import uid
 
-    for family, uids in (("jpegls", uid.JPEGLSTransferSyntaxes), ("jpeg2000", uid.JPEG2000TransferSyntaxes),
-                         ("jpeg", uid.JPEGTransferSyntaxes), ("rle", uid.RLETransferSyntaxes)):
+    for family, uids in (
+        ("jpegls", uid.JPEGLSTransferSyntaxes),
+        ("jpeg2000", uid.JPEG2000TransferSyntaxes),
+        ("jpeg", uid.JPEGTransferSyntaxes),
+        ("rle", uid.RLETransferSyntaxes),
+    ):
         if syntax in uids:
             return DECODER_PACKAGES[family]
     return DECODER_PACKAGES["other"]
@@ -67,8 +70,10 @@ def _check_decoder(path: Path, syntax) -> None:
     except NotImplementedError:
         available = False
     if not available:
-        raise ImageReadError(f"{path}: transfer syntax {syntax.name} ({syntax}) has no decoder installed; "
-                             f"pip install {_decoder_packages(str(syntax))}")
+        raise ImageReadError(
+            f"{path}: transfer syntax {syntax.name} ({syntax}) has no decoder installed; "
+            f"pip install {_decoder_packages(str(syntax))}"
+        )
 
 
 def _lut_functions():
@@ -129,12 +134,15 @@ def _check_finite(values: np.ndarray, path: str | Path, step: str, dataset) -> N
     rescale = f"RescaleSlope {dataset.get('RescaleSlope', 1)}, RescaleIntercept {dataset.get('RescaleIntercept', 0)}"
     bad = int(values.size - np.count_nonzero(np.isfinite(values)))
     if bad:
-        raise ImageReadError(f"{path}: {bad:,} of {values.size:,} pixel values are not finite after the {step} "
-                             f"({rescale}); refused")
+        raise ImageReadError(
+            f"{path}: {bad:,} of {values.size:,} pixel values are not finite after the {step} ({rescale}); refused"
+        )
     peak = float(np.abs(values).max()) if values.size else 0.0
     if peak > MAX_MODALITY_MAGNITUDE:
-        raise ImageReadError(f"{path}: pixel values reach {peak:.3g} after the {step} ({rescale}), beyond float32 "
-                             f"({MAX_MODALITY_MAGNITUDE:.3g}); refused")
+        raise ImageReadError(
+            f"{path}: pixel values reach {peak:.3g} after the {step} ({rescale}), beyond float32 "
+            f"({MAX_MODALITY_MAGNITUDE:.3g}); refused"
+        )
 
 
 def dicom_grey(stored: np.ndarray, dataset, path: str | Path = "DICOM dataset") -> np.ndarray:
@@ -154,8 +162,9 @@ def dicom_grey(stored: np.ndarray, dataset, path: str | Path = "DICOM dataset") 
         shown = values.astype(np.float64, copy=False)
         low, high = modality_range(dataset)
     if not (math.isfinite(low) and math.isfinite(high)):
-        raise ImageReadError(f"{path}: the output range of its Modality LUT/window is not finite ({low}, {high}); "
-                             "refused")
+        raise ImageReadError(
+            f"{path}: the output range of its Modality LUT/window is not finite ({low}, {high}); refused"
+        )
     grey = window_grey(shown, low, high)
     if str(dataset.get("PhotometricInterpretation", "MONOCHROME2")).strip() == "MONOCHROME1":
         grey = 255.0 - grey
@@ -218,8 +227,10 @@ def read_dicom(path: Path, max_pixels: int):
     samples = int(getattr(dataset, "SamplesPerPixel", 1) or 1)
     photometric = str(getattr(dataset, "PhotometricInterpretation", "MONOCHROME2")).strip()
     if samples != 1 or photometric not in ("MONOCHROME1", "MONOCHROME2"):
-        raise ImageReadError(f"{path}: DICOM file has colour samples ({photometric}, {samples} samples per pixel); "
-                             "a grey radiograph (MONOCHROME1 or MONOCHROME2) expected")
+        raise ImageReadError(
+            f"{path}: DICOM file has colour samples ({photometric}, {samples} samples per pixel); "
+            "a grey radiograph (MONOCHROME1 or MONOCHROME2) expected"
+        )
     syntax = getattr(getattr(dataset, "file_meta", None), "TransferSyntaxUID", None)
     if "PixelData" in dataset and syntax is not None and not syntax.is_compressed:
         bits = int(getattr(dataset, "BitsAllocated", 16) or 16)

@@ -32,7 +32,11 @@ def cache_bytes_needed(n_images: int, resolutions_px: Iterable[int]) -> int:
     resolutions = [int(r) for r in resolutions_px]
     if n_images < 0 or any(r <= 0 for r in resolutions):
         raise ValueError(f"need n_images >= 0 and positive resolutions, got {n_images} and {resolutions}")
-    return n_images * sum(r * r for r in resolutions) + n_images * INDEX_ROW_BYTES + len(resolutions) * ARRAY_OVERHEAD_BYTES
+    return (
+        n_images * sum(r * r for r in resolutions)
+        + n_images * INDEX_ROW_BYTES
+        + len(resolutions) * ARRAY_OVERHEAD_BYTES
+    )
 
 
 def checkpoint_bytes_needed(n_parameters: int) -> int:
@@ -63,5 +67,6 @@ def check_free_space(path: str | Path, needed_bytes: int, what: str) -> None:
     `needed_bytes` bytes free; `path` may not exist yet."""
     free = shutil.disk_usage(_existing(Path(path))).free
     if free < needed_bytes:
-        raise DiskSpaceError(f"{what}: {path} needs {format_bytes(needed_bytes)} but its file system has "
-                             f"{format_bytes(free)} free")
+        raise DiskSpaceError(
+            f"{what}: {path} needs {format_bytes(needed_bytes)} but its file system has {format_bytes(free)} free"
+        )

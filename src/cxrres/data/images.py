@@ -53,9 +53,11 @@ BIT_DEPTHS = (8, 10, 12, 14, 16)
 #: The rule for every image deeper than 8 bits (16-bit PNG/TIFF, DICOM), recorded in a cache's manifest: a cache
 #: holding such sources converted under another rule is rebuilt (cache_store.sixteen_bit_current). Change this string
 #: whenever their conversion changes.
-SIXTEEN_BIT_RULE = ("grey = value * 255 / (2^bits - 1); bits = PNG sBIT if the values fit, else smallest of "
-                    "8/10/12/14/16 holding the largest value; DICOM: VOI/window output range, else BitsStored range "
-                    "after the Modality LUT, -> 0..255; non-finite DICOM values refused")
+SIXTEEN_BIT_RULE = (
+    "grey = value * 255 / (2^bits - 1); bits = PNG sBIT if the values fit, else smallest of "
+    "8/10/12/14/16 holding the largest value; DICOM: VOI/window output range, else BitsStored range "
+    "after the Modality LUT, -> 0..255; non-finite DICOM values refused"
+)
 #: Longest PNG chunk walk looking for sBIT before the first IDAT (chunks).
 _PNG_MAX_CHUNKS = 64
 
@@ -133,17 +135,22 @@ def _check_pixels(path: Path, width: int, height: int, max_pixels: int, frames: 
     limit = math.isqrt(max_pixels)
     if width * height * frames > max_pixels:
         many = f" x {frames:,} frames" if frames > 1 else ""
-        raise ImageReadError(f"{path}: header claims {width:,} x {height:,} pixels{many}, more than the limit of "
-                             f"{max_pixels:,} ({limit:,} x {limit:,}); refused before decoding")
+        raise ImageReadError(
+            f"{path}: header claims {width:,} x {height:,} pixels{many}, more than the limit of "
+            f"{max_pixels:,} ({limit:,} x {limit:,}); refused before decoding"
+        )
     side = max(width, height)
     if side * side > max_pixels:
-        raise ImageReadError(f"{path}: header claims {width:,} x {height:,} pixels, whose padded square "
-                             f"{side:,} x {side:,} is more than the limit of {max_pixels:,} pixels ({limit:,} x "
-                             f"{limit:,}); refused before decoding")
+        raise ImageReadError(
+            f"{path}: header claims {width:,} x {height:,} pixels, whose padded square "
+            f"{side:,} x {side:,} is more than the limit of {max_pixels:,} pixels ({limit:,} x "
+            f"{limit:,}); refused before decoding"
+        )
 
 
 #: File-name suffixes read as DICOM (compared in lower case).
 DICOM_SUFFIXES = (".dcm", ".dicom")
+
 
 def is_dicom_path(path: str | Path) -> bool:
     """True when the file name ends in a DICOM suffix (DICOM_SUFFIXES, any case)."""

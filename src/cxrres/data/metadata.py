@@ -90,7 +90,9 @@ def _lines(path: Path) -> Iterator[str]:
             try:
                 decoded = data.decode("utf-8")
             except UnicodeDecodeError as exc:
-                raise DataFormatError(path, f"not UTF-8 text: byte 0x{data[exc.start]:02x} at column {exc.start + 1}", line) from None
+                raise DataFormatError(
+                    path, f"not UTF-8 text: byte 0x{data[exc.start]:02x} at column {exc.start + 1}", line
+                ) from None
             yield decoded[1:] if line == 1 and decoded.startswith("\ufeff") else decoded
 
 
@@ -114,7 +116,9 @@ def _rows(path: Path) -> Iterator[tuple[int, list[str]]]:
             if fields and any(f.strip() for f in fields):
                 yield reader.line_num, fields
     except (csv.Error, OSError, EOFError, zlib.error) as exc:
-        raise _read_errors(path, exc, reader.line_num if isinstance(exc, csv.Error) and reader is not None else None) from None
+        raise _read_errors(
+            path, exc, reader.line_num if isinstance(exc, csv.Error) and reader is not None else None
+        ) from None
 
 
 def _check_image_name(path: Path, line: int, name: str) -> str:
@@ -212,8 +216,9 @@ def read_data_entry(path: str | Path) -> pd.DataFrame:
     return frame
 
 
-def _check_header(path: Path, rows: Iterator[tuple[int, list[str]]], expected: tuple[str, ...],
-                  trailing_empty: int | None) -> None:
+def _check_header(
+    path: Path, rows: Iterator[tuple[int, list[str]]], expected: tuple[str, ...], trailing_empty: int | None
+) -> None:
     """Take the header row from `rows` and check it is `expected` (fields stripped), ignoring at most `trailing_empty`
     empty fields at its end (None: any number); DataFormatError naming the file (and line) otherwise."""
     first = next(rows, None)
@@ -225,7 +230,9 @@ def _check_header(path: Path, rows: Iterator[tuple[int, list[str]]], expected: t
         header, dropped = header[:-1], dropped + 1
     check_header(path, header, line)  # a field without a name, or a name twice: said as such
     if tuple(h.strip() for h in header) != expected:
-        raise DataFormatError(path, f"unexpected header {_show(','.join(header))}; expected {','.join(expected)!r}", line)
+        raise DataFormatError(
+            path, f"unexpected header {_show(','.join(header))}; expected {','.join(expected)!r}", line
+        )
 
 
 def _parse_data_entry(path: Path) -> pd.DataFrame:
@@ -243,7 +250,9 @@ def _parse_data_entry(path: Path) -> pd.DataFrame:
         if len(fields) == width + 1 and fields[-1] == "":
             fields = fields[:-1]
         if len(fields) != width:
-            raise DataFormatError(path, f"expected {width} fields, found {len(fields)} (truncated or malformed row)", line)
+            raise DataFormatError(
+                path, f"expected {width} fields, found {len(fields)} (truncated or malformed row)", line
+            )
         name = _check_image_name(path, line, fields[0])
         if fields[1] not in label_indices:
             found = parse_finding_labels(fields[1])
@@ -310,14 +319,16 @@ def read_google2019(path: str | Path) -> pd.DataFrame:
     records: list[tuple] = []
     for line, fields in rows:
         if len(fields) != width:
-            raise DataFormatError(path, f"expected {width} fields, found {len(fields)} (truncated or malformed row)", line)
+            raise DataFormatError(
+                path, f"expected {width} fields, found {len(fields)} (truncated or malformed row)", line
+            )
         if not _NIH_NAME.fullmatch(fields[0]):
             raise DataFormatError(path, f"not an NIH image name (PPPPPPPP_FFF.png): {_show(fields[0])}", line)
         patient = _int(path, line, "Patient ID", fields[3])
         if patient != patient_from_name(fields[0]):
             raise DataFormatError(path, f"Patient ID {patient} is not the patient of image {fields[0]}", line)
         findings = []
-        for name, cell in zip(GOOGLE2019_FINDINGS, fields[start:start + len(GOOGLE2019_FINDINGS)]):
+        for name, cell in zip(GOOGLE2019_FINDINGS, fields[start : start + len(GOOGLE2019_FINDINGS)]):
             if cell not in ("YES", "NO"):
                 raise DataFormatError(path, f"column {name!r}: expected YES or NO, found {_show(cell)}", line)
             findings.append(int(cell == "YES"))
@@ -330,9 +341,11 @@ def read_google2019(path: str | Path) -> pd.DataFrame:
     if not names:
         raise DataFormatError(path, "no data rows")
     _check_unique(path, names, lines)
-    frame = pd.DataFrame.from_records(records, columns=["patient_id", "sex", "view", "width_px", "height_px", "set_id",
-                                                              *GOOGLE2019_FINDINGS],
-                                      index=pd.Index(names, name="image"))
+    frame = pd.DataFrame.from_records(
+        records,
+        columns=["patient_id", "sex", "view", "width_px", "height_px", "set_id", *GOOGLE2019_FINDINGS],
+        index=pd.Index(names, name="image"),
+    )
     return frame.astype({name: np.uint8 for name in GOOGLE2019_FINDINGS})
 
 
@@ -354,7 +367,9 @@ def read_image_list(path: str | Path) -> list[str]:
     lines: list[int] = []
     for line, fields in _text_rows(path):
         if len(fields) != 1:
-            raise DataFormatError(path, f"expected one image name per line, found {len(fields):,} fields: {_show(' '.join(fields))}", line)
+            raise DataFormatError(
+                path, f"expected one image name per line, found {len(fields):,} fields: {_show(' '.join(fields))}", line
+            )
         names.append(_check_image_name(path, line, fields[0]))
         lines.append(line)
     if not names:
@@ -377,9 +392,13 @@ def read_split_file(path: str | Path) -> tuple[list[str], np.ndarray | None]:
         if n_fields is None:
             n_fields = len(fields)
             if n_fields not in (1, 1 + len(CLASSES)):
-                raise DataFormatError(path, f"expected a name and {len(CLASSES)} labels (or a name only), found {n_fields} fields", line)
+                raise DataFormatError(
+                    path, f"expected a name and {len(CLASSES)} labels (or a name only), found {n_fields} fields", line
+                )
         elif len(fields) != n_fields:
-            raise DataFormatError(path, f"expected {n_fields} fields, found {len(fields)} (truncated or malformed row)", line)
+            raise DataFormatError(
+                path, f"expected {n_fields} fields, found {len(fields)} (truncated or malformed row)", line
+            )
         names.append(_check_image_name(path, line, fields[0]))
         lines.append(line)
         if n_fields > 1:

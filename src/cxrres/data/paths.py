@@ -76,8 +76,9 @@ def refuse_duplicates(path: Path, names: pd.Series, what: str = "image") -> None
     if repeated.any():
         line = int(repeated.idxmax())
         first = int(names.index[(names == names[line]).to_numpy()][0])
-        raise DataFormatError(path, f"duplicate {what} {names[line]!r} (first on line {first}; paths are compared "
-                                    "normalised)", line)
+        raise DataFormatError(
+            path, f"duplicate {what} {names[line]!r} (first on line {first}; paths are compared normalised)", line
+        )
 
 
 @dataclass(frozen=True)
@@ -112,8 +113,10 @@ def resolve_images(root: Path, names: list[str], paths: list[Path]) -> ResolvedI
             continue
         key = (stat.st_dev, stat.st_ino)
         if key in seen:
-            raise SplitError(f"{root}: images {seen[key]} and {name} are one file ({image}); each image must be listed "
-                             "once (a link or hard link to a listed image gives it a second name)")
+            raise SplitError(
+                f"{root}: images {seen[key]} and {name} are one file ({image}); each image must be listed "
+                "once (a link or hard link to a listed image gives it a second name)"
+            )
         seen[key] = name
         folder, base = os.path.split(text)
         if folder not in real_dirs:

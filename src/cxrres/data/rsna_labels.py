@@ -81,7 +81,9 @@ def _label_problems(labels: pd.DataFrame, side_px: int) -> pd.Series:
     problem[outside] = f"box outside the {side_px} x {side_px} image"
     duplicated = labels.duplicated(_LABEL_COLUMNS, keep="first") & (problem == "")
     problem[duplicated] = "duplicate of an earlier row"
-    problem[(problem == "") & not_file_name(labels["patientId"])] = "patientId is not a file name (it names <patientId>.dcm)"
+    problem[(problem == "") & not_file_name(labels["patientId"])] = (
+        "patientId is not a file name (it names <patientId>.dcm)"
+    )
     mixed = labels["patientId"].map(labels.groupby("patientId")["Target"].nunique() > 1)
     problem[(problem == "") & mixed] = "patient has both Target 0 and Target 1 rows"
     return problem
@@ -98,8 +100,12 @@ def _class_problems(info: pd.DataFrame, labels: pd.DataFrame) -> pd.Series:
     return problem
 
 
-def read_rsna_labels(labels_path: str | Path, class_info_path: str | Path | None = None, skip_bad: bool = False,
-                     side_px: int = IMAGE_SIDE_PX) -> RsnaLabels:
+def read_rsna_labels(
+    labels_path: str | Path,
+    class_info_path: str | Path | None = None,
+    skip_bad: bool = False,
+    side_px: int = IMAGE_SIDE_PX,
+) -> RsnaLabels:
     """Images, patients and boxes from the stage-2 label file (and the detailed class file when given); see the
     module docstring for the checks. Boxes keep the file's order; images are sorted by patient id."""
     labels_path = Path(labels_path)
@@ -120,15 +126,27 @@ def read_rsna_labels(labels_path: str | Path, class_info_path: str | Path | None
         raise CxrresError(problems[0] + more + "; --skip-bad leaves such rows' patients out")
     good = labels[~labels["patientId"].isin(bad_patients)]
     positive = good[good["Target"] == "1"]
-    boxes = pd.DataFrame({"image": positive["patientId"] + ".dcm", "label": FINDING,
-                          **{k: positive[c].astype(float).to_numpy() for k, c in
-                             (("x", "x"), ("y", "y"), ("w", "width"), ("h", "height"))}}).reset_index(drop=True)
+    boxes = pd.DataFrame(
+        {
+            "image": positive["patientId"] + ".dcm",
+            "label": FINDING,
+            **{
+                k: positive[c].astype(float).to_numpy()
+                for k, c in (("x", "x"), ("y", "y"), ("w", "width"), ("h", "height"))
+            },
+        }
+    ).reset_index(drop=True)
     patients = np.sort(good["patientId"].unique())
     n_boxes = positive.groupby("patientId").size()
-    images = pd.DataFrame({"image": [p + ".dcm" for p in patients], "patient_id": patients,
-                           FINDING: [int(p in n_boxes.index) for p in patients],
-                           "n_boxes": [int(n_boxes.get(p, 0)) for p in patients],
-                           "detailed_class": [str(classes.get(p, "")) if classes is not None else "" for p in patients]})
+    images = pd.DataFrame(
+        {
+            "image": [p + ".dcm" for p in patients],
+            "patient_id": patients,
+            FINDING: [int(p in n_boxes.index) for p in patients],
+            "n_boxes": [int(n_boxes.get(p, 0)) for p in patients],
+            "detailed_class": [str(classes.get(p, "")) if classes is not None else "" for p in patients],
+        }
+    )
     return RsnaLabels(images, boxes, tuple(problems))
 
 

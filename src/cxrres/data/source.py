@@ -44,8 +44,16 @@ class SplitSpec:
 
     def options(self) -> ReadOptions:
         """The adapter's read options of this spec."""
-        return ReadOptions(self.kind, self.split_dir, self.val_fraction, self.split_seed, views=self.views,
-                           labeler=self.labeler, readers=self.readers, skip_bad=self.skip_bad)
+        return ReadOptions(
+            self.kind,
+            self.split_dir,
+            self.val_fraction,
+            self.split_seed,
+            views=self.views,
+            labeler=self.labeler,
+            readers=self.readers,
+            skip_bad=self.skip_bad,
+        )
 
     def open(self, data: str | Path) -> DatasetTable:
         """The data set at `data` in the common form under this spec, from its metadata alone (no cache)."""
@@ -76,15 +84,22 @@ class DataSource:
     _opened: dict[int, ResolutionCache] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def prepare(cls, data: str | Path | DataRoot, spec: SplitSpec, resolutions_px: Iterable[int],
-                cache_dir: str | Path | None = None, progress: bool = True,
-                read: tuple[Split | None, DatasetTable] | None = None) -> "DataSource":
+    def prepare(
+        cls,
+        data: str | Path | DataRoot,
+        spec: SplitSpec,
+        resolutions_px: Iterable[int],
+        cache_dir: str | Path | None = None,
+        progress: bool = True,
+        read: tuple[Split | None, DatasetTable] | None = None,
+    ) -> "DataSource":
         """Open the root as its data set, build the split, and build or reuse the cache at every resolution (pixels).
         `read`: the root's `read_split(root, spec)` where the caller has it already."""
         root = data if isinstance(data, DataRoot) else DataRoot.at(data)
         split, table = read or read_split(root, spec)
-        report = prepare_cache(root, resolutions_px, cache_dir, skip_bad=spec.skip_bad, progress=progress,
-                               dataset=table.dataset)
+        report = prepare_cache(
+            root, resolutions_px, cache_dir, skip_bad=spec.skip_bad, progress=progress, dataset=table.dataset
+        )
         return cls(root, spec, table, report, split)
 
     def table_for(self, classes: Sequence[str]) -> DatasetTable:
@@ -93,9 +108,15 @@ class DataSource:
         `classes` as its classes (the carve depends on the patients only)."""
         if self.dataset != "padchest" or all(c in self.table.classes for c in classes):
             return self.table
-        table = open_dataset(self.root.root, self.dataset, dataclasses.replace(self.spec.options(), classes=tuple(classes)))
-        if not table.frame.index.equals(self.table.frame.index) or not table.frame["part"].equals(self.table.frame["part"]):
-            raise CxrresError(f"{self.root.root}: reading PadChest with the classes {', '.join(classes)} changed its split")
+        table = open_dataset(
+            self.root.root, self.dataset, dataclasses.replace(self.spec.options(), classes=tuple(classes))
+        )
+        if not table.frame.index.equals(self.table.frame.index) or not table.frame["part"].equals(
+            self.table.frame["part"]
+        ):
+            raise CxrresError(
+                f"{self.root.root}: reading PadChest with the classes {', '.join(classes)} changed its split"
+            )
         return table
 
     @property
@@ -111,8 +132,11 @@ class DataSource:
     def reads(self, data: str | Path, spec: SplitSpec) -> bool:
         """Whether this source is `data` read under `spec` (a spec's `auto` data set matches the detected one)."""
         same = dataclasses.replace(spec, dataset=self.spec.dataset) == self.spec
-        return (Path(data).expanduser().resolve() == self.root.root and same
-                and spec.dataset in ("auto", self.dataset, self.spec.dataset))
+        return (
+            Path(data).expanduser().resolve() == self.root.root
+            and same
+            and spec.dataset in ("auto", self.dataset, self.spec.dataset)
+        )
 
     def serves(self, data: str | Path, spec: SplitSpec, resolution_px: int) -> bool:
         """Whether a run on `data` with split `spec` at `resolution_px` can use this source as it is."""

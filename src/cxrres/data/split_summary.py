@@ -28,7 +28,9 @@ def describe_split(root: DataRoot, split: Split) -> dict:
     """
     images = {part: int((split.frame["part"] == part).sum()) for part in PARTS}
     counts = split.frame.groupby("part")[list(CLASSES)].sum()
-    classes = {name: {part: int(counts.loc[part, name]) if part in counts.index else 0 for part in PARTS} for name in CLASSES}
+    classes = {
+        name: {part: int(counts.loc[part, name]) if part in counts.index else 0 for part in PARTS} for name in CLASSES
+    }
     boxes = boxes_in_part(root, split, "test")
     areas = mean_area_1024(boxes, boxes["image"].map(lambda name: 1024.0 / frame_scale_to_1024(root, name)))
     box_summary = {}
@@ -37,8 +39,13 @@ def describe_split(root: DataRoot, split: Split) -> dict:
         box_summary[name] = {"count": n, "mean_area_px2": round(float(areas[name]), 1) if n else None}
     listed = [name for name in split.frame.index if name in root.images]
     outside = resolve_images(root.root, listed, [root.images[name] for name in listed]).outside
-    return {"split": split.name, "images": images, "classes": classes, "boxes": box_summary,
-            "symlinks_outside_root": outside_summary(outside)}
+    return {
+        "split": split.name,
+        "images": images,
+        "classes": classes,
+        "boxes": box_summary,
+        "symlinks_outside_root": outside_summary(outside),
+    }
 
 
 def format_summary(summary: dict) -> str:
@@ -50,9 +57,14 @@ def format_summary(summary: dict) -> str:
     for name, per_part in summary["classes"].items():
         cells = "".join(f"{per_part[p]:>9,}{100 * per_part[p] / max(images[p], 1):>6.1f}%" for p in PARTS)
         lines.append(f"{name:<20}{cells}")
-    lines += ["", f"official boxes in the test part ({sum(b['count'] for b in summary['boxes'].values())}):",
-              f"{'class':<20}{'boxes':>7}{'mean area px² @1024':>22}{'≈ side px':>11}"]
-    for name, box in sorted(summary["boxes"].items(), key=lambda kv: (kv[1]["mean_area_px2"] is None, kv[1]["mean_area_px2"] or 0)):
+    lines += [
+        "",
+        f"official boxes in the test part ({sum(b['count'] for b in summary['boxes'].values())}):",
+        f"{'class':<20}{'boxes':>7}{'mean area px² @1024':>22}{'≈ side px':>11}",
+    ]
+    for name, box in sorted(
+        summary["boxes"].items(), key=lambda kv: (kv[1]["mean_area_px2"] is None, kv[1]["mean_area_px2"] or 0)
+    ):
         area = box["mean_area_px2"]
         area_text = f"{area:>22,.0f}{math.sqrt(area):>11.0f}" if area else f"{'-':>22}{'-':>11}"
         lines.append(f"{name:<20}{box['count']:>7}{area_text}")

@@ -53,7 +53,9 @@ def find_part_files(split_dir: str | Path) -> dict[str, Path]:
         candidates = [split_dir / (p.format(part=part) + gz) for p in PART_FILE_PATTERNS for gz in ("", ".gz")]
         existing = [c for c in candidates if c.is_file()]
         if not existing:
-            raise CxrresError(f"{split_dir}: no file for the {part} part (looked for {', '.join(c.name for c in candidates[::2])})")
+            raise CxrresError(
+                f"{split_dir}: no file for the {part} part (looked for {', '.join(c.name for c in candidates[::2])})"
+            )
         files[part] = existing[0]
     return files
 
@@ -69,8 +71,10 @@ def _patients(root: DataRoot, names: list[str], require_entry: bool) -> np.ndarr
         entry = root.data_entry
         unknown = [n for n in names if n not in entry.index]
         if unknown:
-            raise SplitError(f"{root.data_entry_path}: {len(unknown):,} split images are not in this file (first: {', '.join(unknown[:5])}); "
-                             "for a data set other than ChestX-ray14, give its split with --split-dir")
+            raise SplitError(
+                f"{root.data_entry_path}: {len(unknown):,} split images are not in this file (first: {', '.join(unknown[:5])}); "
+                "for a data set other than ChestX-ray14, give its split with --split-dir"
+            )
         return entry.loc[names, "patient_id"].to_numpy(np.int64)
     patients = [patient_from_name(n) for n in names]
     bad = [n for n, p in zip(names, patients) if p is None]
@@ -81,7 +85,9 @@ def _patients(root: DataRoot, names: list[str], require_entry: bool) -> np.ndarr
 
 def _frame(parts: dict[str, list[str]], labels: dict[str, np.ndarray], patients: np.ndarray) -> pd.DataFrame:
     names = [n for part in PARTS for n in parts[part]]
-    frame = pd.DataFrame(np.concatenate([labels[p] for p in PARTS]), columns=list(CLASSES), index=pd.Index(names, name="image"))
+    frame = pd.DataFrame(
+        np.concatenate([labels[p] for p in PARTS]), columns=list(CLASSES), index=pd.Index(names, name="image")
+    )
     frame.insert(0, "patient_id", patients)
     frame.insert(0, "part", np.repeat(PARTS, [len(parts[p]) for p in PARTS]))
     return frame
@@ -91,7 +97,9 @@ def check_split(frame: pd.DataFrame, source: str) -> None:
     """SplitError if an image is in two parts, a part is empty, or a patient's images fall in different parts."""
     duplicated = frame.index[frame.index.duplicated()].unique().tolist()
     if duplicated:
-        raise SplitError(f"{source}: {len(duplicated):,} images appear in more than one part (first: {', '.join(duplicated[:5])})")
+        raise SplitError(
+            f"{source}: {len(duplicated):,} images appear in more than one part (first: {', '.join(duplicated[:5])})"
+        )
     for part in PARTS:
         if not (frame["part"] == part).any():
             raise SplitError(f"{source}: the {part} part is empty")
@@ -116,7 +124,9 @@ def split_from_files(root: DataRoot, split_dir: str | Path, name: str) -> Split:
     need_entry = any(part_labels is None for part_labels in file_labels.values())
     patients = _patients(root, [n for p in PARTS for n in parts[p]], require_entry=need_entry)
     labels = {
-        part: part_labels if part_labels is not None else root.data_entry.loc[parts[part], list(CLASSES)].to_numpy(np.uint8)
+        part: part_labels
+        if part_labels is not None
+        else root.data_entry.loc[parts[part], list(CLASSES)].to_numpy(np.uint8)
         for part, part_labels in file_labels.items()
     }
     frame = _frame(parts, labels, patients)

@@ -43,7 +43,7 @@ def read_bytes(path: Path, limit: int | None = None) -> bytes:
                     raise DataFormatError(path, f"expected one CSV in the zip archive, found {len(members)} files")
                 with archive.open(members[0]) as handle:
                     return handle.read() if limit is None else handle.read(limit)
-        with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as handle:
+        with gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb") as handle:
             return handle.read() if limit is None else handle.read(limit)
     except FileNotFoundError:
         raise DataFormatError(path, "file not found") from None
@@ -61,12 +61,16 @@ def check_utf8(path: Path, data: bytes, complete: bool = True) -> str:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         if not complete and exc.start >= len(data) - 3 and exc.reason == "unexpected end of data":
-            return check_utf8(path, data[:exc.start])
+            return check_utf8(path, data[: exc.start])
         line = data.count(b"\n", 0, exc.start) + 1
         column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
         packed = " (uncompressed)" if path.suffix in (".gz", ".zip") else ""
-        raise DataFormatError(path, f"not UTF-8 text: byte 0x{data[exc.start]:02x} at byte offset {exc.start:,}{packed}, "
-                                    f"column {column} (Latin-1 or Windows-1252? save the file as UTF-8)", line) from None
+        raise DataFormatError(
+            path,
+            f"not UTF-8 text: byte 0x{data[exc.start]:02x} at byte offset {exc.start:,}{packed}, "
+            f"column {column} (Latin-1 or Windows-1252? save the file as UTF-8)",
+            line,
+        ) from None
     return text[1:] if text.startswith("\ufeff") else text
 
 
@@ -79,7 +83,9 @@ def check_header(path: Path, fields: list[str], line: int = 1) -> list[str]:
         if name == "" and i > 0:
             raise DataFormatError(path, f"header field {i + 1} of {len(names)} has no name", line)
         if name in seen:
-            raise DataFormatError(path, f"header names column {name!r} twice (fields {seen[name] + 1} and {i + 1})", line)
+            raise DataFormatError(
+                path, f"header names column {name!r} twice (fields {seen[name] + 1} and {i + 1})", line
+            )
         seen[name] = i
     return list(fields)
 
@@ -91,7 +97,7 @@ def header(path: Path) -> list[str]:
         raise DataFormatError(path, "file is empty")
     end = data.find(b"\n")
     complete = end >= 0 or len(data) < HEADER_BYTES
-    text = check_utf8(path, data if end < 0 else data[:end + 1], complete=complete or end >= 0)
+    text = check_utf8(path, data if end < 0 else data[: end + 1], complete=complete or end >= 0)
     if not complete:
         raise DataFormatError(path, f"no end of the header line in its first {HEADER_BYTES:,} bytes", 1)
     return check_header(path, next(csv.reader([text.rstrip("\r\n")]), []))
@@ -129,8 +135,11 @@ def _confirm_width(path: Path, text: str, width: int) -> None:
         next(reader, None)
         for fields in reader:
             if fields and len(fields) != width:
-                raise DataFormatError(path, f"expected {width} fields as in the header, found {len(fields)} "
-                                            "(truncated or malformed row)", reader.line_num)
+                raise DataFormatError(
+                    path,
+                    f"expected {width} fields as in the header, found {len(fields)} (truncated or malformed row)",
+                    reader.line_num,
+                )
     except csv.Error as exc:
         raise DataFormatError(path, f"malformed CSV: {_one_line(exc)}", reader.line_num) from None
 
@@ -141,14 +150,22 @@ def read_table(path: Path, columns: list[str] | None = None) -> tuple[list[str],
     text = check_utf8(path, data)
     if not text.strip():
         raise DataFormatError(path, "file is empty")
-    body = data[len(_BOM):] if data.startswith(_BOM) else data
+    body = data[len(_BOM) :] if data.startswith(_BOM) else data
     head = check_header(path, next(csv.reader(io.StringIO(text, newline="")), []))
     found = record_widths(body)
     if found is None or (found[0][1:] != len(head)).any():
         _confirm_width(path, text, len(head))
     try:
-        frame = pd.read_csv(io.BytesIO(body), usecols=columns, dtype=str, keep_default_na=False, na_filter=False,
-                            skip_blank_lines=True, engine="c", encoding="utf-8")
+        frame = pd.read_csv(
+            io.BytesIO(body),
+            usecols=columns,
+            dtype=str,
+            keep_default_na=False,
+            na_filter=False,
+            skip_blank_lines=True,
+            engine="c",
+            encoding="utf-8",
+        )
     except (ValueError, pd.errors.ParserError) as exc:
         raise DataFormatError(path, f"malformed CSV: {_one_line(exc)}") from None
     lines = found[1] if found is not None else np.zeros(0, np.int64)

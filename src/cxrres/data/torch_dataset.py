@@ -22,8 +22,9 @@ class CacheDataset(Dataset):
     are copied out, so a batch never pins the map.
     """
 
-    def __init__(self, cache: ResolutionCache, images: list[str], labels: np.ndarray,
-                 classes: list[str] | None = None) -> None:
+    def __init__(
+        self, cache: ResolutionCache, images: list[str], labels: np.ndarray, classes: list[str] | None = None
+    ) -> None:
         labels = np.asarray(labels)
         if labels.ndim != 2 or labels.shape[0] != len(images):
             raise CxrresError(f"labels of shape {labels.shape} do not match {len(images)} images")

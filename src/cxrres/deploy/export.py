@@ -68,9 +68,16 @@ def export_run(run_dir: str | Path, fmt: str, out: str | Path) -> Path:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript-based exporters announce their deprecation
         if fmt == "onnx":
-            torch.onnx.export(wrapper, (example,), str(tmp), dynamo=False, opset_version=ONNX_OPSET,
-                              input_names=["image_uint8"], output_names=["probabilities"],
-                              dynamic_axes={"image_uint8": {0: "batch"}, "probabilities": {0: "batch"}})
+            torch.onnx.export(
+                wrapper,
+                (example,),
+                str(tmp),
+                dynamo=False,
+                opset_version=ONNX_OPSET,
+                input_names=["image_uint8"],
+                output_names=["probabilities"],
+                dynamic_axes={"image_uint8": {0: "batch"}, "probabilities": {0: "batch"}},
+            )
         else:
             torch.jit.save(torch.jit.trace(wrapper, example), str(tmp))
     tmp.replace(out)
@@ -144,22 +151,38 @@ def _operating_section(run_dir: Path) -> str:
         ops = run_operating_points(run_dir)
     except CxrresError as error:
         return f"None: {error}."
-    return _table(["Class", "Rule", "Threshold", "Sensitivity", "Specificity"],
-                  [[r["class"], r["rule"], "–" if math.isnan(r["threshold"]) else "%.9g" % r["threshold"],
-                    _number(r["sensitivity"]), _number(r["specificity"])] for _, r in ops.iterrows()])
+    return _table(
+        ["Class", "Rule", "Threshold", "Sensitivity", "Specificity"],
+        [
+            [
+                r["class"],
+                r["rule"],
+                "–" if math.isnan(r["threshold"]) else "%.9g" % r["threshold"],
+                _number(r["sensitivity"]),
+                _number(r["specificity"]),
+            ]
+            for _, r in ops.iterrows()
+        ],
+    )
 
 
 def _intended_use(record: dict, config: TrainConfig) -> str:
     """What the model is for and what it was trained on: a phantom model says so."""
-    common = ("It is not a medical device and must not be used for diagnosis; thresholds were chosen on the validation "
-              "part of the training data set.")
+    common = (
+        "It is not a medical device and must not be used for diagnosis; thresholds were chosen on the validation "
+        "part of the training data set."
+    )
     if record.get("data", {}).get("phantom") or is_phantom(config.data):
-        return ("A model trained on cxrres's synthetic phantom (generated images with exact labels and boxes, not "
-                "radiographs of patients), for testing the study's pipeline and its resolution mechanism. It says nothing "
-                "about real chest X-rays. " + common)
-    return ("A research model for studying how training resolution changes what a chest X-ray classifier gets right and "
-            "where it looks. Labels of public chest X-ray sets are mined from reports and noisy; performance on other "
-            "hospitals, devices, projections (lateral, AP vs PA) or populations is unknown. " + common)
+        return (
+            "A model trained on cxrres's synthetic phantom (generated images with exact labels and boxes, not "
+            "radiographs of patients), for testing the study's pipeline and its resolution mechanism. It says nothing "
+            "about real chest X-rays. " + common
+        )
+    return (
+        "A research model for studying how training resolution changes what a chest X-ray classifier gets right and "
+        "where it looks. Labels of public chest X-ray sets are mined from reports and noisy; performance on other "
+        "hospitals, devices, projections (lateral, AP vs PA) or populations is unknown. " + common
+    )
 
 
 def model_card(run_dir: Path, config: TrainConfig, classes: list[str], exported: Path, fmt: str) -> str:
@@ -169,40 +192,90 @@ def model_card(run_dir: Path, config: TrainConfig, classes: list[str], exported:
     data = record.get("data", {})
     images = data.get("images", {})
     status = runs.read_status(run_dir)
-    weights = {"imagenet": "torchvision ImageNet weights", "none": "random initialisation"}.get(config.weights,
-                                                                                              f"the file {config.weights}")
-    lines = [f"# Model card: {display_name(config.arch)}, {config.resolution_px} px, {md_escape(', '.join(classes)) if config.label else '14 findings'}",
-             "", f"Exported by cxrres {__version__} from `{run_dir}` as {fmt.upper()} (`{exported.name}`).", "",
-             "## Input and output", "",
-             f"- Input `image_uint8`: uint8, N × {config.resolution_px} × {config.resolution_px}, one grey radiograph per row, "
-             f"made from the file by these rules (the steps up to the resize are the client's; the graph does the last):",
-             *(f"  - {rule}" for rule in preprocessing_rules()),
-             f"- Output `probabilities`: float32, N × {len(classes)}, columns {md_escape(', '.join(classes))}.",
-             f"- Scoring precision: float32 without autocast ({SCORING_PRECISION}), the precision of `cxrres predict` and "
-             f"of the run's own test predictions: on the same pixels they agree with this file to within 1e-4 (the run "
-             f"trained in {config.precision}).", "",
-             "## Data and training", "",
-             f"- Data root `{config.data}`, split `{config.split}`: {images.get('train', '?')} train, {images.get('val', '?')} "
-             f"validation, {images.get('test', '?')} test images.",
-             f"- Recipe: BCE with logits; AdamW lr {config.lr:g}, weight decay {config.weight_decay:g}; LR × {config.lr_factor:g} after "
-             f"{config.lr_patience} epochs without validation-loss improvement, stop after {config.stop_patience}; batch "
-             f"{config.batch_size}; precision {config.precision}; seed {config.seed}. Initial weights: {weights}.",
-             f"- Trained {status.epochs} epochs; kept epoch {status.best_epoch} (best validation mean AUC "
-             f"{_number(status.best_val_mean_auc)}); device {status.device}.", ""]
-    lines += ["## Test AUC (95 % intervals)", "", _csv_section(
-        run_dir / runs.AUC, f"Not evaluated (run `cxrres evaluate {run_dir}`).",
-        lambda auc: _table(["Class", "Positives", "AUC", "95 % interval"],
-                           [[r["class"], "" if pd.isna(r["n_pos"]) else str(int(r["n_pos"])), _number(r["auc"]),
-                             f"{_number(r['ci_low'])}–{_number(r['ci_high'])}"] for _, r in auc.iterrows()]))]
-    lines += ["", "## Localization (Grad-CAM boxes against the official boxes, IoU ≥ 0.1)", "", _csv_section(
-        run_dir / runs.LOCALIZATION, f"Not localized (run `cxrres localize {run_dir}`).",
-        lambda loc: _table(["Class", "Boxes", *(c for c in SCORES if c in loc.columns)],
-                           [[r["class"], str(int(r["n"])), *(_number(r[c]) for c in SCORES if c in loc.columns)]
-                            for _, r in loc.iterrows()]))]
-    lines += ["", "## Operating points (chosen on the validation part when the run was trained)", "",
-              "A class is called positive when its probability is >= its threshold (probabilities and thresholds "
-              "compared as float32). Youden's J on the run's validation predictions (`predictions_val.csv`); "
-              "`cxrres predict` uses these same thresholds.", "", _operating_section(run_dir)]
-    lines += ["", "## Intended use and limits", "", _intended_use(record, config),
-              "", "## File", "", f"- `{exported.name}`: {exported.stat().st_size:,} bytes, SHA-256 `{sha256(exported)}`", ""]
+    weights = {"imagenet": "torchvision ImageNet weights", "none": "random initialisation"}.get(
+        config.weights, f"the file {config.weights}"
+    )
+    lines = [
+        f"# Model card: {display_name(config.arch)}, {config.resolution_px} px, {md_escape(', '.join(classes)) if config.label else '14 findings'}",
+        "",
+        f"Exported by cxrres {__version__} from `{run_dir}` as {fmt.upper()} (`{exported.name}`).",
+        "",
+        "## Input and output",
+        "",
+        f"- Input `image_uint8`: uint8, N × {config.resolution_px} × {config.resolution_px}, one grey radiograph per row, "
+        f"made from the file by these rules (the steps up to the resize are the client's; the graph does the last):",
+        *(f"  - {rule}" for rule in preprocessing_rules()),
+        f"- Output `probabilities`: float32, N × {len(classes)}, columns {md_escape(', '.join(classes))}.",
+        f"- Scoring precision: float32 without autocast ({SCORING_PRECISION}), the precision of `cxrres predict` and "
+        f"of the run's own test predictions: on the same pixels they agree with this file to within 1e-4 (the run "
+        f"trained in {config.precision}).",
+        "",
+        "## Data and training",
+        "",
+        f"- Data root `{config.data}`, split `{config.split}`: {images.get('train', '?')} train, {images.get('val', '?')} "
+        f"validation, {images.get('test', '?')} test images.",
+        f"- Recipe: BCE with logits; AdamW lr {config.lr:g}, weight decay {config.weight_decay:g}; LR × {config.lr_factor:g} after "
+        f"{config.lr_patience} epochs without validation-loss improvement, stop after {config.stop_patience}; batch "
+        f"{config.batch_size}; precision {config.precision}; seed {config.seed}. Initial weights: {weights}.",
+        f"- Trained {status.epochs} epochs; kept epoch {status.best_epoch} (best validation mean AUC "
+        f"{_number(status.best_val_mean_auc)}); device {status.device}.",
+        "",
+    ]
+    lines += [
+        "## Test AUC (95 % intervals)",
+        "",
+        _csv_section(
+            run_dir / runs.AUC,
+            f"Not evaluated (run `cxrres evaluate {run_dir}`).",
+            lambda auc: _table(
+                ["Class", "Positives", "AUC", "95 % interval"],
+                [
+                    [
+                        r["class"],
+                        "" if pd.isna(r["n_pos"]) else str(int(r["n_pos"])),
+                        _number(r["auc"]),
+                        f"{_number(r['ci_low'])}–{_number(r['ci_high'])}",
+                    ]
+                    for _, r in auc.iterrows()
+                ],
+            ),
+        ),
+    ]
+    lines += [
+        "",
+        "## Localization (Grad-CAM boxes against the official boxes, IoU ≥ 0.1)",
+        "",
+        _csv_section(
+            run_dir / runs.LOCALIZATION,
+            f"Not localized (run `cxrres localize {run_dir}`).",
+            lambda loc: _table(
+                ["Class", "Boxes", *(c for c in SCORES if c in loc.columns)],
+                [
+                    [r["class"], str(int(r["n"])), *(_number(r[c]) for c in SCORES if c in loc.columns)]
+                    for _, r in loc.iterrows()
+                ],
+            ),
+        ),
+    ]
+    lines += [
+        "",
+        "## Operating points (chosen on the validation part when the run was trained)",
+        "",
+        "A class is called positive when its probability is >= its threshold (probabilities and thresholds "
+        "compared as float32). Youden's J on the run's validation predictions (`predictions_val.csv`); "
+        "`cxrres predict` uses these same thresholds.",
+        "",
+        _operating_section(run_dir),
+    ]
+    lines += [
+        "",
+        "## Intended use and limits",
+        "",
+        _intended_use(record, config),
+        "",
+        "## File",
+        "",
+        f"- `{exported.name}`: {exported.stat().st_size:,} bytes, SHA-256 `{sha256(exported)}`",
+        "",
+    ]
     return "\n".join(lines)

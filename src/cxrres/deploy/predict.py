@@ -34,8 +34,15 @@ from cxrres.data.source import DataSource
 from cxrres.errors import CxrresError
 from cxrres.inference.network import for_inference, load_run_model, predict, prepare_input, probabilities
 from cxrres.util.filenames import safe_filename, short_digest
-from cxrres.evaluation.operating import (DEFAULT_RULE, OperatingRule, operating_points, positive_calls, read_table, thresholds_for,
-                              to_csv_text)
+from cxrres.evaluation.operating import (
+    DEFAULT_RULE,
+    OperatingRule,
+    operating_points,
+    positive_calls,
+    read_table,
+    thresholds_for,
+    to_csv_text,
+)
 from cxrres.localization.overlay import Caption, heatmap_figure, save_overlay
 from cxrres.util.parallel import write_text_atomic
 
@@ -93,8 +100,13 @@ def validation_predictions(run_dir: Path, config: TrainConfig) -> runs.Predictio
     model, _, _ = load_run_model(run_dir)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dataset = data.parts["val"]
-    return runs.Predictions(dataset.images, data.classes, predict(model, dataset, config, device),
-                            dataset.labels.numpy().astype(np.int8), data.patient_ids("val"))
+    return runs.Predictions(
+        dataset.images,
+        data.classes,
+        predict(model, dataset, config, device),
+        dataset.labels.numpy().astype(np.int8),
+        data.patient_ids("val"),
+    )
 
 
 def run_operating_points(run_dir: str | Path, rule: OperatingRule = DEFAULT_RULE) -> pd.DataFrame:
@@ -141,14 +153,25 @@ def _check_run(run_dir: Path) -> None:
     if not (run_dir / runs.CONFIG).is_file():
         raise CxrresError(f"{run_dir}: not a run directory (no {runs.CONFIG})")
     if not best.is_file():
-        raise CxrresError(f"{best}: missing; the run has not finished a validated epoch "
-                          "(rerun its `cxrres train` command to resume and finish it)")
+        raise CxrresError(
+            f"{best}: missing; the run has not finished a validated epoch "
+            "(rerun its `cxrres train` command to resume and finish it)"
+        )
 
 
-def predict_files(run_dir: str | Path, inputs: list[str | Path], out: str | Path, heatmaps: str = "none",
-                  method: str = "gradcam", rule: OperatingRule = DEFAULT_RULE, skip_bad: bool = False,
-                  workers: int | None = None, batch_size: int | None = None, threshold: float = 0.5,
-                  progress: bool = True) -> PredictResult:
+def predict_files(
+    run_dir: str | Path,
+    inputs: list[str | Path],
+    out: str | Path,
+    heatmaps: str = "none",
+    method: str = "gradcam",
+    rule: OperatingRule = DEFAULT_RULE,
+    skip_bad: bool = False,
+    workers: int | None = None,
+    batch_size: int | None = None,
+    threshold: float = 0.5,
+    progress: bool = True,
+) -> PredictResult:
     """Score image files with a run's best network; write predictions.csv, heat maps and skipped.csv into `out`."""
     run_dir, out = Path(run_dir), Path(out)
     _check_run(run_dir)
@@ -162,8 +185,12 @@ def predict_files(run_dir: str | Path, inputs: list[str | Path], out: str | Path
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = for_inference(model, config, device)
     n_workers = min(os.cpu_count() or 1, 8) if workers is None else workers
-    loader = DataLoader(FileDataset(paths, config.resolution_px), batch_size=batch_size or config.batch_size,
-                        num_workers=n_workers, shuffle=False)
+    loader = DataLoader(
+        FileDataset(paths, config.resolution_px),
+        batch_size=batch_size or config.batch_size,
+        num_workers=n_workers,
+        shuffle=False,
+    )
     scores = np.full((len(paths), len(classes)), np.nan)
     sizes: dict[int, tuple[int, int]] = {}
     skipped: list[tuple[str, str]] = []
@@ -196,15 +223,35 @@ def predict_files(run_dir: str | Path, inputs: list[str | Path], out: str | Path
     if skip_bad:
         runs.write_csv_atomic(out / SKIPPED_FILE, pd.DataFrame(skipped, columns=["path", "error"]))
     if heatmaps != "none":
-        result.heatmaps = write_heatmaps(model.float(), config, classes, [paths[i] for i in np.flatnonzero(good)],
-                                         scores[good], heatmaps, method, threshold, out / HEATMAPS_DIR, device,
-                                         thresholds=thresholds)
+        result.heatmaps = write_heatmaps(
+            model.float(),
+            config,
+            classes,
+            [paths[i] for i in np.flatnonzero(good)],
+            scores[good],
+            heatmaps,
+            method,
+            threshold,
+            out / HEATMAPS_DIR,
+            device,
+            thresholds=thresholds,
+        )
     return result
 
 
-def write_heatmaps(model: torch.nn.Module, config: TrainConfig, classes: list[str], paths: list[Path], scores: np.ndarray,
-                   spec: str, method: str, threshold: float, out: Path, device: torch.device,
-                   thresholds: np.ndarray | None = None) -> list[Path]:
+def write_heatmaps(
+    model: torch.nn.Module,
+    config: TrainConfig,
+    classes: list[str],
+    paths: list[Path],
+    scores: np.ndarray,
+    spec: str,
+    method: str,
+    threshold: float,
+    out: Path,
+    device: torch.device,
+    thresholds: np.ndarray | None = None,
+) -> list[Path]:
     """One overlay per (image, requested class): the map in the image's pixels, its boxes at `threshold` (of the
     normalised map), the probability and, given `thresholds` (per class, NaN: no operating point), the call. Files are
     `<image stem>_<class>.png` (`safe_filename` of each; a stem shared by two inputs gets a digest of the path); a blank
@@ -228,9 +275,15 @@ def write_heatmaps(model: torch.nn.Module, config: TrainConfig, classes: list[st
             c = classes.index(name)
             frame = saliency.to_box_frame(cam, hw)
             detections = saliency.boxes_from_saliency(frame, threshold)
-            caption = Caption(path.name, name, threshold, float(probs[c]),
-                              None if thresholds is None else float(thresholds[c]), method,
-                              saliency.blank_reason(cam, config.resolution_px))
+            caption = Caption(
+                path.name,
+                name,
+                threshold,
+                float(probs[c]),
+                None if thresholds is None else float(thresholds[c]),
+                method,
+                saliency.blank_reason(cam, config.resolution_px),
+            )
             target = out / f"{stem}_{safe_filename(name)}.png"
             overlay = heatmap_figure(grey, frame, None, detections, 0.0, caption)
             save_overlay(target, overlay)

@@ -27,7 +27,10 @@ REFERENCES: tuple[str, ...] = ("google2019",)
 #: Google finding -> the NIH classes whose probability scores it (the maximum where there are two). A finding is
 #: scored only when the run predicts every one of them: a Nodule-only network is not scored against "Nodule or mass",
 #: whose masses it was never asked to find.
-GOOGLE2019_SCORED_BY: dict[str, tuple[str, ...]] = {"Pneumothorax": ("Pneumothorax",), "Nodule or mass": ("Nodule", "Mass")}
+GOOGLE2019_SCORED_BY: dict[str, tuple[str, ...]] = {
+    "Pneumothorax": ("Pneumothorax",),
+    "Nodule or mass": ("Nodule", "Mass"),
+}
 #: Google findings no NIH class measures, and why they are not scored.
 GOOGLE2019_NOT_SCORED: dict[str, str] = {
     "Airspace opacity": "no NIH class is airspace opacity: Consolidation, Pneumonia and Infiltration each cover only part of it",
@@ -36,8 +39,13 @@ GOOGLE2019_NOT_SCORED: dict[str, str] = {
 #: Data_Entry fields of an image that must equal Google's record of it (its copy of NIH's Data_Entry) before the run is
 #: scored: names alone would match a phantom's or another data set's images named like NIH's. Not the age or follow-up
 #: number: Data_Entry_2017_v2020 corrected them (a third of Google's images differ by a year or more).
-IDENTITY_FIELDS: dict[str, str] = {"patient_id": "patient", "sex": "sex", "view": "view", "width_px": "width",
-                                   "height_px": "height"}
+IDENTITY_FIELDS: dict[str, str] = {
+    "patient_id": "patient",
+    "sex": "sex",
+    "view": "view",
+    "width_px": "width",
+    "height_px": "height",
+}
 #: Prefix of the columns of auc_google2019.csv that score the same images under the run's own (text-mined) labels.
 NIH_PREFIX = "nih_"
 
@@ -72,9 +80,17 @@ def reference_table(predictions: runs.Predictions, reference: pd.DataFrame, leve
         scores = predictions.scores[np.ix_(index, columns)].max(axis=1)
         google = reference.loc[images, finding].to_numpy(np.int8)
         nih = auc_row(combined_labels(predictions.labels[np.ix_(index, columns)]), scores, level)
-        rows.append({"finding": finding, "scored_by": scored_by_text(classes), "images": len(images),
-                     "images_google_test": int((sets == "test").sum()), "images_google_val": int((sets == "val").sum()),
-                     **auc_row(google, scores, level), **{NIH_PREFIX + k: v for k, v in nih.items()}})
+        rows.append(
+            {
+                "finding": finding,
+                "scored_by": scored_by_text(classes),
+                "images": len(images),
+                "images_google_test": int((sets == "test").sum()),
+                "images_google_val": int((sets == "val").sum()),
+                **auc_row(google, scores, level),
+                **{NIH_PREFIX + k: v for k, v in nih.items()},
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -102,16 +118,22 @@ def check_nih_identity(run_dir: str | Path, data: str | None, reference: pd.Data
     try:
         entry = DataRoot.at(data).data_entry if data else None
     except CxrresError as exc:
-        raise CxrresError(f"{run_dir}: cannot check that the run's images are NIH's ({exc}); --reference google2019 "
-                          "compares each image's Data_Entry row with Google's record of it") from None
+        raise CxrresError(
+            f"{run_dir}: cannot check that the run's images are NIH's ({exc}); --reference google2019 "
+            "compares each image's Data_Entry row with Google's record of it"
+        ) from None
     if entry is None:
-        raise CxrresError(f"{run_dir}: config.yaml names no data root; --reference google2019 compares each image's "
-                          "Data_Entry row with Google's record of it")
+        raise CxrresError(
+            f"{run_dir}: config.yaml names no data root; --reference google2019 compares each image's "
+            "Data_Entry row with Google's record of it"
+        )
     differ = identity_differences(entry, reference, images)
     if differ:
-        raise CxrresError(f"{run_dir}: {len(differ):,} of {len(images):,} images differ from Google's record of the NIH "
-                          f"image ({'/'.join(IDENTITY_FIELDS.values())}; first: {differ[0]}): this run's data ({data}) is "
-                          "not NIH ChestX-ray14")
+        raise CxrresError(
+            f"{run_dir}: {len(differ):,} of {len(images):,} images differ from Google's record of the NIH "
+            f"image ({'/'.join(IDENTITY_FIELDS.values())}; first: {differ[0]}): this run's data ({data}) is "
+            "not NIH ChestX-ray14"
+        )
 
 
 def evaluate_reference(run_dir: str | Path, reference: str = "google2019", level: float = 0.95) -> pd.DataFrame:
@@ -123,37 +145,50 @@ def evaluate_reference(run_dir: str | Path, reference: str = "google2019", level
     config = runs.read_settings(run_dir)
     dataset = config.dataset
     if dataset not in ("nih", "auto"):  # `auto` in config.yaml: a run from before data sets other than NIH existed
-        raise CxrresError(f"{run_dir}: the run was trained on {dataset}; --reference google2019 labels NIH ChestX-ray14 "
-                          "images only")
+        raise CxrresError(
+            f"{run_dir}: the run was trained on {dataset}; --reference google2019 labels NIH ChestX-ray14 images only"
+        )
     predictions = runs.read_predictions(run_dir)
     labels = read_google2019(google2019_file())
     if not any(name in labels.index for name in predictions.images):
         counts = labels["set_id"].value_counts()
-        raise CxrresError(f"{run_dir}: none of the run's {len(predictions.images):,} test images has a google2019 label "
-                          f"(the labels cover {len(labels):,} NIH images: {counts.get('test', 0):,} of Google's test set, "
-                          f"{counts.get('val', 0):,} of its validation set)")
+        raise CxrresError(
+            f"{run_dir}: none of the run's {len(predictions.images):,} test images has a google2019 label "
+            f"(the labels cover {len(labels):,} NIH images: {counts.get('test', 0):,} of Google's test set, "
+            f"{counts.get('val', 0):,} of its validation set)"
+        )
     check_nih_identity(run_dir, config.data, labels, [name for name in predictions.images if name in labels.index])
     table = reference_table(predictions, labels, level)
     if table.empty:
         needed = "; ".join(f"{f}: {' and '.join(c)}" for f, c in GOOGLE2019_SCORED_BY.items())
-        raise CxrresError(f"{run_dir}: no google2019 finding can be scored from the run's classes "
-                          f"({', '.join(predictions.classes)}); needed ({needed})")
+        raise CxrresError(
+            f"{run_dir}: no google2019 finding can be scored from the run's classes "
+            f"({', '.join(predictions.classes)}); needed ({needed})"
+        )
     runs.write_csv_atomic(Path(run_dir) / runs.AUC_GOOGLE2019, table)
     return table
 
 
 def format_reference_table(table: pd.DataFrame) -> str:
     """The table as `cxrres evaluate --reference` prints it, Google's labels beside the run's own on the same images."""
+
     def cell(row: pd.Series, prefix: str) -> str:
-        auc = "undefined" if str(row[prefix + "note"]).startswith("undefined") else \
-            f"{row[prefix + 'auc']:.3f} [{row[prefix + 'ci_low']:.3f}, {row[prefix + 'ci_high']:.3f}]"
+        auc = (
+            "undefined"
+            if str(row[prefix + "note"]).startswith("undefined")
+            else f"{row[prefix + 'auc']:.3f} [{row[prefix + 'ci_low']:.3f}, {row[prefix + 'ci_high']:.3f}]"
+        )
         return f"{int(row[prefix + 'n_pos']):>5,} pos {int(row[prefix + 'n_neg']):>6,} neg  {auc:<21}"
 
     lines = [f"{'finding':<15} {'scored by':<18} {'images':>6}  {'Google (adjudicated)':<43} NIH (text-mined)"]
     for _, row in table.iterrows():
-        lines.append(f"{row['finding']:<15} {row['scored_by']:<18} {int(row['images']):>6,}  {cell(row, '')}  {cell(row, NIH_PREFIX)}")
+        lines.append(
+            f"{row['finding']:<15} {row['scored_by']:<18} {int(row['images']):>6,}  {cell(row, '')}  {cell(row, NIH_PREFIX)}"
+        )
     left_out = [f for f in GOOGLE2019_FINDINGS if f not in set(table["finding"])]
-    reasons = {**GOOGLE2019_NOT_SCORED, **{f: "the run does not predict " + " and ".join(c)
-                                            for f, c in GOOGLE2019_SCORED_BY.items()}}
+    reasons = {
+        **GOOGLE2019_NOT_SCORED,
+        **{f: "the run does not predict " + " and ".join(c) for f, c in GOOGLE2019_SCORED_BY.items()},
+    }
     lines += [f"not scored: {f} ({reasons[f]})" for f in left_out]
     return "\n".join(line.rstrip() for line in lines)

@@ -11,7 +11,7 @@ from typing import NamedTuple
 import numpy as np
 from scipy import sparse
 
-from cxrres.evaluation.metrics import (MetricError, check_matrix, kept_rows, masked_auc)
+from cxrres.evaluation.metrics import MetricError, check_matrix, kept_rows, masked_auc
 
 
 def patient_weights(groups: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
@@ -59,18 +59,22 @@ def _weighted_auc_by_case(y_true: np.ndarray, y_score: np.ndarray, weights_t: np
     below = np.searchsorted(levels, s, side="left")  # number of positive levels strictly below each score
     tied = (below < g) & (levels[np.minimum(below, max(g - 1, 0))] == s) if g else np.zeros(s.size, bool)
     cell = np.where(y, 2 * g + 1 + below, np.where(tied, 2 * below + 1, 2 * below))
-    indicator = sparse.csr_matrix((np.ones(s.size, weights_t.dtype), (cell, np.arange(s.size))), shape=(3 * g + 1, s.size))
+    indicator = sparse.csr_matrix(
+        (np.ones(s.size, weights_t.dtype), (cell, np.arange(s.size))), shape=(3 * g + 1, s.size)
+    )
     sums = np.asarray(indicator @ weights_t, dtype=np.float64)  # (3G+1, B)
-    negative, positive = sums[: 2 * g + 1], sums[2 * g + 1:]
+    negative, positive = sums[: 2 * g + 1], sums[2 * g + 1 :]
     cumulative = np.cumsum(negative, axis=0)
-    credit = cumulative[0: 2 * g: 2] + 0.5 * negative[1: 2 * g + 1: 2]  # L_g
+    credit = cumulative[0 : 2 * g : 2] + 0.5 * negative[1 : 2 * g + 1 : 2]  # L_g
     numerator = (positive * credit).sum(axis=0)
     denominator = positive.sum(axis=0) * cumulative[-1]
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(denominator > 0, numerator / denominator, np.nan)
 
 
-def bootstrap_class_replicates(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray, defined: np.ndarray) -> np.ndarray:
+def bootstrap_class_replicates(
+    labels: np.ndarray, scores: np.ndarray, weights: np.ndarray, defined: np.ndarray
+) -> np.ndarray:
     """(B, C) AUC of each class in each replicate of case `weights` (B, N); NaN for classes not `defined`.
 
     Runs scored on the same cases and given the same weights give paired replicates.
@@ -92,7 +96,9 @@ def replicate_means(per_class: np.ndarray, classes: np.ndarray) -> np.ndarray:
         return np.nanmean(per_class[:, classes], axis=1)
 
 
-def bootstrap_mean_replicates(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray, defined: np.ndarray) -> np.ndarray:
+def bootstrap_mean_replicates(
+    labels: np.ndarray, scores: np.ndarray, weights: np.ndarray, defined: np.ndarray
+) -> np.ndarray:
     """(B,) mean AUC over the `defined` classes in each replicate of case `weights` (B, N)."""
     return replicate_means(bootstrap_class_replicates(labels, scores, weights, defined), defined)
 
@@ -157,8 +163,9 @@ def percentile_interval(samples: np.ndarray, level: float) -> tuple[float, float
     return float(low), float(high)
 
 
-def bootstrap_mean_auc(labels: np.ndarray, scores: np.ndarray, groups: np.ndarray, n_boot: int = 1000,
-                       seed: int = 0, level: float = 0.95) -> tuple[float, float, float]:
+def bootstrap_mean_auc(
+    labels: np.ndarray, scores: np.ndarray, groups: np.ndarray, n_boot: int = 1000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float, float]:
     """(mean AUC over classes, percentile-interval low, high) from a bootstrap over patients.
 
     `labels`, `scores`: (N, C); `groups`: patient id per case. A label -1 masks the case out of that class. The mean
@@ -170,16 +177,28 @@ def bootstrap_mean_auc(labels: np.ndarray, scores: np.ndarray, groups: np.ndarra
     return (point, *percentile_interval(samples, level))
 
 
-def bootstrap_mean_auc_difference(labels: np.ndarray, scores_a: np.ndarray, scores_b: np.ndarray, groups: np.ndarray,
-                                  n_boot: int = 1000, seed: int = 0, level: float = 0.95
-                                  ) -> tuple[float, float, float, float]:
+def bootstrap_mean_auc_difference(
+    labels: np.ndarray,
+    scores_a: np.ndarray,
+    scores_b: np.ndarray,
+    groups: np.ndarray,
+    n_boot: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> tuple[float, float, float, float]:
     """(mean AUC_a - mean AUC_b, interval low, high, two-sided p) from one paired bootstrap over patients.
 
     Both runs are scored on the same resampled cases in each replicate; p is `paired_bootstrap_p` of the replicate
     differences.
     """
     labels, (a, b), defined = check_matrix(labels, scores_a, scores_b)
-    point = float(np.mean([masked_auc(labels[:, c], a[:, c]) - masked_auc(labels[:, c], b[:, c]) for c in np.flatnonzero(defined)]))
+    point = float(
+        np.mean(
+            [masked_auc(labels[:, c], a[:, c]) - masked_auc(labels[:, c], b[:, c]) for c in np.flatnonzero(defined)]
+        )
+    )
     weights = patient_weights(groups, n_boot, seed)
-    diffs = bootstrap_mean_replicates(labels, a, weights, defined) - bootstrap_mean_replicates(labels, b, weights, defined)
+    diffs = bootstrap_mean_replicates(labels, a, weights, defined) - bootstrap_mean_replicates(
+        labels, b, weights, defined
+    )
     return (point, *percentile_interval(diffs, level), paired_bootstrap_p(diffs))

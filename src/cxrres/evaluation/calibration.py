@@ -42,7 +42,7 @@ def weighted_average_precision(y_true: np.ndarray, y_score: np.ndarray, weights:
     last = np.r_[np.flatnonzero(np.diff(s)), s.size - 1]  # the last index of each distinct score (a threshold)
     out = np.empty(w.shape[0])
     for start in range(0, w.shape[0], _CHUNK):
-        block = w[start:start + _CHUNK][:, order]
+        block = w[start : start + _CHUNK][:, order]
         tp = np.cumsum(block * y, axis=1)[:, last]
         fp = np.cumsum(block * ~y, axis=1)[:, last]
         positives = tp[:, -1:] if tp.size else np.zeros((block.shape[0], 1))
@@ -51,7 +51,7 @@ def weighted_average_precision(y_true: np.ndarray, y_score: np.ndarray, weights:
             recall = tp / positives
         gain = np.diff(np.concatenate([np.zeros((block.shape[0], 1)), recall], axis=1), axis=1)
         ap = (gain * precision).sum(axis=1)
-        out[start:start + block.shape[0]] = np.where(positives[:, 0] > 0, ap, np.nan)
+        out[start : start + block.shape[0]] = np.where(positives[:, 0] > 0, ap, np.nan)
     return out
 
 
@@ -77,8 +77,16 @@ def reliability_bins(y_true: np.ndarray, y_prob: np.ndarray, n_bins: int = N_BIN
         mean_prob = np.bincount(b, weights=p, minlength=n_bins) / n
         frequency = np.bincount(b, weights=y, minlength=n_bins) / n
     edges = np.arange(n_bins + 1) / n_bins
-    return pd.DataFrame({"bin": np.arange(n_bins), "low": edges[:-1], "high": edges[1:], "n": n.astype(np.int64),
-                         "mean_prob": mean_prob, "frequency": frequency})
+    return pd.DataFrame(
+        {
+            "bin": np.arange(n_bins),
+            "low": edges[:-1],
+            "high": edges[1:],
+            "n": n.astype(np.int64),
+            "mean_prob": mean_prob,
+            "frequency": frequency,
+        }
+    )
 
 
 def expected_calibration_error(y_true: np.ndarray, y_prob: np.ndarray, n_bins: int = N_BINS) -> float:
@@ -91,7 +99,9 @@ def expected_calibration_error(y_true: np.ndarray, y_prob: np.ndarray, n_bins: i
     return float((bins["n"][full] * gap).sum() / bins["n"].sum())
 
 
-def class_row(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray, level: float = 0.95) -> tuple[dict, np.ndarray]:
+def class_row(
+    labels: np.ndarray, scores: np.ndarray, weights: np.ndarray, level: float = 0.95
+) -> tuple[dict, np.ndarray]:
     """One class's row (n_pos, n_neg, AP and its percentile interval over the replicate `weights` (B, N), Brier, ECE;
     NaN without positives or negatives; labels -1 masked out) and its (B,) replicate APs."""
     kept = metrics.kept_rows(labels)
@@ -102,12 +112,18 @@ def class_row(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray, level
         return row | dict.fromkeys(COLUMNS[3:], math.nan), np.full(weights.shape[0], math.nan)
     replicates = weighted_average_precision(y, p, weights[:, kept])
     low, high = bootstrap.percentile_interval(replicates, level) if (~np.isnan(replicates)).any() else (math.nan,) * 2
-    return row | {"average_precision": average_precision(y, p), "ap_low": low, "ap_high": high,
-                  "brier": brier_score(y, p), "ece": expected_calibration_error(y, p)}, replicates
+    return row | {
+        "average_precision": average_precision(y, p),
+        "ap_low": low,
+        "ap_high": high,
+        "brier": brier_score(y, p),
+        "ece": expected_calibration_error(y, p),
+    }, replicates
 
 
-def calibration_table(predictions: runs.Predictions, groups: np.ndarray, level: float = 0.95, n_boot: int = 1000,
-                      seed: int = 0) -> pd.DataFrame:
+def calibration_table(
+    predictions: runs.Predictions, groups: np.ndarray, level: float = 0.95, n_boot: int = 1000, seed: int = 0
+) -> pd.DataFrame:
     """RUN/calibration.csv: one row per class (`COLUMNS`) and a `mean` row over the defined classes (its AP interval
     from the replicates' mean AP over those classes). `groups`: the patient of each case (the bootstrap's unit)."""
     weights = bootstrap.patient_weights(groups, n_boot, seed)
@@ -125,8 +141,13 @@ def calibration_table(predictions: runs.Predictions, groups: np.ndarray, level: 
             warnings.simplefilter("ignore", RuntimeWarning)
             mean_reps = np.nanmean(reps, axis=1)
         low, high = bootstrap.percentile_interval(mean_reps, level) if (~np.isnan(mean_reps)).any() else (math.nan,) * 2
-        mean |= {"average_precision": table.loc[defined, "average_precision"].mean(), "ap_low": low, "ap_high": high,
-                 "brier": table.loc[defined, "brier"].mean(), "ece": table.loc[defined, "ece"].mean()}
+        mean |= {
+            "average_precision": table.loc[defined, "average_precision"].mean(),
+            "ap_low": low,
+            "ap_high": high,
+            "brier": table.loc[defined, "brier"].mean(),
+            "ece": table.loc[defined, "ece"].mean(),
+        }
     else:
         mean |= dict.fromkeys(COLUMNS[3:], math.nan)
     return pd.concat([table, pd.DataFrame([mean], columns=list(COLUMNS))], ignore_index=True)
@@ -144,12 +165,19 @@ def summary_line(table: pd.DataFrame) -> str:
     mean = table[table["class"] == MEAN].iloc[0]
     if pd.isna(mean["average_precision"]):
         return "calibration: undefined (no class has positive and negative test images)"
-    return (f"calibration: mean average precision {mean['average_precision']:.3f} [{mean['ap_low']:.3f}, "
-            f"{mean['ap_high']:.3f}], Brier {mean['brier']:.4f}, ECE {mean['ece']:.4f} (per class in {runs.CALIBRATION})")
+    return (
+        f"calibration: mean average precision {mean['average_precision']:.3f} [{mean['ap_low']:.3f}, "
+        f"{mean['ap_high']:.3f}], Brier {mean['brier']:.4f}, ECE {mean['ece']:.4f} (per class in {runs.CALIBRATION})"
+    )
 
 
-def comparison_tables(runs_px: list[tuple[str, int]], labels: np.ndarray, scores: dict[str, np.ndarray],
-                      classes: list[str], n_bins: int = N_BINS) -> tuple[pd.DataFrame, pd.DataFrame]:
+def comparison_tables(
+    runs_px: list[tuple[str, int]],
+    labels: np.ndarray,
+    scores: dict[str, np.ndarray],
+    classes: list[str],
+    n_bins: int = N_BINS,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """For runs (heading, resolution px) scored on the same images (`labels` (N, C), `scores` by heading (N, C), NaN for
     classes a run lacks): the long table heading, resolution_px, class, average_precision, brier, ece (classes, then
     `mean` over the run's defined classes), and the pooled reliability bins of each run (heading, resolution_px, bin,
@@ -162,16 +190,31 @@ def comparison_tables(runs_px: list[tuple[str, int]], labels: np.ndarray, scores
             keep = (labels[:, c] >= 0) & ~np.isnan(own[:, c])
             y, p = labels[keep, c], own[keep, c]
             defined = bool(y.sum()) and bool((y == 0).sum())
-            value = ((average_precision(y, p), brier_score(y, p), expected_calibration_error(y, p)) if defined
-                     else (math.nan,) * 3)
+            value = (
+                (average_precision(y, p), brier_score(y, p), expected_calibration_error(y, p))
+                if defined
+                else (math.nan,) * 3
+            )
             values.append(value)
-            rows.append({"heading": heading, "resolution_px": resolution, "class": name,
-                         **dict(zip(("average_precision", "brier", "ece"), value))})
+            rows.append(
+                {
+                    "heading": heading,
+                    "resolution_px": resolution,
+                    "class": name,
+                    **dict(zip(("average_precision", "brier", "ece"), value)),
+                }
+            )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             mean = np.nanmean(np.array(values, dtype=np.float64).reshape(-1, 3), axis=0)
-        rows.append({"heading": heading, "resolution_px": resolution, "class": MEAN,
-                     **dict(zip(("average_precision", "brier", "ece"), mean))})
+        rows.append(
+            {
+                "heading": heading,
+                "resolution_px": resolution,
+                "class": MEAN,
+                **dict(zip(("average_precision", "brier", "ece"), mean)),
+            }
+        )
         bins.append(pooled_reliability(labels, own, n_bins).assign(heading=heading, resolution_px=resolution))
     reliability = pd.concat(bins, ignore_index=True) if bins else pd.DataFrame()
     front = ["heading", "resolution_px"]

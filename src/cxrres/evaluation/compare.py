@@ -66,11 +66,15 @@ def load_runs(run_dirs: list[str | Path]) -> list[RunInfo]:
     headings = [b + (f" seed {s.seed}" if base.count(b) > 1 else "") for b, (_, s, _) in zip(base, loaded)]
     headings = [h + (f" ({d.name})" if headings.count(h) > 1 else "") for h, (d, _, _) in zip(headings, loaded)]
     if len(set(headings)) < len(headings):
-        raise CxrresError(f"the same run is listed twice: {', '.join(sorted({h for h in headings if headings.count(h) > 1}))}")
+        raise CxrresError(
+            f"the same run is listed twice: {', '.join(sorted({h for h in headings if headings.count(h) > 1}))}"
+        )
     seeds_of = {b: [s.seed for bb, (_, s, _) in zip(base, loaded) if bb == b] for b in base}
     groups = [b if len(set(seeds_of[b])) == len(seeds_of[b]) else h for b, h in zip(base, headings)]
-    return [RunInfo(d, h, int(s.resolution_px), s.arch, s.label, p, int(s.seed), g)
-            for h, g, (d, s, p) in zip(headings, groups, loaded)]
+    return [
+        RunInfo(d, h, int(s.resolution_px), s.arch, s.label, p, int(s.seed), g)
+        for h, g, (d, s, p) in zip(headings, groups, loaded)
+    ]
 
 
 def seed_groups(infos: list[RunInfo]) -> dict[str, list[RunInfo]]:
@@ -103,8 +107,10 @@ def align(infos: list[RunInfo]) -> Aligned:
         images = sorted(info.predictions.images)
         if images != reference:
             common = len(set(images) & set(reference))
-            raise CxrresError(f"runs scored on different test images: {infos[0].run_dir} has {len(reference):,}, "
-                              f"{info.run_dir} has {len(images):,}, {common:,} in common")
+            raise CxrresError(
+                f"runs scored on different test images: {infos[0].run_dir} has {len(reference):,}, "
+                f"{info.run_dir} has {len(images):,}, {common:,} in common"
+            )
     classes = list(dict.fromkeys(c for info in infos for c in info.predictions.classes))
     labels = np.full((len(reference), len(classes)), UNFILLED, np.int16)
     scores: dict[str, np.ndarray] = {}
@@ -123,8 +129,10 @@ def _patients(infos: list[RunInfo]) -> list[str] | None:
         mine = [p.patient_ids[i] for i in np.argsort(np.asarray(p.images))]
         if found is not None and mine != found:
             where = next(i for i, (a, b) in enumerate(zip(mine, found)) if a != b)
-            raise CxrresError(f"{info.run_dir}: records patient {mine[where]} for {sorted(p.images)[where]}, "
-                              f"another run {found[where]}")
+            raise CxrresError(
+                f"{info.run_dir}: records patient {mine[where]} for {sorted(p.images)[where]}, "
+                f"another run {found[where]}"
+            )
         found = mine
     return found
 
@@ -137,8 +145,10 @@ def _aligned(p: runs.Predictions, classes: list[str], labels: np.ndarray, where:
         c = classes.index(name)
         column = p.labels[order, j].astype(np.int16)
         if ((labels[:, c] != UNFILLED) & (labels[:, c] != column)).any():
-            raise CxrresError(f"{where}: labels of {name} differ from another run's on the same images (e.g. another "
-                              "`uncertain` policy); such runs cannot be compared")
+            raise CxrresError(
+                f"{where}: labels of {name} differ from another run's on the same images (e.g. another "
+                "`uncertain` policy); such runs cannot be compared"
+            )
         labels[:, c] = column
         own[:, c] = p.scores[order, j]
     return labels, own
@@ -146,8 +156,14 @@ def _aligned(p: runs.Predictions, classes: list[str], labels: np.ndarray, where:
 
 def label_counts(labels: np.ndarray, classes: list[str]) -> pd.DataFrame:
     """Per class: the test images labelled positive, negative and masked out (-1) of its AUC."""
-    return pd.DataFrame({"class": classes, "n_pos": (labels == 1).sum(axis=0), "n_neg": (labels == 0).sum(axis=0),
-                         "n_masked": (labels == -1).sum(axis=0)})
+    return pd.DataFrame(
+        {
+            "class": classes,
+            "n_pos": (labels == 1).sum(axis=0),
+            "n_neg": (labels == 0).sum(axis=0),
+            "n_masked": (labels == -1).sum(axis=0),
+        }
+    )
 
 
 @dataclass(frozen=True)
@@ -176,18 +192,30 @@ class Comparison:
     runs: list[RunInfo]
     auc: pd.DataFrame  # long: heading, group, seed, resolution_px, arch, label, class, auc, ci_low, ci_high
     delong: pd.DataFrame  # scope, run_a, run_b, class, auc_a, auc_b, z, p, p_holm, n_pos, few_positives
-    bootstrap: pd.DataFrame  # scope, run_a, run_b, classes, mean_a, mean_b, difference, ci_low, ci_high, p, n_replicates
+    bootstrap: (
+        pd.DataFrame
+    )  # scope, run_a, run_b, classes, mean_a, mean_b, difference, ci_low, ci_high, p, n_replicates
     n_images: int
     n_boot: int
-    localization: pd.DataFrame | None = None  # heading, group, seed, resolution_px, arch, class, n, precision, accuracy, pointing
+    localization: pd.DataFrame | None = (
+        None  # heading, group, seed, resolution_px, arch, class, n, precision, accuracy, pointing
+    )
     ensemble_auc: pd.DataFrame = field(default_factory=pd.DataFrame)  # like `auc` for the seed ensembles, plus n_seeds
-    best: pd.DataFrame = field(default_factory=pd.DataFrame)  # scope, series, class, heading, resolution_px, auc, share, best, n_replicates
+    best: pd.DataFrame = field(
+        default_factory=pd.DataFrame
+    )  # scope, series, class, heading, resolution_px, auc, share, best, n_replicates
     level: float = 0.95
     unit: str = "patient"  # what the bootstrap resamples: patient, or image where no patient is known
     test_labels: pd.DataFrame = field(default_factory=pd.DataFrame)  # class, n_pos, n_neg, n_masked (`label_counts`)
-    calibration: pd.DataFrame = field(default_factory=pd.DataFrame)  # heading, resolution_px, class, average_precision, brier, ece
-    reliability: pd.DataFrame = field(default_factory=pd.DataFrame)  # heading, resolution_px, bin, low, high, n, mean_prob, frequency
-    test_resolution: pd.DataFrame = field(default_factory=pd.DataFrame)  # heading, resolution_px, test_resolution_px, auc (mean)
+    calibration: pd.DataFrame = field(
+        default_factory=pd.DataFrame
+    )  # heading, resolution_px, class, average_precision, brier, ece
+    reliability: pd.DataFrame = field(
+        default_factory=pd.DataFrame
+    )  # heading, resolution_px, bin, low, high, n, mean_prob, frequency
+    test_resolution: pd.DataFrame = field(
+        default_factory=pd.DataFrame
+    )  # heading, resolution_px, test_resolution_px, auc (mean)
 
     @property
     def several_seeds(self) -> bool:
@@ -205,8 +233,12 @@ def localization_long(infos: list[RunInfo]) -> pd.DataFrame | None:
     paths = [info.run_dir / runs.LOCALIZATION for info in infos]
     if not all(p.is_file() for p in paths):
         return None
-    frames = [pd.read_csv(p).assign(heading=i.heading, group=i.group or i.heading, seed=i.seed, resolution_px=i.resolution_px,
-                                    arch=i.arch) for p, i in zip(paths, infos)]
+    frames = [
+        pd.read_csv(p).assign(
+            heading=i.heading, group=i.group or i.heading, seed=i.seed, resolution_px=i.resolution_px, arch=i.arch
+        )
+        for p, i in zip(paths, infos)
+    ]
     return pd.concat(frames, ignore_index=True)
 
 
@@ -221,13 +253,20 @@ def summarise_seeds(long: pd.DataFrame, value: str = "auc") -> pd.DataFrame:
     return summary
 
 
-def _score(scoring: Scoring, labels: np.ndarray, classes: list[str], defined: np.ndarray, weights: np.ndarray,
-           level: float) -> tuple[list[dict], np.ndarray]:
+def _score(
+    scoring: Scoring, labels: np.ndarray, classes: list[str], defined: np.ndarray, weights: np.ndarray, level: float
+) -> tuple[list[dict], np.ndarray]:
     """(AUC rows per class and the mean, (B, C) bootstrap replicates) of one scoring."""
     s = scoring.scores
     own = defined & ~np.isnan(s).any(axis=0)
-    meta = {"heading": scoring.heading, "group": scoring.group, "seed": scoring.seed, "resolution_px": scoring.resolution_px,
-            "arch": scoring.arch, "label": scoring.label}
+    meta = {
+        "heading": scoring.heading,
+        "group": scoring.group,
+        "seed": scoring.seed,
+        "resolution_px": scoring.resolution_px,
+        "arch": scoring.arch,
+        "label": scoring.label,
+    }
     rows = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", metrics.UndefinedMetricWarning)
@@ -238,13 +277,25 @@ def _score(scoring: Scoring, labels: np.ndarray, classes: list[str], defined: np
             rows.append({**meta, "class": name, "auc": value[0], "ci_low": value[1], "ci_high": value[2]})
     replicates = bootstrap.bootstrap_class_replicates(labels, np.nan_to_num(s), weights, own)
     point = float(np.mean([rows[c]["auc"] for c in np.flatnonzero(own)])) if own.any() else math.nan
-    low, high = bootstrap.percentile_interval(bootstrap.replicate_means(replicates, own), level) if own.any() else (math.nan,) * 2
+    low, high = (
+        bootstrap.percentile_interval(bootstrap.replicate_means(replicates, own), level)
+        if own.any()
+        else (math.nan,) * 2
+    )
     rows.append({**meta, "class": MEAN, "auc": point, "ci_low": low, "ci_high": high})
     return rows, replicates
 
 
-def _pair_tests(scope: str, a: Scoring, b: Scoring, labels: np.ndarray, classes: list[str], defined: np.ndarray,
-                replicates: dict[str, np.ndarray], level: float) -> tuple[list[dict], dict | None]:
+def _pair_tests(
+    scope: str,
+    a: Scoring,
+    b: Scoring,
+    labels: np.ndarray,
+    classes: list[str],
+    defined: np.ndarray,
+    replicates: dict[str, np.ndarray],
+    level: float,
+) -> tuple[list[dict], dict | None]:
     """Per-class paired DeLong tests and the paired bootstrap test of the mean AUC of a and b. A class with fewer than
     `metrics.MIN_POSITIVES` positives keeps its p but is flagged (`few_positives`) and left out of Holm's adjustment
     (p_holm NaN): its p is not a meaningful member of the family. The bootstrap row counts its valid replicates."""
@@ -258,8 +309,21 @@ def _pair_tests(scope: str, a: Scoring, b: Scoring, labels: np.ndarray, classes:
             kept = metrics.kept_rows(labels[:, c])
             auc_a, auc_b, z, p = metrics.delong_paired(labels[kept, c], sa[kept, c], sb[kept, c])
             n_pos = int(labels[kept, c].sum())
-            pair.append({"scope": scope, "run_a": a.heading, "run_b": b.heading, "class": name, "auc_a": auc_a,
-                         "auc_b": auc_b, "z": z, "p": p, "p_holm": math.nan, "n_pos": n_pos, "few_positives": metrics.few_positives(n_pos)})
+            pair.append(
+                {
+                    "scope": scope,
+                    "run_a": a.heading,
+                    "run_b": b.heading,
+                    "class": name,
+                    "auc_a": auc_a,
+                    "auc_b": auc_b,
+                    "z": z,
+                    "p": p,
+                    "p_holm": math.nan,
+                    "n_pos": n_pos,
+                    "few_positives": metrics.few_positives(n_pos),
+                }
+            )
     family = np.array([math.nan if r["few_positives"] else r["p"] for r in pair])
     for r, q in zip(pair, metrics.holm(family)):
         r["p_holm"] = q
@@ -268,17 +332,32 @@ def _pair_tests(scope: str, a: Scoring, b: Scoring, labels: np.ndarray, classes:
         return pair, None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", metrics.UndefinedMetricWarning)
-        mean_a, mean_b = (float(np.mean([metrics.masked_auc(labels[:, c], s[:, c]) for c in np.flatnonzero(common)]))
-                          for s in (sa, sb))
-    d = bootstrap.replicate_means(replicates[a.heading], common) - bootstrap.replicate_means(replicates[b.heading], common)
+        mean_a, mean_b = (
+            float(np.mean([metrics.masked_auc(labels[:, c], s[:, c]) for c in np.flatnonzero(common)]))
+            for s in (sa, sb)
+        )
+    d = bootstrap.replicate_means(replicates[a.heading], common) - bootstrap.replicate_means(
+        replicates[b.heading], common
+    )
     low, high = bootstrap.percentile_interval(d, level)
-    return pair, {"scope": scope, "run_a": a.heading, "run_b": b.heading, "classes": int(common.sum()), "mean_a": mean_a,
-                  "mean_b": mean_b, "difference": mean_a - mean_b, "ci_low": low, "ci_high": high,
-                  "p": bootstrap.paired_bootstrap_p(d), "n_replicates": int(np.count_nonzero(~np.isnan(d)))}
+    return pair, {
+        "scope": scope,
+        "run_a": a.heading,
+        "run_b": b.heading,
+        "classes": int(common.sum()),
+        "mean_a": mean_a,
+        "mean_b": mean_b,
+        "difference": mean_a - mean_b,
+        "ci_low": low,
+        "ci_high": high,
+        "p": bootstrap.paired_bootstrap_p(d),
+        "n_replicates": int(np.count_nonzero(~np.isnan(d))),
+    }
 
 
-def best_resolution(scope: str, scorings: list[Scoring], points: pd.DataFrame, replicates: dict[str, np.ndarray],
-                    classes: list[str]) -> pd.DataFrame:
+def best_resolution(
+    scope: str, scorings: list[Scoring], points: pd.DataFrame, replicates: dict[str, np.ndarray], classes: list[str]
+) -> pd.DataFrame:
     """Per series (arch, label) and class: each resolution's point AUC, share of paired replicates in which it is best
     (`bootstrap.best_run_shares`), whether it has the highest point AUC, and the replicates counted."""
     rows = []
@@ -292,10 +371,22 @@ def best_resolution(scope: str, scorings: list[Scoring], points: pd.DataFrame, r
                 continue
             for r, m in enumerate(members):
                 if not np.isnan(point[r, c]):
-                    rows.append({"scope": scope, "series": series, "class": name, "heading": m.heading,
-                                 "resolution_px": m.resolution_px, "auc": point[r, c], "share": result.shares[r, c],
-                                 "best": bool(result.best[c] == r), "n_replicates": int(result.n_replicates[c])})
-    return pd.DataFrame(rows, columns=["scope", "series", "class", "heading", "resolution_px", "auc", "share", "best", "n_replicates"])
+                    rows.append(
+                        {
+                            "scope": scope,
+                            "series": series,
+                            "class": name,
+                            "heading": m.heading,
+                            "resolution_px": m.resolution_px,
+                            "auc": point[r, c],
+                            "share": result.shares[r, c],
+                            "best": bool(result.best[c] == r),
+                            "n_replicates": int(result.n_replicates[c]),
+                        }
+                    )
+    return pd.DataFrame(
+        rows, columns=["scope", "series", "class", "heading", "resolution_px", "auc", "share", "best", "n_replicates"]
+    )
 
 
 def scopes(infos: list[RunInfo], scorings: dict[str, Scoring]) -> list[tuple[str, list[Scoring]]]:
@@ -316,15 +407,21 @@ def compare_runs(run_dirs: list[str | Path], level: float = 0.95, n_boot: int = 
         raise CxrresError("give at least one run directory")
     infos = load_runs(run_dirs)
     images, classes, labels, scores, patient_ids = align(infos)
-    scorings = {i.heading: Scoring(i.heading, i.group or i.heading, i.arch, i.resolution_px, i.label, i.seed, 1, scores[i.heading])
-                for i in infos}
+    scorings = {
+        i.heading: Scoring(
+            i.heading, i.group or i.heading, i.arch, i.resolution_px, i.label, i.seed, 1, scores[i.heading]
+        )
+        for i in infos
+    }
     for group, members in seed_groups(infos).items():
         if len(members) > 1:
             ensemble = seeds.seed_ensemble([m.predictions for m in members])
             _, own = _aligned(ensemble, classes, labels.astype(np.int16), group)
             first = members[0]
             heading = f"{group} {ENSEMBLE}"
-            scorings[heading] = Scoring(heading, group, first.arch, first.resolution_px, first.label, None, len(members), own)
+            scorings[heading] = Scoring(
+                heading, group, first.arch, first.resolution_px, first.label, None, len(members), own
+            )
     defined = metrics.defined_classes(labels)
     groups, unit = patient_groups(images, patient_ids)
     weights = bootstrap.patient_weights(groups, n_boot, seed)
@@ -342,8 +439,26 @@ def compare_runs(run_dirs: list[str | Path], level: float = 0.95, n_boot: int = 
             delong_rows += pair
             boot_rows += [boot] if boot else []
         best.append(best_resolution(scope, members, every, replicates, classes))
-    calibrated, reliability = calibration.comparison_tables([(i.heading, i.resolution_px) for i in infos], labels, scores, classes)
-    test_resolution = train_test_long([i.run_dir for i in infos], [i.heading for i in infos], [i.resolution_px for i in infos])
-    return Comparison(infos, runs_auc, pd.DataFrame(delong_rows), pd.DataFrame(boot_rows), len(images), n_boot,
-                      localization_long(infos), ensemble_auc, pd.concat(best, ignore_index=True), level, unit,
-                      label_counts(labels, classes), calibrated, reliability, test_resolution)
+    calibrated, reliability = calibration.comparison_tables(
+        [(i.heading, i.resolution_px) for i in infos], labels, scores, classes
+    )
+    test_resolution = train_test_long(
+        [i.run_dir for i in infos], [i.heading for i in infos], [i.resolution_px for i in infos]
+    )
+    return Comparison(
+        infos,
+        runs_auc,
+        pd.DataFrame(delong_rows),
+        pd.DataFrame(boot_rows),
+        len(images),
+        n_boot,
+        localization_long(infos),
+        ensemble_auc,
+        pd.concat(best, ignore_index=True),
+        level,
+        unit,
+        label_counts(labels, classes),
+        calibrated,
+        reliability,
+        test_resolution,
+    )

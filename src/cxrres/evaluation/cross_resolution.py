@@ -47,8 +47,9 @@ def parse_test_resolutions(value: str | Iterable[int], where: str = "--test-reso
     return parse_resolutions(out)
 
 
-def scoring_source(run_dir: Path, resolutions_px: Iterable[int], source: DataSource | None = None,
-                progress: bool = True) -> DataSource:
+def scoring_source(
+    run_dir: Path, resolutions_px: Iterable[int], source: DataSource | None = None, progress: bool = True
+) -> DataSource:
     """`source` when it reads the run's data and holds every resolution, else the run's data root and split with its
     recorded cache prepared (built or reused) at `resolutions_px`."""
     config = runs.read_settings(run_dir)
@@ -59,8 +60,14 @@ def scoring_source(run_dir: Path, resolutions_px: Iterable[int], source: DataSou
     return DataSource.prepare(config.data, config.split_spec(), wanted, cache, progress)
 
 
-def score_at_resolutions(run_dir: str | Path, resolutions_px: Iterable[int], level: float = 0.95, n_boot: int = N_BOOT,
-                         source: DataSource | None = None, progress: bool = True) -> pd.DataFrame:
+def score_at_resolutions(
+    run_dir: str | Path,
+    resolutions_px: Iterable[int],
+    level: float = 0.95,
+    n_boot: int = N_BOOT,
+    source: DataSource | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
     """`COLUMNS` (+ note) for the run's test images scored at each resolution (the train resolution always included,
     as the reference); refuses, before any work, a resolution the run's architecture cannot take."""
     run_dir = Path(run_dir)
@@ -78,8 +85,10 @@ def score_at_resolutions(run_dir: str | Path, resolutions_px: Iterable[int], lev
         cache = source.cache(resolution)
         absent = [name for name in own.images if name not in cache.rows]
         if absent:
-            raise CxrresError(f"{source.cache_dir}: {len(absent):,} of the run's {len(own.images):,} test images are not "
-                              f"in the {resolution}-px cache (first: {', '.join(absent[:3])})")
+            raise CxrresError(
+                f"{source.cache_dir}: {len(absent):,} of the run's {len(own.images):,} test images are not "
+                f"in the {resolution}-px cache (first: {', '.join(absent[:3])})"
+            )
         dataset = CacheDataset(cache, own.images, own.labels.astype(np.float32))
         scores = predict(model, dataset, config, device)
         scored = runs.Predictions(own.images, own.classes, scores[:, columns], own.labels, own.patient_ids)
@@ -88,9 +97,15 @@ def score_at_resolutions(run_dir: str | Path, resolutions_px: Iterable[int], lev
     return table[[*COLUMNS, "note"]]
 
 
-def evaluate_test_resolutions(run_dir: str | Path, resolutions_px: Iterable[int], level: float = 0.95,
-                              n_boot: int = N_BOOT, out: str | Path | None = None, source: DataSource | None = None,
-                              progress: bool = True) -> pd.DataFrame:
+def evaluate_test_resolutions(
+    run_dir: str | Path,
+    resolutions_px: Iterable[int],
+    level: float = 0.95,
+    n_boot: int = N_BOOT,
+    out: str | Path | None = None,
+    source: DataSource | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
     """`score_at_resolutions`, written to auc_by_test_resolution.csv in `out` or the run directory (see
     `runs.result_dir`); `table.attrs["written"]` is the file or None."""
     table = score_at_resolutions(run_dir, resolutions_px, level, n_boot, source, progress)
@@ -110,8 +125,10 @@ def scored_resolutions(run_dir: str | Path) -> set[int]:
 def format_table(table: pd.DataFrame) -> str:
     """What `cxrres evaluate --test-resolution` prints: the mean AUC [interval] at each test resolution."""
     means = table[table["class"] == MEAN]
-    return "\n".join(f"test {int(r['test_resolution_px']):>5} px: mean AUC {r['auc']:.3f} [{r['ci_low']:.3f}, "
-                     f"{r['ci_high']:.3f}]" for _, r in means.iterrows())
+    return "\n".join(
+        f"test {int(r['test_resolution_px']):>5} px: mean AUC {r['auc']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]"
+        for _, r in means.iterrows()
+    )
 
 
 def train_test_long(run_dirs: list[Path], headings: list[str], train_px: list[int]) -> pd.DataFrame:
@@ -123,8 +140,18 @@ def train_test_long(run_dirs: list[Path], headings: list[str], train_px: list[in
         if path.is_file():
             table = pd.read_csv(path)
             mean = table[table["class"] == MEAN]
-            frames.append(pd.DataFrame({"heading": heading, "resolution_px": int(resolution),
-                                        "test_resolution_px": mean["test_resolution_px"].astype(int).to_numpy(),
-                                        "auc": mean["auc"].to_numpy()}))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
-        columns=["heading", "resolution_px", "test_resolution_px", "auc"])
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "heading": heading,
+                        "resolution_px": int(resolution),
+                        "test_resolution_px": mean["test_resolution_px"].astype(int).to_numpy(),
+                        "auc": mean["auc"].to_numpy(),
+                    }
+                )
+            )
+    return (
+        pd.concat(frames, ignore_index=True)
+        if frames
+        else pd.DataFrame(columns=["heading", "resolution_px", "test_resolution_px", "auc"])
+    )

@@ -59,8 +59,15 @@ def auc_row(labels: np.ndarray, scores: np.ndarray, level: float = 0.95) -> dict
         warnings.simplefilter("ignore", metrics.UndefinedMetricWarning)
         value, low, high = metrics.delong_ci(y, s, level) if kept.any() else (math.nan,) * 3
     note = f"{UNDEFINED}: {reason}" if reason else (TIED if low == high else "")
-    return {"n_pos": int(y.sum()), "n_neg": int(len(y) - y.sum()), "auc": value, "ci_low": low, "ci_high": high,
-            "note": note, "few_positives": metrics.few_positives(y.sum())}
+    return {
+        "n_pos": int(y.sum()),
+        "n_neg": int(len(y) - y.sum()),
+        "auc": value,
+        "ci_low": low,
+        "ci_high": high,
+        "note": note,
+        "few_positives": metrics.few_positives(y.sum()),
+    }
 
 
 def degenerate_reason(groups: np.ndarray, unit: str) -> str:
@@ -73,26 +80,40 @@ def auc_table(predictions: runs.Predictions, level: float = 0.95, n_boot: int = 
     """One row per class (n_pos, n_neg, AUC and DeLong interval, note, few_positives) and a `mean` row (patient-
     bootstrap interval; its note says why when the interval is a point); a class's masked cases (label -1) are left
     out of its row and of its part of the mean."""
-    rows = [{"class": name, **auc_row(predictions.labels[:, c], predictions.scores[:, c], level)}
-            for c, name in enumerate(predictions.classes)]
+    rows = [
+        {"class": name, **auc_row(predictions.labels[:, c], predictions.scores[:, c], level)}
+        for c, name in enumerate(predictions.classes)
+    ]
     table = pd.DataFrame(rows)
     defined = ~table["note"].str.startswith(UNDEFINED)
     if not defined.any():
         raise CxrresError("no class has positive and negative test images; AUC is undefined for all")
     groups, unit = patient_groups(predictions.images, predictions.patient_ids)
     if defined.sum() > 1 or len(predictions.classes) > 1:
-        point, low, high = bootstrap.bootstrap_mean_auc(predictions.labels, predictions.scores, groups, n_boot, seed, level)
+        point, low, high = bootstrap.bootstrap_mean_auc(
+            predictions.labels, predictions.scores, groups, n_boot, seed, level
+        )
     else:
         point, low, high = table.loc[defined, ["auc", "ci_low", "ci_high"]].iloc[0]
     note = f"mean of {int(defined.sum())} classes; {n_boot} bootstrap replicates by {unit}"
     if low == high:
         note += "; " + (degenerate_reason(groups, unit) if defined.sum() > 1 or len(predictions.classes) > 1 else TIED)
-    mean_row = {"class": MEAN, "n_pos": np.nan, "n_neg": np.nan, "auc": point, "ci_low": low, "ci_high": high, "note": note,
-                "few_positives": False}
+    mean_row = {
+        "class": MEAN,
+        "n_pos": np.nan,
+        "n_neg": np.nan,
+        "auc": point,
+        "ci_low": low,
+        "ci_high": high,
+        "note": note,
+        "few_positives": False,
+    }
     return pd.concat([table, pd.DataFrame([mean_row])], ignore_index=True)
 
 
-def evaluate_run(run_dir: str | Path, level: float = 0.95, n_boot: int = N_BOOT, out: str | Path | None = None) -> pd.DataFrame:
+def evaluate_run(
+    run_dir: str | Path, level: float = 0.95, n_boot: int = N_BOOT, out: str | Path | None = None
+) -> pd.DataFrame:
     """Read the run's predictions, write `calibration.csv` then `auc.csv` into `out` or the run directory (not at all,
     with a warning, when that is read-only: see `runs.result_dir`), return the AUC table; `table.attrs["written"]` is
     auc.csv or None, `table.attrs["calibration"]` the calibration table."""
@@ -111,10 +132,13 @@ def evaluate_run(run_dir: str | Path, level: float = 0.95, n_boot: int = N_BOOT,
 
 def table_as_json(table: pd.DataFrame) -> dict:
     """{"auc": {class: {"auc", "ci_low", "ci_high"}, ..., "mean": {...}}} with NaN as null."""
+
     def number(x: float) -> float | None:
         return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(float(x), 6)
 
-    return {"auc": {row["class"]: {k: number(row[k]) for k in ("auc", "ci_low", "ci_high")} for _, row in table.iterrows()}}
+    return {
+        "auc": {row["class"]: {k: number(row[k]) for k in ("auc", "ci_low", "ci_high")} for _, row in table.iterrows()}
+    }
 
 
 def format_table(table: pd.DataFrame, width: int | None = None) -> str:
@@ -126,7 +150,9 @@ def format_table(table: pd.DataFrame, width: int | None = None) -> str:
     for _, row in table.iterrows():
         note = "" if pd.isna(row["note"]) else str(row["note"])
         counts = "" if row["class"] == MEAN else f"{int(row['n_pos']):>6,} pos {int(row['n_neg']):>7,} neg  "
-        value = UNDEFINED if note.startswith(UNDEFINED) else f"{row['auc']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}]"
+        value = (
+            UNDEFINED if note.startswith(UNDEFINED) else f"{row['auc']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}]"
+        )
         notes = [note] if note else []
         if row["class"] != MEAN and not note.startswith(UNDEFINED) and metrics.few_positives(row["n_pos"]):
             notes.append(f"fewer than {metrics.MIN_POSITIVES} positives: interval and tests rest on too few cases")

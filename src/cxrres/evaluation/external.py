@@ -46,14 +46,22 @@ class ExternalResult:
     def summary(self) -> str:
         """What `cxrres evaluate --data` prints: one line per class (`Effusion (Pleural Effusion)`), the mean, the file."""
         other = dict(self.pairs)
-        shown = self.table.assign(**{"class": [f"{c} ({other[c]})" if other.get(c, c) != c else c for c in self.table["class"]]})
+        shown = self.table.assign(
+            **{"class": [f"{c} ({other[c]})" if other.get(c, c) != c else c for c in self.table["class"]]}
+        )
         left_out = f"; {self.missing:,} test images not cached, left out" if self.missing else ""
-        return (f"{self.dataset} at {self.root}: {len(self.pairs)} shared classes{left_out}\n"
-                f"{format_table(shown)}\nwrote {self.out_dir / runs.AUC}")
+        return (
+            f"{self.dataset} at {self.root}: {len(self.pairs)} shared classes{left_out}\n"
+            f"{format_table(shown)}\nwrote {self.out_dir / runs.AUC}"
+        )
 
     def as_json(self) -> dict:
         """`--json`: evaluate's {"auc": {...}} plus the data set, its root and the class pairs (run class: its class)."""
-        return table_as_json(self.table) | {"dataset": self.dataset, "data_root": str(self.root), "classes": dict(self.pairs)}
+        return table_as_json(self.table) | {
+            "dataset": self.dataset,
+            "data_root": str(self.root),
+            "classes": dict(self.pairs),
+        }
 
 
 def run_dataset(config: TrainConfig) -> str:
@@ -71,13 +79,20 @@ def class_pairs(config: TrainConfig, table: DatasetTable) -> list[tuple[str, str
     lists when there is none."""
     pairs = shared_classes(run_dataset(config), config.classes, table.dataset, table.classes)
     if not pairs:
-        raise CxrresError(f"{table.root}: no class in common between the run ({run_dataset(config)}: "
-                          f"{', '.join(config.classes)}) and this {table.dataset} data set ({', '.join(table.classes)})")
+        raise CxrresError(
+            f"{table.root}: no class in common between the run ({run_dataset(config)}: "
+            f"{', '.join(config.classes)}) and this {table.dataset} data set ({', '.join(table.classes)})"
+        )
     return pairs
 
 
-def prepare_external(data: str | Path, config: TrainConfig, resolutions_px: list[int], spec: SplitSpec = SplitSpec(),
-                     progress: bool = True) -> DataSource:
+def prepare_external(
+    data: str | Path,
+    config: TrainConfig,
+    resolutions_px: list[int],
+    spec: SplitSpec = SplitSpec(),
+    progress: bool = True,
+) -> DataSource:
     """Another root read under `spec` and cached at `resolutions_px` (its default cache), once it is known to share a
     class with the run `config` (refused before anything is cached). The metadata is read once, for both."""
     root = DataRoot.at(data)
@@ -86,8 +101,13 @@ def prepare_external(data: str | Path, config: TrainConfig, resolutions_px: list
     return DataSource.prepare(root, spec, resolutions_px, None, progress, read)
 
 
-def external_predictions(model: torch.nn.Module, config: TrainConfig, source: DataSource, pairs: list[tuple[str, str]],
-                         allow_missing: bool = False) -> tuple[runs.Predictions, int]:
+def external_predictions(
+    model: torch.nn.Module,
+    config: TrainConfig,
+    source: DataSource,
+    pairs: list[tuple[str, str]],
+    allow_missing: bool = False,
+) -> tuple[runs.Predictions, int]:
     """The run's probabilities of the paired classes on the other data set's test part, with that set's labels under the
     run's uncertain policy (1/0, -1 masked); and the number of test images left out as not cached."""
     table, cache = source.table, source.cache(config.resolution_px)
@@ -98,8 +118,10 @@ def external_predictions(model: torch.nn.Module, config: TrainConfig, source: Da
     missing = int((~present).sum())
     if missing and not allow_missing:
         absent = [name for name, ok in zip(images, present) if not ok]
-        raise CxrresError(f"{source.root.root}: {missing:,} of {len(images):,} test images are not in the cache (missing "
-                          f"or unreadable; first: {', '.join(absent[:3])}); --allow-missing scores the others")
+        raise CxrresError(
+            f"{source.root.root}: {missing:,} of {len(images):,} test images are not in the cache (missing "
+            f"or unreadable; first: {', '.join(absent[:3])}); --allow-missing scores the others"
+        )
     images, labels = [name for name, ok in zip(images, present) if ok], labels[present]
     if not images:
         raise CxrresError(f"{source.root.root}: no test image of this {table.dataset} data set is in the cache")
@@ -110,9 +132,17 @@ def external_predictions(model: torch.nn.Module, config: TrainConfig, source: Da
     return runs.Predictions(images, [own for own, _ in pairs], probabilities[:, columns], labels, patients), missing
 
 
-def evaluate_external(run_dir: str | Path, data: str | Path, dataset: str | None = None, views: str = "frontal",
-                      level: float = 0.95, n_boot: int = N_BOOT, allow_missing: bool = False, progress: bool = True,
-                      source: DataSource | None = None) -> ExternalResult:
+def evaluate_external(
+    run_dir: str | Path,
+    data: str | Path,
+    dataset: str | None = None,
+    views: str = "frontal",
+    level: float = 0.95,
+    n_boot: int = N_BOOT,
+    allow_missing: bool = False,
+    progress: bool = True,
+    source: DataSource | None = None,
+) -> ExternalResult:
     """Score a run on the test part of the data set at `data` over the shared classes; write predictions_test.csv and
     auc.csv under RUN/external_test/<dataset>-<root hash>/. `source`: that root already prepared (a study's)."""
     run_dir, root = Path(run_dir), Path(data).expanduser().resolve()
@@ -135,4 +165,3 @@ def evaluate_external(run_dir: str | Path, data: str | Path, dataset: str | None
     runs.write_predictions(out / runs.PREDICTIONS, predictions)
     runs.write_csv_atomic(out / runs.AUC, table)  # written last: its presence means the scoring is complete
     return ExternalResult(out, source.dataset, root, pairs, table, missing)
-

@@ -67,7 +67,9 @@ def _check(y_true: np.ndarray, *scores: np.ndarray) -> tuple[np.ndarray, list[np
     for s in scores:
         s = np.asarray(s, dtype=np.float64)
         if s.shape != y.shape:
-            raise MetricError(f"{s.shape[0] if s.ndim else 0} scores for {y.shape[0]} labels (shapes {s.shape} vs {y.shape})")
+            raise MetricError(
+                f"{s.shape[0] if s.ndim else 0} scores for {y.shape[0]} labels (shapes {s.shape} vs {y.shape})"
+            )
         if not np.isfinite(s).all():
             raise MetricError(f"{int((~np.isfinite(s)).sum())} scores are NaN or infinite")
         out.append(s)
@@ -152,8 +154,9 @@ def normal_quantile(level: float) -> float:
 INTERVAL_METHODS = ("logit", "wald")
 
 
-def auc_interval(value: float, variance: float, n_pos: int, n_neg: int, level: float = 0.95,
-                 method: str = "logit") -> tuple[float, float]:
+def auc_interval(
+    value: float, variance: float, n_pos: int, n_neg: int, level: float = 0.95, method: str = "logit"
+) -> tuple[float, float]:
     """(low, high) confidence interval of an AUC from its DeLong variance and the numbers of positives and negatives.
 
     `logit` (default): logit(A) ± z·sqrt(Var)/(A(1-A)), back-transformed (Pepe 2003; Pohar Perme & Manevski 2019).
@@ -191,8 +194,9 @@ def _expit(x: float) -> float:
     return e / (1.0 + e)
 
 
-def delong_ci(y_true: np.ndarray, y_score: np.ndarray, level: float = 0.95, method: str = "logit"
-              ) -> tuple[float, float, float]:
+def delong_ci(
+    y_true: np.ndarray, y_score: np.ndarray, level: float = 0.95, method: str = "logit"
+) -> tuple[float, float, float]:
     """(AUC, low, high): DeLong interval on the logit scale with the edge rule of `auc_interval` (`method="wald"`:
     the untransformed A ± z·sqrt(Var) clipped to [0, 1]); all NaN with a warning when the AUC is undefined."""
     auc_interval(0.5, 0.0, 1, 1, level, method)  # rejects a bad level or method before any work
@@ -222,11 +226,15 @@ def delong_paired(y_true: np.ndarray, score_a: np.ndarray, score_b: np.ndarray) 
     variance = cov[0, 0] + cov[1, 1] - 2.0 * cov[0, 1]
     auc_a, auc_b = float(aucs[0]), float(aucs[1])
     if single:
-        _warn(f"paired DeLong test undefined: a single {single} case (the covariance of two AUCs cannot be estimated "
-              "from one case)")
+        _warn(
+            f"paired DeLong test undefined: a single {single} case (the covariance of two AUCs cannot be estimated "
+            "from one case)"
+        )
         return auc_a, auc_b, math.nan, math.nan
     if not variance > 1e-15:
-        _warn("paired DeLong test undefined: the variance of the AUC difference is zero (identical or degenerate scores)")
+        _warn(
+            "paired DeLong test undefined: the variance of the AUC difference is zero (identical or degenerate scores)"
+        )
         return auc_a, auc_b, math.nan, math.nan
     z = (auc_a - auc_b) / math.sqrt(variance)
     p = 2.0 * NormalDist().cdf(-abs(z))
@@ -261,7 +269,9 @@ def delong_pairs(aucs: np.ndarray, covariance: np.ndarray) -> tuple[np.ndarray, 
     d = np.diag(cov)
     variance = d[:, None] + d[None, :] - 2.0 * cov
     with np.errstate(invalid="ignore", divide="ignore"):
-        z = np.where(variance > 1e-15, (a[:, None] - a[None, :]) / np.sqrt(np.where(variance > 0, variance, 1.0)), np.nan)
+        z = np.where(
+            variance > 1e-15, (a[:, None] - a[None, :]) / np.sqrt(np.where(variance > 0, variance, 1.0)), np.nan
+        )
     return z, 2.0 * ndtr(-np.abs(z))
 
 
@@ -318,5 +328,3 @@ def masked_auc(y_true: np.ndarray, y_score: np.ndarray) -> float:
     """AUC of one class over its kept cases (label -1 = masked out)."""
     kept = kept_rows(y_true)
     return auc(np.asarray(y_true)[kept], np.asarray(y_score)[kept])
-
-

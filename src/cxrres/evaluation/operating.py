@@ -41,7 +41,9 @@ class OperatingRule:
                 target = math.nan
             if 0 < target <= 1:
                 return cls("sensitivity", target)
-        raise CxrresError(f"unknown operating point {text!r}; use youden or sensitivity:S with 0 < S <= 1 (e.g. sensitivity:0.9)")
+        raise CxrresError(
+            f"unknown operating point {text!r}; use youden or sensitivity:S with 0 < S <= 1 (e.g. sensitivity:0.9)"
+        )
 
     def __str__(self) -> str:
         return self.kind if self.target is None else f"{self.kind}:{self.target:g}"
@@ -78,8 +80,17 @@ def operating_points(labels: np.ndarray, scores: np.ndarray, classes: list[str],
         kept = labels[:, c] != -1  # a label -1 is masked out of that class (uncertain)
         y, s = labels[kept, c], scores[kept, c]
         threshold, sens, spec = choose_threshold(y, s, rule) if kept.any() else (math.nan,) * 3
-        rows.append({"class": name, "rule": str(rule), "threshold": threshold, "sensitivity": sens, "specificity": spec,
-                     "n_pos": int(y.sum()), "n_neg": int(len(y) - y.sum())})
+        rows.append(
+            {
+                "class": name,
+                "rule": str(rule),
+                "threshold": threshold,
+                "sensitivity": sens,
+                "specificity": spec,
+                "n_pos": int(y.sum()),
+                "n_neg": int(len(y) - y.sum()),
+            }
+        )
     return pd.DataFrame(rows)
 
 

@@ -61,8 +61,9 @@ def reference_for(dataset: str, split: str) -> pd.DataFrame | None:
     return None
 
 
-def compare_with_published(ours: pd.DataFrame, published: pd.DataFrame, value: str = "auc",
-                           low: str = "ci_low", high: str = "ci_high") -> pd.DataFrame:
+def compare_with_published(
+    ours: pd.DataFrame, published: pd.DataFrame, value: str = "auc", low: str = "ci_low", high: str = "ci_high"
+) -> pd.DataFrame:
     """Per class and resolution present in both: ours, our interval, published, difference (ours - published), and
     whether the published value lies inside our closed interval [low, high] (<NA> where we have no interval).
 
@@ -79,17 +80,28 @@ def compare_with_published(ours: pd.DataFrame, published: pd.DataFrame, value: s
     duplicated = pd.concat([key, ours["resolution_px"]], axis=1).duplicated()
     if duplicated.any():
         row = ours[duplicated].iloc[0]
-        raise CxrresError(f"our table has several rows for {row['class']} at {row['resolution_px']} px "
-                          "(select one architecture and aggregate seeds first)")
+        raise CxrresError(
+            f"our table has several rows for {row['class']} at {row['resolution_px']} px "
+            "(select one architecture and aggregate seeds first)"
+        )
     has_interval = low in ours.columns and high in ours.columns
-    mine = pd.DataFrame({
-        "key": key, "class": ours["class"], "resolution_px": ours["resolution_px"].astype(int),
-        "ours": ours[value].astype(float),
-        "ci_low": ours[low].astype(float) if has_interval else float("nan"),
-        "ci_high": ours[high].astype(float) if has_interval else float("nan"),
-    })
-    theirs = pd.DataFrame({"key": published["class"].map(_normalise), "resolution_px": published["resolution_px"].astype(int),
-                           "published": published["value"].astype(float)})
+    mine = pd.DataFrame(
+        {
+            "key": key,
+            "class": ours["class"],
+            "resolution_px": ours["resolution_px"].astype(int),
+            "ours": ours[value].astype(float),
+            "ci_low": ours[low].astype(float) if has_interval else float("nan"),
+            "ci_high": ours[high].astype(float) if has_interval else float("nan"),
+        }
+    )
+    theirs = pd.DataFrame(
+        {
+            "key": published["class"].map(_normalise),
+            "resolution_px": published["resolution_px"].astype(int),
+            "published": published["value"].astype(float),
+        }
+    )
     merged = theirs.merge(mine, on=["key", "resolution_px"], how="inner", sort=False)
     merged["difference"] = merged["ours"] - merged["published"]
     known = merged["ci_low"].notna() & merged["ci_high"].notna()

@@ -35,9 +35,13 @@ def seed_summary(per_run: pd.DataFrame, value: str = "auc", class_column: str = 
     duplicated = table.duplicated([*KEYS, "seed"])
     if duplicated.any():
         row = table[duplicated].iloc[0]
-        raise CxrresError(f"several rows for {row['arch']} at {row['resolution_px']} px, seed {row['seed']}, class {row['class']}")
+        raise CxrresError(
+            f"several rows for {row['arch']} at {row['resolution_px']} px, seed {row['seed']}, class {row['class']}"
+        )
     grouped = table.groupby(KEYS, sort=False)[value]
-    summary = grouped.agg(n="count", mean="mean", sd=lambda v: v.std(ddof=1) if v.count() > 1 else math.nan).reset_index()
+    summary = grouped.agg(
+        n="count", mean="mean", sd=lambda v: v.std(ddof=1) if v.count() > 1 else math.nan
+    ).reset_index()
     kept = list(dict.fromkeys([value, *(c for c in PER_SEED if c in table.columns)]))
     wide = table.pivot(index=KEYS, columns="seed", values=kept)
     seeds = sorted(table["seed"].unique())
@@ -82,5 +86,7 @@ def seed_ensemble(predictions: Sequence[Predictions]) -> Predictions:
     recorded = next((p for p in predictions if p.patient_ids is not None), None)
     patients = None
     if recorded is not None:
-        patients = np.asarray(recorded.patient_ids, dtype=object)[pd.Index(recorded.images).get_indexer(common)].tolist()
+        patients = np.asarray(recorded.patient_ids, dtype=object)[
+            pd.Index(recorded.images).get_indexer(common)
+        ].tolist()
     return Predictions(common.tolist(), list(first.classes), scores, labels, patients)

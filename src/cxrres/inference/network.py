@@ -36,11 +36,20 @@ class ShardSampler(Sampler[int]):
         return len(self.indices)
 
 
-def create_loader(dataset: Dataset, batch_size: int, sampler: Sampler, num_workers: int, drop_last: bool = False) -> DataLoader:
+def create_loader(
+    dataset: Dataset, batch_size: int, sampler: Sampler, num_workers: int, drop_last: bool = False
+) -> DataLoader:
     """A DataLoader of uint8 batches (normalisation happens on the device); CacheDataset reads each batch in one sorted
     fancy-index of the memory map (`__getitems__`)."""
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers, drop_last=drop_last,
-                      pin_memory=torch.cuda.is_available(), persistent_workers=num_workers > 0)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=num_workers,
+        drop_last=drop_last,
+        pin_memory=torch.cuda.is_available(),
+        persistent_workers=num_workers > 0,
+    )
 
 
 def prepare_input(images_uint8: torch.Tensor, channels_last: bool) -> torch.Tensor:
@@ -63,7 +72,9 @@ SCORING_PRECISION = "32-true"
 
 
 @torch.no_grad()
-def probabilities(model: nn.Module, images_uint8: torch.Tensor, config: TrainConfig, device: torch.device) -> torch.Tensor:
+def probabilities(
+    model: nn.Module, images_uint8: torch.Tensor, config: TrainConfig, device: torch.device
+) -> torch.Tensor:
     """(B, C) float32 probabilities on the CPU of a uint8 (B, 1, R, R) batch, in SCORING_PRECISION and the run's memory
     format (the model already prepared by `for_inference`)."""
     x = prepare_input(images_uint8.to(device, non_blocking=True), bool(config.channels_last)).float()

@@ -23,8 +23,14 @@ from cxrres.errors import CxrresError
 
 def versions() -> dict[str, str]:
     """Versions of the software a run used."""
-    return {"cxrres": __version__, "python": platform.python_version(), "torch": str(torch.__version__),
-            "torchvision": torchvision.__version__, "lightning": version("lightning"), "numpy": np.__version__}
+    return {
+        "cxrres": __version__,
+        "python": platform.python_version(),
+        "torch": str(torch.__version__),
+        "torchvision": torchvision.__version__,
+        "lightning": version("lightning"),
+        "numpy": np.__version__,
+    }
 
 
 # --- data -------------------------------------------------------------------------------------------------------
@@ -87,8 +93,10 @@ def load_run_data(config: TrainConfig, source: DataSource | None = None) -> RunD
     if absent and not config.allow_missing:
         total = sum(map(len, split.values()))
         first = ", ".join(absent[:5]) + (", ..." if len(absent) > 5 else "")
-        raise CxrresError(f"{config.data}: {len(absent):,} of the run's {total:,} images are not in the cache, missing on "
-                          f"disk or unreadable (first: {first}); --allow-missing trains on the {total - len(absent):,} present")
+        raise CxrresError(
+            f"{config.data}: {len(absent):,} of the run's {total:,} images are not in the cache, missing on "
+            f"disk or unreadable (first: {first}); --allow-missing trains on the {total - len(absent):,} present"
+        )
     parts, dropped = {}, {}
     for part, images in split.items():
         labels = masked_labels(table.labels(part)[:, columns], config.uncertain)

@@ -33,7 +33,6 @@ from cxrres.util.filenames import safe_filename
 from cxrres.localization.overlay import Caption, heatmap_figure, save_overlay
 
 
-
 @dataclass
 class Localization:
     """Per-box samples, the per-class table, and the files written."""
@@ -62,8 +61,9 @@ def parse_boxes(text: str) -> list[tuple[int, int, int, int]]:
     return [tuple(int(v) for v in part.split()) for part in str(text).split(";") if part.strip()]  # type: ignore[misc]
 
 
-def group_rows(frame: np.ndarray, image: str, label: str, group: pd.DataFrame, threshold: float, iou_threshold: float
-               ) -> list[dict]:
+def group_rows(
+    frame: np.ndarray, image: str, label: str, group: pd.DataFrame, threshold: float, iou_threshold: float
+) -> list[dict]:
     """One `localization_samples.csv` row per ground-truth box of one (image, class) group, scored on its map
     `frame` (in the image's pixels): the group's detections, precision, TP and box count; per box hit, pointing and
     the IoU of the detection matched to it (0 when none)."""
@@ -73,9 +73,20 @@ def group_rows(frame: np.ndarray, image: str, label: str, group: pd.DataFrame, t
     pointing = saliency.pointing_hits(frame, gts)
     shared = {"image": image, "class": label, "n_detections": len(detections), "precision": precision}
     tail = {"detections": format_boxes(detections), "n_boxes": len(gts), "tp": sum(hits)}
-    return [{**shared, "hit": int(hit), "pointing": int(point), "gt_x": gt[0], "gt_y": gt[1], "gt_w": gt[2],
-             "gt_h": gt[3], **tail, "matched_iou": round(match[1], 6) if match else 0.0}
-            for gt, hit, point, match in zip(gts, hits, pointing, matches)]
+    return [
+        {
+            **shared,
+            "hit": int(hit),
+            "pointing": int(point),
+            "gt_x": gt[0],
+            "gt_y": gt[1],
+            "gt_w": gt[2],
+            "gt_h": gt[3],
+            **tail,
+            "matched_iou": round(match[1], 6) if match else 0.0,
+        }
+        for gt, hit, point, match in zip(gts, hits, pointing, matches)
+    ]
 
 
 #: Per-class scores in localization.csv: column -> the per-sample column averaged.
@@ -102,8 +113,9 @@ def summary_as_json(summary: pd.DataFrame) -> dict:
     return {"classes": classes, "mean": scores(rows.loc["mean"])}
 
 
-def localization_source(run_dir: Path, config: TrainConfig, data: str | Path | None, source: DataSource | None,
-                        progress: bool) -> DataSource:
+def localization_source(
+    run_dir: Path, config: TrainConfig, data: str | Path | None, source: DataSource | None, progress: bool
+) -> DataSource:
     """The data a run is localized on: `source` when it serves the run (a study's), else the run's own data root and
     the cache the run recorded, or `data` (another copy of the root) with its default cache."""
     root = data or config.data
@@ -114,10 +126,19 @@ def localization_source(run_dir: Path, config: TrainConfig, data: str | Path | N
     return DataSource.prepare(root, config.split_spec(), [config.resolution_px], recorded, progress)
 
 
-def localize_run(run_dir: str | Path, data: str | Path | None = None, method: str = LocalizeSettings.method,
-                 threshold: float = LocalizeSettings.threshold, iou_threshold: float = LocalizeSettings.iou,
-                 examples: int = LocalizeSettings.examples, batch_size: int = 16, device: str | None = None,
-                 progress: bool = True, source: DataSource | None = None, out: str | Path | None = None) -> Localization:
+def localize_run(
+    run_dir: str | Path,
+    data: str | Path | None = None,
+    method: str = LocalizeSettings.method,
+    threshold: float = LocalizeSettings.threshold,
+    iou_threshold: float = LocalizeSettings.iou,
+    examples: int = LocalizeSettings.examples,
+    batch_size: int = 16,
+    device: str | None = None,
+    progress: bool = True,
+    source: DataSource | None = None,
+    out: str | Path | None = None,
+) -> Localization:
     """Score the run's maps against the ground-truth boxes of its split's test part; write the tables and figures
     into `out` or the run directory (nothing, with a warning, when that is read-only: see `runs.result_dir`)."""
     run_dir = Path(run_dir)
@@ -128,12 +149,16 @@ def localize_run(run_dir: str | Path, data: str | Path | None = None, method: st
     source = localization_source(run_dir, config, data, source, progress)
     root = source.root
     if source.split is None and source.table.boxes.empty:
-        raise CxrresError(f"{root.root}: localization needs ground-truth boxes; the {source.dataset} data set has none to "
-                          "score against")
+        raise CxrresError(
+            f"{root.root}: localization needs ground-truth boxes; the {source.dataset} data set has none to "
+            "score against"
+        )
     boxes = source.boxes("test")
     boxes = boxes[boxes["label"].isin(classes)].reset_index(drop=True)
     if boxes.empty:
-        raise CxrresError(f"{root.root}: no ground-truth box of the run's classes ({', '.join(classes)}) in the test part")
+        raise CxrresError(
+            f"{root.root}: no ground-truth box of the run's classes ({', '.join(classes)}) in the test part"
+        )
     cache = source.cache(config.resolution_px)
     present = boxes["image"].isin(set(cache.rows))
     skipped = int((~present).sum())
@@ -148,7 +173,7 @@ def localize_run(run_dir: str | Path, data: str | Path | None = None, method: st
     rows, keep = [], {}
     bar = tqdm(total=len(boxes), unit="box", desc=f"localize {method}", disable=not progress)
     for start in range(0, len(groups), batch_size):
-        part = groups[start:start + batch_size]
+        part = groups[start : start + batch_size]
         images = torch.from_numpy(np.stack([array[cache.rows[image]] for (image, _), _ in part]))[:, None].to(dev)
         targets = torch.tensor([class_index[label] for (_, label), _ in part], device=dev)
         maps = saliency.class_activation_maps(model, prepare_input(images, False), targets, method).cpu().numpy()
@@ -156,7 +181,7 @@ def localize_run(run_dir: str | Path, data: str | Path | None = None, method: st
             frame = saliency.to_box_frame(cam, cache.source_hw[image])
             rows.extend(group_rows(frame, image, label, group, threshold, iou_threshold))
             if sum(1 for k in keep if k[0] == label) < examples:
-                keep[(label, image)] = (frame, rows[-len(group):], saliency.blank_reason(cam, config.resolution_px))
+                keep[(label, image)] = (frame, rows[-len(group) :], saliency.blank_reason(cam, config.resolution_px))
             bar.update(len(group))
     bar.close()
     samples = pd.DataFrame(rows)
@@ -177,14 +202,18 @@ def localize_run(run_dir: str | Path, data: str | Path | None = None, method: st
             gts = [(r["gt_x"], r["gt_y"], r["gt_w"], r["gt_h"]) for r in group_samples]
             hits = sum(r["hit"] for r in group_samples)
             outcome = ("hit" if hits else "miss") if len(gts) == 1 else f"{hits} of {len(gts)} boxes hit"
-            note = (f"precision {group_samples[0]['precision']:.2f}, {outcome} at IoU ≥ {iou_threshold:.2f} · white: "
-                    "true box; green/red: a detection that reaches one or not")
+            note = (
+                f"precision {group_samples[0]['precision']:.2f}, {outcome} at IoU ≥ {iou_threshold:.2f} · white: "
+                "true box; green/red: a detection that reaches one or not"
+            )
             x = prepare_input(torch.from_numpy(np.array(array[cache.rows[image]]))[None, None].to(dev), False)
             with torch.no_grad():
                 probability = float(torch.sigmoid(model(x).float())[0, class_index[label]])
             caption = Caption(image, label, threshold, probability, None, method, blank, note)
             path = out / figure_name(label, image)
-            save_overlay(path, heatmap_figure(grey, frame, gts, parse_boxes(group_samples[0]["detections"]),
-                                              iou_threshold, caption))
+            save_overlay(
+                path,
+                heatmap_figure(grey, frame, gts, parse_boxes(group_samples[0]["detections"]), iou_threshold, caption),
+            )
             result.figures.append(path)
     return result

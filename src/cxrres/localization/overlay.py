@@ -92,8 +92,14 @@ def wrap_lines(lines: list[str], width_px: int) -> list[str]:
     return [part for line in lines for part in textwrap.wrap(line, max(30, width_px // 7))]
 
 
-def panel_picture(grey: np.ndarray, frame: np.ndarray, gt: tuple | list[tuple] | None, detections: list[tuple],
-                  iou_threshold: float, blank: bool) -> np.ndarray:
+def panel_picture(
+    grey: np.ndarray,
+    frame: np.ndarray,
+    gt: tuple | list[tuple] | None,
+    detections: list[tuple],
+    iou_threshold: float,
+    blank: bool,
+) -> np.ndarray:
     """RGB uint8 panel (FIGURE_PX on its longer side): radiograph, the map blended in (none when `blank`), every
     ground-truth box in white, detections green (IoU >= `iou_threshold` with some box) or red, yellow without truth."""
     h, w = frame.shape
@@ -120,8 +126,14 @@ def panel_picture(grey: np.ndarray, frame: np.ndarray, gt: tuple | list[tuple] |
     return picture
 
 
-def heatmap_figure(grey: np.ndarray, frame: np.ndarray, gt: tuple | list[tuple] | None, detections: list[tuple],
-                   iou_threshold: float, caption: Caption) -> Overlay:
+def heatmap_figure(
+    grey: np.ndarray,
+    frame: np.ndarray,
+    gt: tuple | list[tuple] | None,
+    detections: list[tuple],
+    iou_threshold: float,
+    caption: Caption,
+) -> Overlay:
     """The overlay of a map `frame` (normalised to [0, 1], in the image's pixels) on the radiograph `grey`: the panel
     (`panel_picture`), a colour bar of the normalised map, the caption lines above; a blank map (`caption.blank`, or a
     frame without contrast) is drawn untinted with the reason across it, and the reason is `Overlay.blank`."""
@@ -142,11 +154,27 @@ def heatmap_figure(grey: np.ndarray, frame: np.ndarray, gt: tuple | list[tuple] 
     bar.set_label("map, min-max normalised (0..1)" + ("; blank" if blank else ""), fontsize=8)
     cax.tick_params(labelsize=7)
     for i, line in enumerate(lines):
-        fig.text(MARGIN_PX / fw, 1 - (MARGIN_PX // 2 + LINE_PX * i) / fh, line, va="top", ha="left", fontsize=8.5,
-                 fontweight="bold" if i == 0 else "normal")
+        fig.text(
+            MARGIN_PX / fw,
+            1 - (MARGIN_PX // 2 + LINE_PX * i) / fh,
+            line,
+            va="top",
+            ha="left",
+            fontsize=8.5,
+            fontweight="bold" if i == 0 else "normal",
+        )
     if blank:
-        ax.text(0.5, 0.5, "blank map\n" + textwrap.fill(blank, max(24, pw // 8)), transform=ax.transAxes, ha="center",
-                va="center", color="white", fontsize=9, bbox={"facecolor": "black", "alpha": 0.75, "edgecolor": "none"})
+        ax.text(
+            0.5,
+            0.5,
+            "blank map\n" + textwrap.fill(blank, max(24, pw // 8)),
+            transform=ax.transAxes,
+            ha="center",
+            va="center",
+            color="white",
+            fontsize=9,
+            bbox={"facecolor": "black", "alpha": 0.75, "edgecolor": "none"},
+        )
     return Overlay(fig, panel, lines, blank)
 
 

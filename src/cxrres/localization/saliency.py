@@ -32,7 +32,9 @@ from cxrres.models.registry import spec_of
 Box = tuple[int, int, int, int]  # (x, y, w, h) in pixels
 
 
-def split_network(model: nn.Module) -> tuple[Callable[[torch.Tensor], torch.Tensor], Callable[[torch.Tensor], torch.Tensor]]:
+def split_network(
+    model: nn.Module,
+) -> tuple[Callable[[torch.Tensor], torch.Tensor], Callable[[torch.Tensor], torch.Tensor]]:
     """(backbone, head) with head(backbone(x)) == model(x); backbone ends with the last block's ReLU (not in place)."""
     spec = spec_of(model)
     return (lambda x: spec.forward_features(model, x)), (lambda a: spec.forward_head(model, a))
@@ -65,12 +67,17 @@ def _layercam(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
 
 
 METHODS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
-    "gradcam": _gradcam, "hirescam": _hirescam, "gradcam++": _gradcam_pp, "xgradcam": _xgradcam, "layercam": _layercam,
+    "gradcam": _gradcam,
+    "hirescam": _hirescam,
+    "gradcam++": _gradcam_pp,
+    "xgradcam": _xgradcam,
+    "layercam": _layercam,
 }
 
 
-def class_activation_maps(model: nn.Module, x: torch.Tensor, class_index: torch.Tensor, method: str = "gradcam"
-                          ) -> torch.Tensor:
+def class_activation_maps(
+    model: nn.Module, x: torch.Tensor, class_index: torch.Tensor, method: str = "gradcam"
+) -> torch.Tensor:
     """(B, h, w) ReLU'd maps at the last block's resolution for a batch `x` (B, 3, R, R), one class per image.
 
     Convolutional networks: the last feature map (R/32 cells a side). ViTs: the tokens entering the last block,
@@ -113,8 +120,10 @@ def blank_reason(cam: np.ndarray, resolution_px: int) -> str:
     if high > low:
         return ""
     if high == 0:
-        return ("map is zero everywhere: the class score's gradient-weighted activations are zero or negative at every "
-                f"cell (the ReLU removes them); {grid}")
+        return (
+            "map is zero everywhere: the class score's gradient-weighted activations are zero or negative at every "
+            f"cell (the ReLU removes them); {grid}"
+        )
     return f"map is constant ({high:.3g} at every cell), so min-max normalisation is undefined; {grid}"
 
 
@@ -148,8 +157,11 @@ def boxes_from_saliency(saliency: np.ndarray, threshold: float = 0.5, connectivi
         return []
     structure = np.ones((3, 3), bool) if connectivity == 8 else ndimage.generate_binary_structure(2, 1)
     labels, _ = ndimage.label(s >= threshold, structure=structure)
-    boxes = [(sl[1].start, sl[0].start, sl[1].stop - sl[1].start, sl[0].stop - sl[0].start)
-             for sl in ndimage.find_objects(labels) if sl is not None]
+    boxes = [
+        (sl[1].start, sl[0].start, sl[1].stop - sl[1].start, sl[0].stop - sl[0].start)
+        for sl in ndimage.find_objects(labels)
+        if sl is not None
+    ]
     return sorted(boxes, key=lambda b: (b[1], b[0]))
 
 
@@ -173,8 +185,11 @@ def pointing_hit(frame: np.ndarray, gt_box: tuple[float, float, float, float]) -
     return bool(x <= col + 0.5 < x + w and y <= row + 0.5 < y + h)
 
 
-def score_detections(detections: list[tuple[float, float, float, float]], gt_box: tuple[float, float, float, float],
-                     iou_threshold: float = 0.1) -> tuple[float, bool]:
+def score_detections(
+    detections: list[tuple[float, float, float, float]],
+    gt_box: tuple[float, float, float, float],
+    iou_threshold: float = 0.1,
+) -> tuple[float, bool]:
     """(precision, hit) of detections against one ground-truth box.
 
     A detection is positive when IoU >= `iou_threshold`; at most one is a true positive (one ground-truth box);
@@ -197,16 +212,23 @@ def iou_matrix(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
-def match_boxes(detections: list[tuple[float, float, float, float]], gt_boxes: list[tuple[float, float, float, float]],
-                iou_threshold: float = 0.1) -> list[tuple[int, float] | None]:
+def match_boxes(
+    detections: list[tuple[float, float, float, float]],
+    gt_boxes: list[tuple[float, float, float, float]],
+    iou_threshold: float = 0.1,
+) -> list[tuple[int, float] | None]:
     """Per ground-truth box: (index of its detection, IoU) or None. One-to-one, greedy by IoU, highest first, over
     the pairs with IoU >= `iou_threshold`; ties go to the lower ground-truth index, then the lower detection index."""
     matches: list[tuple[int, float] | None] = [None] * len(gt_boxes)
     if not detections or not gt_boxes:
         return matches
     if len(detections) * len(gt_boxes) <= 64:  # small groups: plain Python is faster than NumPy's overhead
-        pairs = [(-v, g, d) for g, gt in enumerate(gt_boxes) for d, det in enumerate(detections)
-                 if (v := iou(det, gt)) >= iou_threshold]
+        pairs = [
+            (-v, g, d)
+            for g, gt in enumerate(gt_boxes)
+            for d, det in enumerate(detections)
+            if (v := iou(det, gt)) >= iou_threshold
+        ]
     else:
         overlaps = iou_matrix(np.asarray(detections), np.asarray(gt_boxes))
         det, gt = np.nonzero(overlaps >= iou_threshold)
@@ -219,8 +241,11 @@ def match_boxes(detections: list[tuple[float, float, float, float]], gt_boxes: l
     return matches
 
 
-def score_boxes(detections: list[tuple[float, float, float, float]], gt_boxes: list[tuple[float, float, float, float]],
-                iou_threshold: float = 0.1) -> tuple[float, list[bool], list[tuple[int, float] | None]]:
+def score_boxes(
+    detections: list[tuple[float, float, float, float]],
+    gt_boxes: list[tuple[float, float, float, float]],
+    iou_threshold: float = 0.1,
+) -> tuple[float, list[bool], list[tuple[int, float] | None]]:
     """(precision, hit per ground-truth box, match per box) of one image's detections against its boxes of one class.
 
     Detections are matched one-to-one to the boxes (`match_boxes`); precision = TP / len(detections) (0.0 without

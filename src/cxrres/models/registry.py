@@ -30,16 +30,19 @@ def _densenet_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
     return F.relu(model.features(x))
 
+
 def _densenet_head(model: nn.Module, a: torch.Tensor) -> torch.Tensor:
     import torch
     import torch.nn.functional as F
 
     return model.classifier(torch.flatten(F.adaptive_avg_pool2d(a, (1, 1)), 1))
 
+
 def _resnet_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """ResNet's layer4 output (each BasicBlock ends with its ReLU)."""
     x = model.maxpool(model.relu(model.bn1(model.conv1(x))))
     return model.layer4(model.layer3(model.layer2(model.layer1(x))))
+
 
 def _resnet_head(model: nn.Module, a: torch.Tensor) -> torch.Tensor:
     import torch
@@ -50,10 +53,24 @@ def _resnet_head(model: nn.Module, a: torch.Tensor) -> torch.Tensor:
 #: The recipe's architectures, built by torchvision (`timm:NAME` names any model of a family in
 #: `cxrres.models.timm_backbones.FAMILIES`).
 ARCHS: dict[str, ArchSpec] = {
-    "densenet121": ArchSpec("DenseNet-121", "torchvision.models.DenseNet", "classifier", _densenet_features,
-                            _densenet_head, builder_name="densenet121", weights_name="DenseNet121_Weights"),
-    "resnet34": ArchSpec("ResNet-34", "torchvision.models.ResNet", "fc", _resnet_features, _resnet_head,
-                         builder_name="resnet34", weights_name="ResNet34_Weights"),
+    "densenet121": ArchSpec(
+        "DenseNet-121",
+        "torchvision.models.DenseNet",
+        "classifier",
+        _densenet_features,
+        _densenet_head,
+        builder_name="densenet121",
+        weights_name="DenseNet121_Weights",
+    ),
+    "resnet34": ArchSpec(
+        "ResNet-34",
+        "torchvision.models.ResNet",
+        "fc",
+        _resnet_features,
+        _resnet_head,
+        builder_name="resnet34",
+        weights_name="ResNet34_Weights",
+    ),
 }
 TIMM_PREFIX = "timm:"
 
@@ -69,10 +86,12 @@ def arch_spec(arch: str) -> ArchSpec:
     if is_timm(arch):
         from cxrres.models.timm_backbones import timm_spec
 
-        return timm_spec(arch[len(TIMM_PREFIX):])
+        return timm_spec(arch[len(TIMM_PREFIX) :])
     if arch not in ARCHS:
-        raise CxrresError(f"unknown architecture {arch!r}; choose from {', '.join(ARCHS)} or timm:NAME "
-                          "(a timm ConvNeXt, EfficientNet or ViT, e.g. timm:convnext_tiny)")
+        raise CxrresError(
+            f"unknown architecture {arch!r}; choose from {', '.join(ARCHS)} or timm:NAME "
+            "(a timm ConvNeXt, EfficientNet or ViT, e.g. timm:convnext_tiny)"
+        )
     return ARCHS[arch]
 
 
@@ -82,13 +101,13 @@ def check_arch(arch: str, resolution_px: int | None = None) -> None:
     if is_timm(arch) and resolution_px is not None:
         from cxrres.models.timm_backbones import check_resolution
 
-        check_resolution(arch[len(TIMM_PREFIX):], resolution_px)
+        check_resolution(arch[len(TIMM_PREFIX) :], resolution_px)
 
 
 def display_name(arch: str) -> str:
     """'DenseNet-121' for 'densenet121', the timm name for 'timm:NAME'; the key itself for an unknown architecture."""
     if is_timm(arch):
-        return arch[len(TIMM_PREFIX):]
+        return arch[len(TIMM_PREFIX) :]
     return ARCHS[arch].display_name if arch in ARCHS else arch
 
 
@@ -101,9 +120,11 @@ def spec_of(model: nn.Module) -> ArchSpec:
         from cxrres.models.timm_backbones import spec_of_timm
 
         return spec_of_timm(model)
-    raise CxrresError(f"no features/head split for {type(model).__name__}; supported: "
-                      f"{', '.join(s.model_type.__name__ for s in ARCHS.values())} and timm's ConvNeXt, EfficientNet, "
-                      "VisionTransformer")
+    raise CxrresError(
+        f"no features/head split for {type(model).__name__}; supported: "
+        f"{', '.join(s.model_type.__name__ for s in ARCHS.values())} and timm's ConvNeXt, EfficientNet, "
+        "VisionTransformer"
+    )
 
 
 def at_resolution(model: nn.Module, resolution_px: int) -> nn.Module:
@@ -113,7 +134,9 @@ def at_resolution(model: nn.Module, resolution_px: int) -> nn.Module:
 
 
 #: Old torchvision / CheXNet DenseNet names `denselayer1.norm.1.weight` -> `denselayer1.norm1.weight`.
-_OLD_DENSE_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var|num_batches_tracked))$")
+_OLD_DENSE_KEY = re.compile(
+    r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var|num_batches_tracked))$"
+)
 #: Wrappers seen in the wild in front of torchvision's names (DataParallel, CheXNet's class, Lightning modules).
 _PREFIXES: tuple[str, ...] = ("module.", "densenet121.", "resnet34.", "model.", "net.", "backbone.")
 
@@ -127,7 +150,7 @@ def remap_keys(state_dict: dict[str, torch.Tensor], head: str) -> dict[str, torc
             changed = False
             for prefix in _PREFIXES:
                 if key.startswith(prefix):
-                    key, changed = key[len(prefix):], True
+                    key, changed = key[len(prefix) :], True
         match = _OLD_DENSE_KEY.match(key)
         if match:
             key = match.group(1) + match.group(2)
@@ -149,13 +172,17 @@ def load_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
 
             return load_file(str(path), device="cpu")
         except Exception as error:  # safetensors raises its own SafetensorError, OSError, ValueError
-            raise WeightsError(f"{path}: not a readable safetensors file ({str(error).splitlines()[0] if str(error) else type(error).__name__})") from None
+            raise WeightsError(
+                f"{path}: not a readable safetensors file ({str(error).splitlines()[0] if str(error) else type(error).__name__})"
+            ) from None
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         first = str(error).strip().splitlines()[-1] if str(error).strip() else "unsupported content"
-        raise WeightsError(f"{path}: refused to load: the file holds Python objects other than tensors "
-                           f"(torch.load weights_only=True): {first}") from None
+        raise WeightsError(
+            f"{path}: refused to load: the file holds Python objects other than tensors "
+            f"(torch.load weights_only=True): {first}"
+        ) from None
     except (RuntimeError, EOFError, OSError) as error:
         raise WeightsError(f"{path}: not a readable PyTorch file ({str(error).splitlines()[0]})") from None
     if isinstance(obj, dict):
@@ -164,7 +191,9 @@ def load_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
                 obj = obj[key]
                 break
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise WeightsError(f"{path}: no state dict of tensors found (keys: {_preview(obj.keys() if isinstance(obj, dict) else [])})")
+        raise WeightsError(
+            f"{path}: no state dict of tensors found (keys: {_preview(obj.keys() if isinstance(obj, dict) else [])})"
+        )
     return obj
 
 
@@ -187,12 +216,16 @@ def fetch_imagenet(arch: str, progress: bool = True) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     hash_prefix = re.search(r"-([a-f0-9]+)\.", target.name)
     try:
-        torch.hub.download_url_to_file(url, str(target), hash_prefix.group(1) if hash_prefix else None, progress=progress)
+        torch.hub.download_url_to_file(
+            url, str(target), hash_prefix.group(1) if hash_prefix else None, progress=progress
+        )
     except Exception as error:  # network errors come in many types (URLError, socket, SSL, HTTP)
-        raise WeightsError(f"{arch}: ImageNet weights are not at {target} and downloading {url} failed "
-                           f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else 'no detail'}); "
-                           f"download that file on a machine with network access and place it at {target} "
-                           f"(or set TORCH_HOME), or pass --weights PATH or --weights none") from None
+        raise WeightsError(
+            f"{arch}: ImageNet weights are not at {target} and downloading {url} failed "
+            f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else 'no detail'}); "
+            f"download that file on a machine with network access and place it at {target} "
+            f"(or set TORCH_HOME), or pass --weights PATH or --weights none"
+        ) from None
     return target
 
 
@@ -213,22 +246,30 @@ def load_into(model: nn.Module, state_dict: dict[str, torch.Tensor], head: str, 
     for key in skipped:
         del state_dict[key]
     # files from before PyTorch 0.4 (CheXNet's) have no BatchNorm `num_batches_tracked`; a missing head is re-initialised
-    missing = [k for k in own if k not in state_dict and not k.startswith(f"{head}.") and not k.endswith("num_batches_tracked")]
+    missing = [
+        k for k in own if k not in state_dict and not k.startswith(f"{head}.") and not k.endswith("num_batches_tracked")
+    ]
     unexpected = [k for k in state_dict if k not in own]
     if missing or unexpected:
-        raise WeightsError(f"{source}: weights do not fit the model: missing {len(missing)} keys ({_preview(missing)}); "
-                           f"unexpected {len(unexpected)} keys ({_preview(unexpected)})")
+        raise WeightsError(
+            f"{source}: weights do not fit the model: missing {len(missing)} keys ({_preview(missing)}); "
+            f"unexpected {len(unexpected)} keys ({_preview(unexpected)})"
+        )
     shape_errors = [k for k in state_dict if state_dict[k].shape != own[k].shape]
     if shape_errors:
         k = shape_errors[0]
-        raise WeightsError(f"{source}: {len(shape_errors)} tensors have other shapes, e.g. {k}: "
-                           f"{tuple(state_dict[k].shape)} in the file vs {tuple(own[k].shape)} in the model")
+        raise WeightsError(
+            f"{source}: {len(shape_errors)} tensors have other shapes, e.g. {k}: "
+            f"{tuple(state_dict[k].shape)} in the file vs {tuple(own[k].shape)} in the model"
+        )
     own.update(state_dict)
     model.load_state_dict(own)
     return skipped
 
 
-def create_model(arch: str, num_classes: int, weights: str | Path | None = "imagenet", progress: bool = True) -> nn.Module:
+def create_model(
+    arch: str, num_classes: int, weights: str | Path | None = "imagenet", progress: bool = True
+) -> nn.Module:
     """A torchvision `arch` or a timm `timm:NAME` with a `num_classes`-way linear head; weights 'imagenet', 'none'/None,
     or a file path.
 
@@ -241,12 +282,12 @@ def create_model(arch: str, num_classes: int, weights: str | Path | None = "imag
     if is_timm(arch):
         from cxrres.models.timm_backbones import build_timm, timm_imagenet_file
 
-        name = arch[len(TIMM_PREFIX):]
+        name = arch[len(TIMM_PREFIX) :]
         model = build_timm(name, num_classes)
-        imagenet = (lambda: timm_imagenet_file(name))
+        imagenet = lambda: timm_imagenet_file(name)
     else:
         model = spec.builder(weights=None, num_classes=num_classes)
-        imagenet = (lambda: fetch_imagenet(arch, progress))
+        imagenet = lambda: fetch_imagenet(arch, progress)
     if weights is None or str(weights) == "none":
         return model
     path = imagenet() if str(weights) == "imagenet" else Path(weights)

@@ -56,10 +56,12 @@ def _vit_grid(model: nn.Module, a: torch.Tensor, input_hw: tuple[int, int]) -> t
     """(B, N, D) tokens -> (B, D, h, w) patch grid: the class token and any register tokens (`num_prefix_tokens`)
     dropped, the rest in row-major patch order."""
     h, w = (side // p for side, p in zip(input_hw, model.patch_embed.patch_size))
-    patches = a[:, model.num_prefix_tokens:, :]
+    patches = a[:, model.num_prefix_tokens :, :]
     if patches.shape[1] != h * w:
-        raise CxrresError(f"{patches.shape[1]} patch tokens do not form the {h} x {w} grid of a "
-                          f"{input_hw[0]} x {input_hw[1]} px input")
+        raise CxrresError(
+            f"{patches.shape[1]} patch tokens do not form the {h} x {w} grid of a "
+            f"{input_hw[0]} x {input_hw[1]} px input"
+        )
     return patches.reshape(a.shape[0], h, w, a.shape[2]).permute(0, 3, 1, 2)
 
 
@@ -73,8 +75,9 @@ def _vit_at_resolution(model: nn.Module, resolution_px: int) -> nn.Module:
 
     source = copy.deepcopy(model).cpu()
     source.set_input_size(img_size=(resolution_px, resolution_px))
-    fixed = timm.create_model(model.pretrained_cfg["architecture"], pretrained=False, img_size=resolution_px,
-                              num_classes=model.num_classes)
+    fixed = timm.create_model(
+        model.pretrained_cfg["architecture"], pretrained=False, img_size=resolution_px, num_classes=model.num_classes
+    )
     fixed.load_state_dict(source.state_dict())
     return fixed.to(next(model.parameters()).device).train(model.training)
 
@@ -82,17 +85,29 @@ def _vit_at_resolution(model: nn.Module, resolution_px: int) -> nn.Module:
 #: timm's model module -> the family's spec (head and stride are refined per model by `timm_spec`).
 FAMILIES: dict[str, ArchSpec] = {
     "convnext": ArchSpec("ConvNeXt", "timm.models.convnext.ConvNeXt", "head.fc", _features, _head, stride_px=32),
-    "efficientnet": ArchSpec("EfficientNet", "timm.models.efficientnet.EfficientNet", "classifier", _features, _head,
-                             stride_px=32),
-    "vision_transformer": ArchSpec("ViT", "timm.models.vision_transformer.VisionTransformer", "head", _vit_features,
-                                   _vit_head, to_grid=_vit_grid, stride_px=16,
-                                   create_kwargs=(("dynamic_img_size", True),), at_resolution=_vit_at_resolution),
+    "efficientnet": ArchSpec(
+        "EfficientNet", "timm.models.efficientnet.EfficientNet", "classifier", _features, _head, stride_px=32
+    ),
+    "vision_transformer": ArchSpec(
+        "ViT",
+        "timm.models.vision_transformer.VisionTransformer",
+        "head",
+        _vit_features,
+        _vit_head,
+        to_grid=_vit_grid,
+        stride_px=16,
+        create_kwargs=(("dynamic_img_size", True),),
+        at_resolution=_vit_at_resolution,
+    ),
 }
 
 #: Training memory per image, MiB, as a + b (R / 64 px)^2 for each family (and the recipe's DenseNet-121), fitted to
 #: peaks measured on the CPU at 64 and 128 px by `python -m benchmarks.arch_memory` (benchmarks/RESULTS.md).
 MEMORY_MIB: dict[str, tuple[float, float]] = {
-    "DenseNet-121": (-2.03, 13.10), "ConvNeXt": (-2.46, 9.72), "EfficientNet": (0.33, 9.50), "ViT": (-0.68, 4.10),
+    "DenseNet-121": (-2.03, 13.10),
+    "ConvNeXt": (-2.46, 9.72),
+    "EfficientNet": (0.33, 9.50),
+    "ViT": (-0.68, 4.10),
 }  # measured with convnext_tiny, efficientnet_b0 and vit_small_patch16_224; larger members of a family need more
 
 
@@ -102,12 +117,16 @@ def _family(name: str) -> ArchSpec:
 
     base = timm.models.split_model_name_tag(name)[0]
     if not timm.models.is_model(base):
-        raise CxrresError(f"unknown timm model {name!r} (timm {timm.__version__}); list them with "
-                          f"python -c \"import timm; print(timm.list_models('convnext*'))\"")
+        raise CxrresError(
+            f"unknown timm model {name!r} (timm {timm.__version__}); list them with "
+            f"python -c \"import timm; print(timm.list_models('convnext*'))\""
+        )
     module = timm.models.model_entrypoint(base).__module__.rsplit(".", 1)[-1]
     if module not in FAMILIES:
-        raise CxrresError(f"timm model {name!r} is a {module} network; supported families: "
-                          f"{', '.join(f'{s.display_name} ({m})' for m, s in FAMILIES.items())}")
+        raise CxrresError(
+            f"timm model {name!r} is a {module} network; supported families: "
+            f"{', '.join(f'{s.display_name} ({m})' for m, s in FAMILIES.items())}"
+        )
     return FAMILIES[module]
 
 
@@ -140,8 +159,10 @@ def spec_of_timm(model: nn.Module) -> ArchSpec:
         if isinstance(model, spec.model_type):
             cfg = getattr(model, "pretrained_cfg", None) or {}
             return replace(spec, head=cfg.get("classifier") or spec.head)
-    raise CxrresError(f"no features/head split for timm's {type(model).__name__}; supported: "
-                      f"{', '.join(s.model_type.__name__ for s in FAMILIES.values())}")
+    raise CxrresError(
+        f"no features/head split for timm's {type(model).__name__}; supported: "
+        f"{', '.join(s.model_type.__name__ for s in FAMILIES.values())}"
+    )
 
 
 def build_timm(name: str, num_classes: int) -> nn.Module:
@@ -165,12 +186,16 @@ def check_resolution(name: str, resolution_px: int) -> None:
     spec = timm_spec(name)
     low = min_resolution(name)
     if resolution_px < low:
-        raise CxrresError(f"timm:{name}: resolution {resolution_px} px is below its minimum of {low} px "
-                          f"(a {'2 x 2 patch grid' if spec.to_grid is _vit_grid else '1 x 1 feature map'})")
+        raise CxrresError(
+            f"timm:{name}: resolution {resolution_px} px is below its minimum of {low} px "
+            f"(a {'2 x 2 patch grid' if spec.to_grid is _vit_grid else '1 x 1 feature map'})"
+        )
     if spec.to_grid is _vit_grid and resolution_px % spec.stride_px:
-        raise CxrresError(f"timm:{name}: resolution {resolution_px} px is not a multiple of its {spec.stride_px}-px "
-                          f"patches; use {resolution_px // spec.stride_px * spec.stride_px} or "
-                          f"{(resolution_px // spec.stride_px + 1) * spec.stride_px} px")
+        raise CxrresError(
+            f"timm:{name}: resolution {resolution_px} px is not a multiple of its {spec.stride_px}-px "
+            f"patches; use {resolution_px // spec.stride_px * spec.stride_px} or "
+            f"{(resolution_px // spec.stride_px + 1) * spec.stride_px} px"
+        )
 
 
 def memory_per_image_mib(family: str, resolution_px: int) -> float:
@@ -221,10 +246,14 @@ def timm_imagenet_file(name: str) -> Path:
             return candidate
     if cfg.hf_hub_id:
         repo = cfg.hf_hub_id.split("@")[0]
-        raise WeightsError(f"timm:{name}: ImageNet weights not found offline: put model.safetensors of {repo} "
-                           f"(https://huggingface.co/{repo}/resolve/main/model.safetensors) into the Hugging Face "
-                           f"cache {cache} (`hf download {repo} model.safetensors` with HF_HUB_CACHE={cache}), "
-                           f"or pass it as --weights PATH, or --weights none")
+        raise WeightsError(
+            f"timm:{name}: ImageNet weights not found offline: put model.safetensors of {repo} "
+            f"(https://huggingface.co/{repo}/resolve/main/model.safetensors) into the Hugging Face "
+            f"cache {cache} (`hf download {repo} model.safetensors` with HF_HUB_CACHE={cache}), "
+            f"or pass it as --weights PATH, or --weights none"
+        )
     target = hub / os.path.basename(urlparse(cfg.url).path)
-    raise WeightsError(f"timm:{name}: ImageNet weights not found offline: download {cfg.url} and put it at {target}, "
-                       f"or pass it as --weights PATH, or --weights none")
+    raise WeightsError(
+        f"timm:{name}: ImageNet weights not found offline: download {cfg.url} and put it at {target}, "
+        f"or pass it as --weights PATH, or --weights none"
+    )

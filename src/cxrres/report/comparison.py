@@ -19,7 +19,9 @@ from cxrres.report.reference import PublishedReference, published_long
 from cxrres.runs import write_csv_atomic
 
 #: The footnote of a per-class DeLong table with flagged classes.
-FEW_DELONG_NOTE = tables.FEW_NOTE + " Their DeLong p is not shown and is left out of Holm's adjustment (delong_tests.csv keeps it)."
+FEW_DELONG_NOTE = (
+    tables.FEW_NOTE + " Their DeLong p is not shown and is left out of Holm's adjustment (delong_tests.csv keeps it)."
+)
 
 
 def _p(value: float) -> str:
@@ -78,8 +80,16 @@ def bootstrap_table(comparison: Comparison, reference: str | None = None, scope:
     for _, r in comparison.bootstrap.iterrows():
         if (reference is None or reference in (r.run_a, r.run_b)) and (scope is None or r.scope == scope):
             n = r.get("n_replicates", comparison.n_boot)
-            rows.append([r.run_a, r.run_b, f"{r.mean_a:.3f}", f"{r.mean_b:.3f}",
-                         f"{r.difference:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}]", bootstrap_p_text(r.p, n)])
+            rows.append(
+                [
+                    r.run_a,
+                    r.run_b,
+                    f"{r.mean_a:.3f}",
+                    f"{r.mean_b:.3f}",
+                    f"{r.difference:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}]",
+                    bootstrap_p_text(r.p, n),
+                ]
+            )
     return tables.Table(["Run A", "Run B", "Mean A", "Mean B", "A − B [95% CI]", "p"], rows)
 
 
@@ -94,11 +104,19 @@ def delong_table(comparison: Comparison, reference: str, scope: str | None = Non
         return tables.Table(["Class"], [])
     vs = vs.assign(other=np.where(vs["run_a"] == reference, vs["run_b"], vs["run_a"]))
     others = list(dict.fromkeys(vs["other"]))
-    few = (set(vs.loc[vs["few_positives"].astype(bool), "class"]) if "few_positives" in vs.columns
-           else few_classes(comparison) & set(vs["class"]))
-    rows = [[tables.marked(name, few)] + [tables.FEW_P if name in few else
-                                          _p(vs[(vs["class"] == name) & (vs["other"] == o)]["p_holm"].iloc[0]) for o in others]
-            for name in dict.fromkeys(vs["class"])]
+    few = (
+        set(vs.loc[vs["few_positives"].astype(bool), "class"])
+        if "few_positives" in vs.columns
+        else few_classes(comparison) & set(vs["class"])
+    )
+    rows = [
+        [tables.marked(name, few)]
+        + [
+            tables.FEW_P if name in few else _p(vs[(vs["class"] == name) & (vs["other"] == o)]["p_holm"].iloc[0])
+            for o in others
+        ]
+        for name in dict.fromkeys(vs["class"])
+    ]
     return tables.Table(["Class", *others], rows, notes=[FEW_DELONG_NOTE] if few else [])
 
 
@@ -118,9 +136,13 @@ def best_resolution_table(best: pd.DataFrame, few: set[str] | frozenset[str] = f
     for i, ((series, name), part) in enumerate(best.groupby(["series", "class"], sort=False)):
         top = part[part["best"]].iloc[0]
         share = "–" if np.isnan(top["share"]) else f"{100 * top['share']:.0f} %"
-        cells = [tables.marked(f"{series} {name}" if several else str(name), {f"{series} {c}" if several else c for c in few}),
-                 f"{top['resolution_px']} px",
-                 f"{top['resolution_px']} px best in {share} of {int(top['n_replicates']):,} replicates"]
+        cells = [
+            tables.marked(
+                f"{series} {name}" if several else str(name), {f"{series} {c}" if several else c for c in few}
+            ),
+            f"{top['resolution_px']} px",
+            f"{top['resolution_px']} px best in {share} of {int(top['n_replicates']):,} replicates",
+        ]
         for j, r in enumerate(resolutions):
             hit = part[part["resolution_px"] == r]
             value = hit["share"].iloc[0] if len(hit) else np.nan
@@ -135,8 +157,10 @@ def best_resolution_table(best: pd.DataFrame, few: set[str] | frozenset[str] = f
 
 def test_labels_table(comparison: Comparison) -> tables.Table:
     """Per class: the test images labelled positive, negative and masked out of its AUC (label -1)."""
-    rows = [[str(r["class"]), f"{r['n_pos']:,}", f"{r['n_neg']:,}", f"{r['n_masked']:,}"]
-            for _, r in comparison.test_labels.iterrows()]
+    rows = [
+        [str(r["class"]), f"{r['n_pos']:,}", f"{r['n_neg']:,}", f"{r['n_masked']:,}"]
+        for _, r in comparison.test_labels.iterrows()
+    ]
     return tables.Table(["Class", "Positive", "Negative", "Masked out"], rows)
 
 
@@ -145,14 +169,26 @@ def auc_tables(comparison: Comparison) -> list[tuple[str, tables.Table]]:
     and the seed ensembles with their DeLong intervals."""
     level = f"{100 * comparison.level:g}%"
     few = few_classes(comparison)
-    per_run = (f"Per run: {level} DeLong intervals per class; the mean over classes with a {comparison.unit}-bootstrap "
-               f"interval ({comparison.n_boot} replicates). Best per row in bold.", tables.comparison_table(comparison.auc, few=few))
+    per_run = (
+        f"Per run: {level} DeLong intervals per class; the mean over classes with a {comparison.unit}-bootstrap "
+        f"interval ({comparison.n_boot} replicates). Best per row in bold.",
+        tables.comparison_table(comparison.auc, few=few),
+    )
     if not comparison.several_seeds:
         return [per_run]
-    return [("Mean ± sd over seeds (n = seeds; sd with ddof 1) of the per-run test AUC; the mean row is the mean over "
-             "classes. Best mean per row in bold.", tables.seed_table(summarise_seeds(comparison.auc), few=few)),
-            (f"Seed ensembles (mean of the seeds' probabilities): {level} DeLong intervals; mean over classes with a "
-             f"{comparison.unit}-bootstrap interval.", tables.comparison_table(comparison.ensemble_auc, few=few)), per_run]
+    return [
+        (
+            "Mean ± sd over seeds (n = seeds; sd with ddof 1) of the per-run test AUC; the mean row is the mean over "
+            "classes. Best mean per row in bold.",
+            tables.seed_table(summarise_seeds(comparison.auc), few=few),
+        ),
+        (
+            f"Seed ensembles (mean of the seeds' probabilities): {level} DeLong intervals; mean over classes with a "
+            f"{comparison.unit}-bootstrap interval.",
+            tables.comparison_table(comparison.ensemble_auc, few=few),
+        ),
+        per_run,
+    ]
 
 
 LOCALIZATION_TITLES: dict[str, str] = {
@@ -180,65 +216,103 @@ def comparison_markdown(comparison: Comparison) -> str:
     tests against the highest resolution (per scope), and the localization tables when present."""
     out = [f"# Comparison of {len(comparison.runs)} runs on {comparison.n_images:,} test images\n", "## Test AUC\n"]
     if comparison.test_labels["n_masked"].sum():
-        out += ["Test images per class; masked-out labels (uncertain) are left out of their class.\n",
-                test_labels_table(comparison).to_markdown()]
+        out += [
+            "Test images per class; masked-out labels (uncertain) are left out of their class.\n",
+            test_labels_table(comparison).to_markdown(),
+        ]
     for caption, table in auc_tables(comparison):
         out += [md_prose(caption) + "\n", table.to_markdown()]
     best = best_scope(comparison)
     if len(best):
-        out += ["\n## Best resolution per class\n", f"On the {md_prose(scope_title(comparison.main_scope))}; shares of "
-                f"{comparison.n_boot} paired {comparison.unit}-bootstrap replicates (all scopes in best_resolution.csv).\n",
-                best_resolution_table(best, few_classes(comparison)).to_markdown()]
+        out += [
+            "\n## Best resolution per class\n",
+            f"On the {md_prose(scope_title(comparison.main_scope))}; shares of "
+            f"{comparison.n_boot} paired {comparison.unit}-bootstrap replicates (all scopes in best_resolution.csv).\n",
+            best_resolution_table(best, few_classes(comparison)).to_markdown(),
+        ]
     for scope in scope_list(comparison):
         reference = reference_run(comparison, scope)
-        out += [f"\n## Mean AUC, paired differences: {md_prose(scope_title(scope))}\n",
-                f"Paired {comparison.unit} bootstrap over the classes both runs have.\n",
-                bootstrap_table(comparison, scope=scope).to_markdown(),
-                f"\n## Per-class DeLong tests against {md_prose(reference)}\n", "Two-sided p, Holm-adjusted over the classes of each pair "
-                f"(those with at least {metrics.MIN_POSITIVES} positives).\n",
-                delong_table(comparison, reference, scope).to_markdown()]
+        out += [
+            f"\n## Mean AUC, paired differences: {md_prose(scope_title(scope))}\n",
+            f"Paired {comparison.unit} bootstrap over the classes both runs have.\n",
+            bootstrap_table(comparison, scope=scope).to_markdown(),
+            f"\n## Per-class DeLong tests against {md_prose(reference)}\n",
+            "Two-sided p, Holm-adjusted over the classes of each pair "
+            f"(those with at least {metrics.MIN_POSITIVES} positives).\n",
+            delong_table(comparison, reference, scope).to_markdown(),
+        ]
     for metric in localization_metrics(comparison):
-        out += [f"\n## {LOCALIZATION_TITLES[metric]}\n", "Classes by mean box size, smallest first. Best per row in bold.\n",
-                localization_table(comparison, metric).to_markdown()]
+        out += [
+            f"\n## {LOCALIZATION_TITLES[metric]}\n",
+            "Classes by mean box size, smallest first. Best per row in bold.\n",
+            localization_table(comparison, metric).to_markdown(),
+        ]
     return "\n".join(out) + "\n"
 
 
-def write_figures(comparison: Comparison, out: Path, reference: PublishedReference | None = None,
-                  shared_y: bool = True) -> dict[str, Path]:
+def write_figures(
+    comparison: Comparison, out: Path, reference: PublishedReference | None = None, shared_y: bool = True
+) -> dict[str, Path]:
     """The AUC, localization and best-resolution figures (PNG + SVG) in `out`; returns name -> PNG path.
 
     `shared_y`: the per-class panels share one y range (else each panel scales itself). Published values (when
     `reference` applies) are drawn dashed."""
     published = reference if reference is not None and reference.applies else None
-    figures = {"auc_vs_resolution": plots.plot_vs_resolution(
-        comparison.auc, out / "auc_vs_resolution", shared_y=shared_y, reference=published and published.metric("auc"))[0]}
+    figures = {
+        "auc_vs_resolution": plots.plot_vs_resolution(
+            comparison.auc,
+            out / "auc_vs_resolution",
+            shared_y=shared_y,
+            reference=published and published.metric("auc"),
+        )[0]
+    }
     for metric in localization_metrics(comparison):
         name = f"localization_{metric}_vs_resolution"
-        figures[name] = plots.plot_vs_resolution(comparison.localization, out / name, metric, None, None, f"localization {metric}",
-                                                 ylim=(-0.03, 1.03), reference=published and published.metric(metric))[0]
+        figures[name] = plots.plot_vs_resolution(
+            comparison.localization,
+            out / name,
+            metric,
+            None,
+            None,
+            f"localization {metric}",
+            ylim=(-0.03, 1.03),
+            reference=published and published.metric(metric),
+        )[0]
     best = best_scope(comparison)
     if len(best):
         figures["best_resolution"] = plots.plot_best_resolution(best, out / "best_resolution")[0]
     return figures
 
 
-def comparison_files(comparison: Comparison, reference: PublishedReference | None = None
-                     ) -> tuple[dict[str, str], dict[str, pd.DataFrame]]:
+def comparison_files(
+    comparison: Comparison, reference: PublishedReference | None = None
+) -> tuple[dict[str, str], dict[str, pd.DataFrame]]:
     """The comparison's files by name: texts (Markdown, LaTeX) and tables (CSV). One home for what `write_comparison`
     writes and what `cxrres verify` recomputes."""
     few = few_classes(comparison)
-    texts = {"compare.md": comparison_markdown(comparison), "auc_table.md": tables.markdown_table(comparison.auc, few=few),
-             "auc_table.tex": tables.latex_table(comparison.auc, few=few)}
-    frames = [("auc_table.csv", tables.csv_table(comparison.auc, few=few)), ("auc_long.csv", comparison.auc),
-              ("delong_tests.csv", comparison.delong), ("bootstrap_tests.csv", comparison.bootstrap),
-              ("best_resolution.csv", comparison.best), ("test_labels.csv", comparison.test_labels)]
+    texts = {
+        "compare.md": comparison_markdown(comparison),
+        "auc_table.md": tables.markdown_table(comparison.auc, few=few),
+        "auc_table.tex": tables.latex_table(comparison.auc, few=few),
+    }
+    frames = [
+        ("auc_table.csv", tables.csv_table(comparison.auc, few=few)),
+        ("auc_long.csv", comparison.auc),
+        ("delong_tests.csv", comparison.delong),
+        ("bootstrap_tests.csv", comparison.bootstrap),
+        ("best_resolution.csv", comparison.best),
+        ("test_labels.csv", comparison.test_labels),
+    ]
     if len(comparison.calibration):
         frames.append(("calibration_long.csv", comparison.calibration))
     if len(comparison.test_resolution):
         frames.append(("test_resolution_long.csv", comparison.test_resolution))
     if comparison.several_seeds:
-        frames += [("auc_seeds.csv", summarise_seeds(comparison.auc)), ("auc_ensemble_long.csv", comparison.ensemble_auc),
-                   ("auc_ensemble_table.csv", tables.csv_table(comparison.ensemble_auc, few=few))]
+        frames += [
+            ("auc_seeds.csv", summarise_seeds(comparison.auc)),
+            ("auc_ensemble_long.csv", comparison.ensemble_auc),
+            ("auc_ensemble_table.csv", tables.csv_table(comparison.ensemble_auc, few=few)),
+        ]
     for metric in localization_metrics(comparison):
         frames.append((f"localization_{metric}.csv", tables.csv_table(comparison.localization, metric, None, None)))
         if comparison.several_seeds:
@@ -248,8 +322,9 @@ def comparison_files(comparison: Comparison, reference: PublishedReference | Non
     return texts, dict(frames)
 
 
-def write_comparison(comparison: Comparison, out_dir: str | Path, reference: PublishedReference | None = None,
-                     shared_y: bool = True) -> list[Path]:
+def write_comparison(
+    comparison: Comparison, out_dir: str | Path, reference: PublishedReference | None = None, shared_y: bool = True
+) -> list[Path]:
     """Write the comparison's tables (Markdown, CSV, LaTeX), tests, best resolutions and test labels per class (CSV:
     positives, negatives, masked out), mean ± sd over seeds with every seed's values (CSV), the published comparison
     when `reference` applies, and the figures."""

@@ -41,13 +41,31 @@ from cxrres.util.filenames import safe_filename  # noqa: E402
 from cxrres.util.parallel import write_text_atomic  # noqa: E402
 from cxrres.report import external, plots, tables  # noqa: E402
 from cxrres.util.markdown import md_escape, md_prose  # noqa: E402
-from cxrres.report.comparison import (LOCALIZATION_TITLES, auc_tables, best_resolution_table, best_scope,  # noqa: E402
-                                      bootstrap_table, delong_table, localization_metrics, localization_table,
-                                      reference_run, scope_list, scope_title, test_labels_table, write_comparison,
-                                      few_classes, write_figures)
+from cxrres.report.comparison import (
+    LOCALIZATION_TITLES,
+    auc_tables,
+    best_resolution_table,
+    best_scope,  # noqa: E402
+    bootstrap_table,
+    delong_table,
+    localization_metrics,
+    localization_table,
+    reference_run,
+    scope_list,
+    scope_title,
+    test_labels_table,
+    write_comparison,
+    few_classes,
+    write_figures,
+)
 from cxrres.report.calibration import sections as calibration_sections  # noqa: E402
-from cxrres.report.reference import (METRIC_TITLES, PublishedReference, detect_reference, published_long,  # noqa: E402
-                                     published_table)
+from cxrres.report.reference import (
+    METRIC_TITLES,
+    PublishedReference,
+    detect_reference,
+    published_long,  # noqa: E402
+    published_table,
+)
 from cxrres.evaluation.seeds import format_mean_sd  # noqa: E402
 
 
@@ -82,41 +100,60 @@ def data_blocks(root: DataRoot, split: Split) -> list[Block]:
     parts = list(summary["images"])
     rows = [[name] + [f"{counts[p]:,}" for p in parts] for name, counts in summary["classes"].items()]
     rows.append(["images"] + [f"{summary['images'][p]:,}" for p in parts])
-    boxes = [[name, f"{b['count']:,}", "–" if b["mean_area_px2"] is None else f"{b['mean_area_px2']:,.0f}"]
-             for name, b in summary["boxes"].items() if b["count"]]
-    return [Block(text=f"Data root `{root.root}`, split `{summary['split']}`."),
-            Block(table=tables.Table(["Class", *parts], rows)),
-            Block(text="Official boxes in the test part (mean area in px² at 1024 px):"),
-            Block(table=tables.Table(["Class", "Boxes", "Mean area"], boxes))]
+    boxes = [
+        [name, f"{b['count']:,}", "–" if b["mean_area_px2"] is None else f"{b['mean_area_px2']:,.0f}"]
+        for name, b in summary["boxes"].items()
+        if b["count"]
+    ]
+    return [
+        Block(text=f"Data root `{root.root}`, split `{summary['split']}`."),
+        Block(table=tables.Table(["Class", *parts], rows)),
+        Block(text="Official boxes in the test part (mean area in px² at 1024 px):"),
+        Block(table=tables.Table(["Class", "Boxes", "Mean area"], boxes)),
+    ]
 
 
 def table_blocks(table: DatasetTable, uncertain: str) -> list[Block]:
     """A data set other than NIH: positives and uncertain labels per class and part, images and patients per part,
     how the split was made, and its test boxes where it has any."""
     summary = describe_table(table)
-    rows = [[name] + [f"{c['positive'][p]:,} / {c['uncertain'][p]:,}" for p in PARTS]
-            for name, c in summary["classes"].items()]
+    rows = [
+        [name] + [f"{c['positive'][p]:,} / {c['uncertain'][p]:,}" for p in PARTS]
+        for name, c in summary["classes"].items()
+    ]
     rows += [[what] + [f"{summary[what][p]:,}" for p in PARTS] for what in ("images", "patients")]
-    policy = {"ignore": "masked out of that class's loss and AUC", "zeros": "counted as negative",
-              "ones": "counted as positive"}.get(uncertain, uncertain)
+    policy = {
+        "ignore": "masked out of that class's loss and AUC",
+        "zeros": "counted as negative",
+        "ones": "counted as positive",
+    }.get(uncertain, uncertain)
     notes = " ".join(n.rstrip(".") + "." for n in table.notes)
-    blocks = [Block(text=f"Data root `{table.root}`: data set `{table.dataset}`. {notes} Uncertain labels "
-                         f"(`uncertain: {uncertain}`): {policy}; blank labels are negative."),
-              Block(table=tables.Table(["Class", *(f"{p}: positive / uncertain" for p in PARTS)], rows))]
+    blocks = [
+        Block(
+            text=f"Data root `{table.root}`: data set `{table.dataset}`. {notes} Uncertain labels "
+            f"(`uncertain: {uncertain}`): {policy}; blank labels are negative."
+        ),
+        Block(table=tables.Table(["Class", *(f"{p}: positive / uncertain" for p in PARTS)], rows)),
+    ]
     boxes = describe_boxes(table)
     if boxes:
         area = lambda c: "–" if c["mean_area_px"] is None else f"{c['mean_area_px']:,.0f}"  # noqa: E731
         rows = [[name, f"{c['boxes']:,}", f"{c['images']:,}", area(c)] for name, c in boxes["classes"].items()]
-        blocks += [Block(text="Boxes in the test part (mean area in the images' own px²):"),
-                   Block(table=tables.Table(["Class", "Boxes", "Images", "Mean area"], rows))]
+        blocks += [
+            Block(text="Boxes in the test part (mean area in the images' own px²):"),
+            Block(table=tables.Table(["Class", "Boxes", "Images", "Mean area"], rows)),
+        ]
     return blocks
 
 
 def runs_reference(split: Split | None, table: DatasetTable, n_images: int) -> PublishedReference:
     """Wollek et al. 2023 where the runs are on NIH ChestX-ray14 (`detect_reference`); for any other data set none."""
     if split is None:
-        return PublishedReference(False, f"The runs are on the {table.dataset} data set; the published results are for "
-                                         "NIH ChestX-ray14 with the CheXNet split, so no published reference applies.")
+        return PublishedReference(
+            False,
+            f"The runs are on the {table.dataset} data set; the published results are for "
+            "NIH ChestX-ray14 with the CheXNet split, so no published reference applies.",
+        )
     return detect_reference(split, n_images)
 
 
@@ -128,7 +165,9 @@ def study_reference(comparison: Comparison, source: DataSource | None = None) ->
     try:
         _, split, table = runs_data(config, source)
     except (CxrresError, OSError, TypeError) as error:
-        return PublishedReference(False, f"The runs' split could not be read ({error}), so no published reference applies.")
+        return PublishedReference(
+            False, f"The runs' split could not be read ({error}), so no published reference applies."
+        )
     return runs_reference(split, table, comparison.n_images)
 
 
@@ -138,7 +177,9 @@ def training_curves(run_dirs: list[Path], headings: list[str], path: Path) -> Pa
     for run_dir, heading in zip(run_dirs, headings):
         history = pd.read_csv(run_dir / runs.METRICS)
         line = ax_auc.plot(history["epoch"], history["val_mean_auc"], marker="o", ms=3, label=heading)[0]
-        ax_loss.plot(history["epoch"], history["val_loss"], marker="o", ms=3, color=line.get_color(), label=f"{heading} val")
+        ax_loss.plot(
+            history["epoch"], history["val_loss"], marker="o", ms=3, color=line.get_color(), label=f"{heading} val"
+        )
         ax_loss.plot(history["epoch"], history["train_loss"], ls="--", color=line.get_color(), alpha=0.6)
     ax_auc.set(xlabel="epoch", ylabel="validation mean AUC")
     ax_loss.set(xlabel="epoch", ylabel="loss (solid: validation, dashed: training)")
@@ -155,22 +196,41 @@ def heatmap_grid(comparison: Comparison, label: str, path: Path, rows: int = 3) 
     """Rows: test images with a `label` box shown by every run; columns: runs by resolution (the lowest seed of each
     group when there are several). None if no image."""
     infos = sorted((members[0] for members in seed_groups(comparison.runs).values()), key=lambda r: r.resolution_px)
-    per_run = [{p.name: p for p in (i.run_dir / runs.LOCALIZATION_EXAMPLES).glob(f"{safe_filename(label)}_*.png")}
-               for i in infos]
+    per_run = [
+        {p.name: p for p in (i.run_dir / runs.LOCALIZATION_EXAMPLES).glob(f"{safe_filename(label)}_*.png")}
+        for i in infos
+    ]
     common = sorted(set.intersection(*(set(d) for d in per_run))) if per_run else []
     if not common:
         return None
     tiles = []
     for name in common[:rows]:
         pictures = [cv2.imread(str(d[name])) for d in per_run]  # an overlay keeps its aspect (caption, colour bar)
-        row = [cv2.resize(p, (256, max(1, round(256 * p.shape[0] / p.shape[1]))), interpolation=cv2.INTER_AREA)
-               for p in pictures]
+        row = [
+            cv2.resize(p, (256, max(1, round(256 * p.shape[0] / p.shape[1]))), interpolation=cv2.INTER_AREA)
+            for p in pictures
+        ]
         height = max(p.shape[0] for p in row)  # pad to one height (overlays written before captions were square)
-        tiles.append(cv2.hconcat([cv2.copyMakeBorder(p, 0, height - p.shape[0], 0, 0, cv2.BORDER_CONSTANT,
-                                                     value=(255, 255, 255)) for p in row]))
+        tiles.append(
+            cv2.hconcat(
+                [
+                    cv2.copyMakeBorder(p, 0, height - p.shape[0], 0, 0, cv2.BORDER_CONSTANT, value=(255, 255, 255))
+                    for p in row
+                ]
+            )
+        )
     header = np.full((28, 256 * len(infos), 3), 255, np.uint8)
     for j, info in enumerate(infos):
-        cv2.putText(header, f"{info.resolution_px} px", (j * 256 + 96, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.putText(
+            header,
+            f"{info.resolution_px} px",
+            (j * 256 + 96, 20),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.6,
+            (0, 0, 0),
+            1,
+            cv2.LINE_AA,
+        )
     cv2.imwrite(str(path), cv2.vconcat([header, *tiles]))
     return path
 
@@ -179,7 +239,9 @@ def kernels_text(status: runs.RunStatus) -> str:
     """The CPU kernel family a run computed with, e.g. 'AVX512' or 'AVX512 (ONEDNN_MAX_CPU_ISA=AVX2)'; '–' if unrecorded."""
     if status.cpu_kernels is None:
         return "–"
-    return status.cpu_kernels + (f" (ONEDNN_MAX_CPU_ISA={status.onednn_max_cpu_isa})" if status.onednn_max_cpu_isa else "")
+    return status.cpu_kernels + (
+        f" (ONEDNN_MAX_CPU_ISA={status.onednn_max_cpu_isa})" if status.onednn_max_cpu_isa else ""
+    )
 
 
 def extreme_classes(comparison: Comparison) -> list[str]:
@@ -195,8 +257,13 @@ def heatmap_blocks(comparison: Comparison, files: Path) -> list[Block]:
         grid = heatmap_grid(comparison, label, files / f"heatmaps_{safe_filename(label)}.png")
         if grid:
             which = f", seed {min(i.seed for i in comparison.runs)}" if comparison.several_seeds else ""
-            blocks.append(Block(image=grid, caption=f"{label}: Grad-CAM by training resolution{which} (white: official "
-                                                    "box; green/red: positive/negative detections)"))
+            blocks.append(
+                Block(
+                    image=grid,
+                    caption=f"{label}: Grad-CAM by training resolution{which} (white: official "
+                    "box; green/red: positive/negative detections)",
+                )
+            )
     return blocks
 
 
@@ -206,12 +273,33 @@ def cost_table(comparison: Comparison) -> tables.Table:
     for info in comparison.runs:
         s = runs.read_status(info.run_dir)
         text = lambda value: "–" if value is None else str(value)  # noqa: E731
-        rows.append([info.heading, text(s.epochs), text(s.best_epoch),
-                     "–" if s.wall_seconds is None else f"{s.wall_seconds / 60:.1f}", text(s.train_images_per_s),
-                     "–" if s.peak_memory_mb is None else f"{s.peak_memory_mb:,.0f}", text(s.device), text(s.threads),
-                     kernels_text(s)])
-    return tables.Table(["Run", "Epochs", "Best epoch", "Wall time (min)", "Train img/s", "Peak memory (MB)", "Device",
-                         "Threads", "CPU kernels"], rows)
+        rows.append(
+            [
+                info.heading,
+                text(s.epochs),
+                text(s.best_epoch),
+                "–" if s.wall_seconds is None else f"{s.wall_seconds / 60:.1f}",
+                text(s.train_images_per_s),
+                "–" if s.peak_memory_mb is None else f"{s.peak_memory_mb:,.0f}",
+                text(s.device),
+                text(s.threads),
+                kernels_text(s),
+            ]
+        )
+    return tables.Table(
+        [
+            "Run",
+            "Epochs",
+            "Best epoch",
+            "Wall time (min)",
+            "Train img/s",
+            "Peak memory (MB)",
+            "Device",
+            "Threads",
+            "CPU kernels",
+        ],
+        rows,
+    )
 
 
 def localized_classes(comparison: Comparison) -> list[str]:
@@ -225,7 +313,9 @@ def _cells(comparison: Comparison, long: pd.DataFrame, value: str) -> dict[tuple
     """(class, column) -> cell text: the run's value, or mean ± sd over seeds (per group) when there are several."""
     if comparison.several_seeds:
         summary = summarise_seeds(long, value)
-        return {(r["class"], r["group"]): format_mean_sd(r["mean"], r["sd"], int(r["n"])) for _, r in summary.iterrows()}
+        return {
+            (r["class"], r["group"]): format_mean_sd(r["mean"], r["sd"], int(r["n"])) for _, r in summary.iterrows()
+        }
     return {(r["class"], r["heading"]): "–" if pd.isna(r[value]) else f"{r[value]:.3f}" for _, r in long.iterrows()}
 
 
@@ -259,8 +349,11 @@ def _figure(figures: dict[str, Path], name: str, caption: str) -> list[Block]:
 
 def auc_caption(comparison: Comparison, reference: PublishedReference, shared_y: bool) -> str:
     """What the AUC-vs-resolution figure shows: bars or seed band, y-axis, published line."""
-    what = (f"mean over seeds, band: {plots.SEED_BAND}, dots: single seeds" if comparison.several_seeds
-            else f"error bars: {100 * comparison.level:g}% intervals")
+    what = (
+        f"mean over seeds, band: {plots.SEED_BAND}, dots: single seeds"
+        if comparison.several_seeds
+        else f"error bars: {100 * comparison.level:g}% intervals"
+    )
     axis = "one y-axis for all panels" if shared_y else "each panel scales its own y-axis"
     published = f"; dashed: {plots.REFERENCE_LABEL}" if reference.applies else ""
     return f"Test AUC against training resolution ({what}; {axis}{published})"
@@ -273,9 +366,13 @@ def published_blocks(comparison: Comparison, reference: PublishedReference) -> l
         return blocks
     long = published_long(comparison, reference)
     seeds_note = " (mean ± sd over seeds; k/n: seeds whose interval contains it)" if comparison.several_seeds else ""
-    blocks.append(Block(text=f"DenseNet-121 runs. Cells: ours{seeds_note} / published (ours − published); ✓ / ✗: the "
-                             f"published AUC lies inside / outside our {100 * comparison.level:g}% DeLong interval. "
-                             "Localization has no interval. All rows in comparison/published_comparison.csv."))
+    blocks.append(
+        Block(
+            text=f"DenseNet-121 runs. Cells: ours{seeds_note} / published (ours − published); ✓ / ✗: the "
+            f"published AUC lies inside / outside our {100 * comparison.level:g}% DeLong interval. "
+            "Localization has no interval. All rows in comparison/published_comparison.csv."
+        )
+    )
     for metric, title in METRIC_TITLES.items():
         part = long[long["metric"] == metric] if len(long) else long
         if len(part):
@@ -283,26 +380,41 @@ def published_blocks(comparison: Comparison, reference: PublishedReference) -> l
     return blocks
 
 
-def build_sections(study_dir: Path, comparison: Comparison, files: Path, source: DataSource | None = None,
-                   shared_y: bool = True, reference: PublishedReference | None = None) -> list[tuple[str, list[Block]]]:
+def build_sections(
+    study_dir: Path,
+    comparison: Comparison,
+    files: Path,
+    source: DataSource | None = None,
+    shared_y: bool = True,
+    reference: PublishedReference | None = None,
+) -> list[tuple[str, list[Block]]]:
     """The report's sections, figures written into `files` (`shared_y`: one y range for all per-class panels)."""
     config = runs.read_settings(comparison.runs[0].run_dir)
     root, split, data = runs_data(config, source)
     reference = reference or runs_reference(split, data, comparison.n_images)
     figures = write_figures(comparison, files, reference, shared_y)
-    seeds_note = (" Several seeds: mean ± sd over seeds (n in the header)." if comparison.several_seeds else "")
-    key = ("The smallest and the largest finding by mean box size, and the mean over classes: test AUC, localization "
-           "accuracy (share of boxes hit at IoU ≥ 0.1) and pointing accuracy (share of boxes that contain the map's "
-           "maximum)." if comparison.localization is not None else "The test AUC, mean over classes (no localization: not "
-           "every run has box scores, e.g. the data set has no boxes).")
+    seeds_note = " Several seeds: mean ± sd over seeds (n in the header)." if comparison.several_seeds else ""
+    key = (
+        "The smallest and the largest finding by mean box size, and the mean over classes: test AUC, localization "
+        "accuracy (share of boxes hit at IoU ≥ 0.1) and pointing accuracy (share of boxes that contain the map's "
+        "maximum)."
+        if comparison.localization is not None
+        else "The test AUC, mean over classes (no localization: not "
+        "every run has box scores, e.g. the data set has no boxes)."
+    )
     sections: list[tuple[str, list[Block]]] = [
         ("Key results", [Block(text=key + seeds_note), Block(table=key_table(comparison))]),
-        ("Data", data_blocks(root, split) if split is not None else table_blocks(data, config.uncertain))]
+        ("Data", data_blocks(root, split) if split is not None else table_blocks(data, config.uncertain)),
+    ]
     auc = [Block(text=f"{len(comparison.runs)} runs scored on {comparison.n_images:,} test images.")]
     if comparison.test_labels["n_masked"].sum():
-        auc += [Block(text="Test images per class: a class's AUC, DeLong tests and bootstrap use its positive and "
-                           "negative images; those whose label is masked out (uncertain) are left out of that class."),
-                Block(table=test_labels_table(comparison))]
+        auc += [
+            Block(
+                text="Test images per class: a class's AUC, DeLong tests and bootstrap use its positive and "
+                "negative images; those whose label is masked out (uncertain) are left out of that class."
+            ),
+            Block(table=test_labels_table(comparison)),
+        ]
     for caption, table in auc_tables(comparison):
         auc += [Block(text=caption), Block(table=table)]
     auc += _figure(figures, "auc_vs_resolution", auc_caption(comparison, reference, shared_y))
@@ -310,38 +422,71 @@ def build_sections(study_dir: Path, comparison: Comparison, files: Path, source:
     elsewhere = external.external_long(comparison)
     if len(elsewhere):
         figure = external.plot_external(elsewhere, files / "external_vs_resolution")[0]
-        sections.append((external.TITLE, [Block(text=external.INTRO), Block(table=external.external_table(elsewhere)),
-                                          Block(image=figure, caption="Mean AUC over the shared classes against training "
-                                                                      "resolution: own test part and the other data set's")]))
+        sections.append(
+            (
+                external.TITLE,
+                [
+                    Block(text=external.INTRO),
+                    Block(table=external.external_table(elsewhere)),
+                    Block(
+                        image=figure,
+                        caption="Mean AUC over the shared classes against training "
+                        "resolution: own test part and the other data set's",
+                    ),
+                ],
+            )
+        )
     sections += calibration_sections(comparison, files)
     best = best_scope(comparison)
     if len(best):
-        sections.append(("Best resolution per class", [
-            Block(text=f"On the {scope_title(comparison.main_scope)}: the resolution with the highest test AUC, and the share "
-                       f"of {comparison.n_boot:,} paired {comparison.unit}-bootstrap replicates (the same resampled "
-                       f"{comparison.unit}s for every resolution) in which each resolution has the highest AUC; exact ties "
-                       "share a replicate."),
-            Block(table=best_resolution_table(best, few_classes(comparison))),
-            *_figure(figures, "best_resolution", "Share of bootstrap replicates in which each resolution is best")]))
+        sections.append(
+            (
+                "Best resolution per class",
+                [
+                    Block(
+                        text=f"On the {scope_title(comparison.main_scope)}: the resolution with the highest test AUC, and the share "
+                        f"of {comparison.n_boot:,} paired {comparison.unit}-bootstrap replicates (the same resampled "
+                        f"{comparison.unit}s for every resolution) in which each resolution has the highest AUC; exact ties "
+                        "share a replicate."
+                    ),
+                    Block(table=best_resolution_table(best, few_classes(comparison))),
+                    *_figure(
+                        figures, "best_resolution", "Share of bootstrap replicates in which each resolution is best"
+                    ),
+                ],
+            )
+        )
     for scope in scope_list(comparison):
         reference_heading = reference_run(comparison, scope)
         title = f"Paired tests against {reference_heading}" + ("" if scope == SINGLE else f" ({scope_title(scope)})")
-        sections.append((title, [
-            Block(text=f"Between the {scope_title(scope)}. Mean AUC: paired bootstrap over {comparison.unit}s (same "
-                       "replicates for both)."),
-            Block(table=bootstrap_table(comparison, reference_heading, scope)),
-            Block(text="Per class: two-sided DeLong p, Holm-adjusted over the classes of each pair."),
-            Block(table=delong_table(comparison, reference_heading, scope))]))
+        sections.append(
+            (
+                title,
+                [
+                    Block(
+                        text=f"Between the {scope_title(scope)}. Mean AUC: paired bootstrap over {comparison.unit}s (same "
+                        "replicates for both)."
+                    ),
+                    Block(table=bootstrap_table(comparison, reference_heading, scope)),
+                    Block(text="Per class: two-sided DeLong p, Holm-adjusted over the classes of each pair."),
+                    Block(table=delong_table(comparison, reference_heading, scope)),
+                ],
+            )
+        )
     sections.append(("Against the published study", published_blocks(comparison, reference)))
     if comparison.localization is not None:
         blocks = []
         for metric in localization_metrics(comparison):
             title = LOCALIZATION_TITLES[metric]
-            blocks += [Block(text=title + "; classes by mean box size, smallest first." + seeds_note),
-                       Block(table=localization_table(comparison, metric)),
-                       *_figure(figures, f"localization_{metric}_vs_resolution", title)]
+            blocks += [
+                Block(text=title + "; classes by mean box size, smallest first." + seeds_note),
+                Block(table=localization_table(comparison, metric)),
+                *_figure(figures, f"localization_{metric}_vs_resolution", title),
+            ]
         sections.append(("Localization", blocks + heatmap_blocks(comparison, files)))
-    curves = training_curves([i.run_dir for i in comparison.runs], [i.heading for i in comparison.runs], files / "training_curves.png")
+    curves = training_curves(
+        [i.run_dir for i in comparison.runs], [i.heading for i in comparison.runs], files / "training_curves.png"
+    )
     sections.append(("Training", [Block(image=curves, caption="Training curves"), Block(table=cost_table(comparison))]))
     sections.append(("Use the networks", use_blocks(study_dir)))
     return sections
@@ -356,11 +501,15 @@ def use_blocks(study_dir: Path) -> list[Block]:
     except CxrresError:
         return [Block(text="No evaluated run in this study directory yet.")]
     rows = [[run.name, f"{pd.read_csv(run / runs.AUC).set_index('class').loc['mean', 'auc']:.3f}"] for run in chosen]
-    return [Block(text=f"`cxrres export {study_dir} --out {study_dir / 'export'}` writes the best run of each resolution "
-                       "as ONNX (uint8 grey input, probabilities out) with a model card beside it; "
-                       f"`cxrres predict {chosen[-1]} IMAGES... --out DIR --heatmaps top3` scores new PNG, JPEG or DICOM "
-                       "files with one of them (thresholds chosen on its validation part)."),
-            Block(table=tables.Table(["Best run per resolution", "Test mean AUC"], rows))]
+    return [
+        Block(
+            text=f"`cxrres export {study_dir} --out {study_dir / 'export'}` writes the best run of each resolution "
+            "as ONNX (uint8 grey input, probabilities out) with a model card beside it; "
+            f"`cxrres predict {chosen[-1]} IMAGES... --out DIR --heatmaps top3` scores new PNG, JPEG or DICOM "
+            "files with one of them (thresholds chosen on its validation part)."
+        ),
+        Block(table=tables.Table(["Best run per resolution", "Test mean AUC"], rows)),
+    ]
 
 
 def to_markdown(title: str, sections: list[tuple[str, list[Block]]], base: Path) -> str:
@@ -384,8 +533,10 @@ figcaption{font-size:12px;color:#555;margin-bottom:1.2em}h2{border-bottom:1px so
 
 
 def to_html(title: str, sections: list[tuple[str, list[Block]]]) -> str:
-    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{CSS}</style></head><body>",
-             f"<h1>{html.escape(title)}</h1>"]
+    parts = [
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{CSS}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+    ]
     for heading, blocks in sections:
         parts.append(f"<h2>{html.escape(heading)}</h2>")
         for b in blocks:
@@ -395,14 +546,17 @@ def to_html(title: str, sections: list[tuple[str, list[Block]]]) -> str:
                 parts.append(b.table.to_html())
             if b.image:
                 data = base64.b64encode(b.image.read_bytes()).decode()
-                parts.append(f"<figure><img alt='{html.escape(b.caption)}' src='data:image/png;base64,{data}'>"
-                             f"<figcaption>{html.escape(b.caption)}</figcaption></figure>")
+                parts.append(
+                    f"<figure><img alt='{html.escape(b.caption)}' src='data:image/png;base64,{data}'>"
+                    f"<figcaption>{html.escape(b.caption)}</figcaption></figure>"
+                )
     parts.append("</body></html>")
     return "\n".join(parts)
 
 
-def write_report(study_dir: str | Path, comparison: Comparison | None = None, source: DataSource | None = None,
-                 shared_y: bool = True) -> Path:
+def write_report(
+    study_dir: str | Path, comparison: Comparison | None = None, source: DataSource | None = None, shared_y: bool = True
+) -> Path:
     """Write the study's comparison/ (with comparison/published_comparison.csv and the figures' dashed line where the
     published study applies), report.html and report.md (comparing the finished runs if `comparison` is not given)."""
     study_dir = Path(study_dir)

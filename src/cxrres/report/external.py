@@ -17,13 +17,26 @@ from cxrres.report import plots, tables
 
 INTERNAL, EXTERNAL = "internal", "external"
 #: Columns of `external_long`.
-COLUMNS: tuple[str, ...] = ("heading", "arch", "label", "seed", "resolution_px", "dataset", "data_root", "n_classes",
-                            "classes", INTERNAL, EXTERNAL)
+COLUMNS: tuple[str, ...] = (
+    "heading",
+    "arch",
+    "label",
+    "seed",
+    "resolution_px",
+    "dataset",
+    "data_root",
+    "n_classes",
+    "classes",
+    INTERNAL,
+    EXTERNAL,
+)
 TITLE = "Internal and external test AUC"
-INTRO = ("Each run scored on the test part of other data sets (`external:` in the study file), over the classes both "
-         "data sets have (docs/data.md, \"Class names across data sets\"). Internal: the mean test AUC of those classes on "
-         "the run's own test part; external: their mean on the other data set's; the classes are those whose AUC is "
-         "defined on both test parts.")
+INTRO = (
+    "Each run scored on the test part of other data sets (`external:` in the study file), over the classes both "
+    'data sets have (docs/data.md, "Class names across data sets"). Internal: the mean test AUC of those classes on '
+    "the run's own test part; external: their mean on the other data set's; the classes are those whose AUC is "
+    "defined on both test parts."
+)
 
 
 def external_long(comparison: Comparison) -> pd.DataFrame:
@@ -38,11 +51,21 @@ def external_long(comparison: Comparison) -> pd.DataFrame:
             classes = [c for c in other.index if pd.notna(other[c]) and pd.notna(own.get(c))]
             if not classes:
                 continue
-            rows.append({"heading": info.heading, "arch": info.arch, "label": info.label, "seed": info.seed,
-                         "resolution_px": info.resolution_px, "dataset": table[runs.EXTERNAL_DATASET].iloc[0],
-                         "data_root": table[runs.EXTERNAL_ROOT].iloc[0], "n_classes": len(classes),
-                         "classes": ", ".join(classes), INTERNAL: float(own[classes].mean()),
-                         EXTERNAL: float(other[classes].mean())})
+            rows.append(
+                {
+                    "heading": info.heading,
+                    "arch": info.arch,
+                    "label": info.label,
+                    "seed": info.seed,
+                    "resolution_px": info.resolution_px,
+                    "dataset": table[runs.EXTERNAL_DATASET].iloc[0],
+                    "data_root": table[runs.EXTERNAL_ROOT].iloc[0],
+                    "n_classes": len(classes),
+                    "classes": ", ".join(classes),
+                    INTERNAL: float(own[classes].mean()),
+                    EXTERNAL: float(other[classes].mean()),
+                }
+            )
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
@@ -50,9 +73,19 @@ def external_table(long: pd.DataFrame) -> tables.Table:
     """Per other data set and run (by resolution): the classes, internal and external mean AUC and their difference."""
     rows = []
     for _, r in long.sort_values(["dataset", "data_root", "arch", "resolution_px", "seed"], kind="stable").iterrows():
-        rows.append([r["heading"], f"{r['dataset']} ({Path(r['data_root']).name})", f"{r['n_classes']}: {r['classes']}",
-                     f"{r[INTERNAL]:.3f}", f"{r[EXTERNAL]:.3f}", f"{r[EXTERNAL] - r[INTERNAL]:+.3f}"])
-    return tables.Table(["Run", "Data set", "Classes", "Internal mean AUC", "External mean AUC", "External − internal"], rows)
+        rows.append(
+            [
+                r["heading"],
+                f"{r['dataset']} ({Path(r['data_root']).name})",
+                f"{r['n_classes']}: {r['classes']}",
+                f"{r[INTERNAL]:.3f}",
+                f"{r[EXTERNAL]:.3f}",
+                f"{r[EXTERNAL] - r[INTERNAL]:+.3f}",
+            ]
+        )
+    return tables.Table(
+        ["Run", "Data set", "Classes", "Internal mean AUC", "External mean AUC", "External − internal"], rows
+    )
 
 
 def plot_external(long: pd.DataFrame, out_stem: Path) -> list[Path]:
@@ -60,10 +93,29 @@ def plot_external(long: pd.DataFrame, out_stem: Path) -> list[Path]:
     architecture (and label); several seeds as mean with a band. Writes `<out_stem>.png` and `.svg`."""
     frames = []
     for side in (INTERNAL, EXTERNAL):
-        series = [f"{display_name(a)}{' ' + lab if isinstance(lab, str) and lab else ''}: {side}"
-                  for a, lab in zip(long["arch"], long["label"])]
+        series = [
+            f"{display_name(a)}{' ' + lab if isinstance(lab, str) and lab else ''}: {side}"
+            for a, lab in zip(long["arch"], long["label"])
+        ]
         panel = [f"{d} ({Path(root).name})" for d, root in zip(long["dataset"], long["data_root"])]
-        frames.append(pd.DataFrame({"class": panel, "series": series, "resolution_px": long["resolution_px"],
-                                    "seed": long["seed"], "auc": long[side]}))
-    return plots.plot_vs_resolution(pd.concat(frames, ignore_index=True), out_stem, "auc", None, None,
-                                    "mean AUC, shared classes", series="series", shared_y=True)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "class": panel,
+                    "series": series,
+                    "resolution_px": long["resolution_px"],
+                    "seed": long["seed"],
+                    "auc": long[side],
+                }
+            )
+        )
+    return plots.plot_vs_resolution(
+        pd.concat(frames, ignore_index=True),
+        out_stem,
+        "auc",
+        None,
+        None,
+        "mean AUC, shared classes",
+        series="series",
+        shared_y=True,
+    )

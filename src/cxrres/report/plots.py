@@ -39,11 +39,14 @@ def several_seeds(long: pd.DataFrame, series: str = "arch") -> bool:
     return bool(long.duplicated([series, "class", "resolution_px"]).any())
 
 
-def y_limits(long: pd.DataFrame, columns: list[str], reference: pd.DataFrame | None = None,
-             pad: float = 0.03) -> tuple[float, float]:
+def y_limits(
+    long: pd.DataFrame, columns: list[str], reference: pd.DataFrame | None = None, pad: float = 0.03
+) -> tuple[float, float]:
     """One (low, high) y range covering every plotted value, interval end and published value, padded by `pad` of it."""
-    values = np.concatenate([long[c].to_numpy(np.float64) for c in columns if c and c in long.columns]
-                            + ([reference["value"].to_numpy(np.float64)] if reference is not None and len(reference) else []))
+    values = np.concatenate(
+        [long[c].to_numpy(np.float64) for c in columns if c and c in long.columns]
+        + ([reference["value"].to_numpy(np.float64)] if reference is not None and len(reference) else [])
+    )
     values = values[np.isfinite(values)]
     if not values.size:
         return 0.0, 1.0
@@ -52,18 +55,37 @@ def y_limits(long: pd.DataFrame, columns: list[str], reference: pd.DataFrame | N
     return low - pad * span, high + pad * span
 
 
-def plot_vs_resolution(long: pd.DataFrame, out_stem: Path, value: str = "auc", low: str | None = "ci_low",
-                       high: str | None = "ci_high", ylabel: str = "test AUC", series: str = "arch",
-                       ylim: tuple[float, float] | None = None, shared_y: bool = True,
-                       reference: pd.DataFrame | None = None, reference_label: str = REFERENCE_LABEL) -> list[Path]:
+def plot_vs_resolution(
+    long: pd.DataFrame,
+    out_stem: Path,
+    value: str = "auc",
+    low: str | None = "ci_low",
+    high: str | None = "ci_high",
+    ylabel: str = "test AUC",
+    series: str = "arch",
+    ylim: tuple[float, float] | None = None,
+    shared_y: bool = True,
+    reference: pd.DataFrame | None = None,
+    reference_label: str = REFERENCE_LABEL,
+) -> list[Path]:
     """`draw_vs_resolution` written to `<out_stem>.png` (150 dpi) and `.svg`; returns both paths."""
-    return _save(draw_vs_resolution(long, value, low, high, ylabel, series, ylim, shared_y, reference, reference_label), out_stem)
+    return _save(
+        draw_vs_resolution(long, value, low, high, ylabel, series, ylim, shared_y, reference, reference_label), out_stem
+    )
 
 
-def draw_vs_resolution(long: pd.DataFrame, value: str = "auc", low: str | None = "ci_low", high: str | None = "ci_high",
-                       ylabel: str = "test AUC", series: str = "arch", ylim: tuple[float, float] | None = None,
-                       shared_y: bool = True, reference: pd.DataFrame | None = None,
-                       reference_label: str = REFERENCE_LABEL) -> plt.Figure:
+def draw_vs_resolution(
+    long: pd.DataFrame,
+    value: str = "auc",
+    low: str | None = "ci_low",
+    high: str | None = "ci_high",
+    ylabel: str = "test AUC",
+    series: str = "arch",
+    ylim: tuple[float, float] | None = None,
+    shared_y: bool = True,
+    reference: pd.DataFrame | None = None,
+    reference_label: str = REFERENCE_LABEL,
+) -> plt.Figure:
     """One panel per class (and the mean) of `value` against resolution (px, log2 axis), one line per `series`.
 
     One run per point: error bars from `low`/`high`. Several seeds per point (a `seed` column): the mean over seeds,
@@ -75,19 +97,31 @@ def draw_vs_resolution(long: pd.DataFrame, value: str = "auc", low: str | None =
     fig, axes = plt.subplots(rows, columns, figsize=(3.0 * columns, 2.5 * rows), squeeze=False, sharex=True)
     resolutions = sorted(long["resolution_px"].unique())
     banded = several_seeds(long, series)
-    reference_keys = reference.assign(key=reference["class"].map(_key)) if reference is not None and len(reference) else None
+    reference_keys = (
+        reference.assign(key=reference["class"].map(_key)) if reference is not None and len(reference) else None
+    )
     if ylim is None and shared_y:
         ylim = y_limits(long, [value] + ([] if banded else [low, high]), reference)
     for ax, name in zip(axes.flat, classes):
         part = long[long["class"] == name].dropna(subset=[value])
         if part.empty:
-            ax.text(0.5, 0.5, "undefined on\nthis test set", ha="center", va="center", fontsize=8, color="grey",
-                    transform=ax.transAxes)
+            ax.text(
+                0.5,
+                0.5,
+                "undefined on\nthis test set",
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="grey",
+                transform=ax.transAxes,
+            )
             ax.set_yticks([])
         for key, group in part.groupby(series, sort=False):
             if banded:
                 stats = group.groupby("resolution_px")[value].agg(["mean", "min", "max"]).sort_index()
-                line = ax.plot(stats.index, stats["mean"], marker="o", ms=3, lw=1.2, label=f"{key} (mean over seeds)")[0]
+                line = ax.plot(stats.index, stats["mean"], marker="o", ms=3, lw=1.2, label=f"{key} (mean over seeds)")[
+                    0
+                ]
                 ax.fill_between(stats.index, stats["min"], stats["max"], color=line.get_color(), alpha=0.2, lw=0)
                 ax.scatter(group["resolution_px"], group[value], s=6, color=line.get_color(), alpha=0.7, zorder=3)
                 continue
@@ -95,12 +129,22 @@ def draw_vs_resolution(long: pd.DataFrame, value: str = "auc", low: str | None =
             err = None
             if low and high:
                 err = [(group[value] - group[low]).clip(lower=0), (group[high] - group[value]).clip(lower=0)]
-            ax.errorbar(group["resolution_px"], group[value], yerr=err, marker="o", ms=3, capsize=2, lw=1.2, label=str(key))
+            ax.errorbar(
+                group["resolution_px"], group[value], yerr=err, marker="o", ms=3, capsize=2, lw=1.2, label=str(key)
+            )
         if reference_keys is not None:
             published = reference_keys[reference_keys["key"] == _key(name)].sort_values("resolution_px")
             if len(published):
-                ax.plot(published["resolution_px"], published["value"], ls="--", color="black", lw=1, marker="x", ms=3,
-                        label=reference_label)
+                ax.plot(
+                    published["resolution_px"],
+                    published["value"],
+                    ls="--",
+                    color="black",
+                    lw=1,
+                    marker="x",
+                    ms=3,
+                    label=reference_label,
+                )
         if ylim:
             ax.set_ylim(*ylim)
         ax.set_title(str(name), fontsize=9, fontweight="bold" if name == "mean" else "normal")
@@ -108,7 +152,7 @@ def draw_vs_resolution(long: pd.DataFrame, value: str = "auc", low: str | None =
         ax.set_xticks(resolutions, [str(r) for r in resolutions], fontsize=7)
         ax.tick_params(axis="y", labelsize=7)
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(classes):]:
+    for ax in list(axes.flat)[len(classes) :]:
         ax.axis("off")
     for ax in axes[:, 0]:
         ax.set_ylabel(ylabel, fontsize=8)
@@ -140,8 +184,15 @@ def plot_best_resolution(best: pd.DataFrame, out_stem: Path) -> list[Path]:
         ax.barh(range(len(bars)), shares, left=left, color=colour, label=f"{r} px", edgecolor="white", lw=0.5)
         for y, (x, w) in enumerate(zip(left, shares)):
             if w >= 8:
-                ax.text(x + w / 2, y, f"{w:.0f}", ha="center", va="center", fontsize=6,
-                        color="white" if colour[:3].mean() < 0.5 else "black")
+                ax.text(
+                    x + w / 2,
+                    y,
+                    f"{w:.0f}",
+                    ha="center",
+                    va="center",
+                    fontsize=6,
+                    color="white" if colour[:3].mean() < 0.5 else "black",
+                )
         left += shares
     ax.set_yticks(range(len(bars)), [f"{s} {c}" if several else c for s, c in bars], fontsize=7)
     ax.invert_yaxis()

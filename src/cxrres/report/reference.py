@@ -21,8 +21,11 @@ from cxrres.report import tables
 from cxrres.evaluation.seeds import format_mean_sd
 
 ARCH = "densenet121"  # the architecture of the published tables
-METRIC_TITLES = {"auc": "Test AUC (Table 3)", "precision": "Grad-CAM localization precision at IoU ≥ 0.1 (Table 4)",
-                 "accuracy": "Grad-CAM localization accuracy at IoU ≥ 0.1 (Table 5)"}
+METRIC_TITLES = {
+    "auc": "Test AUC (Table 3)",
+    "precision": "Grad-CAM localization precision at IoU ≥ 0.1 (Table 4)",
+    "accuracy": "Grad-CAM localization accuracy at IoU ≥ 0.1 (Table 5)",
+}
 
 
 @dataclass(frozen=True)
@@ -52,26 +55,43 @@ def detect_reference(split: Split, n_scored: int | None = None) -> PublishedRefe
     """Wollek et al. 2023 applies when `split` is `chexnet` (or read from a --split-dir) and its test part has exactly
     the CheXNet test list's images and labels; `n_scored`, the runs' number of test images, is mentioned when it is fewer."""
     if split.name == "official":  # a --split-dir split (dir:...) may hold the CheXNet lists: checked below
-        return PublishedReference(False, f"The runs use the `{split.name}` split; the published results are for "
-                                         "NIH ChestX-ray14 with the CheXNet split, so no published reference applies.")
+        return PublishedReference(
+            False,
+            f"The runs use the `{split.name}` split; the published results are for "
+            "NIH ChestX-ray14 with the CheXNet split, so no published reference applies.",
+        )
     names, labels = chexnet_test_list()
     test = split.part("test")
     if len(test) != len(names) or set(test.index) != set(names):
         common = len(set(test.index) & set(names))
-        return PublishedReference(False, f"The test part ({len(test):,} images, {common:,} of them in the CheXNet test list "
-                                         f"of {len(names):,}) is not NIH ChestX-ray14's CheXNet test list (e.g. a phantom or "
-                                         "another data set), so no published reference applies.")
+        return PublishedReference(
+            False,
+            f"The test part ({len(test):,} images, {common:,} of them in the CheXNet test list "
+            f"of {len(names):,}) is not NIH ChestX-ray14's CheXNet test list (e.g. a phantom or "
+            "another data set), so no published reference applies.",
+        )
     ours = split.labels("test")[pd.Index(test.index).get_indexer(list(names))]
     if not np.array_equal(ours, labels):
         differ = int((ours != labels).any(axis=1).sum())
-        return PublishedReference(False, f"The test part has the CheXNet test list's images but other labels on {differ:,} "
-                                         "of them, so no published reference applies.")
-    scored = "" if n_scored is None or n_scored >= len(names) else (
-        f" Our runs were scored on {n_scored:,} of its {len(names):,} images (the others are missing), so the "
-        "comparison is approximate.")
-    return PublishedReference(True, f"NIH ChestX-ray14 with the CheXNet split: the runs' test part is the CheXNet test "
-                                    f"list ({len(names):,} images), as in Wollek et al. 2023.{scored}",
-                              published.reference_for("chestxray14", "chexnet"))
+        return PublishedReference(
+            False,
+            f"The test part has the CheXNet test list's images but other labels on {differ:,} "
+            "of them, so no published reference applies.",
+        )
+    scored = (
+        ""
+        if n_scored is None or n_scored >= len(names)
+        else (
+            f" Our runs were scored on {n_scored:,} of its {len(names):,} images (the others are missing), so the "
+            "comparison is approximate."
+        )
+    )
+    return PublishedReference(
+        True,
+        f"NIH ChestX-ray14 with the CheXNet split: the runs' test part is the CheXNet test "
+        f"list ({len(names):,} images), as in Wollek et al. 2023.{scored}",
+        published.reference_for("chestxray14", "chexnet"),
+    )
 
 
 def against_published(long: pd.DataFrame, rows: pd.DataFrame, value: str) -> pd.DataFrame:
@@ -90,9 +110,18 @@ def against_published(long: pd.DataFrame, rows: pd.DataFrame, value: str) -> pd.
         return pd.DataFrame(columns=columns)
     every = pd.concat(per_seed, ignore_index=True)
     every["inside_int"] = every["inside"].astype("Int64")
-    out = every.groupby(["class", "resolution_px"], sort=False).agg(
-        published=("published", "first"), ours=("ours", "mean"), sd=("ours", lambda v: v.std(ddof=1) if v.count() > 1 else np.nan),
-        n=("ours", "count"), inside=("inside_int", "sum"), n_interval=("inside_int", "count")).reset_index()
+    out = (
+        every.groupby(["class", "resolution_px"], sort=False)
+        .agg(
+            published=("published", "first"),
+            ours=("ours", "mean"),
+            sd=("ours", lambda v: v.std(ddof=1) if v.count() > 1 else np.nan),
+            n=("ours", "count"),
+            inside=("inside_int", "sum"),
+            n_interval=("inside_int", "count"),
+        )
+        .reset_index()
+    )
     out["difference"] = out["ours"] - out["published"]
     return out[columns]
 

@@ -14,8 +14,10 @@ from cxrres.util.markdown import md_escape
 from cxrres.evaluation.seeds import format_mean_sd
 
 FEW_MARK = "†"  # after the name of a class with fewer than MIN_POSITIVES positive test images
-FEW_NOTE = (f"{FEW_MARK} fewer than {MIN_POSITIVES} positive test images: the interval and the paired tests of this class "
-            "rest on too few cases to mean much.")
+FEW_NOTE = (
+    f"{FEW_MARK} fewer than {MIN_POSITIVES} positive test images: the interval and the paired tests of this class "
+    "rest on too few cases to mean much."
+)
 FEW_P = f"n/a (<{MIN_POSITIVES} pos)"  # a paired p shown for such a class
 
 
@@ -37,8 +39,15 @@ class Table:
 
     def to_html(self) -> str:
         head = "".join(f"<th>{html.escape(h)}</th>" for h in self.header)
-        body = "".join("<tr>" + "".join((f"<td><b>{html.escape(c)}</b></td>" if (i, j) in self.bold else f"<td>{html.escape(c)}</td>")
-                                        for j, c in enumerate(row)) + "</tr>" for i, row in enumerate(self.rows))
+        body = "".join(
+            "<tr>"
+            + "".join(
+                (f"<td><b>{html.escape(c)}</b></td>" if (i, j) in self.bold else f"<td>{html.escape(c)}</td>")
+                for j, c in enumerate(row)
+            )
+            + "</tr>"
+            for i, row in enumerate(self.rows)
+        )
         notes = "".join(f"<p><small>{html.escape(note)}</small></p>" for note in self.notes)
         return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{notes}"
 
@@ -46,9 +55,17 @@ class Table:
         def esc(text: str) -> str:
             return str(text).replace("_", r"\_").replace("%", r"\%").replace("&", r"\&").replace("–", "--")
 
-        lines = [r"\begin{tabular}{l" + "c" * (len(self.header) - 1) + "}", r"\toprule", " & ".join(map(esc, self.header)) + r" \\", r"\midrule"]
+        lines = [
+            r"\begin{tabular}{l" + "c" * (len(self.header) - 1) + "}",
+            r"\toprule",
+            " & ".join(map(esc, self.header)) + r" \\",
+            r"\midrule",
+        ]
         for i, row in enumerate(self.rows):
-            lines.append(" & ".join((r"\textbf{%s}" % esc(c)) if (i, j) in self.bold else esc(c) for j, c in enumerate(row)) + r" \\")
+            lines.append(
+                " & ".join((r"\textbf{%s}" % esc(c)) if (i, j) in self.bold else esc(c) for j, c in enumerate(row))
+                + r" \\"
+            )
         lines += [r"\bottomrule", r"\end{tabular}"] + [r"\par{\footnotesize %s}" % esc(note) for note in self.notes]
         return "\n".join(lines) + "\n"
 
@@ -79,8 +96,15 @@ def marked(name: str, few: set[str] | frozenset[str]) -> str:
     return f"{name} {FEW_MARK}" if name in few else str(name)
 
 
-def comparison_table(long: pd.DataFrame, value: str = "auc", low: str | None = "ci_low", high: str | None = "ci_high",
-                     first: str = "Class", higher_is_better: bool = True, few: set[str] | frozenset[str] = frozenset()) -> Table:
+def comparison_table(
+    long: pd.DataFrame,
+    value: str = "auc",
+    low: str | None = "ci_low",
+    high: str | None = "ci_high",
+    first: str = "Class",
+    higher_is_better: bool = True,
+    few: set[str] | frozenset[str] = frozenset(),
+) -> Table:
     """Rows: classes (then mean); columns: runs; cells `value [low, high]`; the best per row bold; the classes in `few`
     (fewer than MIN_POSITIVES positives) marked, with a footnote."""
     values = wide(long, value)
@@ -89,25 +113,47 @@ def comparison_table(long: pd.DataFrame, value: str = "auc", low: str | None = "
     best = best_mask(values, higher_is_better)
     rows, bold = [], set()
     for i, r in enumerate(values.index):
-        rows.append([marked(r, few)] + [_cell(values.loc[r, c], lows.loc[r, c], highs.loc[r, c]) for c in values.columns])
+        rows.append(
+            [marked(r, few)] + [_cell(values.loc[r, c], lows.loc[r, c], highs.loc[r, c]) for c in values.columns]
+        )
         bold |= {(i, j + 1) for j, c in enumerate(values.columns) if best.loc[r, c]}
     return Table([first, *map(str, values.columns)], rows, bold, [FEW_NOTE] if few & set(values.index) else [])
 
 
-def markdown_table(long: pd.DataFrame, value: str = "auc", low: str | None = "ci_low", high: str | None = "ci_high",
-                   first: str = "Class", higher_is_better: bool = True, few: set[str] | frozenset[str] = frozenset()) -> str:
+def markdown_table(
+    long: pd.DataFrame,
+    value: str = "auc",
+    low: str | None = "ci_low",
+    high: str | None = "ci_high",
+    first: str = "Class",
+    higher_is_better: bool = True,
+    few: set[str] | frozenset[str] = frozenset(),
+) -> str:
     """A Markdown table (rows: classes, columns: runs) with the best value per row in bold and `few` marked."""
     return comparison_table(long, value, low, high, first, higher_is_better, few).to_markdown()
 
 
-def latex_table(long: pd.DataFrame, value: str = "auc", low: str | None = "ci_low", high: str | None = "ci_high",
-                first: str = "Class", higher_is_better: bool = True, few: set[str] | frozenset[str] = frozenset()) -> str:
+def latex_table(
+    long: pd.DataFrame,
+    value: str = "auc",
+    low: str | None = "ci_low",
+    high: str | None = "ci_high",
+    first: str = "Class",
+    higher_is_better: bool = True,
+    few: set[str] | frozenset[str] = frozenset(),
+) -> str:
     """A LaTeX tabular (booktabs) with the best value per row in bold and `few` marked."""
     return comparison_table(long, value, low, high, first, higher_is_better, few).to_latex()
 
 
-def csv_table(long: pd.DataFrame, value: str = "auc", low: str | None = "ci_low", high: str | None = "ci_high",
-              higher_is_better: bool = True, few: set[str] | frozenset[str] | None = None) -> pd.DataFrame:
+def csv_table(
+    long: pd.DataFrame,
+    value: str = "auc",
+    low: str | None = "ci_low",
+    high: str | None = "ci_high",
+    higher_is_better: bool = True,
+    few: set[str] | frozenset[str] | None = None,
+) -> pd.DataFrame:
     """Wide CSV frame: the row name, per run `<run>`, `<run> ci_low`, `<run> ci_high`, and `best` (the best run(s));
     with `few` given, a last column `few_positives` (True for the classes in it)."""
     values = wide(long, value)
@@ -124,8 +170,13 @@ def csv_table(long: pd.DataFrame, value: str = "auc", low: str | None = "ci_low"
     return out
 
 
-def seed_table(summary: pd.DataFrame, first: str = "Class", higher_is_better: bool = True, digits: int = 3,
-               few: set[str] | frozenset[str] = frozenset()) -> Table:
+def seed_table(
+    summary: pd.DataFrame,
+    first: str = "Class",
+    higher_is_better: bool = True,
+    digits: int = 3,
+    few: set[str] | frozenset[str] = frozenset(),
+) -> Table:
     """Rows: classes; columns: groups (`<group> (n = k)` when every class has k seeds); cells `mean ± sd` over seeds
     (`(n = j)` added where a class has fewer seeds); the best mean per row bold; the classes in `few` marked, with a
     footnote. `summary`: `compare.summarise_seeds`."""

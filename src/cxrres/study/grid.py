@@ -16,7 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from cxrres import runs
-from cxrres.config import PER_RUN, LocalizeSettings, TrainConfig, localize_settings, default_run_dir, read_settings_yaml, train_argv
+from cxrres.config import (
+    PER_RUN,
+    LocalizeSettings,
+    TrainConfig,
+    localize_settings,
+    default_run_dir,
+    read_settings_yaml,
+    train_argv,
+)
 from cxrres.data.cache import parse_resolutions
 from cxrres.data.datasets import DatasetTable, detect_dataset, open_dataset
 from cxrres.data.labels import CLASSES, canonical_label
@@ -55,7 +63,9 @@ def study_from_file(path: str | Path) -> dict[str, Any]:
     payload = read_settings_yaml(path, {f.name for f in dataclasses.fields(StudyConfig)})
     train_known = {f.name for f in dataclasses.fields(TrainConfig)} - set(PER_RUN)
     _check_train_mapping(path, payload.get("train") or {}, train_known)
-    localize_settings(payload.get("localize"), path, tuple(METHODS))  # refused here, naming the file, before anything trains
+    localize_settings(
+        payload.get("localize"), path, tuple(METHODS)
+    )  # refused here, naming the file, before anything trains
     if payload.get("test_resolutions") not in (None, [], ()):
         from cxrres.evaluation.cross_resolution import parse_test_resolutions
 
@@ -94,7 +104,9 @@ def make_study(settings: dict[str, Any]) -> StudyConfig:
     if "data" not in s:
         raise CxrresError("missing setting: data (give --data DIR or put it in --config)")
     if "resolutions" in s:
-        s["resolutions"] = parse_resolutions(s["resolutions"] if not isinstance(s["resolutions"], list) else ",".join(map(str, s["resolutions"])))
+        s["resolutions"] = parse_resolutions(
+            s["resolutions"] if not isinstance(s["resolutions"], list) else ",".join(map(str, s["resolutions"]))
+        )
     for key, cast in (("archs", str), ("seeds", int)):
         if key in s:
             value = s[key]
@@ -102,7 +114,9 @@ def make_study(settings: dict[str, Any]) -> StudyConfig:
     if "labels" in s:
         value = s["labels"]
         names = value.split(",") if isinstance(value, str) else list(value)
-        s["labels"] = tuple(None if name in (None, "", "all") else canonical_label(str(name)) or str(name) for name in names)
+        s["labels"] = tuple(
+            None if name in (None, "", "all") else canonical_label(str(name)) or str(name) for name in names
+        )
     if "external" in s:
         value = s["external"]
         roots = value.split(",") if isinstance(value, str) else value
@@ -121,7 +135,9 @@ def make_study(settings: dict[str, Any]) -> StudyConfig:
             train[key] = str(Path(train[key]).expanduser().resolve())
     s["train"] = train
     s["out"] = str(Path(s.get("out", "study")).expanduser().resolve())
-    s["localize"] = dataclasses.asdict(localize_settings(s.get("localize"), "the study's localize settings", tuple(METHODS)))
+    s["localize"] = dataclasses.asdict(
+        localize_settings(s.get("localize"), "the study's localize settings", tuple(METHODS))
+    )
     study = StudyConfig(**s)
     if any(study.labels) and Path(study.data).is_dir():
         check_labels(study.labels, study_classes(study), study.data)
@@ -146,7 +162,9 @@ def run_configs(study: StudyConfig) -> list[TrainConfig]:
     """One TrainConfig per (arch, resolution, seed, label), run directories under STUDY/runs/."""
     configs = []
     for arch, resolution, seed, label in itertools.product(study.archs, study.resolutions, study.seeds, study.labels):
-        config = TrainConfig(data=study.data, resolution_px=resolution, arch=arch, seed=seed, label=label, **study.train)
+        config = TrainConfig(
+            data=study.data, resolution_px=resolution, arch=arch, seed=seed, label=label, **study.train
+        )
         config.out = str(Path(study.out) / runs.STUDY_RUNS / default_run_dir(config).name)
         configs.append(config)
     return configs
@@ -170,9 +188,15 @@ def run_state(config: TrainConfig, external: tuple[str, ...] = ()) -> RunState:
     the `external` roots it is not yet scored on."""
     run_dir = Path(config.out)
     status = runs.read_status(run_dir)
-    return RunState(run_dir.name, runs.is_trained(run_dir), status.epochs, status.status,
-                    (run_dir / runs.AUC).is_file(), (run_dir / runs.LOCALIZATION).is_file(),
-                    tuple(root for root in external if not runs.external_scored(run_dir, root)))
+    return RunState(
+        run_dir.name,
+        runs.is_trained(run_dir),
+        status.epochs,
+        status.status,
+        (run_dir / runs.AUC).is_file(),
+        (run_dir / runs.LOCALIZATION).is_file(),
+        tuple(root for root in external if not runs.external_scored(run_dir, root)),
+    )
 
 
 def boxed_classes(table: DatasetTable) -> set[str]:
@@ -195,8 +219,15 @@ def describe_state(study: StudyConfig) -> str:
         if not s.localized and boxed is None:  # the metadata is read only when a run's localization is in question
             boxed = boxed_classes(config.split_spec().open(study.data))
         trained = "trained" if s.trained else (f"{s.status} after {s.epochs} epochs" if s.epochs else "not started")
-        left = [step for step, done in (("train", s.trained), ("evaluate", s.evaluated),
-                                        ("localize", s.localized or not needs_localization(config, boxed or set()))) if not done]
+        left = [
+            step
+            for step, done in (
+                ("train", s.trained),
+                ("evaluate", s.evaluated),
+                ("localize", s.localized or not needs_localization(config, boxed or set())),
+            )
+            if not done
+        ]
         left += [f"external {len(s.external_left)}/{len(study.external)}"] if s.external_left else []
         lines.append(f"{s.run:<40} {trained:<28} left: {', '.join(left) or 'nothing'}")
     report = Path(study.out) / runs.REPORT_HTML
@@ -207,9 +238,22 @@ def describe_state(study: StudyConfig) -> str:
 def study_argv(study: StudyConfig) -> list[str]:
     """`cxrres study` arguments that reproduce `study`: the grid as flags, everything else in STUDY/study.yaml."""
     labels = ",".join(label or "all" for label in study.labels)
-    return ["--data", study.data, "--out", study.out, "--resolutions", ",".join(map(str, study.resolutions)),
-            "--archs", ",".join(study.archs), "--seeds", ",".join(map(str, study.seeds)), "--labels", labels,
-            "--config", str(Path(study.out) / runs.STUDY_FILE)]
+    return [
+        "--data",
+        study.data,
+        "--out",
+        study.out,
+        "--resolutions",
+        ",".join(map(str, study.resolutions)),
+        "--archs",
+        ",".join(study.archs),
+        "--seeds",
+        ",".join(map(str, study.seeds)),
+        "--labels",
+        labels,
+        "--config",
+        str(Path(study.out) / runs.STUDY_FILE),
+    ]
 
 
 def missing_warning(study: StudyConfig) -> str | None:
@@ -224,13 +268,15 @@ def missing_warning(study: StudyConfig) -> str | None:
     sources = Sources.scan(DataRoot.at(study.data), detect_dataset(study.data), bool(study.train.get("skip_bad")))
     if not sources.missing:
         return None
-    return (f"# warning: {describe_missing(sources.missing, len(sources.missing) + len(sources.names))}; these train "
-            f"commands stop there: plan with --allow-missing to train on the {len(sources.names):,} present")
+    return (
+        f"# warning: {describe_missing(sources.missing, len(sources.missing) + len(sources.names))}; these train "
+        f"commands stop there: plan with --allow-missing to train on the {len(sources.names):,} present"
+    )
 
 
 def job_commands(study: StudyConfig) -> str:
     """`--plan`: one `cxrres train` command per unfinished run, then the command that finishes the study."""
-    lines = ["# one job per run (e.g. a SLURM array: sed -n \"${SLURM_ARRAY_TASK_ID}p\"); each resumes if restarted"]
+    lines = ['# one job per run (e.g. a SLURM array: sed -n "${SLURM_ARRAY_TASK_ID}p"); each resumes if restarted']
     warning = missing_warning(study) if any(not run_state(c).trained for c in run_configs(study)) else None
     lines += [warning] if warning else []
     for config in run_configs(study):
@@ -241,7 +287,9 @@ def job_commands(study: StudyConfig) -> str:
         lines.append("# scoring on the external roots, each once its run is trained (the last command does it too):")
         flags = f" --n-boot {study.n_boot}" + (" --allow-missing" if study.train.get("allow_missing") else "")
         lines += [f"cxrres evaluate {shlex.quote(out)} --data {shlex.quote(root)}{flags}" for out, root in external]
-    lines.append("# when all jobs are done (evaluates, localizes, scores on external roots, compares, writes the report):")
+    lines.append(
+        "# when all jobs are done (evaluates, localizes, scores on external roots, compares, writes the report):"
+    )
     lines.append("cxrres study " + " ".join(shlex.quote(a) for a in study_argv(study)))
     return "\n".join(lines)
 
@@ -251,7 +299,9 @@ def write_study_file(study: StudyConfig) -> Path:
     path = Path(study.out) / runs.STUDY_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     settings = dataclasses.asdict(study)
-    settings.update({k: list(settings[k]) for k in ("resolutions", "archs", "seeds", "labels", "external", "test_resolutions")})
+    settings.update(
+        {k: list(settings[k]) for k in ("resolutions", "archs", "seeds", "labels", "external", "test_resolutions")}
+    )
     runs.write_yaml_atomic(path, settings)
     return path
 
@@ -259,7 +309,9 @@ def write_study_file(study: StudyConfig) -> Path:
 def prepare_source(study: StudyConfig, progress: bool = True) -> DataSource:
     """The study's data root, split and cache at every resolution, built once for all runs."""
     resolutions = sorted(set(study.resolutions) | set(study.test_resolutions))
-    return DataSource.prepare(study.data, run_configs(study)[0].split_spec(), resolutions, study.train.get("cache"), progress)
+    return DataSource.prepare(
+        study.data, run_configs(study)[0].split_spec(), resolutions, study.train.get("cache"), progress
+    )
 
 
 #: How `cxrres study` does the work: `local` runs `run_study` here, one run after another; `slurm` submits the same
@@ -281,7 +333,9 @@ def run_study(study: StudyConfig, progress: bool = True, log=print) -> Path:
     write_study_file(study)
     started = time.perf_counter()
     source = prepare_source(study, progress)  # one scan, one decode for every resolution
-    log(f"cache {source.cache_dir}: {source.prepared.n_images:,} images at {','.join(map(str, source.prepared.resolutions_px))} px")
+    log(
+        f"cache {source.cache_dir}: {source.prepared.n_images:,} images at {','.join(map(str, source.prepared.resolutions_px))} px"
+    )
     configs = run_configs(study)
     external: dict[str, DataSource] = {}
     boxed = boxed_classes(source.table)
@@ -289,25 +343,50 @@ def run_study(study: StudyConfig, progress: bool = True, log=print) -> Path:
         state = run_state(config)
         name = Path(config.out).name
         if not state.trained:
-            log(f"[{i}/{len(configs)}] train {name}" + (f" (resuming after {state.epochs} epochs)" if state.epochs else ""))
+            log(
+                f"[{i}/{len(configs)}] train {name}"
+                + (f" (resuming after {state.epochs} epochs)" if state.epochs else "")
+            )
             config.progress = progress
             train(config, source=source)
-        if not state.evaluated or not (Path(config.out) / runs.CALIBRATION).is_file():  # runs evaluated before calibration.csv
+        if (
+            not state.evaluated or not (Path(config.out) / runs.CALIBRATION).is_file()
+        ):  # runs evaluated before calibration.csv
             evaluate_run(config.out, n_boot=study.n_boot)
         if not set(study.test_resolutions) <= scored_resolutions(config.out):
-            log(f"[{i}/{len(configs)}] score {name} at test resolutions {','.join(map(str, study.test_resolutions))} px")
-            evaluate_test_resolutions(config.out, study.test_resolutions, n_boot=study.n_boot, source=source, progress=progress)
+            log(
+                f"[{i}/{len(configs)}] score {name} at test resolutions {','.join(map(str, study.test_resolutions))} px"
+            )
+            evaluate_test_resolutions(
+                config.out, study.test_resolutions, n_boot=study.n_boot, source=source, progress=progress
+            )
         for root in run_state(config, study.external).external_left:  # each other root read and cached once
             log(f"[{i}/{len(configs)}] score {name} on {root}")
             if root not in external:
-                external[root] = prepare_external(root, runs.read_settings(config.out), list(study.resolutions), progress=progress)
-            evaluate_external(config.out, root, n_boot=study.n_boot, allow_missing=bool(study.train.get("allow_missing")),
-                              progress=progress, source=external[root])
+                external[root] = prepare_external(
+                    root, runs.read_settings(config.out), list(study.resolutions), progress=progress
+                )
+            evaluate_external(
+                config.out,
+                root,
+                n_boot=study.n_boot,
+                allow_missing=bool(study.train.get("allow_missing")),
+                progress=progress,
+                source=external[root],
+            )
         if needs_localization(config, boxed) and not state.localized:
             log(f"[{i}/{len(configs)}] localize {name}")
             loc = study.localize
-            localize_run(config.out, None, loc["method"], loc["threshold"], loc["iou"], loc["examples"], progress=progress,
-                         source=source)
+            localize_run(
+                config.out,
+                None,
+                loc["method"],
+                loc["threshold"],
+                loc["iou"],
+                loc["examples"],
+                progress=progress,
+                source=source,
+            )
     comparison = compare_runs([c.out for c in configs], n_boot=study.n_boot)
     html = write_report(out, comparison, source)  # also writes STUDY/comparison/
     write_text_atomic(out / runs.KEY_TABLE, key_table(comparison).to_markdown())

@@ -16,5 +16,17 @@ from cxrres.synthetic.nih_layout import FINDING_WEIGHTS, finding_weights, plan, 
 from cxrres.synthetic.images import ImageSpec, render, to_uint8
 from cxrres.synthetic.layouts import LAYOUTS, synthesize_layout
 
-__all__ = ["Anatomy", "FINDING_WEIGHTS", "ImageSpec", "LAYOUTS", "finding_weights", "lesion_cnr", "measure_cnr", "plan",
-           "render", "synthesize", "synthesize_layout", "to_uint8"]
+__all__ = [
+    "Anatomy",
+    "FINDING_WEIGHTS",
+    "ImageSpec",
+    "LAYOUTS",
+    "finding_weights",
+    "lesion_cnr",
+    "measure_cnr",
+    "plan",
+    "render",
+    "synthesize",
+    "synthesize_layout",
+    "to_uint8",
+]

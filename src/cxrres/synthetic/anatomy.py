@@ -74,7 +74,9 @@ class Canvas:
             du, dv = c * du + s * dv, -s * du + c * dv
         return np.sqrt((du / au) ** 2 + (dv / av) ** 2)
 
-    def ellipse(self, cu: float, cv: float, au: float, av: float, angle: float = 0.0, softness: float = 1.0) -> np.ndarray:
+    def ellipse(
+        self, cu: float, cv: float, au: float, av: float, angle: float = 0.0, softness: float = 1.0
+    ) -> np.ndarray:
         """Smooth 0..1 mask of an ellipse; the edge is `softness` edge widths wide."""
         r = self.ellipse_radius(cu, cv, au, av, angle)
         return sigmoid((1.0 - r) * min(au, av) / (self.edge * softness))
@@ -119,20 +121,27 @@ def render_body(body: Body, rng_texture: np.random.Generator) -> np.ndarray:
     if body.lucency is not None:
         image -= body.lucency
     hw, hh = a.heart_half_width * body.heart_scale[0], a.heart_half_height * body.heart_scale[1]
-    heart = cv_.ellipse(0.535 + 0.25 * (hw - a.heart_half_width), 0.63 + 0.4 * (hh - a.heart_half_height), hw, hh, angle=-0.25, softness=2)
+    heart = cv_.ellipse(
+        0.535 + 0.25 * (hw - a.heart_half_width),
+        0.63 + 0.4 * (hh - a.heart_half_height),
+        hw,
+        hh,
+        angle=-0.25,
+        softness=2,
+    )
     image += 0.17 * heart
     mediastinum = sigmoid((0.055 - np.abs(u - 0.5)) / (cv_.edge * 3)) * sigmoid((v - 0.12) / 0.02)
     image += 0.10 * mediastinum
     # posterior ribs: arcs v = v0 + k * spacing + 0.35 (u - 0.5)^2, bright thin bands over the lungs and chest wall
     phase = (v - 0.17 - 1.1 * (u - 0.5) ** 2) / a.rib_spacing
     k = np.round(phase)
-    band = np.exp(-(((phase - k) * a.rib_spacing) / 0.0075) ** 2) * ((k >= 0) & (k <= 10))
+    band = np.exp(-((((phase - k) * a.rib_spacing) / 0.0075) ** 2)) * ((k >= 0) & (k <= 10))
     thorax = sigmoid((0.36 - np.abs(u - 0.5)) / 0.015)
     image += 0.07 * band * thorax * (1 - 0.6 * mediastinum)
     for side in (-1, 1):  # clavicles: slanted bands from the sternum out to the shoulders
         t = np.clip((u - 0.5) * side / 0.3, 0, 1)
         centre_v = 0.155 - 0.06 * t
-        image += 0.11 * np.exp(-((v - centre_v) / 0.011) ** 2) * (t > 0.06) * (t < 0.99)
+        image += 0.11 * np.exp(-(((v - centre_v) / 0.011) ** 2)) * (t > 0.06) * (t < 0.99)
     markings = cv_.smooth_noise(rng_texture, 3.5) * 0.5 + cv_.smooth_noise(rng_texture, 9.0) * 0.5
     hilum_falloff = 0.6 + 0.4 * np.exp(-((np.abs(u - 0.5) - 0.12) ** 2 + (v - 0.45) ** 2) / 0.03)
     gain = lungs * hilum_falloff if body.markings_gain is None else lungs * hilum_falloff * body.markings_gain

@@ -12,8 +12,13 @@ from cxrres.synthetic.images import ImageSpec, render
 # ---------------------------------------------------------------------------------------------------------- mechanism
 
 
-def lesion_cnr(with_lesion: np.ndarray, without_lesion: np.ndarray, other_noise: np.ndarray, box_xywh: tuple[int, int, int, int],
-               resolution_px: int) -> float:
+def lesion_cnr(
+    with_lesion: np.ndarray,
+    without_lesion: np.ndarray,
+    other_noise: np.ndarray,
+    box_xywh: tuple[int, int, int, int],
+    resolution_px: int,
+) -> float:
     """Contrast-to-noise of a lesion after area-downsampling the renderings to `resolution_px`.
 
     Signal: the largest |with − without| inside the box (the lesion's peak contrast at that resolution).
@@ -32,11 +37,20 @@ def lesion_cnr(with_lesion: np.ndarray, without_lesion: np.ndarray, other_noise:
     return float(signal / max(noise, 1e-6))
 
 
-def measure_cnr(label: str, resolutions_px: tuple[int, ...], n: int = 8, size_px: int = 1024, seed: int = 0) -> dict[int, float]:
+def measure_cnr(
+    label: str, resolutions_px: tuple[int, ...], n: int = 8, size_px: int = 1024, seed: int = 0
+) -> dict[int, float]:
     """Median `lesion_cnr` of `n` random patients with one `label` lesion, per resolution."""
     values = []
     for i in range(n):
-        spec = ImageSpec("cnr.png", i, 0, (label,), int(np.random.default_rng([seed, 9, i]).integers(2**62)), Anatomy.sample(np.random.default_rng([seed, 8, i])))
+        spec = ImageSpec(
+            "cnr.png",
+            i,
+            0,
+            (label,),
+            int(np.random.default_rng([seed, 9, i]).integers(2**62)),
+            Anatomy.sample(np.random.default_rng([seed, 8, i])),
+        )
         with_lesion, boxes = render(spec, size_px)
         without, _ = render(spec, size_px, with_lesions=False)
         other, _ = render(spec, size_px, with_lesions=False, realisation=1)

@@ -32,8 +32,13 @@ class ImageSpec:
     lesion_counts: tuple[tuple[str, int], ...] = ()
 
 
-def render(spec: ImageSpec, size_px: int, with_lesions: bool = True, realisation: int = 0,
-           box_classes: Collection[str] = BOX_CLASSES) -> tuple[np.ndarray, list[tuple[str, tuple[int, int, int, int]]]]:
+def render(
+    spec: ImageSpec,
+    size_px: int,
+    with_lesions: bool = True,
+    realisation: int = 0,
+    box_classes: Collection[str] = BOX_CLASSES,
+) -> tuple[np.ndarray, list[tuple[str, tuple[int, int, int, int]]]]:
     """Render one phantom image: float32 (S, S) in [0, 1] before quantisation, and the (class, box_xywh) of each lesion
     of `box_classes` (NIH's 8 box classes by default), in pixels of this image.
 
@@ -43,8 +48,16 @@ def render(spec: ImageSpec, size_px: int, with_lesions: bool = True, realisation
     to SEPARATE_TRIES times) until its box touches no earlier one of them, else left out.
     """
     canvas = Canvas(spec.anatomy, size_px)
-    lungs = {side: canvas.ellipse(cu, cv, spec.anatomy.lung_half_width * (1.0 if side == "right" else 0.95), spec.anatomy.lung_half_height, softness=4)
-             for side, (cu, cv) in LUNG_CENTRES.items()}
+    lungs = {
+        side: canvas.ellipse(
+            cu,
+            cv,
+            spec.anatomy.lung_half_width * (1.0 if side == "right" else 0.95),
+            spec.anatomy.lung_half_height,
+            softness=4,
+        )
+        for side, (cu, cv) in LUNG_CENTRES.items()
+    }
     body = Body(canvas, lungs)
     lesion_rng = np.random.default_rng([spec.seed, 1])
     lesions: list[Lesion] = []
@@ -64,12 +77,17 @@ def render(spec: ImageSpec, size_px: int, with_lesions: bool = True, realisation
     noise_rng = np.random.default_rng([spec.seed, 3, realisation])
     exposure = noise_rng.uniform(0.88, 1.12), noise_rng.uniform(-0.035, 0.035)
     image = image * exposure[0] + exposure[1] + 0.012 * noise_rng.standard_normal(image.shape).astype(np.float32)
-    boxes = [(lesion.label, box) for lesion in lesions if lesion.label in box_classes and (box := lesion.box_xywh()) is not None]
+    boxes = [
+        (lesion.label, box)
+        for lesion in lesions
+        if lesion.label in box_classes and (box := lesion.box_xywh()) is not None
+    ]
     return np.clip(image, 0, 1), boxes
 
 
-def _draw_apart(label: str, count: int, body: Body, rng: np.random.Generator, apart: list[tuple[int, int, int, int]]
-                ) -> list[Lesion]:
+def _draw_apart(
+    label: str, count: int, body: Body, rng: np.random.Generator, apart: list[tuple[int, int, int, int]]
+) -> list[Lesion]:
     """Up to `count` lesions of `label` whose boxes touch none in `apart` (which grows); the image's first is kept as
     drawn. Only for drawers that do not change the body (a rejected draw must leave no trace)."""
     drawn = []

@@ -26,9 +26,9 @@ def render_lateral(spec: ImageSpec, size_px: int) -> np.ndarray:
     heart = canvas.ellipse(0.37, 0.62, a.heart_half_width * 1.15, a.heart_half_height * 1.2, angle=0.5, softness=3)
     image += 0.15 * heart * lung + 0.05 * heart
     spine = sigmoid((0.05 - np.abs(u - 0.8)) / (canvas.edge * 3)) * sigmoid((v - 0.08) / 0.02)
-    discs = np.exp(-((((v - 0.1) / 0.045) % 1.0 - 0.5) / 0.08) ** 2)  # the gaps between vertebral bodies
+    discs = np.exp(-(((((v - 0.1) / 0.045) % 1.0 - 0.5) / 0.08) ** 2))  # the gaps between vertebral bodies
     image += 0.20 * spine * (1 - 0.5 * discs)
-    sternum = np.exp(-((u - 0.17 - 0.08 * (v - 0.3)) / 0.012) ** 2) * (v > 0.18) * (v < 0.58)
+    sternum = np.exp(-(((u - 0.17 - 0.08 * (v - 0.3)) / 0.012) ** 2)) * (v > 0.18) * (v < 0.58)
     image += 0.06 * sternum
     texture = np.random.default_rng([spec.anatomy.texture_seed, 5])
     markings = canvas.smooth_noise(texture, 3.5) * 0.5 + canvas.smooth_noise(texture, 9.0) * 0.5

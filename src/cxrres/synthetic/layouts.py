@@ -31,22 +31,49 @@ from cxrres.synthetic.nih_layout import checked_plan, image_meta, synthesize
 from cxrres.synthetic.images import ImageSpec
 from cxrres.synthetic.padchest_layout import write_padchest
 from cxrres.synthetic.rsna_layout import write_rsna
-from cxrres.synthetic.writing import (ImageJob, write_phantom_marker, chexpert_cells, csv_text, encode_jpeg, encode_png, gzip_bytes,
-                                      has_lateral, write_images)
+from cxrres.synthetic.writing import (
+    ImageJob,
+    write_phantom_marker,
+    chexpert_cells,
+    csv_text,
+    encode_jpeg,
+    encode_png,
+    gzip_bytes,
+    has_lateral,
+    write_images,
+)
 
 #: The folder name CheXpert's `Path` column starts with (the small, 8-bit JPEG release).
 CHEXPERT_FOLDER = "CheXpert-v1.0-small"
 #: MIMIC-CXR-JPG's metadata columns, in the published order.
-MIMIC_METADATA_HEADER = ("dicom_id", "subject_id", "study_id", "PerformedProcedureStepDescription", "ViewPosition",
-                         "Rows", "Columns", "StudyDate", "StudyTime", "ProcedureCodeSequence_CodeMeaning",
-                         "ViewCodeSequence_CodeMeaning", "PatientOrientationCodeSequence_CodeMeaning")
+MIMIC_METADATA_HEADER = (
+    "dicom_id",
+    "subject_id",
+    "study_id",
+    "PerformedProcedureStepDescription",
+    "ViewPosition",
+    "Rows",
+    "Columns",
+    "StudyDate",
+    "StudyTime",
+    "ProcedureCodeSequence_CodeMeaning",
+    "ViewCodeSequence_CodeMeaning",
+    "PatientOrientationCodeSequence_CodeMeaning",
+)
 _MIMIC_VIEW_MEANING = {"PA": "postero-anterior", "AP": "antero-posterior", "LATERAL": "lateral"}
 _MIMIC_PART = {"train": "train", "val": "validate", "test": "test"}
 
 
-def write_chexpert(out: str | Path, n_images: int = 1000, n_patients: int | None = None, size_px: int = 1024,
-                   seed: int = 0, workers: int | None = None, progress: bool = True,
-                   enrich: dict[str, float] | None = None) -> dict:
+def write_chexpert(
+    out: str | Path,
+    n_images: int = 1000,
+    n_patients: int | None = None,
+    size_px: int = 1024,
+    seed: int = 0,
+    workers: int | None = None,
+    progress: bool = True,
+    enrich: dict[str, float] | None = None,
+) -> dict:
     """The phantom as CheXpert-v1.0-small under `out` (the folder holding train.csv); returns counts."""
     out = Path(out)
     specs, parts, n_patients = checked_plan(n_images, n_patients, size_px, seed, enrich)
@@ -63,8 +90,9 @@ def write_chexpert(out: str | Path, n_images: int = 1000, n_patients: int | None
             views.append(("view2_lateral.jpg", "Lateral", "", True))
         for file, side, ap_pa, lateral in views:
             jobs.append(ImageJob(spec, size_px, str(out / study / file), encode_jpeg, lateral))
-            rows[folder].append([f"{CHEXPERT_FOLDER}/{study}/{file}", {"M": "Male", "F": "Female"}[sex], age, side,
-                                 ap_pa, *cells])
+            rows[folder].append(
+                [f"{CHEXPERT_FOLDER}/{study}/{file}", {"M": "Male", "F": "Female"}[sex], age, side, ap_pa, *cells]
+            )
     write_images(jobs, workers, progress, size_px)
     for folder, name in (("train", chexpert.TRAIN_NAMES[0]), ("valid", chexpert.VALID_NAMES[0])):
         write_text_atomic(out / name, csv_text(chexpert.INFO + chexpert.CLASSES, rows[folder]))
@@ -84,9 +112,16 @@ def mimic_ids(spec: ImageSpec, index: int) -> tuple[int, int]:
     return 10_000_000 + spec.patient_id * 7_919_993 % 10_000_000, 50_000_000 + (index + 1) * 7_919_993 % 10_000_000
 
 
-def write_mimic(out: str | Path, n_images: int = 1000, n_patients: int | None = None, size_px: int = 1024,
-                seed: int = 0, workers: int | None = None, progress: bool = True,
-                enrich: dict[str, float] | None = None) -> dict:
+def write_mimic(
+    out: str | Path,
+    n_images: int = 1000,
+    n_patients: int | None = None,
+    size_px: int = 1024,
+    seed: int = 0,
+    workers: int | None = None,
+    progress: bool = True,
+    enrich: dict[str, float] | None = None,
+) -> dict:
     """The phantom as MIMIC-CXR-JPG 2.0.0 under `out`; each image is one study; returns counts."""
     out = Path(out)
     specs, parts, n_patients = checked_plan(n_images, n_patients, size_px, seed, enrich)
@@ -104,21 +139,46 @@ def write_mimic(out: str | Path, n_images: int = 1000, n_patients: int | None = 
             split.append([dicom, study, subject, _MIMIC_PART[parts[spec.patient_id]]])
             date = 21000101 + 10_000 * (spec.patient_id % 80) + 100 * (spec.follow_up % 12)
             described = "CHEST (PA AND LAT)" if len(views) > 1 else f"CHEST ({view})"
-            metadata.append([dicom, subject, study, described, position, size_px, size_px, date,
-                             f"{(index * 37) % 24:02d}{(index * 11) % 60:02d}00.000", described,
-                             _MIMIC_VIEW_MEANING[position], "Erect"])
+            metadata.append(
+                [
+                    dicom,
+                    subject,
+                    study,
+                    described,
+                    position,
+                    size_px,
+                    size_px,
+                    date,
+                    f"{(index * 37) % 24:02d}{(index * 11) % 60:02d}00.000",
+                    described,
+                    _MIMIC_VIEW_MEANING[position],
+                    "Erect",
+                ]
+            )
         for stream, labeler in enumerate(mimic.LABEL_FILES):
             labels[labeler].append([subject, study, *chexpert_cells(spec, mimic.NAME, mimic.CLASSES, stream)])
     write_images(jobs, workers, progress, size_px)
-    write_bytes_atomic(out / mimic.SPLIT_FILE, gzip_bytes(csv_text(("dicom_id", "study_id", "subject_id", "split"), split)))
+    write_bytes_atomic(
+        out / mimic.SPLIT_FILE, gzip_bytes(csv_text(("dicom_id", "study_id", "subject_id", "split"), split))
+    )
     write_bytes_atomic(out / mimic.METADATA_FILE, gzip_bytes(csv_text(MIMIC_METADATA_HEADER, metadata)))
     for labeler, file in mimic.LABEL_FILES.items():
-        write_bytes_atomic(out / file, gzip_bytes(csv_text(("subject_id", "study_id") + mimic.CLASSES, labels[labeler])))
+        write_bytes_atomic(
+            out / file, gzip_bytes(csv_text(("subject_id", "study_id") + mimic.CLASSES, labels[labeler]))
+        )
     return {"images": len(jobs), "patients": n_patients, "size_px": size_px}
 
 
-def write_csv(out: str | Path, n_images: int = 1000, n_patients: int | None = None, size_px: int = 1024, seed: int = 0,
-              workers: int | None = None, progress: bool = True, enrich: dict[str, float] | None = None) -> dict:
+def write_csv(
+    out: str | Path,
+    n_images: int = 1000,
+    n_patients: int | None = None,
+    size_px: int = 1024,
+    seed: int = 0,
+    workers: int | None = None,
+    progress: bool = True,
+    enrich: dict[str, float] | None = None,
+) -> dict:
     """The phantom as a plain `labels.csv` (image, patient, split, view, NIH classes 0/1) over the NIH PNGs."""
     out = Path(out)
     specs, parts, n_patients = checked_plan(n_images, n_patients, size_px, seed, enrich)
@@ -126,16 +186,29 @@ def write_csv(out: str | Path, n_images: int = 1000, n_patients: int | None = No
     for spec in specs:
         image = f"images/{spec.name}"
         jobs.append(ImageJob(spec, size_px, str(out / image), encode_png))
-        rows.append([image, spec.patient_id, parts[spec.patient_id], image_meta(spec)[2],
-                     *(int(c in spec.findings) for c in CLASSES)])
+        rows.append(
+            [
+                image,
+                spec.patient_id,
+                parts[spec.patient_id],
+                image_meta(spec)[2],
+                *(int(c in spec.findings) for c in CLASSES),
+            ]
+        )
     write_images(jobs, workers, progress, size_px)
     write_text_atomic(out / csvfile.FILE_NAMES[0], csv_text(("image", "patient", "split", "view") + CLASSES, rows))
     return {"images": len(jobs), "patients": n_patients, "size_px": size_px}
 
 
 #: Layout name -> writer(out, n_images, n_patients, size_px, seed, workers, progress, enrich) -> counts.
-LAYOUTS: dict[str, Callable[..., dict]] = {"nih": synthesize, "chexpert": write_chexpert, "mimic": write_mimic,
-                                           "csv": write_csv, "rsna": write_rsna, "padchest": write_padchest}
+LAYOUTS: dict[str, Callable[..., dict]] = {
+    "nih": synthesize,
+    "chexpert": write_chexpert,
+    "mimic": write_mimic,
+    "csv": write_csv,
+    "rsna": write_rsna,
+    "padchest": write_padchest,
+}
 
 
 def synthesize_layout(layout: str, out: str | Path, **kwargs) -> dict:
@@ -152,5 +225,7 @@ def summary_line(layout: str, out: str | Path, counts: dict) -> str:
     """One line saying what `synthesize_layout` wrote (the NIH layout's line as it always was)."""
     where = "" if layout == "nih" else f" ({layout} layout)"
     boxes = f", {counts['boxes']:,} boxes in {counts.get('boxes_in', 'the test part')}" if "boxes" in counts else ""
-    return (f"phantom {out}{where}: {counts['images']:,} images of {counts['size_px']} px from {counts['patients']:,} "
-            f"patients{boxes}")
+    return (
+        f"phantom {out}{where}: {counts['images']:,} images of {counts['size_px']} px from {counts['patients']:,} "
+        f"patients{boxes}"
+    )

@@ -29,7 +29,9 @@ class Lesion:
         return int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)
 
 
-def _point_in_lung(body: Body, rng: np.random.Generator, side: str, max_radius: float, v_range: tuple[float, float] = (0.0, 1.0)) -> tuple[float, float]:
+def _point_in_lung(
+    body: Body, rng: np.random.Generator, side: str, max_radius: float, v_range: tuple[float, float] = (0.0, 1.0)
+) -> tuple[float, float]:
     a = body.canvas.anatomy
     cu, cv = LUNG_CENTRES[side]
     while True:
@@ -55,7 +57,9 @@ def draw_nodule(body: Body, rng: np.random.Generator) -> Lesion:
     for _ in range(int(rng.integers(10, 16))):
         r, t = radius * 0.8 * math.sqrt(rng.random()), rng.uniform(0, 2 * math.pi)
         su, sv = cu + r * math.cos(t), cvv + r * math.sin(t)
-        layer = layer + float(rng.uniform(0.13, 0.19)) * np.exp(-((cv_.u - su) ** 2 + (cv_.v - sv) ** 2) / (2 * sigma**2))
+        layer = layer + float(rng.uniform(0.13, 0.19)) * np.exp(
+            -((cv_.u - su) ** 2 + (cv_.v - sv) ** 2) / (2 * sigma**2)
+        )
     return Lesion("Nodule", layer, support)
 
 
@@ -75,7 +79,14 @@ def draw_atelectasis(body: Body, rng: np.random.Generator) -> Lesion:
     """A plate-like basal opacity (box ≈ 184 px at 1024)."""
     cv_ = body.canvas
     cu, cvv = _point_in_lung(body, rng, _side(rng), 0.5, (0.2, 0.6))
-    support = cv_.ellipse(cu, cvv, float(rng.uniform(0.12, 0.14)), float(rng.uniform(0.05, 0.065)), angle=float(rng.uniform(-0.4, 0.4)), softness=6)
+    support = cv_.ellipse(
+        cu,
+        cvv,
+        float(rng.uniform(0.12, 0.14)),
+        float(rng.uniform(0.05, 0.065)),
+        angle=float(rng.uniform(-0.4, 0.4)),
+        softness=6,
+    )
     return Lesion("Atelectasis", 0.12 * support * body.lung_mask(), support * (body.lung_mask() > 0.5))
 
 
@@ -103,11 +114,13 @@ def draw_pneumothorax(body: Body, rng: np.random.Generator) -> Lesion:
     rim = sigmoid((r - inner) / 0.01) * body.lungs[side] * upper
     body.markings_gain = (1 - rim) if body.markings_gain is None else body.markings_gain * (1 - rim)
     body.lucency = 0.05 * rim if body.lucency is None else body.lucency + 0.05 * rim
-    pleural_line = 0.07 * np.exp(-(((r - inner) * a.lung_half_width) / 0.0022) ** 2) * upper * body.lungs[side]
+    pleural_line = 0.07 * np.exp(-((((r - inner) * a.lung_half_width) / 0.0022) ** 2)) * upper * body.lungs[side]
     return Lesion("Pneumothorax", pleural_line, rim)
 
 
-def _patchy(body: Body, rng: np.random.Generator, label: str, radius: float, amplitude: float, grain_1024: float) -> Lesion:
+def _patchy(
+    body: Body, rng: np.random.Generator, label: str, radius: float, amplitude: float, grain_1024: float
+) -> Lesion:
     cv_ = body.canvas
     cu, cvv = _point_in_lung(body, rng, _side(rng), 0.3, (-0.4, 0.5))
     blob = cv_.ellipse(cu, cvv, radius, radius * float(rng.uniform(0.85, 1.05)), softness=25)
@@ -136,7 +149,14 @@ def draw_cardiomegaly(body: Body, rng: np.random.Generator) -> Lesion:
     body.heart_scale = (float(rng.uniform(1.6, 1.75)), float(rng.uniform(1.65, 1.8)))
     cv_, a = body.canvas, body.canvas.anatomy
     hw, hh = a.heart_half_width * body.heart_scale[0], a.heart_half_height * body.heart_scale[1]
-    support = cv_.ellipse(0.535 + 0.25 * (hw - a.heart_half_width), 0.63 + 0.4 * (hh - a.heart_half_height), hw, hh, angle=-0.25, softness=2)
+    support = cv_.ellipse(
+        0.535 + 0.25 * (hw - a.heart_half_width),
+        0.63 + 0.4 * (hh - a.heart_half_height),
+        hw,
+        hh,
+        angle=-0.25,
+        softness=2,
+    )
     return Lesion("Cardiomegaly", None, support)
 
 
@@ -172,7 +192,7 @@ def draw_pleural_thickening(body: Body, rng: np.random.Generator) -> Lesion:
     cu, cv = LUNG_CENTRES[side]
     r = cv_.ellipse_radius(cu, cv, a.lung_half_width, a.lung_half_height)
     lateral = ((cv_.u - cu) * (1 if side == "left" else -1)) > 0.02
-    band = np.exp(-((r - 0.97) / 0.035) ** 2) * lateral * (cv_.v < cv + 0.2)
+    band = np.exp(-(((r - 0.97) / 0.035) ** 2)) * lateral * (cv_.v < cv + 0.2)
     return Lesion("Pleural_Thickening", 0.11 * band, band)
 
 
@@ -186,10 +206,22 @@ def draw_hernia(body: Body, rng: np.random.Generator) -> Lesion:
 
 
 DRAWERS = {
-    "Atelectasis": draw_atelectasis, "Cardiomegaly": draw_cardiomegaly, "Consolidation": draw_consolidation,
-    "Edema": draw_edema, "Effusion": draw_effusion, "Emphysema": draw_emphysema, "Fibrosis": draw_fibrosis,
-    "Hernia": draw_hernia, "Infiltration": draw_infiltration, "Mass": draw_mass, "Nodule": draw_nodule,
-    "Pleural_Thickening": draw_pleural_thickening, "Pneumonia": draw_pneumonia, "Pneumothorax": draw_pneumothorax,
+    "Atelectasis": draw_atelectasis,
+    "Cardiomegaly": draw_cardiomegaly,
+    "Consolidation": draw_consolidation,
+    "Edema": draw_edema,
+    "Effusion": draw_effusion,
+    "Emphysema": draw_emphysema,
+    "Fibrosis": draw_fibrosis,
+    "Hernia": draw_hernia,
+    "Infiltration": draw_infiltration,
+    "Mass": draw_mass,
+    "Nodule": draw_nodule,
+    "Pleural_Thickening": draw_pleural_thickening,
+    "Pneumonia": draw_pneumonia,
+    "Pneumothorax": draw_pneumothorax,
 }
 #: Drawing order: findings that change the body (heart size, lucency, markings) before the opacities.
-DRAW_ORDER = ("Cardiomegaly", "Emphysema", "Pneumothorax") + tuple(c for c in CLASSES if c not in ("Cardiomegaly", "Emphysema", "Pneumothorax"))
+DRAW_ORDER = ("Cardiomegaly", "Emphysema", "Pneumothorax") + tuple(
+    c for c in CLASSES if c not in ("Cardiomegaly", "Emphysema", "Pneumothorax")
+)

@@ -20,16 +20,32 @@ from cxrres.synthetic.writing import write_phantom_marker
 #: Relative frequency of each finding among abnormal images: real ChestX-ray14 prevalences raised to 0.6, so that
 #: rare classes still get positives in a phantom of a few hundred images (order of frequency kept).
 _REAL_PREVALENCE = {
-    "Infiltration": 17.7, "Effusion": 11.9, "Atelectasis": 10.3, "Nodule": 5.6, "Mass": 5.2, "Pneumothorax": 4.7,
-    "Consolidation": 4.2, "Pleural_Thickening": 3.0, "Cardiomegaly": 2.5, "Emphysema": 2.2, "Edema": 2.1,
-    "Fibrosis": 1.5, "Pneumonia": 1.3, "Hernia": 0.2,
+    "Infiltration": 17.7,
+    "Effusion": 11.9,
+    "Atelectasis": 10.3,
+    "Nodule": 5.6,
+    "Mass": 5.2,
+    "Pneumothorax": 4.7,
+    "Consolidation": 4.2,
+    "Pleural_Thickening": 3.0,
+    "Cardiomegaly": 2.5,
+    "Emphysema": 2.2,
+    "Edema": 2.1,
+    "Fibrosis": 1.5,
+    "Pneumonia": 1.3,
+    "Hernia": 0.2,
 }
 FINDING_WEIGHTS = {name: p**0.6 for name, p in _REAL_PREVALENCE.items()}
 #: Findings that tend to come together in ChestX-ray14: (given, companion, probability).
 COMPANIONS = (
-    ("Effusion", "Atelectasis", 0.30), ("Cardiomegaly", "Effusion", 0.35), ("Edema", "Effusion", 0.40),
-    ("Pneumonia", "Infiltration", 0.40), ("Mass", "Nodule", 0.25), ("Atelectasis", "Infiltration", 0.25),
-    ("Consolidation", "Effusion", 0.20), ("Emphysema", "Pneumothorax", 0.15),
+    ("Effusion", "Atelectasis", 0.30),
+    ("Cardiomegaly", "Effusion", 0.35),
+    ("Edema", "Effusion", 0.40),
+    ("Pneumonia", "Infiltration", 0.40),
+    ("Mass", "Nodule", 0.25),
+    ("Atelectasis", "Infiltration", 0.25),
+    ("Consolidation", "Effusion", 0.20),
+    ("Emphysema", "Pneumothorax", 0.15),
 )
 NO_FINDING_FRACTION = 0.5
 SPLIT_FRACTIONS = {"train": 0.7, "val": 0.1, "test": 0.2}
@@ -63,7 +79,9 @@ def _findings(rng: np.random.Generator, weights_by_name: dict[str, float]) -> tu
     return tuple(c for c in CLASSES if c in chosen)
 
 
-def plan(n_images: int, n_patients: int, seed: int, enrich: dict[str, float] | None = None) -> tuple[list[ImageSpec], dict[int, str]]:
+def plan(
+    n_images: int, n_patients: int, seed: int, enrich: dict[str, float] | None = None
+) -> tuple[list[ImageSpec], dict[int, str]]:
     """The specs of every image (patients with 1+ follow-ups) and each patient's split part; deterministic in `seed`.
 
     `enrich` multiplies the drawing weight of some classes (see `finding_weights`)."""
@@ -84,7 +102,9 @@ def plan(n_images: int, n_patients: int, seed: int, enrich: dict[str, float] | N
         for follow_up in range(counts[patient - 1]):
             image_seed = int(np.random.default_rng([seed, 2, patient, follow_up]).integers(2**62))
             findings = _findings(np.random.default_rng([image_seed, 0]), weights)
-            specs.append(ImageSpec(f"{patient:08d}_{follow_up:03d}.png", patient, follow_up, findings, image_seed, anatomy))
+            specs.append(
+                ImageSpec(f"{patient:08d}_{follow_up:03d}.png", patient, follow_up, findings, image_seed, anatomy)
+            )
     return specs, parts
 
 
@@ -106,8 +126,9 @@ def image_meta(spec: ImageSpec) -> tuple[int, str, str]:
     return age, "MF"[spec.patient_id % 2], "PA" if meta.random() < 0.6 else "AP"
 
 
-def checked_plan(n_images: int, n_patients: int | None, size_px: int, seed: int, enrich: dict[str, float] | None = None
-                 ) -> tuple[list[ImageSpec], dict[int, str], int]:
+def checked_plan(
+    n_images: int, n_patients: int | None, size_px: int, seed: int, enrich: dict[str, float] | None = None
+) -> tuple[list[ImageSpec], dict[int, str], int]:
     """`plan` for a writer: (specs, parts, patients), patients defaulting to images / 2.5; CxrresError on bad arguments."""
     n_patients = n_patients or max(1, round(n_images / 2.5))
     if size_px < 64:
@@ -119,8 +140,16 @@ def checked_plan(n_images: int, n_patients: int | None, size_px: int, seed: int,
     return specs, parts, n_patients
 
 
-def synthesize(out: str | Path, n_images: int = 1000, n_patients: int | None = None, size_px: int = 1024, seed: int = 0,
-               workers: int | None = None, progress: bool = True, enrich: dict[str, float] | None = None) -> dict:
+def synthesize(
+    out: str | Path,
+    n_images: int = 1000,
+    n_patients: int | None = None,
+    size_px: int = 1024,
+    seed: int = 0,
+    workers: int | None = None,
+    progress: bool = True,
+    enrich: dict[str, float] | None = None,
+) -> dict:
     """Write a phantom data set in the NIH layout under `out`; returns counts. Same arguments -> byte-identical files.
 
     `enrich` ({class: factor}) draws some findings more often than their real-prevalence weight."""
@@ -141,8 +170,10 @@ def synthesize(out: str | Path, n_images: int = 1000, n_patients: int | None = N
     entry = [",".join(DATA_ENTRY_HEADER)]
     for spec in specs:
         age, sex, view = image_meta(spec)
-        entry.append(f"{spec.name},{'|'.join(spec.findings) or 'No Finding'},{spec.follow_up},{spec.patient_id},{age},"
-                     f"{sex},{view},{size_px},{size_px},{spacing:.6g},{spacing:.6g}")
+        entry.append(
+            f"{spec.name},{'|'.join(spec.findings) or 'No Finding'},{spec.follow_up},{spec.patient_id},{age},"
+            f"{sex},{view},{size_px},{size_px},{spacing:.6g},{spacing:.6g}"
+        )
     write_text_atomic(out / "Data_Entry_2017_v2020.csv", "\n".join(entry) + "\n")
     box_lines = [",".join(BBOX_HEADER) + ",,,"]  # NIH's header has three trailing empty fields
     for spec in specs:
@@ -153,7 +184,11 @@ def synthesize(out: str | Path, n_images: int = 1000, n_patients: int | None = N
     write_text_atomic(out / "train_val_list.txt", "\n".join(s.name for s in specs if parts[s.patient_id] != "test"))
     write_text_atomic(out / "test_list.txt", "\n".join(s.name for s in specs if parts[s.patient_id] == "test"))
     for part in ("train", "val", "test"):
-        rows = [s.name + " " + " ".join("1" if c in s.findings else "0" for c in CHEXNET_ORDER) for s in specs if parts[s.patient_id] == part]
+        rows = [
+            s.name + " " + " ".join("1" if c in s.findings else "0" for c in CHEXNET_ORDER)
+            for s in specs
+            if parts[s.patient_id] == part
+        ]
         write_text_atomic(out / "splits" / "chexnet" / f"{part}_list.txt", "\n".join(rows) + "\n")
     write_phantom_marker(out, "nih", seed, size_px)
     return {"images": len(specs), "patients": n_patients, "boxes": len(box_lines) - 1, "size_px": size_px}

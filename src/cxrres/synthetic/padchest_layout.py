@@ -25,12 +25,40 @@ from cxrres.synthetic.writing import ImageJob, csv_text, has_lateral, write_imag
 
 #: PadChest's columns after the unnamed index column, in the published order.
 HEADER: tuple[str, ...] = (
-    "ImageID", "ImageDir", "StudyDate_DICOM", "StudyID", "PatientID", "PatientBirth", "PatientSex_DICOM",
-    "ViewPosition_DICOM", "Projection", "MethodProjection", "Pediatric", "Modality_DICOM", "Manufacturer_DICOM",
-    "PhotometricInterpretation_DICOM", "PixelRepresentation_DICOM", "PixelAspectRatio_DICOM", "SpatialResolution_DICOM",
-    "BitsStored_DICOM", "WindowCenter_DICOM", "WindowWidth_DICOM", "Rows_DICOM", "Columns_DICOM",
-    "XRayTubeCurrent_DICOM", "Exposure_DICOM", "ExposureInuAs_DICOM", "ExposureTime", "RelativeXRayExposure_DICOM",
-    "ReportID", "Report", "MethodLabel", "Labels", "Localizations", "LabelsLocalizationsBySentence", "labelCUIS",
+    "ImageID",
+    "ImageDir",
+    "StudyDate_DICOM",
+    "StudyID",
+    "PatientID",
+    "PatientBirth",
+    "PatientSex_DICOM",
+    "ViewPosition_DICOM",
+    "Projection",
+    "MethodProjection",
+    "Pediatric",
+    "Modality_DICOM",
+    "Manufacturer_DICOM",
+    "PhotometricInterpretation_DICOM",
+    "PixelRepresentation_DICOM",
+    "PixelAspectRatio_DICOM",
+    "SpatialResolution_DICOM",
+    "BitsStored_DICOM",
+    "WindowCenter_DICOM",
+    "WindowWidth_DICOM",
+    "Rows_DICOM",
+    "Columns_DICOM",
+    "XRayTubeCurrent_DICOM",
+    "Exposure_DICOM",
+    "ExposureInuAs_DICOM",
+    "ExposureTime",
+    "RelativeXRayExposure_DICOM",
+    "ReportID",
+    "Report",
+    "MethodLabel",
+    "Labels",
+    "Localizations",
+    "LabelsLocalizationsBySentence",
+    "labelCUIS",
     "LocalizationsCUIS",
 )
 #: Largest stored value of the 16-bit PNGs: 12 bits used.
@@ -40,8 +68,9 @@ _VIEW_NAMES = {"PA": "POSTEROANTERIOR", "AP": "ANTEROPOSTERIOR", "L": "LATERAL"}
 
 def encode_png16(image: np.ndarray, job: ImageJob) -> bytes:
     """16-bit grey PNG of `image` ([0, 1]) in the 12-bit range 0..STORED_MAX."""
-    ok, data = cv2.imencode(".png", np.rint(np.clip(image, 0, 1) * STORED_MAX).astype(np.uint16),
-                            [cv2.IMWRITE_PNG_COMPRESSION, 3])
+    ok, data = cv2.imencode(
+        ".png", np.rint(np.clip(image, 0, 1) * STORED_MAX).astype(np.uint16), [cv2.IMWRITE_PNG_COMPRESSION, 3]
+    )
     if not ok:
         raise OSError(f"{job.path}: cannot encode PNG")
     return data.tobytes()
@@ -59,9 +88,16 @@ def labels_cell(spec: ImageSpec) -> str:
     return "[" + ", ".join(f"'{term}'" for term in terms) + "]"
 
 
-def write_padchest(out: str | Path, n_images: int = 1000, n_patients: int | None = None, size_px: int = 1024,
-                   seed: int = 0, workers: int | None = None, progress: bool = True,
-                   enrich: dict[str, float] | None = None) -> dict:
+def write_padchest(
+    out: str | Path,
+    n_images: int = 1000,
+    n_patients: int | None = None,
+    size_px: int = 1024,
+    seed: int = 0,
+    workers: int | None = None,
+    progress: bool = True,
+    enrich: dict[str, float] | None = None,
+) -> dict:
     """The phantom as PadChest under `out`; returns counts."""
     out = Path(out)
     specs, _, n_patients = checked_plan(n_images, n_patients, size_px, seed, enrich)
@@ -78,11 +114,46 @@ def write_padchest(out: str | Path, n_images: int = 1000, n_patients: int | None
             image_id = f"{study}_{suffix}.png"
             jobs.append(ImageJob(spec, size_px, str(out / folder / image_id), encode_png16, lateral))
             date = 20090101 + 10_000 * (spec.patient_id % 8) + 100 * (spec.follow_up % 12)
-            rows.append([len(rows), image_id, folder, date, study, patient, f"{date // 10_000 - age}.0", sex,
-                         _VIEW_NAMES[projection], projection, "Manual review of DICOM fields", "No", "CR",
-                         "PhilipsMedicalSystems", "MONOCHROME2", 0, "['1', '1']", 0.143, 12, 2047.0, 4095.0, size_px,
-                         size_px, "None", "None", "None", "None", "None", 4_000_000 + spec.patient_id * 100 + spec.follow_up,
-                         " phantom .", "Physician", labels, "[]", f"[{labels}]", "[]", "[]"])
+            rows.append(
+                [
+                    len(rows),
+                    image_id,
+                    folder,
+                    date,
+                    study,
+                    patient,
+                    f"{date // 10_000 - age}.0",
+                    sex,
+                    _VIEW_NAMES[projection],
+                    projection,
+                    "Manual review of DICOM fields",
+                    "No",
+                    "CR",
+                    "PhilipsMedicalSystems",
+                    "MONOCHROME2",
+                    0,
+                    "['1', '1']",
+                    0.143,
+                    12,
+                    2047.0,
+                    4095.0,
+                    size_px,
+                    size_px,
+                    "None",
+                    "None",
+                    "None",
+                    "None",
+                    "None",
+                    4_000_000 + spec.patient_id * 100 + spec.follow_up,
+                    " phantom .",
+                    "Physician",
+                    labels,
+                    "[]",
+                    f"[{labels}]",
+                    "[]",
+                    "[]",
+                ]
+            )
     write_images(jobs, workers, progress, size_px)
     write_text_atomic(out / padchest.FILE_NAMES[0], csv_text(("",) + HEADER, rows))
     return {"images": len(jobs), "patients": n_patients, "size_px": size_px}

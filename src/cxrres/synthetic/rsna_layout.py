@@ -97,34 +97,67 @@ def _detailed_class(spec: ImageSpec, boxed: bool) -> str:
     return rsna_files.DETAILED_CLASSES[1] if spec.findings else rsna_files.DETAILED_CLASSES[2]
 
 
-def write_rsna(out: str | Path, n_images: int = 1000, n_patients: int | None = None, size_px: int = 1024,
-               seed: int = 0, workers: int | None = None, progress: bool = True,
-               enrich: dict[str, float] | None = None) -> dict:
+def write_rsna(
+    out: str | Path,
+    n_images: int = 1000,
+    n_patients: int | None = None,
+    size_px: int = 1024,
+    seed: int = 0,
+    workers: int | None = None,
+    progress: bool = True,
+    enrich: dict[str, float] | None = None,
+) -> dict:
     """The phantom as RSNA Pneumonia Detection stage 2 under `out`; returns counts (boxes over all images)."""
     out = Path(out)
     if n_patients not in (None, n_images):
-        raise CxrresError(f"the rsna layout has one image per patient: --patients must equal --images ({n_images}) "
-                          "or be left out")
+        raise CxrresError(
+            f"the rsna layout has one image per patient: --patients must equal --images ({n_images}) or be left out"
+        )
     specs, _, _ = checked_plan(n_images, n_images, size_px, seed, enrich)
     if size_px > rsna_files.IMAGE_SIDE_PX:
-        raise CxrresError(f"the rsna layout's images are at most {rsna_files.IMAGE_SIDE_PX} px (RSNA's size), not {size_px}")
+        raise CxrresError(
+            f"the rsna layout's images are at most {rsna_files.IMAGE_SIDE_PX} px (RSNA's size), not {size_px}"
+        )
     specs = [replace(spec, lesion_counts=opacity_counts(spec)) for spec in specs]
     uids = [patient_uid(seed, spec) for spec in specs]
     spacing = round(0.143 * rsna_files.IMAGE_SIDE_PX / size_px, 6)
     jobs = []
     for spec, uid in zip(specs, uids):
         age, sex, view = image_meta(spec)
-        header = (("PatientID", uid), ("PatientSex", sex), ("PatientAge", age), ("ViewPosition", view),
-                  ("PixelSpacing", spacing))
-        jobs.append(ImageJob(spec, size_px, str(out / rsna_files.IMAGES_DIR / f"{uid}.dcm"), encode_dicom,
-                             box_classes=OPACITY_FINDINGS, header=header))
+        header = (
+            ("PatientID", uid),
+            ("PatientSex", sex),
+            ("PatientAge", age),
+            ("ViewPosition", view),
+            ("PixelSpacing", spacing),
+        )
+        jobs.append(
+            ImageJob(
+                spec,
+                size_px,
+                str(out / rsna_files.IMAGES_DIR / f"{uid}.dcm"),
+                encode_dicom,
+                box_classes=OPACITY_FINDINGS,
+                header=header,
+            )
+        )
     all_boxes = write_images(jobs, workers, progress, size_px)
     labels, classes = [], []
     for uid, spec, boxes in sorted(zip(uids, specs, all_boxes), key=lambda item: item[0]):
-        rows = [[uid, f"{x:.1f}", f"{y:.1f}", f"{w:.1f}", f"{h:.1f}", 1] for _, (x, y, w, h) in boxes] or [[uid, "", "", "", "", 0]]
+        rows = [[uid, f"{x:.1f}", f"{y:.1f}", f"{w:.1f}", f"{h:.1f}", 1] for _, (x, y, w, h) in boxes] or [
+            [uid, "", "", "", "", 0]
+        ]
         labels.extend(rows)
         classes.extend([uid, _detailed_class(spec, bool(boxes))] for _ in rows)
-    write_text_atomic(out / rsna_files.LABELS_FILE, csv_text(("patientId", "x", "y", "width", "height", "Target"), labels))
+    write_text_atomic(
+        out / rsna_files.LABELS_FILE, csv_text(("patientId", "x", "y", "width", "height", "Target"), labels)
+    )
     write_text_atomic(out / rsna_files.CLASS_INFO_FILE, csv_text(("patientId", "class"), classes))
     n_boxes = sum(len(b) for b in all_boxes)
-    return {"images": len(specs), "patients": len(specs), "boxes": n_boxes, "boxes_in": "all images", "size_px": size_px}
+    return {
+        "images": len(specs),
+        "patients": len(specs),
+        "boxes": n_boxes,
+        "boxes_in": "all images",
+        "size_px": size_px,
+    }

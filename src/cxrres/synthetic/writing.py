@@ -110,8 +110,9 @@ def nih_finding(dataset: str, name: str) -> str | None:
     return FINDINGS[finding].get("nih") if finding is not None else None
 
 
-def chexpert_cells(spec: ImageSpec, dataset: str, classes: Sequence[str], stream: int = 0, binary: bool = False
-                   ) -> list[str]:
+def chexpert_cells(
+    spec: ImageSpec, dataset: str, classes: Sequence[str], stream: int = 0, binary: bool = False
+) -> list[str]:
     """The label cells of one study in CheXpert coding (`1.0`, `0.0`, `-1.0`, blank) for `classes` of `dataset`.
 
     A class that is an NIH finding (names.py) is present when the image has it, `Lung Opacity` when it has any of
@@ -154,6 +155,8 @@ def csv_text(header: Sequence[str], rows: Collection[Sequence[object]]) -> str:
 
 def write_phantom_marker(out: str | Path, layout: str, seed: int, size_px: int) -> None:
     """The PHANTOM_MARKER file at the phantom's root: what wrote it and with which seed and size."""
-    text = (f"Synthetic chest radiographs written by `cxrres synth` ({layout} layout, seed {seed}, {size_px} px).\n"
-            "Images, labels and boxes are generated, not clinical; see docs/phantom.md.\n")
+    text = (
+        f"Synthetic chest radiographs written by `cxrres synth` ({layout} layout, seed {seed}, {size_px} px).\n"
+        "Images, labels and boxes are generated, not clinical; see docs/phantom.md.\n"
+    )
     write_text_atomic(Path(out) / PHANTOM_MARKER, text)

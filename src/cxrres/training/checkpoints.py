@@ -48,8 +48,10 @@ def checkpoint_problem(path: Path) -> str | None:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         first = str(error).strip().splitlines()[-1] if str(error).strip() else "unsupported content"
-        raise WeightsError(f"{path}: refused to load: the file holds Python objects other than tensors "
-                           f"(torch.load weights_only=True): {first}") from None
+        raise WeightsError(
+            f"{path}: refused to load: the file holds Python objects other than tensors "
+            f"(torch.load weights_only=True): {first}"
+        ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as error:
         return f"not a readable PyTorch file: {str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__}"
     if not isinstance(obj, dict) or not isinstance(obj.get("state_dict"), dict) or "epoch" not in obj:
@@ -68,7 +70,10 @@ def resume_checkpoint(run_dir: Path) -> Path | None:
     if problem is None:
         return last
     if best.is_file() and checkpoint_problem(best) is None:
-        print(f"warning: {last}: {'missing' if problem == 'missing' else f'damaged ({problem})'}; resuming from {runs.BEST} instead", file=sys.stderr)
+        print(
+            f"warning: {last}: {'missing' if problem == 'missing' else f'damaged ({problem})'}; resuming from {runs.BEST} instead",
+            file=sys.stderr,
+        )
         return best
     print(f"warning: {last}: {problem} and no sound {runs.BEST}; training from the start", file=sys.stderr)
     return None
@@ -90,8 +95,10 @@ def lock_run_dir(run_dir: Path) -> Iterator[None]:
     except BlockingIOError:
         holder = path.read_text(errors="replace").strip() or "holder unknown"
         os.close(fd)
-        raise RunLocked(f"{run_dir}: another cxrres process is writing this run ({holder}); wait for it to end, "
-                        "or choose another --out") from None
+        raise RunLocked(
+            f"{run_dir}: another cxrres process is writing this run ({holder}); wait for it to end, "
+            "or choose another --out"
+        ) from None
     try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)

@@ -70,8 +70,13 @@ class CacheDataModule(LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         dataset = self.data.parts["train"]
-        sampler = DistributedSampler(dataset, num_replicas=self.trainer.world_size, rank=self.trainer.global_rank,
-                                     shuffle=True, seed=self.config.seed)
+        sampler = DistributedSampler(
+            dataset,
+            num_replicas=self.trainer.world_size,
+            rank=self.trainer.global_rank,
+            shuffle=True,
+            seed=self.config.seed,
+        )
         batch = self._per_device_batch()
         # a last batch of one image would break BatchNorm's training statistics at small resolutions
         return create_loader(dataset, batch, sampler, self.config.num_workers, drop_last=len(sampler) % batch == 1)
@@ -101,7 +106,9 @@ def masked_bce(elementwise: torch.Tensor, labels: torch.Tensor) -> tuple[torch.T
 class ChestClassifier(LightningModule):
     """The network, the loss, validation loss and AUC (exact across ranks), and the plateau LR schedule."""
 
-    def __init__(self, config: TrainConfig, classes: Sequence[str], val_defined: np.ndarray, masked: bool = False) -> None:
+    def __init__(
+        self, config: TrainConfig, classes: Sequence[str], val_defined: np.ndarray, masked: bool = False
+    ) -> None:
         super().__init__()
         self.config = config
         self.classes = list(classes)
@@ -113,11 +120,19 @@ class ChestClassifier(LightningModule):
         self.train_loss = MeanMetric()
         self.val_loss = MeanMetric()
         ignore = -1 if masked else None
-        self.val_auc = (MultilabelAUROC(len(classes), average="none", ignore_index=ignore) if len(classes) > 1
-                        else BinaryAUROC(ignore_index=ignore))
+        self.val_auc = (
+            MultilabelAUROC(len(classes), average="none", ignore_index=ignore)
+            if len(classes) > 1
+            else BinaryAUROC(ignore_index=ignore)
+        )
         self.val_defined = torch.as_tensor(val_defined, dtype=torch.bool)
         self.history: list[dict[str, float]] = []  # one row per finished epoch (metrics.csv)
-        self.cost: dict[str, float] = {"train_seconds": 0.0, "train_images": 0, "epoch_seconds": 0.0, "peak_memory_mb": 0.0}
+        self.cost: dict[str, float] = {
+            "train_seconds": 0.0,
+            "train_images": 0,
+            "epoch_seconds": 0.0,
+            "peak_memory_mb": 0.0,
+        }
         self.plateau: torch.optim.lr_scheduler.ReduceLROnPlateau | None = None
         self._plateau_state: dict | None = None
         self._clock: dict[str, float] = {}
@@ -143,9 +158,11 @@ class ChestClassifier(LightningModule):
         losses, counts = self._losses(self(x), y)
         loss = (losses * counts).sum() / counts.sum().clamp(min=1) if self.masked else losses.mean()
         if not torch.isfinite(loss):
-            raise TrainingDiverged(f"the training loss became {loss.item()} at epoch {self.current_epoch + 1}, "
-                                   f"step {batch_idx + 1}; the last good checkpoint is {Path(self.config.out) / runs.CHECKPOINTS / runs.LAST} "
-                                   f"(lower --lr, or use --precision 32)")
+            raise TrainingDiverged(
+                f"the training loss became {loss.item()} at epoch {self.current_epoch + 1}, "
+                f"step {batch_idx + 1}; the last good checkpoint is {Path(self.config.out) / runs.CHECKPOINTS / runs.LAST} "
+                f"(lower --lr, or use --precision 32)"
+            )
         self._mean(self.train_loss, losses.detach(), counts)
         return loss
 
@@ -185,13 +202,17 @@ class ChestClassifier(LightningModule):
         epoch = self.current_epoch + 1
         for name, value in (("training loss", train_loss), ("validation loss", val_loss)):
             if not math.isfinite(value):
-                raise TrainingDiverged(f"the {name} became {value} at epoch {epoch}; the last good checkpoint is "
-                                       f"{Path(self.config.out) / runs.CHECKPOINTS / runs.LAST} (lower --lr, or use --precision 32)")
+                raise TrainingDiverged(
+                    f"the {name} became {value} at epoch {epoch}; the last good checkpoint is "
+                    f"{Path(self.config.out) / runs.CHECKPOINTS / runs.LAST} (lower --lr, or use --precision 32)"
+                )
         self.log("val_loss", val_loss, sync_dist=False)
         self.log("val_mean_auc", mean_auc, sync_dist=False)
         self.log("train_loss", train_loss, sync_dist=False)
         row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_mean_auc": mean_auc, "lr": lr}
-        row.update({f"val_auc_{c}": (float(a) if d else math.nan) for c, a, d in zip(self.classes, aucs, self.val_defined)})
+        row.update(
+            {f"val_auc_{c}": (float(a) if d else math.nan) for c, a, d in zip(self.classes, aucs, self.val_defined)}
+        )
         self.history.append(row)
         self.plateau.step(val_loss)
         if "epoch" in self._clock:
@@ -199,13 +220,16 @@ class ChestClassifier(LightningModule):
         self.cost["peak_memory_mb"] = max(self.cost["peak_memory_mb"], self._peak_memory_mb())
         if self.trainer.is_global_zero:
             write_metrics(Path(self.config.out) / runs.METRICS, self.history)
-            rank_zero_info(f"epoch {epoch}/{self.trainer.max_epochs}: train loss {train_loss:.4f}, val loss {val_loss:.4f}, "
-                           f"val mean AUC {mean_auc:.4f}, lr {lr:.1e}")
+            rank_zero_info(
+                f"epoch {epoch}/{self.trainer.max_epochs}: train loss {train_loss:.4f}, val loss {val_loss:.4f}, "
+                f"val mean AUC {mean_auc:.4f}, lr {lr:.1e}"
+            )
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         optimizer = torch.optim.AdamW(self.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay)
-        self.plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=self.config.lr_factor,
-                                                                  patience=self.config.lr_patience)
+        self.plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="min", factor=self.config.lr_factor, patience=self.config.lr_patience
+        )
         if self._plateau_state is not None:
             self.plateau.load_state_dict(self._plateau_state)
         return optimizer
@@ -213,8 +237,11 @@ class ChestClassifier(LightningModule):
     # The plateau scheduler is stepped here, at validation end, so the checkpoint saved right after holds its
     # current state (Lightning's own scheduler step comes after the checkpoint).
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["cxrres"] = {"history": self.history, "plateau": self.plateau.state_dict() if self.plateau else None,
-                                "cost": dict(self.cost)}
+        checkpoint["cxrres"] = {
+            "history": self.history,
+            "plateau": self.plateau.state_dict() if self.plateau else None,
+            "cost": dict(self.cost),
+        }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint.get("cxrres", {})
@@ -239,8 +266,13 @@ def write_predictions(config: TrainConfig, data: RunData, model: nn.Module, devi
     out = {}
     for part, name in (("val", runs.PREDICTIONS_VAL), ("test", runs.PREDICTIONS)):
         dataset = data.parts[part]
-        out[part] = runs.Predictions(dataset.images, data.classes, predict(model, dataset, config, device),
-                                     dataset.labels.numpy().astype(np.int8), data.patient_ids(part))
+        out[part] = runs.Predictions(
+            dataset.images,
+            data.classes,
+            predict(model, dataset, config, device),
+            dataset.labels.numpy().astype(np.int8),
+            data.patient_ids(part),
+        )
         runs.write_predictions(Path(config.out) / name, out[part])
     val = out["val"]
     table = operating.operating_points(val.labels, val.scores, val.classes, operating.DEFAULT_RULE)
@@ -254,8 +286,11 @@ def write_predictions(config: TrainConfig, data: RunData, model: nn.Module, devi
 def never_trained(run_dir: Path) -> bool:
     """Whether `run_dir` holds no checkpoint and no finished epoch (a run that failed before training, e.g. offline)."""
     checkpoints = run_dir / runs.CHECKPOINTS
-    return (not any(checkpoints.glob("*.ckpt")) and not (run_dir / runs.METRICS).is_file()
-            and runs.read_status(run_dir).epochs == 0)
+    return (
+        not any(checkpoints.glob("*.ckpt"))
+        and not (run_dir / runs.METRICS).is_file()
+        and runs.read_status(run_dir).epochs == 0
+    )
 
 
 def _check_run_dir(run_dir: Path, wanted: dict[str, Any]) -> dict | None:
@@ -267,13 +302,21 @@ def _check_run_dir(run_dir: Path, wanted: dict[str, Any]) -> dict | None:
         return None
     existing = runs.read_config(run_dir)
     before = existing.get("identity", {})
-    changed = [f"{k}: {before.get(k)!r} -> {wanted.get(k)!r}" for k in sorted(set(before) | set(wanted)) if before.get(k) != wanted.get(k)]
+    changed = [
+        f"{k}: {before.get(k)!r} -> {wanted.get(k)!r}"
+        for k in sorted(set(before) | set(wanted))
+        if before.get(k) != wanted.get(k)
+    ]
     if changed and never_trained(run_dir):
-        rank_zero_info(f"{run_dir}: never trained an epoch; starting it again with the new settings ({'; '.join(changed[:4])})")
+        rank_zero_info(
+            f"{run_dir}: never trained an epoch; starting it again with the new settings ({'; '.join(changed[:4])})"
+        )
         return None
     if changed:
-        raise CxrresError(f"{run_dir}: made with other settings ({'; '.join(changed[:4])}"
-                          f"{'; ...' if len(changed) > 4 else ''}); choose another --out or delete it")
+        raise CxrresError(
+            f"{run_dir}: made with other settings ({'; '.join(changed[:4])}"
+            f"{'; ...' if len(changed) > 4 else ''}); choose another --out or delete it"
+        )
     return existing
 
 
@@ -292,7 +335,9 @@ def _status(config: TrainConfig, state: str, module: ChestClassifier | None = No
         status.best_epoch = int(np.nanargmax(aucs)) + 1
         status.best_val_mean_auc = float(np.nanmax(aucs))
         status.wall_seconds = round(cost["epoch_seconds"], 2)
-        status.train_images_per_s = round(cost["train_images"] / cost["train_seconds"], 2) if cost["train_seconds"] else None
+        status.train_images_per_s = (
+            round(cost["train_images"] / cost["train_seconds"], 2) if cost["train_seconds"] else None
+        )
         status.peak_memory_mb = round(cost["peak_memory_mb"], 1)
     if module is not None:
         status.device, status.world_size = _device_name(config), config.devices * config.nodes
@@ -303,15 +348,23 @@ def _status(config: TrainConfig, state: str, module: ChestClassifier | None = No
 def compute_environment() -> tuple[int, str, str | None]:
     """(torch threads, CPU kernel family e.g. 'AVX512', $ONEDNN_MAX_CPU_ISA or None): with the code, what fixes a CPU
     run's bytes (bf16 and fp32 sums differ in their last bits between thread counts and kernel families)."""
-    return torch.get_num_threads(), torch.backends.cpu.get_cpu_capability(), os.environ.get("ONEDNN_MAX_CPU_ISA") or None
+    return (
+        torch.get_num_threads(),
+        torch.backends.cpu.get_cpu_capability(),
+        os.environ.get("ONEDNN_MAX_CPU_ISA") or None,
+    )
 
 
 #: Harmless messages from the libraries: undefined classes are masked out of the mean AUC by `defined_classes`; the
 #: srun hint appears wherever SLURM is installed and a command was started without srun (one process, one task).
-QUIET_WARNINGS: tuple[str, ...] = (r"No (positive|negative) samples in targets", r"The `srun` command is available",
-                                   r".*isinstance\(treespec, LeafSpec\)",
-                                   r".*litlogger", r"Checkpoint directory .* exists and is not empty",
-                                   r"It is recommended to use `self.log\(")  # our epoch values are already synced
+QUIET_WARNINGS: tuple[str, ...] = (
+    r"No (positive|negative) samples in targets",
+    r"The `srun` command is available",
+    r".*isinstance\(treespec, LeafSpec\)",
+    r".*litlogger",
+    r"Checkpoint directory .* exists and is not empty",
+    r"It is recommended to use `self.log\(",
+)  # our epoch values are already synced
 
 
 #: Lightning's start-up lines that our own "training ..." line replaces (devices, AMP) or that advertise a service.
@@ -358,21 +411,33 @@ def _train_locked(config: TrainConfig, callbacks: Sequence[Callback], source: Da
     val_labels = data.parts["val"].labels.numpy()
     val_defined = defined_classes(val_labels)
     if not val_defined.any():
-        raise CxrresError(f"{config.data}: no class has both positive and negative images in the validation part; "
-                          "validation AUC is undefined")
+        raise CxrresError(
+            f"{config.data}: no class has both positive and negative images in the validation part; "
+            "validation AUC is undefined"
+        )
     if rank_zero_only.rank == 0:
         (run_dir / runs.CHECKPOINTS).mkdir(parents=True, exist_ok=True)
         manifest = read_json(data.cache.cache_dir / MANIFEST) or {}
-        runs.write_yaml_atomic(run_dir / runs.CONFIG, {
-            "settings": dataclasses.asdict(config),
-            "identity": wanted,
-            "data": {"root": config.data, "dataset": config.dataset, "split": config.split, "classes": data.classes,
-                     "images": {p: len(d) for p, d in data.parts.items()}, "dropped_not_in_cache": data.dropped,
-                     "skipped_rows": len(data.source.table.skipped), "phantom": is_phantom(config.data)},
-            "cache": {"dir": str(data.cache.cache_dir), "fingerprint": manifest.get("fingerprint")},
-            "versions": versions(),
-            "command": " ".join(sys.argv),
-        })
+        runs.write_yaml_atomic(
+            run_dir / runs.CONFIG,
+            {
+                "settings": dataclasses.asdict(config),
+                "identity": wanted,
+                "data": {
+                    "root": config.data,
+                    "dataset": config.dataset,
+                    "split": config.split,
+                    "classes": data.classes,
+                    "images": {p: len(d) for p, d in data.parts.items()},
+                    "dropped_not_in_cache": data.dropped,
+                    "skipped_rows": len(data.source.table.skipped),
+                    "phantom": is_phantom(config.data),
+                },
+                "cache": {"dir": str(data.cache.cache_dir), "fingerprint": manifest.get("fingerprint")},
+                "versions": versions(),
+                "command": " ".join(sys.argv),
+            },
+        )
         runs.write_skipped_rows(run_dir, data.source.table.skipped)
     masked = any(bool((part.labels < 0).any()) for part in data.parts.values())
     module = ChestClassifier(config, data.classes, val_defined, masked)
@@ -380,8 +445,16 @@ def _train_locked(config: TrainConfig, callbacks: Sequence[Callback], source: Da
         check_free_space(run_dir, checkpoint_bytes_needed(sum(p.numel() for p in module.parameters())), "train")
     last = run_dir / runs.CHECKPOINTS / runs.LAST
     resume = resume_checkpoint(run_dir)  # None, last.ckpt, or best.ckpt where last.ckpt is damaged
-    checkpoint = ModelCheckpoint(dirpath=run_dir / runs.CHECKPOINTS, filename="best", monitor="val_mean_auc", mode="max",
-                                 save_top_k=1, save_last=True, auto_insert_metric_name=False, enable_version_counter=False)
+    checkpoint = ModelCheckpoint(
+        dirpath=run_dir / runs.CHECKPOINTS,
+        filename="best",
+        monitor="val_mean_auc",
+        mode="max",
+        save_top_k=1,
+        save_last=True,
+        auto_insert_metric_name=False,
+        enable_version_counter=False,
+    )
     stopper = EarlyStopping(monitor="val_loss", mode="min", patience=config.stop_patience, check_finite=True)
     status_writer = _StatusWriter(config)
     all_callbacks: list[Callback] = [checkpoint, stopper, status_writer, *callbacks]
@@ -390,22 +463,39 @@ def _train_locked(config: TrainConfig, callbacks: Sequence[Callback], source: Da
     world = config.devices * config.nodes
     steps = max(1, len(data.parts["train"]) // config.batch_size)
     where = f"{world} x {config.accelerator}" if world > 1 else _device_name(config)
-    rank_zero_info(f"training {config.arch} at {config.resolution_px} px on {where}: {config.precision}, "
-                   f"{'channels_last' if config.channels_last else 'NCHW'}, batch {config.batch_size}, "
-                   f"{len(data.parts['train']):,} train / {len(data.parts['val']):,} val images"
-                   + (f", resuming from {resume.name}" if resume else ""))
+    rank_zero_info(
+        f"training {config.arch} at {config.resolution_px} px on {where}: {config.precision}, "
+        f"{'channels_last' if config.channels_last else 'NCHW'}, batch {config.batch_size}, "
+        f"{len(data.parts['train']):,} train / {len(data.parts['val']):,} val images"
+        + (f", resuming from {resume.name}" if resume else "")
+    )
     trainer = Trainer(
-        accelerator=config.accelerator, devices=config.devices, num_nodes=config.nodes,
-        strategy="ddp" if world > 1 else "auto", precision=config.precision, max_epochs=config.max_epochs,
-        callbacks=all_callbacks, deterministic=config.deterministic, benchmark=not config.deterministic,
-        logger=[CSVLogger(run_dir / runs.LOGS, name="csv"), TensorBoardLogger(run_dir, name=runs.LOGS, version="tensorboard")],
-        use_distributed_sampler=False, num_sanity_val_steps=0, enable_progress_bar=config.progress,
-        enable_model_summary=False, log_every_n_steps=min(50, steps), default_root_dir=run_dir,
+        accelerator=config.accelerator,
+        devices=config.devices,
+        num_nodes=config.nodes,
+        strategy="ddp" if world > 1 else "auto",
+        precision=config.precision,
+        max_epochs=config.max_epochs,
+        callbacks=all_callbacks,
+        deterministic=config.deterministic,
+        benchmark=not config.deterministic,
+        logger=[
+            CSVLogger(run_dir / runs.LOGS, name="csv"),
+            TensorBoardLogger(run_dir, name=runs.LOGS, version="tensorboard"),
+        ],
+        use_distributed_sampler=False,
+        num_sanity_val_steps=0,
+        enable_progress_bar=config.progress,
+        enable_model_summary=False,
+        log_every_n_steps=min(50, steps),
+        default_root_dir=run_dir,
         plugins=[AtomicCheckpointIO()],  # checkpoints appear whole under their names, or not at all
     )
     # During fit, SIGTERM goes to Lightning alone: it stops at the next batch boundary (never inside a checkpoint
     # write) by raising SIGTERMException, which becomes Terminated here; last.ckpt (end of the last epoch) resumes.
-    outer = signal.signal(signal.SIGTERM, signal.SIG_DFL) if threading.current_thread() is threading.main_thread() else None
+    outer = (
+        signal.signal(signal.SIGTERM, signal.SIG_DFL) if threading.current_thread() is threading.main_thread() else None
+    )
     try:
         trainer.fit(module, datamodule=CacheDataModule(data, config), ckpt_path=resume)
     except TrainingDiverged as error:
@@ -416,8 +506,10 @@ def _train_locked(config: TrainConfig, callbacks: Sequence[Callback], source: Da
         if trainer.is_global_zero:
             runs.write_status(run_dir, _status(config, "interrupted", module))
         done = len(module.history)
-        raise Terminated(f"{run_dir}: stopped by SIGTERM during epoch {done + 1}; run the same command again to resume "
-                         + (f"from {runs.CHECKPOINTS}/{runs.LAST} (after epoch {done})" if last.is_file() else "from the start")) from None
+        raise Terminated(
+            f"{run_dir}: stopped by SIGTERM during epoch {done + 1}; run the same command again to resume "
+            + (f"from {runs.CHECKPOINTS}/{runs.LAST} (after epoch {done})" if last.is_file() else "from the start")
+        ) from None
     finally:
         if outer is not None:
             signal.signal(signal.SIGTERM, outer)
@@ -427,8 +519,10 @@ def _train_locked(config: TrainConfig, callbacks: Sequence[Callback], source: Da
     write_predictions(config, data, module.model, device)
     final = _status(config, "finished", module, test_images=len(data.parts["test"]))
     runs.write_status(run_dir, final)
-    rank_zero_info(f"{run_dir}: finished after {final.epochs} epochs; best validation mean AUC "
-                   f"{final.best_val_mean_auc:.4f} (epoch {final.best_epoch}); test predictions written")
+    rank_zero_info(
+        f"{run_dir}: finished after {final.epochs} epochs; best validation mean AUC "
+        f"{final.best_val_mean_auc:.4f} (epoch {final.best_epoch}); test predictions written"
+    )
     return run_dir
 
 

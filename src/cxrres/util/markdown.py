@@ -22,5 +22,6 @@ def md_prose(text: str) -> str:
     pieces = text.split("`")
     if len(pieces) % 2 == 0:  # an unpaired backtick: no code span to keep
         pieces = [text]
-    return "`".join(p if i % 2 else p.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-                    for i, p in enumerate(pieces))
+    return "`".join(
+        p if i % 2 else p.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") for i, p in enumerate(pieces)
+    )

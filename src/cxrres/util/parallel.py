@@ -67,7 +67,9 @@ def _start_pool(workers: int, initializer: Callable[[], None] | None) -> futures
     """A spawn pool whose workers answered, or None (with one warning) where worker processes cannot run here:
     no /dev/shm or semaphores, a sandbox, or a `__main__` that is not import-guarded (the children die at start)."""
     try:
-        executor = futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=initializer)
+        executor = futures.ProcessPoolExecutor(
+            workers, mp_context=multiprocessing.get_context("spawn"), initializer=initializer
+        )
     except (OSError, ImportError, NotImplementedError) as error:
         reason = str(error) or type(error).__name__
     else:
@@ -78,27 +80,39 @@ def _start_pool(workers: int, initializer: Callable[[], None] | None) -> futures
                 return executor
             reason = f"no worker answered within {STARTUP_TIMEOUT_S:.0f} s" if not done else str(probe.exception())
             if done and isinstance(probe.exception(), BrokenProcessPool):
-                reason = ("a worker died at start-up, as it does when the main script has no `if __name__ == "
-                          "'__main__':` guard")
+                reason = (
+                    "a worker died at start-up, as it does when the main script has no `if __name__ == "
+                    "'__main__':` guard"
+                )
         except (OSError, BrokenProcessPool, RuntimeError) as error:
             if in_worker_bootstrap():
                 _stop(executor)  # a spawned child importing an unguarded __main__: die, and the parent falls back
                 raise
             reason = str(error) or type(error).__name__
             if isinstance(error, BrokenProcessPool):
-                reason = ("a worker died at start-up, as it does when the main script has no `if __name__ == "
-                          "'__main__':` guard")
+                reason = (
+                    "a worker died at start-up, as it does when the main script has no `if __name__ == "
+                    "'__main__':` guard"
+                )
         except BaseException:
             _stop(executor)
             raise
         _stop(executor)
-    print(f"warning: worker processes cannot start here ({reason.splitlines()[0] if reason else 'unknown'}); "
-          "working in this process instead", file=sys.stderr)
+    print(
+        f"warning: worker processes cannot start here ({reason.splitlines()[0] if reason else 'unknown'}); "
+        "working in this process instead",
+        file=sys.stderr,
+    )
     return None
 
 
-def ordered_map(func: Callable[[T], R], items: list[T], workers: int, chunksize: int = 4,
-                initializer: Callable[[], None] | None = None) -> Iterator[R]:
+def ordered_map(
+    func: Callable[[T], R],
+    items: list[T],
+    workers: int,
+    chunksize: int = 4,
+    initializer: Callable[[], None] | None = None,
+) -> Iterator[R]:
     """`map(func, items)` in `workers` processes (in-process for 1), results streamed in input order.
 
     Workers are spawned, never forked: a fork of a process whose native thread pools (PyTorch's, or OpenCV's once
@@ -117,7 +131,7 @@ def ordered_map(func: Callable[[T], R], items: list[T], workers: int, chunksize:
     if executor is None:
         yield from map(func, items)
         return
-    chunks = [items[i:i + chunksize] for i in range(0, len(items), chunksize)]
+    chunks = [items[i : i + chunksize] for i in range(0, len(items), chunksize)]
     pending: deque[futures.Future] = deque()
     window = 2 * workers  # chunks in flight: bounds the results held in memory
     try:
@@ -126,8 +140,10 @@ def ordered_map(func: Callable[[T], R], items: list[T], workers: int, chunksize:
                 pending.append(executor.submit(_chunk, func, chunks[start + len(pending)]))
             yield from _result(pending.popleft())  # type: ignore[misc]
     except BrokenProcessPool:
-        raise WorkerDied("a worker process died abruptly (killed, out of memory, or a write to a full disk); "
-                         "the others were stopped; run the same command again to continue") from None
+        raise WorkerDied(
+            "a worker process died abruptly (killed, out of memory, or a write to a full disk); "
+            "the others were stopped; run the same command again to continue"
+        ) from None
     finally:
         _stop(executor)
 

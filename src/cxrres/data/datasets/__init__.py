@@ -26,8 +26,10 @@ def check_readers(dataset: str, readers: str) -> None:
         raise CxrresError(f"unknown reader rule {readers!r}; choose one of {', '.join(READER_RULES)}")
     if readers != "any" and readers not in getattr(ADAPTERS.get(dataset), "READER_RULES", ("any",)):
         having = ", ".join(n for n, a in ADAPTERS.items() if hasattr(a, "READER_RULES"))
-        raise CxrresError(f"--readers {readers}: the {dataset} data set has one label per image, not one per reader "
-                          f"(data sets with readers: {having})")
+        raise CxrresError(
+            f"--readers {readers}: the {dataset} data set has one label per image, not one per reader "
+            f"(data sets with readers: {having})"
+        )
 
 
 #: How deep below a data root without a known data set `detect_dataset` looks for one (folders), and how many entries of
@@ -93,8 +95,10 @@ def check_options(name: str, options: ReadOptions) -> None:
     """One-line CxrresError for a read option the data set `name` does not have: a labeler other than the default
     anywhere but MIMIC-CXR-JPG, a reader rule other than `any` on a data set without readers."""
     if options.labeler != LABELERS[0] and name != mimic.NAME:
-        raise CxrresError(f"--labeler {options.labeler}: only MIMIC-CXR-JPG has a choice of labeler (its "
-                          f"{mimic.LABEL_FILES[options.labeler]}); this data root is read as {name}")
+        raise CxrresError(
+            f"--labeler {options.labeler}: only MIMIC-CXR-JPG has a choice of labeler (its "
+            f"{mimic.LABEL_FILES[options.labeler]}); this data root is read as {name}"
+        )
     check_readers(name, options.readers)
 
 
@@ -110,8 +114,9 @@ def open_dataset(root: str | Path, dataset: str | None = None, options: ReadOpti
     return ADAPTERS[name].read(root, options)
 
 
-def listed_images(root: str | Path, dataset: str, skip_bad: bool = False
-                  ) -> tuple[list[str], list[Path], list[str], tuple[str, ...]]:
+def listed_images(
+    root: str | Path, dataset: str, skip_bad: bool = False
+) -> tuple[list[str], list[Path], list[str], tuple[str, ...]]:
     """(names, paths, missing names, skipped metadata rows) of every image the data set lists, all views, in name
     order (with `skip_bad`, not the images of bad metadata rows, which are listed); a name is the table's image name
     (NIH's cache keys are file names: see `cache.Sources.scan`)."""
@@ -120,9 +125,26 @@ def listed_images(root: str | Path, dataset: str, skip_bad: bool = False
     paths = [table.root / p for p in order["path"].tolist()]
     names = order.index.tolist()
     present = resolve_images(table.root, names, paths).present  # links followed; one file under two names refused
-    return ([n for n, ok in zip(names, present) if ok], [p for p, ok in zip(paths, present) if ok],
-            [n for n, ok in zip(names, present) if not ok], table.skipped)
+    return (
+        [n for n, ok in zip(names, present) if ok],
+        [p for p, ok in zip(paths, present) if ok],
+        [n for n, ok in zip(names, present) if not ok],
+        table.skipped,
+    )
 
 
-__all__ = ["ADAPTERS", "DATASETS", "DatasetTable", "LABELERS", "READER_RULES", "ReadOptions", "UNCERTAIN_POLICIES",
-           "apply_uncertain", "check_options", "check_readers", "detect_dataset", "listed_images", "open_dataset"]
+__all__ = [
+    "ADAPTERS",
+    "DATASETS",
+    "DatasetTable",
+    "LABELERS",
+    "READER_RULES",
+    "ReadOptions",
+    "UNCERTAIN_POLICIES",
+    "apply_uncertain",
+    "check_options",
+    "check_readers",
+    "detect_dataset",
+    "listed_images",
+    "open_dataset",
+]

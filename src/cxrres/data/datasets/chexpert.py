@@ -14,16 +14,35 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cxrres.data.datasets.common import (DatasetTable, ReadOptions, assemble, finish_split, header, parse_labels, read_columns,
-                                         select_views)
+from cxrres.data.datasets.common import (
+    DatasetTable,
+    ReadOptions,
+    assemble,
+    finish_split,
+    header,
+    parse_labels,
+    read_columns,
+    select_views,
+)
 from cxrres.data.paths import refuse_duplicates, relpaths
 from cxrres.errors import DataFormatError
 
 NAME = "chexpert"
 #: The 14 observations in the files' column order.
 CLASSES: tuple[str, ...] = (
-    "No Finding", "Enlarged Cardiomediastinum", "Cardiomegaly", "Lung Opacity", "Lung Lesion", "Edema",
-    "Consolidation", "Pneumonia", "Atelectasis", "Pneumothorax", "Pleural Effusion", "Pleural Other", "Fracture",
+    "No Finding",
+    "Enlarged Cardiomediastinum",
+    "Cardiomegaly",
+    "Lung Opacity",
+    "Lung Lesion",
+    "Edema",
+    "Consolidation",
+    "Pneumonia",
+    "Atelectasis",
+    "Pneumothorax",
+    "Pleural Effusion",
+    "Pleural Other",
+    "Fracture",
     "Support Devices",
 )
 INFO: tuple[str, ...] = ("Path", "Sex", "Age", "Frontal/Lateral", "AP/PA")
@@ -67,12 +86,18 @@ def read_csv(path: str | Path, part: str = "") -> tuple[list[str], dict[str, obj
         line = int(bad.idxmax())
         raise DataFormatError(path, f"column 'Frontal/Lateral': {side[line]!r} is neither Frontal nor Lateral", line)
     labels = parse_labels(path, frame, CLASSES)
-    names = [p[i + 1:] for p, i in zip(paths.tolist(), slash.tolist())]
+    names = [p[i + 1 :] for p, i in zip(paths.tolist(), slash.tolist())]
     refuse_duplicates(path, pd.Series(names, index=frame.index))
     frontal = (side == "Frontal").to_numpy()
     view = np.where(frame["AP/PA"].to_numpy(object) != "", frame["AP/PA"].to_numpy(object), side.to_numpy(object))
-    columns = {"path": names, "patient_id": patient.astype(np.int64).to_numpy(), "view": view, "frontal": frontal,
-               "part": np.full(len(names), part, object), "line": frame.index.to_numpy()}  # file lines (not a column)
+    columns = {
+        "path": names,
+        "patient_id": patient.astype(np.int64).to_numpy(),
+        "view": view,
+        "frontal": frontal,
+        "part": np.full(len(names), part, object),
+        "line": frame.index.to_numpy(),
+    }  # file lines (not a column)
     return names, columns, labels
 
 
@@ -90,7 +115,9 @@ def read(root: Path, options: ReadOptions = ReadOptions()) -> DatasetTable:
         again = pd.Series(pieces[1][0], index=pieces[1][1]["line"]).isin(set(pieces[0][0]))
         if again.any():
             line = int(again.idxmax())
-            raise DataFormatError(valid_path, f"image {pieces[1][0][int(again.argmax())]!r} is also in {train_path.name}", line)
+            raise DataFormatError(
+                valid_path, f"image {pieces[1][0][int(again.argmax())]!r} is also in {train_path.name}", line
+            )
     columns = {k: np.concatenate([np.asarray(c[k]) for _, c, _ in pieces]) for k in pieces[0][1]}
     frame = assemble(names, columns, CLASSES, np.concatenate([labels for _, _, labels in pieces]))
     frame = select_views(frame, options.views)

@@ -44,8 +44,13 @@ class ReadOptions:
 
 def no_boxes() -> pd.DataFrame:
     """An empty box table (`image,label,x,y,w,h`) for data sets without boxes."""
-    return pd.DataFrame({"image": pd.Series(dtype=object), "label": pd.Series(dtype=object),
-                         **{c: pd.Series(dtype=np.float64) for c in "xywh"}})
+    return pd.DataFrame(
+        {
+            "image": pd.Series(dtype=object),
+            "label": pd.Series(dtype=object),
+            **{c: pd.Series(dtype=np.float64) for c in "xywh"},
+        }
+    )
 
 
 @dataclass(frozen=True)
@@ -136,7 +141,10 @@ def read_columns(path: Path, required: Sequence[str], optional: Sequence[str] = 
     present = header(path)
     missing = [c for c in required if c not in present]
     if missing:
-        raise DataFormatError(path, f"missing column {missing[0]!r} (the header has {len(present)} columns: {', '.join(present[:8])}{', ...' if len(present) > 8 else ''})")
+        raise DataFormatError(
+            path,
+            f"missing column {missing[0]!r} (the header has {len(present)} columns: {', '.join(present[:8])}{', ...' if len(present) > 8 else ''})",
+        )
     wanted = list(required) + [c for c in optional if c in present]
     _, frame = strictcsv.read_table(path, wanted)
     frame = frame[wanted]
@@ -154,8 +162,9 @@ def parse_labels(path: Path, frame: pd.DataFrame, classes: Sequence[str]) -> np.
         bad = (np.isnan(codes) & np.asarray(cells != "", bool))[rows]
         if bad.any():
             first = int(np.argmax(bad))
-            raise DataFormatError(path, f"column {name!r}: label {cells[rows[first]]!r} is not 1, 0, -1 or blank",
-                                  int(frame.index[first]))
+            raise DataFormatError(
+                path, f"column {name!r}: label {cells[rows[first]]!r} is not 1, 0, -1 or blank", int(frame.index[first])
+            )
         out[:, j] = codes[rows]
     return out
 
@@ -181,13 +190,16 @@ def select_views(frame: pd.DataFrame, views: str) -> pd.DataFrame:
     unknown = sorted(wanted - set(counts.index))
     if unknown:
         codes = ", ".join(f"{code or '(none)'} {n:,}" for code, n in counts.items())
-        raise CxrresError(f"--views {views}: no image of this data set has the view {unknown[0]!r}; its views (images): "
-                          f"{codes or 'none'}; or frontal (any case), all")
+        raise CxrresError(
+            f"--views {views}: no image of this data set has the view {unknown[0]!r}; its views (images): "
+            f"{codes or 'none'}; or frontal (any case), all"
+        )
     return frame[frame["view"].isin(wanted)]
 
 
-def finish_split(frame: pd.DataFrame, source: str, options: ReadOptions, unit: str = "patient"
-                 ) -> tuple[pd.DataFrame, tuple[str, ...]]:
+def finish_split(
+    frame: pd.DataFrame, source: str, options: ReadOptions, unit: str = "patient"
+) -> tuple[pd.DataFrame, tuple[str, ...]]:
     """Fill the parts a data set does not publish (seeded, patient-wise), check for leakage; (frame, notes). `unit`
     names what a `patient_id` is in the notes ("image" where a data set has no patient ids and uses the image's).
 
@@ -203,15 +215,17 @@ def finish_split(frame: pd.DataFrame, source: str, options: ReadOptions, unit: s
         patients = patients.astype(str)
     open_rows = np.isin(part, ["", "train"])
     if not (part == "test").any():
-        carved = carve_validation(frame.index[open_rows].tolist(), patients[open_rows],
-                                  options.test_fraction, options.split_seed)
+        carved = carve_validation(
+            frame.index[open_rows].tolist(), patients[open_rows], options.test_fraction, options.split_seed
+        )
         part[np.flatnonzero(open_rows)[carved]] = "test"
         notes.append(f"test: {options.test_fraction:g} of the images carved {unit}-wise (seed {options.split_seed})")
     part[part == ""] = "train"
     if not (part == "val").any():
         train_rows = part == "train"
-        carved = carve_validation(frame.index[train_rows].tolist(), patients[train_rows],
-                                  options.val_fraction, options.split_seed)
+        carved = carve_validation(
+            frame.index[train_rows].tolist(), patients[train_rows], options.val_fraction, options.split_seed
+        )
         part[np.flatnonzero(train_rows)[carved]] = "val"
         notes.append(f"val: {options.val_fraction:g} of train carved {unit}-wise (seed {options.split_seed})")
     frame["part"] = part
@@ -221,7 +235,9 @@ def finish_split(frame: pd.DataFrame, source: str, options: ReadOptions, unit: s
     return frame, tuple(notes)
 
 
-def assemble(index: Sequence[str], columns: dict[str, object], classes: Sequence[str], labels: np.ndarray) -> pd.DataFrame:
+def assemble(
+    index: Sequence[str], columns: dict[str, object], classes: Sequence[str], labels: np.ndarray
+) -> pd.DataFrame:
     """A common-form frame from its info columns (INFO_COLUMNS) and an (N, classes) label array."""
     frame = pd.DataFrame({name: columns[name] for name in INFO_COLUMNS}, index=pd.Index(list(index), name="image"))
     label_frame = pd.DataFrame(labels.astype(np.float32), columns=list(classes), index=frame.index)

@@ -11,7 +11,16 @@ from pathlib import Path
 
 import numpy as np
 
-from cxrres.data.datasets.common import DatasetTable, ReadOptions, assemble, finish_split, header, parse_labels, read_columns, select_views
+from cxrres.data.datasets.common import (
+    DatasetTable,
+    ReadOptions,
+    assemble,
+    finish_split,
+    header,
+    parse_labels,
+    read_columns,
+    select_views,
+)
 from cxrres.data.paths import refuse_duplicates, relpaths
 from cxrres.data.splits import PARTS
 from cxrres.errors import DataFormatError
@@ -53,8 +62,13 @@ def read(root: Path, options: ReadOptions = ReadOptions()) -> DatasetTable:
     patient = frame["patient"].str.strip() if "patient" in frame else images
     view = frame["view"].str.strip() if "view" in frame else images.map(lambda _: "")
     n = len(frame)
-    columns = {"path": images.to_numpy(object), "patient_id": patient.to_numpy(object), "view": view.to_numpy(object),
-               "frontal": view.isin(FRONTAL_VIEWS).to_numpy(), "part": split.to_numpy(object) if split is not None else np.full(n, "", object)}
+    columns = {
+        "path": images.to_numpy(object),
+        "patient_id": patient.to_numpy(object),
+        "view": view.to_numpy(object),
+        "frontal": view.isin(FRONTAL_VIEWS).to_numpy(),
+        "part": split.to_numpy(object) if split is not None else np.full(n, "", object),
+    }
     table = assemble(images.tolist(), columns, classes, labels)
     table = select_views(table, options.views)
     table, notes = finish_split(table, str(path), options)

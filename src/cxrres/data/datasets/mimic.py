@@ -12,8 +12,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cxrres.data.datasets.common import (LABELERS, DatasetTable, ReadOptions, assemble, finish_split, parse_labels,
-                                         read_columns, select_views)
+from cxrres.data.datasets.common import (
+    LABELERS,
+    DatasetTable,
+    ReadOptions,
+    assemble,
+    finish_split,
+    parse_labels,
+    read_columns,
+    select_views,
+)
 from cxrres.data.paths import file_names, refuse_duplicates
 from cxrres.errors import DataFormatError
 
@@ -23,8 +31,20 @@ SPLIT_FILE, METADATA_FILE = PREFIX + "split.csv.gz", PREFIX + "metadata.csv.gz"
 LABEL_FILES = {labeler: f"{PREFIX}{labeler}.csv.gz" for labeler in LABELERS}
 #: The 14 CheXpert observations in the label files' (alphabetical) column order.
 CLASSES: tuple[str, ...] = (
-    "Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Enlarged Cardiomediastinum", "Fracture", "Lung Lesion",
-    "Lung Opacity", "No Finding", "Pleural Effusion", "Pleural Other", "Pneumonia", "Pneumothorax", "Support Devices",
+    "Atelectasis",
+    "Cardiomegaly",
+    "Consolidation",
+    "Edema",
+    "Enlarged Cardiomediastinum",
+    "Fracture",
+    "Lung Lesion",
+    "Lung Opacity",
+    "No Finding",
+    "Pleural Effusion",
+    "Pleural Other",
+    "Pneumonia",
+    "Pneumothorax",
+    "Support Devices",
 )
 FRONTAL_VIEWS = ("PA", "AP")
 PARTS = {"train": "train", "validate": "val", "test": "test"}
@@ -62,7 +82,9 @@ def read(root: Path, options: ReadOptions = ReadOptions()) -> DatasetTable:
     part = split["split"].str.strip().map(PARTS)
     if part.isna().any():
         line = int(part.isna().idxmax())
-        raise DataFormatError(split_path, f"column 'split': {split['split'][line]!r} is not train, validate or test", line)
+        raise DataFormatError(
+            split_path, f"column 'split': {split['split'][line]!r} is not train, validate or test", line
+        )
     labels_frame = read_columns(label_path, ("subject_id", "study_id") + CLASSES)
     label_rows = parse_labels(label_path, labels_frame, CLASSES)
     label_study = _ids(label_path, labels_frame["study_id"].str.strip(), "study_id")
@@ -81,10 +103,17 @@ def read(root: Path, options: ReadOptions = ReadOptions()) -> DatasetTable:
         last = ~meta_dicom.duplicated(keep="last").to_numpy()  # a dicom_id listed twice: its last row, as a dict
         where = pd.Index(meta_dicom[last]).get_indexer(dicom)
         view = np.where(where >= 0, meta["ViewPosition"].str.strip().to_numpy(object)[last][where], "")
-    paths = [f"files/p{s[:2]}/p{s}/s{t}/{d}.jpg"
-             for s, t, d in zip(subject_text.tolist(), study_text.tolist(), dicom.tolist())]
-    columns = {"path": np.asarray(paths, object), "patient_id": subject, "view": view,
-               "frontal": np.isin(view, FRONTAL_VIEWS), "part": part.to_numpy(object)}
+    paths = [
+        f"files/p{s[:2]}/p{s}/s{t}/{d}.jpg"
+        for s, t, d in zip(subject_text.tolist(), study_text.tolist(), dicom.tolist())
+    ]
+    columns = {
+        "path": np.asarray(paths, object),
+        "patient_id": subject,
+        "view": view,
+        "frontal": np.isin(view, FRONTAL_VIEWS),
+        "part": part.to_numpy(object),
+    }
     table = assemble(paths, columns, CLASSES, labels)
     table = select_views(table, options.views)
     table, notes = finish_split(table, f"{root} (mimic)", options)

@@ -13,28 +13,60 @@ from typing import Sequence
 
 #: finding -> {data set: its class name}. PadChest's default classes are the NIH findings under NIH's names.
 FINDINGS: dict[str, dict[str, str]] = {
-    "Atelectasis": {"nih": "Atelectasis", "chexpert": "Atelectasis", "mimic": "Atelectasis", "padchest": "Atelectasis",
-                    "vindr": "Atelectasis"},
-    "Cardiomegaly": {"nih": "Cardiomegaly", "chexpert": "Cardiomegaly", "mimic": "Cardiomegaly",
-                     "padchest": "Cardiomegaly", "vindr": "Cardiomegaly"},
-    "Consolidation": {"nih": "Consolidation", "chexpert": "Consolidation", "mimic": "Consolidation",
-                      "padchest": "Consolidation", "vindr": "Consolidation"},
+    "Atelectasis": {
+        "nih": "Atelectasis",
+        "chexpert": "Atelectasis",
+        "mimic": "Atelectasis",
+        "padchest": "Atelectasis",
+        "vindr": "Atelectasis",
+    },
+    "Cardiomegaly": {
+        "nih": "Cardiomegaly",
+        "chexpert": "Cardiomegaly",
+        "mimic": "Cardiomegaly",
+        "padchest": "Cardiomegaly",
+        "vindr": "Cardiomegaly",
+    },
+    "Consolidation": {
+        "nih": "Consolidation",
+        "chexpert": "Consolidation",
+        "mimic": "Consolidation",
+        "padchest": "Consolidation",
+        "vindr": "Consolidation",
+    },
     "Edema": {"nih": "Edema", "chexpert": "Edema", "mimic": "Edema", "padchest": "Edema"},
-    "Effusion": {"nih": "Effusion", "chexpert": "Pleural Effusion", "mimic": "Pleural Effusion", "padchest": "Effusion",
-                 "vindr": "Pleural effusion"},
+    "Effusion": {
+        "nih": "Effusion",
+        "chexpert": "Pleural Effusion",
+        "mimic": "Pleural Effusion",
+        "padchest": "Effusion",
+        "vindr": "Pleural effusion",
+    },
     "Emphysema": {"nih": "Emphysema", "padchest": "Emphysema"},
     "Fibrosis": {"nih": "Fibrosis", "padchest": "Fibrosis", "vindr": "Pulmonary fibrosis"},
     "Hernia": {"nih": "Hernia", "padchest": "Hernia"},
     "Infiltration": {"nih": "Infiltration", "padchest": "Infiltration", "vindr": "Infiltration"},
     "Mass": {"nih": "Mass", "padchest": "Mass"},
     "Nodule": {"nih": "Nodule", "padchest": "Nodule"},
-    "Pleural_Thickening": {"nih": "Pleural_Thickening", "padchest": "Pleural_Thickening",
-                           "vindr": "Pleural thickening"},
+    "Pleural_Thickening": {
+        "nih": "Pleural_Thickening",
+        "padchest": "Pleural_Thickening",
+        "vindr": "Pleural thickening",
+    },
     "Pneumonia": {"nih": "Pneumonia", "chexpert": "Pneumonia", "mimic": "Pneumonia", "padchest": "Pneumonia"},
-    "Pneumothorax": {"nih": "Pneumothorax", "chexpert": "Pneumothorax", "mimic": "Pneumothorax",
-                     "padchest": "Pneumothorax", "vindr": "Pneumothorax"},
-    "Lung Opacity": {"chexpert": "Lung Opacity", "mimic": "Lung Opacity", "rsna": "Lung Opacity",
-                     "vindr": "Lung Opacity"},
+    "Pneumothorax": {
+        "nih": "Pneumothorax",
+        "chexpert": "Pneumothorax",
+        "mimic": "Pneumothorax",
+        "padchest": "Pneumothorax",
+        "vindr": "Pneumothorax",
+    },
+    "Lung Opacity": {
+        "chexpert": "Lung Opacity",
+        "mimic": "Lung Opacity",
+        "rsna": "Lung Opacity",
+        "vindr": "Lung Opacity",
+    },
     "Fracture": {"chexpert": "Fracture", "mimic": "Fracture"},
     "No Finding": {"chexpert": "No Finding", "mimic": "No Finding"},
     "Enlarged Cardiomediastinum": {"chexpert": "Enlarged Cardiomediastinum", "mimic": "Enlarged Cardiomediastinum"},
@@ -68,8 +100,9 @@ def name_in(dataset: str, finding: str, classes: Sequence[str]) -> str | None:
     return None
 
 
-def shared_classes(source: str, source_classes: Sequence[str], target: str, target_classes: Sequence[str]
-                   ) -> list[tuple[str, str]]:
+def shared_classes(
+    source: str, source_classes: Sequence[str], target: str, target_classes: Sequence[str]
+) -> list[tuple[str, str]]:
     """(source class, target class) pairs naming the same finding, in the order of `source_classes`."""
     pairs = []
     for name in source_classes:
@@ -85,8 +118,14 @@ def _folded(name: str) -> str:
 
 
 #: The data sets of FINDINGS as the columns of docs/data.md's table ("Class names across data sets"), with headings.
-DATASET_HEADINGS: dict[str, str] = {"nih": "NIH ChestX-ray14", "chexpert": "CheXpert", "mimic": "MIMIC-CXR-JPG",
-                                    "padchest": "PadChest", "rsna": "RSNA Pneumonia", "vindr": "VinDr-CXR"}
+DATASET_HEADINGS: dict[str, str] = {
+    "nih": "NIH ChestX-ray14",
+    "chexpert": "CheXpert",
+    "mimic": "MIMIC-CXR-JPG",
+    "padchest": "PadChest",
+    "rsna": "RSNA Pneumonia",
+    "vindr": "VinDr-CXR",
+}
 
 
 def markdown_table() -> str:
@@ -94,5 +133,7 @@ def markdown_table() -> str:
     the data set does not label it)."""
     lines = ["| finding | " + " | ".join(DATASET_HEADINGS.values()) + " |", "|---" * (len(DATASET_HEADINGS) + 1) + "|"]
     for finding, names in FINDINGS.items():
-        lines.append(f"| {finding} | " + " | ".join(f"`{names[d]}`" if d in names else "–" for d in DATASET_HEADINGS) + " |")
+        lines.append(
+            f"| {finding} | " + " | ".join(f"`{names[d]}`" if d in names else "–" for d in DATASET_HEADINGS) + " |"
+        )
     return "\n".join(lines) + "\n"

@@ -18,8 +18,11 @@ EXPECTS = "nih: Data_Entry_2017[_v2020].csv and/or images/ or images_*/images/ (
 
 def detect(root: Path) -> bool:
     """Whether `root` looks like ChestX-ray14: a Data_Entry file, an images/ folder, or Kaggle's images_*/images/."""
-    return (any((root / n).is_file() for n in DATA_ENTRY_NAMES) or (root / "images").is_dir()
-            or any(p.is_dir() for p in root.glob("images_*/images")))
+    return (
+        any((root / n).is_file() for n in DATA_ENTRY_NAMES)
+        or (root / "images").is_dir()
+        or any(p.is_dir() for p in root.glob("images_*/images"))
+    )
 
 
 def read(root: Path, options: ReadOptions = ReadOptions()) -> DatasetTable:
@@ -38,8 +41,13 @@ def table_of(data: DataRoot, split: Split, views: str = "frontal") -> DatasetTab
         view = data.data_entry["view"].reindex(names).fillna("").to_numpy(object)
     else:
         view = np.full(len(names), "", object)
-    columns = {"path": paths, "patient_id": split.frame["patient_id"].to_numpy(), "view": view,
-               "frontal": np.ones(len(names), bool), "part": split.frame["part"].to_numpy(object)}
+    columns = {
+        "path": paths,
+        "patient_id": split.frame["patient_id"].to_numpy(),
+        "view": view,
+        "frontal": np.ones(len(names), bool),
+        "part": split.frame["part"].to_numpy(object),
+    }
     frame = assemble(names, columns, CLASSES, split.frame[list(CLASSES)].to_numpy(np.float32))
     if view_keyword(views) is None:
         frame = select_views(frame, views)

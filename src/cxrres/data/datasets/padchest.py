@@ -20,14 +20,24 @@ from cxrres.data.paths import file_names, refuse_duplicates, relpaths
 from cxrres.errors import DataFormatError
 
 NAME = "padchest"
-FILE_NAMES = ("PADCHEST_chest_x_ray_images_labels_160K_01.02.19.csv", "PADCHEST_chest_x_ray_images_labels_160K_01.02.19.csv.gz")
+FILE_NAMES = (
+    "PADCHEST_chest_x_ray_images_labels_160K_01.02.19.csv",
+    "PADCHEST_chest_x_ray_images_labels_160K_01.02.19.csv.gz",
+)
 REQUIRED = ("ImageID", "ImageDir", "PatientID", "Projection", "Labels")
 FRONTAL_VIEWS = ("PA", "AP", "AP_horizontal")
 EXPECTS = f"padchest: {FILE_NAMES[0]}[.gz] (ImageID,ImageDir,PatientID,Projection,Labels) and ImageDir/ImageID images"
 #: NIH finding -> the PadChest terms that count as it (the mapping table in docs/data.md).
 NIH_TERMS: dict[str, tuple[str, ...]] = {
-    "Atelectasis": ("atelectasis", "laminar atelectasis", "segmental atelectasis", "lobar atelectasis",
-                    "atelectasis basal", "total atelectasis", "round atelectasis"),
+    "Atelectasis": (
+        "atelectasis",
+        "laminar atelectasis",
+        "segmental atelectasis",
+        "lobar atelectasis",
+        "atelectasis basal",
+        "total atelectasis",
+        "round atelectasis",
+    ),
     "Cardiomegaly": ("cardiomegaly",),
     "Consolidation": ("consolidation",),
     "Edema": ("pulmonary edema",),
@@ -90,16 +100,23 @@ def read(root: Path, options: ReadOptions = ReadOptions(), classes: tuple[str, .
                 labels[i, j] = 1.0
     unused = [name for j, name in enumerate(terms) if classes and name not in NIH_TERMS and not labels[:, j].any()]
     if unused:
-        raise DataFormatError(path, f"class {unused[0]!r}: no row's Labels lists this PadChest term (terms are as the "
-                                    "file writes them, e.g. 'pleural effusion'; or give an NIH finding's name)")
+        raise DataFormatError(
+            path,
+            f"class {unused[0]!r}: no row's Labels lists this PadChest term (terms are as the "
+            "file writes them, e.g. 'pleural effusion'; or give an NIH finding's name)",
+        )
     dropped = int((~keep).sum())
     frame, labels = frame[keep], labels[keep]
     projection = frame["Projection"].str.strip()
     image_id = file_names(path, frame["ImageID"].str.strip(), "ImageID")
     image_path = relpaths(path, frame["ImageDir"].str.strip() + "/" + image_id, "ImageDir")
-    columns = {"path": image_path.to_numpy(object),
-               "patient_id": frame["PatientID"].str.strip().to_numpy(object), "view": projection.to_numpy(object),
-               "frontal": projection.isin(FRONTAL_VIEWS).to_numpy(), "part": np.full(len(frame), "", object)}
+    columns = {
+        "path": image_path.to_numpy(object),
+        "patient_id": frame["PatientID"].str.strip().to_numpy(object),
+        "view": projection.to_numpy(object),
+        "frontal": projection.isin(FRONTAL_VIEWS).to_numpy(),
+        "part": np.full(len(frame), "", object),
+    }
     refuse_duplicates(path, image_id, "ImageID")
     table = assemble(image_id.tolist(), columns, tuple(terms), labels)
     table = select_views(table, options.views)

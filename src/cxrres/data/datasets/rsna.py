@@ -15,8 +15,15 @@ from pathlib import Path
 import numpy as np
 
 from cxrres.data import rsna_labels as labels_reader
-from cxrres.data.datasets.common import (DatasetTable, ReadOptions, assemble, finish_split, read_columns, select_views,
-                                         skipped_note)
+from cxrres.data.datasets.common import (
+    DatasetTable,
+    ReadOptions,
+    assemble,
+    finish_split,
+    read_columns,
+    select_views,
+    skipped_note,
+)
 
 NAME = "rsna"
 EXPECTS = "rsna: stage_2_train_labels.csv[.zip] (patientId,x,y,width,height,Target)"
@@ -47,12 +54,18 @@ def read(root: Path, options: ReadOptions = ReadOptions()) -> DatasetTable:
     images = found.images
     patients = images["patient_id"].to_numpy(str)
     names = images["image"].tolist()
-    columns = {"path": [f"{labels_reader.IMAGES_DIR}/{n}" for n in names], "patient_id": patients,
-               "view": _views(root, patients), "frontal": np.ones(len(names), bool),
-               "part": np.full(len(names), "", object)}
+    columns = {
+        "path": [f"{labels_reader.IMAGES_DIR}/{n}" for n in names],
+        "patient_id": patients,
+        "view": _views(root, patients),
+        "frontal": np.ones(len(names), bool),
+        "part": np.full(len(names), "", object),
+    }
     frame = assemble(names, columns, CLASSES, images[[labels_reader.FINDING]].to_numpy(np.float32))
     frame = select_views(frame, options.views)
     frame, notes = finish_split(frame, f"{root} (rsna)", options)
     boxes = found.boxes[found.boxes["image"].isin(frame.index)].reset_index(drop=True)
-    notes = ("no labelled test part published (stage-2 test images have no labels)",) + skipped_note(found.problems) + notes
+    notes = (
+        ("no labelled test part published (stage-2 test images have no labels)",) + skipped_note(found.problems) + notes
+    )
     return DatasetTable(NAME, root, CLASSES, frame, boxes, notes=notes, source_px=SOURCE_PX, skipped=found.problems)

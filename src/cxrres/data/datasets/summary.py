@@ -32,18 +32,26 @@ def describe_boxes(table: DatasetTable, part: str = "test") -> dict | None:
     for label in labels:
         mine = (inside["label"] == label).to_numpy()
         mean = float(area[mine].mean()) if mine.any() else None
-        classes[label] = {"boxes": int(mine.sum()), "images": int(inside.loc[mine, "image"].nunique()),
-                          "mean_area_px": mean,
-                          "mean_area_share": mean / frame_px if mean is not None and frame_px else None}
+        classes[label] = {
+            "boxes": int(mine.sum()),
+            "images": int(inside.loc[mine, "image"].nunique()),
+            "mean_area_px": mean,
+            "mean_area_share": mean / frame_px if mean is not None and frame_px else None,
+        }
     per_image = inside["image"].value_counts().reindex(names, fill_value=0)
     histogram = {int(k): int(v) for k, v in sorted(per_image.value_counts().items())}
     boxed = per_image[per_image > 0]
-    return {"part": part, "per_part": {p: int((where == p).sum()) for p in PARTS}, "classes": classes,
-            "images_by_boxes": histogram, "mean_per_image": float(per_image.mean()) if len(names) else 0.0,
-            "mean_per_boxed_image": float(boxed.mean()) if len(boxed) else 0.0,
-            "mean_area_px": float(area.mean()) if len(area) else None,
-            "mean_area_share": float(area.mean()) / frame_px if len(area) and frame_px else None,
-            "source_px": list(table.source_px) if table.source_px else None}
+    return {
+        "part": part,
+        "per_part": {p: int((where == p).sum()) for p in PARTS},
+        "classes": classes,
+        "images_by_boxes": histogram,
+        "mean_per_image": float(per_image.mean()) if len(names) else 0.0,
+        "mean_per_boxed_image": float(boxed.mean()) if len(boxed) else 0.0,
+        "mean_area_px": float(area.mean()) if len(area) else None,
+        "mean_area_share": float(area.mean()) / frame_px if len(area) and frame_px else None,
+        "source_px": list(table.source_px) if table.source_px else None,
+    }
 
 
 def describe_table(table: DatasetTable, uncertain: str = "ignore") -> dict:
@@ -60,14 +68,24 @@ def describe_table(table: DatasetTable, uncertain: str = "ignore") -> dict:
         kinds = {"positive": raw == 1, "negative": raw == 0, "uncertain": raw == -1, "blank": np.isnan(raw)}
         trained = {"positive": mask & (targets == 1), "negative": mask & (targets == 0), "masked": ~mask}
         count = lambda where: {part: int((where & (parts == part)).sum()) for part in PARTS}  # noqa: E731
-        classes[name] = {**{kind: count(where) for kind, where in kinds.items()},
-                         "trained": {kind: count(where) for kind, where in trained.items()}}
-    return {"dataset": table.dataset, "root": str(table.root), "images": images,
-            "patients": {part: int(frame.loc[parts == part, "patient_id"].nunique()) for part in PARTS},
-            "views": {str(k): int(v) for k, v in frame["view"].value_counts().items()},
-            "uncertain_policy": uncertain, "classes": classes, "boxes": len(table.boxes),
-            "box_summary": describe_boxes(table), "notes": list(table.notes), "skipped_rows": list(table.skipped),
-            "symlinks_outside_root": outside_summary(table_outside(table))}
+        classes[name] = {
+            **{kind: count(where) for kind, where in kinds.items()},
+            "trained": {kind: count(where) for kind, where in trained.items()},
+        }
+    return {
+        "dataset": table.dataset,
+        "root": str(table.root),
+        "images": images,
+        "patients": {part: int(frame.loc[parts == part, "patient_id"].nunique()) for part in PARTS},
+        "views": {str(k): int(v) for k, v in frame["view"].value_counts().items()},
+        "uncertain_policy": uncertain,
+        "classes": classes,
+        "boxes": len(table.boxes),
+        "box_summary": describe_boxes(table),
+        "notes": list(table.notes),
+        "skipped_rows": list(table.skipped),
+        "symlinks_outside_root": outside_summary(table_outside(table)),
+    }
 
 
 def table_outside(table: DatasetTable) -> list[tuple[str, str]]:
@@ -79,27 +97,44 @@ def format_table_summary(summary: dict) -> str:
     """Plain-text tables of a `describe_table` result: per class and part the raw labels (positive, negative, uncertain,
     blank), then what a run trains on under the uncertain policy (positive, negative, masked)."""
     images, patients = summary["images"], summary["patients"]
-    lines = [f"data set {summary['dataset']}: " + ", ".join(f"{p} {images[p]:,} images / {patients[p]:,} patients" for p in PARTS)]
+    lines = [
+        f"data set {summary['dataset']}: "
+        + ", ".join(f"{p} {images[p]:,} images / {patients[p]:,} patients" for p in PARTS)
+    ]
     lines += [f"  {note}" for note in summary["notes"]]
     lines += [f"  {line}" for line in [outside_line(summary.get("symlinks_outside_root"))] if line]
     skipped = summary.get("skipped_rows") or []
     lines += [f"  skipped {row}" for row in skipped[:SHOWN_SKIPPED]]
-    lines += [f"  ... and {len(skipped) - SHOWN_SKIPPED:,} more skipped rows (--json lists all)"] if len(skipped) > SHOWN_SKIPPED else []
+    lines += (
+        [f"  ... and {len(skipped) - SHOWN_SKIPPED:,} more skipped rows (--json lists all)"]
+        if len(skipped) > SHOWN_SKIPPED
+        else []
+    )
     lines += ["  views: " + ", ".join(f"{k or '(none)'} {v:,}" for k, v in summary["views"].items()), ""]
     lines.append("labels as the data set gives them (pos, neg, unc: uncertain, blank; pos % of the part's images):")
     lines.append(f"{'class':<28}" + "".join(f"{p:>8}{'%':>7}{'neg':>7}{'unc':>6}{'blank':>7}" for p in PARTS))
     for name, counts in summary["classes"].items():
-        cells = "".join(f"{counts['positive'][p]:>8,}{100 * counts['positive'][p] / max(images[p], 1):>6.1f}%"
-                        f"{counts['negative'][p]:>7,}{counts['uncertain'][p]:>6,}{counts['blank'][p]:>7,}" for p in PARTS)
+        cells = "".join(
+            f"{counts['positive'][p]:>8,}{100 * counts['positive'][p] / max(images[p], 1):>6.1f}%"
+            f"{counts['negative'][p]:>7,}{counts['uncertain'][p]:>6,}{counts['blank'][p]:>7,}"
+            for p in PARTS
+        )
         lines.append(f"{name:<28}{cells}")
     policy = summary.get("uncertain_policy", "ignore")
-    lines += ["", f"what a run trains and is scored on (--uncertain {policy}; blank is negative; masked: left out of "
-                  "that class's loss and AUC):",
-              f"{'class':<28}" + "".join(f"{p + ' pos':>11}{'neg':>9}{'masked':>9}" for p in PARTS)]
+    lines += [
+        "",
+        f"what a run trains and is scored on (--uncertain {policy}; blank is negative; masked: left out of "
+        "that class's loss and AUC):",
+        f"{'class':<28}" + "".join(f"{p + ' pos':>11}{'neg':>9}{'masked':>9}" for p in PARTS),
+    ]
     for name, counts in summary["classes"].items():
         trained = counts["trained"]
-        lines.append(f"{name:<28}" + "".join(f"{trained['positive'][p]:>11,}{trained['negative'][p]:>9,}"
-                                             f"{trained['masked'][p]:>9,}" for p in PARTS))
+        lines.append(
+            f"{name:<28}"
+            + "".join(
+                f"{trained['positive'][p]:>11,}{trained['negative'][p]:>9,}{trained['masked'][p]:>9,}" for p in PARTS
+            )
+        )
     lines.append(f"\nboxes: {summary['boxes']:,}")
     if summary.get("box_summary"):
         lines += ["", format_box_summary(summary["box_summary"])]
@@ -117,12 +152,19 @@ def format_box_summary(boxes: dict) -> str:
     """Plain-text lines of a `describe_boxes` result."""
     part = boxes["part"]
     size = "x".join(str(v) for v in boxes["source_px"]) + " px" if boxes["source_px"] else "sizes vary / unknown"
-    lines = ["boxes per part: " + ", ".join(f"{p} {n:,}" for p, n in boxes["per_part"].items()) + f"; source frame {size}",
-             f"{'class':<28}{part + ' boxes':>12}{'images':>9}  mean area"]
+    lines = [
+        "boxes per part: " + ", ".join(f"{p} {n:,}" for p, n in boxes["per_part"].items()) + f"; source frame {size}",
+        f"{'class':<28}{part + ' boxes':>12}{'images':>9}  mean area",
+    ]
     for name, c in boxes["classes"].items():
         lines.append(f"{name:<28}{c['boxes']:>12,}{c['images']:>9,}  {_area(c['mean_area_px'], c['mean_area_share'])}")
-    lines.append(f"{'all':<28}{sum(c['boxes'] for c in boxes['classes'].values()):>12,}"
-                 f"{sum(n for k, n in boxes['images_by_boxes'].items() if k):>9,}  {_area(boxes['mean_area_px'], boxes['mean_area_share'])}")
-    lines.append(f"{part} images by number of boxes: " + ", ".join(f"{k}: {v:,}" for k, v in boxes["images_by_boxes"].items())
-                 + f"; mean {boxes['mean_per_image']:.2f} per image, {boxes['mean_per_boxed_image']:.2f} per boxed image")
+    lines.append(
+        f"{'all':<28}{sum(c['boxes'] for c in boxes['classes'].values()):>12,}"
+        f"{sum(n for k, n in boxes['images_by_boxes'].items() if k):>9,}  {_area(boxes['mean_area_px'], boxes['mean_area_share'])}"
+    )
+    lines.append(
+        f"{part} images by number of boxes: "
+        + ", ".join(f"{k}: {v:,}" for k, v in boxes["images_by_boxes"].items())
+        + f"; mean {boxes['mean_per_image']:.2f} per image, {boxes['mean_per_boxed_image']:.2f} per boxed image"
+    )
     return "\n".join(lines)

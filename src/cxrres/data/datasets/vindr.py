@@ -21,8 +21,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cxrres.data.datasets.common import (DatasetTable, ReadOptions, assemble, finish_split, header, read_columns,
-                                         refuse_or_skip, select_views, skipped_note)
+from cxrres.data.datasets.common import (
+    DatasetTable,
+    ReadOptions,
+    assemble,
+    finish_split,
+    header,
+    read_columns,
+    refuse_or_skip,
+    select_views,
+    skipped_note,
+)
 from cxrres.data.dicom_headers import patients_from_headers, read_headers
 from cxrres.data.paths import not_file_name
 from cxrres.errors import CxrresError, DataFormatError
@@ -30,8 +39,19 @@ from cxrres.errors import CxrresError, DataFormatError
 NAME = "vindr"
 #: The 14 boxed findings, by class_id 0..13; class_id 14 is "No finding" (no box, no class column).
 CLASSES: tuple[str, ...] = (
-    "Aortic enlargement", "Atelectasis", "Calcification", "Cardiomegaly", "Consolidation", "ILD", "Infiltration",
-    "Lung Opacity", "Nodule/Mass", "Other lesion", "Pleural effusion", "Pleural thickening", "Pneumothorax",
+    "Aortic enlargement",
+    "Atelectasis",
+    "Calcification",
+    "Cardiomegaly",
+    "Consolidation",
+    "ILD",
+    "Infiltration",
+    "Lung Opacity",
+    "Nodule/Mass",
+    "Other lesion",
+    "Pleural effusion",
+    "Pleural thickening",
+    "Pneumothorax",
     "Pulmonary fibrosis",
 )
 NO_FINDING = "No finding"
@@ -39,8 +59,10 @@ COLUMNS: tuple[str, ...] = ("image_id", "class_name", "class_id", "rad_id", "x_m
 FILE_NAMES = ("train.csv", "train.csv.gz")
 IMAGES_DIR = "train"
 READER_RULES = ("any", "majority")
-EXPECTS = ("vindr: train.csv (image_id,class_name,class_id,rad_id,x_min,y_min,x_max,y_max; Kaggle VinBigData) or "
-           "annotations/annotations_train.csv + image_labels_train.csv (PhysioNet)")
+EXPECTS = (
+    "vindr: train.csv (image_id,class_name,class_id,rad_id,x_min,y_min,x_max,y_max; Kaggle VinBigData) or "
+    "annotations/annotations_train.csv + image_labels_train.csv (PhysioNet)"
+)
 ANNOTATIONS_DIR = "annotations"
 #: PhysioNet's test label file spells one column differently from the train one.
 LABEL_ALIASES = {"Other disease": "Other diseases"}
@@ -72,46 +94,79 @@ def _first_problem(problems: pd.Series, mask: pd.Series, message) -> None:
         problems[line] = message(line)
 
 
-def row_problems(frame: pd.DataFrame, known_classes: set[str], sizes: pd.DataFrame | None = None,
-                 images: set[str] | None = None, label_file: str = "") -> pd.Series:
+def row_problems(
+    frame: pd.DataFrame,
+    known_classes: set[str],
+    sizes: pd.DataFrame | None = None,
+    images: set[str] | None = None,
+    label_file: str = "",
+) -> pd.Series:
     """What is wrong with each annotation row ('' when nothing; indexed by file line), first problem only: class not
     known (or, with `class_id`, not matching it), image not in `images` (the part's label file), box fields not blank
     exactly on "No finding" rows, not numbers with x_max > x_min >= 0 and y_max > y_min >= 0, outside the image where
     `sizes` (image_id -> rows, columns px; 0 unknown) knows it, or a duplicate of an earlier row."""
     problems = pd.Series("", index=frame.index, dtype=object)
-    _first_problem(problems, not_file_name(frame["image_id"]),
-                   lambda i: f"column 'image_id': not a file name: {frame['image_id'][i]!r}")
+    _first_problem(
+        problems,
+        not_file_name(frame["image_id"]),
+        lambda i: f"column 'image_id': not a file name: {frame['image_id'][i]!r}",
+    )
     names = frame["class_name"]
     known = f"a label column of {label_file}" if label_file else "a VinDr-CXR class"
-    _first_problem(problems, ~names.isin(known_classes | {NO_FINDING}),
-                   lambda i: f"column 'class_name': {names[i]!r} is not {known}")
+    _first_problem(
+        problems,
+        ~names.isin(known_classes | {NO_FINDING}),
+        lambda i: f"column 'class_name': {names[i]!r} is not {known}",
+    )
     if "class_id" in frame:
         ids = {name: str(i) for i, name in enumerate(CLASSES + (NO_FINDING,))}
         mismatch = frame["class_id"].str.strip().str.replace(r"\.0$", "", regex=True) != names.map(ids)
-        _first_problem(problems, mismatch, lambda i: f"class_id {frame['class_id'][i]!r} does not match class_name {names[i]!r}")
+        _first_problem(
+            problems, mismatch, lambda i: f"class_id {frame['class_id'][i]!r} does not match class_name {names[i]!r}"
+        )
     if images is not None:
-        _first_problem(problems, ~frame["image_id"].isin(images), lambda i: f"image {frame['image_id'][i]!r} is not in {label_file}")
+        _first_problem(
+            problems,
+            ~frame["image_id"].isin(images),
+            lambda i: f"image {frame['image_id'][i]!r} is not in {label_file}",
+        )
     corners = frame[list(COLUMNS[4:])]
     blank = (corners == "").all(axis=1)
-    _first_problem(problems, blank != (names == NO_FINDING), lambda i: "box fields must be blank on exactly the 'No finding' rows")
+    _first_problem(
+        problems, blank != (names == NO_FINDING), lambda i: "box fields must be blank on exactly the 'No finding' rows"
+    )
     numbers = corners.apply(pd.to_numeric, errors="coerce")
     x0, y0, x1, y1 = (numbers[c] for c in COLUMNS[4:])
     bad = ~blank & (numbers.isna().any(axis=1) | (x0 < 0) | (y0 < 0) | (x1 <= x0) | (y1 <= y0))
-    _first_problem(problems, bad, lambda i: f"box {','.join(corners.loc[i])} is not numbers with x_max > x_min >= 0 and "
-                                            "y_max > y_min >= 0")
+    _first_problem(
+        problems,
+        bad,
+        lambda i: f"box {','.join(corners.loc[i])} is not numbers with x_max > x_min >= 0 and y_max > y_min >= 0",
+    )
     if sizes is not None:
         height, width = (frame["image_id"].map(sizes[c]).fillna(0).astype(int) for c in ("rows", "columns"))
         outside = ~blank & (((width > 0) & (x1 > width)) | ((height > 0) & (y1 > height)))
-        _first_problem(problems, outside, lambda i: f"box {','.join(corners.loc[i])} is outside the {width[i]} x "
-                                                    f"{height[i]} image (DICOM Columns x Rows)")
+        _first_problem(
+            problems,
+            outside,
+            lambda i: (
+                f"box {','.join(corners.loc[i])} is outside the {width[i]} x {height[i]} image (DICOM Columns x Rows)"
+            ),
+        )
     repeated = frame.duplicated(keep="first")
     if repeated.any():
-        first = pd.Series(frame.index, index=frame.index).groupby([frame[c] for c in frame.columns], sort=False).transform("min")
+        first = (
+            pd.Series(frame.index, index=frame.index)
+            .groupby([frame[c] for c in frame.columns], sort=False)
+            .transform("min")
+        )
         _first_problem(problems, repeated, lambda i: f"duplicate of line {int(first[i])}")
     return problems
 
 
-def keep_good(path: Path, frame: pd.DataFrame, problems: pd.Series, skip_bad: bool) -> tuple[pd.DataFrame, tuple[str, ...]]:
+def keep_good(
+    path: Path, frame: pd.DataFrame, problems: pd.Series, skip_bad: bool
+) -> tuple[pd.DataFrame, tuple[str, ...]]:
     """(the rows of the images without a bad row, the bad rows as 'file:line: problem'); DataFormatError at the first
     bad row unless `skip_bad`."""
     skipped = refuse_or_skip(path, problems, skip_bad)
@@ -123,12 +178,22 @@ def boxes_of(frame: pd.DataFrame) -> pd.DataFrame:
     """Boxes (image, label, rad_id, x, y, w, h; source px) of checked annotation rows (`COLUMNS`' box fields)."""
     boxed = frame[frame["class_name"] != NO_FINDING]
     x0, y0, x1, y1 = (boxed[c].astype(float) for c in COLUMNS[4:])
-    return pd.DataFrame({"image": boxed["image_id"] + ".dicom", "label": boxed["class_name"], "rad_id": boxed["rad_id"],
-                         "x": x0, "y": y0, "w": x1 - x0, "h": y1 - y0}).reset_index(drop=True)
+    return pd.DataFrame(
+        {
+            "image": boxed["image_id"] + ".dicom",
+            "label": boxed["class_name"],
+            "rad_id": boxed["rad_id"],
+            "x": x0,
+            "y": y0,
+            "w": x1 - x0,
+            "h": y1 - y0,
+        }
+    ).reset_index(drop=True)
 
 
-def read_rows(path: Path, sizes: pd.DataFrame | None = None, skip_bad: bool = False, frame: pd.DataFrame | None = None
-              ) -> tuple[pd.DataFrame, pd.DataFrame, tuple[str, ...]]:
+def read_rows(
+    path: Path, sizes: pd.DataFrame | None = None, skip_bad: bool = False, frame: pd.DataFrame | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame, tuple[str, ...]]:
     """(rows: image_id, class_name, rad_id; boxes: image, label, rad_id, x, y, w, h in source px; skipped rows) of one
     train.csv (or its `frame` already read), checked by `row_problems` (one DataFormatError at file:line, or with
     `skip_bad` the images of bad rows left out and the rows listed)."""
@@ -140,8 +205,13 @@ def read_rows(path: Path, sizes: pd.DataFrame | None = None, skip_bad: bool = Fa
 def image_labels(rows: pd.DataFrame, readers: str = "any") -> pd.DataFrame:
     """(images, 14) 0/1 float32 by image_id (sorted): positive when any reader (or more than half) marks the finding."""
     check_readers(readers)
-    votes = (rows[rows["class_name"] != NO_FINDING].drop_duplicates(["image_id", "class_name", "rad_id"])
-             .groupby(["image_id", "class_name"]).size().unstack(fill_value=0))
+    votes = (
+        rows[rows["class_name"] != NO_FINDING]
+        .drop_duplicates(["image_id", "class_name", "rad_id"])
+        .groupby(["image_id", "class_name"])
+        .size()
+        .unstack(fill_value=0)
+    )
     images = np.sort(rows["image_id"].unique())
     votes = votes.reindex(index=images, columns=list(CLASSES), fill_value=0)
     if readers == "any":
@@ -186,16 +256,29 @@ def read(root: Path, options: ReadOptions = ReadOptions(), readers: str | None =
         patients, how = patients_from_headers(ids, headers["patient_id"].reindex(ids).fillna("").to_numpy(object))
     wise = "image-wise (patient = image)" if patients is None else "patient-wise"
     patients = ids.astype(object) if patients is None else patients
-    columns = {"path": [f"{IMAGES_DIR}/{n}" for n in names], "patient_id": patients,
-               "view": np.full(len(ids), "", object), "frontal": np.ones(len(ids), bool), "part": np.full(len(ids), "", object)}
+    columns = {
+        "path": [f"{IMAGES_DIR}/{n}" for n in names],
+        "patient_id": patients,
+        "view": np.full(len(ids), "", object),
+        "frontal": np.ones(len(ids), bool),
+        "part": np.full(len(ids), "", object),
+    }
     frame = select_views(assemble(names, columns, CLASSES, labels.to_numpy(np.float32)), options.views)
     frame, notes = finish_split(frame, f"{root} (vindr)", options, "patient" if wise == "patient-wise" else "image")
     boxes = boxes[boxes["image"].isin(frame.index)].reset_index(drop=True)
     patient_note = f"train.csv has no patient ids; {how}: test and val carved {wise}"
-    notes = (f"labels: a finding is positive when {'any reader marks' if readers == 'any' else 'most readers mark'} it; "
-             f"{rows['rad_id'].nunique()} readers; boxes of all readers", patient_note) + skipped_note(skipped) + notes
-    return DatasetTable(NAME, root, CLASSES, frame, boxes[["image", "label", "x", "y", "w", "h"]], notes=notes,
-                        skipped=skipped)
+    notes = (
+        (
+            f"labels: a finding is positive when {'any reader marks' if readers == 'any' else 'most readers mark'} it; "
+            f"{rows['rad_id'].nunique()} readers; boxes of all readers",
+            patient_note,
+        )
+        + skipped_note(skipped)
+        + notes
+    )
+    return DatasetTable(
+        NAME, root, CLASSES, frame, boxes[["image", "label", "x", "y", "w", "h"]], notes=notes, skipped=skipped
+    )
 
 
 def read_image_labels(path: Path, readers: str = "any") -> pd.DataFrame:
@@ -233,8 +316,9 @@ def read_physionet(root: Path, options: ReadOptions = ReadOptions(), readers: st
             continue
         table = read_image_labels(label_path, readers)
         rows = read_columns(box_path, ("image_id", "rad_id", "class_name") + COLUMNS[4:])
-        problems = row_problems(rows, set(table.columns) - {NO_FINDING}, images=set(table.index),
-                                label_file=label_path.name)
+        problems = row_problems(
+            rows, set(table.columns) - {NO_FINDING}, images=set(table.index), label_file=label_path.name
+        )
         bad_images = set(rows.loc[problems != "", "image_id"])
         rows, bad = keep_good(box_path, rows, problems, options.skip_bad)
         labels[part], skipped = table[~table.index.isin(bad_images)], skipped + bad
@@ -247,16 +331,33 @@ def read_physionet(root: Path, options: ReadOptions = ReadOptions(), readers: st
     part = np.concatenate([np.full(len(t), p if p == "test" else "", object) for p, t in pieces.items()])
     folder = np.concatenate([np.full(len(t), p, object) for p, t in pieces.items()])
     names = [i + ".dicom" for i in ids]
-    columns = {"path": [f"{f}/{n}" for f, n in zip(folder, names)], "patient_id": ids,
-               "view": np.full(len(ids), "", object), "frontal": np.ones(len(ids), bool), "part": part}
+    columns = {
+        "path": [f"{f}/{n}" for f, n in zip(folder, names)],
+        "patient_id": ids,
+        "view": np.full(len(ids), "", object),
+        "frontal": np.ones(len(ids), bool),
+        "part": part,
+    }
     values = np.concatenate([t.to_numpy(np.float32) for t in pieces.values()])
     frame = select_views(assemble(names, columns, classes, values), options.views)
     frame, split_notes = finish_split(frame, f"{root} (vindr, PhysioNet)", options, "image")
     box_table = pd.concat(boxes, ignore_index=True)
     n_readers = box_table["rad_id"].nunique()
     box_table = box_table[box_table["image"].isin(frame.index)].reset_index(drop=True)
-    notes = (f"labels: a finding is positive when {'any reader marks' if readers == 'any' else 'most readers mark'} it; "
-             f"boxes of all readers ({n_readers} with boxes)",) + (("test: annotations/image_labels_test.csv",)
-             if "test" in labels else ()) + ("no patient ids: val (and a missing test) carved image-wise",)
-    return DatasetTable(NAME, root, classes, frame, box_table[["image", "label", "x", "y", "w", "h"]],
-                        notes=notes + skipped_note(skipped) + split_notes, skipped=skipped)
+    notes = (
+        (
+            f"labels: a finding is positive when {'any reader marks' if readers == 'any' else 'most readers mark'} it; "
+            f"boxes of all readers ({n_readers} with boxes)",
+        )
+        + (("test: annotations/image_labels_test.csv",) if "test" in labels else ())
+        + ("no patient ids: val (and a missing test) carved image-wise",)
+    )
+    return DatasetTable(
+        NAME,
+        root,
+        classes,
+        frame,
+        box_table[["image", "label", "x", "y", "w", "h"]],
+        notes=notes + skipped_note(skipped) + split_notes,
+        skipped=skipped,
+    )

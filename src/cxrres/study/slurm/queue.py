@@ -18,17 +18,42 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from cxrres import runs
-from cxrres.study.slurm.scripts import (JOBS_FILE, PREPARE_SCRIPT, REPORT_SCRIPT, SLURM_LOGS, TRAIN_SCRIPT, SlurmOptions,
-                                    options_mapping, prepare_script, report_script, slurm_dir, train_script)
+from cxrres.study.slurm.scripts import (
+    JOBS_FILE,
+    PREPARE_SCRIPT,
+    REPORT_SCRIPT,
+    SLURM_LOGS,
+    TRAIN_SCRIPT,
+    SlurmOptions,
+    options_mapping,
+    prepare_script,
+    report_script,
+    slurm_dir,
+    train_script,
+)
 from cxrres.errors import CxrresError
 from cxrres.util.parallel import write_text_atomic
 from cxrres.study.grid import StudyConfig, run_configs, run_state, write_study_file
 
 #: SLURM job states, grouped as `--dry-run` shows them.
-QUEUED_STATES = frozenset({"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD", "SUSPENDED", "CONFIGURING"})
+QUEUED_STATES = frozenset(
+    {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD", "SUSPENDED", "CONFIGURING"}
+)
 RUNNING_STATES = frozenset({"RUNNING", "COMPLETING", "STAGE_OUT", "SIGNALING", "RESIZING", "STOPPED"})
-FAILED_STATES = frozenset({"FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE",
-                           "PREEMPTED", "SPECIAL_EXIT", "REVOKED"})
+FAILED_STATES = frozenset(
+    {
+        "FAILED",
+        "CANCELLED",
+        "TIMEOUT",
+        "NODE_FAIL",
+        "OUT_OF_MEMORY",
+        "BOOT_FAIL",
+        "DEADLINE",
+        "PREEMPTED",
+        "SPECIAL_EXIT",
+        "REVOKED",
+    }
+)
 DONE_STATE = "COMPLETED"
 
 
@@ -38,8 +63,10 @@ DONE_STATE = "COMPLETED"
 def _command(argv: list[str], timeout_s: float = 60) -> subprocess.CompletedProcess:
     """Run a SLURM client command; CxrresError when it is not installed."""
     if shutil.which(argv[0]) is None:
-        raise CxrresError(f"{argv[0]} not found: SLURM's client commands are not installed here (make slurm-local starts "
-                          f"a one-node SLURM on this machine)")
+        raise CxrresError(
+            f"{argv[0]} not found: SLURM's client commands are not installed here (make slurm-local starts "
+            f"a one-node SLURM on this machine)"
+        )
     return subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s)
 
 
@@ -91,8 +118,10 @@ def _record(study: StudyConfig, submission: Submission) -> None:
     """Append `submission` to STUDY/slurm/jobs.json (atomically)."""
     path = slurm_dir(study) / JOBS_FILE
     history = json.loads(path.read_text()) if path.is_file() else []
-    history.append(dataclasses.asdict(submission) | {"submitted_local": time.strftime("%Y-%m-%dT%H:%M:%S",
-                                                                                      time.localtime(submission.submitted))})
+    history.append(
+        dataclasses.asdict(submission)
+        | {"submitted_local": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(submission.submitted))}
+    )
     write_text_atomic(path, json.dumps(history, indent=1) + "\n")
 
 
@@ -101,15 +130,22 @@ def submit_study(study: StudyConfig, options: SlurmOptions, log: Callable[[str],
     (afterok:train). Refuses while an earlier submission of the study still has jobs queued or running."""
     earlier = read_submissions(study)
     if earlier:
-        active = [j for j, s in job_states(earlier[-1].job_ids() + earlier[-1].task_ids()).items()
-                  if s in QUEUED_STATES | RUNNING_STATES]
+        active = [
+            j
+            for j, s in job_states(earlier[-1].job_ids() + earlier[-1].task_ids()).items()
+            if s in QUEUED_STATES | RUNNING_STATES
+        ]
         if active:
-            raise CxrresError(f"jobs {', '.join(sorted(active))} of the last submission are still queued or running "
-                              f"(wait for them, or scancel them and submit again)")
+            raise CxrresError(
+                f"jobs {', '.join(sorted(active))} of the last submission are still queued or running "
+                f"(wait for them, or scancel them and submit again)"
+            )
     if options.gpus_per_run:
         devices = study.train.get("devices")
         if devices not in (None, options.gpus_per_run):
-            raise CxrresError(f"train.devices is {devices} but --gpus-per-run is {options.gpus_per_run}; they must agree")
+            raise CxrresError(
+                f"train.devices is {devices} but --gpus-per-run is {options.gpus_per_run}; they must agree"
+            )
         study.train["devices"] = options.gpus_per_run  # part of each run's identity, as `cxrres train --devices`
     study.slurm = options_mapping(options)
     write_study_file(study)
@@ -128,8 +164,9 @@ def submit_study(study: StudyConfig, options: SlurmOptions, log: Callable[[str],
             write_text_atomic(folder / TRAIN_SCRIPT, text)
             train_id = sbatch(folder / TRAIN_SCRIPT)
             submitted.append(train_id)
-        write_text_atomic(folder / REPORT_SCRIPT, report_script(study, options, f"afterok:{train_id}" if train_id else None,
-                                                                **common))
+        write_text_atomic(
+            folder / REPORT_SCRIPT, report_script(study, options, f"afterok:{train_id}" if train_id else None, **common)
+        )
         report_id = sbatch(folder / REPORT_SCRIPT)
     except BaseException:
         _cancel(submitted)
@@ -137,8 +174,10 @@ def submit_study(study: StudyConfig, options: SlurmOptions, log: Callable[[str],
     submission = Submission(started, prepare_id, train_id, report_id, names)
     _record(study, submission)
     if train_id:
-        log(f"submitted: prepare job {prepare_id}; train array {train_id} ({len(names)} run{'s' * (len(names) != 1)}); "
-            f"report job {report_id} (afterok:{train_id})")
+        log(
+            f"submitted: prepare job {prepare_id}; train array {train_id} ({len(names)} run{'s' * (len(names) != 1)}); "
+            f"report job {report_id} (afterok:{train_id})"
+        )
         for task, name in zip(submission.task_ids(), names):
             log(f"  {task:<14} {name}")
     else:
@@ -167,8 +206,12 @@ def _from_squeue(wanted: set[str]) -> dict[str, str]:
     """States of the wanted jobs that are still in the queue (one line per array task)."""
     if shutil.which("squeue") is None:
         return {}
-    done = subprocess.run(["squeue", "--noheader", "--array", "--format=%i|%T", "--jobs", ",".join(sorted(wanted))],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        ["squeue", "--noheader", "--array", "--format=%i|%T", "--jobs", ",".join(sorted(wanted))],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     if done.returncode != 0:  # e.g. every id has left the queue: "Invalid job id specified"
         return {}
     return _parse_pairs(done.stdout, wanted)
@@ -190,8 +233,20 @@ def _from_sacct(wanted: set[str]) -> dict[str, str]:
     """States from the accounting database; empty when sacct is missing or accounting is off."""
     if shutil.which("sacct") is None:
         return {}
-    done = subprocess.run(["sacct", "--noheader", "--parsable2", "--allocations", "--format=JobID,State",
-                           "--jobs", ",".join(sorted(wanted))], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [
+            "sacct",
+            "--noheader",
+            "--parsable2",
+            "--allocations",
+            "--format=JobID,State",
+            "--jobs",
+            ",".join(sorted(wanted)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     return _parse_pairs(done.stdout, wanted) if done.returncode == 0 else {}
 
 
@@ -201,7 +256,9 @@ def _from_scontrol(wanted: set[str]) -> dict[str, str]:
         return {}
     states = {}
     for job in sorted({j.split("_")[0] for j in wanted}):
-        done = subprocess.run(["scontrol", "--oneliner", "show", "job", job], capture_output=True, text=True, timeout=60)
+        done = subprocess.run(
+            ["scontrol", "--oneliner", "show", "job", job], capture_output=True, text=True, timeout=60
+        )
         if done.returncode != 0:
             continue
         for line in done.stdout.splitlines():
@@ -285,15 +342,20 @@ def describe_jobs(study: StudyConfig) -> str | None:
     return "\n".join(lines)
 
 
-def wait_for(study: StudyConfig, submission: Submission, poll_s: float = 2.0, log: Callable[[str], None] = print) -> None:
+def wait_for(
+    study: StudyConfig, submission: Submission, poll_s: float = 2.0, log: Callable[[str], None] = print
+) -> None:
     """Block until the report job has ended; CxrresError naming each failed job (and its log) if any failed."""
     last_line = ""
     while True:
         states = job_states(submission.job_ids() + submission.task_ids())
         rows = submission_lines(study, submission, states)
         active = [r for r in rows if r[1] in ("queued", "running")]
-        line = ", ".join(f"{word} {sum(r[1] == word for r in rows)}" for word in ("queued", "running", "done", "failed")
-                         if any(r[1] == word for r in rows))
+        line = ", ".join(
+            f"{word} {sum(r[1] == word for r in rows)}"
+            for word in ("queued", "running", "done", "failed")
+            if any(r[1] == word for r in rows)
+        )
         if line != last_line:
             log(f"slurm: {line}")
             last_line = line
@@ -303,5 +365,8 @@ def wait_for(study: StudyConfig, submission: Submission, poll_s: float = 2.0, lo
     failed = [r for r in rows if r[1] != "done"]
     if failed:
         logs = slurm_dir(study) / SLURM_LOGS
-        raise CxrresError("slurm jobs failed: " + "; ".join(f"{what} job {detail}" for what, _, detail in failed)
-                          + f" (logs in {logs})")
+        raise CxrresError(
+            "slurm jobs failed: "
+            + "; ".join(f"{what} job {detail}" for what, _, detail in failed)
+            + f" (logs in {logs})"
+        )

@@ -29,7 +29,6 @@ REPORT_SCRIPT = "report.sbatch"
 REQUEUE_SIGNAL_S = 90
 
 
-
 @dataclass(frozen=True)
 class SlurmOptions:
     """What each job asks SLURM for; None leaves a setting to the cluster's default."""
@@ -46,13 +45,19 @@ class SlurmOptions:
 def add_slurm_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags of `cxrres study` that set SlurmOptions (one per field; they override the study file's `slurm:`)."""
     parser.add_argument("--partition", metavar="P", help="slurm: partition")
-    parser.add_argument("--gpus-per-run", type=int, metavar="N", help="slurm: GPUs per training run (DDP over them; default 0)")
+    parser.add_argument(
+        "--gpus-per-run", type=int, metavar="N", help="slurm: GPUs per training run (DDP over them; default 0)"
+    )
     parser.add_argument("--cpus-per-run", type=int, metavar="N", help="slurm: CPU cores per training run")
     parser.add_argument("--mem", metavar="SIZE", help="slurm: memory per job and node, e.g. 32G")
     parser.add_argument("--time", metavar="D-HH:MM:SS", help="slurm: time limit per job, e.g. 24:00:00")
     parser.add_argument("--account", metavar="A", help="slurm: account to charge")
-    parser.add_argument("--sbatch-extra", action="append", metavar="LINE",
-                        help="slurm: an extra '#SBATCH ...' line for every job (repeatable)")
+    parser.add_argument(
+        "--sbatch-extra",
+        action="append",
+        metavar="LINE",
+        help="slurm: an extra '#SBATCH ...' line for every job (repeatable)",
+    )
 
 
 def slurm_options(mapping: dict[str, Any] | None, flags: dict[str, Any] | None = None) -> SlurmOptions:
@@ -61,7 +66,9 @@ def slurm_options(mapping: dict[str, Any] | None, flags: dict[str, Any] | None =
     merged = dict(mapping or {})
     bad = sorted(set(merged) - known)
     if bad:
-        raise CxrresError(f"unknown slurm setting {bad[0]!r} in the study's `slurm:` mapping (known: {', '.join(sorted(known))})")
+        raise CxrresError(
+            f"unknown slurm setting {bad[0]!r} in the study's `slurm:` mapping (known: {', '.join(sorted(known))})"
+        )
     merged.update({k: v for k, v in (flags or {}).items() if v is not None and v != ()})
     extra = merged.get("sbatch_extra") or ()
     extra = [extra] if isinstance(extra, str) else list(extra)
@@ -76,7 +83,9 @@ def slurm_options(mapping: dict[str, Any] | None, flags: dict[str, Any] | None =
         if merged.get(key) is not None:
             merged[key] = int(merged[key])
             if merged[key] < (0 if key == "gpus_per_run" else 1):
-                raise CxrresError(f"slurm setting {key} must be {'>= 0' if key == 'gpus_per_run' else '>= 1'}, got {merged[key]}")
+                raise CxrresError(
+                    f"slurm setting {key} must be {'>= 0' if key == 'gpus_per_run' else '>= 1'}, got {merged[key]}"
+                )
     for key in ("partition", "mem", "time", "account"):
         if merged.get(key) is not None:
             merged[key] = str(merged[key])
@@ -106,12 +115,30 @@ def tasks_per_node(study: StudyConfig, options: SlurmOptions) -> int:
     return options.gpus_per_run or int(study.train.get("devices", 1))
 
 
-def _header(name: str, options: SlurmOptions, log: Path, workdir: Path, *, ntasks: int = 1, nodes: int = 1,
-            gpus: int = 0, cpus: int | None = None, array: str | None = None, dependency: str | None = None,
-            requeue_signal: bool = False) -> list[str]:
+def _header(
+    name: str,
+    options: SlurmOptions,
+    log: Path,
+    workdir: Path,
+    *,
+    ntasks: int = 1,
+    nodes: int = 1,
+    gpus: int = 0,
+    cpus: int | None = None,
+    array: str | None = None,
+    dependency: str | None = None,
+    requeue_signal: bool = False,
+) -> list[str]:
     """The #SBATCH lines of one job: name, log, resources, ordering, requeue."""
-    lines = ["#!/bin/bash", f"#SBATCH --job-name={name}", f"#SBATCH --output={log}", "#SBATCH --open-mode=append",
-             f"#SBATCH --chdir={workdir}", f"#SBATCH --nodes={nodes}", f"#SBATCH --ntasks-per-node={ntasks}"]
+    lines = [
+        "#!/bin/bash",
+        f"#SBATCH --job-name={name}",
+        f"#SBATCH --output={log}",
+        "#SBATCH --open-mode=append",
+        f"#SBATCH --chdir={workdir}",
+        f"#SBATCH --nodes={nodes}",
+        f"#SBATCH --ntasks-per-node={ntasks}",
+    ]
     if array is not None:
         lines.append(f"#SBATCH --array={array}")
     if gpus:
@@ -136,11 +163,13 @@ def _environment(python: str, pythonpath: str | None) -> list[str]:
     lines = ["", "set -euo pipefail", f"PYTHON={shlex.quote(python)}"]
     if pythonpath:
         lines.append(f"export PYTHONPATH={shlex.quote(pythonpath)}")
-    lines += ['if [ -n "${SLURM_CPUS_PER_TASK:-}" ]; then',
-              '  export OMP_NUM_THREADS="$SLURM_CPUS_PER_TASK" SRUN_CPUS_PER_TASK="$SLURM_CPUS_PER_TASK"',
-              "fi",
-              'echo "cxrres job ${SLURM_JOB_ID:-?} (array task ${SLURM_ARRAY_TASK_ID:-none}, restart ${SLURM_RESTART_COUNT:-0}) '
-              'on $(hostname) at $(date -Is)"']
+    lines += [
+        'if [ -n "${SLURM_CPUS_PER_TASK:-}" ]; then',
+        '  export OMP_NUM_THREADS="$SLURM_CPUS_PER_TASK" SRUN_CPUS_PER_TASK="$SLURM_CPUS_PER_TASK"',
+        "fi",
+        'echo "cxrres job ${SLURM_JOB_ID:-?} (array task ${SLURM_ARRAY_TASK_ID:-none}, restart ${SLURM_RESTART_COUNT:-0}) '
+        'on $(hostname) at $(date -Is)"',
+    ]
     return lines
 
 
@@ -149,22 +178,34 @@ def _job_name(study: StudyConfig, step: str) -> str:
     return f"cxrres-{step}-{Path(study.out).name}"
 
 
-def prepare_script(study: StudyConfig, options: SlurmOptions, python: str = sys.executable,
-                   pythonpath: str | None = None, workdir: Path | None = None) -> str:
+def prepare_script(
+    study: StudyConfig,
+    options: SlurmOptions,
+    python: str = sys.executable,
+    pythonpath: str | None = None,
+    workdir: Path | None = None,
+) -> str:
     """The job that builds (or reuses) the resolution caches of every run before any run trains: `cxrres study --step
     prepare` with the study's own settings, so the data settings (data set, views, split, readers, --skip-bad, cache)
     reach it through the function the local executor calls (`study.prepare_source`)."""
     logs = slurm_dir(study) / SLURM_LOGS
     argv = ["study", *study_argv(study), "--step", "prepare", "--quiet"]
-    lines = _header(_job_name(study, "prepare"), options, logs / "prepare_%j.out", workdir or Path.cwd(),
-                    cpus=options.cpus_per_run)
+    lines = _header(
+        _job_name(study, "prepare"), options, logs / "prepare_%j.out", workdir or Path.cwd(), cpus=options.cpus_per_run
+    )
     lines += _environment(python, pythonpath)
     lines.append('"$PYTHON" -m cxrres.cli ' + " ".join(shlex.quote(a) for a in argv))
     return "\n".join(lines) + "\n"
 
 
-def train_script(study: StudyConfig, options: SlurmOptions, dependency: str | None = None, python: str = sys.executable,
-                 pythonpath: str | None = None, workdir: Path | None = None) -> tuple[str, list[str]]:
+def train_script(
+    study: StudyConfig,
+    options: SlurmOptions,
+    dependency: str | None = None,
+    python: str = sys.executable,
+    pythonpath: str | None = None,
+    workdir: Path | None = None,
+) -> tuple[str, list[str]]:
     """The array job: task i trains the i-th unfinished run (its `cxrres train` line under srun). Returns the script
     and the run names in task order; ("", []) when every run is trained."""
     todo = [c for c in run_configs(study) if not run_state(c).trained]
@@ -173,9 +214,19 @@ def train_script(study: StudyConfig, options: SlurmOptions, dependency: str | No
     ntasks = tasks_per_node(study, options)
     nodes = int(study.train.get("nodes", 1))
     logs = slurm_dir(study) / SLURM_LOGS
-    lines = _header(_job_name(study, "train"), options, logs / "train_%A_%a.out", workdir or Path.cwd(), ntasks=ntasks,
-                    nodes=nodes, gpus=options.gpus_per_run, cpus=options.cpus_per_run, array=f"0-{len(todo) - 1}",
-                    dependency=dependency, requeue_signal=True)
+    lines = _header(
+        _job_name(study, "train"),
+        options,
+        logs / "train_%A_%a.out",
+        workdir or Path.cwd(),
+        ntasks=ntasks,
+        nodes=nodes,
+        gpus=options.gpus_per_run,
+        cpus=options.cpus_per_run,
+        array=f"0-{len(todo) - 1}",
+        dependency=dependency,
+        requeue_signal=True,
+    )
     lines += _environment(python, pythonpath)
     lines += ["", 'case "$SLURM_ARRAY_TASK_ID" in']
     names = []
@@ -185,20 +236,36 @@ def train_script(study: StudyConfig, options: SlurmOptions, dependency: str | No
         names.append(Path(config.out).name)
         argv = ["train", *train_argv(config), "--quiet"]
         lines.append(f"  {i}) RUN={shlex.quote(names[-1])}; set -- {' '.join(shlex.quote(a) for a in argv)} ;;")
-    lines += ['  *) echo "no run for array task $SLURM_ARRAY_TASK_ID" >&2; exit 2 ;;', "esac",
-              'echo "run $RUN: cxrres $*"',
-              "# srun starts one process per GPU (Lightning reads SLURM_PROCID etc.) and passes USR1 on to them",
-              'srun --kill-on-bad-exit=1 "$PYTHON" -m cxrres.cli "$@"']
+    lines += [
+        '  *) echo "no run for array task $SLURM_ARRAY_TASK_ID" >&2; exit 2 ;;',
+        "esac",
+        'echo "run $RUN: cxrres $*"',
+        "# srun starts one process per GPU (Lightning reads SLURM_PROCID etc.) and passes USR1 on to them",
+        'srun --kill-on-bad-exit=1 "$PYTHON" -m cxrres.cli "$@"',
+    ]
     return "\n".join(lines) + "\n", names
 
 
-def report_script(study: StudyConfig, options: SlurmOptions, dependency: str | None = None, python: str = sys.executable,
-                  pythonpath: str | None = None, workdir: Path | None = None) -> str:
+def report_script(
+    study: StudyConfig,
+    options: SlurmOptions,
+    dependency: str | None = None,
+    python: str = sys.executable,
+    pythonpath: str | None = None,
+    workdir: Path | None = None,
+) -> str:
     """The job that evaluates, localizes, compares and writes the report: `cxrres study` with the study's settings,
     run once every run is trained (it trains nothing then)."""
     logs = slurm_dir(study) / SLURM_LOGS
-    lines = _header(_job_name(study, "report"), options, logs / "report_%j.out", workdir or Path.cwd(),
-                    gpus=min(1, options.gpus_per_run), cpus=options.cpus_per_run, dependency=dependency)
+    lines = _header(
+        _job_name(study, "report"),
+        options,
+        logs / "report_%j.out",
+        workdir or Path.cwd(),
+        gpus=min(1, options.gpus_per_run),
+        cpus=options.cpus_per_run,
+        dependency=dependency,
+    )
     lines += _environment(python, pythonpath)
     argv = ["study", *study_argv(study), "--quiet"]
     lines.append('"$PYTHON" -m cxrres.cli ' + " ".join(shlex.quote(a) for a in argv))
