@@ -18,8 +18,11 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet --no-deps 'grad-cam==1.5.7' 'ttach==0.0.3'
 	@touch $(STAMP)
 
-# pytest exits 5 when it collects no test; that is not a failure of the code.
+# The layout contracts first (ruff; import-linter's layers in pyproject.toml), then the suite. pytest exits 5 when it
+# collects no test; that is not a failure of the code.
 test: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q || [ $$? -eq 5 ]
 
 # The study on a 600-image phantom (nodules and cardiomegaly drawn 3x as often as their real-prevalence weight, so the

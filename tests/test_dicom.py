@@ -17,7 +17,8 @@ from pydicom.sequence import Sequence  # noqa: E402
 from pydicom import uid as uids  # noqa: E402
 
 from cxrres.data.dicom_pixels import dicom_grey, modality_range, voi_output_range  # noqa: E402
-from cxrres.data.images import ImageReadError, image_size, load_resized, read_grey  # noqa: E402
+from cxrres.data.images import image_size, load_resized, read_grey  # noqa: E402
+from cxrres.data.pixel_rules import ImageReadError  # noqa: E402
 
 
 def _dataset(

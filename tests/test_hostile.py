@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 
 from cxrres.data.cache import ResolutionCache, prepare_cache
-from cxrres.data.images import ImageReadError, MAX_SOURCE_PIXELS, image_size, read_grey
+from cxrres.data.images import image_size, read_grey
+from cxrres.data.pixel_rules import MAX_SOURCE_PIXELS, ImageReadError
 from cxrres.data.metadata import MAX_LINE_BYTES, read_data_entry, read_image_list
 from cxrres.errors import CacheError, DataFormatError
 
@@ -88,7 +89,8 @@ _MEASURED = """
 import json, re, sys
 from pathlib import Path
 if sys.argv[1] == "read_grey":
-    from cxrres.data.images import ImageReadError, read_grey
+    from cxrres.data.images import read_grey
+    from cxrres.data.pixel_rules import ImageReadError
     try:
         read_grey(sys.argv[2])
         rc = 0

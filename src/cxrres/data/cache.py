@@ -44,7 +44,8 @@ import pandas as pd
 from tqdm import tqdm
 
 from cxrres import __version__
-from cxrres.data.images import SIXTEEN_BIT_RULE, ImageReadError, load_resized
+from cxrres.data.images import SIXTEEN_BIT_RULE, load_resized
+from cxrres.data.pixel_rules import ImageReadError
 from cxrres.data.diskspace import cache_bytes_needed, check_free_space
 from cxrres.data.cache_store import (
     SIXTEEN_BIT_KEY,

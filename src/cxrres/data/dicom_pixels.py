@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cxrres.data.images import ImageReadError, _check_pixels, window_grey
+from cxrres.data.pixel_rules import ImageReadError, check_pixels, window_grey
 
 #: DICOM elements larger than this (bytes) are read only when used, so a header is checked before its pixel data.
 DICOM_DEFER_BYTES = 2**20
@@ -221,7 +221,7 @@ def read_dicom(path: Path, max_pixels: int):
     if "Rows" not in dataset or "Columns" not in dataset:
         raise ImageReadError(f"{path}: DICOM file has pixel data but no Rows/Columns")
     frames = int(getattr(dataset, "NumberOfFrames", 1) or 1)
-    _check_pixels(path, int(dataset.Columns), int(dataset.Rows), max_pixels, frames)
+    check_pixels(path, int(dataset.Columns), int(dataset.Rows), max_pixels, frames)
     if frames > 1:
         raise ImageReadError(f"{path}: DICOM file has {frames} frames; one frame (a single radiograph) expected")
     samples = int(getattr(dataset, "SamplesPerPixel", 1) or 1)

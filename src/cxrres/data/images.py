@@ -29,7 +29,6 @@ empty file, a directory, a header whose width x height (x frames) exceeds MAX_SO
 
 from __future__ import annotations
 
-import math
 import os
 import struct
 import warnings
@@ -39,15 +38,11 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from cxrres.errors import CxrresError
+from cxrres.data.pixel_rules import MAX_SOURCE_PIXELS, ImageReadError, check_pixels
 
 _GREY_MODES = {"L"}
 _TO_LUMA_MODES = {"RGB", "RGBA", "LA", "P", "1", "CMYK", "YCbCr", "RGBX", "PA", "La"}
 _SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
-#: Largest source image decoded, in pixels (8192 x 8192), both as width x height and as its padded square
-#: max(width, height)**2: every array after the decode (float32 grey, its padded square, a DICOM's float64 values)
-#: is then at most 8 bytes x 2**26 pixels = 512 MiB. Chest radiographs are at most ≈ 4,300 x 4,300.
-MAX_SOURCE_PIXELS = 8192 * 8192
 #: Stored bit depths tried, smallest first, for grey deeper than 8 bits that declares none (no PNG sBIT).
 BIT_DEPTHS = (8, 10, 12, 14, 16)
 #: The rule for every image deeper than 8 bits (16-bit PNG/TIFF, DICOM), recorded in a cache's manifest: a cache
@@ -61,9 +56,9 @@ SIXTEEN_BIT_RULE = (
 #: Longest PNG chunk walk looking for sBIT before the first IDAT (chunks).
 _PNG_MAX_CHUNKS = 64
 
-
-class ImageReadError(CxrresError):
-    """An image file cannot be decoded (unreadable, truncated, unsupported)."""
+#: torchvision's ImageNet statistics (RGB), for inputs scaled to [0, 1].
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 
 def stored_bits(max_value: int, declared: int | None = None) -> int:
@@ -127,27 +122,6 @@ def _grey_from_pil(path: Path, image: Image.Image) -> np.ndarray:
     raise ValueError(f"unsupported image mode {image.mode}")
 
 
-def _check_pixels(path: Path, width: int, height: int, max_pixels: int, frames: int = 1) -> None:
-    """ImageReadError if a header's size (px) is empty, or its pixels or its padded square max(width, height)**2
-    exceed `max_pixels`: refused before decoding."""
-    if width < 1 or height < 1:
-        raise ImageReadError(f"{path}: header claims an empty image ({width} x {height} pixels)")
-    limit = math.isqrt(max_pixels)
-    if width * height * frames > max_pixels:
-        many = f" x {frames:,} frames" if frames > 1 else ""
-        raise ImageReadError(
-            f"{path}: header claims {width:,} x {height:,} pixels{many}, more than the limit of "
-            f"{max_pixels:,} ({limit:,} x {limit:,}); refused before decoding"
-        )
-    side = max(width, height)
-    if side * side > max_pixels:
-        raise ImageReadError(
-            f"{path}: header claims {width:,} x {height:,} pixels, whose padded square "
-            f"{side:,} x {side:,} is more than the limit of {max_pixels:,} pixels ({limit:,} x "
-            f"{limit:,}); refused before decoding"
-        )
-
-
 #: File-name suffixes read as DICOM (compared in lower case).
 DICOM_SUFFIXES = (".dcm", ".dicom")
 
@@ -155,18 +129,6 @@ DICOM_SUFFIXES = (".dcm", ".dicom")
 def is_dicom_path(path: str | Path) -> bool:
     """True when the file name ends in a DICOM suffix (DICOM_SUFFIXES, any case)."""
     return Path(path).suffix.lower() in DICOM_SUFFIXES
-
-
-def window_grey(values: np.ndarray, low: float, high: float) -> np.ndarray:
-    """Grey float32 in [0, 255] from float64 `values`: `low` -> 0, `high` -> 255 (either order), (value - low) * 255 /
-    (high - low) between (product first, like grey_from_bits), clipped outside; all 0 (black) when high == low."""
-    if high == low:
-        return np.zeros(values.shape, np.float32)
-    out = np.clip(values, min(low, high), max(low, high)).astype(np.float64, copy=False)
-    out -= low
-    out *= 255.0
-    out /= high - low
-    return out.astype(np.float32)
 
 
 def is_sixteen_bit(path: str | Path) -> bool:
@@ -213,7 +175,7 @@ def _open_checked(path: Path, max_pixels: int) -> Image.Image:
     except Image.DecompressionBombError as exc:
         raise ImageReadError(f"{path}: {' '.join(str(exc).split())}; refused before decoding") from None
     try:
-        _check_pixels(path, image.width, image.height, max_pixels)
+        check_pixels(path, image.width, image.height, max_pixels)
     except ImageReadError:
         image.close()
         raise
@@ -230,7 +192,7 @@ def image_size(path: str | Path, max_pixels: int = MAX_SOURCE_PIXELS) -> tuple[i
 
             header = pydicom.dcmread(str(path), stop_before_pixels=True)
             height, width = int(header.Rows), int(header.Columns)
-            _check_pixels(path, width, height, max_pixels, int(getattr(header, "NumberOfFrames", 1) or 1))
+            check_pixels(path, width, height, max_pixels, int(getattr(header, "NumberOfFrames", 1) or 1))
             return height, width
         with _open_checked(path, max_pixels) as image:
             return image.height, image.width
@@ -293,8 +255,6 @@ def load_resized(path: str | Path, resolutions_px: tuple[int, ...]) -> tuple[dic
 def preprocessing_rules() -> list[str]:
     """Every rule a client needs to reproduce the network's input from an image file without cxrres, one short plain
     sentence each, in the order they apply (the exported model's card prints them)."""
-    from cxrres.data.torch_dataset import IMAGENET_MEAN, IMAGENET_STD  # imports torch: only when asked
-
     return [
         "Colour files (RGB, RGBA, LA, palette, 1-bit) become 8-bit grey by ITU-R 601-2 luma, "
         "L = 0.299 R + 0.587 G + 0.114 B, as Pillow's convert('L') computes it; alpha is ignored.",

@@ -54,17 +54,13 @@ def describe_missing(missing: list[str], total: int, show: int = 5) -> str:
 
 
 def not_a_data_dir(path: Path) -> str:
-    """Why `path` is no data directory, one line: absent, or a file (its folder suggested when that folder is a known
-    data set, e.g. `--data .../Data_Entry_2017.csv`)."""
+    """Why `path` is no data directory, one line: absent, or a file (`datasets.not_a_data_dir` adds which data set its
+    folder holds, when it holds one)."""
     if not path.exists():
         return f"{path}: data directory not found"
     if not path.is_file():
         return f"{path}: not a directory"
-    from cxrres.data.datasets import ADAPTERS  # the registry imports this module
-
-    found = next((name for name, adapter in ADAPTERS.items() if adapter.detect(path.parent)), None)
-    hint = f"; its folder holds a data set ({found}): use --data {path.parent}" if found else ""
-    return f"{path}: is a file, not a data directory{hint}"
+    return f"{path}: is a file, not a data directory"
 
 
 @dataclass(frozen=True)

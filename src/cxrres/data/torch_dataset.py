@@ -7,11 +7,9 @@ import torch
 from torch.utils.data import Dataset
 
 from cxrres.data.cache import ResolutionCache
+from cxrres.data.images import IMAGENET_MEAN, IMAGENET_STD
 from cxrres.errors import CxrresError
 
-#: torchvision's ImageNet statistics (RGB), for inputs scaled to [0, 1].
-IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
-IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 
 class CacheDataset(Dataset):

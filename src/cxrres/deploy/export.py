@@ -20,7 +20,7 @@ from torch import nn
 
 from cxrres import __version__, runs
 from cxrres.config import TrainConfig
-from cxrres.data.torch_dataset import IMAGENET_MEAN, IMAGENET_STD
+from cxrres.data.images import IMAGENET_MEAN, IMAGENET_STD
 from cxrres.data.images import preprocessing_rules
 from cxrres.data.layout import is_phantom
 from cxrres.errors import CxrresError

@@ -15,6 +15,7 @@ import pandas as pd  # noqa: E402
 from cxrres.evaluation.calibration import MEAN, N_BINS  # noqa: E402
 from cxrres.evaluation.compare import Comparison  # noqa: E402
 from cxrres.report import tables  # noqa: E402
+from cxrres.report.tables import Block  # noqa: E402
 
 CALIBRATION_TITLE = "Precision and calibration"
 TEST_RESOLUTION_TITLE = "Test-time resolution"
@@ -112,7 +113,6 @@ def best_test_sentences(long: pd.DataFrame) -> list[str]:
 
 def sections(comparison: Comparison, files: Path) -> list[tuple[str, list]]:
     """The report's calibration section and, where runs were scored at other test resolutions, that section."""
-    from cxrres.report.document import Block  # the report's block type (document imports this module)
 
     out: list[tuple[str, list]] = []
     if len(comparison.calibration):

@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import html
 import time
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -59,6 +58,7 @@ from cxrres.report.comparison import (
     write_figures,
 )
 from cxrres.report.calibration import sections as calibration_sections  # noqa: E402
+from cxrres.report.tables import Block  # noqa: E402
 from cxrres.report.reference import (
     METRIC_TITLES,
     PublishedReference,
@@ -67,16 +67,6 @@ from cxrres.report.reference import (
     published_table,
 )
 from cxrres.evaluation.seeds import format_mean_sd  # noqa: E402
-
-
-@dataclass
-class Block:
-    """One piece of a report section: text, a table, or a figure (PNG path)."""
-
-    text: str | None = None
-    table: tables.Table | None = None
-    image: Path | None = None
-    caption: str = ""
 
 
 def runs_data(config: TrainConfig, source: DataSource | None = None) -> tuple[DataRoot, Split | None, DatasetTable]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -197,3 +198,13 @@ def seed_table(
         rows.append(cells)
         bold |= {(i, j + 1) for j, g in enumerate(means.columns) if best.loc[r, g]}
     return Table(header, rows, bold, [FEW_NOTE] if few & set(means.index) else [])
+
+
+@dataclass
+class Block:
+    """One piece of a report section: text, a table, or a figure (PNG path)."""
+
+    text: str | None = None
+    table: Table | None = None
+    image: Path | None = None
+    caption: str = ""

@@ -9,7 +9,7 @@ from types import ModuleType
 
 from cxrres.data.datasets import chexpert, csvfile, mimic, nih, padchest, rsna, vindr
 from cxrres.data.datasets.common import LABELERS, UNCERTAIN_POLICIES, DatasetTable, ReadOptions, apply_uncertain
-from cxrres.data.layout import not_a_data_dir
+from cxrres.data import layout
 from cxrres.data.paths import resolve_images
 from cxrres.errors import CxrresError
 
@@ -18,6 +18,14 @@ ADAPTERS: dict[str, ModuleType] = {m.NAME: m for m in (chexpert, mimic, padchest
 DATASETS: tuple[str, ...] = tuple(ADAPTERS)
 #: `--readers`: a finding is positive when any reader marks it, or most of them (data sets with several readers).
 READER_RULES: tuple[str, ...] = vindr.READER_RULES
+
+
+def not_a_data_dir(path: Path) -> str:
+    """Why `path` is no data directory, one line (`layout.not_a_data_dir`), with the data set its folder holds when
+    `path` is a file there (e.g. `--data .../Data_Entry_2017.csv`)."""
+    found = next((name for name, adapter in ADAPTERS.items() if adapter.detect(path.parent)), None) if path.is_file() else None
+    hint = f"; its folder holds a data set ({found}): use --data {path.parent}" if found else ""
+    return layout.not_a_data_dir(path) + hint
 
 
 def check_readers(dataset: str, readers: str) -> None:
