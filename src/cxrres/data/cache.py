@@ -418,7 +418,8 @@ def _prepare_locked(
         bar.close()
         _close_pass(token)
     _finish(cache, work, sources, todo, manifest, state, np.asarray(source_hw))
-    del arrays, source_hw
+    arrays.clear()  # drop the parent's memory maps (here and in `checkpoint`) before the work folder goes
+    source_hw = None
     shutil.rmtree(work, ignore_errors=True)
     report.skipped = state["skipped"]
     report.seconds = time.perf_counter() - started

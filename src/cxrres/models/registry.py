@@ -284,10 +284,16 @@ def create_model(
 
         name = arch[len(TIMM_PREFIX) :]
         model = build_timm(name, num_classes)
-        imagenet = lambda: timm_imagenet_file(name)
+
+        def imagenet() -> Path:
+            return timm_imagenet_file(name)
+
     else:
         model = spec.builder(weights=None, num_classes=num_classes)
-        imagenet = lambda: fetch_imagenet(arch, progress)
+
+        def imagenet() -> Path:
+            return fetch_imagenet(arch, progress)
+
     if weights is None or str(weights) == "none":
         return model
     path = imagenet() if str(weights) == "imagenet" else Path(weights)
