@@ -430,7 +430,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _raise_terminated(signum: int, frame: object) -> None:
-    """SIGTERM outside training: stop with Terminated (every file cxrres writes is renamed into place, so none is half-written)."""
+    """SIGTERM outside training: stop with Terminated (every file cxrres writes is renamed into place, so none is
+    half-written)."""
     raise Terminated("stopped by SIGTERM; run the same command again to continue")
 
 

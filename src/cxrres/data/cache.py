@@ -503,7 +503,8 @@ class ResolutionCache:
     def open(cls, cache_dir: str | Path, resolution_px: int) -> "ResolutionCache":
         """Open a complete resolution; CacheError (naming the directory or file) if it is absent, incomplete, or its
         array or index differs from the size and CRC-32 in the manifest (one read of the array: 0.18 s for 425 MB in the
-        page cache, measured on the 405-image 1024-px cache; repeated opens of an unchanged file in one process are free)."""
+        page cache, measured on the 405-image 1024-px cache; repeated opens of an unchanged file in one process are
+        free)."""
         cache_dir = Path(cache_dir)
         manifest = read_json(cache_dir / MANIFEST)
         if manifest is None:

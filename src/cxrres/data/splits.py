@@ -135,7 +135,8 @@ def split_from_files(root: DataRoot, split_dir: str | Path, name: str) -> Split:
 
 
 def carve_validation(names: list[str], patients: np.ndarray, fraction: float, seed: int) -> np.ndarray:
-    """Boolean mask of `names` going to validation: whole patients, in a seeded hash order, until >= fraction of images."""
+    """Boolean mask of `names` going to validation: whole patients, in a seeded hash order, until >= fraction of
+    images."""
     if not 0.0 < fraction < 1.0:
         raise CxrresError(f"validation fraction must be between 0 and 1, got {fraction}")
     unique, counts = np.unique(patients, return_counts=True)

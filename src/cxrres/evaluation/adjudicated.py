@@ -61,7 +61,8 @@ def scored_by_text(classes: tuple[str, ...]) -> str:
 
 
 def combined_labels(labels: np.ndarray) -> np.ndarray:
-    """One label from several classes' (N, k) labels (1/0, -1 masked): 1 if any is 1, else -1 if any is masked, else 0."""
+    """One label from several classes' (N, k) labels (1/0, -1 masked): 1 if any is 1, else -1 if any is masked,
+    else 0."""
     labels = np.asarray(labels)
     return np.where((labels == 1).any(axis=1), 1, np.where((labels == -1).any(axis=1), -1, 0)).astype(np.int8)
 

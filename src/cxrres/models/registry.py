@@ -245,7 +245,8 @@ def load_into(model: nn.Module, state_dict: dict[str, torch.Tensor], head: str, 
     skipped = [k for k in state_dict if k.startswith(f"{head}.") and k in own and state_dict[k].shape != own[k].shape]
     for key in skipped:
         del state_dict[key]
-    # files from before PyTorch 0.4 (CheXNet's) have no BatchNorm `num_batches_tracked`; a missing head is re-initialised
+    # files from before PyTorch 0.4 (CheXNet's) have no BatchNorm `num_batches_tracked`; a missing head is
+    # re-initialised
     missing = [
         k for k in own if k not in state_dict and not k.startswith(f"{head}.") and not k.endswith("num_batches_tracked")
     ]

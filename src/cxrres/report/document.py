@@ -236,7 +236,8 @@ def heatmap_grid(comparison: Comparison, label: str, path: Path, rows: int = 3) 
 
 
 def kernels_text(status: runs.RunStatus) -> str:
-    """The CPU kernel family a run computed with, e.g. 'AVX512' or 'AVX512 (ONEDNN_MAX_CPU_ISA=AVX2)'; '–' if unrecorded."""
+    """The CPU kernel family a run computed with, e.g. 'AVX512' or 'AVX512 (ONEDNN_MAX_CPU_ISA=AVX2)'; '–' if
+    unrecorded."""
     if status.cpu_kernels is None:
         return "–"
     return status.cpu_kernels + (

@@ -320,7 +320,8 @@ EXECUTORS: tuple[str, ...] = ("local", "slurm")
 
 
 def run_study(study: StudyConfig, progress: bool = True, log=print) -> Path:
-    """Do everything that is left: caches, training, evaluation, localization, comparison, report. Returns report.html."""
+    """Do everything that is left: caches, training, evaluation, localization, comparison, report. Returns
+    report.html."""
     from cxrres.evaluation.compare import compare_runs
     from cxrres.evaluation.cross_resolution import evaluate_test_resolutions, scored_resolutions
     from cxrres.evaluation.evaluate import evaluate_run

@@ -22,7 +22,8 @@ LABEL_CODES: dict[str, float] = {"1": 1.0, "1.0": 1.0, "0": 0.0, "0.0": 0.0, "-1
 UNCERTAIN_POLICIES: tuple[str, ...] = ("ignore", "zeros", "ones")
 #: Default fraction of images carved out as the test part where a data set publishes no test split.
 TEST_FRACTION = 0.2
-#: `--labeler`: which of MIMIC-CXR-JPG's label files is read (mimic-cxr-2.0.0-<labeler>.csv.gz); the first is the default.
+#: `--labeler`: which of MIMIC-CXR-JPG's label files is read (mimic-cxr-2.0.0-<labeler>.csv.gz); the first is the
+#: default.
 LABELERS: tuple[str, ...] = ("chexpert", "negbio")
 
 
