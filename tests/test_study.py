@@ -23,7 +23,8 @@ def study(tmp_path_factory):
     synthesize(base / "phantom", n_images=60, size_px=64, seed=3, workers=1, progress=False)
     config = base / "study.yaml"
     config.write_text(
-        "train:\n  weights: none\n  max_epochs: 1\n  batch_size: 8\n  lr_patience: 1\nlocalize:\n  examples: 1\nn_boot: 100\n"
+        "train:\n  weights: none\n  max_epochs: 1\n  batch_size: 8\n  lr_patience: 1\nlocalize:\n  examples: 1\n"
+        "n_boot: 100\n"
     )
     args = [
         "study",

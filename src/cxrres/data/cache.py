@@ -372,7 +372,8 @@ def _prepare_locked(
 
     if not os.access(cache, os.W_OK):
         raise CacheError(
-            f"{cache}: cache directory is not writable and lacks {','.join(map(str, todo))} px; choose another with --cache"
+            f"{cache}: cache directory is not writable and lacks {','.join(map(str, todo))} px; "
+            "choose another with --cache"
         )
     work = cache / WORK
     if not (work / STATE).is_file():  # a resumed build already holds its arrays
@@ -512,9 +513,13 @@ class ResolutionCache:
         if str(resolution_px) not in manifest.get("resolutions_px", {}):
             have = ", ".join(sorted(manifest.get("resolutions_px", {}), key=int)) or "none"
             raise CacheError(
-                f"{cache_dir}: resolution {resolution_px} px not prepared (complete: {have}); run `cxrres prepare --resolutions {resolution_px}`"
+                f"{cache_dir}: resolution {resolution_px} px not prepared (complete: {have}); "
+                f"run `cxrres prepare --resolutions {resolution_px}`"
             )
-        rebuild = f"run `cxrres prepare --data {manifest.get('data_root', 'DIR')} --resolutions {resolution_px} --cache {cache_dir}` to rebuild it"
+        rebuild = (
+            f"run `cxrres prepare --data {manifest.get('data_root', 'DIR')} --resolutions {resolution_px} "
+            f"--cache {cache_dir}` to rebuild it"
+        )
         if manifest.get("format") != FORMAT_VERSION:
             raise CacheError(
                 f"{cache_dir}: cache format {manifest.get('format')} was written by another cxrres version "
@@ -549,6 +554,7 @@ class ResolutionCache:
         absent = [n for n in names if n not in self.rows]
         if absent:
             raise CacheError(
-                f"{self.cache_dir}: {len(absent):,} images not in the cache (missing or skipped; first: {', '.join(absent[:5])})"
+                f"{self.cache_dir}: {len(absent):,} images not in the cache (missing or skipped; first: "
+                f"{', '.join(absent[:5])})"
             )
         return np.asarray([self.rows[n] for n in names], np.int64)

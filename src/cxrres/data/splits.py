@@ -72,8 +72,8 @@ def _patients(root: DataRoot, names: list[str], require_entry: bool) -> np.ndarr
         unknown = [n for n in names if n not in entry.index]
         if unknown:
             raise SplitError(
-                f"{root.data_entry_path}: {len(unknown):,} split images are not in this file (first: {', '.join(unknown[:5])}); "
-                "for a data set other than ChestX-ray14, give its split with --split-dir"
+                f"{root.data_entry_path}: {len(unknown):,} split images are not in this file (first: "
+                f"{', '.join(unknown[:5])}); for a data set other than ChestX-ray14, give its split with --split-dir"
             )
         return entry.loc[names, "patient_id"].to_numpy(np.int64)
     patients = [patient_from_name(n) for n in names]

@@ -33,7 +33,9 @@ GOOGLE2019_SCORED_BY: dict[str, tuple[str, ...]] = {
 }
 #: Google findings no NIH class measures, and why they are not scored.
 GOOGLE2019_NOT_SCORED: dict[str, str] = {
-    "Airspace opacity": "no NIH class is airspace opacity: Consolidation, Pneumonia and Infiltration each cover only part of it",
+    "Airspace opacity": (
+        "no NIH class is airspace opacity: Consolidation, Pneumonia and Infiltration each cover only part of it"
+    ),
     "Fracture": "NIH ChestX-ray14 has no fracture label",
 }
 #: Data_Entry fields of an image that must equal Google's record of it (its copy of NIH's Data_Entry) before the run is
@@ -184,7 +186,8 @@ def format_reference_table(table: pd.DataFrame) -> str:
     lines = [f"{'finding':<15} {'scored by':<18} {'images':>6}  {'Google (adjudicated)':<43} NIH (text-mined)"]
     for _, row in table.iterrows():
         lines.append(
-            f"{row['finding']:<15} {row['scored_by']:<18} {int(row['images']):>6,}  {cell(row, '')}  {cell(row, NIH_PREFIX)}"
+            f"{row['finding']:<15} {row['scored_by']:<18} {int(row['images']):>6,}  {cell(row, '')}  "
+            f"{cell(row, NIH_PREFIX)}"
         )
     left_out = [f for f in GOOGLE2019_FINDINGS if f not in set(table["finding"])]
     reasons = {

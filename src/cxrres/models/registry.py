@@ -173,7 +173,8 @@ def load_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
             return load_file(str(path), device="cpu")
         except Exception as error:  # safetensors raises its own SafetensorError, OSError, ValueError
             raise WeightsError(
-                f"{path}: not a readable safetensors file ({str(error).splitlines()[0] if str(error) else type(error).__name__})"
+                f"{path}: not a readable safetensors file "
+                f"({str(error).splitlines()[0] if str(error) else type(error).__name__})"
             ) from None
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)

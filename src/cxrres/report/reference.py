@@ -140,7 +140,10 @@ def published_table(frame: pd.DataFrame) -> tables.Table:
                 cells.append("–")
                 continue
             row = hit.iloc[0]
-            text = f"{format_mean_sd(row['ours'], row['sd'], int(row['n']))} / {row['published']:.3f} ({row['difference']:+.3f})"
+            text = (
+                f"{format_mean_sd(row['ours'], row['sd'], int(row['n']))} / {row['published']:.3f} "
+                f"({row['difference']:+.3f})"
+            )
             if row["n_interval"] == 1:
                 text += " ✓" if row["inside"] == 1 else " ✗"
             elif row["n_interval"] > 1:

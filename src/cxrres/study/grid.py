@@ -335,7 +335,8 @@ def run_study(study: StudyConfig, progress: bool = True, log=print) -> Path:
     started = time.perf_counter()
     source = prepare_source(study, progress)  # one scan, one decode for every resolution
     log(
-        f"cache {source.cache_dir}: {source.prepared.n_images:,} images at {','.join(map(str, source.prepared.resolutions_px))} px"
+        f"cache {source.cache_dir}: {source.prepared.n_images:,} images at "
+        f"{','.join(map(str, source.prepared.resolutions_px))} px"
     )
     configs = run_configs(study)
     external: dict[str, DataSource] = {}

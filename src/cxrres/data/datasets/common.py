@@ -144,7 +144,8 @@ def read_columns(path: Path, required: Sequence[str], optional: Sequence[str] = 
     if missing:
         raise DataFormatError(
             path,
-            f"missing column {missing[0]!r} (the header has {len(present)} columns: {', '.join(present[:8])}{', ...' if len(present) > 8 else ''})",
+            f"missing column {missing[0]!r} (the header has {len(present)} columns: "
+            f"{', '.join(present[:8])}{', ...' if len(present) > 8 else ''})",
         )
     wanted = list(required) + [c for c in optional if c in present]
     _, frame = strictcsv.read_table(path, wanted)
