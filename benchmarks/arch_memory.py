@@ -3,8 +3,9 @@ CPU (float32, NCHW, one thread), at two batch sizes and two resolutions, each in
 
 Per image = (peak at the larger batch - peak at the smaller) / (difference of the batch sizes): the model, its gradients
 and the libraries cancel out. The peak is the child's `resource.getrusage(RUSAGE_SELF).ru_maxrss`. The fit per family
-is m(R) = a + b (R / 64 px)^2 MiB per image (activations grow with the pixel count); `cxrres.models.timm_backbones.MEMORY_MIB`
-holds the fitted (a, b) and `config.resolve` turns them into the default batch size of timm architectures.
+is m(R) = a + b (R / 64 px)^2 MiB per image (activations grow with the pixel count);
+`cxrres.models.timm_backbones.MEMORY_MIB` holds the fitted (a, b) and `config.resolve` turns them into the default batch
+size of timm architectures.
 """
 
 from __future__ import annotations

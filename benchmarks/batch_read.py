@@ -62,8 +62,8 @@ def main() -> None:
     record(
         "Loader: one read per batch vs one row per sample",
         "\n".join(rows),
-        f"{what} in the cache (page cache warm); {args.workers} DataLoader workers; {args.epochs} shuffled epochs timed "
-        "after one warm-up. The same batches either way (tests/test_dataset.py).",
+        f"{what} in the cache (page cache warm); {args.workers} DataLoader workers; {args.epochs} shuffled epochs "
+        "timed after one warm-up. The same batches either way (tests/test_dataset.py).",
     )
 
 

@@ -151,8 +151,8 @@ def main() -> None:
         "pylibjpeg-rle for RLE, in pydicom's order of preference); the 'pylibjpeg only' rows set the other plugins "
         "aside. The 'no window' row takes the percentile window, so at 1024² it differs from the 8-bit PNG by design; "
         "at 2048² the 16-bit PNG is itself mapped by its own percentile window (docs/data.md), so there the 'no "
-        "window' row matches it (within 1 grey level: the PNG holds round-down(s · 65535 / 4095)) and the windowed rows "
-        "differ by design. Machine shared with other jobs.",
+        "window' row matches it (within 1 grey level: the PNG holds round-down(s · 65535 / 4095)) and the windowed "
+        "rows differ by design. Machine shared with other jobs.",
     )
 
 

@@ -78,8 +78,8 @@ def main() -> None:
         )
         jobs = sum(line.startswith("cxrres train") for line in out.splitlines())
         rows.append(
-            f"| `cxrres study --plan` ({len(resolutions)} resolutions × {args.seeds} seeds) | {wall:.1f} | {rss:,.0f} | "
-            f"{jobs} train commands |"
+            f"| `cxrres study --plan` ({len(resolutions)} resolutions × {args.seeds} seeds) | {wall:.1f} | {rss:,.0f} "
+            f"| {jobs} train commands |"
         )
     projection = [
         "| Resolution | cache (GB) | train+val GFLOP per epoch (est.) | epoch on one GPU (est., min) | "
@@ -94,13 +94,14 @@ def main() -> None:
         hours = minutes * args.epochs * args.seeds / 60
         total_hours += hours
         projection.append(
-            f"| {r} px | {cache_bytes_needed(ALL_IMAGES, [r]) / 1e9:,.2f} | {epoch_gflop:,.0f} | {minutes:,.1f} | {hours:,.1f} |"
+            f"| {r} px | {cache_bytes_needed(ALL_IMAGES, [r]) / 1e9:,.2f} | {epoch_gflop:,.0f} | {minutes:,.1f} | "
+            f"{hours:,.1f} |"
         )
     projection.append(f"| all | {cache_bytes_needed(ALL_IMAGES, resolutions) / 1e9:,.2f} | | | {total_hours:,.1f} |")
     notes = (
         f"GPU columns are a FLOP ESTIMATE, not a measurement: {GMACS_224} GMACs per 224-px forward (torchvision), "
-        f"training = 3 × forward, cost ∝ R², an assumed {args.tflops:g} TFLOP/s achieved in bf16 and {args.epochs} epochs "
-        "per run; the loader is assumed not to limit. Replace them with `make bench-gpu` figures once measured."
+        f"training = 3 × forward, cost ∝ R², an assumed {args.tflops:g} TFLOP/s achieved in bf16 and {args.epochs} "
+        "epochs per run; the loader is assumed not to limit. Replace them with `make bench-gpu` figures once measured."
     )
     record(
         f"The full count: {ALL_IMAGES:,} images listed (real NIH metadata, images absent)",

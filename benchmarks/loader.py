@@ -82,8 +82,9 @@ def main() -> None:
     record(
         "Loader: ready-to-train batches",
         "\n".join(rows),
-        f"{what}; {args.workers} DataLoader workers for both; shuffled; normalised float32 3-channel batches on the CPU. "
-        "The naive pipeline decodes a 1024-px PNG per sample; the cache reads the resized uint8 rows from a memory map.",
+        f"{what}; {args.workers} DataLoader workers for both; shuffled; normalised float32 3-channel batches on the "
+        "CPU. The naive pipeline decodes a 1024-px PNG per sample; the cache reads the resized uint8 rows from a "
+        "memory map.",
     )
 
 

@@ -56,7 +56,8 @@ def main() -> None:
     args = parser.parse_args()
     cxrres = str(Path(sys.executable).with_name("cxrres"))
     rows = [
-        "| Images (train/val/test) | Cache (MiB) | peak RssAnon (MiB) | peak RssFile (MiB) | peak RSS, VmHWM (MiB) | wall (s) |",
+        "| Images (train/val/test) | Cache (MiB) | peak RssAnon (MiB) | peak RssFile (MiB) | peak RSS, VmHWM (MiB) | "
+        "wall (s) |",
         "|---|---|---|---|---|---|",
     ]
     with tempfile.TemporaryDirectory() as tmp:
@@ -97,16 +98,16 @@ def main() -> None:
             cache_mib = sum(f.stat().st_size for f in default_cache_dir(data).glob("*.npy")) / 2**20
             mib = {k: v / 1024 for k, v in peaks.items()}
             rows.append(
-                f"| {n:,} ({'/'.join(map(str, parts))}) | {cache_mib:.1f} | {mib['RssAnon']:,.0f} | {mib['RssFile']:,.0f} | "
-                f"{mib['VmHWM']:,.0f} | {wall:.0f} |"
+                f"| {n:,} ({'/'.join(map(str, parts))}) | {cache_mib:.1f} | {mib['RssAnon']:,.0f} | "
+                f"{mib['RssFile']:,.0f} | {mib['VmHWM']:,.0f} | {wall:.0f} |"
             )
             print(rows[-1], flush=True)
     record(
         "Memory: peak of `cxrres train` against the data set size",
         "\n".join(rows),
         f"DenseNet-121 from scratch, one epoch at {args.resolution} px, defaults otherwise (CPU: 0 loader workers); "
-        f"phantoms of {args.resolution}-px images. RssAnon = private memory; RssFile = resident pages of mapped files (the cache, "
-        "shared libraries); sampled every 50 ms.",
+        f"phantoms of {args.resolution}-px images. RssAnon = private memory; RssFile = resident pages of mapped files "
+        "(the cache, shared libraries); sampled every 50 ms.",
     )
 
 

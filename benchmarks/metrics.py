@@ -46,14 +46,15 @@ def main() -> None:
             "|---|---|",
             f"| DeLong AUC + 95% interval, {args.cases:,} cases × 14 classes | {intervals:.3f} |",
             f"| paired DeLong tests, {len(pairs)} pairs of {args.runs} runs × 14 classes | {paired:.3f} |",
-            f"| patient bootstrap ({args.n_boot} replicates) of the mean AUC for {args.runs} runs and all {len(pairs)} paired differences | {bootstrap_s:.1f} |",
+            f"| patient bootstrap ({args.n_boot} replicates) of the mean AUC for {args.runs} runs and all {len(pairs)} "
+            f"paired differences | {bootstrap_s:.1f} |",
         ]
     )
     record(
         "Metrics: DeLong and bootstrap at CheXNet test size",
         table,
-        "Random scores with 5 % positives; best of 3 for the intervals. The bootstrap computes each run's replicates once "
-        "(one sort per class, all replicates at once) and reuses them for every pair.",
+        "Random scores with 5 % positives; best of 3 for the intervals. The bootstrap computes each run's replicates "
+        "once (one sort per class, all replicates at once) and reuses them for every pair.",
     )
 
 

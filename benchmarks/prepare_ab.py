@@ -27,7 +27,8 @@ def main() -> None:
             )
             rates.append(report.n_images / (time.perf_counter() - start))
     print(
-        f"{args.label}: {', '.join(f'{r:.1f}' for r in rates)} img/s ({report.n_images} images of the data root of {what}, {args.workers} workers)"
+        f"{args.label}: {', '.join(f'{r:.1f}' for r in rates)} img/s ({report.n_images} images of the data root of "
+        f"{what}, {args.workers} workers)"
     )
 
 

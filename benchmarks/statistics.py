@@ -1,4 +1,5 @@
-"""The study's statistics for 5 resolutions x 3 seeds x 14 classes on the CheXNet test set, 1,000 patient-bootstrap replicates.
+"""The study's statistics for 5 resolutions x 3 seeds x 14 classes on the CheXNet test set, 1,000 patient-bootstrap
+replicates.
 
 Everything issue 17 asks of the statistics, end to end on synthetic scores: seed ensembles, DeLong AUC with logit
 intervals per run and class, per-run bootstrap replicates (one weight matrix for all runs), mean-AUC intervals,
@@ -44,7 +45,8 @@ CLASSES = [
 
 
 def test_set(cases: int, rng: np.random.Generator) -> tuple[list[str], np.ndarray, np.ndarray, str]:
-    """(image names, (N, 14) labels, patient ids, description): the real CheXNet test list if present, else synthetic."""
+    """(image names, (N, 14) labels, patient ids, description): the real CheXNet test list if present, else
+    synthetic."""
     path = REAL / "splits" / "chexnet" / "test_list.txt"
     if path.is_file() and cases == 22_433:
         frame = pd.read_csv(path, sep=r"\s+", header=None)

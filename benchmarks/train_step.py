@@ -68,7 +68,8 @@ def main() -> None:
     paths, what = source_images(args.images)
     resolutions = [int(r) for r in args.resolutions.split(",")]
     rows = [
-        "| Resolution | Batch | Precision | model only (img/s) | real loader (img/s) | loader / ceiling | real vs fp32 NCHW | peak GPU memory (MiB) |",
+        "| Resolution | Batch | Precision | model only (img/s) | real loader (img/s) | loader / ceiling | real vs fp32 "
+        "NCHW | peak GPU memory (MiB) |",
         "|---|---|---|---|---|---|---|---|",
     ]
     with tempfile.TemporaryDirectory() as tmp:
@@ -106,7 +107,8 @@ def main() -> None:
                 baseline = real if not (bf16 or channels_last) else baseline
                 peak = f"{torch.cuda.max_memory_allocated(device) / 2**20:,.0f}" if device.type == "cuda" else "–"
                 rows.append(
-                    f"| {r} px | {batch} | {name} | {ceiling:,.1f} | {real:,.1f} | {real / ceiling:.2f} | {real / baseline:.2f}x | {peak} |"
+                    f"| {r} px | {batch} | {name} | {ceiling:,.1f} | {real:,.1f} | {real / ceiling:.2f} | "
+                    f"{real / baseline:.2f}x | {peak} |"
                 )
                 print(rows[-1], flush=True)
     if args.no_record:

@@ -76,7 +76,8 @@ CHEXPERT_HEADER = (
 
 
 def _chexpert_labels(patient: int) -> list[str]:
-    """The 14 label cells of one patient's images: Cardiomegaly, Edema (uncertain for every 4th), Pleural Effusion set."""
+    """The 14 label cells of one patient's images: Cardiomegaly, Edema (uncertain for every 4th), Pleural Effusion
+    set."""
     cells = [""] * 14
     cells[2] = "1.0" if patient % 3 == 0 else "0.0"  # Cardiomegaly
     cells[5] = "-1.0" if patient % 4 == 1 else ("1.0" if patient % 2 else "0.0")  # Edema

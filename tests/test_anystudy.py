@@ -196,7 +196,8 @@ def test_study_labels_are_the_data_sets_own_names(tmp_path: Path, capsys: pytest
     assert study.labels == ("Pleural Effusion", None)
     with pytest.raises(
         CxrresError,
-        match=r"unknown label 'Effusion'; choose from all, No Finding, Enlarged Cardiomediastinum, .*, Support Devices$",
+        match=r"unknown label 'Effusion'; choose from all, No Finding, Enlarged Cardiomediastinum, "
+        r".*, Support Devices$",
     ):
         make_study({"data": str(root), "labels": "Effusion"})
     assert make_study({"data": str(MINI), "labels": "Infiltrate,Nodule"}).labels == (

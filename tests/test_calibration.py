@@ -1,5 +1,6 @@
-"""Average precision, Brier score and ECE (cxrres.evaluation.calibration) against scikit-learn and a loop from the definition;
-RUN/calibration.csv written by evaluate; the comparison's long table and the report's reliability diagram."""
+"""Average precision, Brier score and ECE (cxrres.evaluation.calibration) against scikit-learn and a loop from the
+definition; RUN/calibration.csv written by evaluate; the comparison's long table and the report's reliability
+diagram."""
 
 from __future__ import annotations
 
@@ -94,7 +95,8 @@ def test_table_masks_and_undefined_classes() -> None:
 
 
 def _run_dir(tmp_path: Path) -> tuple[Path, runs.Predictions]:
-    """A run directory holding only predictions_test.csv: 90 images of 30 patients, three classes (one never positive)."""
+    """A run directory holding only predictions_test.csv: 90 images of 30 patients, three classes (one never
+    positive)."""
     rng = np.random.default_rng(7)
     n = 90
     labels = np.stack([(rng.random(n) < 0.3), np.zeros(n, bool), (rng.random(n) < 0.6)], 1).astype(np.int8)

@@ -101,7 +101,8 @@ def test_tri_state_flags() -> None:
 
 
 def test_plan_final_command_keeps_every_study_option(tmp_path: Path) -> None:
-    """The plan's last line, parsed as the CLI parses it, is the same study: labels, grid, train and localize settings."""
+    """The plan's last line, parsed as the CLI parses it, is the same study: labels, grid, train and localize
+    settings."""
     config = tmp_path / "in.yaml"
     config.write_text(
         "train:\n  weights: none\n  lr_patience: 1\n  max_epochs: 3\nlocalize:\n  method: hirescam\n  iou: 0.3\n"

@@ -61,7 +61,8 @@ def write_chexpert(root: Path, n_patients: int = 20, valid: bool = True) -> Path
 @pytest.mark.parametrize(
     "policy, train_val, test",
     [
-        # Edema over train+val (train.csv, frontal): 6 positive, 7 uncertain, 7 blank; test (valid.csv): 1 positive, 3 negative
+        # Edema over train+val (train.csv, frontal): 6 positive, 7 uncertain, 7 blank;
+        # test (valid.csv): 1 positive, 3 negative
         ("ignore", (6, 7, 7), (1, 3, 0)),
         ("zeros", (6, 14, 0), (1, 3, 0)),
         ("ones", (13, 7, 0), (1, 3, 0)),

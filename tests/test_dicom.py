@@ -69,7 +69,8 @@ def _smooth(shape: tuple[int, int] = (48, 64), peak: int = 4095) -> np.ndarray:
 
 
 def test_linear_window_on_unsigned_12_bit() -> None:
-    # WC 1500, WW 1001 -> c = 1499.5, w = 1000: x <= 999.5 -> 0; x > 1999.5 -> 255; else ((x - 1499.5) / 1000 + 0.5) * 255
+    # WC 1500, WW 1001 -> c = 1499.5, w = 1000: x <= 999.5 -> 0; x > 1999.5 -> 255;
+    # else ((x - 1499.5) / 1000 + 0.5) * 255
     stored = np.array([[0, 1000, 1500, 1999, 2000, 4095]], np.uint16)
     grey = dicom_grey(stored, _dataset(stored, WindowCenter=1500, WindowWidth=1001))
     assert grey.dtype == np.float32

@@ -87,7 +87,8 @@ def test_few_positives_are_flagged_in_auc_csv_and_printed(tmp_path, capsys):
 
 
 def test_degenerate_intervals_say_why(tmp_path, capsys):
-    """One test patient: every bootstrap replicate is the same sample, so the mean's interval is a point, and says so."""
+    """One test patient: every bootstrap replicate is the same sample, so the mean's interval is a point, and says
+    so."""
     images = [f"00000007_{i:03d}.png" for i in range(40)]
     run = make_run(tmp_path / "one", 64, 1.0, images=images)
     assert main(["evaluate", str(run), "--n-boot", "50"]) == 0

@@ -1,5 +1,5 @@
-"""Scoring across data sets: a run trained on an NIH-layout phantom (32 px, one epoch) scored on a tiny CheXpert-v1.0-small
-(`cxrres evaluate RUN --data`), its refusals, and a study with `external:` through to the report."""
+"""Scoring across data sets: a run trained on an NIH-layout phantom (32 px, one epoch) scored on a tiny
+CheXpert-v1.0-small (`cxrres evaluate RUN --data`), its refusals, and a study with `external:` through to the report."""
 
 from __future__ import annotations
 
@@ -39,8 +39,9 @@ SHARED = {
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory) -> SimpleNamespace:
-    """A study on an NIH-layout phantom (one run: 32 px, one epoch) with a tiny CheXpert-v1.0-small as its external root:
-    what --dry-run and --plan printed before it ran, then the study done. Its run is also the run the tests score."""
+    """A study on an NIH-layout phantom (one run: 32 px, one epoch) with a tiny CheXpert-v1.0-small as its external
+    root: what --dry-run and --plan printed before it ran, then the study done. Its run is also the run the tests
+    score."""
     base = tmp_path_factory.mktemp("external")
     synthesize(base / "phantom", n_images=60, size_px=64, seed=3, workers=1, progress=False)
     chexpert = write_chexpert_small(base / "CheXpert-v1.0-small")

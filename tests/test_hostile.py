@@ -131,7 +131,8 @@ def _one_line(stderr: str) -> str:
 def test_png_bomb_is_refused_before_decoding_in_bounded_memory(
     tmp_path: Path, width_px: int, height_px: int, record_property
 ) -> None:
-    """100,000² is over Pillow's own limit; 12,000² (144 Mpx) is under it, so Pillow alone would decode it (≈ 940 MB)."""
+    """100,000² is over Pillow's own limit; 12,000² (144 Mpx) is under it, so Pillow alone would decode it
+    (≈ 940 MB)."""
     bomb = png_bomb(tmp_path / "bomb.png", width_px, height_px, rows=None if width_px <= 12_000 else 50)
     assert bomb.stat().st_size < 1_000_000
     rc, peak_mb, _, stderr = _measured("read_grey", str(bomb))

@@ -45,12 +45,12 @@ def _save(path: Path, array: np.ndarray, mode: str | None = None) -> Path:
 def test_grey_rgb_rgba_agree_and_8_bit_is_not_windowed(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     grey = rng.integers(100, 121, (20, 20), dtype=np.uint8)  # a narrow range: 8-bit is taken as is, never stretched
-    l = read_grey(_save(tmp_path / "l.png", grey, "L"))
+    grey_l = read_grey(_save(tmp_path / "l.png", grey, "L"))
     rgb = read_grey(_save(tmp_path / "rgb.png", np.stack([grey] * 3, -1), "RGB"))
     rgba = read_grey(_save(tmp_path / "rgba.png", np.stack([grey] * 3 + [np.full_like(grey, 7)], -1), "RGBA"))
-    assert l.dtype == np.float32 and l.shape == (20, 20)
-    assert np.array_equal(l, grey.astype(np.float32))
-    assert np.array_equal(rgb, l) and np.array_equal(rgba, l)  # alpha ignored
+    assert grey_l.dtype == np.float32 and grey_l.shape == (20, 20)
+    assert np.array_equal(grey_l, grey.astype(np.float32))
+    assert np.array_equal(rgb, grey_l) and np.array_equal(rgba, grey_l)  # alpha ignored
     assert not is_sixteen_bit(tmp_path / "l.png") and not is_sixteen_bit(tmp_path / "rgb.png")
 
 
@@ -132,7 +132,7 @@ def test_rgb_to_grey_uses_itu_601_luma(tmp_path: Path) -> None:
 
 
 def test_dicom_monochrome1_is_inverted_after_a_full_range_window(tmp_path: Path) -> None:
-    pydicom = pytest.importorskip("pydicom")
+    pytest.importorskip("pydicom")
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 

@@ -240,7 +240,8 @@ def test_markdown_tables_and_prose_escape_data_strings(tmp_path: Path) -> None:
 
 
 def test_real_csv_files_keep_parsing_with_file_lines() -> None:
-    """PadChest's quoted multi-line cells: rows keep their file lines (the last of 160,861 records is on line 166,738)."""
+    """PadChest's quoted multi-line cells: rows keep their file lines (the last of 160,861 records is on line
+    166,738)."""
     from cxrres.data.datasets.common import read_columns
 
     path = (

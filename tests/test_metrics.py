@@ -1,4 +1,5 @@
-"""cxrres.evaluation.metrics: AUC, DeLong (fast vs an independent O(n^2) form), intervals, paired tests, bootstrap, Holm."""
+"""cxrres.evaluation.metrics: AUC, DeLong (fast vs an independent O(n^2) form), intervals, paired tests, bootstrap,
+Holm."""
 
 from __future__ import annotations
 
@@ -381,7 +382,8 @@ def test_delong_speed_chexnet_test_size():
 
 
 def single_side_delong(y: np.ndarray, s: np.ndarray) -> tuple[float, float]:
-    """(AUC, variance) from the psi matrix, O(m n): a side with one case contributes A(1-A) instead of a sample variance."""
+    """(AUC, variance) from the psi matrix, O(m n): a side with one case contributes A(1-A) instead of a sample
+    variance."""
     y = np.asarray(y).astype(bool)
     psi = (s[y][:, None] > s[~y][None, :]) + 0.5 * (s[y][:, None] == s[~y][None, :])
     a = psi.mean()

@@ -1,4 +1,5 @@
-"""cxrres.evaluation.published: the package CSV against the shared transcription, the reference rule, the comparison table."""
+"""cxrres.evaluation.published: the package CSV against the shared transcription, the reference rule, the comparison
+table."""
 
 from __future__ import annotations
 

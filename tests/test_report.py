@@ -85,8 +85,8 @@ def test_best_resolution_shares_match_brute_force_count(tmp_path):
     text = best_resolution_table(comparison.best).to_markdown()
     mass = comparison.best[(comparison.best["class"] == "Mass") & comparison.best["best"]].iloc[0]
     assert (
-        f"| Mass | {mass.resolution_px} px | {mass.resolution_px} px best in {100 * mass.share:.0f} % of {mass.n_replicates} replicates |"
-        in text
+        f"| Mass | {mass.resolution_px} px | {mass.resolution_px} px best in {100 * mass.share:.0f} % of "
+        f"{mass.n_replicates} replicates |" in text
     )
     paths = write_comparison(comparison, tmp_path / "cmp")
     written = pd.read_csv(tmp_path / "cmp" / "best_resolution.csv")

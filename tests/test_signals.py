@@ -1,5 +1,6 @@
 """SIGTERM (a scheduler pre-empting or timing out a job) to `cxrres train`, sent as a real signal mid-training: exit
-143 with one closing line and no traceback, and the same command then continues to the metrics of an uninterrupted run."""
+143 with one closing line and no traceback, and the same command then continues to the metrics of an uninterrupted
+run."""
 
 from __future__ import annotations
 

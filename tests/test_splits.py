@@ -70,7 +70,9 @@ def test_split_from_files_on_sample() -> None:
 def test_patient_leakage_is_an_error(mini: Path) -> None:
     splits = mini / "splits"
     train = (splits / "train_list.txt").read_text()
-    test_line = next(l for l in (splits / "test_list.txt").read_text().splitlines() if l.startswith("00000006_001"))
+    test_line = next(
+        row for row in (splits / "test_list.txt").read_text().splitlines() if row.startswith("00000006_001")
+    )
     (splits / "train_list.txt").write_text(train + test_line.replace("00000006_001", "00000006_002") + "\n")
     with open(mini / "Data_Entry_2017.csv", "a") as entry:
         entry.write("00000006_002.png,Infiltration,2,6,36,M,PA,2500,2048,0.143,0.143,\n")

@@ -23,7 +23,8 @@ def study(tmp_path_factory):
     synthesize(base / "phantom", n_images=60, size_px=64, seed=3, workers=1, progress=False)
     config = base / "study.yaml"
     config.write_text(
-        "train:\n  weights: none\n  max_epochs: 1\n  batch_size: 8\n  lr_patience: 1\nlocalize:\n  examples: 1\nn_boot: 100\n"
+        "train:\n  weights: none\n  max_epochs: 1\n  batch_size: 8\n  lr_patience: 1\nlocalize:\n  examples: 1\n"
+        "n_boot: 100\n"
     )
     args = [
         "study",
@@ -168,7 +169,8 @@ def test_export_best_run_per_resolution_in_one_command(study, tmp_path):
     ],
 )
 def test_a_bad_localize_section_is_refused_before_training(tmp_path, capsys, section, message):
-    """Every key and value of a study file's `localize:` is checked at load: one line naming the file, nothing trained."""
+    """Every key and value of a study file's `localize:` is checked at load: one line naming the file, nothing
+    trained."""
     synthesize(tmp_path / "phantom", n_images=40, size_px=64, seed=3, workers=1, progress=False)
     config = tmp_path / "study.yaml"
     config.write_text("train:\n  weights: none\n  max_epochs: 1\n" + section)

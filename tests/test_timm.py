@@ -1,6 +1,7 @@
-"""timm backbones (`--arch timm:NAME`): training each family through `cxrres.training.train.train`, the ViT's maps scored on
-every test box, class activation maps against pytorch-grad-cam, offline ImageNet weights, local files, resolutions,
-batch sizes and ONNX export. Tiny variants (convnext_atto, efficientnet_b0, vit_tiny_patch16_224) keep them fast."""
+"""timm backbones (`--arch timm:NAME`): training each family through `cxrres.training.train.train`, the ViT's maps
+scored on every test box, class activation maps against pytorch-grad-cam, offline ImageNet weights, local files,
+resolutions, batch sizes and ONNX export. Tiny variants (convnext_atto, efficientnet_b0, vit_tiny_patch16_224) keep them
+fast."""
 
 from __future__ import annotations
 

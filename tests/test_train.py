@@ -1,4 +1,5 @@
-"""cxrres.training.train on a tiny phantom at 32 px: end to end, resume == uninterrupted, single label, NaN stop, DDP metrics."""
+"""cxrres.training.train on a tiny phantom at 32 px: end to end, resume == uninterrupted, single label, NaN stop, DDP
+metrics."""
 
 from __future__ import annotations
 
@@ -346,5 +347,6 @@ def test_validation_auc_leaves_masked_labels_out(tmp_path):
     labels = torch.tensor([[1, -1], [0, 1], [1, 0], [-1, 0], [0, -1], [0, 1]])
     module.val_auc.update(probs, labels)
     aucs = module.val_auc.compute().tolist()
-    # kept rows by hand: A: positives 0.9, 0.7 vs negatives 0.1, 0.6, 0.2 -> 6/6; B: positives 0.8, 0.3 vs 0.6, 0.1 -> 3/4
+    # kept rows by hand: A: positives 0.9, 0.7 vs negatives 0.1, 0.6, 0.2 -> 6/6;
+    # B: positives 0.8, 0.3 vs 0.6, 0.1 -> 3/4
     assert aucs == pytest.approx([1.0, 0.75])

@@ -89,8 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(
         prog="cxrres",
-        description="How does the resolution a chest X-ray classifier is trained at change its accuracy and where it looks? "
-        "The ChestX-ray14 resolution study (Wollek et al., 2023), end to end.",
+        description="How does the resolution a chest X-ray classifier is trained at change its accuracy and where it "
+        "looks? The ChestX-ray14 resolution study (Wollek et al., 2023), end to end.",
     )
     parser.add_argument("--version", action="version", version=f"cxrres {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -105,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--data",
         required=True,
         metavar="DIR",
-        help="data root: ChestX-ray14 (Data_Entry_2017(_v2020).csv, BBox_List_2017.csv, lists), CheXpert, MIMIC-CXR-JPG, PadChest or labels.csv",
+        help="data root: ChestX-ray14 (Data_Entry_2017(_v2020).csv, BBox_List_2017.csv, lists), CheXpert, "
+        "MIMIC-CXR-JPG, PadChest or labels.csv",
     )
     add_arguments(describe, DESCRIBE_SETTINGS, with_defaults=True)
     add_dataset_arguments(describe)
@@ -156,7 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument(
         "--dry-run",
         action="store_true",
-        help="print the bytes each resolution would take (present and all listed images) and the free space; write nothing",
+        help="print the bytes each resolution would take (present and all listed images) "
+        "and the free space; write nothing",
     )
     prepare.add_argument("--quiet", action="store_true", help="no progress bar")
     prepare.set_defaults(func=commands.prepare)
@@ -215,7 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="per-class test AUC with DeLong 95%% intervals of one run",
         description="Read RUN_DIR/predictions_test.csv and write RUN_DIR/auc.csv: per class n_pos, n_neg, "
         "AUC (Mann-Whitney) and DeLong interval; the mean over classes with a bootstrap-by-patient "
-        "interval; and RUN_DIR/calibration.csv: average precision, Brier score, ECE. --reference and --data score against other labels or on another data set.",
+        "interval; and RUN_DIR/calibration.csv: average precision, Brier score, ECE. --reference and --data score "
+        "against other labels or on another data set.",
     )
     evaluate.add_argument("run_dir", metavar="RUN_DIR")
     evaluate.add_argument(
@@ -263,8 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
     localize = sub.add_parser(
         "localize",
         help="Grad-CAM boxes of a run scored against the ground-truth boxes",
-        description="For every ground-truth box (ChestX-ray14, RSNA, VinDr-CXR) in the test part of the run's split: the class's saliency map "
-        "from the best checkpoint (after the last block's ReLU), brought to the image's pixel "
+        description="For every ground-truth box (ChestX-ray14, RSNA, VinDr-CXR) in the test part of the run's split: "
+        "the class's saliency map from the best checkpoint (after the last block's ReLU), brought to the image's pixel "
         "frame, thresholded, one detection per connected component; precision and hit at an IoU "
         "threshold. Writes localization.csv, localization_samples.csv and example figures.",
     )
@@ -430,7 +433,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _raise_terminated(signum: int, frame: object) -> None:
-    """SIGTERM outside training: stop with Terminated (every file cxrres writes is renamed into place, so none is half-written)."""
+    """SIGTERM outside training: stop with Terminated (every file cxrres writes is renamed into place, so none is
+    half-written)."""
     raise Terminated("stopped by SIGTERM; run the same command again to continue")
 
 

@@ -208,7 +208,8 @@ def localize(args: argparse.Namespace) -> int:
     print(f"{'class':<20} {'n':>4} {'precision':>9} {'accuracy':>8} {'pointing':>8}")
     for _, row in result.summary.iterrows():
         print(
-            f"{row['class']:<20} {int(row['n']):>4} {row['precision']:>9.3f} {row['accuracy']:>8.3f} {row['pointing']:>8.3f}"
+            f"{row['class']:<20} {int(row['n']):>4} {row['precision']:>9.3f} {row['accuracy']:>8.3f} "
+            f"{row['pointing']:>8.3f}"
         )
     if result.skipped_not_in_cache:
         print(f"{result.skipped_not_in_cache} boxes skipped: their images are not on disk")
@@ -219,7 +220,8 @@ def localize(args: argparse.Namespace) -> int:
         )
     if result.written_to:
         print(
-            f"wrote {result.written_to}/{LOCALIZATION}, {LOCALIZATION_SAMPLES} and {len(result.figures)} example figures"
+            f"wrote {result.written_to}/{LOCALIZATION}, {LOCALIZATION_SAMPLES} "
+            f"and {len(result.figures)} example figures"
         )
     return 0
 
@@ -272,7 +274,8 @@ def study(args: argparse.Namespace) -> int:
     if args.step == "prepare":  # the same function the local executor starts with: one home for the data settings
         source = prepare_source(study, progress=not args.quiet)
         print(
-            f"cache {source.cache_dir}: {source.prepared.n_images:,} images at {','.join(map(str, study.resolutions))} px"
+            f"cache {source.cache_dir}: {source.prepared.n_images:,} images "
+            f"at {','.join(map(str, study.resolutions))} px"
         )
         return 0
     if args.executor == "slurm":
@@ -299,8 +302,8 @@ def predict(args: argparse.Namespace) -> int:
         progress=not args.quiet,
     )
     print(
-        f"{len(result.predictions):,} images scored ({result.images_per_s:.1f} img/s); wrote {Path(args.out) / PREDICTIONS_FILE}"
-        + (f", {len(result.heatmaps)} heat maps" if result.heatmaps else "")
+        f"{len(result.predictions):,} images scored ({result.images_per_s:.1f} img/s); wrote "
+        f"{Path(args.out) / PREDICTIONS_FILE}" + (f", {len(result.heatmaps)} heat maps" if result.heatmaps else "")
     )
     if args.skip_bad:
         print(f"{len(result.skipped)} skipped, listed in {Path(args.out) / SKIPPED_FILE}")

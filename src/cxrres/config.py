@@ -93,7 +93,8 @@ def setting(
     choices: tuple[str, ...] | None = None,
     identity: bool = True,
 ) -> Any:
-    """A TrainConfig field: its default, help text, flag spelling (default --field-name) and whether it defines the run."""
+    """A TrainConfig field: its default, help text, flag spelling (default --field-name) and whether it defines the
+    run."""
     return field(
         default=default,
         metadata={"help": help, "flag": flag, "metavar": metavar, "choices": choices, "identity": identity},
@@ -357,7 +358,8 @@ def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def train_argv(config: TrainConfig) -> list[str]:
-    """`cxrres train` arguments that reproduce `config`: data, resolution, and every setting that differs from its default."""
+    """`cxrres train` arguments that reproduce `config`: data, resolution, and every setting that differs from its
+    default."""
     args: list[str] = []
     for f in fields(TrainConfig):
         value = getattr(config, f.name)

@@ -15,14 +15,16 @@ A run directory holds
   its validation sensitivity/specificity, chosen once when the run is trained (Youden's J on `predictions_val.csv`);
   `cxrres predict`, the model card and `cxrres verify` read it, nothing rewrites it;
 - `auc.csv` and `calibration.csv` (cxrres evaluate: AUC; average precision, Brier score, ECE),
-  `auc_by_test_resolution.csv` (cxrres evaluate --test-resolution), `auc_google2019.csv` (cxrres evaluate --reference google2019), `localization.csv`,
-  `localization_samples.csv`, `localization_examples/` (cxrres localize);
+  `auc_by_test_resolution.csv` (cxrres evaluate --test-resolution), `auc_google2019.csv`
+  (cxrres evaluate --reference google2019), `localization.csv`, `localization_samples.csv`, `localization_examples/`
+  (cxrres localize);
 - `external_test/<dataset>-<root hash>/` (cxrres evaluate --data OTHER_ROOT): `predictions_test.csv` and `auc.csv` of
   the run on another data set's test part, over the classes both have;
 - `skipped_rows.txt` — only under `skip_bad`, when the data set had bad box/label rows: one `file:line: problem` per
   row whose image the run's data left out (written by train and localize);
 - `logs/` — CSV and TensorBoard logs from Lightning;
-- `.lock` — flock'ed by the `cxrres train` process writing the run, naming its pid and host (`cxrres.training.checkpoints`).
+- `.lock` — flock'ed by the `cxrres train` process writing the run, naming its pid and host
+  (`cxrres.training.checkpoints`).
 
 A study directory holds `study.yaml`, `runs/<run>/` (run directories), `comparison/` (cxrres compare),
 `key_results.md`, `report.html`, `report.md` and `report_files/`.
@@ -147,7 +149,8 @@ def read_config(run_dir: str | Path) -> dict:
 
 
 def write_skipped_rows(run_dir: str | Path, rows: tuple[str, ...] | list[str]) -> None:
-    """skipped_rows.txt: the bad metadata rows left out of the run's data, one per line (atomically); removed when none."""
+    """skipped_rows.txt: the bad metadata rows left out of the run's data, one per line (atomically); removed when
+    none."""
     path = Path(run_dir) / SKIPPED_ROWS
     if rows:
         write_text_atomic(path, "".join(f"{row}\n" for row in rows))

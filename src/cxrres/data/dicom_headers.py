@@ -2,8 +2,8 @@
 
 Only `PatientID`, `Rows` and `Columns` are parsed (`pydicom.dcmread(stop_before_pixels=True, specific_tags=...)`):
 0.26 ms per file on this project's 2-core machine for 2,000 generated files in the page cache (≈ 4 s for VinDr-CXR's
-15,000; benchmarks/dicom_headers.py, RESULTS.md). A file's fields are remembered in the process by (path, size, mtime), so a data set read twice
-in one command (the split, then the cache's image list) opens its files once.
+15,000; benchmarks/dicom_headers.py, RESULTS.md). A file's fields are remembered in the process by (path, size, mtime),
+so a data set read twice in one command (the split, then the cache's image list) opens its files once.
 
 Patient ids (`patients_from_headers`): a data set whose metadata has none (VinDr-CXR's Kaggle `train.csv`) is carved
 patient-wise when at least `MIN_SHARE_WITH_ID` (99%) of its images have a non-empty PatientID and no PatientID is a

@@ -239,7 +239,8 @@ def area_resize_float(grey: np.ndarray, resolution_px: int) -> np.ndarray:
 
 
 def area_resize(grey: np.ndarray, resolution_px: int) -> np.ndarray:
-    """Area-interpolate a square float grey array (0..255) to (resolution_px, resolution_px) uint8 (rounded, clipped)."""
+    """Area-interpolate a square float grey array (0..255) to (resolution_px, resolution_px) uint8 (rounded,
+    clipped)."""
     return np.clip(np.rint(area_resize_float(grey, resolution_px)), 0, 255).astype(np.uint8)
 
 

@@ -72,8 +72,8 @@ def _patients(root: DataRoot, names: list[str], require_entry: bool) -> np.ndarr
         unknown = [n for n in names if n not in entry.index]
         if unknown:
             raise SplitError(
-                f"{root.data_entry_path}: {len(unknown):,} split images are not in this file (first: {', '.join(unknown[:5])}); "
-                "for a data set other than ChestX-ray14, give its split with --split-dir"
+                f"{root.data_entry_path}: {len(unknown):,} split images are not in this file (first: "
+                f"{', '.join(unknown[:5])}); for a data set other than ChestX-ray14, give its split with --split-dir"
             )
         return entry.loc[names, "patient_id"].to_numpy(np.int64)
     patients = [patient_from_name(n) for n in names]
@@ -135,7 +135,8 @@ def split_from_files(root: DataRoot, split_dir: str | Path, name: str) -> Split:
 
 
 def carve_validation(names: list[str], patients: np.ndarray, fraction: float, seed: int) -> np.ndarray:
-    """Boolean mask of `names` going to validation: whole patients, in a seeded hash order, until >= fraction of images."""
+    """Boolean mask of `names` going to validation: whole patients, in a seeded hash order, until >= fraction of
+    images."""
     if not 0.0 < fraction < 1.0:
         raise CxrresError(f"validation fraction must be between 0 and 1, got {fraction}")
     unique, counts = np.unique(patients, return_counts=True)

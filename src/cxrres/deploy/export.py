@@ -196,14 +196,16 @@ def model_card(run_dir: Path, config: TrainConfig, classes: list[str], exported:
         config.weights, f"the file {config.weights}"
     )
     lines = [
-        f"# Model card: {display_name(config.arch)}, {config.resolution_px} px, {md_escape(', '.join(classes)) if config.label else '14 findings'}",
+        f"# Model card: {display_name(config.arch)}, {config.resolution_px} px, "
+        f"{md_escape(', '.join(classes)) if config.label else '14 findings'}",
         "",
         f"Exported by cxrres {__version__} from `{run_dir}` as {fmt.upper()} (`{exported.name}`).",
         "",
         "## Input and output",
         "",
-        f"- Input `image_uint8`: uint8, N × {config.resolution_px} × {config.resolution_px}, one grey radiograph per row, "
-        f"made from the file by these rules (the steps up to the resize are the client's; the graph does the last):",
+        f"- Input `image_uint8`: uint8, N × {config.resolution_px} × {config.resolution_px}, one grey radiograph per "
+        "row, made from the file by these rules (the steps up to the resize are the client's; the graph does the "
+        "last):",
         *(f"  - {rule}" for rule in preprocessing_rules()),
         f"- Output `probabilities`: float32, N × {len(classes)}, columns {md_escape(', '.join(classes))}.",
         f"- Scoring precision: float32 without autocast ({SCORING_PRECISION}), the precision of `cxrres predict` and "
@@ -212,10 +214,11 @@ def model_card(run_dir: Path, config: TrainConfig, classes: list[str], exported:
         "",
         "## Data and training",
         "",
-        f"- Data root `{config.data}`, split `{config.split}`: {images.get('train', '?')} train, {images.get('val', '?')} "
-        f"validation, {images.get('test', '?')} test images.",
-        f"- Recipe: BCE with logits; AdamW lr {config.lr:g}, weight decay {config.weight_decay:g}; LR × {config.lr_factor:g} after "
-        f"{config.lr_patience} epochs without validation-loss improvement, stop after {config.stop_patience}; batch "
+        f"- Data root `{config.data}`, split `{config.split}`: {images.get('train', '?')} train, "
+        f"{images.get('val', '?')} validation, {images.get('test', '?')} test images.",
+        f"- Recipe: BCE with logits; AdamW lr {config.lr:g}, weight decay {config.weight_decay:g}; LR × "
+        f"{config.lr_factor:g} after {config.lr_patience} epochs without validation-loss improvement, stop after "
+        f"{config.stop_patience}; batch "
         f"{config.batch_size}; precision {config.precision}; seed {config.seed}. Initial weights: {weights}.",
         f"- Trained {status.epochs} epochs; kept epoch {status.best_epoch} (best validation mean AUC "
         f"{_number(status.best_val_mean_auc)}); device {status.device}.",

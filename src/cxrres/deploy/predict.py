@@ -55,7 +55,8 @@ POSITIVE_PREFIX = "positive_"
 
 
 def collect_inputs(inputs: list[str | Path]) -> list[Path]:
-    """Files as given, and the image files under each folder (recursively, sorted); an error for a path that is absent."""
+    """Files as given, and the image files under each folder (recursively, sorted); an error for a path that is
+    absent."""
     out: list[Path] = []
     for item in map(Path, inputs):
         if item.is_dir():

@@ -33,7 +33,9 @@ GOOGLE2019_SCORED_BY: dict[str, tuple[str, ...]] = {
 }
 #: Google findings no NIH class measures, and why they are not scored.
 GOOGLE2019_NOT_SCORED: dict[str, str] = {
-    "Airspace opacity": "no NIH class is airspace opacity: Consolidation, Pneumonia and Infiltration each cover only part of it",
+    "Airspace opacity": (
+        "no NIH class is airspace opacity: Consolidation, Pneumonia and Infiltration each cover only part of it"
+    ),
     "Fracture": "NIH ChestX-ray14 has no fracture label",
 }
 #: Data_Entry fields of an image that must equal Google's record of it (its copy of NIH's Data_Entry) before the run is
@@ -61,7 +63,8 @@ def scored_by_text(classes: tuple[str, ...]) -> str:
 
 
 def combined_labels(labels: np.ndarray) -> np.ndarray:
-    """One label from several classes' (N, k) labels (1/0, -1 masked): 1 if any is 1, else -1 if any is masked, else 0."""
+    """One label from several classes' (N, k) labels (1/0, -1 masked): 1 if any is 1, else -1 if any is masked,
+    else 0."""
     labels = np.asarray(labels)
     return np.where((labels == 1).any(axis=1), 1, np.where((labels == -1).any(axis=1), -1, 0)).astype(np.int8)
 
@@ -183,7 +186,8 @@ def format_reference_table(table: pd.DataFrame) -> str:
     lines = [f"{'finding':<15} {'scored by':<18} {'images':>6}  {'Google (adjudicated)':<43} NIH (text-mined)"]
     for _, row in table.iterrows():
         lines.append(
-            f"{row['finding']:<15} {row['scored_by']:<18} {int(row['images']):>6,}  {cell(row, '')}  {cell(row, NIH_PREFIX)}"
+            f"{row['finding']:<15} {row['scored_by']:<18} {int(row['images']):>6,}  {cell(row, '')}  "
+            f"{cell(row, NIH_PREFIX)}"
         )
     left_out = [f for f in GOOGLE2019_FINDINGS if f not in set(table["finding"])]
     reasons = {

@@ -141,7 +141,8 @@ def best_run_shares(point_aucs: np.ndarray, replicates: np.ndarray) -> BestRuns:
 
 def paired_bootstrap_p(differences: np.ndarray) -> float:
     """Two-sided bootstrap p of a difference from its B non-NaN replicates d: min(1, 2 (1 + min(#{d <= 0}, #{d >= 0}))
-    / (B + 1)) (Davison & Hinkley 1997, sec. 4.2; North et al. 2002), never below `bootstrap_p_floor(B)`; NaN for B = 0."""
+    / (B + 1)) (Davison & Hinkley 1997, sec. 4.2; North et al. 2002), never below `bootstrap_p_floor(B)`;
+    NaN for B = 0."""
     d = differences[~np.isnan(differences)]
     if not d.size:
         return math.nan

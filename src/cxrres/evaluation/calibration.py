@@ -62,7 +62,8 @@ def brier_score(y_true: np.ndarray, y_prob: np.ndarray) -> float:
 
 
 def bin_index(y_prob: np.ndarray, n_bins: int = N_BINS) -> np.ndarray:
-    """The equal-width bin of each probability: floor(n_bins * p), with p = 1 in the last bin (bin b is [b/n, (b+1)/n))."""
+    """The equal-width bin of each probability: floor(n_bins * p), with p = 1 in the last bin
+    (bin b is [b/n, (b+1)/n))."""
     p = np.clip(np.asarray(y_prob, dtype=np.float64), 0.0, 1.0)
     return np.minimum((p * n_bins).astype(np.int64), n_bins - 1)
 

@@ -1,7 +1,7 @@
 """Test-set evaluation of one run: per-class AUC with DeLong intervals and the mean with a patient-bootstrap interval.
 
-`evaluate_run` writes `auc.csv` and `calibration.csv` (average precision, Brier, ECE: `cxrres.evaluation.calibration`) into a run
-directory. Comparisons between runs are in `cxrres.evaluation.compare`.
+`evaluate_run` writes `auc.csv` and `calibration.csv` (average precision, Brier, ECE: `cxrres.evaluation.calibration`)
+into a run directory. Comparisons between runs are in `cxrres.evaluation.compare`.
 """
 
 from __future__ import annotations

@@ -44,7 +44,8 @@ class ExternalResult:
     missing: int = 0
 
     def summary(self) -> str:
-        """What `cxrres evaluate --data` prints: one line per class (`Effusion (Pleural Effusion)`), the mean, the file."""
+        """What `cxrres evaluate --data` prints: one line per class (`Effusion (Pleural Effusion)`), the mean, the
+        file."""
         other = dict(self.pairs)
         shown = self.table.assign(
             **{"class": [f"{c} ({other[c]})" if other.get(c, c) != c else c for c in self.table["class"]]}
@@ -56,7 +57,8 @@ class ExternalResult:
         )
 
     def as_json(self) -> dict:
-        """`--json`: evaluate's {"auc": {...}} plus the data set, its root and the class pairs (run class: its class)."""
+        """`--json`: evaluate's {"auc": {...}} plus the data set, its root and the class pairs (run class: its
+        class)."""
         return table_as_json(self.table) | {
             "dataset": self.dataset,
             "data_root": str(self.root),

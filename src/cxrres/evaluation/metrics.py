@@ -1,4 +1,5 @@
-"""AUC, DeLong variances, intervals and paired tests, a patient bootstrap, the best run per class, and Holm's correction.
+"""AUC, DeLong variances, intervals and paired tests, a patient bootstrap, the best run per class, and Holm's
+correction.
 
 Pure functions on numpy arrays. Conventions:
 

@@ -55,7 +55,8 @@ def published_results(metric: str | None = None, source: str | None = None) -> p
 
 
 def reference_for(dataset: str, split: str) -> pd.DataFrame | None:
-    """Wollek et al. 2023's rows (all metrics) for a study on ChestX-ray14 with the CheXNet split; None for any other."""
+    """Wollek et al. 2023's rows (all metrics) for a study on ChestX-ray14 with the CheXNet split; None for any
+    other."""
     if _normalise(dataset) in CHESTXRAY14_NAMES and _normalise(split) == "chexnet":
         return published_results(source=REFERENCE_SOURCE)
     return None

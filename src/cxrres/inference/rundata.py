@@ -1,5 +1,5 @@
-"""What one run trains on: its data set, split, cache and one Dataset per part with the run's classes (masked labels -1).
-No Lightning: used by train, and by predict for runs that predate predictions_val.csv."""
+"""What one run trains on: its data set, split, cache and one Dataset per part with the run's classes (masked
+labels -1). No Lightning: used by train, and by predict for runs that predate predictions_val.csv."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Class activation maps from the last convolutional block (after its final ReLU; for timm's ConvNeXt and EfficientNet
-its `forward_features`; for a ViT the patch tokens entering the last block on the patch grid), and the box geometry of the
-study's localization protocol: threshold, connected components, IoU, one-to-one matching of detections to one or
+its `forward_features`; for a ViT the patch tokens entering the last block on the patch grid), and the box geometry of
+the study's localization protocol: threshold, connected components, IoU, one-to-one matching of detections to one or
 several ground-truth boxes, precision, hit and pointing.
 
 Maps: for class c with logit y_c and activations A (K, h, w) of the last block, after its ReLU,
@@ -176,8 +176,8 @@ def iou(box_a: tuple[float, float, float, float], box_b: tuple[float, float, flo
 
 def pointing_hit(frame: np.ndarray, gt_box: tuple[float, float, float, float]) -> bool:
     """Pointing game (Zhang et al. 2016): the centre of the map's maximal pixel (the first in row-major order) lies in
-    the (x, y, w, h) box, in the frame's pixels. An all-zero map points nowhere (False). Not part of the paper's protocol:
-    it scores where a map peaks, not how wide it is."""
+    the (x, y, w, h) box, in the frame's pixels. An all-zero map points nowhere (False). Not part of the paper's
+    protocol: it scores where a map peaks, not how wide it is."""
     if not float(np.max(frame)) > 0:
         return False
     row, col = np.unravel_index(int(np.argmax(frame)), frame.shape)

@@ -173,7 +173,8 @@ def load_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
             return load_file(str(path), device="cpu")
         except Exception as error:  # safetensors raises its own SafetensorError, OSError, ValueError
             raise WeightsError(
-                f"{path}: not a readable safetensors file ({str(error).splitlines()[0] if str(error) else type(error).__name__})"
+                f"{path}: not a readable safetensors file "
+                f"({str(error).splitlines()[0] if str(error) else type(error).__name__})"
             ) from None
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
@@ -245,7 +246,8 @@ def load_into(model: nn.Module, state_dict: dict[str, torch.Tensor], head: str, 
     skipped = [k for k in state_dict if k.startswith(f"{head}.") and k in own and state_dict[k].shape != own[k].shape]
     for key in skipped:
         del state_dict[key]
-    # files from before PyTorch 0.4 (CheXNet's) have no BatchNorm `num_batches_tracked`; a missing head is re-initialised
+    # files from before PyTorch 0.4 (CheXNet's) have no BatchNorm `num_batches_tracked`; a missing head is
+    # re-initialised
     missing = [
         k for k in own if k not in state_dict and not k.startswith(f"{head}.") and not k.endswith("num_batches_tracked")
     ]
@@ -284,10 +286,16 @@ def create_model(
 
         name = arch[len(TIMM_PREFIX) :]
         model = build_timm(name, num_classes)
-        imagenet = lambda: timm_imagenet_file(name)
+
+        def imagenet() -> Path:
+            return timm_imagenet_file(name)
+
     else:
         model = spec.builder(weights=None, num_classes=num_classes)
-        imagenet = lambda: fetch_imagenet(arch, progress)
+
+        def imagenet() -> Path:
+            return fetch_imagenet(arch, progress)
+
     if weights is None or str(weights) == "none":
         return model
     path = imagenet() if str(weights) == "imagenet" else Path(weights)

@@ -122,10 +122,10 @@ def sections(comparison: Comparison, files: Path) -> list[tuple[str, list]]:
                 CALIBRATION_TITLE,
                 [
                     Block(
-                        text="Per run, over its classes with positive and negative test images: average precision (area under "
-                        "the precision-recall curve), Brier score and expected calibration error (ECE, 15 equal-width "
-                        "probability bins). Per class in comparison/calibration_long.csv; intervals in each run's "
-                        "calibration.csv."
+                        text="Per run, over its classes with positive and negative test images: average precision "
+                        "(area under the precision-recall curve), Brier score and expected calibration error "
+                        "(ECE, 15 equal-width probability bins). Per class in comparison/calibration_long.csv; "
+                        "intervals in each run's calibration.csv."
                     ),
                     Block(table=calibration_table(comparison.calibration)),
                     Block(
@@ -144,8 +144,9 @@ def sections(comparison: Comparison, files: Path) -> list[tuple[str, list]]:
                 TEST_RESOLUTION_TITLE,
                 [
                     Block(
-                        text="Each run's test images scored at other input sizes (the same preprocessing, from the resolution "
-                        "caches): mean AUC over classes. " + " ".join(best_test_sentences(comparison.test_resolution))
+                        text="Each run's test images scored at other input sizes (the same preprocessing, from the "
+                        "resolution caches): mean AUC over classes. "
+                        + " ".join(best_test_sentences(comparison.test_resolution))
                     ),
                     Block(image=figure, caption="Test mean AUC by training run (rows) and test resolution (columns)"),
                 ],

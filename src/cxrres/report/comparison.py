@@ -62,7 +62,8 @@ def scope_list(comparison: Comparison) -> list[str]:
 
 
 def reference_run(comparison: Comparison, scope: str | None = None) -> str:
-    """Heading of the run the others are tested against: the highest resolution (within `scope`, default the main one)."""
+    """Heading of the run the others are tested against: the highest resolution (within `scope`, default the main
+    one)."""
     scope = scope or comparison.main_scope
     if scope == ENSEMBLE and len(comparison.ensemble_auc):
         frame = comparison.ensemble_auc

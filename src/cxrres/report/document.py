@@ -226,7 +226,8 @@ def heatmap_grid(comparison: Comparison, label: str, path: Path, rows: int = 3) 
 
 
 def kernels_text(status: runs.RunStatus) -> str:
-    """The CPU kernel family a run computed with, e.g. 'AVX512' or 'AVX512 (ONEDNN_MAX_CPU_ISA=AVX2)'; '–' if unrecorded."""
+    """The CPU kernel family a run computed with, e.g. 'AVX512' or 'AVX512 (ONEDNN_MAX_CPU_ISA=AVX2)'; '–' if
+    unrecorded."""
     if status.cpu_kernels is None:
         return "–"
     return status.cpu_kernels + (
@@ -434,10 +435,10 @@ def build_sections(
                 "Best resolution per class",
                 [
                     Block(
-                        text=f"On the {scope_title(comparison.main_scope)}: the resolution with the highest test AUC, and the share "
-                        f"of {comparison.n_boot:,} paired {comparison.unit}-bootstrap replicates (the same resampled "
-                        f"{comparison.unit}s for every resolution) in which each resolution has the highest AUC; exact ties "
-                        "share a replicate."
+                        text=f"On the {scope_title(comparison.main_scope)}: the resolution with the highest test AUC, "
+                        f"and the share of {comparison.n_boot:,} paired {comparison.unit}-bootstrap replicates "
+                        f"(the same resampled {comparison.unit}s for every resolution) "
+                        "in which each resolution has the highest AUC; exact ties share a replicate."
                     ),
                     Block(table=best_resolution_table(best, few_classes(comparison))),
                     *_figure(
@@ -454,8 +455,8 @@ def build_sections(
                 title,
                 [
                     Block(
-                        text=f"Between the {scope_title(scope)}. Mean AUC: paired bootstrap over {comparison.unit}s (same "
-                        "replicates for both)."
+                        text=f"Between the {scope_title(scope)}. Mean AUC: paired bootstrap over {comparison.unit}s "
+                        "(same replicates for both)."
                     ),
                     Block(table=bootstrap_table(comparison, reference_heading, scope)),
                     Block(text="Per class: two-sided DeLong p, Holm-adjusted over the classes of each pair."),
@@ -516,15 +517,20 @@ def to_markdown(title: str, sections: list[tuple[str, list[Block]]], base: Path)
     return "\n".join(out)
 
 
-CSS = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:.8em 0;font-size:13px}th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}
-th:first-child,td:first-child{text-align:left}thead{background:#f3f3f3}img{max-width:100%;border:1px solid #ddd}
-figcaption{font-size:12px;color:#555;margin-bottom:1.2em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em}code{background:#f3f3f3}"""
+CSS = (
+    "body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}\n"
+    "table{border-collapse:collapse;margin:.8em 0;font-size:13px}"
+    "th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}\n"
+    "th:first-child,td:first-child{text-align:left}thead{background:#f3f3f3}img{max-width:100%;border:1px solid #ddd}\n"
+    "figcaption{font-size:12px;color:#555;margin-bottom:1.2em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em}"
+    "code{background:#f3f3f3}"
+)
 
 
 def to_html(title: str, sections: list[tuple[str, list[Block]]]) -> str:
     parts = [
-        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{CSS}</style></head><body>",
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{CSS}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
     ]
     for heading, blocks in sections:

@@ -1,7 +1,7 @@
 """Internal against external test AUC by training resolution (a study with `external:` roots): for every run and every
-other data root it was scored on (`RUN/external_test/*/auc.csv`, `cxrres.evaluation.external`), the mean AUC over the classes
-both data sets have, internal (the run's own test part) and external, on the same classes: those whose AUC is defined
-in both. Recomputed from the run directories; the report shows it as a table and a plot."""
+other data root it was scored on (`RUN/external_test/*/auc.csv`, `cxrres.evaluation.external`), the mean AUC over the
+classes both data sets have, internal (the run's own test part) and external, on the same classes: those whose AUC is
+defined in both. Recomputed from the run directories; the report shows it as a table and a plot."""
 
 from __future__ import annotations
 

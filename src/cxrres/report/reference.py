@@ -53,7 +53,8 @@ def chexnet_test_list() -> tuple[tuple[str, ...], np.ndarray]:
 
 def detect_reference(split: Split, n_scored: int | None = None) -> PublishedReference:
     """Wollek et al. 2023 applies when `split` is `chexnet` (or read from a --split-dir) and its test part has exactly
-    the CheXNet test list's images and labels; `n_scored`, the runs' number of test images, is mentioned when it is fewer."""
+    the CheXNet test list's images and labels; `n_scored`, the runs' number of test images, is mentioned when it is
+    fewer."""
     if split.name == "official":  # a --split-dir split (dir:...) may hold the CheXNet lists: checked below
         return PublishedReference(
             False,
@@ -139,7 +140,10 @@ def published_table(frame: pd.DataFrame) -> tables.Table:
                 cells.append("–")
                 continue
             row = hit.iloc[0]
-            text = f"{format_mean_sd(row['ours'], row['sd'], int(row['n']))} / {row['published']:.3f} ({row['difference']:+.3f})"
+            text = (
+                f"{format_mean_sd(row['ours'], row['sd'], int(row['n']))} / {row['published']:.3f} "
+                f"({row['difference']:+.3f})"
+            )
             if row["n_interval"] == 1:
                 text += " ✓" if row["inside"] == 1 else " ✗"
             elif row["n_interval"] > 1:

@@ -320,7 +320,8 @@ EXECUTORS: tuple[str, ...] = ("local", "slurm")
 
 
 def run_study(study: StudyConfig, progress: bool = True, log=print) -> Path:
-    """Do everything that is left: caches, training, evaluation, localization, comparison, report. Returns report.html."""
+    """Do everything that is left: caches, training, evaluation, localization, comparison, report. Returns
+    report.html."""
     from cxrres.evaluation.compare import compare_runs
     from cxrres.evaluation.cross_resolution import evaluate_test_resolutions, scored_resolutions
     from cxrres.evaluation.evaluate import evaluate_run
@@ -334,7 +335,8 @@ def run_study(study: StudyConfig, progress: bool = True, log=print) -> Path:
     started = time.perf_counter()
     source = prepare_source(study, progress)  # one scan, one decode for every resolution
     log(
-        f"cache {source.cache_dir}: {source.prepared.n_images:,} images at {','.join(map(str, source.prepared.resolutions_px))} px"
+        f"cache {source.cache_dir}: {source.prepared.n_images:,} images at "
+        f"{','.join(map(str, source.prepared.resolutions_px))} px"
     )
     configs = run_configs(study)
     external: dict[str, DataSource] = {}

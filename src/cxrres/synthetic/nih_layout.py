@@ -66,7 +66,8 @@ def finding_weights(enrich: dict[str, float] | None = None) -> dict[str, float]:
 
 
 def _findings(rng: np.random.Generator, weights_by_name: dict[str, float]) -> tuple[str, ...]:
-    """Findings of one image: none with probability NO_FINDING_FRACTION, else 1-3 drawn by the weights plus companions."""
+    """Findings of one image: none with probability NO_FINDING_FRACTION, else 1-3 drawn by the weights plus
+    companions."""
     if rng.random() < NO_FINDING_FRACTION:
         return ()
     names = list(weights_by_name)
@@ -129,7 +130,8 @@ def image_meta(spec: ImageSpec) -> tuple[int, str, str]:
 def checked_plan(
     n_images: int, n_patients: int | None, size_px: int, seed: int, enrich: dict[str, float] | None = None
 ) -> tuple[list[ImageSpec], dict[int, str], int]:
-    """`plan` for a writer: (specs, parts, patients), patients defaulting to images / 2.5; CxrresError on bad arguments."""
+    """`plan` for a writer: (specs, parts, patients), patients defaulting to images / 2.5; CxrresError on bad
+    arguments."""
     n_patients = n_patients or max(1, round(n_images / 2.5))
     if size_px < 64:
         raise CxrresError(f"phantom size {size_px} px is too small (at least 64)")

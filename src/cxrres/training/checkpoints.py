@@ -53,7 +53,10 @@ def checkpoint_problem(path: Path) -> str | None:
             f"(torch.load weights_only=True): {first}"
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as error:
-        return f"not a readable PyTorch file: {str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__}"
+        return (
+            "not a readable PyTorch file: "
+            f"{str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__}"
+        )
     if not isinstance(obj, dict) or not isinstance(obj.get("state_dict"), dict) or "epoch" not in obj:
         return "not a Lightning checkpoint (no state_dict and epoch)"
     return None
@@ -71,7 +74,8 @@ def resume_checkpoint(run_dir: Path) -> Path | None:
         return last
     if best.is_file() and checkpoint_problem(best) is None:
         print(
-            f"warning: {last}: {'missing' if problem == 'missing' else f'damaged ({problem})'}; resuming from {runs.BEST} instead",
+            f"warning: {last}: {'missing' if problem == 'missing' else f'damaged ({problem})'}; resuming from "
+            f"{runs.BEST} instead",
             file=sys.stderr,
         )
         return best

@@ -160,7 +160,8 @@ class ChestClassifier(LightningModule):
         if not torch.isfinite(loss):
             raise TrainingDiverged(
                 f"the training loss became {loss.item()} at epoch {self.current_epoch + 1}, "
-                f"step {batch_idx + 1}; the last good checkpoint is {Path(self.config.out) / runs.CHECKPOINTS / runs.LAST} "
+                f"step {batch_idx + 1}; the last good checkpoint is "
+                f"{Path(self.config.out) / runs.CHECKPOINTS / runs.LAST} "
                 f"(lower --lr, or use --precision 32)"
             )
         self._mean(self.train_loss, losses.detach(), counts)

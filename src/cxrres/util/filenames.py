@@ -20,8 +20,9 @@ def short_digest(text: str) -> str:
 def safe_filename(text: str) -> str:
     """`text` as one part of a file name: letters, digits, '.', '_' and '-' kept, any other character as '_'.
 
-    When that changes `text` (or it is empty, starts with '.', or is longer than MAX_CHARS), '-' and `short_digest(text)`
-    follow the shortened part, so that different texts keep different names ("A/B" -> "A_B-<digest>", "A_B" -> "A_B").
+    When that changes `text` (or it is empty, starts with '.', or is longer than MAX_CHARS), '-' and
+    `short_digest(text)` follow the shortened part, so that different texts keep different names ("A/B" ->
+    "A_B-<digest>", "A_B" -> "A_B").
     """
     name = _UNSAFE.sub("_", str(text))
     if name == text and name and not name.startswith(".") and len(name) <= MAX_CHARS:

@@ -22,7 +22,8 @@ LABEL_CODES: dict[str, float] = {"1": 1.0, "1.0": 1.0, "0": 0.0, "0.0": 0.0, "-1
 UNCERTAIN_POLICIES: tuple[str, ...] = ("ignore", "zeros", "ones")
 #: Default fraction of images carved out as the test part where a data set publishes no test split.
 TEST_FRACTION = 0.2
-#: `--labeler`: which of MIMIC-CXR-JPG's label files is read (mimic-cxr-2.0.0-<labeler>.csv.gz); the first is the default.
+#: `--labeler`: which of MIMIC-CXR-JPG's label files is read (mimic-cxr-2.0.0-<labeler>.csv.gz); the first is the
+#: default.
 LABELERS: tuple[str, ...] = ("chexpert", "negbio")
 
 
@@ -143,7 +144,8 @@ def read_columns(path: Path, required: Sequence[str], optional: Sequence[str] = 
     if missing:
         raise DataFormatError(
             path,
-            f"missing column {missing[0]!r} (the header has {len(present)} columns: {', '.join(present[:8])}{', ...' if len(present) > 8 else ''})",
+            f"missing column {missing[0]!r} (the header has {len(present)} columns: "
+            f"{', '.join(present[:8])}{', ...' if len(present) > 8 else ''})",
         )
     wanted = list(required) + [c for c in optional if c in present]
     _, frame = strictcsv.read_table(path, wanted)

@@ -160,7 +160,8 @@ def format_box_summary(boxes: dict) -> str:
         lines.append(f"{name:<28}{c['boxes']:>12,}{c['images']:>9,}  {_area(c['mean_area_px'], c['mean_area_share'])}")
     lines.append(
         f"{'all':<28}{sum(c['boxes'] for c in boxes['classes'].values()):>12,}"
-        f"{sum(n for k, n in boxes['images_by_boxes'].items() if k):>9,}  {_area(boxes['mean_area_px'], boxes['mean_area_share'])}"
+        f"{sum(n for k, n in boxes['images_by_boxes'].items() if k):>9,}  "
+        f"{_area(boxes['mean_area_px'], boxes['mean_area_share'])}"
     )
     lines.append(
         f"{part} images by number of boxes: "

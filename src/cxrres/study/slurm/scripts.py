@@ -167,7 +167,8 @@ def _environment(python: str, pythonpath: str | None) -> list[str]:
         'if [ -n "${SLURM_CPUS_PER_TASK:-}" ]; then',
         '  export OMP_NUM_THREADS="$SLURM_CPUS_PER_TASK" SRUN_CPUS_PER_TASK="$SLURM_CPUS_PER_TASK"',
         "fi",
-        'echo "cxrres job ${SLURM_JOB_ID:-?} (array task ${SLURM_ARRAY_TASK_ID:-none}, restart ${SLURM_RESTART_COUNT:-0}) '
+        'echo "cxrres job ${SLURM_JOB_ID:-?} (array task ${SLURM_ARRAY_TASK_ID:-none}, restart '
+        "${SLURM_RESTART_COUNT:-0}) "
         'on $(hostname) at $(date -Is)"',
     ]
     return lines
