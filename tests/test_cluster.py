@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from cxrres import runs
-from cxrres.study.grid import slurm as cluster
+from cxrres.study import slurm as cluster
 from cxrres.cli import main
 from cxrres.study.slurm import SlurmOptions, Submission, slurm_options
 from cxrres.study.slurm import queue
