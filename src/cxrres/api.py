@@ -15,7 +15,7 @@ from torch import nn
 
 from cxrres import runs
 from cxrres.config import DESCRIBE_SETTINGS, TrainConfig
-from cxrres.data.torch_dataset import CacheDataset
+from cxrres.data.torch_dataset import CacheDataset, to_network_input  # noqa: F401  (to_network_input: public, docs/api.md)
 from cxrres.data.images import load_resized
 from cxrres.errors import CxrresError
 from cxrres.inference.network import for_inference, load_run_model, probabilities
