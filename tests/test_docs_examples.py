@@ -25,7 +25,9 @@ FENCE = re.compile(r"^(\s*)(`{3,})\s*([\w+-]*)\s*$")
 RUNNABLE = ("python", "text", "bash", "console", "shell")
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 DIGIT = re.compile(r"\d")
-FILE_NAME = re.compile(r"(?<![\w/.-])(?:[\w.-]+/)+[\w.-]*\w|(?<![\w/.-])[\w-]+\.(?:csv|png|json|md|onnx|pt|html|yaml|npy|txt|ckpt|svg|tex)\b")
+FILE_NAME = re.compile(
+    r"(?<![\w/.-])(?:[\w.-]+/)+[\w.-]*\w|(?<![\w/.-])[\w-]+\.(?:csv|png|json|md|onnx|pt|html|yaml|npy|txt|ckpt|svg|tex)\b"
+)
 UNITS = ("img/s", "it/s", "s/it", "images/s")
 COMMAND_TIMEOUT_S = 300
 
@@ -64,7 +66,7 @@ def parse_blocks(path: Path) -> tuple[list[Block], list[str]]:
                 blocks.append(open_block)
                 open_block = None
             else:
-                open_block.body.append(line[len(indent):] if line.startswith(indent) else line.lstrip())
+                open_block.body.append(line[len(indent) :] if line.startswith(indent) else line.lstrip())
             continue
         if not match:
             continue
@@ -73,13 +75,17 @@ def parse_blocks(path: Path) -> tuple[list[Block], list[str]]:
         tag = previous.group(1) if previous else None
         open_block = Block(path, number, tag, match.group(3).lower())
         if tag is None:
-            problems.append(f"{path.name}:{number}: fenced block without an `<!-- example: {'|'.join(TAGS)} -->` line "
-                            "just before it")
+            problems.append(
+                f"{path.name}:{number}: fenced block without an `<!-- example: {'|'.join(TAGS)} -->` line "
+                "just before it"
+            )
         elif tag not in TAGS:
             problems.append(f"{path.name}:{number}: unknown example tag {tag!r}; use one of {', '.join(TAGS)}")
         elif tag == "phantom" and open_block.lang not in RUNNABLE:
-            problems.append(f"{path.name}:{number}: a phantom block must be ```python or ```text/```bash "
-                            f"(`$ ` commands), not ```{open_block.lang}")
+            problems.append(
+                f"{path.name}:{number}: a phantom block must be ```python or ```text/```bash "
+                f"(`$ ` commands), not ```{open_block.lang}"
+            )
     if open_block is not None:
         problems.append(f"{open_block.where}: fenced block never closed")
     return blocks, problems
@@ -123,15 +129,15 @@ def shape_problems(shown: list[str], output: str) -> list[str]:
             lead = " ".join(w for w in _leading_words(line))
             if lead and not any(s.startswith(lead) for s in starts):
                 problems.append(f"no printed line starts with {lead!r} (shown: {line!r})")
-        problems += [f"file name {name!r} not printed (shown: {line!r})" for name in file_names(line)
-                     if name not in text]
+        problems += [
+            f"file name {name!r} not printed (shown: {line!r})" for name in file_names(line) if name not in text
+        ]
     return problems
 
 
 def file_names(line: str) -> list[str]:
     """The paths and file names in a line (`runs/p32`, `predictions.csv`), not rates (`img/s`) or counts (`9/9`)."""
-    return [name for name in FILE_NAME.findall(line) if re.search("[A-Za-z]", name)
-            and not name.endswith(UNITS)]
+    return [name for name in FILE_NAME.findall(line) if re.search("[A-Za-z]", name) and not name.endswith(UNITS)]
 
 
 def _leading_words(line: str) -> list[str]:
@@ -165,18 +171,29 @@ def run_block(block: Block, workdir: Path, env: dict[str, str]) -> None:
     if block.lang == "python":
         script = workdir.parent / f"block_{block.line}.py"
         script.write_text("\n".join(block.body) + "\n", encoding="utf-8")
-        done = subprocess.run([sys.executable, str(script)], cwd=workdir, env=env, capture_output=True, text=True,
-                              timeout=COMMAND_TIMEOUT_S)
+        done = subprocess.run(
+            [sys.executable, str(script)],
+            cwd=workdir,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=COMMAND_TIMEOUT_S,
+        )
         assert done.returncode == 0, f"{block.where}: the example failed:\n{done.stderr[-3000:]}"
         return
     for command, shown in commands_of(block):
-        done = subprocess.run(["bash", "-c", command], cwd=workdir, env=env, capture_output=True, text=True,
-                              timeout=COMMAND_TIMEOUT_S)
+        done = subprocess.run(
+            ["bash", "-c", command], cwd=workdir, env=env, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S
+        )
         output = done.stdout + "\n" + done.stderr
         assert done.returncode == 0, f"{block.where}: `{command}` exited {done.returncode}:\n{output[-3000:]}"
         problems = shape_problems(shown, output)
-        assert not problems, (f"{block.where}: `{command}` printed other lines than the block shows:\n  "
-                              + "\n  ".join(problems) + "\nprinted:\n" + "\n".join(output_lines(output))[-3000:])
+        assert not problems, (
+            f"{block.where}: `{command}` printed other lines than the block shows:\n  "
+            + "\n  ".join(problems)
+            + "\nprinted:\n"
+            + "\n".join(output_lines(output))[-3000:]
+        )
 
 
 def phantom_files() -> list[Path]:
@@ -193,33 +210,74 @@ def test_every_fenced_block_is_tagged() -> None:
 
 def test_the_tag_check_catches_untagged_unknown_and_unclosed_blocks(tmp_path) -> None:
     doc = tmp_path / "doc.md"
-    doc.write_text("\n".join([
-        "<!-- example: phantom -->", "```python", "print(1)", "```",        # 2: fine
-        "", "```text", "$ cxrres --help", "```",                              # 6: untagged
-        "<!-- example: phantom -->", "", "```bash", "$ ls", "```",            # 11: blank line between tag and fence
-        "1. item", "   <!-- example: real-data -->", "   ```text", "   $ cxrres describe", "   ```",  # 16: fine
-        "<!-- example: maybe -->", "```text", "```",                          # 20: unknown tag
-        "<!-- example: phantom -->", "```yaml", "a: 1", "```",                # 23: a phantom block that cannot run
-        "<!-- example: illustration -->", "````", "```", "````",              # 27: a longer fence holds a shorter one
-        "<!-- example: illustration -->", "```", "never closed"]) + "\n")
+    doc.write_text(
+        "\n".join(
+            [
+                "<!-- example: phantom -->",
+                "```python",
+                "print(1)",
+                "```",  # 2: fine
+                "",
+                "```text",
+                "$ cxrres --help",
+                "```",  # 6: untagged
+                "<!-- example: phantom -->",
+                "",
+                "```bash",
+                "$ ls",
+                "```",  # 11: blank line between tag and fence
+                "1. item",
+                "   <!-- example: real-data -->",
+                "   ```text",
+                "   $ cxrres describe",
+                "   ```",  # 16: fine
+                "<!-- example: maybe -->",
+                "```text",
+                "```",  # 20: unknown tag
+                "<!-- example: phantom -->",
+                "```yaml",
+                "a: 1",
+                "```",  # 23: a phantom block that cannot run
+                "<!-- example: illustration -->",
+                "````",
+                "```",
+                "````",  # 27: a longer fence holds a shorter one
+                "<!-- example: illustration -->",
+                "```",
+                "never closed",
+            ]
+        )
+        + "\n"
+    )
     blocks, problems = parse_blocks(doc)
     assert [b.line for b in blocks] == [2, 6, 11, 16, 20, 23, 27]
     assert blocks[3].body == ["$ cxrres describe"] and blocks[3].tag == "real-data" and blocks[6].body == ["```"]
     assert [p.split(":")[1] for p in problems] == ["6", "11", "20", "23", "31"]
-    assert "unknown example tag 'maybe'" in problems[2] and "not ```yaml" in problems[3] and "never closed" in problems[4]
+    assert (
+        "unknown example tag 'maybe'" in problems[2] and "not ```yaml" in problems[3] and "never closed" in problems[4]
+    )
 
 
 def test_the_shape_check_compares_words_and_file_names_not_numbers() -> None:
-    printed = ("prepare 32 px: 100%|##| 9/9 [00:01<00:00]\rprepare 32 px: 100%|##| 9/9\n"
-               "class             n precision accuracy\nNodule           26     0.000    0.000\n"
-               "wrote out/p32/predictions.csv, 3 heat maps\n\x1b[Adone\n")
-    same_shape = ["prepare 32 px: 100%|##| 405/405 [00:05<00:00, 70.17img/s]", "class             n precision accuracy", "...",
-                  "Nodule            3     0.500    0.250", "wrote out/p32/predictions.csv, 9 heat maps", "done"]
+    printed = (
+        "prepare 32 px: 100%|##| 9/9 [00:01<00:00]\rprepare 32 px: 100%|##| 9/9\n"
+        "class             n precision accuracy\nNodule           26     0.000    0.000\n"
+        "wrote out/p32/predictions.csv, 3 heat maps\n\x1b[Adone\n"
+    )
+    same_shape = [
+        "prepare 32 px: 100%|##| 405/405 [00:05<00:00, 70.17img/s]",
+        "class             n precision accuracy",
+        "...",
+        "Nodule            3     0.500    0.250",
+        "wrote out/p32/predictions.csv, 9 heat maps",
+        "done",
+    ]
     assert shape_problems(same_shape, printed) == []
     assert shape_problems(["class n precision accuracy"], printed) == ["line not printed: 'class n precision accuracy'"]
     assert "no printed line starts with 'Mass'" in shape_problems(["Mass  3  0.5"], printed)[0]
     assert shape_problems(["wrote out/p64/predictions.csv, 3 heat maps"], printed) == [
-        "file name 'out/p64/predictions.csv' not printed (shown: 'wrote out/p64/predictions.csv, 3 heat maps')"]
+        "file name 'out/p64/predictions.csv' not printed (shown: 'wrote out/p64/predictions.csv, 3 heat maps')"
+    ]
     block = Block(Path("README.md"), 7, "phantom", "text", ["$ cxrres a", "out a", "", "$ cxrres b  # note"])
     assert commands_of(block) == [("cxrres a", ["out a", ""]), ("cxrres b  # note", [])]
     with pytest.raises(AssertionError, match="README.md:7: a phantom block's first line"):

@@ -23,7 +23,9 @@ READER_RULES: tuple[str, ...] = vindr.READER_RULES
 def not_a_data_dir(path: Path) -> str:
     """Why `path` is no data directory, one line (`layout.not_a_data_dir`), with the data set its folder holds when
     `path` is a file there (e.g. `--data .../Data_Entry_2017.csv`)."""
-    found = next((name for name, adapter in ADAPTERS.items() if adapter.detect(path.parent)), None) if path.is_file() else None
+    found = None
+    if path.is_file():
+        found = next((name for name, adapter in ADAPTERS.items() if adapter.detect(path.parent)), None)
     hint = f"; its folder holds a data set ({found}): use --data {path.parent}" if found else ""
     return layout.not_a_data_dir(path) + hint
 
