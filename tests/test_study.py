@@ -194,7 +194,7 @@ def test_a_bad_localize_section_is_refused_before_training(tmp_path, capsys, sec
 
 def test_localize_defaults_have_one_home():
     from cxrres.cli import build_parser
-    from cxrres.config import LocalizeSettings
+    from cxrres.localization.settings import LocalizeSettings
     from cxrres.study.grid import StudyConfig
 
     parsed = build_parser().parse_args(["localize", "RUN"])

@@ -30,7 +30,8 @@ from cxrres.errors import CxrresError
 from cxrres.synthetic import synthesize
 from cxrres.config import TrainConfig, cpu_has_native_bf16, resolve
 from cxrres.inference.network import ShardSampler, load_run_model
-from cxrres.training.train import ChestClassifier, TrainingDiverged, train
+from cxrres.training.module import ChestClassifier, TrainingDiverged
+from cxrres.training.train import train
 
 
 @pytest.fixture(scope="module")
@@ -323,7 +324,7 @@ def test_ddp_two_cpu_processes_end_to_end(phantom, tmp_path):
 
 
 def test_masked_bce_is_the_bce_of_the_kept_labels():
-    from cxrres.training.train import masked_bce
+    from cxrres.training.module import masked_bce
 
     generator = torch.Generator().manual_seed(0)
     logits = torch.randn(6, 3, generator=generator)

@@ -10,7 +10,10 @@ import sys
 from typing import Callable, Sequence
 
 from cxrres import __version__, commands
-from cxrres.config import DESCRIBE_SETTINGS, LocalizeSettings, add_arguments, add_train_arguments
+from cxrres.config import DESCRIBE_SETTINGS, add_arguments, add_train_arguments
+from cxrres.localization.settings import LocalizeSettings
+from cxrres.study.slurm.scripts import add_executor_arguments
+from cxrres.synthetic.nih_layout import parse_enrichment
 from cxrres.errors import EXIT_TERMINATED, CxrresError, Terminated, describe_os_error
 from cxrres.runs import COMPARISON
 
@@ -32,36 +35,6 @@ def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
         help="frontal (default; any case, so CheXpert's Frontal too), all, or the data set's view codes "
         "such as PA,AP (an unknown code is refused, listing the data set's)",
     )
-
-
-def enrichment(text: str) -> dict[str, float]:
-    """'Nodule=3,Cardiomegaly=2' -> {"Nodule": 3.0, "Cardiomegaly": 2.0} (argparse type)."""
-    out = {}
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        name, _, factor = item.partition("=")
-        try:
-            out[name.strip()] = float(factor)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected CLASS=FACTOR, got {item!r}") from None
-    return out
-
-
-def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
-    """--executor and the SLURM settings of `cxrres study` (flags override the study file's `slurm:` mapping)."""
-    from cxrres.study.slurm.scripts import add_slurm_arguments
-    from cxrres.study.grid import EXECUTORS
-
-    parser.add_argument(
-        "--executor",
-        choices=EXECUTORS,
-        default="local",
-        help="local: train here, one run after another; slurm: submit sbatch jobs (docs/cluster.md) "
-        "(default: %(default)s)",
-    )
-    parser.add_argument(
-        "--wait", action="store_true", help="slurm: block until the report is written; fail if a job failed"
-    )
-    add_slurm_arguments(parser)
 
 
 def _add_statistics_options(parser: argparse.ArgumentParser) -> None:
@@ -194,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     synth.add_argument(
         "--enrich",
-        type=enrichment,
+        type=parse_enrichment,
         metavar="CLASS=F,...",
         help="draw these findings F times as often as their real-prevalence weight, e.g. Nodule=3",
     )
@@ -343,7 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run one step of the study only: `prepare` builds the caches every run uses, with the study's "
         "data settings (the SLURM executor's first job)",
     )
-    _add_cluster_options(study)
+    add_executor_arguments(study)
     study.add_argument("--quiet", action="store_true", help="no progress bars")
     study.set_defaults(func=commands.study)
 

@@ -49,7 +49,8 @@ def describe(args: argparse.Namespace) -> int:
 
 def prepare(args: argparse.Namespace) -> int:
     """Build the per-resolution uint8 caches."""
-    from cxrres.data.cache import plan_prepare, prepare_cache
+    from cxrres.data.cache import prepare_cache
+    from cxrres.data.cache_plan import plan_prepare
 
     if args.dry_run:
         print(plan_prepare(args.data, args.resolutions, args.cache, args.dataset, args.skip_bad).to_text())

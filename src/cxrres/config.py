@@ -32,43 +32,6 @@ SPLITS: tuple[str, ...] = ("chexnet", "official")
 ACCELERATORS: tuple[str, ...] = ("auto", "cpu", "gpu")
 
 
-@dataclass(frozen=True)
-class LocalizeSettings:
-    """How a run is localized (`cxrres localize`, a study's `localize:`): CAM method, the map threshold (of the min-max
-    normalised map, 0-1), the IoU of a positive detection, and example figures per class."""
-
-    method: str = "gradcam"
-    threshold: float = 0.5
-    iou: float = 0.1
-    examples: int = 3
-
-
-def localize_settings(mapping: Any, where: str | Path, methods: tuple[str, ...]) -> LocalizeSettings:
-    """LocalizeSettings from a study file's `localize:` mapping, every key and value checked (`methods`: the CAM
-    methods there are, `saliency.METHODS`): an unknown key, a wrong type or a value out of range is one DataFormatError
-    naming `where`, before anything trains."""
-    path = Path(where)
-    if mapping is None:
-        return LocalizeSettings()
-    if not isinstance(mapping, dict):
-        raise DataFormatError(path, "`localize:` must be a mapping of setting: value")
-    known = {f.name: f.type for f in fields(LocalizeSettings)}
-    unknown = sorted(set(mapping) - set(known))
-    if unknown:
-        raise DataFormatError(path, f"unknown localize setting {unknown[0]!r} (known: {', '.join(known)})")
-    values = {**dataclasses.asdict(LocalizeSettings()), **mapping}
-    if values["method"] not in methods:
-        raise DataFormatError(path, f"localize: unknown method {values['method']!r}; choose from {', '.join(methods)}")
-    for name, low, high in (("threshold", 0.0, 1.0), ("iou", 0.0, 1.0)):
-        value = values[name]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low < value <= high:
-            raise DataFormatError(path, f"localize: {name} must be a number in ({low:g}, {high:g}], not {value!r}")
-    examples = values["examples"]
-    if isinstance(examples, bool) or not isinstance(examples, int) or examples < 0:
-        raise DataFormatError(path, f"localize: examples must be a whole number >= 0, not {examples!r}")
-    return LocalizeSettings(str(values["method"]), float(values["threshold"]), float(values["iou"]), int(examples))
-
-
 def recipe_batch_size(resolution_px: int) -> int:
     """The study's batch size at `resolution_px`: 64 at 64 px, 12 at 1024 px, 16 otherwise."""
     return RECIPE_BATCH_SIZE.get(resolution_px, 16)

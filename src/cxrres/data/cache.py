@@ -44,8 +44,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from cxrres import __version__
-from cxrres.data.images import SIXTEEN_BIT_RULE, load_resized
-from cxrres.data.pixel_rules import ImageReadError
+from cxrres.data.images import SIXTEEN_BIT_RULE
 from cxrres.data.diskspace import cache_bytes_needed, check_free_space
 from cxrres.data.cache_store import (
     SIXTEEN_BIT_KEY,
@@ -64,6 +63,7 @@ from cxrres.data.layout import DataRoot, describe_missing
 from cxrres.data.paths import outside_summary, resolve_images
 from cxrres.errors import CacheError
 from cxrres.util.parallel import ordered_map, refuse_in_worker_bootstrap
+from cxrres.data.cache_workers import _close_pass, _decode_task, _init_worker, _reserve, array_name
 
 #: 2: the manifest records each array's size and CRC-32 and index.csv's CRC-32.
 FORMAT_VERSION = 2
@@ -75,11 +75,6 @@ STATE = "state.json"
 MIN_RESOLUTION_PX, MAX_RESOLUTION_PX = 8, 4096
 #: Seconds between two progress checkpoints (memmap flush + state.json) during a pass.
 CHECKPOINT_EVERY_S = 2.0
-
-
-def array_name(resolution_px: int) -> str:
-    """File name of the cache array for one resolution."""
-    return f"r{resolution_px}.npy"
 
 
 def parse_resolutions(text: str | Iterable[int]) -> tuple[int, ...]:
@@ -142,67 +137,6 @@ class PrepareReport:
     skipped_rows: tuple[str, ...] = ()  # bad metadata rows left out (skip_bad), 'file:line: problem' each
 
 
-def _decode(task: tuple[int, str, tuple[int, ...]]) -> tuple[int, dict[int, np.ndarray] | None, tuple[int, int], str]:
-    """Worker: (row, path, resolutions) -> (row, arrays or None, source (h, w), error message)."""
-    row, path, resolutions = task
-    try:
-        arrays, shape = load_resized(path, resolutions)
-        return row, arrays, shape, ""
-    except ImageReadError as exc:
-        return row, None, (0, 0), str(exc)
-
-
-#: Per process: the memory-mapped arrays of the pass being written, by (work dir, pass token, resolution).
-_OPEN_ARRAYS: dict[tuple[str, str, int], np.ndarray] = {}
-
-
-def _pass_array(work: str, token: str, resolution_px: int) -> np.ndarray:
-    """The pass's array for `resolution_px`, memory-mapped read-write once per process."""
-    key = (work, token, resolution_px)
-    if key not in _OPEN_ARRAYS:
-        _OPEN_ARRAYS[key] = np.load(Path(work) / array_name(resolution_px), mmap_mode="r+")
-    return _OPEN_ARRAYS[key]
-
-
-def _close_pass(token: str) -> None:
-    """Drop this process's mappings of a finished or abandoned pass."""
-    for key in [k for k in _OPEN_ARRAYS if k[1] == token]:
-        del _OPEN_ARRAYS[key]
-
-
-def _decode_task(task: tuple[int, str, tuple[int, ...], str, str]) -> tuple[int, bool, tuple[int, int], str]:
-    """Worker: decode one image (via `_decode`, looked up at call time so tests can replace it) and write its rows
-    straight into the pass's memory-mapped arrays, so only (row, ok, source size, error) travels back to the parent.
-    """
-    row, path, resolutions, work, token = task
-    row, arrays, shape, error = _decode((row, path, resolutions))
-    if arrays is not None:
-        for r, image in arrays.items():
-            _pass_array(work, token, r)[row] = image
-    return row, arrays is not None, shape, error
-
-
-def _init_worker() -> None:
-    import cv2
-
-    cv2.setNumThreads(1)
-
-
-def _reserve(work: Path, paths: list[Path]) -> None:
-    """Allocate the disk blocks of the (sparse) pass arrays now: a full disk is then one error here, not a bus error
-    (SIGBUS) that kills a worker writing its memory-mapped rows half-way (another process filling the disk)."""
-    for path in paths:
-        size = path.stat().st_size
-        try:
-            with open(path, "r+b") as handle:
-                os.posix_fallocate(handle.fileno(), 0, size)
-        except OSError as error:
-            shutil.rmtree(work, ignore_errors=True)
-            raise CacheError(
-                f"{path}: cannot reserve {size:,} bytes ({error.strerror}); free space or choose another --cache"
-            ) from None
-
-
 def _start_or_resume(work: Path, sources: Sources, todo: tuple[int, ...]) -> dict:
     """The state of the pass in `work`: resumed if it matches sources and resolutions, else a fresh one."""
     state = read_json(work / STATE)
@@ -263,61 +197,6 @@ def prepare_cache(
         ) from None
     with cache_lock(cache):
         return _prepare_locked(cache, sources, resolutions, workers, skip_bad, progress, started)
-
-
-@dataclass(frozen=True)
-class PreparePlan:
-    """What `prepare_cache` would do, computed without writing: counts, bytes per resolution, free space."""
-
-    cache_dir: Path
-    listed: int  # images the metadata lists
-    present: int  # of those, found on disk
-    bytes_present: dict[int, int]  # resolution px -> bytes of its array for the images present
-    bytes_listed: dict[int, int]  # resolution px -> bytes for every listed image (the full data set)
-    free_bytes: int
-
-    def to_text(self) -> str:
-        """One line per resolution and a total, in GB (10^9 bytes)."""
-        gb = lambda n: f"{n / 1e9:,.2f} GB"  # noqa: E731
-        lines = [
-            f"cache {self.cache_dir}: {self.present:,} of {self.listed:,} listed images present; "
-            f"{gb(self.free_bytes)} free there",
-            f"{'resolution':>10} {'present':>12} {'all listed':>12}",
-        ]
-        for r in self.bytes_present:
-            lines.append(f"{r:>7} px {gb(self.bytes_present[r]):>12} {gb(self.bytes_listed[r]):>12}")
-        total_present = cache_bytes_needed(self.present, self.bytes_present)
-        total_listed = cache_bytes_needed(self.listed, self.bytes_present)
-        lines.append(f"{'total':>10} {gb(total_present):>12} {gb(total_listed):>12} (with the index)")
-        fits = "fits" if total_present <= self.free_bytes else "does NOT fit"
-        lines.append(f"the cache of the present images {fits} in the free space")
-        return "\n".join(lines)
-
-
-def plan_prepare(
-    data_dir: str | Path | DataRoot,
-    resolutions_px: Iterable[int],
-    cache_dir: str | Path | None = None,
-    dataset: str | None = None,
-    skip_bad: bool = False,
-) -> PreparePlan:
-    """The bytes a cache would take at each resolution for the present and for all listed images; writes nothing."""
-    data = data_dir if isinstance(data_dir, DataRoot) else DataRoot.at(data_dir)
-    resolutions = parse_resolutions(resolutions_px)
-    cache = Path(cache_dir).expanduser().resolve() if cache_dir else default_cache_dir(data.root)
-    sources = Sources.scan(data, dataset or detect_dataset(data.root), skip_bad)
-    present, listed = len(sources.names), len(sources.names) + len(sources.missing)
-    probe = cache
-    while not probe.exists():
-        probe = probe.parent
-    return PreparePlan(
-        cache,
-        listed,
-        present,
-        {r: present * r * r for r in resolutions},
-        {r: listed * r * r for r in resolutions},
-        shutil.disk_usage(probe).free,
-    )
 
 
 def _complete_resolutions(cache: Path, manifest: dict, wanted: tuple[int, ...]) -> set[int]:

@@ -11,7 +11,6 @@ from cxrres.data.images import IMAGENET_MEAN, IMAGENET_STD
 from cxrres.errors import CxrresError
 
 
-
 class CacheDataset(Dataset):
     """Images of one split part from a memory-mapped cache: item i = (uint8 tensor (1, R, R), float32 labels (C,):
     1 positive, 0 negative, -1 masked out of that class (uncertain under `uncertain: ignore`)).

@@ -23,7 +23,8 @@ from tqdm import tqdm
 
 from cxrres import runs
 from cxrres.localization import saliency
-from cxrres.config import LocalizeSettings, TrainConfig
+from cxrres.config import TrainConfig
+from cxrres.localization.settings import LocalizeSettings
 from cxrres.data.boxes import classes_by_box_size
 from cxrres.data.images import read_grey
 from cxrres.data.source import DataSource

@@ -9,14 +9,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cxrres.evaluation import bootstrap
-from cxrres.evaluation import metrics
+from cxrres.evaluation import bootstrap, metrics
 from cxrres.evaluation.compare import ENSEMBLE, SINGLE, Comparison, summarise_seeds
-from cxrres.util.parallel import write_text_atomic
 from cxrres.report import plots, tables
-from cxrres.util.markdown import md_prose
 from cxrres.report.reference import PublishedReference, published_long
 from cxrres.runs import write_csv_atomic
+from cxrres.util.markdown import md_prose
+from cxrres.util.parallel import write_text_atomic
 
 #: The footnote of a per-class DeLong table with flagged classes.
 FEW_DELONG_NOTE = (

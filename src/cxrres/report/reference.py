@@ -14,11 +14,11 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from cxrres.evaluation import published
 from cxrres.data.metadata import read_split_file
 from cxrres.data.splits import Split, bundled_chexnet_dir, find_part_files
-from cxrres.report import tables
+from cxrres.evaluation import published
 from cxrres.evaluation.seeds import format_mean_sd
+from cxrres.report import tables
 
 ARCH = "densenet121"  # the architecture of the published tables
 METRIC_TITLES = {

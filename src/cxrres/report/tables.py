@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 
 from cxrres.evaluation.metrics import MIN_POSITIVES
-from cxrres.util.markdown import md_escape
 from cxrres.evaluation.seeds import format_mean_sd
+from cxrres.util.markdown import md_escape
 
 FEW_MARK = "†"  # after the name of a class with fewer than MIN_POSITIVES positive test images
 FEW_NOTE = (

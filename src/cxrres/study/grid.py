@@ -18,9 +18,7 @@ from typing import Any
 from cxrres import runs
 from cxrres.config import (
     PER_RUN,
-    LocalizeSettings,
     TrainConfig,
-    localize_settings,
     default_run_dir,
     read_settings_yaml,
     train_argv,
@@ -30,7 +28,7 @@ from cxrres.data.datasets import DatasetTable, detect_dataset, open_dataset
 from cxrres.data.labels import CLASSES, canonical_label
 from cxrres.data.source import DataSource
 from cxrres.errors import CxrresError, DataFormatError
-from cxrres.localization.saliency import METHODS
+from cxrres.localization.settings import LocalizeSettings, localize_settings
 from cxrres.util.parallel import write_text_atomic
 
 #: The StudyConfig settings that `cxrres study` takes as flags (the rest come from --config).
@@ -63,9 +61,7 @@ def study_from_file(path: str | Path) -> dict[str, Any]:
     payload = read_settings_yaml(path, {f.name for f in dataclasses.fields(StudyConfig)})
     train_known = {f.name for f in dataclasses.fields(TrainConfig)} - set(PER_RUN)
     _check_train_mapping(path, payload.get("train") or {}, train_known)
-    localize_settings(
-        payload.get("localize"), path, tuple(METHODS)
-    )  # refused here, naming the file, before anything trains
+    localize_settings(payload.get("localize"), path)  # refused here, naming the file, before anything trains
     if payload.get("test_resolutions") not in (None, [], ()):
         from cxrres.evaluation.cross_resolution import parse_test_resolutions
 
@@ -135,9 +131,7 @@ def make_study(settings: dict[str, Any]) -> StudyConfig:
             train[key] = str(Path(train[key]).expanduser().resolve())
     s["train"] = train
     s["out"] = str(Path(s.get("out", "study")).expanduser().resolve())
-    s["localize"] = dataclasses.asdict(
-        localize_settings(s.get("localize"), "the study's localize settings", tuple(METHODS))
-    )
+    s["localize"] = dataclasses.asdict(localize_settings(s.get("localize"), "the study's localize settings"))
     study = StudyConfig(**s)
     if any(study.labels) and Path(study.data).is_dir():
         check_labels(study.labels, study_classes(study), study.data)

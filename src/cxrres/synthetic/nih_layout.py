@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 import math
 import os
 from pathlib import Path
@@ -194,3 +196,15 @@ def synthesize(
         write_text_atomic(out / "splits" / "chexnet" / f"{part}_list.txt", "\n".join(rows) + "\n")
     write_phantom_marker(out, "nih", seed, size_px)
     return {"images": len(specs), "patients": n_patients, "boxes": len(box_lines) - 1, "size_px": size_px}
+
+
+def parse_enrichment(text: str) -> dict[str, float]:
+    """'Nodule=3,Cardiomegaly=2' -> {"Nodule": 3.0, "Cardiomegaly": 2.0} (the argparse type of `cxrres synth --enrich`)."""
+    out = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, _, factor = item.partition("=")
+        try:
+            out[name.strip()] = float(factor)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected CLASS=FACTOR, got {item!r}") from None
+    return out

@@ -271,3 +271,20 @@ def report_script(
     argv = ["study", *study_argv(study), "--quiet"]
     lines.append('"$PYTHON" -m cxrres.cli ' + " ".join(shlex.quote(a) for a in argv))
     return "\n".join(lines) + "\n"
+
+
+def add_executor_arguments(parser: argparse.ArgumentParser) -> None:
+    """--executor and the SLURM settings of `cxrres study` (flags override the study file's `slurm:` mapping)."""
+    from cxrres.study.grid import EXECUTORS
+
+    parser.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        default="local",
+        help="local: train here, one run after another; slurm: submit sbatch jobs (docs/cluster.md) "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--wait", action="store_true", help="slurm: block until the report is written; fail if a job failed"
+    )
+    add_slurm_arguments(parser)
