@@ -1,4 +1,5 @@
-"""The runs of a comparison: their headings and seed groups, and their predictions aligned on the test images they share (labels checked to agree, masked labels kept apart)."""
+"""The runs of a comparison: their headings and seed groups, and their predictions aligned on the test images they share
+(labels checked to agree, masked labels kept apart)."""
 
 from __future__ import annotations
 

@@ -199,7 +199,7 @@ def synthesize(
 
 
 def parse_enrichment(text: str) -> dict[str, float]:
-    """'Nodule=3,Cardiomegaly=2' -> {"Nodule": 3.0, "Cardiomegaly": 2.0} (the argparse type of `cxrres synth --enrich`)."""
+    """'Nodule=3,Cardiomegaly=2' -> {"Nodule": 3.0, "Cardiomegaly": 2.0} (`cxrres synth --enrich`'s argparse type)."""
     out = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
         name, _, factor = item.partition("=")
