@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 
@@ -53,14 +54,21 @@ def describe_missing(missing: list[str], total: int, show: int = 5) -> str:
     return f"{len(missing):,} of {total:,} listed images are missing on disk (first: {first})"
 
 
+#: Which data set a folder holds (its name, or None): set by the data-set registry (`data.datasets`) when it is
+#: imported, so that this layer below it can say what a mistyped `--data FILE`'s folder holds without importing it.
+folder_detector: Callable[[Path], str | None] | None = None
+
+
 def not_a_data_dir(path: Path) -> str:
-    """Why `path` is no data directory, one line: absent, or a file (`datasets.not_a_data_dir` adds which data set its
-    folder holds, when it holds one)."""
+    """Why `path` is no data directory, one line: absent, or a file (with the data set its folder holds, when the
+    registry recognises one: e.g. `--data .../Data_Entry_2017.csv`)."""
     if not path.exists():
         return f"{path}: data directory not found"
     if not path.is_file():
         return f"{path}: not a directory"
-    return f"{path}: is a file, not a data directory"
+    found = folder_detector(path.parent) if folder_detector is not None else None
+    hint = f"; its folder holds a data set ({found}): use --data {path.parent}" if found else ""
+    return f"{path}: is a file, not a data directory{hint}"
 
 
 @dataclass(frozen=True)

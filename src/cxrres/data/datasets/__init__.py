@@ -20,14 +20,13 @@ DATASETS: tuple[str, ...] = tuple(ADAPTERS)
 READER_RULES: tuple[str, ...] = vindr.READER_RULES
 
 
-def not_a_data_dir(path: Path) -> str:
-    """Why `path` is no data directory, one line (`layout.not_a_data_dir`), with the data set its folder holds when
-    `path` is a file there (e.g. `--data .../Data_Entry_2017.csv`)."""
-    found = None
-    if path.is_file():
-        found = next((name for name, adapter in ADAPTERS.items() if adapter.detect(path.parent)), None)
-    hint = f"; its folder holds a data set ({found}): use --data {path.parent}" if found else ""
-    return layout.not_a_data_dir(path) + hint
+def folder_data_set(folder: Path) -> str | None:
+    """The name of the data set `folder` holds, or None (the registry's answer to `layout.folder_detector`)."""
+    return next((name for name, adapter in ADAPTERS.items() if adapter.detect(folder)), None)
+
+
+layout.folder_detector = folder_data_set
+not_a_data_dir = layout.not_a_data_dir
 
 
 def check_readers(dataset: str, readers: str) -> None:
