@@ -199,8 +199,14 @@ def test_no_module_over_450_lines() -> None:
 
 def test_settings_without_lightning() -> None:
     """Reading settings must not need the training stack: config.py and study.py never import Lightning."""
-    for module in ("config.py", "study/grid.py", "runs.py", "inference/network.py", "evaluation/evaluate.py",
-                   "evaluation/compare.py"):
+    for module in (
+        "config.py",
+        "study/grid.py",
+        "runs.py",
+        "inference/network.py",
+        "evaluation/evaluate.py",
+        "evaluation/compare.py",
+    ):
         text = (PACKAGE / module).read_text()
         assert not re.search(r"^\s*(import|from) lightning", text, re.M), module
 

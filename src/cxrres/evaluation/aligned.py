@@ -17,6 +17,7 @@ from cxrres.models.registry import display_name
 
 UNFILLED = -2  # a label no run has filled in yet while aligning (-1 is a masked label)
 
+
 @dataclass(frozen=True)
 class RunInfo:
     """What identifies a run in a comparison: directory, heading, resolution (px), arch, label, predictions, seed and
@@ -30,6 +31,7 @@ class RunInfo:
     predictions: runs.Predictions
     seed: int = 0
     group: str = ""
+
 
 def load_runs(run_dirs: list[str | Path]) -> list[RunInfo]:
     """Runs with headings `<arch> <R> px` (plus seed or label where needed to tell them apart), sorted by resolution.
@@ -54,12 +56,14 @@ def load_runs(run_dirs: list[str | Path]) -> list[RunInfo]:
         for h, g, (d, s, p) in zip(headings, groups, loaded)
     ]
 
+
 def seed_groups(infos: list[RunInfo]) -> dict[str, list[RunInfo]]:
     """Group heading -> its runs (ascending seed), groups in run order."""
     out: dict[str, list[RunInfo]] = {}
     for info in infos:
         out.setdefault(info.group or info.heading, []).append(info)
     return {g: sorted(members, key=lambda i: i.seed) for g, members in out.items()}
+
 
 class Aligned(NamedTuple):
     """Runs on one test set, rows in sorted image order: labels (N, C) int8 (1, 0, -1 masked out of that class),
@@ -70,6 +74,7 @@ class Aligned(NamedTuple):
     labels: np.ndarray
     scores: dict[str, np.ndarray]
     patient_ids: list[str] | None
+
 
 def align(infos: list[RunInfo]) -> Aligned:
     """The runs' predictions on their common test images and classes.
@@ -93,6 +98,7 @@ def align(infos: list[RunInfo]) -> Aligned:
         labels, scores[info.heading] = _aligned(info.predictions, classes, labels, str(info.run_dir))
     return Aligned(reference, classes, labels.astype(np.int8), scores, _patients(infos))
 
+
 def _patients(infos: list[RunInfo]) -> list[str] | None:
     """The patient of each image in sorted image order, from the runs that record them (None if none does)."""
     found: list[str] | None = None
@@ -110,6 +116,7 @@ def _patients(infos: list[RunInfo]) -> list[str] | None:
         found = mine
     return found
 
+
 def _aligned(p: runs.Predictions, classes: list[str], labels: np.ndarray, where: str) -> tuple[np.ndarray, np.ndarray]:
     """(labels filled in, scores (N, C) in sorted-image order with NaN for classes `p` lacks); refuses other labels."""
     order = np.argsort(np.asarray(p.images))
@@ -125,6 +132,7 @@ def _aligned(p: runs.Predictions, classes: list[str], labels: np.ndarray, where:
         labels[:, c] = column
         own[:, c] = p.scores[order, j]
     return labels, own
+
 
 def label_counts(labels: np.ndarray, classes: list[str]) -> pd.DataFrame:
     """Per class: the test images labelled positive, negative and masked out (-1) of its AUC."""
