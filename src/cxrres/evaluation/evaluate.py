@@ -108,7 +108,8 @@ def auc_table(predictions: runs.Predictions, level: float = 0.95, n_boot: int = 
         "note": note,
         "few_positives": False,
     }
-    return pd.concat([table, pd.DataFrame([mean_row])], ignore_index=True)
+    out = pd.concat([table, pd.DataFrame([mean_row])], ignore_index=True)
+    return out.astype({"n_pos": "Int64", "n_neg": "Int64"})  # counts stay whole numbers in the CSV (the mean has none)
 
 
 def evaluate_run(
