@@ -41,7 +41,7 @@ def shared_dir() -> Path:
 
 def package_rows() -> list[dict[str, str]]:
     """The package CSV as text, cell by cell (no float parsing)."""
-    path = Path(published.__file__).parent / "resources" / "published" / "published_results.csv"
+    path = Path(published.__file__).parents[1] / "resources" / "published" / "published_results.csv"
     with open(path, newline="", encoding="utf-8") as handle:
         return list(csv.DictReader(handle))
 
