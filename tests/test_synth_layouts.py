@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from cxrres.data.layout import PHANTOM_MARKER
 from cxrres import runs
 from cxrres.cli import main
 from cxrres.data.datasets import ReadOptions, apply_uncertain, chexpert, detect_dataset, mimic, open_dataset, padchest
@@ -66,8 +67,9 @@ def _files(root: Path) -> dict[str, bytes]:
 
 
 def _digest(root: Path) -> str:
+    """SHA-256 over every file's name and content (PNG pixels decoded), the phantom marker (added later) left out."""
     h = hashlib.sha256()
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and p.name != PHANTOM_MARKER):
         h.update(str(path.relative_to(root)).encode() + b"\0")
         if path.suffix == ".png":
             pixels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
@@ -87,6 +89,7 @@ def test_nih_layout_is_byte_for_byte_the_old_phantom(tmp_path: Path) -> None:
         "nih", tmp_path / "new", n_images=40, n_patients=16, size_px=96, seed=5, workers=1, progress=False
     )
     assert _digest(tmp_path / "new") == NIH_DIGEST
+    assert (tmp_path / "new" / PHANTOM_MARKER).read_text().startswith("Synthetic chest radiographs")
     synthesize(tmp_path / "direct", n_images=40, n_patients=16, size_px=96, seed=5, workers=1, progress=False)
     assert _files(tmp_path / "direct") == _files(tmp_path / "new")
 
