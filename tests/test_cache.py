@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from cxrres.data import cache as cache_module
+from cxrres.data import cache_workers
 from cxrres.data import cache_store
 from cxrres.data.cache import ResolutionCache, array_name, parse_resolutions, prepare_cache
 from cxrres.data.cache_store import default_cache_dir, user_cache_home
@@ -99,7 +100,7 @@ def test_interrupted_then_resumed_is_byte_identical(
     mini: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     prepare_cache(mini, [16, 32], tmp_path / "clean", workers=1, progress=False)
-    real_decode = cache_module._decode
+    real_decode = cache_workers._decode
 
     def interrupt_at_row_6(task):
         if task[0] == 6:
@@ -107,14 +108,14 @@ def test_interrupted_then_resumed_is_byte_identical(
         return real_decode(task)
 
     monkeypatch.setattr(cache_module, "CHECKPOINT_EVERY_S", 0.0)
-    monkeypatch.setattr(cache_module, "_decode", interrupt_at_row_6)
+    monkeypatch.setattr(cache_workers, "_decode", interrupt_at_row_6)
     with pytest.raises(KeyboardInterrupt):
         prepare_cache(mini, [16, 32], tmp_path / "c", workers=1, progress=False)
     assert not (tmp_path / "c" / "manifest.json").exists()  # nothing looks complete
     with pytest.raises(CacheError, match="no complete cache"):
         ResolutionCache.open(tmp_path / "c", 16)
     assert json.loads((tmp_path / "c" / ".work" / "state.json").read_text())["done"] == 6
-    monkeypatch.setattr(cache_module, "_decode", real_decode)
+    monkeypatch.setattr(cache_workers, "_decode", real_decode)
     report = prepare_cache(mini, [16, 32], tmp_path / "c", workers=1, progress=False)
     assert report.resumed_from == 6
     assert _files(tmp_path / "c") == _files(tmp_path / "clean")
@@ -122,14 +123,14 @@ def test_interrupted_then_resumed_is_byte_identical(
 
 
 def test_different_resolutions_restart_the_pass(mini: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    real_decode = cache_module._decode
+    real_decode = cache_workers._decode
     monkeypatch.setattr(cache_module, "CHECKPOINT_EVERY_S", 0.0)
     monkeypatch.setattr(
-        cache_module, "_decode", lambda t: (_ for _ in ()).throw(KeyboardInterrupt) if t[0] == 3 else real_decode(t)
+        cache_workers, "_decode", lambda t: (_ for _ in ()).throw(KeyboardInterrupt) if t[0] == 3 else real_decode(t)
     )
     with pytest.raises(KeyboardInterrupt):
         prepare_cache(mini, [16], tmp_path / "c", workers=1, progress=False)
-    monkeypatch.setattr(cache_module, "_decode", real_decode)
+    monkeypatch.setattr(cache_workers, "_decode", real_decode)
     report = prepare_cache(mini, [16, 32], tmp_path / "c", workers=1, progress=False)
     assert report.resumed_from == 0 and report.built_px == (16, 32)
     _assert_round_trip(mini, tmp_path / "c", 16)
@@ -228,7 +229,7 @@ _SLOW_PREPARE = """
 import sys, time
 from pathlib import Path
 from cxrres import cli
-from cxrres.data import cache
+from cxrres.data import cache_workers as cache
 real = cache._decode
 def slow(task):
     time.sleep(0.05)

@@ -23,7 +23,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 #: cache row so that the worker decoding row K dies (kill) or stalls (sleep).
 HOOK = """
 import os, signal, time
-import cxrres.data.cache as cache
+import cxrres.data.cache_workers as cache
 _decode = cache._decode
 def _faulty(task):
     if task[0] == int(os.environ["FAULT_ROW"]):
