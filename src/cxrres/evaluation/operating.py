@@ -56,7 +56,7 @@ def roc_points(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.n
     last = np.r_[np.flatnonzero(np.diff(s) != 0), len(s) - 1]  # the last index of each distinct score
     tp, fp = np.cumsum(y)[last], np.cumsum(~y)[last]
     n_pos, n_neg = int(y.sum()), int((~y).sum())
-    return s[last], tp / n_pos, 1.0 - fp / n_neg
+    return s[last], tp / n_pos, (n_neg - fp) / n_neg  # true negatives / negatives: the ratio of counts, exactly
 
 
 def choose_threshold(labels: np.ndarray, scores: np.ndarray, rule: OperatingRule) -> tuple[float, float, float]:
