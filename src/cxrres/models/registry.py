@@ -159,6 +159,21 @@ def remap_keys(state_dict: dict[str, torch.Tensor], head: str) -> dict[str, torc
     return out
 
 
+def safe_torch_load(path: Path) -> object:
+    """`torch.load(path, weights_only=True)` on the CPU: tensors and plain containers only; WeightsError (one line)
+    when the file holds other Python objects. Other read errors (truncated, not a PyTorch file) propagate."""
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        first = str(error).strip().splitlines()[-1] if str(error).strip() else "unsupported content"
+        raise WeightsError(
+            f"{path}: refused to load: the file holds Python objects other than tensors "
+            f"(torch.load weights_only=True): {first}"
+        ) from None
+
+
 def load_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
     """The state dict in a local file (a bare state dict, or a checkpoint holding `state_dict`/`model`), safely."""
     import torch
@@ -177,13 +192,7 @@ def load_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
                 f"({str(error).splitlines()[0] if str(error) else type(error).__name__})"
             ) from None
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        first = str(error).strip().splitlines()[-1] if str(error).strip() else "unsupported content"
-        raise WeightsError(
-            f"{path}: refused to load: the file holds Python objects other than tensors "
-            f"(torch.load weights_only=True): {first}"
-        ) from None
+        obj = safe_torch_load(path)
     except (RuntimeError, EOFError, OSError) as error:
         raise WeightsError(f"{path}: not a readable PyTorch file ({str(error).splitlines()[0]})") from None
     if isinstance(obj, dict):

@@ -8,7 +8,6 @@ import contextlib
 import fcntl
 import io
 import os
-import pickle
 import socket
 import sys
 from pathlib import Path
@@ -19,7 +18,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from cxrres import runs
 from cxrres.errors import CxrresError
-from cxrres.models.registry import WeightsError
+from cxrres.models.registry import safe_torch_load
 from cxrres.util.parallel import write_bytes_atomic
 
 #: The lock file of a run directory; it holds "pid P on HOST" of the process that writes the run.
@@ -45,13 +44,7 @@ def checkpoint_problem(path: Path) -> str | None:
     """Why the Lightning checkpoint at `path` cannot be resumed from (truncated, not a checkpoint), or None if it
     can; WeightsError (one line, as for any weights file) if it holds Python objects other than tensors."""
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        first = str(error).strip().splitlines()[-1] if str(error).strip() else "unsupported content"
-        raise WeightsError(
-            f"{path}: refused to load: the file holds Python objects other than tensors "
-            f"(torch.load weights_only=True): {first}"
-        ) from None
+        obj = safe_torch_load(path)
     except (RuntimeError, EOFError, OSError, ValueError) as error:
         return (
             "not a readable PyTorch file: "
