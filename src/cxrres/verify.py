@@ -214,7 +214,7 @@ def verify_card(card: str | Path, result: Verification | None = None) -> Verific
 
 def verify_predictions(folder: str | Path, result: Verification | None = None) -> Verification:
     """A `cxrres predict` output: every call equals (written probability >= written threshold), as float32."""
-    from cxrres.evaluation.operating import read_table
+    from cxrres.evaluation.operating import positive_calls, read_table
     from cxrres.deploy.predict import OPERATING_FILE, POSITIVE_PREFIX, PREDICTIONS_FILE
 
     folder, result = Path(folder), result or Verification()
@@ -227,7 +227,7 @@ def verify_predictions(folder: str | Path, result: Verification | None = None) -
         name = column[len(POSITIVE_PREFIX) :]
         threshold = np.float32(ops.loc[name, "threshold"])
         written = table[name].to_numpy(np.float64).astype(np.float32)
-        expected = np.where(np.isnan(threshold), np.nan, (written >= threshold).astype(float))
+        expected = positive_calls(written[:, None], np.array([threshold]))[:, 0]  # the rule predict applied
         got = table[column].to_numpy(np.float64)
         for i in np.flatnonzero(~((got == expected) | (np.isnan(got) & np.isnan(expected)))):
             problems.append(
