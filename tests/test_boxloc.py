@@ -24,7 +24,8 @@ from cxrres.data.datasets import open_dataset  # noqa: E402
 from cxrres.util.filenames import safe_filename  # noqa: E402
 from cxrres.localization.localize import figure_name, localize_run  # noqa: E402
 from cxrres.models.registry import create_model  # noqa: E402
-from cxrres.study.grid import boxed_classes, make_study, needs_localization, describe_state  # noqa: E402
+from cxrres.study.grid import boxed_classes, make_study, needs_localization  # noqa: E402
+from cxrres.study.plan import describe_plan, study_plan  # noqa: E402
 from cxrres.training.train import train  # noqa: E402
 
 from conftest import write_dicom  # noqa: E402
@@ -237,4 +238,4 @@ def test_needs_localization_asks_the_data_set(tmp_path: Path) -> None:
         study = make_study(
             {"data": str(root), "out": str(tmp_path / "s"), "resolutions": [32], "train": train_settings}
         )
-        assert left in describe_state(study) + "\n"
+        assert left in describe_plan(study, study_plan(study)) + "\n"

@@ -23,7 +23,8 @@ from cxrres.config import (
     settings_from_args,
     train_argv,
 )
-from cxrres.study.grid import GRID_FLAGS, job_commands, make_study, study_settings, write_study_file
+from cxrres.study.grid import GRID_FLAGS, make_study, study_settings, write_study_file
+from cxrres.study.plan import PLANNED_KINDS, plan_commands, study_plan
 
 from conftest import MINI
 
@@ -121,7 +122,7 @@ def test_plan_final_command_keeps_every_study_option(tmp_path: Path) -> None:
     )
     assert study.labels == ("Nodule", None, "Mass")
     write_study_file(study)
-    lines = job_commands(study).splitlines()
+    lines = plan_commands(study, study_plan(study, kinds=PLANNED_KINDS)).splitlines()
     trains = [line for line in lines if line.startswith("cxrres train ")]
     assert len(trains) == 2 * 2 * 2 * 3
     assert all("--lr-patience 1" in line and "--weights none" in line for line in trains)

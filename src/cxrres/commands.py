@@ -250,27 +250,20 @@ def print_key_table(key: Path, html: Path) -> None:
 def study(args: argparse.Namespace) -> int:
     """Run (or continue, list, or plan) a whole study."""
     from cxrres.runs import KEY_TABLE
-    from cxrres.study.grid import (
-        GRID_FLAGS,
-        TRAIN_FLAGS,
-        describe_state,
-        job_commands,
-        prepare_source,
-        run_study,
-        study_settings,
-        write_study_file,
-    )
+    from cxrres.study.grid import GRID_FLAGS, TRAIN_FLAGS, prepare_source, study_settings, write_study_file
+    from cxrres.study.local import run_study
+    from cxrres.study.plan import PLANNED_KINDS, describe_plan, plan_commands, study_plan
 
     study = study_settings(args.config, {name: getattr(args, name) for name in GRID_FLAGS + TRAIN_FLAGS})
     if args.dry_run:
         from cxrres.study.slurm import describe_jobs  # where the study's SLURM jobs stand, if submitted
 
         jobs = describe_jobs(study)
-        print("\n".join([describe_state(study)] + ([jobs] if jobs else [])))
+        print("\n".join([describe_plan(study, study_plan(study))] + ([jobs] if jobs else [])))
         return 0
     if args.plan:
         write_study_file(study)
-        print(job_commands(study))
+        print(plan_commands(study, study_plan(study, kinds=PLANNED_KINDS)))
         return 0
     if args.step == "prepare":  # the same function the local executor starts with: one home for the data settings
         source = prepare_source(study, progress=not args.quiet)

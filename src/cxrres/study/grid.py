@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import shlex
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +19,6 @@ from cxrres.config import (
     TrainConfig,
     default_run_dir,
     read_settings_yaml,
-    train_argv,
 )
 from cxrres.data.cache import parse_resolutions
 from cxrres.data.datasets import DatasetTable, detect_dataset, open_dataset
@@ -29,7 +26,6 @@ from cxrres.data.labels import CLASSES, canonical_label
 from cxrres.data.source import DataSource
 from cxrres.errors import CxrresError, DataFormatError
 from cxrres.localization.settings import LocalizeSettings, localize_settings
-from cxrres.util.parallel import write_text_atomic
 
 #: The StudyConfig settings that `cxrres study` takes as flags (the rest come from --config).
 GRID_FLAGS: tuple[str, ...] = ("data", "resolutions", "archs", "seeds", "labels", "out", "external")
@@ -204,31 +200,6 @@ def needs_localization(config: TrainConfig, boxed: set[str]) -> bool:
     return bool(boxed) if classes is None else any(c in boxed for c in classes)
 
 
-def describe_state(study: StudyConfig) -> str:
-    """`--dry-run`: one line per run saying what is done and what is left (the command adds where the study's SLURM
-    jobs stand, `cluster.describe_jobs`: the executor imports the study, never the other way round)."""
-    lines, boxed = [], None
-    for config in run_configs(study):
-        s = run_state(config, study.external)
-        if not s.localized and boxed is None:  # the metadata is read only when a run's localization is in question
-            boxed = boxed_classes(config.split_spec().open(study.data))
-        trained = "trained" if s.trained else (f"{s.status} after {s.epochs} epochs" if s.epochs else "not started")
-        left = [
-            step
-            for step, done in (
-                ("train", s.trained),
-                ("evaluate", s.evaluated),
-                ("localize", s.localized or not needs_localization(config, boxed or set())),
-            )
-            if not done
-        ]
-        left += [f"external {len(s.external_left)}/{len(study.external)}"] if s.external_left else []
-        lines.append(f"{s.run:<40} {trained:<28} left: {', '.join(left) or 'nothing'}")
-    report = Path(study.out) / runs.REPORT_HTML
-    lines.append(f"report: {'written' if report.is_file() else 'not written'} ({report})")
-    return "\n".join(lines)
-
-
 def study_argv(study: StudyConfig) -> list[str]:
     """`cxrres study` arguments that reproduce `study`: the grid as flags, everything else in STUDY/study.yaml."""
     labels = ",".join(label or "all" for label in study.labels)
@@ -268,26 +239,6 @@ def missing_warning(study: StudyConfig) -> str | None:
     )
 
 
-def job_commands(study: StudyConfig) -> str:
-    """`--plan`: one `cxrres train` command per unfinished run, then the command that finishes the study."""
-    lines = ['# one job per run (e.g. a SLURM array: sed -n "${SLURM_ARRAY_TASK_ID}p"); each resumes if restarted']
-    warning = missing_warning(study) if any(not run_state(c).trained for c in run_configs(study)) else None
-    lines += [warning] if warning else []
-    for config in run_configs(study):
-        if not run_state(config).trained:
-            lines.append("cxrres train " + " ".join(shlex.quote(a) for a in train_argv(config) + ["--quiet"]))
-    external = [(c.out, root) for c in run_configs(study) for root in run_state(c, study.external).external_left]
-    if external:
-        lines.append("# scoring on the external roots, each once its run is trained (the last command does it too):")
-        flags = f" --n-boot {study.n_boot}" + (" --allow-missing" if study.train.get("allow_missing") else "")
-        lines += [f"cxrres evaluate {shlex.quote(out)} --data {shlex.quote(root)}{flags}" for out, root in external]
-    lines.append(
-        "# when all jobs are done (evaluates, localizes, scores on external roots, compares, writes the report):"
-    )
-    lines.append("cxrres study " + " ".join(shlex.quote(a) for a in study_argv(study)))
-    return "\n".join(lines)
-
-
 def write_study_file(study: StudyConfig) -> Path:
     """STUDY/study.yaml: every setting of the study (what `study_argv`'s --config reads back)."""
     path = Path(study.out) / runs.STUDY_FILE
@@ -308,83 +259,7 @@ def prepare_source(study: StudyConfig, progress: bool = True) -> DataSource:
     )
 
 
-#: How `cxrres study` does the work: `local` runs `run_study` here, one run after another; `slurm` submits the same
-#: steps as sbatch jobs (`cxrres.study.slurm.submit_study`), whose last job runs `run_study` once every run is trained.
+#: How `cxrres study` does the work: `local` runs the plan's steps here, one after another (`study.local.run_study`);
+#: `slurm` submits the same steps as sbatch jobs (`cxrres.study.slurm.submit_study`), whose last job runs the local
+#: executor once every run is trained.
 EXECUTORS: tuple[str, ...] = ("local", "slurm")
-
-
-def run_study(study: StudyConfig, progress: bool = True, log=print) -> Path:
-    """Do everything that is left: caches, training, evaluation, localization, comparison, report. Returns
-    report.html."""
-    from cxrres.evaluation.compare import compare_runs
-    from cxrres.evaluation.cross_resolution import evaluate_test_resolutions, scored_resolutions
-    from cxrres.evaluation.evaluate import evaluate_run
-    from cxrres.evaluation.external import evaluate_external, prepare_external
-    from cxrres.localization.localize import localize_run
-    from cxrres.report.document import key_table, write_report
-    from cxrres.training.train import train
-
-    out = Path(study.out)
-    write_study_file(study)
-    started = time.perf_counter()
-    source = prepare_source(study, progress)  # one scan, one decode for every resolution
-    log(
-        f"cache {source.cache_dir}: {source.prepared.n_images:,} images at "
-        f"{','.join(map(str, source.prepared.resolutions_px))} px"
-    )
-    configs = run_configs(study)
-    external: dict[str, DataSource] = {}
-    boxed = boxed_classes(source.table)
-    for i, config in enumerate(configs, 1):
-        state = run_state(config)
-        name = Path(config.out).name
-        if not state.trained:
-            log(
-                f"[{i}/{len(configs)}] train {name}"
-                + (f" (resuming after {state.epochs} epochs)" if state.epochs else "")
-            )
-            config.progress = progress
-            train(config, source=source)
-        if (
-            not state.evaluated or not (Path(config.out) / runs.CALIBRATION).is_file()
-        ):  # runs evaluated before calibration.csv
-            evaluate_run(config.out, n_boot=study.n_boot)
-        if not set(study.test_resolutions) <= scored_resolutions(config.out):
-            log(
-                f"[{i}/{len(configs)}] score {name} at test resolutions {','.join(map(str, study.test_resolutions))} px"
-            )
-            evaluate_test_resolutions(
-                config.out, study.test_resolutions, n_boot=study.n_boot, source=source, progress=progress
-            )
-        for root in run_state(config, study.external).external_left:  # each other root read and cached once
-            log(f"[{i}/{len(configs)}] score {name} on {root}")
-            if root not in external:
-                external[root] = prepare_external(
-                    root, runs.read_settings(config.out), list(study.resolutions), progress=progress
-                )
-            evaluate_external(
-                config.out,
-                root,
-                n_boot=study.n_boot,
-                allow_missing=bool(study.train.get("allow_missing")),
-                progress=progress,
-                source=external[root],
-            )
-        if needs_localization(config, boxed) and not state.localized:
-            log(f"[{i}/{len(configs)}] localize {name}")
-            loc = study.localize
-            localize_run(
-                config.out,
-                None,
-                loc["method"],
-                loc["threshold"],
-                loc["iou"],
-                loc["examples"],
-                progress=progress,
-                source=source,
-            )
-    comparison = compare_runs([c.out for c in configs], n_boot=study.n_boot)
-    html = write_report(out, comparison, source)  # also writes STUDY/comparison/
-    write_text_atomic(out / runs.KEY_TABLE, key_table(comparison).to_markdown())
-    log(f"study done in {time.perf_counter() - started:.0f} s")
-    return html

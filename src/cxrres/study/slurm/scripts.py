@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from cxrres import runs
-from cxrres.config import train_argv
 from cxrres.errors import CxrresError
-from cxrres.study.grid import StudyConfig, run_configs, run_state, study_argv
+from cxrres.study.grid import StudyConfig
+from cxrres.study.plan import study_plan
 
 SLURM_DIR = runs.SLURM  # STUDY/slurm/
 SLURM_LOGS = runs.LOGS  # STUDY/slurm/logs/
@@ -190,13 +190,18 @@ def prepare_script(
     prepare` with the study's own settings, so the data settings (data set, views, split, readers, --skip-bad, cache)
     reach it through the function the local executor calls (`study.prepare_source`)."""
     logs = slurm_dir(study) / SLURM_LOGS
-    argv = ["study", *study_argv(study), "--step", "prepare", "--quiet"]
+    (step,) = study_plan(study, kinds=("prepare",))
     lines = _header(
         _job_name(study, "prepare"), options, logs / "prepare_%j.out", workdir or Path.cwd(), cpus=options.cpus_per_run
     )
     lines += _environment(python, pythonpath)
-    lines.append('"$PYTHON" -m cxrres.cli ' + " ".join(shlex.quote(a) for a in argv))
+    lines.append('"$PYTHON" -m cxrres.cli ' + _quoted([*step.argv(), "--quiet"]))
     return "\n".join(lines) + "\n"
+
+
+def _quoted(argv: list[str]) -> str:
+    """Arguments as one shell-quoted string."""
+    return " ".join(shlex.quote(a) for a in argv)
 
 
 def train_script(
@@ -209,7 +214,7 @@ def train_script(
 ) -> tuple[str, list[str]]:
     """The array job: task i trains the i-th unfinished run (its `cxrres train` line under srun). Returns the script
     and the run names in task order; ("", []) when every run is trained."""
-    todo = [c for c in run_configs(study) if not run_state(c).trained]
+    todo = [step for step in study_plan(study, kinds=("train",)) if not step.done and step.config is not None]
     if not todo:
         return "", []
     ntasks = tasks_per_node(study, options)
@@ -231,12 +236,11 @@ def train_script(
     lines += _environment(python, pythonpath)
     lines += ["", 'case "$SLURM_ARRAY_TASK_ID" in']
     names = []
-    for i, config in enumerate(todo):
-        if options.gpus_per_run:
-            config.devices = options.gpus_per_run
-        names.append(Path(config.out).name)
-        argv = ["train", *train_argv(config), "--quiet"]
-        lines.append(f"  {i}) RUN={shlex.quote(names[-1])}; set -- {' '.join(shlex.quote(a) for a in argv)} ;;")
+    for i, step in enumerate(todo):
+        if options.gpus_per_run:  # a run trains with DDP over its GPUs: part of its identity, as `--devices N`
+            step = dataclasses.replace(step, config=dataclasses.replace(step.config, devices=options.gpus_per_run))
+        names.append(Path(str(step.run)).name)
+        lines.append(f"  {i}) RUN={shlex.quote(names[-1])}; set -- {_quoted([*step.argv(), '--quiet'])} ;;")
     lines += [
         '  *) echo "no run for array task $SLURM_ARRAY_TASK_ID" >&2; exit 2 ;;',
         "esac",
@@ -268,8 +272,8 @@ def report_script(
         dependency=dependency,
     )
     lines += _environment(python, pythonpath)
-    argv = ["study", *study_argv(study), "--quiet"]
-    lines.append('"$PYTHON" -m cxrres.cli ' + " ".join(shlex.quote(a) for a in argv))
+    (step,) = study_plan(study, kinds=("report",))
+    lines.append('"$PYTHON" -m cxrres.cli ' + _quoted([*step.argv(), "--quiet"]))
     return "\n".join(lines) + "\n"
 
 
