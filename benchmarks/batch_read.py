@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from benchmarks.common import record, source_images
-from cxrres.config import recipe_batch_size
+from cxrres.models.registry import recipe_batch_size
 from cxrres.data.cache import ResolutionCache, prepare_cache
 from cxrres.data.torch_dataset import CacheDataset
 from cxrres.inference.network import create_loader

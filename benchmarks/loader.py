@@ -15,7 +15,7 @@ from torchvision import transforms
 from benchmarks.common import record, source_images
 from cxrres.data.cache import ResolutionCache, prepare_cache
 from cxrres.data.torch_dataset import IMAGENET_MEAN, IMAGENET_STD, CacheDataset, to_network_input
-from cxrres.config import recipe_batch_size
+from cxrres.models.registry import recipe_batch_size
 
 
 class NaiveDataset(Dataset):

@@ -14,7 +14,8 @@ from benchmarks.common import record, source_images
 from cxrres.data.cache import ResolutionCache, prepare_cache
 from cxrres.data.torch_dataset import CacheDataset
 from cxrres.models.registry import create_model
-from cxrres.config import cpu_has_native_bf16, recipe_batch_size
+from cxrres.config import cpu_has_native_bf16
+from cxrres.models.registry import recipe_batch_size
 from cxrres.inference.network import create_loader, prepare_input
 
 

@@ -105,3 +105,34 @@ def test_done_steps_leave_the_plan(tmp_path: Path) -> None:
     assert train_script(study, SlurmOptions(), python="py")[1] == [
         Path(study.out, "runs", "densenet121_64px_seed0").name
     ]
+
+
+def test_every_section_of_a_study_file_is_checked_at_load(tmp_path: Path) -> None:
+    """A wrong key or value anywhere in the study file is one line naming the file and the key, before any run."""
+    cases = {
+        "seeds: [a]": "seeds: expected an integer >= 0, got 'a'",
+        "n_boot: -5": "n_boot: expected an integer >= 1, got -5",
+        "resolutions: 64": "resolutions: give a list",
+        "archs: [foo]": "unknown architecture 'foo'",
+        "slurm: {partitionn: gpu}": "unknown slurm setting 'partitionn'",
+        "slurm: {gpus_per_run: -1}": "slurm setting gpus_per_run must be >= 0",
+        "train: {lr: abc}": "train setting lr: expected a number, got 'abc'",
+        "train: {precision: bf16}": "train setting precision: expected one of auto, 32,",
+        "train: {allow_missing: maybe}": "train setting allow_missing: expected true or false",
+        "localize: {exampels: 1}": "unknown localize setting 'exampels'",
+        "test_resolutions: [7]": "test_resolutions: 7 px out of range",
+    }
+    config = tmp_path / "bad.yaml"
+    for body, said in cases.items():
+        config.write_text(body + "\n")
+        try:
+            study_settings(config, {"data": str(MINI), "out": str(tmp_path / "s")})
+        except Exception as error:  # noqa: BLE001 (the type is asserted below)
+            assert type(error).__name__ == "DataFormatError" and str(error).count(str(config)) == 1, (body, error)
+            assert said in str(error), (body, str(error))
+        else:
+            raise AssertionError(f"accepted: {body}")
+    assert not (tmp_path / "s").exists()
+    config.write_text("train: {lr: 1e-4, max_epochs: '3', precision: 32}\nseeds: '0,1'\n")  # as the flags read them
+    study = study_settings(config, {"data": str(MINI), "out": str(tmp_path / "s")})
+    assert study.train == {"lr": 0.0001, "max_epochs": 3, "precision": "32"} and study.seeds == (0, 1)

@@ -15,7 +15,8 @@ import torch
 
 timm = pytest.importorskip("timm")
 
-from cxrres.config import TrainConfig, default_batch_size, default_run_dir, recipe_batch_size, resolve  # noqa: E402
+from cxrres.config import TrainConfig, default_run_dir, resolve  # noqa: E402
+from cxrres.models.registry import default_batch_size, recipe_batch_size  # noqa: E402
 from cxrres.errors import CxrresError  # noqa: E402
 from cxrres.models.registry import WeightsError, arch_spec, create_model, display_name, spec_of  # noqa: E402
 from cxrres.localization.saliency import class_activation_maps, split_network  # noqa: E402

@@ -17,34 +17,18 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from cxrres.data.datasets import DATASETS, LABELERS, READER_RULES, UNCERTAIN_POLICIES
 from cxrres.data.labels import CLASSES, canonical_label
 from cxrres.data.source import SplitSpec
 from cxrres.errors import CxrresError, DataFormatError
-from cxrres.models.registry import ARCHS, check_arch, is_timm
+from cxrres.util.hardware import cpu_has_native_bf16
+from cxrres.util.yamlfile import read_settings_yaml
+from cxrres.models.registry import ARCHS, check_arch, default_batch_size, is_timm
 
-#: Batch sizes of the study's recipe by resolution (px); 16 for every other resolution.
-RECIPE_BATCH_SIZE: dict[int, int] = {64: 64, 1024: 12}
 PRECISIONS: tuple[str, ...] = ("auto", "32", "32-true", "bf16-mixed", "16-mixed")
 SPLITS: tuple[str, ...] = ("chexnet", "official")
 ACCELERATORS: tuple[str, ...] = ("auto", "cpu", "gpu")
-
-
-def recipe_batch_size(resolution_px: int) -> int:
-    """The study's batch size at `resolution_px`: 64 at 64 px, 12 at 1024 px, 16 otherwise."""
-    return RECIPE_BATCH_SIZE.get(resolution_px, 16)
-
-
-def default_batch_size(arch: str, resolution_px: int) -> int:
-    """The recipe's batch for densenet121/resnet34; for a timm model the largest batch up to the recipe's whose fitted
-    training memory (benchmarks/RESULTS.md) stays within DenseNet-121's at the recipe's batch."""
-    if not is_timm(arch):
-        return recipe_batch_size(resolution_px)
-    from cxrres.models.timm_backbones import default_batch_size as timm_batch
-
-    return timm_batch(arch.split(":", 1)[1], resolution_px, recipe_batch_size(resolution_px))
 
 
 def setting(
@@ -341,27 +325,47 @@ def train_argv(config: TrainConfig) -> list[str]:
 # --- YAML settings ----------------------------------------------------------------------------------------------
 
 
-def read_settings_yaml(path: str | Path, known: set[str], what: str = "setting") -> dict[str, Any]:
-    """A YAML mapping of settings (safe loading); a non-mapping or an unknown key is an error naming the file."""
-    path = Path(path)
-    try:
-        payload = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise CxrresError(f"{path}: config file not found") from None
-    except yaml.YAMLError as error:
-        raise DataFormatError(path, f"not valid YAML ({str(error).splitlines()[0]})") from None
-    payload = payload or {}
-    if not isinstance(payload, dict):
-        raise DataFormatError(path, "expected a mapping of setting: value")
-    unknown = sorted(set(payload) - known)
-    if unknown:
-        raise DataFormatError(path, f"unknown {what} {unknown[0]!r} (known: {', '.join(sorted(known))})")
-    return payload
+#: What a value of each TrainConfig type is, as errors say it.
+TYPE_WORDS: dict[type, str] = {bool: "true or false", int: "an integer", float: "a number", str: "text"}
+
+
+def checked_value(name: str, value: Any) -> Any:
+    """A YAML value of TrainConfig field `name` checked as its flag checks it: the field's type (a float takes an
+    integer, text a number; on/off/auto fields true, false, null or those words) and its choices; ValueError if not."""
+    spec = next(f for f in fields(TrainConfig) if f.name == name)
+    kind, choices = _value_type(name), spec.metadata["choices"]
+    if value is None or (kind is bool and isinstance(value, bool)):
+        return value
+    if kind is bool and isinstance(value, str) and spec.default is None:
+        return _on_off(value)
+    try:  # text as the flag reads it (YAML reads 1e-4 as text), a whole float as an integer
+        number = float(value) if kind in (int, float) and not isinstance(value, (bool, list, dict)) else None
+    except ValueError:
+        number = None
+    fits = number is not None and (kind is float or number.is_integer()) if kind in (int, float) else True
+    if kind is bool or not fits or kind is str and not isinstance(value, (str, int, float)) or isinstance(value, bool):
+        raise ValueError(f"expected {TYPE_WORDS[kind]}, got {value!r}")
+    value = value if kind is int and isinstance(value, int) else kind(number) if kind in (int, float) else kind(value)
+    if choices and value not in choices:
+        raise ValueError(f"expected one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def checked_settings(path: str | Path, mapping: dict[str, Any], what: str = "setting") -> dict[str, Any]:
+    """TrainConfig settings of a YAML file with every value checked (`checked_value`); DataFormatError naming the
+    file and the key."""
+    out = {}
+    for name, value in mapping.items():
+        try:
+            out[name] = checked_value(name, value)
+        except (ValueError, argparse.ArgumentTypeError) as error:
+            raise DataFormatError(Path(path), f"{what} {name}: {error}") from None
+    return out
 
 
 def config_from_file(path: str | Path) -> dict[str, Any]:
-    """TrainConfig settings from a YAML file (keys as TrainConfig fields)."""
-    return read_settings_yaml(path, {f.name for f in fields(TrainConfig)})
+    """TrainConfig settings from a YAML file (keys as TrainConfig fields), each value checked as its flag is."""
+    return checked_settings(path, read_settings_yaml(path, {f.name for f in fields(TrainConfig)}))
 
 
 def merge_settings(*layers: dict[str, Any]) -> TrainConfig:
@@ -384,15 +388,6 @@ def default_run_dir(config: TrainConfig) -> Path:
     """runs/<arch>_<R>px_seed<S>[_<label>] (`timm:NAME` spelled timm-NAME: no colon in file names)."""
     label = f"_{config.label}" if config.label else ""
     return Path("runs") / f"{config.arch.replace(':', '-')}_{config.resolution_px}px_seed{config.seed}{label}"
-
-
-def cpu_has_native_bf16() -> bool:
-    """True when this CPU multiplies bf16 in hardware (AMX or AVX512-BF16); bf16 autocast + channels_last then train
-    DenseNet-121 1.65-2.4x faster than fp32 NCHW (benchmarks/RESULTS.md)."""
-    import torch
-
-    checks = (getattr(torch.cpu, "_is_amx_tile_supported", None), getattr(torch.cpu, "_is_avx512_bf16_supported", None))
-    return any(check is not None and bool(check()) for check in checks)
 
 
 def resolve(config: TrainConfig) -> TrainConfig:

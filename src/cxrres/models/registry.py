@@ -310,3 +310,22 @@ def create_model(
     path = imagenet() if str(weights) == "imagenet" else Path(weights)
     load_into(model, load_weights_file(path), spec.head, str(path))
     return model
+
+
+#: Batch sizes of the study's recipe by resolution (px); 16 for every other resolution.
+RECIPE_BATCH_SIZE: dict[int, int] = {64: 64, 1024: 12}
+
+
+def recipe_batch_size(resolution_px: int) -> int:
+    """The study's batch size at `resolution_px`: 64 at 64 px, 12 at 1024 px, 16 otherwise."""
+    return RECIPE_BATCH_SIZE.get(resolution_px, 16)
+
+
+def default_batch_size(arch: str, resolution_px: int) -> int:
+    """The recipe's batch for densenet121/resnet34; for a timm model the largest batch up to the recipe's whose fitted
+    training memory (benchmarks/RESULTS.md) stays within DenseNet-121's at the recipe's batch."""
+    if not is_timm(arch):
+        return recipe_batch_size(resolution_px)
+    from cxrres.models.timm_backbones import default_batch_size as timm_batch
+
+    return timm_batch(arch.split(":", 1)[1], resolution_px, recipe_batch_size(resolution_px))

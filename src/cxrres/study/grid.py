@@ -7,6 +7,7 @@ The study directory's files are named in `cxrres.runs`: study.yaml (every settin
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import itertools
 from dataclasses import dataclass, field
@@ -14,18 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from cxrres import runs
-from cxrres.config import (
-    PER_RUN,
-    TrainConfig,
-    default_run_dir,
-    read_settings_yaml,
-)
+from cxrres.config import PER_RUN, TrainConfig, checked_value, default_run_dir
 from cxrres.data.cache import parse_resolutions
 from cxrres.data.datasets import DatasetTable, detect_dataset, open_dataset
 from cxrres.data.labels import CLASSES, canonical_label
 from cxrres.data.source import DataSource
 from cxrres.errors import CxrresError, DataFormatError
+from cxrres.models.registry import check_arch
 from cxrres.localization.settings import LocalizeSettings, localize_settings
+from cxrres.util.yamlfile import read_settings_yaml
 
 #: The StudyConfig settings that `cxrres study` takes as flags (the rest come from --config).
 GRID_FLAGS: tuple[str, ...] = ("data", "resolutions", "archs", "seeds", "labels", "out", "external")
@@ -52,29 +50,73 @@ class StudyConfig:
     test_resolutions: tuple[int, ...] = ()  # test sizes (px) every run is scored at (cxrres evaluate --test-resolution)
 
 
-def study_from_file(path: str | Path) -> dict[str, Any]:
-    """Study settings from YAML: keys of StudyConfig; `train:` holds TrainConfig keys other than the grid's."""
-    payload = read_settings_yaml(path, {f.name for f in dataclasses.fields(StudyConfig)})
-    train_known = {f.name for f in dataclasses.fields(TrainConfig)} - set(PER_RUN)
-    _check_train_mapping(path, payload.get("train") or {}, train_known)
-    localize_settings(payload.get("localize"), path)  # refused here, naming the file, before anything trains
-    if payload.get("test_resolutions") not in (None, [], ()):
-        from cxrres.evaluation.cross_resolution import parse_test_resolutions
+@dataclass(frozen=True)
+class SlurmOptions:
+    """What each job asks SLURM for; None leaves a setting to the cluster's default."""
 
-        try:
-            parse_test_resolutions(payload["test_resolutions"], "test_resolutions")
-        except CxrresError as error:
-            raise DataFormatError(Path(path), str(error)) from None
-    return payload
+    partition: str | None = None
+    gpus_per_run: int = 0  # GPUs per training run; the run trains with DDP over them (one srun task per GPU)
+    cpus_per_run: int | None = None  # CPU cores per training run, split evenly over its tasks
+    mem: str | None = None  # memory per node, SLURM syntax (e.g. 32G)
+    time: str | None = None  # time limit per job, SLURM syntax (e.g. 24:00:00)
+    account: str | None = None
+    sbatch_extra: tuple[str, ...] = ()  # further `#SBATCH ...` lines, copied into every script
 
 
-def _check_train_mapping(path: str | Path, mapping: Any, known: set[str]) -> None:
-    """The `train:` mapping of a study file must be a mapping of known TrainConfig keys."""
-    if not isinstance(mapping, dict):
-        raise DataFormatError(Path(path), "`train:` must be a mapping of setting: value")
-    bad = sorted(set(mapping) - known)
+def slurm_options(mapping: dict[str, Any] | None, flags: dict[str, Any] | None = None) -> SlurmOptions:
+    """SlurmOptions from the study file's `slurm:` mapping overridden by the flags that were given (None: not given)."""
+    known = {f.name for f in dataclasses.fields(SlurmOptions)}
+    merged = dict(mapping or {})
+    bad = sorted(set(merged) - known)
     if bad:
-        raise DataFormatError(Path(path), f"unknown train setting {bad[0]!r} (known: {', '.join(sorted(known))})")
+        raise CxrresError(
+            f"unknown slurm setting {bad[0]!r} in the study's `slurm:` mapping (known: {', '.join(sorted(known))})"
+        )
+    merged.update({k: v for k, v in (flags or {}).items() if v is not None and v != ()})
+    extra = merged.get("sbatch_extra") or ()
+    extra = [extra] if isinstance(extra, str) else list(extra)
+    lines = []
+    for item in extra:
+        for line in str(item).splitlines():
+            line = line.strip()
+            if line:
+                lines.append(line if line.startswith("#SBATCH") else f"#SBATCH {line}")
+    merged["sbatch_extra"] = tuple(lines)
+    for key in ("gpus_per_run", "cpus_per_run"):
+        if merged.get(key) is not None:
+            merged[key] = int(merged[key])
+            if merged[key] < (0 if key == "gpus_per_run" else 1):
+                raise CxrresError(
+                    f"slurm setting {key} must be {'>= 0' if key == 'gpus_per_run' else '>= 1'}, got {merged[key]}"
+                )
+    for key in ("partition", "mem", "time", "account"):
+        if merged.get(key) is not None:
+            merged[key] = str(merged[key])
+    if merged.get("gpus_per_run") is None:
+        merged["gpus_per_run"] = 0
+    return SlurmOptions(**merged)
+
+
+def options_mapping(options: SlurmOptions) -> dict[str, Any]:
+    """The settings of `options` that are set, as the study file's `slurm:` mapping."""
+    out = {k: v for k, v in dataclasses.asdict(options).items() if v not in (None, (), 0)}
+    if "sbatch_extra" in out:
+        out["sbatch_extra"] = list(out["sbatch_extra"])
+    return out
+
+
+def study_from_file(path: str | Path) -> dict[str, Any]:
+    """Study settings from YAML: keys of StudyConfig; `train:` holds TrainConfig keys other than the grid's. Every
+    section and value is checked here (`parse_values`), so a typo is refused in one line naming the file before
+    anything trains."""
+    payload = read_settings_yaml(path, {f.name for f in dataclasses.fields(StudyConfig)})
+    try:
+        parse_values({k: v for k, v in payload.items() if v is not None}, path)
+    except DataFormatError:  # names the file already
+        raise
+    except CxrresError as error:
+        raise DataFormatError(Path(path), str(error)) from None
+    return payload
 
 
 def study_settings(config_file: str | Path | None, flags: dict[str, Any]) -> "StudyConfig":
@@ -89,45 +131,93 @@ def study_settings(config_file: str | Path | None, flags: dict[str, Any]) -> "St
     return make_study(settings)
 
 
-def make_study(settings: dict[str, Any]) -> StudyConfig:
-    """StudyConfig from merged settings, with lists parsed and labels checked against the data set's classes (NIH
-    aliases such as `Infiltrate` resolved; not checked while the data root does not exist)."""
-    s = {k: v for k, v in settings.items() if v is not None}
-    if "data" not in s:
-        raise CxrresError("missing setting: data (give --data DIR or put it in --config)")
+def _listed(value: Any, key: str) -> list[Any]:
+    """A list setting given as a YAML list or as comma-separated text ("0,1")."""
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    if isinstance(value, (list, tuple)) and value:
+        return list(value)
+    raise CxrresError(f"{key}: give a list (or comma-separated text), not {value!r}")
+
+
+def _integer(value: Any, key: str, low: int) -> int:
+    """An integer setting >= `low` (YAML int or its text)."""
+    try:
+        number = int(value) if not isinstance(value, (bool, float)) else None
+    except (TypeError, ValueError):
+        number = None
+    if number is None or number < low:
+        raise CxrresError(f"{key}: expected an integer >= {low}, got {value!r}")
+    return number
+
+
+def _train_values(mapping: Any) -> dict[str, Any]:
+    """The `train:` mapping: known TrainConfig keys (not the grid's), each value checked as its flag is."""
+    if not isinstance(mapping, dict):
+        raise CxrresError("`train:` must be a mapping of setting: value")
+    known = {f.name for f in dataclasses.fields(TrainConfig)} - set(PER_RUN)
+    bad = sorted(set(mapping) - known)
+    if bad:
+        raise CxrresError(f"unknown train setting {bad[0]!r} (known: {', '.join(sorted(known))})")
+    out = {}
+    for name, value in mapping.items():
+        try:
+            out[name] = checked_value(name, value)
+        except (ValueError, argparse.ArgumentTypeError) as error:
+            raise CxrresError(f"train setting {name}: {error}") from None
+    return out
+
+
+def parse_values(s: dict[str, Any], where: str | Path = "the study's settings") -> dict[str, Any]:
+    """Every study setting in `s` parsed and checked, one line naming the key otherwise: resolutions, archs (known to
+    the model registry), seeds, labels, n_boot, external roots, test resolutions, train, localize and slurm."""
+    from cxrres.evaluation.cross_resolution import parse_test_resolutions
+
+    s = dict(s)
     if "resolutions" in s:
-        s["resolutions"] = parse_resolutions(
-            s["resolutions"] if not isinstance(s["resolutions"], list) else ",".join(map(str, s["resolutions"]))
-        )
-    for key, cast in (("archs", str), ("seeds", int)):
-        if key in s:
-            value = s[key]
-            s[key] = tuple(cast(v) for v in (value.split(",") if isinstance(value, str) else value))
+        s["resolutions"] = parse_resolutions(",".join(map(str, _listed(s["resolutions"], "resolutions"))))
+    if "archs" in s:
+        s["archs"] = tuple(str(a) for a in _listed(s["archs"], "archs"))
+        for arch in s["archs"]:
+            for resolution in s.get("resolutions") or (None,):
+                check_arch(arch, resolution)
+    if "seeds" in s:
+        s["seeds"] = tuple(_integer(v, "seeds", 0) for v in _listed(s["seeds"], "seeds"))
+    if "n_boot" in s:
+        s["n_boot"] = _integer(s["n_boot"], "n_boot", 1)
     if "labels" in s:
-        value = s["labels"]
-        names = value.split(",") if isinstance(value, str) else list(value)
         s["labels"] = tuple(
-            None if name in (None, "", "all") else canonical_label(str(name)) or str(name) for name in names
+            None if name in (None, "", "all") else canonical_label(str(name)) or str(name)
+            for name in _listed(s["labels"], "labels")
         )
     if "external" in s:
-        value = s["external"]
-        roots = value.split(",") if isinstance(value, str) else value
+        roots = s["external"]
+        roots = roots.split(",") if isinstance(roots, str) else roots
         if not isinstance(roots, (list, tuple)) or not all(isinstance(r, str) and r.strip() for r in roots):
-            raise CxrresError(f"external: give a list of data roots (or --external ROOT,ROOT), not {value!r}")
+            raise CxrresError(f"external: give a list of data roots (or --external ROOT,ROOT), not {s['external']!r}")
         s["external"] = tuple(str(Path(r.strip()).expanduser().resolve()) for r in roots)
     if "test_resolutions" in s:
-        from cxrres.evaluation.cross_resolution import parse_test_resolutions
-
         value = s["test_resolutions"]
         s["test_resolutions"] = parse_test_resolutions(value, "test_resolutions") if value not in ((), [], "") else ()
+    s["train"] = _train_values(s.get("train") or {})
+    s["localize"] = dataclasses.asdict(localize_settings(s.get("localize"), where))
+    s["slurm"] = options_mapping(slurm_options(s.get("slurm")))
+    return s
+
+
+def make_study(settings: dict[str, Any]) -> StudyConfig:
+    """StudyConfig from merged settings, every value parsed and checked (`parse_values`), and labels checked against
+    the data set's classes (NIH aliases such as `Infiltrate` resolved; not checked while the data root does not
+    exist)."""
+    s = parse_values({k: v for k, v in settings.items() if v is not None})
+    if "data" not in s:
+        raise CxrresError("missing setting: data (give --data DIR or put it in --config)")
     s["data"] = str(Path(s["data"]).expanduser().resolve())
-    train = dict(s.get("train") or {})
+    train = s["train"]
     for key in ("weights", "cache"):  # paths, as a run resolves them, so that --plan's commands work from any folder
         if isinstance(train.get(key), str) and train[key] not in ("imagenet", "none"):
             train[key] = str(Path(train[key]).expanduser().resolve())
-    s["train"] = train
     s["out"] = str(Path(s.get("out", "study")).expanduser().resolve())
-    s["localize"] = dataclasses.asdict(localize_settings(s.get("localize"), "the study's localize settings"))
     study = StudyConfig(**s)
     if any(study.labels) and Path(study.data).is_dir():
         check_labels(study.labels, study_classes(study), study.data)

@@ -11,13 +11,11 @@ from cxrres.study.slurm.queue import (
     submit_study,
     wait_for,
 )
+from cxrres.study.grid import SlurmOptions, options_mapping, slurm_options
 from cxrres.study.slurm.scripts import (
-    SlurmOptions,
-    options_mapping,
     prepare_script,
     report_script,
     slurm_dir,
-    slurm_options,
     tasks_per_node,
     train_script,
 )

@@ -24,8 +24,6 @@ from cxrres.study.slurm.scripts import (
     REPORT_SCRIPT,
     SLURM_LOGS,
     TRAIN_SCRIPT,
-    SlurmOptions,
-    options_mapping,
     prepare_script,
     report_script,
     slurm_dir,
@@ -33,7 +31,7 @@ from cxrres.study.slurm.scripts import (
 )
 from cxrres.errors import CxrresError
 from cxrres.util.parallel import write_text_atomic
-from cxrres.study.grid import StudyConfig, run_configs, run_state, write_study_file
+from cxrres.study.grid import SlurmOptions, StudyConfig, options_mapping, run_configs, run_state, write_study_file
 
 #: SLURM job states, grouped as `--dry-run` shows them.
 QUEUED_STATES = frozenset(

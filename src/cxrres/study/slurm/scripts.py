@@ -8,13 +8,10 @@ import argparse
 import dataclasses
 import shlex
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from cxrres import runs
-from cxrres.errors import CxrresError
-from cxrres.study.grid import StudyConfig
+from cxrres.study.grid import SlurmOptions, StudyConfig
 from cxrres.study.plan import study_plan
 
 SLURM_DIR = runs.SLURM  # STUDY/slurm/
@@ -27,19 +24,6 @@ REPORT_SCRIPT = "report.sbatch"
 #: Seconds before its time limit that SLURM sends a training task USR1; Lightning then saves hpc_ckpt_N.ckpt into the
 #: run directory and requeues the task (`scontrol requeue`), which resumes from checkpoints/last.ckpt.
 REQUEUE_SIGNAL_S = 90
-
-
-@dataclass(frozen=True)
-class SlurmOptions:
-    """What each job asks SLURM for; None leaves a setting to the cluster's default."""
-
-    partition: str | None = None
-    gpus_per_run: int = 0  # GPUs per training run; the run trains with DDP over them (one srun task per GPU)
-    cpus_per_run: int | None = None  # CPU cores per training run, split evenly over its tasks
-    mem: str | None = None  # memory per node, SLURM syntax (e.g. 32G)
-    time: str | None = None  # time limit per job, SLURM syntax (e.g. 24:00:00)
-    account: str | None = None
-    sbatch_extra: tuple[str, ...] = ()  # further `#SBATCH ...` lines, copied into every script
 
 
 def add_slurm_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,48 +42,6 @@ def add_slurm_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="LINE",
         help="slurm: an extra '#SBATCH ...' line for every job (repeatable)",
     )
-
-
-def slurm_options(mapping: dict[str, Any] | None, flags: dict[str, Any] | None = None) -> SlurmOptions:
-    """SlurmOptions from the study file's `slurm:` mapping overridden by the flags that were given (None: not given)."""
-    known = {f.name for f in dataclasses.fields(SlurmOptions)}
-    merged = dict(mapping or {})
-    bad = sorted(set(merged) - known)
-    if bad:
-        raise CxrresError(
-            f"unknown slurm setting {bad[0]!r} in the study's `slurm:` mapping (known: {', '.join(sorted(known))})"
-        )
-    merged.update({k: v for k, v in (flags or {}).items() if v is not None and v != ()})
-    extra = merged.get("sbatch_extra") or ()
-    extra = [extra] if isinstance(extra, str) else list(extra)
-    lines = []
-    for item in extra:
-        for line in str(item).splitlines():
-            line = line.strip()
-            if line:
-                lines.append(line if line.startswith("#SBATCH") else f"#SBATCH {line}")
-    merged["sbatch_extra"] = tuple(lines)
-    for key in ("gpus_per_run", "cpus_per_run"):
-        if merged.get(key) is not None:
-            merged[key] = int(merged[key])
-            if merged[key] < (0 if key == "gpus_per_run" else 1):
-                raise CxrresError(
-                    f"slurm setting {key} must be {'>= 0' if key == 'gpus_per_run' else '>= 1'}, got {merged[key]}"
-                )
-    for key in ("partition", "mem", "time", "account"):
-        if merged.get(key) is not None:
-            merged[key] = str(merged[key])
-    if merged.get("gpus_per_run") is None:
-        merged["gpus_per_run"] = 0
-    return SlurmOptions(**merged)
-
-
-def options_mapping(options: SlurmOptions) -> dict[str, Any]:
-    """The settings of `options` that are set, as the study file's `slurm:` mapping."""
-    out = {k: v for k, v in dataclasses.asdict(options).items() if v not in (None, (), 0)}
-    if "sbatch_extra" in out:
-        out["sbatch_extra"] = list(out["sbatch_extra"])
-    return out
 
 
 # --- the scripts ------------------------------------------------------------------------------------------------
