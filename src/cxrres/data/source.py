@@ -74,12 +74,13 @@ def read_split(root: DataRoot, spec: SplitSpec) -> tuple[Split | None, DatasetTa
 @dataclass
 class DataSource:
     """A data root read as one data set (`table`, split into parts), and its resolution cache, prepared for some
-    resolutions. For NIH, `split` is the `Split` as `build_split` makes it (its digest identifies NIH runs)."""
+    resolutions (`prepared`; None for a source read from the metadata alone, `DataSource.read`). For NIH, `split` is
+    the `Split` as `build_split` makes it (its digest identifies NIH runs)."""
 
     root: DataRoot
     spec: SplitSpec
     table: DatasetTable
-    prepared: PrepareReport
+    prepared: PrepareReport | None
     split: Split | None = None
     _opened: dict[int, ResolutionCache] = field(default_factory=dict, repr=False)
 
@@ -101,6 +102,13 @@ class DataSource:
             root, resolutions_px, cache_dir, skip_bad=spec.skip_bad, progress=progress, dataset=table.dataset
         )
         return cls(root, spec, table, report, split)
+
+    @classmethod
+    def read(cls, data: str | Path | DataRoot, spec: SplitSpec) -> "DataSource":
+        """The root read as its data set under `spec` from its metadata alone: no cache prepared or opened."""
+        root = data if isinstance(data, DataRoot) else DataRoot.at(data)
+        split, table = read_split(root, spec)
+        return cls(root, spec, table, None, split)
 
     def table_for(self, classes: Sequence[str]) -> DatasetTable:
         """The table with every one of `classes` among its classes: `table` itself when it has them; for PadChest, whose
@@ -125,8 +133,15 @@ class DataSource:
         return self.table.dataset
 
     @property
+    def resolutions_px(self) -> tuple[int, ...]:
+        """The resolutions (pixels) its cache is prepared at (none when read from the metadata alone)."""
+        return self.prepared.resolutions_px if self.prepared is not None else ()
+
+    @property
     def cache_dir(self) -> Path:
         """The cache directory."""
+        if self.prepared is None:
+            raise CxrresError(f"{self.root.root}: read from its metadata alone, without a cache")
         return self.prepared.cache_dir
 
     def reads(self, data: str | Path, spec: SplitSpec) -> bool:
@@ -140,7 +155,7 @@ class DataSource:
 
     def serves(self, data: str | Path, spec: SplitSpec, resolution_px: int) -> bool:
         """Whether a run on `data` with split `spec` at `resolution_px` can use this source as it is."""
-        return self.reads(data, spec) and resolution_px in self.prepared.resolutions_px
+        return self.reads(data, spec) and resolution_px in self.resolutions_px
 
     def boxes(self, part: str = "test") -> pd.DataFrame:
         """The ground-truth boxes (`image,label,x,y,w,h`, source px) of `part`: for NIH the official boxes of its

@@ -13,7 +13,6 @@ localized), training curves, and what each run cost.
 from __future__ import annotations
 
 import time
-from functools import lru_cache
 from pathlib import Path
 
 import matplotlib
@@ -26,12 +25,13 @@ from cxrres.config import TrainConfig  # noqa: E402
 from cxrres.data import DataRoot  # noqa: E402
 from cxrres.data.datasets import DatasetTable  # noqa: E402
 from cxrres.data.datasets.summary import describe_boxes, describe_table  # noqa: E402
-from cxrres.data.source import DataSource, SplitSpec, read_split  # noqa: E402
+from cxrres.data.source import DataSource  # noqa: E402
 from cxrres.data.split_summary import describe_split  # noqa: E402
 from cxrres.data.splits import PARTS, Split  # noqa: E402
 from cxrres.errors import CxrresError  # noqa: E402
 from cxrres.evaluation.compare import SINGLE, Comparison, compare_runs, seed_groups, summarise_seeds  # noqa: E402
 from cxrres.evaluation.seeds import format_mean_sd  # noqa: E402
+from cxrres.inference.rundata import run_source  # noqa: E402
 from cxrres.report import external, plots, tables  # noqa: E402
 from cxrres.report.calibration import sections as calibration_sections  # noqa: E402
 from cxrres.report.comparison import (
@@ -66,17 +66,9 @@ from cxrres.util.parallel import write_text_atomic  # noqa: E402
 
 def runs_data(config: TrainConfig, source: DataSource | None = None) -> tuple[DataRoot, Split | None, DatasetTable]:
     """The runs' data root, NIH split (None for other data sets) and data-set table: `source`'s when it is the runs'
-    data, else read from the run's settings (metadata only)."""
-    if source is not None and source.reads(config.data, config.split_spec()):
-        return source.root, source.split, source.table
-    return _read(str(config.data), config.split_spec())
-
-
-@lru_cache(maxsize=2)
-def _read(data: str, spec: SplitSpec) -> tuple[DataRoot, Split | None, DatasetTable]:
-    """A data root, its NIH split and its table, read once per process for the report's data section and reference."""
-    root = DataRoot.at(data)
-    return (root, *read_split(root, spec))
+    data, else read from the run's settings (metadata only, once per process: `run_source`)."""
+    data = run_source(config, source=source, resolutions_px=())
+    return data.root, data.split, data.table
 
 
 def data_blocks(root: DataRoot, split: Split) -> list[Block]:
