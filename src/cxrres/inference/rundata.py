@@ -89,10 +89,10 @@ def _metadata_source(data: str, spec: SplitSpec) -> DataSource:
 
 
 def with_dataset(config: TrainConfig, table: DatasetTable) -> TrainConfig:
-    """`config` naming the data set it reads and, beyond NIH, its classes (the table's unless given); checks that the
-    run's classes (or label) are the data set's."""
+    """`config` naming the data set it reads and, unless they are implied (NIH's 14), its classes (the table's unless
+    given); checks that the run's classes (or label) are the data set's."""
     c = dataclasses.replace(config, dataset=table.dataset)
-    if c.class_names is None and table.dataset != "nih":
+    if c.class_names is None and not table.implied_classes:
         if any("," in name for name in table.classes):
             raise CxrresError(f"{config.data}: a class name contains a comma ({', '.join(table.classes)}); rename it")
         c.class_names = ",".join(table.classes)

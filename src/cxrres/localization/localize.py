@@ -136,7 +136,7 @@ def localize_run(
         raise CxrresError(f"unknown saliency method {method!r}; choose from {', '.join(saliency.METHODS)}")
     source = run_source(run_dir, data, source, progress)
     root = source.root
-    if source.split is None and source.table.boxes.empty:
+    if source.table.boxes.empty:
         raise CxrresError(
             f"{root.root}: localization needs ground-truth boxes; the {source.dataset} data set has none to "
             "score against"
