@@ -19,7 +19,8 @@ from cxrres.evaluation.compare import compare_runs
 from cxrres.data.datasets import chexpert
 from cxrres.errors import CxrresError, DataFormatError
 from cxrres.evaluation.evaluate import auc_table
-from cxrres.report.document import runs_data, runs_reference
+from cxrres.report.document import runs_data
+from cxrres.report.reference import detect_reference
 from cxrres.study.grid import make_study
 
 from conftest import MINI, write_chexpert_small
@@ -305,6 +306,11 @@ def test_chexpert_study_runs_through_to_the_report(chexpert_study: Path) -> None
     ):
         assert text in html, text
     assert "<h2>Localization</h2>" not in html and not (s / "comparison" / "published_comparison.csv").exists()
-    root, split, table = runs_data(runs.read_settings(s / "runs/densenet121_32px_seed0"))  # as `cxrres report` reads it
-    assert (root.root, split, table.dataset) == ((chexpert_study / "CheXpert-v1.0-small").resolve(), None, "chexpert")
-    assert "The runs are on the chexpert data set" in runs_reference(split, table, 8).reason
+    data = runs_data(runs.read_settings(s / "runs/densenet121_32px_seed0"))  # as `cxrres report` reads it
+    table = data.table
+    assert (data.root.root, table.split, table.dataset) == (
+        (chexpert_study / "CheXpert-v1.0-small").resolve(),
+        None,
+        "chexpert",
+    )
+    assert "The runs are on the chexpert data set" in detect_reference(table, 8).reason

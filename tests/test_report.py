@@ -3,6 +3,8 @@ resolution per class against a brute-force count, the published-study section an
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,7 +13,6 @@ from PIL import Image
 from cxrres import runs
 from cxrres.evaluation import bootstrap
 from cxrres.evaluation.compare import ENSEMBLE, SINGLE, compare_runs
-from cxrres.data import DataRoot
 from cxrres.data.source import SplitSpec
 from cxrres.data.splits import Split
 from cxrres.evaluation.evaluate import patient_groups
@@ -275,29 +276,30 @@ def test_no_reference_says_so(two_by_two):
 
 
 def test_detect_reference_on_real_chestxray14(real_root):
-    split = SplitSpec("chexnet").build(DataRoot.at(real_root))
-    found = detect_reference(split)
+    table = SplitSpec("chexnet").open(real_root)
+    found = detect_reference(table)
     assert found.applies and "CheXNet test list (22,433 images)" in found.reason
     assert set(found.rows["metric"]) == {"auc", "precision", "accuracy"}
-    assert "400 of its 22,433" in detect_reference(split, n_scored=400).reason
-    frame = split.frame.copy()
+    assert "400 of its 22,433" in detect_reference(table, n_scored=400).reason
+    frame = table.split.frame.copy()
     first_test = frame.index[frame["part"] == "test"][0]
     frame.loc[first_test, "Hernia"] = 1 - frame.loc[first_test, "Hernia"]
-    changed = detect_reference(Split("chexnet", frame))
+    changed = detect_reference(dataclasses.replace(table, split=Split("chexnet", frame)))
     assert not changed.applies and "other labels on 1 " in changed.reason
-    assert not detect_reference(Split("official", split.frame)).applies
+    assert not detect_reference(dataclasses.replace(table, split=Split("official", table.split.frame))).applies
     # the CheXNet lists read from a folder (--split-dir; named dir:<folder>) are checked by their content, as before
-    assert detect_reference(
-        SplitSpec("chexnet", str(real_root / "splits" / "chexnet")).build(DataRoot.at(real_root))
-    ).applies
+    assert detect_reference(SplitSpec("chexnet", str(real_root / "splits" / "chexnet")).open(real_root)).applies
+    # a table without NIH's split of record (any other data set) has none
+    other = detect_reference(dataclasses.replace(table, dataset="chexpert", split=None))
+    assert not other.applies and "The runs are on the chexpert data set" in other.reason
 
 
 def test_detect_reference_refuses_phantom_with_own_chexnet_split(tmp_path):
     from cxrres.synthetic import synthesize
 
-    synthesize(tmp_path / "phantom", n_images=24, size_px=64, seed=1, workers=1, progress=False)
-    split = SplitSpec("chexnet").build(DataRoot.at(tmp_path / "phantom"))
-    found = detect_reference(split)
+    # 40 images: a test part with boxes (an NIH root whose BBox_List has no rows is refused when read)
+    synthesize(tmp_path / "phantom", n_images=40, size_px=64, seed=1, workers=1, progress=False)
+    found = detect_reference(SplitSpec("chexnet").open(tmp_path / "phantom"))
     assert not found.applies and found.rows is None and "no published reference applies" in found.reason
     assert "is not NIH ChestX-ray14's CheXNet test list" in found.reason
 

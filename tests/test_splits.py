@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from pathlib import Path
 
@@ -9,9 +10,11 @@ import numpy as np
 import pytest
 
 from cxrres.data import CLASSES, DataRoot, boxes_in_part, build_split
+from cxrres.data.datasets import dataset_classes
 from cxrres.data.layout import find_images
+from cxrres.data.source import DataSource, SplitSpec
 from cxrres.data.splits import carve_validation
-from cxrres.data.split_summary import describe_split
+from cxrres.data.split_summary import describe_data, describe_split
 from cxrres.errors import CxrresError, MissingImagesError, SplitError
 
 from conftest import MINI
@@ -169,3 +172,31 @@ def test_real_images_found(real_root: Path) -> None:
     assert len(root.images) == 405
     _, missing = root.locate(sorted(root.data_entry.index))
     assert len(missing) == 112_120 - 405
+
+
+def test_nih_table_carries_its_split_of_record(mini: Path) -> None:
+    """NIH read through the common path is one DatasetTable: its `Split` rides along (digest, describe, boxes)."""
+    root = DataRoot.at(mini)
+    split = build_split(root, "official")
+    source = DataSource.read(mini, SplitSpec("official"))
+    table = source.table
+    assert table.split is not None and table.split.name == "official" and table.split.frame.equals(split.frame)
+    expected = hashlib.sha256(split.frame.drop(columns=["patient_id"]).to_csv().encode()).hexdigest()
+    assert source.digest() == table.digest() == expected  # NIH runs keep the identity of their Split
+    assert source.boxes("test").equals(boxes_in_part(root, split, "test"))
+    assert table.implied_classes and dataset_classes(mini) == CLASSES == table.classes
+    assert describe_data(root, table) == describe_split(root, split)  # describe and the report as before
+    assert describe_data(root, table, of_record=False)["dataset"] == "nih"  # --views other than frontal: the table's
+    with pytest.raises(CxrresError, match="without a cache"):
+        source.cache_dir
+
+
+def test_table_without_split_of_record_digests_its_frame(tmp_path: Path) -> None:
+    from cxrres.synthetic.layouts import synthesize_layout
+
+    synthesize_layout("csv", tmp_path / "csv", n_images=24, size_px=64, seed=1, workers=1, progress=False)
+    table = SplitSpec().open(tmp_path / "csv")
+    assert table.dataset == "csv" and table.split is None and not table.implied_classes
+    assert table.digest() == hashlib.sha256(table.frame.drop(columns=["patient_id"]).to_csv().encode()).hexdigest()
+    assert dataset_classes(tmp_path / "csv") == table.classes
+    assert "dataset" in describe_data(DataRoot.at(tmp_path / "csv"), table)

@@ -14,36 +14,29 @@ from cxrres.runs import AUC_GOOGLE2019, CALIBRATION
 
 
 def describe(args: argparse.Namespace) -> int:
-    """Print class counts per split part and the official boxes of the test part."""
-    from cxrres.data import DataRoot, build_split
-    from cxrres.data.split_summary import describe_split, format_summary
-
-    from cxrres.data.datasets import ReadOptions, check_options, detect_dataset, open_dataset
+    """Print class counts per split part and the data set's boxes of the test part (`split_summary.describe_data`)."""
+    from cxrres.data import DataRoot
+    from cxrres.data.datasets import detect_dataset
     from cxrres.data.datasets.common import view_keyword
-    from cxrres.data.datasets.summary import describe_table, format_table_summary
+    from cxrres.data.source import SplitSpec, read_table
+    from cxrres.data.split_summary import describe_data, format_data
 
-    dataset = args.dataset or detect_dataset(args.data)
-    options = ReadOptions(
+    spec = SplitSpec(
         args.split,
         args.split_dir,
         args.val_fraction,
         args.split_seed,
+        dataset=args.dataset or detect_dataset(args.data),
         views=args.views,
         labeler=args.labeler,
         readers=args.readers,
         skip_bad=args.skip_bad,
     )
-    check_options(dataset, options)
-    if (
-        dataset == "nih" and view_keyword(args.views) == "frontal"
-    ):  # ChestX-ray14 as before (all frontal): with its boxes
-        root = DataRoot.at(args.data)
-        split = build_split(root, args.split, args.split_dir, args.val_fraction, args.split_seed)
-        summary = describe_split(root, split)
-        print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
-        return 0
-    summary = describe_table(open_dataset(args.data, dataset, options), args.uncertain)
-    print(json.dumps(summary, indent=2) if args.json else format_table_summary(summary))
+    root = DataRoot.at(args.data)
+    table = read_table(root, spec)
+    # ChestX-ray14 with its frontal views (all of them) as before: its split of record, with its official boxes
+    summary = describe_data(root, table, args.uncertain, of_record=view_keyword(args.views) == "frontal")
+    print(json.dumps(summary, indent=2) if args.json else format_data(summary))
     return 0
 
 

@@ -8,7 +8,6 @@ reference builds its datasets once in `load_data`).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -18,7 +17,6 @@ import pandas as pd
 from cxrres.data.cache import PrepareReport, ResolutionCache, prepare_cache
 from cxrres.data.datasets import LABELERS, DatasetTable, ReadOptions, check_options, detect_dataset, nih, open_dataset
 from cxrres.data.layout import DataRoot
-from cxrres.data.splits import Split, boxes_in_part, build_split
 from cxrres.errors import CxrresError
 
 
@@ -38,10 +36,6 @@ class SplitSpec:
     readers: str = "any"
     skip_bad: bool = False
 
-    def build(self, root: DataRoot) -> Split:
-        """The NIH split of `root` this spec names (checked for overlap)."""
-        return build_split(root, self.kind, self.split_dir, self.val_fraction, self.split_seed)
-
     def options(self) -> ReadOptions:
         """The adapter's read options of this spec."""
         return ReadOptions(
@@ -57,30 +51,28 @@ class SplitSpec:
 
     def open(self, data: str | Path) -> DatasetTable:
         """The data set at `data` in the common form under this spec, from its metadata alone (no cache)."""
-        return read_split(DataRoot.at(data), self)[1]
+        return read_table(DataRoot.at(data), self)
 
 
-def read_split(root: DataRoot, spec: SplitSpec) -> tuple[Split | None, DatasetTable]:
-    """The data set at `root` (detected, or `spec.dataset`) read under `spec`, without its images: NIH's `Split` as
-    `build_split` makes it (None for other data sets) and the table in the common form."""
+def read_table(root: DataRoot, spec: SplitSpec) -> DatasetTable:
+    """The data set at `root` (detected, or `spec.dataset`) read under `spec` into the common form, without its
+    images (NIH through `root` itself, so that its files are parsed and scanned once for the table and the cache)."""
     dataset = detect_dataset(root.root) if spec.dataset == "auto" else spec.dataset
     check_options(dataset, spec.options())
-    if dataset == "nih":
-        split = spec.build(root)
-        return split, nih.table_of(root, split, spec.views)
-    return None, open_dataset(root.root, dataset, spec.options())
+    if dataset == nih.NAME:
+        return nih.read(root, spec.options())
+    return open_dataset(root.root, dataset, spec.options())
 
 
 @dataclass
 class DataSource:
     """A data root read as one data set (`table`, split into parts), and its resolution cache, prepared for some
-    resolutions. For NIH, `split` is the `Split` as `build_split` makes it (its digest identifies NIH runs)."""
+    resolutions (`prepared`; None for a source read from the metadata alone, `DataSource.read`)."""
 
     root: DataRoot
     spec: SplitSpec
     table: DatasetTable
-    prepared: PrepareReport
-    split: Split | None = None
+    prepared: PrepareReport | None
     _opened: dict[int, ResolutionCache] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -91,16 +83,22 @@ class DataSource:
         resolutions_px: Iterable[int],
         cache_dir: str | Path | None = None,
         progress: bool = True,
-        read: tuple[Split | None, DatasetTable] | None = None,
+        table: DatasetTable | None = None,
     ) -> "DataSource":
         """Open the root as its data set, build the split, and build or reuse the cache at every resolution (pixels).
-        `read`: the root's `read_split(root, spec)` where the caller has it already."""
+        `table`: the root read under `spec` (`read_table`) where the caller has it already."""
         root = data if isinstance(data, DataRoot) else DataRoot.at(data)
-        split, table = read or read_split(root, spec)
+        table = table if table is not None else read_table(root, spec)
         report = prepare_cache(
             root, resolutions_px, cache_dir, skip_bad=spec.skip_bad, progress=progress, dataset=table.dataset
         )
-        return cls(root, spec, table, report, split)
+        return cls(root, spec, table, report)
+
+    @classmethod
+    def read(cls, data: str | Path | DataRoot, spec: SplitSpec) -> "DataSource":
+        """The root read as its data set under `spec` from its metadata alone: no cache prepared or opened."""
+        root = data if isinstance(data, DataRoot) else DataRoot.at(data)
+        return cls(root, spec, read_table(root, spec), None)
 
     def table_for(self, classes: Sequence[str]) -> DatasetTable:
         """The table with every one of `classes` among its classes: `table` itself when it has them; for PadChest, whose
@@ -125,8 +123,15 @@ class DataSource:
         return self.table.dataset
 
     @property
+    def resolutions_px(self) -> tuple[int, ...]:
+        """The resolutions (pixels) its cache is prepared at (none when read from the metadata alone)."""
+        return self.prepared.resolutions_px if self.prepared is not None else ()
+
+    @property
     def cache_dir(self) -> Path:
         """The cache directory."""
+        if self.prepared is None:
+            raise CxrresError(f"{self.root.root}: read from its metadata alone, without a cache")
         return self.prepared.cache_dir
 
     def reads(self, data: str | Path, spec: SplitSpec) -> bool:
@@ -140,20 +145,17 @@ class DataSource:
 
     def serves(self, data: str | Path, spec: SplitSpec, resolution_px: int) -> bool:
         """Whether a run on `data` with split `spec` at `resolution_px` can use this source as it is."""
-        return self.reads(data, spec) and resolution_px in self.prepared.resolutions_px
+        return self.reads(data, spec) and resolution_px in self.resolutions_px
 
     def boxes(self, part: str = "test") -> pd.DataFrame:
-        """The ground-truth boxes (`image,label,x,y,w,h`, source px) of `part`: for NIH the official boxes of its
-        split's part (BBox_List_2017.csv, as always), else the table's."""
-        if self.split is not None:
-            return boxes_in_part(self.root, self.split, part)
+        """The ground-truth boxes (`image,label,x,y,w,h`, source px) of the images of `part` (for NIH the official
+        boxes, BBox_List_2017.csv)."""
         return self.table.boxes_in(part)
 
     def digest(self) -> str:
-        """sha256 of the split's (image, part, labels) table: two runs on the same split have the same digest (for NIH
-        the digest of its `Split`, as before data sets other than NIH were read)."""
-        frame = self.split.frame if self.split is not None else self.table.frame
-        return hashlib.sha256(frame.drop(columns=["patient_id"]).to_csv().encode()).hexdigest()
+        """sha256 of the split's (image, part, labels) table (`DatasetTable.digest`): two runs on the same split have
+        the same digest."""
+        return self.table.digest()
 
     def cache(self, resolution_px: int) -> ResolutionCache:
         """The opened cache at `resolution_px` (opened once)."""

@@ -1,10 +1,14 @@
-"""Summaries of a data set under a split: class counts per part and the official boxes of the test part."""
+"""Summaries of a data set under a split: for ChestX-ray14 its split of record's class counts per part and the official
+boxes of the test part (`describe_split`), for any data set the common table's (`datasets.summary.describe_table`);
+`describe_data` picks one."""
 
 from __future__ import annotations
 
 import math
 
 from cxrres.data.boxes import mean_area_1024
+from cxrres.data.datasets import DatasetTable
+from cxrres.data.datasets.summary import describe_table, format_table_summary
 from cxrres.data.images import image_size, is_dicom_path
 from cxrres.data.labels import BOX_CLASSES, CLASSES
 from cxrres.data.layout import DataRoot
@@ -46,6 +50,20 @@ def describe_split(root: DataRoot, split: Split) -> dict:
         "boxes": box_summary,
         "symlinks_outside_root": outside_summary(outside),
     }
+
+
+def describe_data(root: DataRoot, table: DatasetTable, uncertain: str = "ignore", of_record: bool = True) -> dict:
+    """The `cxrres describe --json` object of `table` (read from `root`): where it has a split of record (NIH) and
+    `of_record`, that split's (`describe_split`: with the official boxes of its test part), else the table's
+    (`describe_table` under the `uncertain` policy)."""
+    if table.split is not None and of_record:
+        return describe_split(root, table.split)
+    return describe_table(table, uncertain)
+
+
+def format_data(summary: dict) -> str:
+    """Plain-text tables of a `describe_data` result."""
+    return format_table_summary(summary) if "dataset" in summary else format_summary(summary)
 
 
 def format_summary(summary: dict) -> str:

@@ -30,7 +30,6 @@ from cxrres.localization import saliency
 from cxrres.config import TrainConfig
 from cxrres.data.images import load_resized, read_grey
 from cxrres.data.layout import IMAGE_SUFFIXES
-from cxrres.data.source import DataSource
 from cxrres.errors import CxrresError
 from cxrres.inference.network import for_inference, load_run_model, predict, prepare_input, probabilities
 from cxrres.util.filenames import safe_filename, short_digest
@@ -93,11 +92,9 @@ def validation_predictions(run_dir: Path, config: TrainConfig) -> runs.Predictio
     memory: reading a run never writes into it)."""
     if (run_dir / runs.PREDICTIONS_VAL).is_file():
         return runs.read_predictions(run_dir, runs.PREDICTIONS_VAL)
-    from cxrres.inference.rundata import load_run_data  # only for runs from before predictions_val.csv
+    from cxrres.inference.rundata import load_run_data, run_source  # only for runs from before predictions_val.csv
 
-    recorded = runs.recorded_cache_dir(run_dir)
-    source = DataSource.prepare(config.data, config.split_spec(), [config.resolution_px], recorded, progress=False)
-    data = load_run_data(config, source)
+    data = load_run_data(config, run_source(run_dir, progress=False))
     model, _, _ = load_run_model(run_dir)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dataset = data.parts["val"]

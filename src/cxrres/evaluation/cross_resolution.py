@@ -24,6 +24,7 @@ from cxrres.data.source import DataSource
 from cxrres.errors import CxrresError
 from cxrres.evaluation.evaluate import MEAN, N_BOOT, auc_table
 from cxrres.inference.network import load_run_model, predict
+from cxrres.inference.rundata import run_source
 from cxrres.models.registry import check_arch
 
 COLUMNS: tuple[str, ...] = ("class", "test_resolution_px", "auc", "ci_low", "ci_high", "n_pos", "n_neg")
@@ -47,19 +48,6 @@ def parse_test_resolutions(value: str | Iterable[int], where: str = "--test-reso
     return parse_resolutions(out)
 
 
-def scoring_source(
-    run_dir: Path, resolutions_px: Iterable[int], source: DataSource | None = None, progress: bool = True
-) -> DataSource:
-    """`source` when it reads the run's data and holds every resolution, else the run's data root and split with its
-    recorded cache prepared (built or reused) at `resolutions_px`."""
-    config = runs.read_settings(run_dir)
-    wanted = sorted(set(resolutions_px))
-    if source is not None and all(source.serves(config.data, config.split_spec(), r) for r in wanted):
-        return source
-    cache = runs.recorded_cache_dir(run_dir) or config.cache
-    return DataSource.prepare(config.data, config.split_spec(), wanted, cache, progress)
-
-
 def score_at_resolutions(
     run_dir: str | Path,
     resolutions_px: Iterable[int],
@@ -76,7 +64,7 @@ def score_at_resolutions(
     for resolution in wanted:
         check_arch(config.arch, resolution)
     own = runs.read_predictions(run_dir)
-    source = scoring_source(run_dir, wanted, source, progress)
+    source = run_source(run_dir, source=source, progress=progress, resolutions_px=wanted)
     model, _, classes = load_run_model(run_dir)
     columns = [classes.index(name) for name in own.classes]
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

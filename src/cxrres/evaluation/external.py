@@ -24,7 +24,7 @@ from cxrres.data.torch_dataset import CacheDataset
 from cxrres.data.datasets import DatasetTable
 from cxrres.data.datasets.names import shared_classes
 from cxrres.data.layout import DataRoot
-from cxrres.data.source import DataSource, SplitSpec, read_split
+from cxrres.data.source import DataSource, SplitSpec, read_table
 from cxrres.errors import CxrresError
 from cxrres.evaluation.evaluate import MEAN, N_BOOT, auc_table, format_table, table_as_json
 from cxrres.inference.network import load_run_model, predict
@@ -98,9 +98,9 @@ def prepare_external(
     """Another root read under `spec` and cached at `resolutions_px` (its default cache), once it is known to share a
     class with the run `config` (refused before anything is cached). The metadata is read once, for both."""
     root = DataRoot.at(data)
-    read = read_split(root, spec)
-    class_pairs(config, read[1])
-    return DataSource.prepare(root, spec, resolutions_px, None, progress, read)
+    table = read_table(root, spec)
+    class_pairs(config, table)
+    return DataSource.prepare(root, spec, resolutions_px, None, progress, table)
 
 
 def external_predictions(

@@ -5,19 +5,22 @@ from __future__ import annotations
 
 import dataclasses
 import platform
-from importlib.metadata import version
 from dataclasses import dataclass
+from functools import lru_cache
+from importlib.metadata import version
+from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 import torch
 import torchvision
 
-from cxrres import __version__
+from cxrres import __version__, runs
 from cxrres.config import TrainConfig
 from cxrres.data.cache import ResolutionCache
 from cxrres.data.torch_dataset import CacheDataset
 from cxrres.data.datasets import DatasetTable, apply_uncertain
-from cxrres.data.source import DataSource
+from cxrres.data.source import DataSource, SplitSpec
 from cxrres.errors import CxrresError
 
 
@@ -53,18 +56,43 @@ class RunData:
         return self.source.table.frame["patient_id"].reindex(self.parts[part].images).astype(str).tolist()
 
 
-def data_source(config: TrainConfig, source: DataSource | None = None) -> DataSource:
-    """`source` when it serves the run (a study's, built once), else one prepared for the run's resolution alone."""
-    if source is not None and source.serves(config.data, config.split_spec(), config.resolution_px):
+def run_source(
+    run: TrainConfig | str | Path,
+    data: str | Path | None = None,
+    source: DataSource | None = None,
+    progress: bool = True,
+    resolutions_px: Iterable[int] | None = None,
+) -> DataSource:
+    """The data a run reads, opened one way for train, localize, evaluate, predict and report: `source` when it reads
+    the run's data at every resolution wanted (a study's, built once), else the root prepared at them.
+
+    `run`: a run directory (its config.yaml; its recorded cache is reused) or the settings of a run being trained.
+    `data`: another copy of the run's data root (default the run's own; another root gets its default cache).
+    `resolutions_px`: the cache resolutions (pixels) wanted, default the run's; empty: the metadata alone, no cache
+    (read once per process)."""
+    config = runs.read_settings(run) if not isinstance(run, TrainConfig) else run
+    recorded = runs.recorded_cache_dir(run) if not isinstance(run, TrainConfig) else None
+    root, spec = data or config.data, config.split_spec()
+    wanted = sorted(set([config.resolution_px] if resolutions_px is None else resolutions_px))
+    if source is not None and source.reads(root, spec) and set(wanted) <= set(source.resolutions_px):
         return source
-    return DataSource.prepare(config.data, config.split_spec(), [config.resolution_px], config.cache, config.progress)
+    if not wanted:
+        return _metadata_source(str(root), spec)
+    own_root = Path(root).expanduser().resolve() == Path(config.data).expanduser().resolve()
+    return DataSource.prepare(root, spec, wanted, (recorded or config.cache) if own_root else None, progress)
+
+
+@lru_cache(maxsize=2)
+def _metadata_source(data: str, spec: SplitSpec) -> DataSource:
+    """A data root read under `spec` from its metadata alone, once per process (the report reads it twice)."""
+    return DataSource.read(data, spec)
 
 
 def with_dataset(config: TrainConfig, table: DatasetTable) -> TrainConfig:
-    """`config` naming the data set it reads and, beyond NIH, its classes (the table's unless given); checks that the
-    run's classes (or label) are the data set's."""
+    """`config` naming the data set it reads and, unless they are implied (NIH's 14), its classes (the table's unless
+    given); checks that the run's classes (or label) are the data set's."""
     c = dataclasses.replace(config, dataset=table.dataset)
-    if c.class_names is None and table.dataset != "nih":
+    if c.class_names is None and not table.implied_classes:
         if any("," in name for name in table.classes):
             raise CxrresError(f"{config.data}: a class name contains a comma ({', '.join(table.classes)}); rename it")
         c.class_names = ",".join(table.classes)
@@ -83,7 +111,7 @@ def masked_labels(raw: np.ndarray, policy: str) -> np.ndarray:
 
 def load_run_data(config: TrainConfig, source: DataSource | None = None) -> RunData:
     """Split, cache (prepared when needed) and one CacheDataset per part, labels restricted to the run's classes."""
-    source = data_source(config, source)
+    source = run_source(config, source=source, progress=config.progress)
     table, cache = source.table_for(config.classes), source.cache(config.resolution_px)
     config = with_dataset(config, table)
     classes = config.classes

@@ -23,13 +23,13 @@ from tqdm import tqdm
 
 from cxrres import runs
 from cxrres.localization import saliency
-from cxrres.config import TrainConfig
 from cxrres.localization.settings import LocalizeSettings
 from cxrres.data.boxes import classes_by_box_size
 from cxrres.data.images import read_grey
 from cxrres.data.source import DataSource
 from cxrres.errors import CxrresError
 from cxrres.inference.network import load_run_model, prepare_input
+from cxrres.inference.rundata import run_source
 from cxrres.util.filenames import safe_filename
 from cxrres.localization.overlay import Caption, heatmap_figure, save_overlay
 
@@ -114,19 +114,6 @@ def summary_as_json(summary: pd.DataFrame) -> dict:
     return {"classes": classes, "mean": scores(rows.loc["mean"])}
 
 
-def localization_source(
-    run_dir: Path, config: TrainConfig, data: str | Path | None, source: DataSource | None, progress: bool
-) -> DataSource:
-    """The data a run is localized on: `source` when it serves the run (a study's), else the run's own data root and
-    the cache the run recorded, or `data` (another copy of the root) with its default cache."""
-    root = data or config.data
-    if source is not None and source.serves(root, config.split_spec(), config.resolution_px):
-        return source
-    own_root = Path(root).expanduser().resolve() == Path(config.data)
-    recorded = runs.recorded_cache_dir(run_dir) if own_root else None
-    return DataSource.prepare(root, config.split_spec(), [config.resolution_px], recorded, progress)
-
-
 def localize_run(
     run_dir: str | Path,
     data: str | Path | None = None,
@@ -147,9 +134,9 @@ def localize_run(
     classes = config.classes
     if method not in saliency.METHODS:
         raise CxrresError(f"unknown saliency method {method!r}; choose from {', '.join(saliency.METHODS)}")
-    source = localization_source(run_dir, config, data, source, progress)
+    source = run_source(run_dir, data, source, progress)
     root = source.root
-    if source.split is None and source.table.boxes.empty:
+    if source.table.boxes.empty:
         raise CxrresError(
             f"{root.root}: localization needs ground-truth boxes; the {source.dataset} data set has none to "
             "score against"

@@ -13,7 +13,6 @@ localized), training curves, and what each run cost.
 from __future__ import annotations
 
 import time
-from functools import lru_cache
 from pathlib import Path
 
 import matplotlib
@@ -26,12 +25,13 @@ from cxrres.config import TrainConfig  # noqa: E402
 from cxrres.data import DataRoot  # noqa: E402
 from cxrres.data.datasets import DatasetTable  # noqa: E402
 from cxrres.data.datasets.summary import describe_boxes, describe_table  # noqa: E402
-from cxrres.data.source import DataSource, SplitSpec, read_split  # noqa: E402
-from cxrres.data.split_summary import describe_split  # noqa: E402
-from cxrres.data.splits import PARTS, Split  # noqa: E402
+from cxrres.data.source import DataSource  # noqa: E402
+from cxrres.data.split_summary import describe_data  # noqa: E402
+from cxrres.data.splits import PARTS  # noqa: E402
 from cxrres.errors import CxrresError  # noqa: E402
 from cxrres.evaluation.compare import SINGLE, Comparison, compare_runs, seed_groups, summarise_seeds  # noqa: E402
 from cxrres.evaluation.seeds import format_mean_sd  # noqa: E402
+from cxrres.inference.rundata import run_source  # noqa: E402
 from cxrres.report import external, plots, tables  # noqa: E402
 from cxrres.report.calibration import sections as calibration_sections  # noqa: E402
 from cxrres.report.comparison import (
@@ -64,24 +64,18 @@ from cxrres.report.tables import Block  # noqa: E402
 from cxrres.util.parallel import write_text_atomic  # noqa: E402
 
 
-def runs_data(config: TrainConfig, source: DataSource | None = None) -> tuple[DataRoot, Split | None, DatasetTable]:
-    """The runs' data root, NIH split (None for other data sets) and data-set table: `source`'s when it is the runs'
-    data, else read from the run's settings (metadata only)."""
-    if source is not None and source.reads(config.data, config.split_spec()):
-        return source.root, source.split, source.table
-    return _read(str(config.data), config.split_spec())
+def runs_data(config: TrainConfig, source: DataSource | None = None) -> DataSource:
+    """The runs' data (root and table): `source` when it is the runs' data, else read from the run's settings (metadata
+    only, once per process: `run_source`)."""
+    return run_source(config, source=source, resolutions_px=())
 
 
-@lru_cache(maxsize=2)
-def _read(data: str, spec: SplitSpec) -> tuple[DataRoot, Split | None, DatasetTable]:
-    """A data root, its NIH split and its table, read once per process for the report's data section and reference."""
-    root = DataRoot.at(data)
-    return (root, *read_split(root, spec))
-
-
-def data_blocks(root: DataRoot, split: Split) -> list[Block]:
-    """Class counts per split part and the official boxes of the test part."""
-    summary = describe_split(root, split)
+def data_blocks(root: DataRoot, table: DatasetTable, uncertain: str) -> list[Block]:
+    """The data section: ChestX-ray14's class counts per split part and official boxes of the test part; any other
+    data set's `table_blocks`."""
+    summary = describe_data(root, table)
+    if "dataset" in summary:
+        return table_blocks(table, uncertain, summary)
     parts = list(summary["images"])
     rows = [[name] + [f"{counts[p]:,}" for p in parts] for name, counts in summary["classes"].items()]
     rows.append(["images"] + [f"{summary['images'][p]:,}" for p in parts])
@@ -98,10 +92,10 @@ def data_blocks(root: DataRoot, split: Split) -> list[Block]:
     ]
 
 
-def table_blocks(table: DatasetTable, uncertain: str) -> list[Block]:
+def table_blocks(table: DatasetTable, uncertain: str, summary: dict | None = None) -> list[Block]:
     """A data set other than NIH: positives and uncertain labels per class and part, images and patients per part,
-    how the split was made, and its test boxes where it has any."""
-    summary = describe_table(table)
+    how the split was made, and its test boxes where it has any; `summary`: its `describe_table` where read already."""
+    summary = summary or describe_table(table)
     rows = [
         [name] + [f"{c['positive'][p]:,} / {c['uncertain'][p]:,}" for p in PARTS]
         for name, c in summary["classes"].items()
@@ -131,29 +125,18 @@ def table_blocks(table: DatasetTable, uncertain: str) -> list[Block]:
     return blocks
 
 
-def runs_reference(split: Split | None, table: DatasetTable, n_images: int) -> PublishedReference:
-    """Wollek et al. 2023 where the runs are on NIH ChestX-ray14 (`detect_reference`); for any other data set none."""
-    if split is None:
-        return PublishedReference(
-            False,
-            f"The runs are on the {table.dataset} data set; the published results are for "
-            "NIH ChestX-ray14 with the CheXNet split, so no published reference applies.",
-        )
-    return detect_reference(split, n_images)
-
-
 def study_reference(comparison: Comparison, source: DataSource | None = None) -> PublishedReference:
     """Whether Wollek et al. 2023 applies to the runs' data (see `report.reference.detect_reference`)."""
     config = runs.read_settings(comparison.runs[0].run_dir)
     if not config.data:
         return PublishedReference(False, "The runs do not record their data root, so no published reference applies.")
     try:
-        _, split, table = runs_data(config, source)
+        table = runs_data(config, source).table
     except (CxrresError, OSError, TypeError) as error:
         return PublishedReference(
             False, f"The runs' split could not be read ({error}), so no published reference applies."
         )
-    return runs_reference(split, table, comparison.n_images)
+    return detect_reference(table, comparison.n_images)
 
 
 def _cells(comparison: Comparison, long: pd.DataFrame, value: str) -> dict[tuple[str, str], str]:
@@ -237,8 +220,8 @@ def build_sections(
 ) -> list[tuple[str, list[Block]]]:
     """The report's sections, figures written into `files` (`shared_y`: one y range for all per-class panels)."""
     config = runs.read_settings(comparison.runs[0].run_dir)
-    root, split, data = runs_data(config, source)
-    reference = reference or runs_reference(split, data, comparison.n_images)
+    data = runs_data(config, source)
+    reference = reference or detect_reference(data.table, comparison.n_images)
     figures = write_figures(comparison, files, reference, shared_y)
     seeds_note = " Several seeds: mean ± sd over seeds (n in the header)." if comparison.several_seeds else ""
     key = (
@@ -251,7 +234,7 @@ def build_sections(
     )
     sections: list[tuple[str, list[Block]]] = [
         ("Key results", [Block(text=key + seeds_note), Block(table=key_table(comparison))]),
-        ("Data", data_blocks(root, split) if split is not None else table_blocks(data, config.uncertain)),
+        ("Data", data_blocks(data.root, data.table, config.uncertain)),
     ]
     auc = [Block(text=f"{len(comparison.runs)} runs scored on {comparison.n_images:,} test images.")]
     if comparison.test_labels["n_masked"].sum():

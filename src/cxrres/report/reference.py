@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 
 from cxrres.data.metadata import read_split_file
-from cxrres.data.splits import Split, bundled_chexnet_dir, find_part_files
+from cxrres.data.datasets import DatasetTable
+from cxrres.data.splits import bundled_chexnet_dir, find_part_files
 from cxrres.evaluation import published
 from cxrres.evaluation.seeds import format_mean_sd
 from cxrres.report import tables
@@ -51,10 +52,17 @@ def chexnet_test_list() -> tuple[tuple[str, ...], np.ndarray]:
     return tuple(names), labels
 
 
-def detect_reference(split: Split, n_scored: int | None = None) -> PublishedReference:
-    """Wollek et al. 2023 applies when `split` is `chexnet` (or read from a --split-dir) and its test part has exactly
-    the CheXNet test list's images and labels; `n_scored`, the runs' number of test images, is mentioned when it is
-    fewer."""
+def detect_reference(table: DatasetTable, n_scored: int | None = None) -> PublishedReference:
+    """Wollek et al. 2023 applies when `table` is ChestX-ray14 whose split of record is `chexnet` (or read from a
+    --split-dir) and whose test part has exactly the CheXNet test list's images and labels; `n_scored`, the runs'
+    number of test images, is mentioned when it is fewer. No other data set has one."""
+    split = table.split
+    if split is None:
+        return PublishedReference(
+            False,
+            f"The runs are on the {table.dataset} data set; the published results are for "
+            "NIH ChestX-ray14 with the CheXNet split, so no published reference applies.",
+        )
     if split.name == "official":  # a --split-dir split (dir:...) may hold the CheXNet lists: checked below
         return PublishedReference(
             False,

@@ -17,8 +17,8 @@ from typing import Any
 from cxrres import runs
 from cxrres.config import PER_RUN, TrainConfig, checked_value, default_run_dir
 from cxrres.data.cache import parse_resolutions
-from cxrres.data.datasets import DatasetTable, detect_dataset, open_dataset
-from cxrres.data.labels import CLASSES, canonical_label
+from cxrres.data.datasets import DatasetTable, dataset_classes, detect_dataset
+from cxrres.data.labels import canonical_label
 from cxrres.data.source import DataSource
 from cxrres.errors import CxrresError, DataFormatError
 from cxrres.models.registry import check_arch
@@ -227,8 +227,7 @@ def make_study(settings: dict[str, Any]) -> StudyConfig:
 def study_classes(study: StudyConfig) -> tuple[str, ...]:
     """The classes of the study's data set, in its own names (NIH's 14 without reading its metadata)."""
     spec = run_configs(study)[0].split_spec()
-    dataset = detect_dataset(study.data) if spec.dataset == "auto" else spec.dataset
-    return CLASSES if dataset == "nih" else open_dataset(study.data, dataset, spec.options()).classes
+    return dataset_classes(study.data, None if spec.dataset == "auto" else spec.dataset, spec.options())
 
 
 def check_labels(labels: tuple[str | None, ...], classes: tuple[str, ...], data: str) -> None:

@@ -123,6 +123,16 @@ def open_dataset(root: str | Path, dataset: str | None = None, options: ReadOpti
     return ADAPTERS[name].read(root, options)
 
 
+def dataset_classes(
+    root: str | Path, dataset: str | None = None, options: ReadOptions = ReadOptions()
+) -> tuple[str, ...]:
+    """The classes of the data set at `root` (detected, or `dataset`): an adapter's FIXED_CLASSES without reading its
+    metadata (NIH's 14), else its table's."""
+    name = dataset or detect_dataset(root)
+    fixed = getattr(ADAPTERS.get(name), "FIXED_CLASSES", None)
+    return tuple(fixed) if fixed is not None else open_dataset(root, name, options).classes
+
+
 def listed_images(
     root: str | Path, dataset: str, skip_bad: bool = False
 ) -> tuple[list[str], list[Path], list[str], tuple[str, ...]]:
@@ -153,6 +163,7 @@ __all__ = [
     "apply_uncertain",
     "check_options",
     "check_readers",
+    "dataset_classes",
     "detect_dataset",
     "listed_images",
     "open_dataset",

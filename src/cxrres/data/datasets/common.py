@@ -7,11 +7,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+import hashlib
+
 import numpy as np
 import pandas as pd
 
 from cxrres.data import strictcsv
-from cxrres.data.splits import PARTS, carve_validation, check_split
+from cxrres.data.splits import PARTS, Split, carve_validation, check_split
 from cxrres.errors import CxrresError, DataFormatError
 
 #: Columns of `DatasetTable.frame` before the class columns.
@@ -63,6 +65,11 @@ class DatasetTable:
     `part` (train/val/test), then one float32 column per class: 1 positive, 0 negative, -1 uncertain, NaN blank.
     `boxes` has `image,label,x,y,w,h` in the image's own pixels (possibly no rows); `source_px` is the (width,
     height) of every source frame in pixels where the data set fixes it (None where sizes vary or are unknown).
+
+    `split` is the split of record where it is more than `frame` (NIH: `build_split`'s, over every image before views
+    are selected, labels 0/1): its digest identifies the runs, and describe, the report's data section and the
+    published reference read it; None where `frame` is the split. `implied_classes`: its classes are every run's
+    default (NIH's 14), so a run on it records no class names.
     """
 
     dataset: str
@@ -73,6 +80,8 @@ class DatasetTable:
     notes: tuple[str, ...] = ()  # how the split was made, one line each
     source_px: tuple[int, int] | None = None  # (width, height) of every image, pixels, when fixed
     skipped: tuple[str, ...] = ()  # bad metadata rows left out under `skip_bad`, one 'file:line: problem' each
+    split: Split | None = None  # the split of record where it is more than `frame` (NIH)
+    implied_classes: bool = False  # a run on it names no classes (NIH's 14 are the default)
 
     def part(self, part: str) -> pd.DataFrame:
         """Rows of one part, in file order."""
@@ -89,6 +98,12 @@ class DatasetTable:
     def boxes_in(self, part: str) -> pd.DataFrame:
         """The boxes (`image,label,x,y,w,h`, source px) whose image lies in `part`, in table order."""
         return self.boxes[self.boxes["image"].isin(set(self.images(part)))].reset_index(drop=True)
+
+    def digest(self) -> str:
+        """sha256 of the split of record's (image, part, labels) table: two runs on the same split have the same digest
+        (for NIH the digest of its `Split`, as before data sets other than NIH were read)."""
+        frame = self.split.frame if self.split is not None else self.frame
+        return hashlib.sha256(frame.drop(columns=["patient_id"]).to_csv().encode()).hexdigest()
 
 
 def refuse_or_skip(path: Path, problems: pd.Series, skip_bad: bool) -> tuple[str, ...]:

@@ -14,6 +14,8 @@ from cxrres.data.splits import Split, build_split
 
 NAME = "nih"
 EXPECTS = "nih: Data_Entry_2017[_v2020].csv and/or images/ or images_*/images/ (ChestX-ray14)"
+#: Its classes whatever its files hold (known without reading them).
+FIXED_CLASSES: tuple[str, ...] = CLASSES
 
 
 def detect(root: Path) -> bool:
@@ -25,15 +27,17 @@ def detect(root: Path) -> bool:
     )
 
 
-def read(root: Path, options: ReadOptions = ReadOptions()) -> DatasetTable:
-    """ChestX-ray14 under the split `options.split` exactly as `build_split` makes it (labels 0/1, all frontal)."""
-    data = DataRoot.at(root)
+def read(root: Path | DataRoot, options: ReadOptions = ReadOptions()) -> DatasetTable:
+    """ChestX-ray14 under the split `options.split` exactly as `build_split` makes it (labels 0/1, all frontal); `root`
+    may be a `DataRoot` already opened (its files then parsed and scanned once)."""
+    data = root if isinstance(root, DataRoot) else DataRoot.at(root)
     split = build_split(data, options.split, options.split_dir, options.val_fraction, options.split_seed)
     return table_of(data, split, options.views)
 
 
 def table_of(data: DataRoot, split: Split, views: str = "frontal") -> DatasetTable:
-    """An NIH split already built (`build_split`) in the common form, restricted to `views`."""
+    """An NIH split already built (`build_split`) in the common form, restricted to `views`; the split itself kept as
+    the table's split of record (its digest, its parts' official boxes)."""
     names = split.frame.index.tolist()
     found = data.images
     paths = [str(found[n].relative_to(data.root)) if n in found else f"images/{n}" for n in names]
@@ -52,4 +56,5 @@ def table_of(data: DataRoot, split: Split, views: str = "frontal") -> DatasetTab
     if view_keyword(views) is None:
         frame = select_views(frame, views)
     boxes = data.boxes if (data.root / BBOX_NAME).is_file() else no_boxes()
-    return DatasetTable(NAME, data.root, CLASSES, frame, boxes, notes=(f"split: {split.name}",))
+    notes = (f"split: {split.name}",)
+    return DatasetTable(NAME, data.root, CLASSES, frame, boxes, notes=notes, split=split, implied_classes=True)
