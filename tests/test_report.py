@@ -18,6 +18,7 @@ from cxrres.data.splits import Split
 from cxrres.evaluation.evaluate import patient_groups
 from cxrres.report import plots, tables
 from cxrres.report.comparison import best_resolution_table, comparison_markdown, write_comparison
+from cxrres.evaluation.seeds import format_mean_sd
 from cxrres.report.document import cost_table, heatmap_blocks, key_table, published_blocks
 from cxrres.report.reference import PublishedReference, against_published, detect_reference, published_table
 
@@ -138,7 +139,11 @@ def test_seeds_mean_sd_ensemble_and_scoped_tests(two_by_two, tmp_path):
     assert "paired differences: seed ensembles" in md and "paired differences: seed 1 runs" in md
     key = key_table(comparison)
     assert key.header == ["", "DenseNet-121 64 px (n = 2)", "DenseNet-121 128 px (n = 2)"]
-    assert key.rows[-1][0] == "mean AUC" and " ± " in key.rows[-1][1]
+    rows = {row[0]: row[1:] for row in key.rows}
+    assert " ± " in rows["mean AUC"][0] and list(rows)[-1] == "mean ECE"
+    ece = comparison.calibration.set_index(["heading", "class"])["ece"]
+    seeds = [ece[(f"DenseNet-121 64 px seed {s}", "mean")] for s in (0, 1)]
+    assert rows["mean ECE"][0] == format_mean_sd(np.mean(seeds), np.std(seeds, ddof=1), 2)
 
 
 def test_single_seed_keeps_run_tables(tmp_path):
@@ -146,7 +151,12 @@ def test_single_seed_keeps_run_tables(tmp_path):
     comparison = compare_runs(dirs, n_boot=30)
     assert not comparison.several_seeds and comparison.ensemble_auc.empty
     assert comparison.bootstrap["scope"].tolist() == [SINGLE]
-    assert key_table(comparison).header == ["", "DenseNet-121 64 px", "DenseNet-121 128 px"]
+    key = key_table(comparison)
+    assert key.header == ["", "DenseNet-121 64 px", "DenseNet-121 128 px"]
+    ece = comparison.calibration.set_index(["heading", "class"])["ece"]  # ECE rows: the comparison's 15-bin values
+    assert {row[0]: row[1:] for row in key.rows}["mean ECE"] == [
+        f"{ece[(heading, 'mean')]:.3f}" for heading in ("DenseNet-121 64 px", "DenseNet-121 128 px")
+    ]
     assert "±" not in comparison_markdown(comparison)
 
 
@@ -418,6 +428,8 @@ def test_one_localized_class_gets_one_heatmap_grid_and_the_cost_table_shows_thre
         "mean box accuracy",
         "Mass pointing",
         "mean pointing",
+        "Mass ECE",
+        "mean ECE",
     ]
     table = cost_table(comparison)
     assert table.header[-2:] == ["Threads", "CPU kernels"]

@@ -149,9 +149,18 @@ def _cells(comparison: Comparison, long: pd.DataFrame, value: str) -> dict[tuple
     return {(r["class"], r["heading"]): "–" if pd.isna(r[value]) else f"{r[value]:.3f}" for _, r in long.iterrows()}
 
 
+def _with_run_columns(comparison: Comparison, long: pd.DataFrame) -> pd.DataFrame:
+    """A per-heading long table (e.g. calibration) with each run's group, seed and arch, as `_cells` needs them."""
+    meta = pd.DataFrame(
+        [{"heading": i.heading, "group": i.group or i.heading, "seed": i.seed, "arch": i.arch} for i in comparison.runs]
+    )
+    return long.merge(meta, on="heading", how="inner")
+
+
 def key_table(comparison: Comparison) -> tables.Table:
     """The smallest and the largest finding (by mean box size) and the mean: AUC, box accuracy and pointing accuracy
-    (when the runs have it) per run, or per group as mean ± sd over seeds (n in the header) when there are several."""
+    (when the runs have it) and ECE (15 bins) per run, or per group as mean ± sd over seeds (n in the header) when
+    there are several."""
     groups = seed_groups(comparison.runs)
     several = comparison.several_seeds
     columns = list(groups) if several else [i.heading for i in comparison.runs]
@@ -169,6 +178,10 @@ def key_table(comparison: Comparison) -> tables.Table:
         cells = _cells(comparison, comparison.localization, metric)
         for name in [*picks, "mean"]:
             rows.append([f"{name} {what}"] + [cells.get((name, c), "–") for c in columns])
+    if not comparison.calibration.empty:
+        ece = _cells(comparison, _with_run_columns(comparison, comparison.calibration), "ece")
+        for name in [*picks, "mean"]:
+            rows.append([f"{name} ECE"] + [ece.get((name, c), "–") for c in columns])
     return tables.Table(["", *header], rows)
 
 
