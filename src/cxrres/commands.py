@@ -15,27 +15,17 @@ from cxrres.runs import AUC_GOOGLE2019, CALIBRATION
 
 def describe(args: argparse.Namespace) -> int:
     """Print class counts per split part and the data set's boxes of the test part (`split_summary.describe_data`)."""
+    from cxrres.config import data_options
     from cxrres.data import DataRoot
-    from cxrres.data.datasets import detect_dataset
     from cxrres.data.datasets.common import view_keyword
-    from cxrres.data.source import SplitSpec, read_table
+    from cxrres.data.source import read_table
     from cxrres.data.split_summary import describe_data, format_data
 
-    spec = SplitSpec(
-        args.split,
-        args.split_dir,
-        args.val_fraction,
-        args.split_seed,
-        dataset=args.dataset or detect_dataset(args.data),
-        views=args.views,
-        labeler=args.labeler,
-        readers=args.readers,
-        skip_bad=args.skip_bad,
-    )
+    options = data_options(args)
     root = DataRoot.at(args.data)
-    table = read_table(root, spec)
+    table = read_table(root, options)
     # ChestX-ray14 with its frontal views (all of them) as before: its split of record, with its official boxes
-    summary = describe_data(root, table, args.uncertain, of_record=view_keyword(args.views) == "frontal")
+    summary = describe_data(root, table, args.uncertain, of_record=view_keyword(options.views) == "frontal")
     print(json.dumps(summary, indent=2) if args.json else format_data(summary))
     return 0
 
@@ -123,13 +113,13 @@ def evaluate(args: argparse.Namespace) -> int:
         )
         return 0
     if args.data:
+        from cxrres.config import data_options
         from cxrres.evaluation.external import evaluate_external
 
         result = evaluate_external(
             args.run_dir,
             args.data,
-            args.dataset,
-            args.views,
+            data_options(args),
             args.level,
             args.n_boot,
             args.allow_missing,
