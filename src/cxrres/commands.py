@@ -32,20 +32,23 @@ def describe(args: argparse.Namespace) -> int:
 
 def prepare(args: argparse.Namespace) -> int:
     """Build the per-resolution uint8 caches."""
+    from cxrres.config import data_options
     from cxrres.data.cache import prepare_cache
     from cxrres.data.cache_plan import plan_prepare
 
+    options = data_options(args)
+    dataset = None if options.dataset == "auto" else options.dataset
     if args.dry_run:
-        print(plan_prepare(args.data, args.resolutions, args.cache, args.dataset, args.skip_bad).to_text())
+        print(plan_prepare(args.data, args.resolutions, args.cache, dataset, options.skip_bad).to_text())
         return 0
     report = prepare_cache(
         args.data,
         args.resolutions,
         args.cache,
         args.workers,
-        args.skip_bad,
+        options.skip_bad,
         progress=not args.quiet,
-        dataset=args.dataset,
+        dataset=dataset,
     )
     built = ",".join(map(str, report.built_px)) or "none"
     reused = ",".join(map(str, report.reused_px)) or "none"

@@ -97,7 +97,8 @@ class TrainConfig:
     )
     views: str = setting(
         READ.views,
-        "views trained and scored on: frontal, all, or the data set's view codes (PA,AP)",
+        "views read (a run's: trained and scored on): frontal (any case, so CheXpert's Frontal too), all, or the "
+        "data set's view codes such as PA,AP (an unknown code is refused, listing the data set's)",
         metavar="frontal|all|V,V",
     )
     uncertain: str = setting(
@@ -121,8 +122,8 @@ class TrainConfig:
     skip_bad: bool = setting(
         READ.skip_bad,
         "leave out and list the images of bad box/label rows (RSNA, VinDr: outside the image, "
-        "empty, duplicated, unknown image) and unreadable images, instead of stopping at the "
-        "first",
+        "empty, duplicated, unknown image) and unreadable or truncated images (in the cache's manifest), instead of "
+        "stopping at the first",
     )
     class_names: str | None = setting(
         None,
@@ -204,8 +205,7 @@ DATA_SETTINGS: tuple[str, ...] = tuple(
 
 
 def data_options(given: Any) -> DataOptions:
-    """The one way to DataOptions: from the data settings of a TrainConfig or of parsed flags (defaults where a
-    setting is absent or None)."""
+    """The DataOptions of a TrainConfig's or parsed flags' data settings (its defaults where absent or None)."""
     values = {name: getattr(given, name, None) for name in DATA_SETTINGS}
     return DataOptions(**{name: value for name, value in values.items() if value is not None})
 
@@ -257,11 +257,6 @@ def _default_text(f: dataclasses.Field) -> str:
     return "auto" if f.default is None else str(f.default)
 
 
-#: The settings that name a split (also flags of `cxrres describe`, with the label settings and `skip_bad`).
-SPLIT_SETTINGS: tuple[str, ...] = ("split", "split_dir", "val_fraction", "split_seed")
-DESCRIBE_SETTINGS: tuple[str, ...] = SPLIT_SETTINGS + ("uncertain", "labeler", "readers", "skip_bad")
-
-
 def add_arguments(parser: argparse.ArgumentParser, names: tuple[str, ...], with_defaults: bool = False) -> None:
     """Flags of the TrainConfig fields `names`; without defaults (None) where a config file and the recipe fill them."""
     for f in (f for f in fields(TrainConfig) if f.name in names):
@@ -294,6 +289,12 @@ def add_arguments(parser: argparse.ArgumentParser, names: tuple[str, ...], with_
                 default=default,
                 help=meta["help"] + shown,
             )
+
+
+def add_data_arguments(parser: argparse.ArgumentParser, names: tuple[str, ...] = DATA_SETTINGS) -> None:
+    """The flags of the data settings `names` (all by default), with DataOptions' defaults: every command that reads a
+    data root gets its data flags here; `data_options(args)` turns them into the DataOptions it reads with."""
+    add_arguments(parser, names, with_defaults=True)
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
