@@ -13,7 +13,7 @@ from pathlib import Path
 
 from benchmarks.common import REAL, record
 from benchmarks.mimic_files import FULL_IMAGES, FULL_LABELLED, FULL_STUDIES, FULL_SUBJECTS, write_mimic_files
-from cxrres.data.datasets import ReadOptions, chexpert, mimic, open_dataset
+from cxrres.data.datasets import DataOptions, chexpert, mimic, open_dataset
 from cxrres.data.datasets.padchest import FILE_NAMES as PADCHEST_FILES
 
 SHARED = REAL.parent
@@ -75,7 +75,7 @@ def main() -> None:
         rows.append(
             (
                 "PadChest CSV.gz: `open_dataset` (160,861 rows, all views, carve + check)",
-                timings(lambda: open_dataset(pad.parent, options=ReadOptions(views="all")), args.repeats),
+                timings(lambda: open_dataset(pad.parent, options=DataOptions(views="all")), args.repeats),
             )
         )
     if args.only in ("all", "mimic"):
@@ -90,7 +90,7 @@ def main() -> None:
         rows.append(
             (
                 f"MIMIC-CXR-JPG (synthetic): `open_dataset`, `--views all` ({sizes})",
-                timings(lambda: open_dataset(root, options=ReadOptions(views="all")), args.repeats),
+                timings(lambda: open_dataset(root, options=DataOptions(views="all")), args.repeats),
             )
         )
     table = (

@@ -74,7 +74,7 @@ def test_synthetic_mimic_files_have_the_asked_sizes_and_read_back(tmp_path: Path
     """The MIMIC files the benchmark writes, counted independently with csv, and what `open_dataset` makes of them."""
     monkeypatch.syspath_prepend(str(ROOT))
     from benchmarks.mimic_files import write_mimic_files
-    from cxrres.data.datasets import ReadOptions, mimic, open_dataset
+    from cxrres.data.datasets import DataOptions, mimic, open_dataset
 
     root = write_mimic_files(tmp_path / "m", n_images=2000, n_studies=1200, n_labelled=1195, n_subjects=300, seed=3)
 
@@ -96,4 +96,4 @@ def test_synthetic_mimic_files_have_the_asked_sizes_and_read_back(tmp_path: Path
     assert len(table.frame) == len(frontal)
     expected = {mimic.PARTS[p]: sum(r["split"] == p for r in frontal) for p in ("train", "validate", "test")}
     assert table.frame["part"].value_counts().to_dict() == {p: n for p, n in expected.items() if n}
-    assert len(open_dataset(root, options=ReadOptions(views="all")).frame) == 2000
+    assert len(open_dataset(root, options=DataOptions(views="all")).frame) == 2000

@@ -21,6 +21,7 @@ import torch  # noqa: E402
 from cxrres import runs  # noqa: E402
 from cxrres.config import TrainConfig, resolve  # noqa: E402
 from cxrres.data.datasets import open_dataset  # noqa: E402
+from cxrres.data.source import open_table  # noqa: E402
 from cxrres.util.filenames import safe_filename  # noqa: E402
 from cxrres.localization.localize import figure_name, localize_run  # noqa: E402
 from cxrres.models.registry import create_model  # noqa: E402
@@ -112,7 +113,7 @@ def test_vindr_kaggle_localizes_every_test_box(tmp_path: Path) -> None:
     root = tmp_path / "vindr"
     boxes, sizes = vindr_kaggle(root)
     config = _config(root, tmp_path / "run", skip_bad=True)
-    table = config.split_spec().open(root)
+    table = open_table(root, config.data_options())
     assert any("patient-wise" in n and "PatientID" in n for n in table.notes)
     assert table.frame.groupby("patient_id")["part"].nunique().max() == 1  # each patient in one part
     assert len(table.skipped) == 1 and "img005.dicom" not in table.frame.index
@@ -192,7 +193,7 @@ def test_rsna_localizes_every_test_box_in_the_1024_frame(tmp_path: Path) -> None
     for i in range(30):
         write_dicom(root / "stage_2_train_images" / f"q{i:02d}.dcm", _noise((1024, 1024), i, np.uint8))
     run = untrained_run(root, tmp_path / "run", "Lung Opacity")
-    table = runs.read_settings(run).split_spec().open(root)
+    table = open_table(root, runs.read_settings(run).data_options())
     localize_run(run, examples=1, progress=False)
     test = set(table.images("test"))
     expected = [

@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import json
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from cxrres.cli import build_parser, main
-from cxrres.data import BOX_CLASSES, CLASSES
+from cxrres.config import (
+    DATA_SETTINGS,
+    TrainConfig,
+    add_data_arguments,
+    data_options,
+    flag_of,
+    merge_settings,
+    settings_from_args,
+)
+from cxrres.data import BOX_CLASSES, CLASSES, DataRoot, datasets, source
+from cxrres.data.datasets import ADAPTERS, DataOptions
+from cxrres.data.source import read_table
 
 from conftest import MINI
 
@@ -109,3 +123,92 @@ def test_prepare_command(mini: Path, tmp_path: Path, capsys: pytest.CaptureFixtu
 def test_missing_data_dir(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["describe", "--data", str(tmp_path / "nowhere")]) == 1
     assert "data directory not found" in capsys.readouterr().err
+
+
+#: The commands that read a data root, and the data settings each takes as flags (localize and study read a run's or a
+#: study file's: no data flag of their own; predict reads image files, its --skip-bad is theirs).
+DATA_FLAGS: dict[str, tuple[str, ...]] = {
+    "describe": DATA_SETTINGS,
+    "train": DATA_SETTINGS,
+    "prepare": ("dataset", "skip_bad"),
+    "evaluate": ("dataset", "views"),
+    "localize": (),
+    "study": (),
+}
+#: A value other than the default for every data setting (as flags give them).
+GIVEN: dict[str, object] = {
+    "dataset": "vindr",
+    "views": "PA,AP",
+    "split": "official",
+    "split_dir": "/splits",
+    "val_fraction": 0.25,
+    "split_seed": 3,
+    "labeler": "negbio",
+    "readers": "majority",
+    "skip_bad": True,
+}
+
+
+def _command(name: str) -> argparse.ArgumentParser:
+    """The subparser of one command."""
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return commands.choices[name]
+
+
+def _flags(names: tuple[str, ...]) -> list[str]:
+    """The flags giving GIVEN's value of each data setting in `names`."""
+    return [arg for n in names for arg in ([flag_of(n)] if GIVEN[n] is True else [flag_of(n), str(GIVEN[n])])]
+
+
+def test_every_data_flag_comes_from_the_one_generator() -> None:
+    """Each command's data flags are `add_data_arguments`' (spelling, help, choices, type), with DataOptions'
+    defaults (train: None, filled from TrainConfig's, which are DataOptions'); no command spells one by hand."""
+    assert (
+        set(GIVEN)
+        == set(DATA_SETTINGS)
+        == {f.name for f in dataclasses.fields(DataOptions)}
+        - {
+            "test_fraction",
+            "classes",
+        }
+    )
+    reference = argparse.ArgumentParser()
+    add_data_arguments(reference)
+    generated = {a.dest: a for a in reference._actions if a.dest in DATA_SETTINGS}
+    defaults = DataOptions()
+    for command, names in DATA_FLAGS.items():
+        actions = {a.dest: a for a in _command(command)._actions if a.dest in DATA_SETTINGS}
+        assert set(actions) == set(names), command
+        taken = {s for a in _command(command)._actions for s in a.option_strings}
+        assert taken.isdisjoint(flag_of(n) for n in set(DATA_SETTINGS) - set(names)), command
+        for name, action in actions.items():
+            made = generated[name]
+            assert action.option_strings == made.option_strings == [flag_of(name)]
+            assert type(action) is type(made), (command, name)
+            same = ("help", "choices", "metavar", "type", "const")
+            assert [getattr(action, k) for k in same] == [getattr(made, k) for k in same], (command, name)
+            default = getattr(TrainConfig(), name) if command == "train" else action.default
+            assert default == made.default == getattr(defaults, name), (command, name)
+    assert TrainConfig().data_options() == defaults
+
+
+def test_each_data_setting_goes_from_flags_through_data_options_to_the_adapter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parser, given = build_parser(), DataOptions(**GIVEN)
+    describe = parser.parse_args(["describe", "--data", str(tmp_path), *_flags(DATA_SETTINGS)])
+    assert data_options(describe) == given
+    assert data_options(parser.parse_args(["describe", "--data", str(tmp_path)])) == DataOptions()
+    train = parser.parse_args(["train", "--data", str(tmp_path), "--resolution", "32", *_flags(DATA_SETTINGS)])
+    assert merge_settings(settings_from_args(train)).data_options() == given
+    for command, before in (("prepare", ["--data", str(tmp_path)]), ("evaluate", ["RUN", "--data", str(tmp_path)])):
+        names = DATA_FLAGS[command]
+        args = parser.parse_args([command, *before, *_flags(names)])
+        assert data_options(args) == DataOptions(**{n: GIVEN[n] for n in names}), command
+    # the adapter reads with that object: every setting arrives (the per-data-set checks set aside here)
+    seen: list[DataOptions] = []
+    monkeypatch.setitem(ADAPTERS, "vindr", SimpleNamespace(read=lambda root, options: seen.append(options) or root))
+    monkeypatch.setattr(datasets, "check_options", lambda name, options: None)
+    monkeypatch.setattr(source, "check_options", lambda name, options: None)
+    assert read_table(DataRoot.at(tmp_path), data_options(describe)) == tmp_path.resolve()
+    assert len(seen) == 1 and {n: getattr(seen[0], n) for n in DATA_SETTINGS} == GIVEN

@@ -229,7 +229,7 @@ def test_new_data_set_settings_keep_an_nih_run_identity() -> None:
     nih = TrainConfig(data="/d", resolution_px=64, dataset="nih")
     assert not {"dataset", "views", "uncertain", "class_names", "readers", "skip_bad"} & set(identity(nih))
     assert identity(TrainConfig(data="/d", resolution_px=64, skip_bad=True))["skip_bad"] is True
-    assert nih.classes == list(CLASSES) and nih.split_spec().dataset == "nih"
+    assert nih.classes == list(CLASSES) and nih.data_options().dataset == "nih"
     chexpert = TrainConfig(
         data="/d", resolution_px=64, dataset="chexpert", uncertain="ones", class_names="Edema,Pleural Effusion"
     )

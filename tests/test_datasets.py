@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from cxrres.data import DataRoot, build_split
-from cxrres.data.datasets import ADAPTERS, ReadOptions, apply_uncertain, detect_dataset, open_dataset
+from cxrres.data.datasets import ADAPTERS, DataOptions, apply_uncertain, detect_dataset, open_dataset
 from cxrres.data.datasets import chexpert, padchest
 from cxrres.errors import CxrresError, DataFormatError, SplitError
 
@@ -112,8 +112,8 @@ def test_views_take_the_data_sets_own_word_and_refuse_an_unknown_code(
     default = json.loads(capsys.readouterr().out)
     assert main(["describe", "--data", str(root), "--views", "Frontal", "--json"]) == 0  # CheXpert's column value
     assert json.loads(capsys.readouterr().out)["images"] == default["images"] == {"train": 18, "val": 2, "test": 4}
-    assert len(open_dataset(root, options=ReadOptions(views="ALL")).frame) == 44
-    everything = open_dataset(root, options=ReadOptions(views="all")).frame
+    assert len(open_dataset(root, options=DataOptions(views="ALL")).frame) == 44
+    everything = open_dataset(root, options=DataOptions(views="all")).frame
     codes = everything["view"].value_counts()
     assert main(["describe", "--data", str(root), "--views", "PA,Frontl"]) == 1
     err = capsys.readouterr().err
@@ -187,7 +187,7 @@ def test_nih_adapter_is_build_split_unchanged(request: pytest.FixtureRequest, ki
     root = request.getfixturevalue(
         "real_root" if kind == "chexnet" else "mini"
     )  # the bundled CheXNet lists need real names
-    table = open_dataset(root, options=ReadOptions(split=kind))
+    table = open_dataset(root, options=DataOptions(split=kind))
     split = build_split(DataRoot.at(root), kind)
     assert table.dataset == "nih" and table.frame.index.equals(split.frame.index)
     assert (table.frame["part"] == split.frame["part"]).all()
@@ -218,13 +218,13 @@ def test_chexpert_fixture_counts_views_and_split(tmp_path: Path) -> None:
     edema = frame["Edema"]
     assert ((edema == 1).sum(), (edema == -1).sum(), edema.isna().sum(), (edema == 0).sum()) == (6 + 1, 7, 7, 3)
     assert set(frame["view"]) == {"AP", "PA"}
-    everything = open_dataset(root, options=ReadOptions(views="all"))
+    everything = open_dataset(root, options=DataOptions(views="all"))
     assert len(everything.frame) == 44 and (everything.frame["view"] == "Lateral").sum() == 20
-    pa = open_dataset(root, options=ReadOptions(views="PA"))
+    pa = open_dataset(root, options=DataOptions(views="PA"))
     assert len(pa.frame) == 10 and set(pa.frame["view"]) == {"PA"}
     again = open_dataset(root)
     assert again.frame.equals(frame)  # the carve is deterministic
-    other = open_dataset(root, options=ReadOptions(split_seed=1))
+    other = open_dataset(root, options=DataOptions(split_seed=1))
     assert not other.frame["part"].equals(frame["part"])
 
 
@@ -340,14 +340,14 @@ def write_padchest(root: Path, index_column: bool) -> Path:
 @pytest.mark.parametrize("index_column", [False, True])
 def test_padchest_fixture_maps_terms_to_nih_names(tmp_path: Path, index_column: bool) -> None:
     table = open_dataset(
-        write_padchest(tmp_path / "pc", index_column), options=ReadOptions(test_fraction=0.2, val_fraction=0.25)
+        write_padchest(tmp_path / "pc", index_column), options=DataOptions(test_fraction=0.2, val_fraction=0.25)
     )
     frame = table.frame
     assert table.dataset == "padchest" and len(frame) == 5 and set(frame["view"]) == {"PA"}  # unlabelled + laterals out
     assert frame["Effusion"].sum() == 2 and frame["Cardiomegaly"].sum() == 1 and frame["Nodule"].sum() == 1
     assert frame["Pneumothorax"].sum() == 1 and frame.loc["0_pa.png", list(table.classes)].sum() == 0
     assert frame.loc["1_pa.png", "path"] == "1/1_pa.png" and table.notes[0] == "2 unlabelled rows left out"
-    terms = padchest.read(tmp_path / "pc", ReadOptions(views="all"), classes=("pseudonodule", "normal"))
+    terms = padchest.read(tmp_path / "pc", DataOptions(views="all"), classes=("pseudonodule", "normal"))
     assert terms.classes == ("pseudonodule", "normal") and len(terms.frame) == 10
     assert terms.frame["pseudonodule"].sum() == 2 and terms.frame["normal"].sum() == 2
 
@@ -361,7 +361,7 @@ def test_padchest_real_csv_exact_counts() -> None:
     labelled = [r for r in rows if r["Labels"] not in ("", "nan")]
     frontal = [r for r in labelled if r["Projection"] in ("PA", "AP", "AP_horizontal")]
     assert len(rows) == 160_861 and len(labelled) == 160_861 - 103
-    table = open_dataset(PADCHEST_REAL.parent, options=ReadOptions(views="all"))
+    table = open_dataset(PADCHEST_REAL.parent, options=DataOptions(views="all"))
     assert len(table.frame) == len(labelled) and table.frame["patient_id"].nunique() == len(
         {r["PatientID"] for r in labelled}
     )
@@ -374,7 +374,7 @@ def test_padchest_real_csv_exact_counts() -> None:
     assert len(open_dataset(PADCHEST_REAL.parent).frame) == len(frontal)
     # --classes with PadChest's own terms beside an NIH name: the same images and parts, each term counted by itself
     terms = open_dataset(
-        PADCHEST_REAL.parent, options=ReadOptions(views="all", classes=("normal", "Effusion", "pseudonodule"))
+        PADCHEST_REAL.parent, options=DataOptions(views="all", classes=("normal", "Effusion", "pseudonodule"))
     )
     assert terms.frame.index.equals(table.frame.index) and terms.frame["part"].equals(table.frame["part"])
     listed = [{t.strip() for t in ast.literal_eval(r["Labels"])} for r in labelled]
@@ -446,7 +446,7 @@ def test_mimic_synthetic_official_split_study_labels_and_views(tmp_path: Path) -
     assert frame.index[0] == "files/p10/p10000000/s50000000/d0p.jpg" == frame["path"].iloc[0]
     assert (frame["Edema"] == 1).sum() == 2 and (frame["Edema"] == -1).sum() == 1 and frame["Edema"].isna().sum() == 3
     assert frame.loc["files/p10/p10000005/s50000005/d5p.jpg", list(table.classes)].isna().all()  # no label row
-    everything = open_dataset(root, options=ReadOptions(views="all"))
+    everything = open_dataset(root, options=DataOptions(views="all"))
     assert len(everything.frame) == 12 and (everything.frame["Edema"] == 1).sum() == 4  # study labels on each image
     text = root / "mimic-cxr-2.0.0-split.csv.gz"
     with gzip.open(text, "rt") as handle:

@@ -12,7 +12,7 @@ import pytest
 pydicom = pytest.importorskip("pydicom")
 
 from cxrres.data import dicom_headers  # noqa: E402
-from cxrres.data.datasets import ReadOptions, open_dataset  # noqa: E402
+from cxrres.data.datasets import DataOptions, open_dataset  # noqa: E402
 from cxrres.data.dicom_headers import patients_from_headers, read_headers  # noqa: E402
 
 from conftest import write_dicom  # noqa: E402
@@ -105,7 +105,7 @@ def test_skip_bad_and_sizes_with_options(tmp_path: Path) -> None:
     root = _root(tmp_path, n=10)
     rows = (root / "train.csv").read_text() + "x001,Cardiomegaly,3,R2,0,0,7,4\n"  # 7 > the 6 columns of x001
     (root / "train.csv").write_text(rows)
-    table = open_dataset(root, options=ReadOptions(skip_bad=True))
+    table = open_dataset(root, options=DataOptions(skip_bad=True))
     assert (
         table.skipped
         == (f"{root.resolve() / 'train.csv'}:12: box 0,0,7,4 is outside the 6 x 4 image (DICOM Columns x Rows)",)

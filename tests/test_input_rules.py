@@ -17,7 +17,7 @@ from PIL import Image
 from cxrres.data import DataRoot, build_split
 from cxrres.data.cache import MANIFEST, ResolutionCache, prepare_cache
 from cxrres.data.cache_store import FINGERPRINT_BLOCK_BYTES, source_fingerprint
-from cxrres.data.datasets import ReadOptions, chexpert, detect_dataset, listed_images, open_dataset
+from cxrres.data.datasets import DataOptions, chexpert, detect_dataset, listed_images, open_dataset
 from cxrres.data.datasets.summary import describe_table, format_table_summary
 from cxrres.data.paths import normal_relpath
 from cxrres.data.split_summary import describe_split, format_summary
@@ -177,7 +177,7 @@ def test_linked_images_folder_lists_every_image(tmp_path: Path) -> None:
     root = _plain_root(tmp_path / "r", GOOD)
     shutil.move(root / "images", tmp_path / "store")
     (root / "images").symlink_to(tmp_path / "store")
-    summary = describe_table(open_dataset(root, options=ReadOptions(views="all")))
+    summary = describe_table(open_dataset(root, options=DataOptions(views="all")))
     assert summary["symlinks_outside_root"]["count"] == 6
     assert "6 images are symlinks to files outside the data root" in format_table_summary(summary)
 

@@ -13,7 +13,8 @@ from PIL import Image
 from cxrres import runs
 from cxrres.evaluation import bootstrap
 from cxrres.evaluation.compare import ENSEMBLE, SINGLE, compare_runs
-from cxrres.data.source import SplitSpec
+from cxrres.data.datasets import DataOptions
+from cxrres.data.source import open_table
 from cxrres.data.splits import Split
 from cxrres.evaluation.evaluate import patient_groups
 from cxrres.report import plots, tables
@@ -286,7 +287,7 @@ def test_no_reference_says_so(two_by_two):
 
 
 def test_detect_reference_on_real_chestxray14(real_root):
-    table = SplitSpec("chexnet").open(real_root)
+    table = open_table(real_root, DataOptions(split="chexnet"))
     found = detect_reference(table)
     assert found.applies and "CheXNet test list (22,433 images)" in found.reason
     assert set(found.rows["metric"]) == {"auc", "precision", "accuracy"}
@@ -298,7 +299,9 @@ def test_detect_reference_on_real_chestxray14(real_root):
     assert not changed.applies and "other labels on 1 " in changed.reason
     assert not detect_reference(dataclasses.replace(table, split=Split("official", table.split.frame))).applies
     # the CheXNet lists read from a folder (--split-dir; named dir:<folder>) are checked by their content, as before
-    assert detect_reference(SplitSpec("chexnet", str(real_root / "splits" / "chexnet")).open(real_root)).applies
+    assert detect_reference(
+        open_table(real_root, DataOptions(split="chexnet", split_dir=str(real_root / "splits" / "chexnet")))
+    ).applies
     # a table without NIH's split of record (any other data set) has none
     other = detect_reference(dataclasses.replace(table, dataset="chexpert", split=None))
     assert not other.applies and "The runs are on the chexpert data set" in other.reason
@@ -309,7 +312,7 @@ def test_detect_reference_refuses_phantom_with_own_chexnet_split(tmp_path):
 
     # 40 images: a test part with boxes (an NIH root whose BBox_List has no rows is refused when read)
     synthesize(tmp_path / "phantom", n_images=40, size_px=64, seed=1, workers=1, progress=False)
-    found = detect_reference(SplitSpec("chexnet").open(tmp_path / "phantom"))
+    found = detect_reference(open_table(tmp_path / "phantom", DataOptions(split="chexnet")))
     assert not found.applies and found.rows is None and "no published reference applies" in found.reason
     assert "is not NIH ChestX-ray14's CheXNet test list" in found.reason
 

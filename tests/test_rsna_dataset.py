@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cxrres.data.datasets import ReadOptions, detect_dataset, open_dataset
+from cxrres.data.datasets import DataOptions, detect_dataset, open_dataset
 from cxrres.data.rsna_labels import FINDING, LABELS_FILE, find_file
 
 from conftest import SHARED_DATA, real_rsna_label_rows
@@ -51,7 +51,7 @@ def _carved(patients: list[str], fraction: float, seed: int) -> set[str]:
 def test_fixture_table(tmp_path: Path) -> None:
     root = write_fixture(tmp_path / "rsna")
     assert detect_dataset(root) == "rsna"
-    table = open_dataset(root, options=ReadOptions(test_fraction=0.2, val_fraction=0.25, split_seed=3))
+    table = open_dataset(root, options=DataOptions(test_fraction=0.2, val_fraction=0.25, split_seed=3))
     assert table.dataset == "rsna" and table.classes == (FINDING,) and table.source_px == (1024, 1024)
     frame = table.frame
     assert sorted(frame.index) == [f"p{i}.dcm" for i in range(1, 6)]
@@ -74,10 +74,10 @@ def test_fixture_table(tmp_path: Path) -> None:
 def test_fixture_seed_changes_carve_deterministically(tmp_path: Path) -> None:
     root = write_fixture(tmp_path / "rsna")
     parts = {
-        seed: open_dataset(root, "rsna", ReadOptions(split_seed=seed)).frame["part"].sort_index().tolist()
+        seed: open_dataset(root, "rsna", DataOptions(split_seed=seed)).frame["part"].sort_index().tolist()
         for seed in range(6)
     }
-    assert parts[0] == open_dataset(root, "rsna", ReadOptions(split_seed=0)).frame["part"].sort_index().tolist()
+    assert parts[0] == open_dataset(root, "rsna", DataOptions(split_seed=0)).frame["part"].sort_index().tolist()
     assert len({tuple(p) for p in parts.values()}) > 1
 
 
@@ -107,10 +107,10 @@ def test_real_views_from_dicom_headers() -> None:
         pytest.skip(f"{REAL}: no RSNA label or header file")
     with gzip.open(HEADERS, "rt") as handle:
         views = {r["PatientID"]: r["ViewPosition"] for r in csv.DictReader(handle)}
-    table = open_dataset(REAL, "rsna", ReadOptions(views="all"))
+    table = open_dataset(REAL, "rsna", DataOptions(views="all"))
     expected = Counter(views[p] for p in table.frame["patient_id"])
     assert Counter(table.frame["view"]) == expected
-    pa = open_dataset(REAL, "rsna", ReadOptions(views="PA"))
+    pa = open_dataset(REAL, "rsna", DataOptions(views="PA"))
     assert len(pa.frame) == expected["PA"] and set(pa.boxes["image"]) <= set(pa.frame.index)
 
 
@@ -130,7 +130,7 @@ def test_skip_bad_through_the_adapter_describe_and_prepare(tmp_path: Path, capsy
     bad = (f"{path}:10: box outside the 1024 x 1024 image", f"{path}:11: duplicate of an earlier row")
     with pytest.raises(CxrresError, match=f"^{bad[0]} \\(and 1 more\\); --skip-bad leaves such rows' patients out$"):
         open_dataset(root)
-    table = open_dataset(root, options=ReadOptions(skip_bad=True))
+    table = open_dataset(root, options=DataOptions(skip_bad=True))
     assert table.skipped == bad and sorted(table.frame.index) == ["p2.dcm", "p3.dcm", "p4.dcm", "p5.dcm"]
     assert Counter(table.boxes["image"]) == {"p3.dcm": 1, "p4.dcm": 3}
     assert f"--skip-bad: 2 bad rows skipped, their images left out (first: {bad[0]})" in table.notes

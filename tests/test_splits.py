@@ -12,7 +12,8 @@ import pytest
 from cxrres.data import CLASSES, DataRoot, boxes_in_part, build_split
 from cxrres.data.datasets import dataset_classes
 from cxrres.data.layout import find_images
-from cxrres.data.source import DataSource, SplitSpec
+from cxrres.data.datasets import DataOptions
+from cxrres.data.source import DataSource, open_table
 from cxrres.data.splits import carve_validation
 from cxrres.data.split_summary import describe_data, describe_split
 from cxrres.errors import CxrresError, MissingImagesError, SplitError
@@ -178,7 +179,7 @@ def test_nih_table_carries_its_split_of_record(mini: Path) -> None:
     """NIH read through the common path is one DatasetTable: its `Split` rides along (digest, describe, boxes)."""
     root = DataRoot.at(mini)
     split = build_split(root, "official")
-    source = DataSource.read(mini, SplitSpec("official"))
+    source = DataSource.read(mini, DataOptions(split="official"))
     table = source.table
     assert table.split is not None and table.split.name == "official" and table.split.frame.equals(split.frame)
     expected = hashlib.sha256(split.frame.drop(columns=["patient_id"]).to_csv().encode()).hexdigest()
@@ -195,7 +196,7 @@ def test_table_without_split_of_record_digests_its_frame(tmp_path: Path) -> None
     from cxrres.synthetic.layouts import synthesize_layout
 
     synthesize_layout("csv", tmp_path / "csv", n_images=24, size_px=64, seed=1, workers=1, progress=False)
-    table = SplitSpec().open(tmp_path / "csv")
+    table = open_table(tmp_path / "csv", DataOptions())
     assert table.dataset == "csv" and table.split is None and not table.implied_classes
     assert table.digest() == hashlib.sha256(table.frame.drop(columns=["patient_id"]).to_csv().encode()).hexdigest()
     assert dataset_classes(tmp_path / "csv") == table.classes

@@ -19,7 +19,7 @@ import yaml
 from cxrres.data.layout import PHANTOM_MARKER
 from cxrres import runs
 from cxrres.cli import main
-from cxrres.data.datasets import ReadOptions, apply_uncertain, chexpert, detect_dataset, mimic, open_dataset, padchest
+from cxrres.data.datasets import DataOptions, apply_uncertain, chexpert, detect_dataset, mimic, open_dataset, padchest
 from cxrres.data.images import read_grey
 from cxrres.data.labels import CLASSES
 from cxrres.errors import CxrresError
@@ -149,7 +149,7 @@ def test_chexpert_layout_counts_views_and_labels(roots: dict[str, Path], planned
     assert len(table.images("train")) + len(table.images("val")) == sum(parts[s.patient_id] != "test" for s in specs)
     laterals = sorted(str(p.relative_to(root)) for p in root.glob("*/*/*/view2_lateral.jpg"))
     assert 0 < len(laterals) < N_IMAGES
-    everything = open_dataset(root, options=ReadOptions(views="all"))
+    everything = open_dataset(root, options=DataOptions(views="all"))
     assert len(everything.frame) == N_IMAGES + len(laterals) and set(everything.frame.index) - set(by_path) == set(
         laterals
     )
@@ -202,7 +202,7 @@ def test_mimic_layout_has_the_plan_as_official_split(roots: dict[str, Path], pla
     for (subject, study), spec in zip(ids, specs):
         rows = table.frame[table.frame["path"].str.startswith(f"files/p{str(subject)[:2]}/p{subject}/s{study}/")]
         assert len(rows) == 1 and rows["part"].iloc[0] == parts[spec.patient_id]
-    assert all((root / p).is_file() for p in open_dataset(root, options=ReadOptions(views="all")).frame["path"])
+    assert all((root / p).is_file() for p in open_dataset(root, options=DataOptions(views="all")).frame["path"])
     split = _rows(root / mimic.SPLIT_FILE)
     assert len(split) == len(list(root.glob("files/p1*/p*/s*/*.jpg"))) > N_IMAGES  # laterals are listed too
     spec_of = {str(study): spec for (_, study), spec in zip(ids, specs)}
@@ -219,7 +219,7 @@ def test_mimic_layout_has_the_plan_as_official_split(roots: dict[str, Path], pla
                     assert row[name] == ""
                 else:
                     assert row[name] in (("1.0", "-1.0") if present else ("0.0", "", "-1.0"))
-    negbio = mimic.read(root, ReadOptions(labeler="negbio"))
+    negbio = mimic.read(root, DataOptions(labeler="negbio"))
     assert negbio.frame.index.tolist() == table.frame.index.tolist()
 
 
@@ -229,7 +229,7 @@ def test_padchest_layout_has_the_plan_in_twelve_bit_pngs(roots: dict[str, Path],
     table = open_dataset(root)
     assert table.classes == CLASSES and len(table.frame) == N_IMAGES
     assert table.frame["patient_id"].nunique() == N_PATIENTS and set(table.frame["view"]) <= {"PA", "AP"}
-    everything = open_dataset(root, options=ReadOptions(views="all"))
+    everything = open_dataset(root, options=DataOptions(views="all"))
     laterals = everything.frame[everything.frame["view"] == "L"]
     assert len(everything.frame) == N_IMAGES + len(laterals) and len(laterals) > 0
     rows = _rows(root / "PADCHEST_chest_x_ray_images_labels_160K_01.02.19.csv")

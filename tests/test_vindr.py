@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cxrres.data.datasets import ReadOptions, detect_dataset, open_dataset
+from cxrres.data.datasets import DataOptions, detect_dataset, open_dataset
 from cxrres.data.datasets import vindr
+from cxrres.data.source import open_table
 from cxrres.errors import DataFormatError
 
 from conftest import SHARED_DATA
@@ -70,7 +71,7 @@ def test_fixture_majority_of_readers(tmp_path: Path) -> None:
     labels = vindr.image_labels(vindr.read_rows(root / "train.csv")[0], "majority")
     assert labels.loc["a", "Cardiomegaly"] == 1.0  # 2 of 3 readers
     assert labels.loc["c", "Nodule/Mass"] == 0.0 and labels.loc["c", "Pneumothorax"] == 0.0  # 1 of 3
-    table = vindr.read(root, ReadOptions(), readers="majority")
+    table = vindr.read(root, DataOptions(), readers="majority")
     assert int(table.frame[list(vindr.CLASSES)].to_numpy().sum()) == 1 and len(table.boxes) == 5
 
 
@@ -172,7 +173,7 @@ def test_physionet_fixture(tmp_path: Path) -> None:
     assert int(frame[list(table.classes)].to_numpy().sum()) == 5
     assert len(table.boxes) == 6 and Counter(table.boxes["image"]) == {"t1.dicom": 2, "t2.dicom": 1, "s1.dicom": 3}
     assert table.boxes.iloc[-1][["x", "y", "w", "h"]].tolist() == [7.0, 7.0, 2.0, 3.0]
-    majority = vindr.read(root, ReadOptions(), readers="majority").frame
+    majority = vindr.read(root, DataOptions(), readers="majority").frame
     assert majority.loc["t1.dicom", "Cardiomegaly"] == 1.0 and majority.loc["t2.dicom", "Nodule/Mass"] == 0.0
 
 
@@ -207,7 +208,7 @@ def test_skip_bad_lists_exactly_the_bad_rows_and_leaves_their_images_out(tmp_pat
     assert (
         caught.value.line == 20 and "(and 5 more bad rows)" in str(caught.value) and "--skip-bad" in str(caught.value)
     )
-    table = open_dataset(root, options=ReadOptions(skip_bad=True))
+    table = open_dataset(root, options=DataOptions(skip_bad=True))
     assert table.skipped == tuple(f"{path}:{line}: {problem}" for line, (_, problem) in enumerate(BAD_ROWS, 20))
     assert sorted(table.frame.index) == sorted(["b.dicom", "c.dicom", "j.dicom"] + [f"d{i}.dicom" for i in range(7)])
     assert Counter(table.boxes["image"]) == {"c.dicom": 2, "j.dicom": 1}
@@ -218,7 +219,7 @@ def test_physionet_skip_bad(tmp_path: Path) -> None:
     extra = ["zz,R1,Cardiomegaly,1,1,2,2", "t2,R1,Nodule/Mass,5,5,15,25", "t1,R1,Pneumonia,1,1,2,2"]
     root = write_physionet(tmp_path / "p", TRAIN_BOXES + extra)
     path = root.resolve() / "annotations" / "annotations_train.csv"
-    table = open_dataset(root, options=ReadOptions(skip_bad=True))
+    table = open_dataset(root, options=DataOptions(skip_bad=True))
     assert table.skipped == (
         f"{path}:8: image 'zz' is not in image_labels_train.csv",
         f"{path}:9: duplicate of line 5",
@@ -248,7 +249,7 @@ def test_readers_any_or_majority_from_describe_and_train_settings(tmp_path: Path
         TrainConfig(data="d", resolution_px=32)
     )
     assert train_argv(config)[-2:] == ["--readers", "majority"]
-    majority = config.split_spec().open(root)
+    majority = open_table(root, config.data_options())
     assert int(majority.frame[list(vindr.CLASSES)].to_numpy().sum()) == 1
 
 
@@ -265,4 +266,4 @@ def test_majority_is_refused_without_readers(tmp_path: Path, capsys) -> None:
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--readers majority: the rsna data set has one label per image" in err
     with pytest.raises(CxrresError, match="the nih data set has one label per image"):
-        DataSource.prepare(MINI, TrainConfig(readers="majority").split_spec(), [32], tmp_path / "c", progress=False)
+        DataSource.prepare(MINI, TrainConfig(readers="majority").data_options(), [32], tmp_path / "c", progress=False)

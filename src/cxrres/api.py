@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from cxrres import runs
-from cxrres.config import DESCRIBE_SETTINGS, TrainConfig
+from cxrres.config import DATA_SETTINGS as _READ_SETTINGS, TrainConfig
 from cxrres.data.torch_dataset import CacheDataset, to_network_input  # noqa: F401  (to_network_input: public, docs/api.md)
 from cxrres.data.images import load_resized
 from cxrres.errors import CxrresError
@@ -22,10 +22,9 @@ from cxrres.inference.network import for_inference, load_run_model, probabilitie
 from cxrres.models.registry import create_model as _create_model
 from cxrres.evaluation.operating import DEFAULT_RULE, OperatingRule, positive_calls, thresholds_for
 
-#: The data settings `open_dataset` takes (the same as `cxrres describe`/`train` flags of those names).
-DATA_SETTINGS: tuple[str, ...] = tuple(
-    dict.fromkeys(("dataset", "views", "class_names", "label", "allow_missing", *DESCRIBE_SETTINGS))
-)
+#: The data settings `open_dataset` takes (the same as `cxrres describe`/`train` flags of those names): how the root is
+#: read (`DataOptions`' fields, `config.DATA_SETTINGS`), then which labels of it the dataset gives.
+DATA_SETTINGS: tuple[str, ...] = (*_READ_SETTINGS, "uncertain", "class_names", "label", "allow_missing")
 PARTS: tuple[str, ...] = ("train", "val", "test")
 
 

@@ -10,7 +10,7 @@ import sys
 from typing import Callable, Sequence
 
 from cxrres import __version__, commands
-from cxrres.config import DESCRIBE_SETTINGS, add_arguments, add_train_arguments
+from cxrres.config import add_arguments, add_data_arguments, add_train_arguments
 from cxrres.localization.settings import LocalizeSettings
 from cxrres.study.slurm.scripts import add_executor_arguments
 from cxrres.synthetic.nih_layout import parse_enrichment
@@ -19,22 +19,6 @@ from cxrres.runs import COMPARISON
 
 #: The localization defaults (one home: config.LocalizeSettings, also a study's `localize:` defaults).
 LOCALIZE = LocalizeSettings()
-
-
-def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
-    """--dataset and --views (see cxrres.data.datasets)."""
-    from cxrres.data.datasets import DATASETS
-
-    parser.add_argument(
-        "--dataset", choices=DATASETS, default=None, help="read DIR as this data set (default: detected from its files)"
-    )
-    parser.add_argument(
-        "--views",
-        default="frontal",
-        metavar="VIEWS",
-        help="frontal (default; any case, so CheXpert's Frontal too), all, or the data set's view codes "
-        "such as PA,AP (an unknown code is refused, listing the data set's)",
-    )
 
 
 def _add_statistics_options(parser: argparse.ArgumentParser) -> None:
@@ -81,8 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="data root: ChestX-ray14 (Data_Entry_2017(_v2020).csv, BBox_List_2017.csv, lists), CheXpert, "
         "MIMIC-CXR-JPG, PadChest or labels.csv",
     )
-    add_arguments(describe, DESCRIBE_SETTINGS, with_defaults=True)
-    add_dataset_arguments(describe)
+    add_data_arguments(describe)  # every data setting, as `train` has them
+    add_arguments(describe, ("uncertain",), with_defaults=True)
     describe.add_argument("--json", action="store_true", help="print exactly one JSON object instead of tables")
     describe.set_defaults(func=commands.describe)
 
@@ -91,17 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="decode every image once into one uint8 array per resolution",
         description="Decode each image under DIR/images/ or DIR/images_*/images/ once, area-resize it to every "
         "resolution, and write one memory-mappable uint8 array per resolution plus an index and a "
-        "manifest. Interrupted runs resume; a cache is reused only if its sources are unchanged.",
+        "manifest. Every image the data set lists is cached, all views. Interrupted runs resume; a cache is reused "
+        "only if its sources are unchanged.",
     )
     prepare.add_argument("--data", required=True, metavar="DIR", help="data root (as for describe)")
-    from cxrres.data.datasets import DATASETS
-
-    prepare.add_argument(
-        "--dataset",
-        choices=DATASETS,
-        default=None,
-        help="read DIR as this data set (default: detected from its files); every image it lists is cached, all views",
-    )
+    add_data_arguments(prepare, ("dataset",))
     prepare.add_argument(
         "--resolutions",
         default="32,64,128,256,512",
@@ -121,12 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="decoding processes (default: the number of cores, %(default)s)",
     )
-    prepare.add_argument(
-        "--skip-bad",
-        action="store_true",
-        help="skip unreadable or truncated images and list them in the manifest, and the images of bad "
-        "box/label rows (RSNA, VinDr; listed here), instead of stopping",
-    )
+    add_data_arguments(prepare, ("skip_bad",))  # unreadable images listed in the manifest, bad rows here
     prepare.add_argument(
         "--dry-run",
         action="store_true",
@@ -208,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--data", metavar="OTHER_ROOT", help="score the run on another data set's test part, over the classes both have"
     )
-    add_dataset_arguments(evaluate)
+    add_data_arguments(evaluate, ("dataset", "views"))  # of OTHER_ROOT; its split is cxrres's default
     evaluate.add_argument(
         "--allow-missing",
         action="store_true",

@@ -15,47 +15,40 @@ from cxrres.runs import AUC_GOOGLE2019, CALIBRATION
 
 def describe(args: argparse.Namespace) -> int:
     """Print class counts per split part and the data set's boxes of the test part (`split_summary.describe_data`)."""
+    from cxrres.config import data_options
     from cxrres.data import DataRoot
-    from cxrres.data.datasets import detect_dataset
     from cxrres.data.datasets.common import view_keyword
-    from cxrres.data.source import SplitSpec, read_table
+    from cxrres.data.source import read_table
     from cxrres.data.split_summary import describe_data, format_data
 
-    spec = SplitSpec(
-        args.split,
-        args.split_dir,
-        args.val_fraction,
-        args.split_seed,
-        dataset=args.dataset or detect_dataset(args.data),
-        views=args.views,
-        labeler=args.labeler,
-        readers=args.readers,
-        skip_bad=args.skip_bad,
-    )
+    options = data_options(args)
     root = DataRoot.at(args.data)
-    table = read_table(root, spec)
+    table = read_table(root, options)
     # ChestX-ray14 with its frontal views (all of them) as before: its split of record, with its official boxes
-    summary = describe_data(root, table, args.uncertain, of_record=view_keyword(args.views) == "frontal")
+    summary = describe_data(root, table, args.uncertain, of_record=view_keyword(options.views) == "frontal")
     print(json.dumps(summary, indent=2) if args.json else format_data(summary))
     return 0
 
 
 def prepare(args: argparse.Namespace) -> int:
     """Build the per-resolution uint8 caches."""
+    from cxrres.config import data_options
     from cxrres.data.cache import prepare_cache
     from cxrres.data.cache_plan import plan_prepare
 
+    options = data_options(args)
+    dataset = None if options.dataset == "auto" else options.dataset
     if args.dry_run:
-        print(plan_prepare(args.data, args.resolutions, args.cache, args.dataset, args.skip_bad).to_text())
+        print(plan_prepare(args.data, args.resolutions, args.cache, dataset, options.skip_bad).to_text())
         return 0
     report = prepare_cache(
         args.data,
         args.resolutions,
         args.cache,
         args.workers,
-        args.skip_bad,
+        options.skip_bad,
         progress=not args.quiet,
-        dataset=args.dataset,
+        dataset=dataset,
     )
     built = ",".join(map(str, report.built_px)) or "none"
     reused = ",".join(map(str, report.reused_px)) or "none"
@@ -123,13 +116,13 @@ def evaluate(args: argparse.Namespace) -> int:
         )
         return 0
     if args.data:
+        from cxrres.config import data_options
         from cxrres.evaluation.external import evaluate_external
 
         result = evaluate_external(
             args.run_dir,
             args.data,
-            args.dataset,
-            args.views,
+            data_options(args),
             args.level,
             args.n_boot,
             args.allow_missing,

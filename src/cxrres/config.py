@@ -18,9 +18,8 @@ from pathlib import Path
 from typing import Any
 
 
-from cxrres.data.datasets import DATASETS, LABELERS, READER_RULES, UNCERTAIN_POLICIES
+from cxrres.data.datasets import DATASETS, LABELERS, READER_RULES, UNCERTAIN_POLICIES, DataOptions
 from cxrres.data.labels import CLASSES, canonical_label
-from cxrres.data.source import SplitSpec
 from cxrres.errors import CxrresError, DataFormatError
 from cxrres.util.hardware import cpu_has_native_bf16
 from cxrres.util.yamlfile import read_settings_yaml
@@ -29,6 +28,8 @@ from cxrres.models.registry import ARCHS, check_arch, default_batch_size, is_tim
 PRECISIONS: tuple[str, ...] = ("auto", "32", "32-true", "bf16-mixed", "16-mixed")
 SPLITS: tuple[str, ...] = ("chexnet", "official")
 ACCELERATORS: tuple[str, ...] = ("auto", "cpu", "gpu")
+#: The defaults of the data settings (one home: `DataOptions`, which the adapters take).
+READ = DataOptions()
 
 
 def setting(
@@ -69,32 +70,35 @@ class TrainConfig:
         metavar="imagenet|none|PATH",
     )
     split: str = setting(
-        "chexnet",
+        READ.split,
         "chexnet: the CheXNet train/val/test lists and labels (the study's default, bundled); "
         "official: the NIH test list, validation carved patient-wise from train_val",
         choices=SPLITS,
     )
     split_dir: str | None = setting(
-        None,
+        READ.split_dir,
         "read the split from train/val/test files in DIR instead (train_list.txt or "
         "train_official.txt etc.; each line a name plus 14 labels in CheXNet order, or a "
         "name only for Data_Entry labels)",
         metavar="DIR",
     )
     val_fraction: float = setting(
-        0.1, "official split: fraction of train_val images carved out as validation, whole patients", metavar="F"
+        READ.val_fraction,
+        "official split: fraction of train_val images carved out as validation, whole patients",
+        metavar="F",
     )
     split_seed: int = setting(
-        0, "official split: seed of the deterministic patient order for carving validation", metavar="S"
+        READ.split_seed, "official split: seed of the deterministic patient order for carving validation", metavar="S"
     )
     dataset: str = setting(
-        "auto",
+        READ.dataset,
         "read the data root as this data set (auto: detected from its files; docs/data.md)",
         choices=("auto", *DATASETS),
     )
     views: str = setting(
-        "frontal",
-        "views trained and scored on: frontal, all, or the data set's view codes (PA,AP)",
+        READ.views,
+        "views read (a run's: trained and scored on): frontal (any case, so CheXpert's Frontal too), all, or the "
+        "data set's view codes such as PA,AP (an unknown code is refused, listing the data set's)",
         metavar="frontal|all|V,V",
     )
     uncertain: str = setting(
@@ -104,22 +108,22 @@ class TrainConfig:
         choices=UNCERTAIN_POLICIES,
     )
     labeler: str = setting(
-        LABELERS[0],
+        READ.labeler,
         "MIMIC-CXR-JPG only: the labels of mimic-cxr-2.0.0-chexpert.csv.gz or of "
         "-negbio.csv.gz (refused on other data sets)",
         choices=LABELERS,
     )
     readers: str = setting(
-        "any",
+        READ.readers,
         "data sets with several readers per image (VinDr-CXR): a finding is positive when any "
         "reader marks it, or when most do (more than half of the image's readers)",
         choices=READER_RULES,
     )
     skip_bad: bool = setting(
-        False,
+        READ.skip_bad,
         "leave out and list the images of bad box/label rows (RSNA, VinDr: outside the image, "
-        "empty, duplicated, unknown image) and unreadable images, instead of stopping at the "
-        "first",
+        "empty, duplicated, unknown image) and unreadable or truncated images (in the cache's manifest), instead of "
+        "stopping at the first",
     )
     class_names: str | None = setting(
         None,
@@ -181,19 +185,9 @@ class TrainConfig:
     )
     progress: bool = setting(True, "progress bars (--quiet turns them off)", flag="--quiet", identity=False)
 
-    def split_spec(self) -> SplitSpec:
-        """The data set, views and split this run trains and is scored on."""
-        return SplitSpec(
-            self.split,
-            self.split_dir,
-            self.val_fraction,
-            self.split_seed,
-            self.dataset,
-            self.views,
-            labeler=self.labeler,
-            readers=self.readers,
-            skip_bad=self.skip_bad,
-        )
+    def data_options(self) -> DataOptions:
+        """How this run reads its data root: the data set, views and split it trains and is scored on."""
+        return data_options(self)
 
     @property
     def classes(self) -> list[str]:
@@ -201,6 +195,19 @@ class TrainConfig:
         if self.label:
             return [self.label]
         return self.class_names.split(",") if self.class_names else list(CLASSES)
+
+
+#: The data settings: the fields of `DataOptions` that are flags of every command reading data (and of TrainConfig),
+#: in its order; their help, spelling and choices are TrainConfig's metadata, their defaults DataOptions'.
+DATA_SETTINGS: tuple[str, ...] = tuple(
+    f.name for f in fields(DataOptions) if f.name in TrainConfig.__dataclass_fields__
+)
+
+
+def data_options(given: Any) -> DataOptions:
+    """The DataOptions of a TrainConfig's or parsed flags' data settings (its defaults where absent or None)."""
+    values = {name: getattr(given, name, None) for name in DATA_SETTINGS}
+    return DataOptions(**{name: value for name, value in values.items() if value is not None})
 
 
 #: Settings added after runs existed, at the values those runs implied: left out of `identity` at these values, so
@@ -250,11 +257,6 @@ def _default_text(f: dataclasses.Field) -> str:
     return "auto" if f.default is None else str(f.default)
 
 
-#: The settings that name a split (also flags of `cxrres describe`, with the label settings and `skip_bad`).
-SPLIT_SETTINGS: tuple[str, ...] = ("split", "split_dir", "val_fraction", "split_seed")
-DESCRIBE_SETTINGS: tuple[str, ...] = SPLIT_SETTINGS + ("uncertain", "labeler", "readers", "skip_bad")
-
-
 def add_arguments(parser: argparse.ArgumentParser, names: tuple[str, ...], with_defaults: bool = False) -> None:
     """Flags of the TrainConfig fields `names`; without defaults (None) where a config file and the recipe fill them."""
     for f in (f for f in fields(TrainConfig) if f.name in names):
@@ -287,6 +289,12 @@ def add_arguments(parser: argparse.ArgumentParser, names: tuple[str, ...], with_
                 default=default,
                 help=meta["help"] + shown,
             )
+
+
+def add_data_arguments(parser: argparse.ArgumentParser, names: tuple[str, ...] = DATA_SETTINGS) -> None:
+    """The flags of the data settings `names` (all by default), with DataOptions' defaults: every command that reads a
+    data root gets its data flags here; `data_options(args)` turns them into the DataOptions it reads with."""
+    add_arguments(parser, names, with_defaults=True)
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:

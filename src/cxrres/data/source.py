@@ -15,53 +15,24 @@ from typing import Iterable, Sequence
 import pandas as pd
 
 from cxrres.data.cache import PrepareReport, ResolutionCache, prepare_cache
-from cxrres.data.datasets import LABELERS, DatasetTable, ReadOptions, check_options, detect_dataset, nih, open_dataset
+from cxrres.data.datasets import DataOptions, DatasetTable, check_options, detect_dataset, nih, open_dataset
 from cxrres.data.layout import DataRoot
 from cxrres.errors import CxrresError
 
 
-@dataclass(frozen=True)
-class SplitSpec:
-    """Which images of a data root and their parts: the data set (auto: detected), views, split kind, an optional
-    folder of split files (NIH), the carve settings, MIMIC's labeler, the reader rule (VinDr) and whether bad rows are
-    skipped."""
-
-    kind: str = "chexnet"
-    split_dir: str | None = None
-    val_fraction: float = 0.1
-    split_seed: int = 0
-    dataset: str = "auto"
-    views: str = "frontal"
-    labeler: str = LABELERS[0]
-    readers: str = "any"
-    skip_bad: bool = False
-
-    def options(self) -> ReadOptions:
-        """The adapter's read options of this spec."""
-        return ReadOptions(
-            self.kind,
-            self.split_dir,
-            self.val_fraction,
-            self.split_seed,
-            views=self.views,
-            labeler=self.labeler,
-            readers=self.readers,
-            skip_bad=self.skip_bad,
-        )
-
-    def open(self, data: str | Path) -> DatasetTable:
-        """The data set at `data` in the common form under this spec, from its metadata alone (no cache)."""
-        return read_table(DataRoot.at(data), self)
-
-
-def read_table(root: DataRoot, spec: SplitSpec) -> DatasetTable:
-    """The data set at `root` (detected, or `spec.dataset`) read under `spec` into the common form, without its
+def read_table(root: DataRoot, options: DataOptions) -> DatasetTable:
+    """The data set at `root` (detected, or `options.dataset`) read under `options` into the common form, without its
     images (NIH through `root` itself, so that its files are parsed and scanned once for the table and the cache)."""
-    dataset = detect_dataset(root.root) if spec.dataset == "auto" else spec.dataset
-    check_options(dataset, spec.options())
+    dataset = detect_dataset(root.root) if options.dataset == "auto" else options.dataset
+    check_options(dataset, options)
     if dataset == nih.NAME:
-        return nih.read(root, spec.options())
-    return open_dataset(root.root, dataset, spec.options())
+        return nih.read(root, options)
+    return open_dataset(root.root, dataset, options)
+
+
+def open_table(data: str | Path, options: DataOptions) -> DatasetTable:
+    """The data set at `data` in the common form under `options`, from its metadata alone (no cache)."""
+    return read_table(DataRoot.at(data), options)
 
 
 @dataclass
@@ -70,7 +41,7 @@ class DataSource:
     resolutions (`prepared`; None for a source read from the metadata alone, `DataSource.read`)."""
 
     root: DataRoot
-    spec: SplitSpec
+    options: DataOptions
     table: DatasetTable
     prepared: PrepareReport | None
     _opened: dict[int, ResolutionCache] = field(default_factory=dict, repr=False)
@@ -79,26 +50,26 @@ class DataSource:
     def prepare(
         cls,
         data: str | Path | DataRoot,
-        spec: SplitSpec,
+        options: DataOptions,
         resolutions_px: Iterable[int],
         cache_dir: str | Path | None = None,
         progress: bool = True,
         table: DatasetTable | None = None,
     ) -> "DataSource":
         """Open the root as its data set, build the split, and build or reuse the cache at every resolution (pixels).
-        `table`: the root read under `spec` (`read_table`) where the caller has it already."""
+        `table`: the root read under `options` (`read_table`) where the caller has it already."""
         root = data if isinstance(data, DataRoot) else DataRoot.at(data)
-        table = table if table is not None else read_table(root, spec)
+        table = table if table is not None else read_table(root, options)
         report = prepare_cache(
-            root, resolutions_px, cache_dir, skip_bad=spec.skip_bad, progress=progress, dataset=table.dataset
+            root, resolutions_px, cache_dir, skip_bad=options.skip_bad, progress=progress, dataset=table.dataset
         )
-        return cls(root, spec, table, report)
+        return cls(root, options, table, report)
 
     @classmethod
-    def read(cls, data: str | Path | DataRoot, spec: SplitSpec) -> "DataSource":
-        """The root read as its data set under `spec` from its metadata alone: no cache prepared or opened."""
+    def read(cls, data: str | Path | DataRoot, options: DataOptions) -> "DataSource":
+        """The root read as its data set under `options` from its metadata alone: no cache prepared or opened."""
         root = data if isinstance(data, DataRoot) else DataRoot.at(data)
-        return cls(root, spec, read_table(root, spec), None)
+        return cls(root, options, read_table(root, options), None)
 
     def table_for(self, classes: Sequence[str]) -> DatasetTable:
         """The table with every one of `classes` among its classes: `table` itself when it has them; for PadChest, whose
@@ -106,9 +77,7 @@ class DataSource:
         `classes` as its classes (the carve depends on the patients only)."""
         if self.dataset != "padchest" or all(c in self.table.classes for c in classes):
             return self.table
-        table = open_dataset(
-            self.root.root, self.dataset, dataclasses.replace(self.spec.options(), classes=tuple(classes))
-        )
+        table = open_dataset(self.root.root, self.dataset, dataclasses.replace(self.options, classes=tuple(classes)))
         if not table.frame.index.equals(self.table.frame.index) or not table.frame["part"].equals(
             self.table.frame["part"]
         ):
@@ -134,18 +103,18 @@ class DataSource:
             raise CxrresError(f"{self.root.root}: read from its metadata alone, without a cache")
         return self.prepared.cache_dir
 
-    def reads(self, data: str | Path, spec: SplitSpec) -> bool:
-        """Whether this source is `data` read under `spec` (a spec's `auto` data set matches the detected one)."""
-        same = dataclasses.replace(spec, dataset=self.spec.dataset) == self.spec
+    def reads(self, data: str | Path, options: DataOptions) -> bool:
+        """Whether this source is `data` read under `options` (an `auto` data set matches the detected one)."""
+        same = dataclasses.replace(options, dataset=self.options.dataset) == self.options
         return (
             Path(data).expanduser().resolve() == self.root.root
             and same
-            and spec.dataset in ("auto", self.dataset, self.spec.dataset)
+            and options.dataset in ("auto", self.dataset, self.options.dataset)
         )
 
-    def serves(self, data: str | Path, spec: SplitSpec, resolution_px: int) -> bool:
-        """Whether a run on `data` with split `spec` at `resolution_px` can use this source as it is."""
-        return self.reads(data, spec) and resolution_px in self.resolutions_px
+    def serves(self, data: str | Path, options: DataOptions, resolution_px: int) -> bool:
+        """Whether a run on `data` read under `options` at `resolution_px` can use this source as it is."""
+        return self.reads(data, options) and resolution_px in self.resolutions_px
 
     def boxes(self, part: str = "test") -> pd.DataFrame:
         """The ground-truth boxes (`image,label,x,y,w,h`, source px) of the images of `part` (for NIH the official

@@ -2,7 +2,7 @@
 over the classes both data sets have (the one table of names, `data/datasets/names.py`).
 
 The other root is read as its data set (detected, or `dataset`), split as cxrres splits it (its official test part or
-the seeded carve, `SplitSpec` defaults), cached at the run's resolution in its default cache, and its test images are
+the seeded carve, `DataOptions` defaults), cached at the run's resolution in its default cache, and its test images are
 scored with the run's best checkpoint. The run's `uncertain` policy is applied to the other data set's raw labels
 (masked: -1), and the table is `evaluate.auc_table`, exactly as for the run's own test part. Written to
 `RUN/external_test/<dataset>-<root hash>/`: `predictions_test.csv` (under the run's class names) and, last, `auc.csv`
@@ -24,7 +24,7 @@ from cxrres.data.torch_dataset import CacheDataset
 from cxrres.data.datasets import DatasetTable
 from cxrres.data.datasets.names import shared_classes
 from cxrres.data.layout import DataRoot
-from cxrres.data.source import DataSource, SplitSpec, read_table
+from cxrres.data.source import DataOptions, DataSource, read_table
 from cxrres.errors import CxrresError
 from cxrres.evaluation.evaluate import MEAN, N_BOOT, auc_table, format_table, table_as_json
 from cxrres.inference.network import load_run_model, predict
@@ -71,11 +71,6 @@ def run_dataset(config: TrainConfig) -> str:
     return "nih" if config.dataset == "auto" else config.dataset
 
 
-def external_spec(dataset: str | None = None, views: str = "frontal") -> SplitSpec:
-    """How another root is read for scoring: its data set (None: detected), views, and cxrres's default split."""
-    return SplitSpec(dataset=dataset or "auto", views=views)
-
-
 def class_pairs(config: TrainConfig, table: DatasetTable) -> list[tuple[str, str]]:
     """(run class, other data set's class) naming the same finding, in the run's order; one line listing both class
     lists when there is none."""
@@ -92,15 +87,15 @@ def prepare_external(
     data: str | Path,
     config: TrainConfig,
     resolutions_px: list[int],
-    spec: SplitSpec = SplitSpec(),
+    options: DataOptions = DataOptions(),
     progress: bool = True,
 ) -> DataSource:
-    """Another root read under `spec` and cached at `resolutions_px` (its default cache), once it is known to share a
+    """Another root read under `options` and cached at `resolutions_px` (its default cache), once it is known to share a
     class with the run `config` (refused before anything is cached). The metadata is read once, for both."""
     root = DataRoot.at(data)
-    table = read_table(root, spec)
+    table = read_table(root, options)
     class_pairs(config, table)
-    return DataSource.prepare(root, spec, resolutions_px, None, progress, table)
+    return DataSource.prepare(root, options, resolutions_px, None, progress, table)
 
 
 def external_predictions(
@@ -137,23 +132,22 @@ def external_predictions(
 def evaluate_external(
     run_dir: str | Path,
     data: str | Path,
-    dataset: str | None = None,
-    views: str = "frontal",
+    options: DataOptions = DataOptions(),
     level: float = 0.95,
     n_boot: int = N_BOOT,
     allow_missing: bool = False,
     progress: bool = True,
     source: DataSource | None = None,
 ) -> ExternalResult:
-    """Score a run on the test part of the data set at `data` over the shared classes; write predictions_test.csv and
+    """Score a run on the test part of the data set at `data` (read under `options`: its data set, detected by
+    default, and views; cxrres's default split) over the shared classes; write predictions_test.csv and
     auc.csv under RUN/external_test/<dataset>-<root hash>/. `source`: that root already prepared (a study's)."""
     run_dir, root = Path(run_dir), Path(data).expanduser().resolve()
     config = runs.read_settings(run_dir)
-    spec = external_spec(dataset, views)
     if config.data and Path(config.data).expanduser().resolve() == root:
         raise CxrresError(f"{root}: this is the run's own data root; `cxrres evaluate {run_dir}` scores its test part")
-    if source is None or not source.serves(root, spec, config.resolution_px):
-        source = prepare_external(root, config, [config.resolution_px], spec, progress)
+    if source is None or not source.serves(root, options, config.resolution_px):
+        source = prepare_external(root, config, [config.resolution_px], options, progress)
     pairs = class_pairs(config, source.table)
     model, _, _ = load_run_model(run_dir)
     predictions, missing = external_predictions(model, config, source, pairs, allow_missing)

@@ -20,7 +20,7 @@ from cxrres.config import TrainConfig
 from cxrres.data.cache import ResolutionCache
 from cxrres.data.torch_dataset import CacheDataset
 from cxrres.data.datasets import DatasetTable, apply_uncertain
-from cxrres.data.source import DataSource, SplitSpec
+from cxrres.data.source import DataOptions, DataSource
 from cxrres.errors import CxrresError
 
 
@@ -72,20 +72,20 @@ def run_source(
     (read once per process)."""
     config = runs.read_settings(run) if not isinstance(run, TrainConfig) else run
     recorded = runs.recorded_cache_dir(run) if not isinstance(run, TrainConfig) else None
-    root, spec = data or config.data, config.split_spec()
+    root, options = data or config.data, config.data_options()
     wanted = sorted(set([config.resolution_px] if resolutions_px is None else resolutions_px))
-    if source is not None and source.reads(root, spec) and set(wanted) <= set(source.resolutions_px):
+    if source is not None and source.reads(root, options) and set(wanted) <= set(source.resolutions_px):
         return source
     if not wanted:
-        return _metadata_source(str(root), spec)
+        return _metadata_source(str(root), options)
     own_root = Path(root).expanduser().resolve() == Path(config.data).expanduser().resolve()
-    return DataSource.prepare(root, spec, wanted, (recorded or config.cache) if own_root else None, progress)
+    return DataSource.prepare(root, options, wanted, (recorded or config.cache) if own_root else None, progress)
 
 
 @lru_cache(maxsize=2)
-def _metadata_source(data: str, spec: SplitSpec) -> DataSource:
-    """A data root read under `spec` from its metadata alone, once per process (the report reads it twice)."""
-    return DataSource.read(data, spec)
+def _metadata_source(data: str, options: DataOptions) -> DataSource:
+    """A data root read under `options` from its metadata alone, once per process (the report reads it twice)."""
+    return DataSource.read(data, options)
 
 
 def with_dataset(config: TrainConfig, table: DatasetTable) -> TrainConfig:

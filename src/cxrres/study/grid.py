@@ -226,8 +226,8 @@ def make_study(settings: dict[str, Any]) -> StudyConfig:
 
 def study_classes(study: StudyConfig) -> tuple[str, ...]:
     """The classes of the study's data set, in its own names (NIH's 14 without reading its metadata)."""
-    spec = run_configs(study)[0].split_spec()
-    return dataset_classes(study.data, None if spec.dataset == "auto" else spec.dataset, spec.options())
+    options = run_configs(study)[0].data_options()
+    return dataset_classes(study.data, None if options.dataset == "auto" else options.dataset, options)
 
 
 def check_labels(labels: tuple[str | None, ...], classes: tuple[str, ...], data: str) -> None:
@@ -344,7 +344,7 @@ def prepare_source(study: StudyConfig, progress: bool = True) -> DataSource:
     """The study's data root, split and cache at every resolution, built once for all runs."""
     resolutions = sorted(set(study.resolutions) | set(study.test_resolutions))
     return DataSource.prepare(
-        study.data, run_configs(study)[0].split_spec(), resolutions, study.train.get("cache"), progress
+        study.data, run_configs(study)[0].data_options(), resolutions, study.train.get("cache"), progress
     )
 
 

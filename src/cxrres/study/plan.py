@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 from cxrres import runs
 from cxrres.config import TrainConfig, train_argv
+from cxrres.data.source import open_table
 from cxrres.evaluation.cross_resolution import scored_resolutions
 from cxrres.study.grid import (
     StudyConfig,
@@ -135,7 +136,9 @@ def study_plan(
 
     def boxed_once() -> set[str]:
         if not known:
-            known.append(boxed() if boxed else boxed_classes(run_configs(study)[0].split_spec().open(study.data)))
+            known.append(
+                boxed() if boxed else boxed_classes(open_table(study.data, run_configs(study)[0].data_options()))
+            )
         return known[0]
 
     argv = tuple(study_argv(study))

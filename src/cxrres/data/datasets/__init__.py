@@ -8,7 +8,7 @@ from pathlib import Path
 from types import ModuleType
 
 from cxrres.data.datasets import chexpert, csvfile, mimic, nih, padchest, rsna, vindr
-from cxrres.data.datasets.common import LABELERS, UNCERTAIN_POLICIES, DatasetTable, ReadOptions, apply_uncertain
+from cxrres.data.datasets.common import LABELERS, UNCERTAIN_POLICIES, DatasetTable, DataOptions, apply_uncertain
 from cxrres.data import layout
 from cxrres.data.paths import resolve_images
 from cxrres.errors import CxrresError
@@ -100,7 +100,7 @@ def detect_dataset(root: str | Path) -> str:
     raise CxrresError(f"{root}: no known data set found (expected {expected}); or name one with --dataset")
 
 
-def check_options(name: str, options: ReadOptions) -> None:
+def check_options(name: str, options: DataOptions) -> None:
     """One-line CxrresError for a read option the data set `name` does not have: a labeler other than the default
     anywhere but MIMIC-CXR-JPG, a reader rule other than `any` on a data set without readers."""
     if options.labeler != LABELERS[0] and name != mimic.NAME:
@@ -111,7 +111,7 @@ def check_options(name: str, options: ReadOptions) -> None:
     check_readers(name, options.readers)
 
 
-def open_dataset(root: str | Path, dataset: str | None = None, options: ReadOptions = ReadOptions()) -> DatasetTable:
+def open_dataset(root: str | Path, dataset: str | None = None, options: DataOptions = DataOptions()) -> DatasetTable:
     """Read the data set at `root` (detected, or the adapter `dataset`) into the common form, split and checked."""
     root = Path(root).expanduser().resolve()
     name = dataset or detect_dataset(root)
@@ -124,7 +124,7 @@ def open_dataset(root: str | Path, dataset: str | None = None, options: ReadOpti
 
 
 def dataset_classes(
-    root: str | Path, dataset: str | None = None, options: ReadOptions = ReadOptions()
+    root: str | Path, dataset: str | None = None, options: DataOptions = DataOptions()
 ) -> tuple[str, ...]:
     """The classes of the data set at `root` (detected, or `dataset`): an adapter's FIXED_CLASSES without reading its
     metadata (NIH's 14), else its table's."""
@@ -139,7 +139,7 @@ def listed_images(
     """(names, paths, missing names, skipped metadata rows) of every image the data set lists, all views, in name
     order (with `skip_bad`, not the images of bad metadata rows, which are listed); a name is the table's image name
     (NIH's cache keys are file names: see `cache.Sources.scan`)."""
-    table = open_dataset(root, dataset, ReadOptions(views="all", skip_bad=skip_bad))
+    table = open_dataset(root, dataset, DataOptions(views="all", skip_bad=skip_bad))
     order = table.frame.sort_index()
     paths = [table.root / p for p in order["path"].tolist()]
     names = order.index.tolist()
@@ -158,7 +158,7 @@ __all__ = [
     "DatasetTable",
     "LABELERS",
     "READER_RULES",
-    "ReadOptions",
+    "DataOptions",
     "UNCERTAIN_POLICIES",
     "apply_uncertain",
     "check_options",

@@ -16,7 +16,7 @@ import pandas as pd
 
 from cxrres.data.datasets.common import (
     DatasetTable,
-    ReadOptions,
+    DataOptions,
     assemble,
     finish_split,
     header,
@@ -101,7 +101,7 @@ def read_csv(path: str | Path, part: str = "") -> tuple[list[str], dict[str, obj
     return names, columns, labels
 
 
-def read(root: Path, options: ReadOptions = ReadOptions()) -> DatasetTable:
+def read(root: Path, options: DataOptions = DataOptions()) -> DatasetTable:
     """The CheXpert root in the common form: valid.csv as test, val carved patient-wise from train."""
     train_path = _first(root, TRAIN_NAMES)
     if train_path is None:

@@ -29,19 +29,22 @@ TEST_FRACTION = 0.2
 LABELERS: tuple[str, ...] = ("chexpert", "negbio")
 
 
-@dataclass(frozen=True)
-class ReadOptions:
-    """What to read of a data root: its split (kind, files, carve fractions and seed) and which views."""
+@dataclass(frozen=True, kw_only=True)
+class DataOptions:
+    """How a data root is read, every data setting in one place: the data set (auto: detected), its views, the split
+    (kind, files, carve fractions and seed), MIMIC's labeler, the reader rule (VinDr) and whether bad rows are skipped.
+    Each field but `test_fraction` and `classes` is a flag of the commands that read data (`config.DATA_SETTINGS`)."""
 
+    dataset: str = "auto"  # an adapter's name (`datasets.DATASETS`), or auto: detected from the root's files
+    views: str = "frontal"  # frontal, all, or a comma-separated list of view codes (PA,AP,...)
     split: str = "chexnet"  # NIH only: chexnet or official
     split_dir: str | None = None  # NIH only: train/val/test files
     val_fraction: float = 0.1
     split_seed: int = 0
-    test_fraction: float = TEST_FRACTION  # only where the data set has no test part of its own
-    views: str = "frontal"  # frontal, all, or a comma-separated list of view codes (PA,AP,...)
     labeler: str = LABELERS[0]  # MIMIC-CXR-JPG only: chexpert or negbio
     readers: str = "any"  # data sets read by several readers (VinDr): a finding is positive for any or most of them
     skip_bad: bool = False  # bad box rows (RSNA, VinDr): leave their images out and list them, instead of refusing
+    test_fraction: float = TEST_FRACTION  # only where the data set has no test part of its own
     classes: tuple[str, ...] | None = None  # PadChest only: its classes (NIH names or PadChest terms); None: the 14 NIH
 
 
@@ -215,7 +218,7 @@ def select_views(frame: pd.DataFrame, views: str) -> pd.DataFrame:
 
 
 def finish_split(
-    frame: pd.DataFrame, source: str, options: ReadOptions, unit: str = "patient"
+    frame: pd.DataFrame, source: str, options: DataOptions, unit: str = "patient"
 ) -> tuple[pd.DataFrame, tuple[str, ...]]:
     """Fill the parts a data set does not publish (seeded, patient-wise), check for leakage; (frame, notes). `unit`
     names what a `patient_id` is in the notes ("image" where a data set has no patient ids and uses the image's).

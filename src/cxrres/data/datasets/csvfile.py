@@ -13,7 +13,7 @@ import numpy as np
 
 from cxrres.data.datasets.common import (
     DatasetTable,
-    ReadOptions,
+    DataOptions,
     assemble,
     finish_split,
     header,
@@ -43,7 +43,7 @@ def detect(root: Path) -> bool:
     return path is not None and "image" in header(path)
 
 
-def read(root: Path, options: ReadOptions = ReadOptions()) -> DatasetTable:
+def read(root: Path, options: DataOptions = DataOptions()) -> DatasetTable:
     """The plain CSV in the common form; classes are the columns other than image/patient/split/view, in file order."""
     path = _file(root)
     if path is None:

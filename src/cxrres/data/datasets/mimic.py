@@ -1,6 +1,6 @@
 """MIMIC-CXR-JPG 2.x (Johnson et al., 2019): `mimic-cxr-2.0.0-split.csv.gz` (`dicom_id,study_id,subject_id,split`,
 split train/validate/test: the official split), `mimic-cxr-2.0.0-chexpert.csv.gz` (study-level labels in CheXpert
-coding; `-negbio.csv.gz` with `ReadOptions(labeler="negbio")`, i.e. `--labeler negbio`),
+coding; `-negbio.csv.gz` with `DataOptions(labeler="negbio")`, i.e. `--labeler negbio`),
 `mimic-cxr-2.0.0-metadata.csv.gz` (`ViewPosition`), and images at `files/pXX/pSUBJECT/sSTUDY/DICOM_ID.jpg`. A study's
 labels apply to each of its images; a study absent from the label file is all blank. Frontal = `ViewPosition` PA or AP.
 """
@@ -15,7 +15,7 @@ import pandas as pd
 from cxrres.data.datasets.common import (
     LABELERS,
     DatasetTable,
-    ReadOptions,
+    DataOptions,
     assemble,
     finish_split,
     parse_labels,
@@ -68,7 +68,7 @@ def _ids(path: Path, cells: pd.Series, column: str) -> np.ndarray:
     return distinct.astype(np.int64).to_numpy()[rows]
 
 
-def read(root: Path, options: ReadOptions = ReadOptions()) -> DatasetTable:
+def read(root: Path, options: DataOptions = DataOptions()) -> DatasetTable:
     """MIMIC-CXR-JPG in the common form: the official split, study labels (of `options.labeler`) on every image,
     ViewPosition views."""
     split_path, label_path, meta_path = root / SPLIT_FILE, root / LABEL_FILES[options.labeler], root / METADATA_FILE

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cxrres.data.datasets.common import DatasetTable, ReadOptions, assemble, no_boxes, select_views, view_keyword
+from cxrres.data.datasets.common import DatasetTable, DataOptions, assemble, no_boxes, select_views, view_keyword
 from cxrres.data.labels import CLASSES
 from cxrres.data.layout import BBOX_NAME, DATA_ENTRY_NAMES, DataRoot
 from cxrres.data.splits import Split, build_split
@@ -27,7 +27,7 @@ def detect(root: Path) -> bool:
     )
 
 
-def read(root: Path | DataRoot, options: ReadOptions = ReadOptions()) -> DatasetTable:
+def read(root: Path | DataRoot, options: DataOptions = DataOptions()) -> DatasetTable:
     """ChestX-ray14 under the split `options.split` exactly as `build_split` makes it (labels 0/1, all frontal); `root`
     may be a `DataRoot` already opened (its files then parsed and scanned once)."""
     data = root if isinstance(root, DataRoot) else DataRoot.at(root)

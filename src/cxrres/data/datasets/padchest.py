@@ -3,7 +3,7 @@
 
 `Labels` is a Python-list string (`['pleural effusion', ' cardiomegaly']`; items are stripped). By default the
 classes are the 14 NIH findings, each positive when any of its PadChest terms is listed (`NIH_TERMS`); with
-`ReadOptions.classes` the given PadChest terms are the classes. PadChest has no uncertain labels, and rows whose
+`DataOptions.classes` the given PadChest terms are the classes. PadChest has no uncertain labels, and rows whose
 `Labels` cell is empty or `nan` (unlabelled) are left out. No official split: test and val are carved patient-wise.
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cxrres.data.datasets.common import DatasetTable, ReadOptions, assemble, finish_split, read_columns, select_views
+from cxrres.data.datasets.common import DatasetTable, DataOptions, assemble, finish_split, read_columns, select_views
 from cxrres.data.labels import CLASSES as NIH_CLASSES
 from cxrres.data.paths import file_names, refuse_duplicates, relpaths
 from cxrres.errors import DataFormatError
@@ -75,7 +75,7 @@ def parse_label_list(path: Path, line: int, text: str) -> list[str] | None:
     return [item.strip() for item in _ITEM.findall(text)]
 
 
-def read(root: Path, options: ReadOptions = ReadOptions(), classes: tuple[str, ...] | None = None) -> DatasetTable:
+def read(root: Path, options: DataOptions = DataOptions(), classes: tuple[str, ...] | None = None) -> DatasetTable:
     """PadChest in the common form, carved patient-wise: the 14 NIH-named findings, or the classes `classes` (else
     `options.classes`), each an NIH name (its PadChest terms) or a PadChest term; a term no row lists is refused."""
     path = _file(root)

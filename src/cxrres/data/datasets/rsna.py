@@ -17,7 +17,7 @@ import numpy as np
 from cxrres.data import rsna_labels as labels_reader
 from cxrres.data.datasets.common import (
     DatasetTable,
-    ReadOptions,
+    DataOptions,
     assemble,
     finish_split,
     read_columns,
@@ -48,7 +48,7 @@ def _views(root: Path, patients: np.ndarray) -> np.ndarray:
     return view.reindex(patients).fillna("").to_numpy(object)
 
 
-def read(root: Path, options: ReadOptions = ReadOptions()) -> DatasetTable:
+def read(root: Path, options: DataOptions = DataOptions()) -> DatasetTable:
     """The RSNA root in the common form: every labelled patient, test and val carved patient-wise (seeded)."""
     found = labels_reader.read_rsna_root(root, options.skip_bad)
     images = found.images

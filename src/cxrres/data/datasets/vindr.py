@@ -23,7 +23,7 @@ import pandas as pd
 
 from cxrres.data.datasets.common import (
     DatasetTable,
-    ReadOptions,
+    DataOptions,
     assemble,
     finish_split,
     header,
@@ -234,7 +234,7 @@ def dicom_headers(root: Path, image_ids: np.ndarray) -> pd.DataFrame | None:
     return read_headers([folder / f"{i}.dicom" for i in image_ids], image_ids)
 
 
-def read(root: Path, options: ReadOptions = ReadOptions(), readers: str | None = None) -> DatasetTable:
+def read(root: Path, options: DataOptions = DataOptions(), readers: str | None = None) -> DatasetTable:
     """The VinBigData root in the common form: labels by `readers` (default `options.readers`), all readers' boxes,
     test and val carved patient-wise when the DICOM headers give patient ids (`patients_from_headers`), else
     image-wise."""
@@ -303,7 +303,7 @@ def read_image_labels(path: Path, readers: str = "any") -> pd.DataFrame:
     return labels.sort_index().astype(np.float32)
 
 
-def read_physionet(root: Path, options: ReadOptions = ReadOptions(), readers: str = "any") -> DatasetTable:
+def read_physionet(root: Path, options: DataOptions = DataOptions(), readers: str = "any") -> DatasetTable:
     """PhysioNet VinDr-CXR 1.0.0: official train/test (images `train/`, `test/<image_id>.dicom`), val carved
     image-wise from train; classes = the label columns of image_labels_train.csv but "No finding"; boxes of all readers
     (annotations_*.csv: image_id, rad_id, class_name, x_min, y_min, x_max, y_max in source px)."""
