@@ -12,6 +12,7 @@ from typing import Callable, Sequence
 from cxrres import __version__, commands
 from cxrres.config import add_arguments, add_data_arguments, add_train_arguments
 from cxrres.localization.settings import LocalizeSettings
+from cxrres.util.parallel import MIN_ITEMS_FOR_WORKERS
 from cxrres.study.slurm.scripts import add_executor_arguments
 from cxrres.synthetic.nih_layout import parse_enrichment
 from cxrres.errors import EXIT_TERMINATED, CxrresError, Terminated, describe_os_error
@@ -95,9 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument(
         "--workers",
         type=int,
-        default=os.cpu_count() or 1,
+        default=None,
         metavar="N",
-        help="decoding processes (default: the number of cores, %(default)s)",
+        help=f"decoding processes (default: the number of cores, {os.cpu_count() or 1}, or 1 for fewer than "
+        f"{MIN_ITEMS_FOR_WORKERS} images)",
     )
     add_data_arguments(prepare, ("skip_bad",))  # unreadable images listed in the manifest, bad rows here
     prepare.add_argument(

@@ -62,7 +62,7 @@ from cxrres.data.datasets import detect_dataset, listed_images
 from cxrres.data.layout import DataRoot, describe_missing
 from cxrres.data.paths import outside_summary, resolve_images
 from cxrres.errors import CacheError
-from cxrres.util.parallel import ordered_map, refuse_in_worker_bootstrap
+from cxrres.util.parallel import auto_workers, ordered_map, refuse_in_worker_bootstrap
 from cxrres.data.cache_workers import _close_pass, _decode_task, _init_worker, _reserve, array_name
 
 #: 2: the manifest records each array's size and CRC-32 and index.csv's CRC-32.
@@ -267,7 +267,7 @@ def _prepare_locked(
     n = len(sources.names)
     token = state.setdefault("token", uuid.uuid4().hex)
     tasks = [(i, str(sources.paths[i]), todo, str(work), token) for i in range(state["done"], n)]
-    n_workers = max(1, workers if workers is not None else (os.cpu_count() or 1))
+    n_workers = max(1, workers if workers is not None else auto_workers(len(tasks)))
 
     def checkpoint(done: int) -> None:
         for array in arrays.values():

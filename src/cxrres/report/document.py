@@ -61,7 +61,7 @@ from cxrres.report.reference import (
 from cxrres.report.render import to_html, to_markdown
 from cxrres.report.run_figures import cost_table, extreme_classes, heatmap_blocks, training_curves
 from cxrres.report.tables import Block  # noqa: E402
-from cxrres.util.parallel import write_text_atomic  # noqa: E402
+from cxrres.util.parallel import write_bytes_atomic, write_text_atomic  # noqa: E402
 
 
 def runs_data(config: TrainConfig, source: DataSource | None = None) -> DataSource:
@@ -230,12 +230,14 @@ def build_sections(
     source: DataSource | None = None,
     shared_y: bool = True,
     reference: PublishedReference | None = None,
+    drawn: dict[str, Path] | None = None,
 ) -> list[tuple[str, list[Block]]]:
-    """The report's sections, figures written into `files` (`shared_y`: one y range for all per-class panels)."""
+    """The report's sections, figures in `files`: copies of the comparison's `drawn` ones (name -> PNG) where given,
+    else drawn there (`shared_y`: one y range for all per-class panels)."""
     config = runs.read_settings(comparison.runs[0].run_dir)
     data = runs_data(config, source)
     reference = reference or detect_reference(data.table, comparison.n_images)
-    figures = write_figures(comparison, files, reference, shared_y)
+    figures = copy_figures(drawn, files) if drawn else write_figures(comparison, files, reference, shared_y)
     seeds_note = " Several seeds: mean ± sd over seeds (n in the header)." if comparison.several_seeds else ""
     key = (
         "The smallest and the largest finding by mean box size, and the mean over classes: test AUC, localization "
@@ -355,6 +357,16 @@ def use_blocks(study_dir: Path) -> list[Block]:
     ]
 
 
+def copy_figures(drawn: dict[str, Path], files: Path) -> dict[str, Path]:
+    """Each drawn figure's PNG and SVG copied into `files` (atomically); name -> the copied PNG."""
+    out = {}
+    for name, png in drawn.items():
+        for path in (png, png.with_suffix(".svg")):
+            write_bytes_atomic(files / path.name, path.read_bytes())
+        out[name] = files / png.name
+    return out
+
+
 def write_report(
     study_dir: str | Path, comparison: Comparison | None = None, source: DataSource | None = None, shared_y: bool = True
 ) -> Path:
@@ -367,10 +379,11 @@ def write_report(
             raise CxrresError(f"{study_dir}: no finished run under {runs.STUDY_RUNS}/; run `cxrres study` first")
         comparison = compare_runs(run_dirs)
     reference = study_reference(comparison, source)
-    write_comparison(comparison, study_dir / runs.COMPARISON, reference, shared_y)
+    drawn: dict[str, Path] = {}
+    write_comparison(comparison, study_dir / runs.COMPARISON, reference, shared_y, drawn)
     files = study_dir / runs.REPORT_FILES
     files.mkdir(exist_ok=True)
-    sections = build_sections(study_dir, comparison, files, source, shared_y, reference)
+    sections = build_sections(study_dir, comparison, files, source, shared_y, reference, drawn)
     title = f"cxrres study: {len(comparison.runs)} runs, {time.strftime('%Y-%m-%d %H:%M')} (cxrres {__version__})"
     write_text_atomic(study_dir / runs.REPORT_MD, to_markdown(title, sections, study_dir))
     write_text_atomic(study_dir / runs.REPORT_HTML, to_html(title, sections))
