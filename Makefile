@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= demo-output
+# pytest-xdist processes of `make test` (each test file runs whole in one of them; 2 = the CI machine's cores).
+TEST_WORKERS ?= 2
 
 .PHONY: demo archs test bench bench-gpu install clean
 
@@ -23,7 +25,7 @@ $(STAMP): pyproject.toml Makefile
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -q || [ $$? -eq 5 ]
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile || [ $$? -eq 5 ]
 
 # The study on a 600-image phantom (nodules and cardiomegaly drawn 3x as often as their real-prevalence weight, so the
 # test part has ~20 of each) at 64, 128 and 256 px on the CPU (configs/demo.yaml); ends with the report path.
