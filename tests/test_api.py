@@ -96,6 +96,7 @@ def test_load_run_reproduces_the_runs_predictions_and_calls(phantom, tmp_path) -
     predict_files(run_dir, files, tmp_path / "p", workers=0, progress=False)
     cli = pd.read_csv(tmp_path / "p" / "predictions.csv")
     for name in run.classes:
+        assert table["positive_" + name].dtype == "Int8"
         assert table["positive_" + name].fillna(-1).tolist() == cli["positive_" + name].fillna(-1).tolist()
     model = cxrres.create_model("densenet121", 14, "none")
     assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in run.model.parameters())

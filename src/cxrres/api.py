@@ -94,15 +94,12 @@ class LoadedRun:
         return positive_calls(probs, self.thresholds)
 
     def predict(self, paths: list[str | Path]) -> pd.DataFrame:
-        """One row per file: path, a probability and a `positive_<class>` call per class."""
+        """One row per file: path, a probability and a `positive_<class>` call per class — the table `cxrres predict`
+        writes (`deploy.predict.predictions_frame`)."""
+        from cxrres.deploy.predict import predictions_frame
+
         probs = self.probabilities(np.stack([self.load_image(p) for p in paths]))
-        calls = self.calls(probs)
-        frame = pd.DataFrame({"path": [str(p) for p in paths]})
-        for c, name in enumerate(self.classes):
-            frame[name] = probs[:, c]
-        for c, name in enumerate(self.classes):
-            frame["positive_" + name] = calls[:, c]
-        return frame
+        return predictions_frame(paths, self.classes, probs, self.thresholds)
 
 
 def load_run(run_dir: str | Path, rule: str | OperatingRule = DEFAULT_RULE, device: str | None = None) -> LoadedRun:

@@ -157,6 +157,20 @@ def _check_run(run_dir: Path) -> None:
         )
 
 
+def predictions_frame(
+    paths: list[str | Path], classes: list[str], scores: np.ndarray, thresholds: np.ndarray
+) -> pd.DataFrame:
+    """The table of predictions.csv (and of `LoadedRun.predict`): path, each class's probability, then each class's
+    `positive_<class>` call (pandas Int8: 1 where p >= its threshold as float32, 0 below, <NA> without a threshold)."""
+    frame = pd.DataFrame({"path": [str(p) for p in paths]})
+    calls = positive_calls(scores, thresholds)
+    for c, name in enumerate(classes):
+        frame[name] = scores[:, c]
+    for c, name in enumerate(classes):
+        frame[POSITIVE_PREFIX + name] = pd.array(np.where(np.isnan(calls[:, c]), pd.NA, calls[:, c]), dtype="Int8")
+    return frame
+
+
 def predict_files(
     run_dir: str | Path,
     inputs: list[str | Path],
@@ -207,13 +221,7 @@ def predict_files(
             bar.update(len(index))
     seconds = time.perf_counter() - started
     good = ~np.isnan(scores).any(axis=1)
-    frame = pd.DataFrame({"path": [str(p) for p in paths]})
-    calls = positive_calls(scores, thresholds)
-    for c, name in enumerate(classes):
-        frame[name] = scores[:, c]
-    for c, name in enumerate(classes):
-        frame[POSITIVE_PREFIX + name] = pd.array(np.where(np.isnan(calls[:, c]), pd.NA, calls[:, c]), dtype="Int8")
-    frame = frame[good].reset_index(drop=True)
+    frame = predictions_frame(paths, classes, scores, thresholds)[good].reset_index(drop=True)
     out.mkdir(parents=True, exist_ok=True)
     runs.write_csv_atomic(out / PREDICTIONS_FILE, frame, runs.PROBABILITY_FORMAT)
     write_text_atomic(out / OPERATING_FILE, to_csv_text(operating))
