@@ -4,7 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= demo-output
-# pytest-xdist processes of `make test` (each test file runs whole in one of them; 2 = the CI machine's cores).
+# pytest-xdist processes of `make test` (each test file runs whole in one of them; 2 = the CI machine's cores; each
+# gets cores / workers OpenMP threads: tests/conftest.py).
 TEST_WORKERS ?= 2
 
 .PHONY: demo archs test bench bench-gpu install clean

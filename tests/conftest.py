@@ -12,6 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# Under pytest-xdist (`make test`: two workers) each worker and the processes it starts get their share of the cores
+# (set before torch is imported, so that its OpenMP pool and every subprocess's take it): two workers with two
+# OpenMP threads each on two cores spin against each other.
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+
 FIXTURES = Path(__file__).parent / "fixtures"
 #: ../shared/data beside the repository: real metadata of the public data sets (absent in a user's clone).
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
