@@ -9,6 +9,7 @@ import io
 import json
 import re
 import shutil
+import subprocess
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -223,3 +224,32 @@ def test_external_setting_from_a_list_or_the_flag_round_trips(tmp_path) -> None:
         CxrresError, match=r"^external: give a list of data roots \(or --external ROOT,ROOT\), not \{'a': 1\}$"
     ):
         make_study({"data": str(tmp_path), "external": {"a": 1}})
+
+
+def test_read_only_run_is_scored_and_printed_or_written_to_out(study, tmp_path, capsys) -> None:
+    """`evaluate RUN --data ROOT` on a read-only run: the table is printed with one warning line and nothing is
+    written; with --out the files go under OUT/external_test/<dataset>-<root hash>/ (as `evaluate` alone does)."""
+    copy = tmp_path / "ro"
+    shutil.copytree(study.run, copy, ignore=shutil.ignore_patterns(".lock", runs.EXTERNAL_TEST))
+    mounted = subprocess.run(["mount", "--bind", str(copy), str(copy)], capture_output=True).returncode == 0
+    mounted = (
+        mounted and subprocess.run(["mount", "-o", "remount,bind,ro", str(copy)], capture_output=True).returncode == 0
+    )
+    if not mounted:
+        subprocess.run(["umount", str(copy)], capture_output=True)
+        pytest.skip("cannot make a read-only bind mount here (needs root)")
+    try:
+        capsys.readouterr()
+        assert main(["evaluate", str(copy), "--data", str(study.chexpert), "--n-boot", "20"]) == 0
+        captured = capsys.readouterr()
+        assert "mean" in captured.out and "wrote" not in captured.out
+        warning = [line for line in captured.err.splitlines() if line.startswith("warning:")]
+        assert len(warning) == 1 and "cannot write here" in warning[0] and "--out DIR" in warning[0], captured.err
+        assert not (copy / runs.EXTERNAL_TEST).exists()
+        out = tmp_path / "tables"
+        assert main(["evaluate", str(copy), "--data", str(study.chexpert), "--n-boot", "20", "--out", str(out)]) == 0
+        written = runs.external_dir(out, "chexpert", study.chexpert) / runs.AUC
+        assert f"wrote {written}" in capsys.readouterr().out
+        assert pd.read_csv(written, keep_default_na=False)["class"].tolist() == [*SHARED, "mean"]
+    finally:
+        subprocess.run(["umount", str(copy)], check=False)

@@ -170,7 +170,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("run_dir", metavar="RUN_DIR")
     evaluate.add_argument(
-        "--out", metavar="DIR", help="write auc.csv here (default: the run directory; a read-only run is only printed)"
+        "--out",
+        metavar="DIR",
+        help="write the tables here: auc.csv and calibration.csv, auc_google2019.csv (--reference), "
+        "external_test/... (--data), auc_by_test_resolution.csv (default: the run directory; a read-only run is "
+        "only printed)",
     )
     evaluate.add_argument(
         "--json", action="store_true", help='print {"auc": {class: {auc, ci_low, ci_high}, ..., "mean": {...}}}'

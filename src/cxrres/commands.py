@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from cxrres.errors import CxrresError
-from cxrres.runs import AUC_GOOGLE2019, CALIBRATION
+from cxrres.runs import CALIBRATION
 
 
 def describe(args: argparse.Namespace) -> int:
@@ -108,11 +108,12 @@ def evaluate(args: argparse.Namespace) -> int:
     if args.reference:
         from cxrres.evaluation.adjudicated import evaluate_reference, format_reference_table
 
-        table = evaluate_reference(args.run_dir, args.reference, args.level)
+        table = evaluate_reference(args.run_dir, args.reference, args.level, args.out)
+        written = table.attrs["written"]
         print(
             table.to_json(orient="records")
             if args.json
-            else f"{format_reference_table(table)}\nwrote {args.run_dir}/{AUC_GOOGLE2019}"
+            else format_reference_table(table) + (f"\nwrote {written}" if written else "")
         )
         return 0
     if args.data:
@@ -127,6 +128,7 @@ def evaluate(args: argparse.Namespace) -> int:
             args.n_boot,
             args.allow_missing,
             progress=not args.json,
+            out=args.out,
         )
         print(json.dumps(result.as_json()) if args.json else result.summary())
         return 0

@@ -139,8 +139,11 @@ def check_nih_identity(run_dir: str | Path, data: str | None, reference: pd.Data
         )
 
 
-def evaluate_reference(run_dir: str | Path, reference: str = "google2019", level: float = 0.95) -> pd.DataFrame:
-    """Score an NIH run's test predictions against `reference`, write `auc_google2019.csv` into the run, return it.
+def evaluate_reference(
+    run_dir: str | Path, reference: str = "google2019", level: float = 0.95, out: str | Path | None = None
+) -> pd.DataFrame:
+    """Score an NIH run's test predictions against `reference`, write `auc_google2019.csv` into the run (or `out`;
+    nothing, with a warning, when the run is read-only: `runs.result_dir`), return it (`attrs["written"]`: the file).
     One-line CxrresError for a run of another data set, images that are not NIH's (`check_nih_identity`), no labelled
     test image, or no scorable finding."""
     if reference not in REFERENCES:
@@ -168,7 +171,10 @@ def evaluate_reference(run_dir: str | Path, reference: str = "google2019", level
             f"{run_dir}: no google2019 finding can be scored from the run's classes "
             f"({', '.join(predictions.classes)}); needed ({needed})"
         )
-    runs.write_csv_atomic(Path(run_dir) / runs.AUC_GOOGLE2019, table)
+    where = runs.result_dir(run_dir, out)
+    table.attrs["written"] = where / runs.AUC_GOOGLE2019 if where is not None else None
+    if where is not None:
+        runs.write_csv_atomic(where / runs.AUC_GOOGLE2019, table)
     return table
 
 

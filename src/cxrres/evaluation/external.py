@@ -36,7 +36,7 @@ class ExternalResult:
     """What `evaluate_external` wrote: the folder, the other data set and root, the (run class, its class) pairs scored,
     the AUC table, and how many of its test images were left out as not cached (only with `allow_missing`)."""
 
-    out_dir: Path
+    out_dir: Path | None  # None: the run directory could not be written and no --out was given (printed only)
     dataset: str
     root: Path
     pairs: list[tuple[str, str]]
@@ -51,9 +51,8 @@ class ExternalResult:
             **{"class": [f"{c} ({other[c]})" if other.get(c, c) != c else c for c in self.table["class"]]}
         )
         left_out = f"; {self.missing:,} test images not cached, left out" if self.missing else ""
-        return (
-            f"{self.dataset} at {self.root}: {len(self.pairs)} shared classes{left_out}\n"
-            f"{format_table(shown)}\nwrote {self.out_dir / runs.AUC}"
+        return f"{self.dataset} at {self.root}: {len(self.pairs)} shared classes{left_out}\n{format_table(shown)}" + (
+            f"\nwrote {self.out_dir / runs.AUC}" if self.out_dir else ""
         )
 
     def as_json(self) -> dict:
@@ -138,10 +137,12 @@ def evaluate_external(
     allow_missing: bool = False,
     progress: bool = True,
     source: DataSource | None = None,
+    out: str | Path | None = None,
 ) -> ExternalResult:
     """Score a run on the test part of the data set at `data` (read under `options`: its data set, detected by
     default, and views; cxrres's default split) over the shared classes; write predictions_test.csv and
-    auc.csv under RUN/external_test/<dataset>-<root hash>/. `source`: that root already prepared (a study's)."""
+    auc.csv under RUN/external_test/<dataset>-<root hash>/ (under `out` instead when given; nothing, with a warning,
+    when the run is read-only: `runs.result_dir`). `source`: that root already prepared (a study's)."""
     run_dir, root = Path(run_dir), Path(data).expanduser().resolve()
     config = runs.read_settings(run_dir)
     if config.data and Path(config.data).expanduser().resolve() == root:
@@ -156,8 +157,10 @@ def evaluate_external(
     table.insert(1, runs.EXTERNAL_CLASS, [other.get(name, "") if name != MEAN else "" for name in table["class"]])
     table.insert(0, runs.EXTERNAL_ROOT, str(root))
     table.insert(0, runs.EXTERNAL_DATASET, source.dataset)
-    out = runs.external_dir(run_dir, source.dataset, root)
-    out.mkdir(parents=True, exist_ok=True)
-    runs.write_predictions(out / runs.PREDICTIONS, predictions)
-    runs.write_csv_atomic(out / runs.AUC, table)  # written last: its presence means the scoring is complete
-    return ExternalResult(out, source.dataset, root, pairs, table, missing)
+    base = runs.result_dir(run_dir, out)
+    where = runs.external_dir(base, source.dataset, root) if base is not None else None
+    if where is not None:
+        where.mkdir(parents=True, exist_ok=True)
+        runs.write_predictions(where / runs.PREDICTIONS, predictions)
+        runs.write_csv_atomic(where / runs.AUC, table)  # written last: its presence means the scoring is complete
+    return ExternalResult(where, source.dataset, root, pairs, table, missing)
