@@ -6,7 +6,10 @@ import csv
 import io
 import os
 import shutil
+import subprocess
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -189,3 +192,20 @@ def write_dicom(path: Path, pixels: np.ndarray, patient_id: str | None = None) -
     path.parent.mkdir(parents=True, exist_ok=True)
     ds.save_as(path, enforce_file_format=True)
     return path
+
+
+@contextmanager
+def read_only_bind(folder: Path) -> Iterator[Path]:
+    """`folder` remounted read-only on itself for the block (a bind mount, so that even root cannot write it); skips
+    the test where it cannot be mounted (needs root)."""
+    mounted = subprocess.run(["mount", "--bind", str(folder), str(folder)], capture_output=True).returncode == 0
+    mounted = (
+        mounted and subprocess.run(["mount", "-o", "remount,bind,ro", str(folder)], capture_output=True).returncode == 0
+    )
+    if not mounted:
+        subprocess.run(["umount", str(folder)], capture_output=True)
+        pytest.skip("cannot make a read-only bind mount here (needs root)")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=False)

@@ -4,7 +4,6 @@ reading a run never requires writing it (evaluate on a read-only run directory, 
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
 
 import pandas as pd
@@ -14,6 +13,8 @@ from cxrres import runs
 from cxrres.cli import main
 from cxrres.errors import DataFormatError
 from cxrres.synthetic import synthesize
+
+from conftest import read_only_bind
 
 
 @pytest.fixture(scope="module")
@@ -132,14 +133,7 @@ def test_evaluate_read_only_run_prints_and_writes_elsewhere(finished, tmp_path: 
     _, run = finished
     copy = tmp_path / "ro"
     shutil.copytree(run, copy, ignore=shutil.ignore_patterns(".lock", runs.AUC))
-    mounted = subprocess.run(["mount", "--bind", str(copy), str(copy)], capture_output=True).returncode == 0
-    mounted = (
-        mounted and subprocess.run(["mount", "-o", "remount,bind,ro", str(copy)], capture_output=True).returncode == 0
-    )
-    if not mounted:
-        subprocess.run(["umount", str(copy)], capture_output=True)
-        pytest.skip("cannot make a read-only bind mount here (needs root)")
-    try:
+    with read_only_bind(copy):
         capsys.readouterr()
         assert main(["evaluate", str(copy), "--n-boot", "20"]) == 0
         captured = capsys.readouterr()
@@ -150,5 +144,3 @@ def test_evaluate_read_only_run_prints_and_writes_elsewhere(finished, tmp_path: 
         assert main(["evaluate", str(copy), "--n-boot", "20", "--out", str(tmp_path / "tables")]) == 0
         assert f"wrote {tmp_path / 'tables' / runs.AUC}" in capsys.readouterr().out
         assert pd.read_csv(tmp_path / "tables" / runs.AUC)["class"].iloc[-1] == "mean"
-    finally:
-        subprocess.run(["umount", str(copy)], check=False)

@@ -9,7 +9,6 @@ import io
 import json
 import re
 import shutil
-import subprocess
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -23,7 +22,7 @@ from cxrres import runs
 from cxrres.cli import main
 from cxrres.synthetic import synthesize
 
-from conftest import write_chexpert_small
+from conftest import read_only_bind, write_chexpert_small
 
 TRAIN = ["--resolution", "32", "--max-epochs", "1", "--weights", "none", "--batch-size", "8", "--quiet"]
 #: NIH class -> CheXpert class: the findings the two data sets share (data/datasets/names.py).
@@ -231,14 +230,7 @@ def test_read_only_run_is_scored_and_printed_or_written_to_out(study, tmp_path, 
     written; with --out the files go under OUT/external_test/<dataset>-<root hash>/ (as `evaluate` alone does)."""
     copy = tmp_path / "ro"
     shutil.copytree(study.run, copy, ignore=shutil.ignore_patterns(".lock", runs.EXTERNAL_TEST))
-    mounted = subprocess.run(["mount", "--bind", str(copy), str(copy)], capture_output=True).returncode == 0
-    mounted = (
-        mounted and subprocess.run(["mount", "-o", "remount,bind,ro", str(copy)], capture_output=True).returncode == 0
-    )
-    if not mounted:
-        subprocess.run(["umount", str(copy)], capture_output=True)
-        pytest.skip("cannot make a read-only bind mount here (needs root)")
-    try:
+    with read_only_bind(copy):
         capsys.readouterr()
         assert main(["evaluate", str(copy), "--data", str(study.chexpert), "--n-boot", "20"]) == 0
         captured = capsys.readouterr()
@@ -251,5 +243,3 @@ def test_read_only_run_is_scored_and_printed_or_written_to_out(study, tmp_path, 
         written = runs.external_dir(out, "chexpert", study.chexpert) / runs.AUC
         assert f"wrote {written}" in capsys.readouterr().out
         assert pd.read_csv(written, keep_default_na=False)["class"].tolist() == [*SHARED, "mean"]
-    finally:
-        subprocess.run(["umount", str(copy)], check=False)

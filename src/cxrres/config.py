@@ -359,21 +359,22 @@ def checked_value(name: str, value: Any) -> Any:
     return value
 
 
-def checked_settings(path: str | Path, mapping: dict[str, Any], what: str = "setting") -> dict[str, Any]:
-    """TrainConfig settings of a YAML file with every value checked (`checked_value`); DataFormatError naming the
-    file and the key."""
+def checked_settings(mapping: dict[str, Any], what: str = "setting", path: str | Path | None = None) -> dict[str, Any]:
+    """TrainConfig settings with every value checked (`checked_value`); one line naming the key (`what NAME: ...`),
+    a DataFormatError naming the file too when they come from `path`."""
     out = {}
     for name, value in mapping.items():
         try:
             out[name] = checked_value(name, value)
         except (ValueError, argparse.ArgumentTypeError) as error:
-            raise DataFormatError(Path(path), f"{what} {name}: {error}") from None
+            said = f"{what} {name}: {error}"
+            raise (DataFormatError(Path(path), said) if path is not None else CxrresError(said)) from None
     return out
 
 
 def config_from_file(path: str | Path) -> dict[str, Any]:
     """TrainConfig settings from a YAML file (keys as TrainConfig fields), each value checked as its flag is."""
-    return checked_settings(path, read_settings_yaml(path, {f.name for f in fields(TrainConfig)}))
+    return checked_settings(read_settings_yaml(path, {f.name for f in fields(TrainConfig)}), path=path)
 
 
 def merge_settings(*layers: dict[str, Any]) -> TrainConfig:

@@ -327,11 +327,10 @@ def write_comparison(
     out_dir: str | Path,
     reference: PublishedReference | None = None,
     shared_y: bool = True,
-    figures: dict[str, Path] | None = None,
 ) -> list[Path]:
     """Write the comparison's tables (Markdown, CSV, LaTeX), tests, best resolutions and test labels per class (CSV:
     positives, negatives, masked out), mean ± sd over seeds with every seed's values (CSV), the published comparison
-    when `reference` applies, and the figures (name -> PNG path added to `figures` when it is given)."""
+    when `reference` applies, and the figures (PNG + SVG, each named by its figure)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = []
@@ -342,9 +341,6 @@ def write_comparison(
     for name, frame in frames.items():
         write_csv_atomic(out / name, frame)
         written.append(out / name)
-    drawn = write_figures(comparison, out, reference, shared_y)
-    for png in drawn.values():
+    for png in write_figures(comparison, out, reference, shared_y).values():
         written += [png, png.with_suffix(".svg")]
-    if figures is not None:  # the caller keeps name -> PNG path (the report reuses them instead of drawing again)
-        figures.update(drawn)
     return written

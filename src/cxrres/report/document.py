@@ -49,7 +49,6 @@ from cxrres.report.comparison import (
     scope_title,
     test_labels_table,
     write_comparison,
-    write_figures,
 )
 from cxrres.report.reference import (
     METRIC_TITLES,
@@ -227,17 +226,16 @@ def build_sections(
     study_dir: Path,
     comparison: Comparison,
     files: Path,
+    figures: dict[str, Path],
     source: DataSource | None = None,
     shared_y: bool = True,
     reference: PublishedReference | None = None,
-    drawn: dict[str, Path] | None = None,
 ) -> list[tuple[str, list[Block]]]:
-    """The report's sections, figures in `files`: copies of the comparison's `drawn` ones (name -> PNG) where given,
-    else drawn there (`shared_y`: one y range for all per-class panels)."""
+    """The report's sections, with the comparison's `figures` (name -> PNG, already in `files`; `shared_y`: drawn with
+    one y range for all per-class panels); its other figures are drawn into `files`."""
     config = runs.read_settings(comparison.runs[0].run_dir)
     data = runs_data(config, source)
     reference = reference or detect_reference(data.table, comparison.n_images)
-    figures = copy_figures(drawn, files) if drawn else write_figures(comparison, files, reference, shared_y)
     seeds_note = " Several seeds: mean ± sd over seeds (n in the header)." if comparison.several_seeds else ""
     key = (
         "The smallest and the largest finding by mean box size, and the mean over classes: test AUC, localization "
@@ -357,13 +355,14 @@ def use_blocks(study_dir: Path) -> list[Block]:
     ]
 
 
-def copy_figures(drawn: dict[str, Path], files: Path) -> dict[str, Path]:
-    """Each drawn figure's PNG and SVG copied into `files` (atomically); name -> the copied PNG."""
+def copy_figures(written: list[Path], files: Path) -> dict[str, Path]:
+    """The figures among the comparison's `written` files (PNG + SVG, named by figure) copied into `files`
+    (atomically) instead of drawn again; name -> the copied PNG."""
     out = {}
-    for name, png in drawn.items():
+    for png in (path for path in written if path.suffix == ".png"):
         for path in (png, png.with_suffix(".svg")):
             write_bytes_atomic(files / path.name, path.read_bytes())
-        out[name] = files / png.name
+        out[png.stem] = files / png.name
     return out
 
 
@@ -379,11 +378,11 @@ def write_report(
             raise CxrresError(f"{study_dir}: no finished run under {runs.STUDY_RUNS}/; run `cxrres study` first")
         comparison = compare_runs(run_dirs)
     reference = study_reference(comparison, source)
-    drawn: dict[str, Path] = {}
-    write_comparison(comparison, study_dir / runs.COMPARISON, reference, shared_y, drawn)
+    written = write_comparison(comparison, study_dir / runs.COMPARISON, reference, shared_y)
     files = study_dir / runs.REPORT_FILES
     files.mkdir(exist_ok=True)
-    sections = build_sections(study_dir, comparison, files, source, shared_y, reference, drawn)
+    figures = copy_figures(written, files)
+    sections = build_sections(study_dir, comparison, files, figures, source, shared_y, reference)
     title = f"cxrres study: {len(comparison.runs)} runs, {time.strftime('%Y-%m-%d %H:%M')} (cxrres {__version__})"
     write_text_atomic(study_dir / runs.REPORT_MD, to_markdown(title, sections, study_dir))
     write_text_atomic(study_dir / runs.REPORT_HTML, to_html(title, sections))

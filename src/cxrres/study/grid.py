@@ -7,7 +7,6 @@ The study directory's files are named in `cxrres.runs`: study.yaml (every settin
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import itertools
 from dataclasses import dataclass, field
@@ -15,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from cxrres import runs
-from cxrres.config import PER_RUN, TrainConfig, checked_value, default_run_dir
+from cxrres.config import PER_RUN, TrainConfig, checked_settings, default_run_dir
 from cxrres.data.cache import parse_resolutions
 from cxrres.data.datasets import DatasetTable, dataset_classes, detect_dataset
 from cxrres.data.labels import canonical_label
@@ -159,13 +158,7 @@ def _train_values(mapping: Any) -> dict[str, Any]:
     bad = sorted(set(mapping) - known)
     if bad:
         raise CxrresError(f"unknown train setting {bad[0]!r} (known: {', '.join(sorted(known))})")
-    out = {}
-    for name, value in mapping.items():
-        try:
-            out[name] = checked_value(name, value)
-        except (ValueError, argparse.ArgumentTypeError) as error:
-            raise CxrresError(f"train setting {name}: {error}") from None
-    return out
+    return checked_settings(mapping, "train setting")
 
 
 def parse_values(s: dict[str, Any], where: str | Path = "the study's settings") -> dict[str, Any]:

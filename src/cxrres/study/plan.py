@@ -143,7 +143,7 @@ def study_plan(
 
     argv = tuple(study_argv(study))
     per_run = [step for config in run_configs(study) for step in _run_steps(study, config, boxed_once, kinds)]
-    trained = all(run_state(config).trained for config in run_configs(study))
+    trained = all(step.done for step in per_run if step.kind == "train")  # the caches are wanted until then
     steps = [
         Step("prepare", None, (), trained, study_args=argv),
         *per_run,
@@ -183,5 +183,5 @@ def plan_commands(study: StudyConfig, steps: list[Step]) -> str:
     lines.append(
         "# when all jobs are done (evaluates, localizes, scores on external roots, compares, writes the report):"
     )
-    lines.append(steps[-1].command_line(quiet=False))
+    lines.append(next(step for step in steps if step.kind == "report").command_line(quiet=False))
     return "\n".join(lines)
